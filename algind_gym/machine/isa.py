@@ -100,7 +100,7 @@ FAULT_DOCS: dict[Fault, str] = {
 }
 
 
-class Operand(str, enum.Enum):
+class Operand(enum.StrEnum):
     """What an instruction field means (see the module docstring)."""
 
     DST = "dst"
@@ -152,14 +152,28 @@ OPCODES: tuple[OpSpec, ...] = (
     OpSpec(3, "MOVI", (_D, _I), "cell[a] = b.", "move"),
     OpSpec(4, "MOV", (_D, _S), "cell[a] = cell[b].", "move"),
     OpSpec(5, "LOAD", (_D, _P, _O), "cell[a] = cell[cell[b] + c]  (indirect with offset).", "move"),
-    OpSpec(6, "STORE", (_P, _O, _S), "cell[cell[a] + b] = cell[c]  (indirect with offset).", "move"),
+    OpSpec(
+        6, "STORE", (_P, _O, _S), "cell[cell[a] + b] = cell[c]  (indirect with offset).", "move"
+    ),
     OpSpec(7, "LDF", (_D, _O), "cell[a] = cell[FP + b]  (frame-relative).", "move"),
     OpSpec(8, "STF", (_O, _S), "cell[FP + a] = cell[b]  (frame-relative).", "move"),
-    OpSpec(9, "LEA", (_D, _O), "cell[a] = FP + b  (address of a frame cell, to pass locals by reference).", "move"),
+    OpSpec(
+        9,
+        "LEA",
+        (_D, _O),
+        "cell[a] = FP + b  (address of a frame cell, to pass locals by reference).",
+        "move",
+    ),
     OpSpec(10, "ADD", (_D, _S, _S), "cell[a] = cell[b] + cell[c].", "alu"),
     OpSpec(11, "SUB", (_D, _S, _S), "cell[a] = cell[b] - cell[c].", "alu"),
     OpSpec(12, "MUL", (_D, _S, _S), "cell[a] = cell[b] * cell[c].", "alu"),
-    OpSpec(13, "DIV", (_D, _S, _S), "cell[a] = cell[b] / cell[c]; DIVISION_BY_ZERO if cell[c] == 0.", "alu"),
+    OpSpec(
+        13,
+        "DIV",
+        (_D, _S, _S),
+        "cell[a] = cell[b] / cell[c]; DIVISION_BY_ZERO if cell[c] == 0.",
+        "alu",
+    ),
     OpSpec(14, "MIN", (_D, _S, _S), "cell[a] = cell[b] if cell[b] <= cell[c] else cell[c].", "alu"),
     OpSpec(15, "MAX", (_D, _S, _S), "cell[a] = cell[b] if cell[b] >= cell[c] else cell[c].", "alu"),
     OpSpec(16, "ADDI", (_D, _S, _I), "cell[a] = cell[b] + c.", "alu"),

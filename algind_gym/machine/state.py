@@ -97,7 +97,9 @@ class MachineState:
         return self.cells[:, self.layout.register(name)]
 
     def set_register(self, name: str, value) -> None:
-        self.cells[:, self.layout.register(name)] = self._finite(value, f"register {name}")
+        with np.errstate(over="ignore"):
+            v = np.asarray(value, dtype=self.dtype)
+        self.cells[:, self.layout.register(name)] = self._finite(v, f"register {name}")
 
     @property
     def halted(self) -> np.ndarray:
@@ -114,7 +116,9 @@ class MachineState:
 
     def write(self, address: int, values) -> None:
         """Write ``values`` (shape ``(k,)`` or ``(batch, k)``) at ``address`` in every machine."""
-        v = np.asarray(self._finite(values, f"write at {address}"), dtype=self.dtype)
+        with np.errstate(over="ignore"):
+            v = np.asarray(values, dtype=self.dtype)
+        self._finite(v, f"write at {address} ({self.layout.describe(address)})")
         k = v.shape[-1] if v.ndim else 1
         if address < 0 or address + k > self.layout.n_cells:
             raise IndexError(
@@ -186,7 +190,10 @@ class MachineState:
         return f"MachineState(batch={self.batch}, n_cells={self.layout.n_cells}, dtype={self.dtype.name})"
 
     def _finite(self, value, what: str):
-        arr = np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value)
         if not np.isfinite(arr).all():
-            raise ValueError(f"{what}: values must be finite, got {value!r}")
+            raise ValueError(
+                f"{what}: values must be finite in {self.dtype.name}, got {value!r} "
+                "(out of range for this dtype?)"
+            )
         return value

@@ -1,0 +1,231 @@
+"""The ``algind-gym`` command line.
+
+Every subcommand is a thin layer over a library function (one way to do each thing):
+it parses arguments, calls the library, and prints a rich table or JSON. Errors in the
+user's input (a bad program file, an unknown register) print one clear line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from algind_gym.machine.assembler import AssemblyError
+from algind_gym.machine.disassembler import disassemble_program
+from algind_gym.machine.isa import WIDTH, Fault
+from algind_gym.machine.program import Program, build_machine
+from algind_gym.machine.state import MachineState
+
+console = Console()
+
+
+class UsageError(Exception):
+    """A problem with the user's input; printed without a traceback."""
+
+
+# --------------------------------------------------------------------- helpers
+def example_names() -> list[str]:
+    return sorted(
+        p.name[:-4]
+        for p in resources.files("algind_gym.examples").iterdir()
+        if p.name.endswith(".asm")
+    )
+
+
+def read_source(path: str) -> tuple[str, str]:
+    """Return (text, filename) of an assembly file, or of a bundled example by name."""
+    p = Path(path)
+    if p.is_file():
+        return p.read_text(), str(p)
+    name = p.name[:-4] if p.name.endswith(".asm") else p.name
+    if str(p) == p.name and name in example_names():
+        res = resources.files("algind_gym.examples") / f"{name}.asm"
+        return res.read_text(), f"<example {name}>"
+    raise UsageError(
+        f"no such file {path!r}; pass a path to an .asm file or one of the bundled examples: "
+        f"{', '.join(example_names())}"
+    )
+
+
+def parse_assignment(text: str) -> tuple[str, list[float]]:
+    name, sep, values = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"--set expects NAME=V1,V2,...; got {text!r}")
+    try:
+        vals = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(
+            f"--set {name}: values must be comma-separated numbers, got {values!r}"
+        ) from None
+    if not vals or not all(np.isfinite(vals)):
+        raise UsageError(f"--set {name}: give at least one finite number")
+    return name.strip(), vals
+
+
+def apply_assignments(state: MachineState, program: Program, assignments: list[str]) -> None:
+    for text in assignments:
+        name, vals = parse_assignment(text)
+        if name in program.data:
+            address, cur = program.data[name]
+            if len(vals) != len(cur):
+                raise UsageError(
+                    f"--set {name}: {name!r} has {len(cur)} cell(s), got {len(vals)} value(s)"
+                )
+            state.write(address, vals)
+        elif name.lower() in state.layout.register_names:
+            if len(vals) not in (1, state.batch):
+                raise UsageError(f"--set {name}: give 1 value or one per machine ({state.batch})")
+            state.set_register(name, vals if len(vals) > 1 else vals[0])
+        else:
+            raise UsageError(
+                f"--set {name}: unknown name; data is {sorted(program.data) or 'none'}, "
+                f"registers are {', '.join(state.layout.register_names)}"
+            )
+
+
+def state_summary(state: MachineState, program: Program) -> dict:
+    return {
+        "registers": {n: state.register(n).tolist() for n in state.layout.register_names},
+        "fault": [Fault(int(f)).name for f in state.faults],
+        "halted": state.halted.tolist(),
+        "data": {k: state.read(a, len(v)).tolist() for k, (a, v) in program.data.items()},
+    }
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.6g}"
+
+
+def print_state(state: MachineState, program: Program) -> None:
+    summary = state_summary(state, program)
+    machines = range(state.batch)
+    t = Table(
+        title=f"final state of {program.name!r} ({state.batch} machine(s), {state.dtype.name})"
+    )
+    t.add_column("name", style="bold")
+    for m in machines:
+        t.add_column(f"machine {m}", justify="right")
+    t.add_row("fault", *summary["fault"])
+    t.add_row("halted", *[str(h) for h in summary["halted"]])
+    for name, vals in summary["registers"].items():
+        if name in ("halt", "fault"):
+            continue
+        t.add_row(name, *[_fmt(v) for v in vals])
+    t.add_section()
+    for name, rows in summary["data"].items():
+        t.add_row(f"data {name}", *[" ".join(_fmt(v) for v in r) for r in rows])
+    console.print(t)
+
+
+# -------------------------------------------------------------------- commands
+def cmd_asm(args: argparse.Namespace) -> int:
+    text, filename = read_source(args.file)
+    state, program = build_machine(text, filename=filename)
+    if args.json:
+        out = {"program": program.to_dict(), "layout": state.layout.to_dict()}
+        print(json.dumps(out))
+        return 0
+    t = Table(title=f"{filename}: {program.n_instructions} instructions at {program.code_base}")
+    for col in ("address", "cells", "line", "source"):
+        t.add_column(col)
+    src_lines = text.splitlines()
+    for i in range(program.n_instructions):
+        cells = program.code[WIDTH * i : WIDTH * (i + 1)]
+        line = program.lines[i]
+        t.add_row(
+            str(program.code_base + WIDTH * i),
+            " ".join(_fmt(c) for c in cells),
+            str(line),
+            src_lines[line - 1].split(";")[0].strip(),
+        )
+    console.print(t)
+    return 0
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+            program = Program.from_dict(data.get("program", data))
+        except (OSError, json.JSONDecodeError, KeyError, ValueError) as e:
+            raise UsageError(f"{path}: not an assembled program ({e})") from None
+        print(disassemble_program(program), end="")
+        return 0
+    text, filename = read_source(args.file)
+    state, program = build_machine(text, filename=filename)
+    print(disassemble_program(program, state.layout), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from algind_gym.machine.interpreter import run
+
+    text, filename = read_source(args.file)
+    state, program = build_machine(text, filename=filename, batch=args.batch, dtype=args.dtype)
+    apply_assignments(state, program, args.set or [])
+    run(state, max_steps=args.max_steps)
+    if args.json:
+        print(json.dumps({"program": program.name, **state_summary(state, program)}))
+    else:
+        print_state(state, program)
+    return 0 if not state.faults.any() else 1
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "asm": (cmd_asm, "assemble a program and print its listing (or --json)"),
+    "disasm": (cmd_disasm, "disassemble a program (.asm, bundled example, or asm --json output)"),
+    "run": (
+        cmd_run,
+        "assemble and run a program on the reference interpreter, print the final state",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="algind-gym",
+        description="Algorithm induction by composing skills on a Transformer CPU.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name in ("asm", "disasm", "run"):
+            p.add_argument(
+                "file", help=f"an .asm file or a bundled example ({', '.join(example_names())})"
+            )
+        if name == "asm":
+            p.add_argument(
+                "--json", action="store_true", help="print the assembled program as JSON"
+            )
+        if name == "run":
+            p.add_argument(
+                "--set", action="append", metavar="NAME=V1,V2", help="set data or a register"
+            )
+            p.add_argument("--max-steps", type=int, default=100_000, help="instruction budget")
+            p.add_argument("--batch", type=int, default=1, help="number of machines")
+            p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+            p.add_argument("--json", action="store_true", help="print the final state as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][0](args)
+    except (UsageError, AssemblyError, ValueError, KeyError, IndexError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"algind-gym: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Gymnasium registrations (``AlgInd/<Task>-v0``); filled by the environments issue."""
