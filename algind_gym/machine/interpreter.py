@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from algind_gym.machine.isa import BY_NAME, MAX_OPCODE, WIDTH, Fault
+from algind_gym.machine.isa import BY_NAME, MAX_OPCODE, OPCODES, WIDTH, Fault, Operand
 from algind_gym.machine.layout import Layout
 from algind_gym.machine.state import MachineState
 
@@ -189,10 +189,16 @@ def _callp(x, s, a, b, c):
 
 
 def _pop_guard(x, s) -> np.ndarray:
-    """STACK_UNDERFLOW unless the stack holds a value; returns the top address."""
+    """STACK_UNDERFLOW unless the stack holds a value; returns the top address.
+
+    A corrupted SP (set from outside; programs cannot write it) may put the top beyond
+    the state: that read address is an ADDRESS fault (ISA fault rule 3), not a crash.
+    """
     sp = x.sp[s]
     x.raise_fault(s, sp <= x.layout.stack_base, Fault.STACK_UNDERFLOW)
-    return np.where(sp > x.layout.stack_base, sp - 1, x.layout.stack_base).astype(np.int64)
+    top = np.where(sp > x.layout.stack_base, sp - 1, x.layout.stack_base)
+    x.raise_fault(s, top >= x.n_cells, Fault.ADDRESS)
+    return np.where(top < x.n_cells, top, x.layout.stack_base).astype(np.int64)
 
 
 def _ret(x, s, a, b, c):
@@ -228,6 +234,8 @@ def _leave(x, s, a, b, c):
     t = x.fp[s] - 1
     ok = _is_int(t) & (t >= x.layout.stack_base) & (t < x.sp[s])
     x.raise_fault(s, ~ok, Fault.STACK_UNDERFLOW)
+    x.raise_fault(s, ok & (t >= x.n_cells), Fault.ADDRESS)  # corrupted SP/FP: no crash
+    ok &= t < x.n_cells
     ti = np.where(ok, t, x.layout.stack_base).astype(np.int64)
     x.new_sp[s] = t
     x.new_fp[s] = x.read(s, ti)
@@ -277,8 +285,11 @@ HANDLERS: dict[int, Handler] = {
     BY_NAME["LEAVE"].code: _leave,
     BY_NAME["SUBLEQ"].code: _subleq,
 }
-assert set(HANDLERS) == {op for op in range(1, MAX_OPCODE + 1) if op in HANDLERS}
-_COUNT_OPS = {BY_NAME["ENTER"].code}  # opcodes whose field a is a count (see Operand.CNT)
+assert set(HANDLERS) == {op.code for op in OPCODES}, "every opcode in the table needs a handler"
+_KNOWN = np.zeros(MAX_OPCODE + 1, dtype=bool)  # lookup: opcode -> has a handler
+_KNOWN[list(HANDLERS)] = True
+_COUNT = np.zeros(MAX_OPCODE + 1, dtype=bool)  # lookup: opcode -> field a is a count
+_COUNT[[op.code for op in OPCODES if op.operands[:1] == (Operand.CNT,)]] = True
 
 
 def step_cells(cells: np.ndarray, layout: Layout) -> None:
@@ -299,9 +310,8 @@ def step_cells(cells: np.ndarray, layout: Layout) -> None:
     # 2. decode
     known = _is_int(op) & (op >= 1) & (op <= MAX_OPCODE)
     opi = np.where(known, op, 0).astype(np.int64)
-    known &= np.isin(opi, list(HANDLERS))
-    is_count = np.isin(opi, list(_COUNT_OPS))
-    bad_count = is_count & ~(_is_int(a) & (a >= 0))
+    known &= _KNOWN[opi]
+    bad_count = _COUNT[opi] & ~(_is_int(a) & (a >= 0))
     x.raise_fault(np.arange(rows.size), (~known | bad_count) & pc_ok, Fault.INVALID_INSTRUCTION)
     opi[x.fault != 0] = 0  # faulted rows execute nothing
 
