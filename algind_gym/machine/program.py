@@ -183,20 +183,21 @@ def build_machine(
     return state, program
 
 
-def call(state: MachineState, header: int, mode: int = 0) -> None:
-    """Start a top-level call of the skill at ``header`` on every machine.
+def call(state: MachineState, header: int, mode: int = 0, rows=None) -> None:
+    """Start a top-level call of the skill at ``header`` on every machine (or on ``rows``).
 
     Pushes the boot HALT as return address, sets MODE and jumps to the entry that MODE
     selects, clearing HALT and FAULT: exactly what ``CALLP`` does, done by the host.
     """
     lay = state.layout
-    sp = state.register("sp")
+    rows = np.arange(state.batch) if rows is None else np.arange(state.batch)[rows]
+    cells = state.cells
+    sp = cells[rows, lay.register("sp")]
     if (sp >= lay.stack_end).any():
         raise RuntimeError("cannot start a call: the stack is full")
-    rows = np.arange(state.batch)
-    state.cells[rows, sp.astype(np.int64)] = lay.halt_address
-    state.set_register("sp", sp + 1)
-    state.set_register("mode", mode)
-    state.set_register("halt", 0)
-    state.set_register("fault", 0)
-    state.set_register("pc", state.cells[:, header + mode])
+    cells[rows, sp.astype(np.int64)] = lay.halt_address
+    cells[rows, lay.register("sp")] = sp + 1
+    cells[rows, lay.register("mode")] = mode
+    cells[rows, lay.register("halt")] = 0
+    cells[rows, lay.register("fault")] = 0
+    cells[rows, lay.register("pc")] = cells[rows, header + mode]

@@ -1,0 +1,134 @@
+"""One switch for the execution backend used by everything above the CPU layer.
+
+``make_backend("transformer")`` (the default, fused path), ``"transformer-dense"`` and
+``"reference"`` (the numpy interpreter) all have ``.name``, ``.step(state)`` and
+``.run(state, max_steps)``; both mutate the :class:`MachineState` in place and return it.
+
+The Transformer backends compile one :class:`TransformerCPU` per (layout, dtype) and keep
+it. ``run`` converts numpy to torch once (on CPU ``torch.from_numpy`` shares the memory, so
+there is no copy at all), loops the forward pass, and copies back once. Its driver
+semantics are those of :func:`algind_gym.machine.interpreter.run`: stop when no machine is
+running, and give ``BUDGET_EXHAUSTED`` to machines still running after ``max_steps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from algind_gym.cpu.model import TransformerCPU
+from algind_gym.machine import interpreter
+from algind_gym.machine.isa import Fault
+from algind_gym.machine.layout import Layout
+from algind_gym.machine.state import MachineState
+
+BACKENDS = ("transformer", "transformer-dense", "reference")
+"""Names accepted by :func:`make_backend`."""
+
+_FAULT, _HALT = 5, 4
+_CHECK_EVERY = 16
+"""Steps between "is anything still running?" checks (each one is a device sync).
+Extra steps on a batch where nothing runs are no-ops, so results do not depend on it."""
+
+
+class Backend(Protocol):
+    """What every backend offers."""
+
+    name: str
+
+    def step(self, state: MachineState) -> MachineState: ...
+
+    def run(self, state: MachineState, max_steps: int = 10_000) -> MachineState: ...
+
+
+class ReferenceBackend:
+    """The numpy reference interpreter behind the backend interface."""
+
+    name = "reference"
+
+    def step(self, state: MachineState) -> MachineState:
+        """Execute one instruction on every running machine (in place)."""
+        return interpreter.step(state)
+
+    def run(self, state: MachineState, max_steps: int = 10_000) -> MachineState:
+        """Run until all machines stop or ``max_steps`` (in place)."""
+        return interpreter.run(state, max_steps)
+
+
+@dataclass
+class TransformerBackend:
+    """The Transformer CPU (``path`` "fused" or "dense") behind the backend interface."""
+
+    path: str = "fused"
+    device: str | torch.device = "cpu"
+    _models: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return "transformer" if self.path == "fused" else f"transformer-{self.path}"
+
+    def model(self, layout: Layout, dtype) -> TransformerCPU:
+        """The compiled CPU for ``layout`` and ``dtype`` (compiled once, then cached)."""
+        key = (layout, np.dtype(dtype).name)
+        if key not in self._models:
+            self._models[key] = TransformerCPU(layout, dtype, self.device, self.path)
+        return self._models[key]
+
+    def _to_torch(self, state: MachineState) -> torch.Tensor:
+        if not state.cells.flags.c_contiguous:
+            state.cells = np.ascontiguousarray(state.cells)
+        return torch.from_numpy(state.cells).to(self.device)
+
+    def _back(self, state: MachineState, cells: torch.Tensor) -> None:
+        if cells.device.type != "cpu" or cells.data_ptr() != state.cells.ctypes.data:
+            state.cells[...] = cells.cpu().numpy()
+
+    def step(self, state: MachineState) -> MachineState:
+        """Execute one instruction on every running machine (in place)."""
+        cpu = self.model(state.layout, state.dtype)
+        cells = self._to_torch(state)
+        with torch.inference_mode():
+            cells = cpu(cells, inplace=True)
+        self._back(state, cells)
+        return state
+
+    def run(self, state: MachineState, max_steps: int = 10_000) -> MachineState:
+        """Run until all machines stop or ``max_steps`` (in place); see the module docs."""
+        if max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+        cpu = self.model(state.layout, state.dtype)
+        cells = self._to_torch(state)
+        with torch.inference_mode():
+            done = 0
+            while done < max_steps and bool(_running(cells).any()):
+                for _ in range(min(_CHECK_EVERY, max_steps - done)):
+                    cells = cpu(cells, inplace=True)
+                    done += 1
+            still = _running(cells)
+            cells[:, _FAULT] = torch.where(still, float(Fault.BUDGET_EXHAUSTED), cells[:, _FAULT])
+        self._back(state, cells)
+        return state
+
+
+def _running(cells: torch.Tensor) -> torch.Tensor:
+    """:attr:`MachineState.running` on a tensor: HALT == 0 and int(FAULT) == 0."""
+    return (cells[:, _HALT] == 0) & (torch.trunc(cells[:, _FAULT]) == 0)
+
+
+def make_backend(name: str = "transformer", device: str | torch.device = "cpu") -> Backend:
+    """Return the execution backend called ``name`` (see :data:`BACKENDS`).
+
+    Example:
+        >>> make_backend().name, make_backend("reference").name
+        ('transformer', 'reference')
+    """
+    if name == "reference":
+        return ReferenceBackend()
+    if name == "transformer":
+        return TransformerBackend("fused", device)
+    if name == "transformer-dense":
+        return TransformerBackend("dense", device)
+    raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")

@@ -1,0 +1,159 @@
+"""Fuzz the Transformer CPU against the reference interpreter, step by step, bit for bit.
+
+:func:`verify_cpu` generates random programs and states (:mod:`algind_gym.cpu.fuzz`),
+runs the reference interpreter and each Transformer backend side by side, and compares
+the full state of every machine after every step by its bit pattern (so ``-0.0`` and
+``0.0`` differ). A machine that differs is counted once per step and then resynchronised
+from the reference, so one bug does not hide or cascade into others. Machines run in a
+pool of ``batch`` slots that is refilled with fresh programs as machines stop, so nearly
+every checked step executes an instruction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from algind_gym.cpu.backend import make_backend
+from algind_gym.cpu.fuzz import random_machines
+from algind_gym.machine import interpreter
+from algind_gym.machine.isa import BY_CODE, MAX_OPCODE, Fault
+
+_MAX_EXAMPLES = 5
+_REFILL_EVERY = 8
+
+
+def _bits(cells: np.ndarray) -> np.ndarray:
+    return cells.view(np.int32 if cells.dtype == np.float32 else np.int64)
+
+
+def verify_cpu(
+    programs: int = 2048,
+    steps: int = 256,
+    batch: int = 512,
+    dtype: str = "float32",
+    seed: int = 0,
+    backends: Sequence[str] = ("transformer", "transformer-dense"),
+    garbage: float = 0.03,
+    print_result: bool = True,
+) -> dict:
+    """Run ``programs`` random programs for up to ``steps`` steps on every backend.
+
+    Args:
+        programs: number of random machines (each with its own program and data).
+        steps: step budget per machine.
+        batch: machines per round (the batch size of every backend).
+        dtype: "float32" or "float64".
+        seed: seeds the program generator.
+        backends: the backends compared with the reference interpreter.
+        garbage: probability of a garbage field/opcode/register (see ``random_machines``).
+        print_result: print a rich summary.
+
+    Returns:
+        ``{"mismatches", "steps_checked", "programs", "dtype", "seed", "per_backend",
+        "faults", "opcodes", "examples", "seconds"}``. ``steps_checked`` counts
+        (machine, step) pairs where the machine was running on the reference;
+        ``mismatches`` counts (backend, machine, step) triples whose state differs.
+    """
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    engines = {name: make_backend(name) for name in backends}
+    per_backend = dict.fromkeys(backends, 0)
+    faults: Counter = Counter()
+    opcode_counts = np.zeros(MAX_OPCODE + 1, dtype=np.int64)
+    examples: list[dict] = []
+    checked, issued, step = 0, 0, 0
+    start = time.perf_counter()
+    # A pool of `batch` slots; a slot whose machine stopped (or used its `steps` budget)
+    # gets a fresh random program, so every step checks mostly running machines.
+    ref = random_machines(min(batch, programs), rng, dt, garbage)
+    issued = ref.batch
+    age = np.zeros(ref.batch, dtype=np.int64)
+    active = np.ones(ref.batch, dtype=bool)
+    copies = {name: ref.copy() for name in backends}
+    n = ref.layout.n_cells
+    while active.any():
+        running = active & (ref.cells[:, 4] == 0) & (ref.cells[:, 5] == 0)
+        checked += int(running.sum())
+        pc = ref.cells[:, 0]
+        fetch = running & (pc >= 0) & (pc <= n - 4) & (np.floor(pc) == pc)
+        ops = ref.cells[fetch, pc[fetch].astype(np.int64)]
+        ops = ops[(np.floor(ops) == ops) & (ops >= 0) & (ops <= MAX_OPCODE)].astype(np.int64)
+        opcode_counts += np.bincount(ops, minlength=MAX_OPCODE + 1)
+        interpreter.step(ref)
+        for name, engine in engines.items():
+            state = copies[name]
+            engine.step(state)
+            bad = np.flatnonzero((_bits(state.cells) != _bits(ref.cells)).any(axis=1) & active)
+            if bad.size:
+                per_backend[name] += int(bad.size)
+                for m in bad[: max(0, _MAX_EXAMPLES - len(examples))]:
+                    cols = np.flatnonzero(_bits(state.cells[m]) != _bits(ref.cells[m]))
+                    examples.append(
+                        {
+                            "backend": name,
+                            "step": int(age[m]),
+                            "cells": [ref.layout.describe(int(c)) for c in cols[:8]],
+                            "reference": ref.cells[m, cols[:8]].tolist(),
+                            "got": state.cells[m, cols[:8]].tolist(),
+                        }
+                    )
+                state.cells[bad] = ref.cells[bad]
+        age += 1
+        step += 1
+        if step % _REFILL_EVERY == 0 or not (active & ref.running).any():
+            done = active & (~ref.running | (age >= steps))
+            faults.update(Fault(int(f)).name for f in ref.faults[done] if 0 <= f <= max(Fault))
+            active &= ~done
+            slots = np.flatnonzero(~active)[: programs - issued]
+            if slots.size:
+                fresh = random_machines(slots.size, rng, dt, garbage).cells
+                ref.cells[slots] = fresh
+                for state in copies.values():
+                    state.cells[slots] = fresh
+                age[slots] = 0
+                active[slots] = True
+                issued += slots.size
+    opcodes = {BY_CODE[c].name: int(k) for c, k in enumerate(opcode_counts) if c in BY_CODE}
+    result = {
+        "mismatches": int(sum(per_backend.values())),
+        "steps_checked": checked,
+        "programs": programs,
+        "dtype": dt.name,
+        "seed": seed,
+        "per_backend": per_backend,
+        "faults": dict(sorted(faults.items())),
+        "opcodes": opcodes,
+        "examples": examples,
+        "seconds": time.perf_counter() - start,
+    }
+    if print_result:
+        print_verify(result)
+    return result
+
+
+def print_verify(result: dict) -> None:
+    """Print a :func:`verify_cpu` result with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    status = "[green]OK[/green]" if result["mismatches"] == 0 else "[red]MISMATCH[/red]"
+    console.print(
+        f"verify-cpu {status}: {result['mismatches']} mismatches in {result['steps_checked']:,} "
+        f"instruction steps ({result['programs']} programs, {result['dtype']}, seed "
+        f"{result['seed']}, {result['seconds']:.1f} s)"
+    )
+    table = Table(title="per backend")
+    table.add_column("backend")
+    table.add_column("mismatches", justify="right")
+    for name, count in result["per_backend"].items():
+        table.add_row(name, str(count))
+    console.print(table)
+    console.print(f"final faults: {result['faults']}")
+    console.print(f"opcodes executed: {len(result['opcodes'])} distinct")
+    for ex in result["examples"]:
+        console.print(ex)

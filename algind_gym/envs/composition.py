@@ -1,0 +1,406 @@
+"""`SkillCompositionEnv`: one curriculum task as a Gymnasium environment.
+
+The environment is a thin layer over :class:`~algind_gym.tasks.workspace.Workspace` (the one
+way to run an action): it samples a length, generates K examples, turns agent actions into
+``(skill, bindings)`` (:mod:`algind_gym.envs.actions`), runs them on the K machines in
+lockstep with the chosen backend, and scores the outputs. Execution is split into
+``_plan`` / ``_execute`` / ``_finish`` so that :class:`~algind_gym.envs.vector.AlgIndVectorEnv`
+can run the actions of many environments in one batched CPU call with the same code.
+
+Capacity: machines are laid out for ``max(length, max_length)`` (``max_length`` defaults to
+the largest training length), so every training length shares one layout (one batch in
+the vector env) and the observation has a fixed size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from algind_gym.envs.actions import HALT, ActionTable, build_action_table
+from algind_gym.envs.observation import ObservationBuilder
+from algind_gym.envs.render import describe_pointer_table, describe_registers, state_to_rgb
+from algind_gym.machine.isa import Fault
+from algind_gym.machine.state import MachineState
+from algind_gym.skills.builtin import builtin_library
+from algind_gym.skills.image import ExecResult
+from algind_gym.skills.library import SkillLibrary
+from algind_gym.tasks.spec import TaskSpec, get_task
+from algind_gym.tasks.workspace import Workspace
+
+REWARD_MODES = ("dense", "sparse")
+ACTION_ENCODINGS = ("discrete", "multidiscrete")
+
+
+class SkillCompositionEnv(gym.Env):
+    """Compose library skills into a program that solves one task on K examples at once.
+
+    ## Description
+
+    The paper's composition learning problem (Sindhi & Budvytis, section 3.2.3) as an MDP.
+    A machine state holds the task's inputs, free space for outputs and temporaries, a
+    pointer table describing every piece of data, and the code of every library skill.
+    Each step the agent picks a skill and which pointer-table entries to load into its
+    argument slots; the Transformer CPU (or the reference interpreter) runs the skill to
+    completion on K example machines in lockstep (the CPU's batch dimension), so a program
+    only scores if it is right on all K different inputs. An episode is one attempt at a
+    program; the calls made so far are the program (``info["program"]``).
+
+    ## Action Space
+
+    ``action_encoding="discrete"`` (default): ``Discrete(n)``, one index per candidate
+    ``(skill, bindings)`` plus HALT (the last index). ``"multidiscrete"``:
+    ``MultiDiscrete([n_skills + 1, n_pointers, ...])``, the skill (HALT last) then one
+    pointer per slot. Masks: :meth:`action_masks` and ``info["action_mask"]`` (exact for
+    "discrete"; see :mod:`algind_gym.envs.actions`).
+
+    ## Observation Space
+
+    ``observation_mode="state"`` (default), a ``Dict`` of flat float32 vectors (the shapes
+    below are ``env.observation_shapes``; reshape with them):
+
+    * ``cells``: ``(K, n_registers + 4 * n_pointers + memory_window)`` float32: per machine,
+      the registers, the pointer table ``[addr, rows, cols, type]`` and the first
+      ``memory_window`` cells of memory (inputs, outputs and temporaries; zero padded).
+      Stack (empty between calls) and code (constant per library) are left out.
+    * ``pointer_types``: ``(n_pointers,)`` the ``type`` code of each entry (0 empty,
+      1 scalar, 2 vector, 3 matrix, 4 skill).
+    * ``calls``: ``(max_calls, 1 + max_arity)`` the actions so far as
+      ``[skill, pointers...]`` (multidiscrete form), -1 where empty.
+
+    ``observation_mode="compact"``: ``registers`` ``(K, n_registers)``, ``pointers``
+    ``(n_pointers, 4)``, ``data`` ``(K, n_pointers, window)`` (the first ``window``
+    elements of every data entry, length independent), ``pointer_types`` and ``calls``.
+
+    ## Rewards
+
+    ``reward_mode="dense"``: potential-based, the change in the fraction of output elements
+    within the task's tolerance, averaged over the K examples. ``"sparse"``: 1 when every
+    output of every example is right. Both subtract ``call_cost`` per executed call. A
+    masked (invalid) action costs ``invalid_penalty`` and changes nothing; a fault costs
+    ``fault_penalty`` and ends the episode.
+
+    ## Starting State
+
+    Fresh machines with the library installed, K examples of the task at a length drawn
+    uniformly from ``lengths`` (default: the task's training lengths) or given by
+    ``reset(options={"length": n})``, outputs and temporaries zero.
+
+    ## Episode End
+
+    Terminated on success, on HALT and on a fault (``info["fault"]`` names it). Truncated
+    after ``max_calls`` steps.
+
+    ## Arguments
+
+    ``task`` (name, id or :class:`TaskSpec`), ``library`` (default: built-in atomic skills and
+    combinators), ``n_examples`` (K, 8), ``max_calls`` (T, 6), ``lengths``, ``max_length``,
+    ``backend`` (``"transformer"``, ``"transformer-dense"`` or ``"reference"``),
+    ``reward_mode``, ``action_encoding``, ``observation_mode``, ``call_cost`` (0.01),
+    ``invalid_penalty`` (0.1), ``fault_penalty`` (1.0), ``memory_window``, ``data_window``,
+    ``dtype`` (float64), ``render_mode`` (``"ansi"`` or ``"rgb_array"``).
+
+    ## Vectorized Environment
+
+    ``gym.make_vec(id, num_envs, vectorization_mode="vector_entry_point")`` gives
+    :class:`~algind_gym.envs.vector.AlgIndVectorEnv`: all environments' K machines run in
+    one batched CPU call per step, with next-step autoreset.
+
+    ## Version History
+
+    * v0: initial version.
+
+    Example:
+        >>> env = SkillCompositionEnv("VectorAdd", backend="reference", n_examples=2)
+        >>> obs, info = env.reset(seed=0)
+        >>> a = env.encode("zipmap", ["&s_add", "x", "y", "out"])
+        >>> obs, reward, terminated, truncated, info = env.step(a)
+        >>> terminated, info["success"]
+        (True, True)
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2}
+
+    def __init__(
+        self,
+        task: str | TaskSpec = "VectorAdd",
+        library: SkillLibrary | None = None,
+        *,
+        n_examples: int = 8,
+        max_calls: int = 6,
+        lengths: tuple[int, ...] | None = None,
+        max_length: int | None = None,
+        backend: str = "transformer",
+        reward_mode: str = "dense",
+        action_encoding: str = "discrete",
+        observation_mode: str = "state",
+        call_cost: float = 0.01,
+        invalid_penalty: float = 0.1,
+        fault_penalty: float = 1.0,
+        memory_window: int | None = None,
+        data_window: int = 8,
+        dtype: Any = np.float64,
+        render_mode: str | None = None,
+    ) -> None:
+        self.task = task if isinstance(task, TaskSpec) else get_task(task)
+        self.library = library if library is not None else builtin_library()
+        _check_choice("reward_mode", reward_mode, REWARD_MODES)
+        _check_choice("action_encoding", action_encoding, ACTION_ENCODINGS)
+        _check_choice("observation_mode", observation_mode, ("state", "compact"))
+        if render_mode is not None:
+            _check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
+        for name, v in (("n_examples", n_examples), ("max_calls", max_calls)):
+            if int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        self.lengths = tuple(lengths) if lengths else self.task.train_lengths
+        if any(n < 0 for n in self.lengths):
+            raise ValueError(f"lengths must be non-negative, got {self.lengths}")
+        self.max_length = int(max_length) if max_length is not None else max(self.lengths)
+        self.n_examples, self.max_calls = int(n_examples), int(max_calls)
+        self.backend, self.reward_mode = backend, reward_mode
+        self.action_encoding, self.observation_mode = action_encoding, observation_mode
+        self.call_cost, self.invalid_penalty = float(call_cost), float(invalid_penalty)
+        self.fault_penalty, self.dtype, self.render_mode = float(fault_penalty), dtype, render_mode
+
+        probe = self._workspace(self.max_length, seed=0)
+        self.actions: ActionTable = build_action_table(probe.image, self.task)
+        self._obs = ObservationBuilder(
+            probe,
+            self.actions,
+            max_calls=self.max_calls,
+            mode=observation_mode,
+            memory_window=memory_window,
+            data_window=data_window,
+        )
+        self.observation_space = self._obs.space
+        self.observation_shapes = self._obs.shapes
+        if action_encoding == "discrete":
+            self.action_space = spaces.Discrete(self.actions.n_discrete)
+        else:
+            self.action_space = spaces.MultiDiscrete(self.actions.multidiscrete_nvec())
+        self.ws: Workspace | None = None
+        self.state: MachineState | None = None
+
+    # ---------------------------------------------------------------- helpers
+    def _workspace(self, length: int, seed: int) -> Workspace:
+        return Workspace(
+            self.library,
+            self.task,
+            length,
+            batch=self.n_examples,
+            seed=seed,
+            dtype=self.dtype,
+            capacity=self.max_length,
+        )
+
+    def encode(self, skill: str, bindings: list[int | str]) -> int | np.ndarray:
+        """The action for ``skill`` with ``bindings`` (pointer names or indices); HALT: ``("HALT", [])``."""
+        if skill == HALT:
+            key, binds = HALT, ()
+        else:
+            key = self.library.get(skill).key
+            ws = self.ws or self._workspace(self.max_length, 0)
+            binds = tuple(ws.bind(bindings))
+        if self.action_encoding == "discrete":
+            if key == HALT:
+                return self.actions.halt_index
+            si = self.actions.skills.index(key)
+            try:
+                return self.actions.candidates.index((si, binds))
+            except ValueError:
+                raise ValueError(f"({skill}, {bindings}) is not a candidate action of this env") from None
+        vec = np.zeros(1 + self.actions.max_arity, dtype=np.int64)
+        vec[0] = len(self.actions.skills) if key == HALT else self.actions.skills.index(key)
+        vec[1 : 1 + len(binds)] = binds
+        return vec
+
+    def decode(self, action) -> tuple[str, tuple[int, ...]]:
+        """``(skill key or "HALT", bindings)`` of an action of this env's action space."""
+        if self.action_encoding == "discrete":
+            return self.actions.decode_discrete(int(action))
+        return self.actions.decode_multidiscrete(np.asarray(action))
+
+    def action_masks(self) -> np.ndarray:
+        """Boolean mask of valid actions (sb3-contrib's ``MaskablePPO`` convention)."""
+        if self.action_encoding == "discrete":
+            return self.actions.discrete_mask()
+        return self.actions.multidiscrete_mask()
+
+    # ------------------------------------------------------------------- API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "length" in options:
+            length = int(options["length"])
+            if length < 0:
+                raise ValueError(f"options['length'] must be >= 0, got {length}")
+        else:
+            length = int(self.np_random.choice(self.lengths))
+        example_seed = int(self.np_random.integers(2**63 - 1))
+        self.ws = self._workspace(length, example_seed)
+        self.state = self.ws.reset()
+        self._begin_episode()
+        return self._observation(), self._info()
+
+    def _begin_episode(self) -> None:
+        self.t = 0
+        self.history: list[tuple[str, tuple[int, ...]]] = []
+        self.instructions = 0
+        self.fault = Fault.NONE
+        self.success = False
+        score = self.ws.score(self.state)
+        self.potential = float(score.fraction.mean())
+        self.last_error: str | None = None
+
+    def step(self, action):
+        if self.ws is None:
+            raise RuntimeError("call reset() before step()")
+        if not self.action_space.contains(np.asarray(action) if self.action_encoding != "discrete" else action):
+            raise gym.error.InvalidAction(
+                f"action {action!r} is not in the action space {self.action_space}"
+            )
+        plan = self._plan(action)
+        result = None
+        if plan is not None:
+            result = self.ws.execute(self.state, plan[0], plan[1], self.backend)
+        return self._finish(plan, result)
+
+    def _plan(self, action) -> tuple[str, tuple[int, ...]] | None:
+        """Decode ``action``; None when nothing should run (HALT or an invalid action)."""
+        skill, binds = self.decode(action)
+        self._pending = (skill, binds)
+        if skill == HALT or not self.actions.is_valid(skill, binds):
+            return None
+        return skill, binds
+
+    def _finish(self, plan, result: ExecResult | None):
+        skill, binds = self._pending
+        self.t += 1
+        reward, terminated = 0.0, False
+        if skill == HALT:
+            terminated = True
+            self.last_error = None
+        elif plan is None:
+            reward -= self.invalid_penalty
+            self.last_error = f"invalid action: {skill} {list(binds)}"
+        else:
+            self.history.append((skill, binds))
+            self.instructions += int(result.steps.sum())
+            reward -= self.call_cost
+            faults = result.faults[result.faults != Fault.NONE]
+            if faults.size:
+                self.fault = Fault(int(faults[0]))
+                self.last_error = result.error or f"fault {self.fault.name}"
+                reward -= self.fault_penalty
+                terminated = True
+            else:
+                score = self.ws.score(self.state)
+                potential = float(score.fraction.mean())
+                self.success = bool(score.success.all())
+                if self.reward_mode == "dense":
+                    reward += potential - self.potential
+                elif self.success:
+                    reward += 1.0
+                self.potential = potential
+                terminated = self.success
+        truncated = not terminated and self.t >= self.max_calls
+        return self._observation(), float(reward), terminated, truncated, self._info()
+
+    # ----------------------------------------------------------- observation
+    def _observation(self) -> dict[str, np.ndarray]:
+        return self._obs.observe(self.state, self.ws, self.history)
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "fault": None if self.fault == Fault.NONE else self.fault.name,
+            "error": self.last_error,
+            "program": self.program_text(),
+            "calls": len(self.history),
+            "instructions": self.instructions,
+            "length": self.ws.length,
+            "potential": self.potential,
+            "action_mask": self.action_masks(),
+        }
+
+    def program_text(self) -> str:
+        """The calls made so far, one line each: ``skill(pointer names)``."""
+        names = self.ws.pointer_names if self.ws else []
+        return "\n".join(f"{s}({', '.join(names[p] for p in b)})" for s, b in self.history)
+
+    @property
+    def program(self) -> list[tuple[str, list[str]]]:
+        """The calls made so far as ``(skill, [pointer names])`` (what :func:`compile_task_program` takes)."""
+        names = self.ws.pointer_names
+        return [(s, [names[p] for p in b]) for s, b in self.history]
+
+    # ----------------------------------------------------------- snapshots
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to come back to this point of the episode (for tree search).
+
+        The snapshot holds copies: stepping the env afterwards never changes it, and one
+        snapshot may be restored any number of times.
+        """
+        return {
+            "ws": self.ws,
+            "cells": self.state.cells.copy(),
+            "t": self.t,
+            "history": list(self.history),
+            "instructions": self.instructions,
+            "fault": self.fault,
+            "success": self.success,
+            "potential": self.potential,
+            "last_error": self.last_error,
+            "rng": self.np_random.bit_generator.state,
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Return to a :meth:`snapshot` (same workspace, machines, history and RNG)."""
+        self.ws = snap["ws"]
+        self.state = MachineState(self.ws.image.layout, snap["cells"].copy())
+        self.t, self.history = snap["t"], list(snap["history"])
+        self.instructions, self.fault = snap["instructions"], snap["fault"]
+        self.success, self.potential = snap["success"], snap["potential"]
+        self.last_error = snap["last_error"]
+        self.np_random.bit_generator.state = snap["rng"]
+
+    # ------------------------------------------------------------- rendering
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
+            return None
+        if self.ws is None:
+            raise RuntimeError("call reset() before render()")
+        if self.render_mode == "rgb_array":
+            return state_to_rgb(self.ws.image.layout, self.state.cells[0])
+        return self._render_ansi()
+
+    def _render_ansi(self) -> str:
+        lay, cells = self.ws.image.layout, self.state.cells[0]
+        outs = self.ws.outputs(self.state)
+        lines = [
+            f"{self.task.env_id}  length={self.ws.length}  call {self.t}/{self.max_calls}  "
+            f"potential={self.potential:.3f}  success={self.success}",
+            "registers (machine 0): " + describe_registers(lay, cells),
+            "pointer table:",
+            *describe_pointer_table(lay, cells, self.ws.pointer_names),
+            "outputs vs expected (machine 0):",
+        ]
+        for name in self.task.outputs:
+            got = np.asarray(outs[name][0]).ravel()[:12]
+            want = np.asarray(self.ws.expected[0][name]).ravel()[:12]
+            lines.append(f"  {name}: got {np.array2string(got, precision=3)}")
+            lines.append(f"  {' ' * len(name)}  want {np.array2string(want, precision=3)}")
+        lines.append("program so far:")
+        lines += [f"  {ln}" for ln in self.program_text().splitlines()] or ["  (empty)"]
+        if self.last_error:
+            lines.append(f"last error: {self.last_error}")
+        return "\n".join(lines) + "\n"
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

@@ -1,0 +1,202 @@
+"""`TaskSpec` and the task registry.
+
+A task is data plus three functions: a seeded ``generator(rng, length) -> example`` (a
+dict of numpy arrays, one per input/inout argument, plus any hidden entries whose names
+start with ``_``), an ``oracle(example) -> expected`` (one array per output/inout
+argument) and a :class:`Tolerance`. Optionally a ``scorer(example, outputs) -> (fraction,
+success)`` replaces the oracle comparison (used by ``TrainLinearRegression``, whose success
+is a held-out loss, not matching a trajectory).
+
+Tolerances: integer tasks are exact (``Tolerance()``); real-valued tasks use
+:data:`REAL` = ``|got - want| <= atol + rtol * |want|`` with ``rtol = 1e-6``,
+``atol = 1e-9`` (values are O(1); the default workspace dtype is float64, and every
+backend computes the same bits, so the slack only absorbs summation-order differences
+between the oracle and the machine).
+
+``scratch`` are temporary buffers the task provides in the pointer table (shapes are
+dimension expressions over the argument names, as for a composition's temporaries, see
+:class:`~algind_gym.skills.compose.Temp`), ``constants`` named scalars. When a program for
+the task is compiled into a skill (:func:`algind_gym.tasks.workspace.compile_task_program`)
+scratch becomes stack temporaries and constants immediate values, so the skill is
+self-contained.
+
+The registry holds built-in and user tasks; ids are ``AlgInd/<Name>-v0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from algind_gym.skills.compose import Temp
+from algind_gym.skills.signature import ArgSpec, base_type, check_name, format_signature
+
+Example = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Elementwise closeness: ``|got - want| <= atol + rtol * |want|`` (both 0: exact)."""
+
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    def close(self, got: np.ndarray, want: np.ndarray) -> np.ndarray:
+        got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+        if self.rtol == 0 and self.atol == 0:
+            return got == want
+        return np.abs(got - want) <= self.atol + self.rtol * np.abs(want)
+
+    @property
+    def exact(self) -> bool:
+        return self.rtol == 0 and self.atol == 0
+
+
+EXACT = Tolerance()
+REAL = Tolerance(rtol=1e-6, atol=1e-9)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One curriculum task (see the module docstring).
+
+    Attributes:
+        name: identifier; the environment id is ``AlgInd/<name>-v0``.
+        description: natural language, shown to agents and description-based priors.
+        args: the task's arguments in order, with roles ``in``/``out``/``inout``; this is
+            also the signature of the skill that solving the task adds to the library.
+        generator: ``(rng, length) -> example``.
+        oracle: ``example -> {output name: expected array}``.
+        tolerance: :data:`EXACT` for integer tasks, e.g. :data:`REAL` for reals.
+        train_lengths / test_lengths: the length-generalisation split.
+        level: curriculum level (a task's prerequisites have lower levels).
+        track: ``"numeric"`` or ``"algorithmic"`` (free text for user tasks).
+        prerequisites: names of tasks whose skills a solution may use.
+        scratch: temporary buffers offered in the pointer table.
+        constants: named scalar constants offered in the pointer table.
+        max_steps: instruction budget of one action at a length (default
+            ``100_000 + 5_000 * length``).
+        scorer: optional ``(example, outputs) -> (fraction, success)``.
+    """
+
+    name: str
+    description: str
+    args: tuple[ArgSpec, ...]
+    generator: Callable[[np.random.Generator, int], Example]
+    oracle: Callable[[Example], Example]
+    tolerance: Tolerance = EXACT
+    train_lengths: tuple[int, ...] = (1, 2, 4, 8)
+    test_lengths: tuple[int, ...] = (32, 64)
+    level: int = 1
+    track: str = "numeric"
+    prerequisites: tuple[str, ...] = ()
+    scratch: tuple[Temp, ...] = ()
+    constants: dict[str, float] = field(default_factory=dict)
+    max_steps: Callable[[int], int] | None = None
+    scorer: Callable[[Example, Example], tuple[float, bool]] | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "task name")
+        object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "scratch", tuple(self.scratch))
+        object.__setattr__(self, "train_lengths", tuple(self.train_lengths))
+        object.__setattr__(self, "test_lengths", tuple(self.test_lengths))
+        object.__setattr__(self, "prerequisites", tuple(self.prerequisites))
+        names = [a.name for a in self.args] + [t.name for t in self.scratch] + list(self.constants)
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(
+                f"task {self.name}: names used twice among args/scratch/constants: {dup}"
+            )
+        for a in self.args:
+            if base_type(a.type) == "skill":
+                raise ValueError(f"task {self.name}: argument {a.name!r} must be data, not a skill")
+        if not any(a.role in ("out", "inout") for a in self.args):
+            raise ValueError(f"task {self.name}: needs at least one out or inout argument")
+        for c in self.constants:
+            check_name(c, "constant name")
+        if not self.train_lengths or not self.test_lengths:
+            raise ValueError(f"task {self.name}: train_lengths and test_lengths must be non-empty")
+
+    @property
+    def env_id(self) -> str:
+        return f"AlgInd/{self.name}-v0"
+
+    @property
+    def signature(self) -> str:
+        return format_signature(self.name, self.args)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.args if a.role in ("out", "inout"))
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.args if a.role in ("in", "inout"))
+
+    def budget(self, length: int) -> int:
+        """Instruction budget of one action at ``length``."""
+        return int(self.max_steps(length) if self.max_steps else 100_000 + 5_000 * length)
+
+    def score_example(self, example: Example, outputs: Example) -> tuple[float, bool]:
+        """Fraction of output elements within tolerance, and whether all are."""
+        if self.scorer is not None:
+            frac, ok = self.scorer(example, outputs)
+            return float(frac), bool(ok)
+        want = self.oracle(example)
+        hits, total = 0, 0
+        for name in self.outputs:
+            c = self.tolerance.close(outputs[name], want[name])
+            hits += int(np.count_nonzero(c))
+            total += c.size
+        return (1.0 if total == 0 else hits / total), hits == total
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec, *, replace: bool = False) -> TaskSpec:
+    """Add a task to the registry (``replace=True`` to redefine a name).
+
+    Its prerequisites must already be registered and have a lower level.
+    """
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"task {spec.name!r} is already registered; pass replace=True")
+    for p in spec.prerequisites:
+        if p not in _REGISTRY:
+            raise ValueError(f"task {spec.name!r}: prerequisite {p!r} is not registered")
+        if _REGISTRY[p].level >= spec.level:
+            raise ValueError(
+                f"task {spec.name!r} (level {spec.level}) cannot require {p!r} "
+                f"(level {_REGISTRY[p].level}); prerequisites need a lower level"
+            )
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister_task(name: str) -> None:
+    """Remove a task (for tests and notebooks); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def get_task(name: str) -> TaskSpec:
+    """A task by name or environment id (``AlgInd/<Name>-v0``)."""
+    if name.startswith("AlgInd/") and name.endswith("-v0"):
+        name = name[len("AlgInd/") : -len("-v0")]
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no task {name!r}; registered tasks: {', '.join(_REGISTRY)}") from None
+
+
+def list_tasks(*, level: int | None = None, track: str | None = None) -> list[TaskSpec]:
+    """Registered tasks in curriculum order (level, then registration order)."""
+    order = {n: i for i, n in enumerate(_REGISTRY)}
+    tasks = [
+        t
+        for t in _REGISTRY.values()
+        if (level is None or t.level == level) and (track is None or t.track == track)
+    ]
+    return sorted(tasks, key=lambda t: (t.level, order[t.name]))

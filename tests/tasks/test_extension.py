@@ -1,0 +1,22 @@
+"""The README's user-extension example runs as written."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+from algind_gym.tasks import unregister_task
+
+EXAMPLE = Path(__file__).with_name("extension_example.py")
+
+
+def test_readme_extension_example(capsys):
+    try:
+        runpy.run_path(str(EXAMPLE), run_name="__main__")
+    finally:
+        unregister_task("Increment")
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "AlgInd/Increment-v0 1.0",
+        "Increment@1 Increment(x: vector) -> out: vector",
+    ]

@@ -1,0 +1,90 @@
+"""Every reference solution at every length, on the interpreter and the Transformer CPU.
+
+Default run: each task at its largest training length and smallest test length (the
+long regression task at one length). ``-m slow``: every training and test length.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from algind_gym.tasks import Workspace, get_task, list_tasks
+from algind_gym.tasks.reference import (
+    REFERENCE_SOLUTIONS,
+    reference_library_for,
+    reference_solution,
+)
+
+TASKS = [t.name for t in list_tasks() if t.name in REFERENCE_SOLUTIONS]
+SLOW_TASKS = {"TrainLinearRegression"}
+HAS_CPU = importlib.util.find_spec("algind_gym.cpu") is not None and (
+    importlib.util.find_spec("algind_gym.cpu.backend") is not None
+)
+_LIBS: dict = {}
+
+
+def _lib(name):
+    if name not in _LIBS:
+        _LIBS[name] = reference_library_for(name)
+    return _LIBS[name]
+
+
+def _run(name, length, backend, batch=2, seed=0):
+    ws = Workspace(_lib(name), get_task(name), length, batch=batch, seed=seed)
+    state = ws.reset()
+    results = ws.run_program(state, reference_solution(name), backend)
+    assert all(r.error is None for r in results), [r.error for r in results]
+    return ws, state
+
+
+def _cases(all_lengths):
+    """Default: largest training and smallest test length (the regression task: its smallest
+    training length only). ``all_lengths``: every length, marked slow."""
+    for name in TASKS:
+        t = get_task(name)
+        if all_lengths:
+            lengths = t.train_lengths + t.test_lengths
+        elif name in SLOW_TASKS:
+            lengths = t.train_lengths[:1]
+        else:
+            lengths = (t.train_lengths[-1], t.test_lengths[0])
+        for n in lengths:
+            marks = [pytest.mark.slow] if all_lengths else []
+            yield pytest.param(name, n, id=f"{name}-{n}", marks=marks)
+
+
+@pytest.mark.parametrize("name, length", list(_cases(False)))
+def test_reference_solution(name, length):
+    ws, state = _run(name, length, "reference")
+    score = ws.score(state)
+    assert (state.faults == 0).all() and score.accuracy == 1.0, score
+
+
+@pytest.mark.parametrize("name, length", list(_cases(True)))
+def test_reference_solution_all_lengths(name, length):
+    ws, state = _run(name, length, "reference")
+    assert ws.score(state).accuracy == 1.0
+
+
+def _cpu_cases():
+    """Default: smallest training length (not the regression task); the rest is slow."""
+    for name in TASKS:
+        t = get_task(name)
+        for n in t.train_lengths + t.test_lengths:
+            fast = n == t.train_lengths[0] and name not in SLOW_TASKS
+            yield pytest.param(name, n, id=f"{name}-{n}", marks=[] if fast else [pytest.mark.slow])
+
+
+@pytest.mark.skipif(
+    not HAS_CPU, reason="algind_gym.cpu.backend (the Transformer CPU) is not available yet"
+)
+@pytest.mark.parametrize("name, length", list(_cpu_cases()))
+def test_transformer_cpu_matches_interpreter(name, length):
+    """Identical results: the whole final state, bit for bit, and accuracy 1.0."""
+    _, ref = _run(name, length, "reference")
+    ws, cpu = _run(name, length, "transformer")
+    np.testing.assert_array_equal(cpu.cells, ref.cells)
+    assert ws.score(cpu).accuracy == 1.0
