@@ -167,12 +167,12 @@ def cmd_disasm(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from algind_gym.machine.interpreter import run
+    from algind_gym.cpu.backend import make_backend
 
     text, filename = read_source(args.file)
     state, program = build_machine(text, filename=filename, batch=args.batch, dtype=args.dtype)
     apply_assignments(state, program, args.set or [])
-    run(state, max_steps=args.max_steps)
+    make_backend(args.backend).run(state, max_steps=args.max_steps)
     if args.json:
         print(json.dumps({"program": program.name, **state_summary(state, program)}))
     else:
@@ -180,14 +180,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if not state.faults.any() else 1
 
 
+def cmd_verify_cpu(args: argparse.Namespace) -> int:
+    from algind_gym.cpu.verify import verify_cpu
+
+    backends = ("transformer",) if args.fused_only else ("transformer", "transformer-dense")
+    result = verify_cpu(
+        programs=args.programs,
+        steps=args.steps,
+        batch=args.batch,
+        dtype=args.dtype,
+        seed=args.seed,
+        backends=backends,
+        print_result=not args.json,
+    )
+    if args.json:
+        print(json.dumps(result, default=str))
+    return 0 if result["mismatches"] == 0 else 1
+
+
+def cmd_bench_cpu(args: argparse.Namespace) -> int:
+    from algind_gym.cpu.bench import bench_cpu
+
+    batches = tuple(int(b) for b in args.batches.split(","))
+    rows = bench_cpu(batches=batches, dtype=np.dtype(args.dtype), print_table=not args.json)
+    if args.json:
+        print(json.dumps(rows, default=str))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from algind_gym.tasks.commands import list_command
+
+    return list_command(json=args.json)
+
+
+def cmd_verify_tasks(args: argparse.Namespace) -> int:
+    from algind_gym.tasks.commands import verify_tasks_command
+
+    tasks = args.tasks.split(",") if args.tasks else None
+    return verify_tasks_command(backend=args.backend, json=args.json, tasks=tasks)
+
+
+def cmd_show_skill(args: argparse.Namespace) -> int:
+    from algind_gym.tasks.commands import show_skill_command
+
+    return show_skill_command(args.name, library=args.library)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "list": (cmd_list, "list the curriculum tasks and their environment ids"),
+    "show-skill": (cmd_show_skill, "show a skill: signature, description, code, dependencies"),
+    "verify-tasks": (cmd_verify_tasks, "run every reference solution at every length"),
+    "run": (cmd_run, "assemble and run a program, print the final state"),
     "asm": (cmd_asm, "assemble a program and print its listing (or --json)"),
-    "disasm": (cmd_disasm, "disassemble a program (.asm, bundled example, or asm --json output)"),
-    "run": (
-        cmd_run,
-        "assemble and run a program on the reference interpreter, print the final state",
-    ),
+    "disasm": (cmd_disasm, "disassemble a program (.asm, bundled example, or asm --json)"),
+    "verify-cpu": (cmd_verify_cpu, "fuzz the Transformer CPU against the reference interpreter"),
+    "bench-cpu": (cmd_bench_cpu, "instructions/s of the reference, dense and fused backends"),
 }
+
+BACKEND_NAMES = ("reference", "transformer", "transformer-dense")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +265,28 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batch", type=int, default=1, help="number of machines")
             p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
             p.add_argument("--json", action="store_true", help="print the final state as JSON")
+            p.add_argument("--backend", choices=BACKEND_NAMES, default="reference")
+        if name == "list":
+            p.add_argument("--json", action="store_true", help="JSON rows {id, task, level, track}")
+        if name == "show-skill":
+            p.add_argument("name", help="NAME or NAME@VERSION")
+            p.add_argument("--library", help="a saved skill library (JSON); default: built-ins")
+        if name == "verify-tasks":
+            p.add_argument("--backend", choices=BACKEND_NAMES, default="reference")
+            p.add_argument("--tasks", help="comma-separated task names (default: all)")
+            p.add_argument("--json", action="store_true")
+        if name == "verify-cpu":
+            p.add_argument("--programs", type=int, default=2048, help="random programs")
+            p.add_argument("--steps", type=int, default=256, help="steps per program")
+            p.add_argument("--batch", type=int, default=512, help="machines per round")
+            p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--fused-only", action="store_true", help="skip the dense path")
+            p.add_argument("--json", action="store_true")
+        if name == "bench-cpu":
+            p.add_argument("--batches", default="1,64,1024,4096")
+            p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+            p.add_argument("--json", action="store_true")
     return parser
 
 

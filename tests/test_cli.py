@@ -71,3 +71,38 @@ def test_console_script_is_installed():
         check=True,
     ).stdout
     assert json.loads(out)["data"]["b"] == [[42.0]]
+
+
+def test_list_json_rows(capsys):
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {
+        "id": "AlgInd/DotProduct-v0",
+        "task": "DotProduct",
+        "level": 2,
+        "track": "numeric",
+    } in rows
+    assert all(set(r) == {"id", "task", "level", "track"} for r in rows)
+
+
+def test_verify_cpu_reports_no_mismatches(capsys):
+    argv = ["verify-cpu", "--programs", "32", "--steps", "16", "--batch", "32", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mismatches"] == 0 and result["steps_checked"] > 0
+
+
+def test_verify_tasks_and_show_skill(capsys):
+    argv = ["verify-tasks", "--tasks", "VectorAdd", "--backend", "transformer", "--json"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["accuracy"] == 1.0 for r in rows)
+    assert main(["show-skill", "zipmap"]) == 0
+    assert "zipmap(f: skill(scalar,scalar,scalar)" in capsys.readouterr().out
+
+
+def test_run_on_the_transformer_backend_matches(capsys):
+    assert main(["run", "factorial", "--backend", "transformer", "--json"]) == 0
+    cpu = json.loads(capsys.readouterr().out)
+    assert main(["run", "factorial", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == cpu

@@ -104,7 +104,9 @@ class ActionTable:
         return all(0 <= p < self.n_pointers and acc[j, p] for j, p in enumerate(bindings))
 
 
-def build_action_table(image: MachineImage, task: TaskSpec, max_candidates: int = 200_000) -> ActionTable:
+def build_action_table(
+    image: MachineImage, task: TaskSpec, max_candidates: int = 200_000
+) -> ActionTable:
     """Enumerate candidate actions for ``task`` on ``image`` (see the module docstring)."""
     library = image.library
     pointers = image.pointers

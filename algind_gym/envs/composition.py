@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import seeding
 
 from algind_gym.envs.actions import HALT, ActionTable, build_action_table
 from algind_gym.envs.observation import ObservationBuilder
@@ -92,7 +93,8 @@ class SkillCompositionEnv(gym.Env):
     ## Episode End
 
     Terminated on success, on HALT and on a fault (``info["fault"]`` names it). Truncated
-    after ``max_calls`` steps.
+    after ``max_calls`` steps (also when the last step terminates, as gymnasium's
+    ``TimeLimit`` does).
 
     ## Arguments
 
@@ -145,6 +147,7 @@ class SkillCompositionEnv(gym.Env):
         dtype: Any = np.float64,
         render_mode: str | None = None,
     ) -> None:
+        self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
         self.library = library if library is not None else builtin_library()
         _check_choice("reward_mode", reward_mode, REWARD_MODES)
@@ -211,7 +214,9 @@ class SkillCompositionEnv(gym.Env):
             try:
                 return self.actions.candidates.index((si, binds))
             except ValueError:
-                raise ValueError(f"({skill}, {bindings}) is not a candidate action of this env") from None
+                raise ValueError(
+                    f"({skill}, {bindings}) is not a candidate action of this env"
+                ) from None
         vec = np.zeros(1 + self.actions.max_arity, dtype=np.int64)
         vec[0] = len(self.actions.skills) if key == HALT else self.actions.skills.index(key)
         vec[1 : 1 + len(binds)] = binds
@@ -241,6 +246,7 @@ class SkillCompositionEnv(gym.Env):
             length = int(self.np_random.choice(self.lengths))
         example_seed = int(self.np_random.integers(2**63 - 1))
         self.ws = self._workspace(length, example_seed)
+        self._ws_recipe = (length, example_seed)
         self.state = self.ws.reset()
         self._begin_episode()
         return self._observation(), self._info()
@@ -248,7 +254,7 @@ class SkillCompositionEnv(gym.Env):
     def _begin_episode(self) -> None:
         self.t = 0
         self.history: list[tuple[str, tuple[int, ...]]] = []
-        self.instructions = 0
+        self.instructions = self.step_instructions = 0
         self.fault = Fault.NONE
         self.success = False
         score = self.ws.score(self.state)
@@ -258,7 +264,9 @@ class SkillCompositionEnv(gym.Env):
     def step(self, action):
         if self.ws is None:
             raise RuntimeError("call reset() before step()")
-        if not self.action_space.contains(np.asarray(action) if self.action_encoding != "discrete" else action):
+        if not self.action_space.contains(
+            np.asarray(action) if self.action_encoding != "discrete" else action
+        ):
             raise gym.error.InvalidAction(
                 f"action {action!r} is not in the action space {self.action_space}"
             )
@@ -279,6 +287,7 @@ class SkillCompositionEnv(gym.Env):
     def _finish(self, plan, result: ExecResult | None):
         skill, binds = self._pending
         self.t += 1
+        self.step_instructions = 0 if result is None else int(result.steps.sum())
         reward, terminated = 0.0, False
         if skill == HALT:
             terminated = True
@@ -288,7 +297,7 @@ class SkillCompositionEnv(gym.Env):
             self.last_error = f"invalid action: {skill} {list(binds)}"
         else:
             self.history.append((skill, binds))
-            self.instructions += int(result.steps.sum())
+            self.instructions += self.step_instructions
             reward -= self.call_cost
             faults = result.faults[result.faults != Fault.NONE]
             if faults.size:
@@ -306,7 +315,8 @@ class SkillCompositionEnv(gym.Env):
                     reward += 1.0
                 self.potential = potential
                 terminated = self.success
-        truncated = not terminated and self.t >= self.max_calls
+        # as gymnasium's TimeLimit does: the call limit truncates even on the last call's success
+        truncated = self.t >= self.max_calls
         return self._observation(), float(reward), terminated, truncated, self._info()
 
     # ----------------------------------------------------------- observation
@@ -321,6 +331,7 @@ class SkillCompositionEnv(gym.Env):
             "program": self.program_text(),
             "calls": len(self.history),
             "instructions": self.instructions,
+            "step_instructions": self.step_instructions,
             "length": self.ws.length,
             "potential": self.potential,
             "action_mask": self.action_masks(),
@@ -346,10 +357,12 @@ class SkillCompositionEnv(gym.Env):
         """
         return {
             "ws": self.ws,
+            "ws_recipe": self._ws_recipe,
             "cells": self.state.cells.copy(),
             "t": self.t,
             "history": list(self.history),
             "instructions": self.instructions,
+            "step_instructions": self.step_instructions,
             "fault": self.fault,
             "success": self.success,
             "potential": self.potential,
@@ -359,18 +372,45 @@ class SkillCompositionEnv(gym.Env):
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Return to a :meth:`snapshot` (same workspace, machines, history and RNG)."""
-        self.ws = snap["ws"]
+        self.ws, self._ws_recipe = snap["ws"], snap["ws_recipe"]
         self.state = MachineState(self.ws.image.layout, snap["cells"].copy())
         self.t, self.history = snap["t"], list(snap["history"])
         self.instructions, self.fault = snap["instructions"], snap["fault"]
+        self.step_instructions = snap["step_instructions"]
         self.success, self.potential = snap["success"], snap["potential"]
         self.last_error = snap["last_error"]
         self.np_random.bit_generator.state = snap["rng"]
 
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """Constructor arguments plus the episode; tasks are stored by name (their generators
+        may be lambdas) and the workspace is rebuilt from its length and seed."""
+        init = dict(self._init_args)
+        if isinstance(init["task"], TaskSpec):
+            init["task"] = init["task"].name
+        snap = None
+        if self.ws is not None:
+            snap = self.snapshot()
+            snap.pop("ws")
+        rng = self._np_random.bit_generator.state if self._np_random is not None else None
+        return {"init": init, "snapshot": snap, "rng": rng}
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        self.__init__(**data["init"])
+        if data["rng"] is not None:
+            self._np_random, _ = seeding.np_random(0)
+            self._np_random.bit_generator.state = data["rng"]
+        if data["snapshot"] is not None:
+            snap = dict(data["snapshot"])
+            snap["ws"] = self._workspace(*snap["ws_recipe"])
+            self.restore(snap)
+
     # ------------------------------------------------------------- rendering
     def render(self):
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
+            gym.logger.warn(
+                "render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'"
+            )
             return None
         if self.ws is None:
             raise RuntimeError("call reset() before render()")

@@ -44,10 +44,16 @@ class ObservationBuilder:
         self.memory_window = lay.memory_size if memory_window is None else int(memory_window)
         self.data_window = int(data_window)
         self.data_entries = [
-            i for i, p in enumerate(probe.image.pointers) if p.type in ("scalar", "vector", "matrix")
+            i
+            for i, p in enumerate(probe.image.pointers)
+            if p.type in ("scalar", "vector", "matrix")
         ]
         k = probe.batch
-        calls = _box((max_calls, 1 + actions.max_arity), -1.0, float(max(actions.n_pointers, len(actions.skills) + 1)))
+        calls = _box(
+            (max_calls, 1 + actions.max_arity),
+            -1.0,
+            float(max(actions.n_pointers, len(actions.skills) + 1)),
+        )
         types = _box((self.n_pointers,), 0.0, 4.0)
         self.shapes: dict[str, tuple[int, ...]] = {
             "pointer_types": (self.n_pointers,),
@@ -61,12 +67,16 @@ class ObservationBuilder:
             self.shapes["pointers"] = (self.n_pointers, DESCRIPTOR_WIDTH)
             self.shapes["data"] = (k, self.n_pointers, self.data_window)
         bounded = {"pointer_types": types, "calls": calls}
-        self.space = spaces.Dict({key: bounded.get(key) or _box(shp) for key, shp in self.shapes.items()})
+        self.space = spaces.Dict(
+            {key: bounded.get(key) or _box(shp) for key, shp in self.shapes.items()}
+        )
 
     def _calls(self, history: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
         out = np.full((self.max_calls, 1 + self.actions.max_arity), -1.0, dtype=np.float32)
         for i, (skill, binds) in enumerate(history[-self.max_calls :]):
-            out[i, 0] = len(self.actions.skills) if skill == HALT else self.actions.skills.index(skill)
+            out[i, 0] = (
+                len(self.actions.skills) if skill == HALT else self.actions.skills.index(skill)
+            )
             out[i, 1 : 1 + len(binds)] = binds
         return out
 

@@ -27,7 +27,9 @@ BLOCK_COLOURS = np.array(
 )
 
 
-def state_to_rgb(layout: Layout, cells: np.ndarray, *, width: int = 64, scale: int = 4) -> np.ndarray:
+def state_to_rgb(
+    layout: Layout, cells: np.ndarray, *, width: int = 64, scale: int = 4
+) -> np.ndarray:
     """Render one machine's cells (shape ``(n_cells,)``) as a ``uint8`` ``(H, W, 3)`` image.
 
     Example:
@@ -38,7 +40,9 @@ def state_to_rgb(layout: Layout, cells: np.ndarray, *, width: int = 64, scale: i
         (dtype('uint8'), 3)
     """
     if cells.shape != (layout.n_cells,):
-        raise ValueError(f"expected one machine's cells of shape ({layout.n_cells},), got {cells.shape}")
+        raise ValueError(
+            f"expected one machine's cells of shape ({layout.n_cells},), got {cells.shape}"
+        )
     v = np.asarray(cells, dtype=np.float64)
     magnitude = np.clip(np.log10(1.0 + np.abs(v)) / 3.0, 0.0, 1.0)  # 0 .. ~1000 -> 0 .. 1
     base = BLOCK_COLOURS[layout.block_ids]
@@ -59,7 +63,9 @@ def state_to_rgb(layout: Layout, cells: np.ndarray, *, width: int = 64, scale: i
     return img.astype(np.uint8)
 
 
-def describe_pointer_table(layout: Layout, cells: np.ndarray, names: list[str] | None = None) -> list[str]:
+def describe_pointer_table(
+    layout: Layout, cells: np.ndarray, names: list[str] | None = None
+) -> list[str]:
     """One line per non-empty pointer-table entry: index, name, type, shape, address."""
     lines = []
     for i in range(layout.n_pointers):

@@ -16,6 +16,7 @@ its first observation with reward 0. Trajectories equal those of
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 import numpy as np
@@ -75,11 +76,6 @@ class AlgIndVectorEnv(VectorEnv):
         env = self.envs[i]
         layout = env.state.layout
         if self._cells is None or self._cells.shape[1] != layout.n_cells:
-            if self._cells is not None:
-                raise ValueError(
-                    f"length {env.ws.length} needs a bigger layout than the other environments; "
-                    f"create the vector env with max_length >= {env.ws.length}"
-                )
             self._cells = np.zeros((self.num_envs * self.k, layout.n_cells), dtype=env.state.dtype)
             self._layout = layout
         self._cells[self._rows(i)] = env.state.cells
@@ -101,6 +97,12 @@ class AlgIndVectorEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} environments")
+        length = (options or {}).get("length")
+        if length is not None and int(length) > self.envs[0].max_length:
+            raise ValueError(
+                f"length {length} is beyond this vector env's shared layout; create it with "
+                f"max_length >= {length} (every sub-environment's machines share one layout)"
+            )
         infos: dict[str, Any] = {}
         obs = []
         for i, env in enumerate(self.envs):
@@ -110,7 +112,7 @@ class AlgIndVectorEnv(VectorEnv):
             infos = self._add_info(infos, info, i)
         self._autoreset[:] = False
         self._obs = concatenate(self.single_observation_space, obs, self._obs)
-        return self._obs, infos
+        return deepcopy(self._obs), infos
 
     def step(self, actions):
         obs, plans = [None] * self.num_envs, [None] * self.num_envs
@@ -125,22 +127,27 @@ class AlgIndVectorEnv(VectorEnv):
                 self._adopt(i)
             else:
                 plans[i] = self.envs[i]._plan(action)
-        calls = [(self._rows(i), p[0], p[1]) for i, p in enumerate(plans) if p is not None]
+        active = [i for i, p in enumerate(plans) if p is not None]
         results = {}
-        if calls:
-            image = self.envs[next(i for i, p in enumerate(plans) if p is not None)].ws.image
-            budget = max(self.envs[i].ws.max_steps for i, p in enumerate(plans) if p is not None)
+        if active:
+            # every sub-environment shares the layout (and so the skill addresses and the
+            # budget), so any one image can bind and call all of them
+            image = self.envs[active[0]].ws.image
+            budget = max(self.envs[i].ws.max_steps for i in active)
+            calls = [(self._rows(i), *plans[i]) for i in active]
             out = image.execute_rows(self.machines, calls, self.envs[0].backend, budget)
-            results = {i: r for (i, p), r in zip(((i, p) for i, p in enumerate(plans) if p is not None), out, strict=True)}
+            results = dict(zip(active, out, strict=True))
         for i, env in enumerate(self.envs):
             if self._autoreset[i]:
                 continue
-            obs[i], rewards[i], terms[i], truncs[i], env_infos[i] = env._finish(plans[i], results.get(i))
+            obs[i], rewards[i], terms[i], truncs[i], env_infos[i] = env._finish(
+                plans[i], results.get(i)
+            )
         for i in range(self.num_envs):
             infos = self._add_info(infos, env_infos[i], i)
         self._autoreset = terms | truncs
         self._obs = concatenate(self.single_observation_space, obs, self._obs)
-        return self._obs, rewards, terms, truncs, infos
+        return deepcopy(self._obs), rewards, terms, truncs, infos
 
     def action_masks(self) -> np.ndarray:
         """Per-environment masks stacked, shape ``(num_envs, mask size)``."""

@@ -244,7 +244,9 @@ class MachineImage:
             max_steps: instruction budget for this call (``BUDGET_EXHAUSTED`` beyond it).
             mode: 0 runs the output entry, 1 the Jacobian entry.
         """
-        return self.execute_rows(state, [(slice(None), skill, bindings)], backend, max_steps, mode)[0]
+        return self.execute_rows(state, [(slice(None), skill, bindings)], backend, max_steps, mode)[
+            0
+        ]
 
     def execute_rows(
         self,
