@@ -17,7 +17,7 @@ its first observation with reward 0. Trajectories equal those of
 from __future__ import annotations
 
 from copy import deepcopy
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -39,7 +39,10 @@ class AlgIndVectorEnv(VectorEnv):
         **kwargs: the single environment's arguments.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi", "rgb_array"]}
+    metadata: ClassVar[dict[str, Any]] = {
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "render_modes": ["ansi", "rgb_array"],
+    }
 
     def __init__(
         self,

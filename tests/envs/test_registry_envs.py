@@ -133,8 +133,8 @@ def test_make_vec_sync_and_vector_agree(env_id):
     sync = gym.make_vec(env_id, num_envs=3, vectorization_mode="sync", **kw)
     vect = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point", **kw)
     assert type(vect).__name__ == "AlgIndVectorEnv"
-    o1, _ = sync.reset(seed=11)
-    o2, _ = vect.reset(seed=11)
+    _o1, _ = sync.reset(seed=11)
+    _o2, _ = vect.reset(seed=11)
     masks = vect.unwrapped.action_masks()
     rng = np.random.default_rng(0)
     for _ in range(8):  # long enough for episodes to end and autoreset
@@ -167,7 +167,7 @@ def test_masks_are_exact(env_id):
     masked = np.flatnonzero(~mask)
     if masked.size:
         before = env.state.cells.copy()
-        _, r, term, trunc, info = env.step(int(masked[0]))
+        _, r, term, _trunc, info = env.step(int(masked[0]))
         assert r == -env.invalid_penalty and not term and "invalid action" in info["error"]
         np.testing.assert_array_equal(before, env.state.cells)
     # unmasked actions run without a binding (type) fault

@@ -22,9 +22,9 @@ def test_autoreset_on_the_step_after_an_episode_ends():
     solve = env.envs[0].encode("zipmap", ["&s_add", "x", "y", "out"])
     halt = env.envs[0].actions.halt_index
     _, r, term, trunc, info = env.step(np.array([solve, halt]))
-    assert term.tolist() == [True, True] and r[0] == pytest.approx(0.99)
+    assert term.tolist() == [True, True] and not trunc.any() and r[0] == pytest.approx(0.99)
     assert info["success"].tolist() == [True, False]
-    obs, r, term, trunc, info = env.step(np.array([solve, solve]))  # both are reset instead
+    _obs, r, term, _trunc, info = env.step(np.array([solve, solve]))  # both are reset instead
     assert r.tolist() == [0.0, 0.0] and not term.any() and info["calls"].tolist() == [0, 0]
     _, r, term, _, _ = env.step(np.array([solve, solve]))
     assert term.all()
