@@ -111,7 +111,7 @@ def build_action_table(
     library = image.library
     pointers = image.pointers
     inputs = {a.name for a in task.args if a.role == "in"}
-    skills = tuple(k for k in library if k in image.programs)
+    skills = tuple(k for k in library.keys() if k in image.programs)  # noqa: SIM118 (iterating a library yields skills)
     arity, accepts_all, candidates, valid = [], [], [], []
     for si, key in enumerate(skills):
         sk = library.get(key)

@@ -20,3 +20,10 @@ def test_readme_extension_example(capsys):
         "AlgInd/Increment-v0 1.0",
         "Increment@1 Increment(x: vector) -> out: vector",
     ]
+
+
+def test_readme_shows_exactly_this_example():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("<!-- extension-example -->", 1)[1].split("```python\n", 1)[1]
+    block = block.split("```", 1)[0]
+    assert block.strip() == EXAMPLE.read_text().strip()
