@@ -39,8 +39,9 @@ compiled address-decoder MLP, keys the token address codes, scores ``q . k`` ove
 hard attention ``score > K - 1/2`` (one-hot), and reads ``w @ values`` (exact: one nonzero
 term; a second head reads the sign feature so that ``-0.0`` stays ``-0.0``). The write-back
 attends from every cell to the write heads the same way. ``path="fused"`` uses the fact
-that the compiled attention is one-hot: reads are ``gather`` at the integer address and the
-write-back is one ``scatter`` of seven values per machine. Both paths run the same MLP code
+that the compiled attention is one-hot: reads are gathers at the integer address (one
+``index_select`` per layer on the flattened cells) and the write-back copies the six register
+columns and scatters one value per machine. Both paths run the same MLP code
 on the same compiled tables, so they agree bit for bit, and with the reference
 interpreter.
 
@@ -56,37 +57,18 @@ discrete (converted to integers) and carry no gradient.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from algind_gym.cpu.compiler import (
-    ALU_UNITS,
-    FP_UPDATES,
-    GROUPS,
-    PC_CONDS,
-    PC_TARGETS,
-    SP_UPDATES,
-    STACK_CHECKS,
-    WRITE_TARGETS,
-    X_SOURCES,
-    Y_SOURCES,
-    CompiledCPU,
-    compile_cpu,
-    decode_columns,
-)
+from algind_gym.cpu.compiler import CompiledCPU, compile_cpu
+from algind_gym.cpu.control import N_SELECTS, control_table
 from algind_gym.machine.isa import WIDTH
 from algind_gym.machine.layout import Layout
 
 Path = Literal["fused", "dense"]
-
-# Candidate vectors the gated selects choose from (compiled one-hot groups -> positions).
-_STAGE3 = ("r_a", "r_b", "b", "c", "mode")  # pointer and offset of d = cell[p] + off
-_STAGE4 = ("pc", "fp", "a", "b", "c", "r_a", "r_b", "r_c", "r_fb", "r_d", "r_top", "width")
-_REGS = ("sp", "sp_plus_1", "sp_minus_1", "sp_plus_1_plus_a", "fp_minus_1", "fp", "r_t")
-_ALIASES = {"imm_b": "b", "imm_c": "c", "mode": "mode"}
 
 
 def _torch_dtype(dtype) -> torch.dtype:
@@ -175,19 +157,28 @@ class TransformerCPU(nn.Module):
         buf("decode_table", c.decode_table, dt)
         buf("fault_priority", c.fault_priority, dt)
         buf("register_write_addresses", c.register_write_addresses, torch.int64)
-        # Index views of the same weights, for gather-based selects.
-        cols = decode_columns()
-        lo, hi = cols.groups["check"]
-        buf("_flags", c.decode_table != 0, torch.bool)
-        self._check_cols = (lo, hi)
-        buf("_select_rows", self._select_table(c), torch.int64)
-        self._fault_codes = [float(f) for f in c.fault_priority[:-1]]
-        self._row_cache: dict[int, tuple[Tensor, Tensor]] = {}
+        # The decoder's output layer in index form (:mod:`algind_gym.cpu.control`): select
+        # positions, fault-condition ranks, halt and write flags, one column per opcode.
+        # Decoding is ``control @ onehot(op)``, exact (one nonzero term), i.e. a gather.
+        buf("_control", control_table(c), torch.uint8)
+        n_ops = c.decode_table.shape[0]
+        buf("_control_rows", np.arange(len(self._control))[:, None] * n_ops, torch.int32)
+        buf("_fault_by_rank", c.fault_priority[::-1].copy(), dt)  # rank -> fault code
+        n, end = float(self.n_cells), float("inf")
+        # Bounds of the "integer in [lo, hi]" checks on pc, a (count), a, b, c, d, FP+a, FP+b,
+        # FP-1 (see ``_faults``).
+        buf("_check_lo", np.asarray([0, 0, 0, 0, 0, 0, 0, 0, layout.stack_base])[:, None], dt)
+        buf("_check_hi", np.asarray([n - WIDTH, end] + [n - 1] * 6 + [end])[:, None], dt)
         buf("_protected_bool", c.protected != 0, torch.bool)
-        buf("_width", np.asarray(float(WIDTH)), dt)
-        buf("_zero", np.asarray(0.0), dt)
-        buf("_one", np.asarray(1.0), dt)
-        self._mode_address = float(layout.register("mode"))
+        buf("_mode_address", np.asarray(layout.register("mode")), torch.int64)
+        self._batch_cache: dict[int, _BatchIndex] = {}
+        # Heads with constant queries (register reads and writes) attend the same way for
+        # every input: their attention is computed once from the compiled weights.
+        with torch.no_grad():
+            reads = self._attention_weights(self.register_queries[None])[0]
+            writes = self._attention_weights(self.register_write_addresses[None].to(dt))[0]
+        self.register_buffer("_register_read_attention", reads)
+        self.register_buffer("_register_write_attention", writes > 0.5)
 
     # ------------------------------------------------------------------ reporting
     @property
@@ -207,49 +198,36 @@ class TransformerCPU(nn.Module):
             f"parameters={self.n_parameters}"
         )
 
-    @staticmethod
-    def _select_table(c: CompiledCPU) -> np.ndarray:
-        """Per opcode, positions in the candidate vectors of each gated select."""
-        group_of = {g: i for i, (g, _) in enumerate(GROUPS)}
-        idx = c.decode_indices
-        vocab = dict(GROUPS)
-
-        def pos(group: str, cands: tuple[str, ...]) -> np.ndarray:
-            names = [vocab[group][i] for i in idx[:, group_of[group]]]
-            return np.asarray([cands.index(_ALIASES.get(n, n)) for n in names])
-
-        write = np.asarray([WRITE_TARGETS[i] for i in idx[:, group_of["write"]]])
-        n_units, n_conds = len(ALU_UNITS), len(PC_CONDS)
-        cols = [
-            pos("ptr", _STAGE3),
-            pos("off", _STAGE3),
-            pos("x", _STAGE4),
-            pos("y", _STAGE4),
-            pos("pc_target", _STAGE4),
-            np.maximum(idx[:, group_of["write"]] - 1, 0),  # candidate of the write address
-            idx[:, group_of["unit"]],
-            n_units + idx[:, group_of["pc_cond"]],
-            n_units + n_conds + pos("sp", _REGS),
-            n_units + n_conds + pos("fp", _REGS),
-            (write != "none").astype(np.int64),
-            idx[:, group_of["stack"]],
-        ]
-        assert X_SOURCES and Y_SOURCES and PC_TARGETS and SP_UPDATES and FP_UPDATES
-        assert ALU_UNITS[0] == "pass" and PC_CONDS[:2] == ("never", "always")
-        assert STACK_CHECKS == ("none", "push", "enter", "pop", "leave")
-        return np.stack(cols, axis=1)
-
     # ------------------------------------------------------------------ attention
     # Tensors on the CPU token are feature-major, ``(features, B)``: stacking and selecting
     # along the leading dimension is contiguous, which is what keeps the fused path fast.
-    def _rows(self, b_size: int) -> Tensor:
-        """``(1, B)`` machine indices and row offsets into the flattened cells (cached)."""
-        rows = self._row_cache.get(b_size)
-        if rows is None or rows[0].device != self.address_code.device:
-            machine = torch.arange(b_size, device=self.address_code.device)[None]
-            rows = (machine, machine * self.n_cells)
-            self._row_cache[b_size] = rows
-        return rows
+    # Measured on CPU (torch 2.13): int64 arithmetic, ``(k, 1)``-broadcast operands and
+    # transposed copies take several times longer than int32/uint8, full-size operands
+    # and contiguous rows, so index arithmetic is int32 and constants are cached per batch.
+    def _batch(self, b_size: int) -> _BatchIndex:
+        """Index tensors that depend only on the batch size (built once, then cached)."""
+        index = self._batch_cache.get(b_size)
+        device = self.address_code.device
+        if index is None or index.machine.device != device:
+            # Flat indices go up to B * max(cells, select candidates); int32 where they fit.
+            small = b_size * max(self.n_cells, 64) < 2**31
+            idx_dtype = torch.int32 if small else torch.int64
+            machine = torch.arange(b_size, device=device)[None]
+            rows = machine * self.n_cells
+            registers = self.register_queries.to(torch.int64)[:, None] + rows
+            index = _BatchIndex(
+                machine=machine.to(idx_dtype),
+                rows=rows.to(idx_dtype),
+                registers=registers.reshape(-1),
+                true=torch.ones(1, b_size, dtype=torch.bool, device=device),
+                # Full-size bounds: clamping against (9, 1) bounds takes a slow broadcast path.
+                check_lo=self._check_lo.expand(-1, b_size).contiguous(),
+                check_hi=self._check_hi.expand(-1, b_size).contiguous(),
+            )
+            if len(self._batch_cache) >= 8:  # a few batch sizes are live at a time
+                self._batch_cache.clear()
+            self._batch_cache[b_size] = index
+        return index
 
     def _address_query(self, addr: Tensor) -> Tensor:
         """Address-decoder MLP: numbers ``(B, H)`` -> +/-1 codes ``(B, H, K)``."""
@@ -262,44 +240,64 @@ class TransformerCPU(nn.Module):
         scores = self._address_query(addr) @ self.address_code.T
         return (scores > self.n_bits - 0.5).to(self.dtype)
 
-    def _read(self, cells: Tensor, sign: Tensor | None, addr: Tensor) -> Tensor:
-        """Read heads: ``out[h, i]`` is cell ``addr[h, i]`` of machine ``i``; ``(H, B)``."""
-        if self.path == "fused":
-            idx = addr.clamp(0, self.n_cells - 1).to(torch.int64) + self._rows(addr.shape[1])[1]
-            return torch.take(cells, idx)
-        w = self._attention_weights(addr.T)
-        plain = (w @ cells.unsqueeze(-1)).squeeze(-1)
-        s = (w @ sign.unsqueeze(-1)).squeeze(-1)
-        return _SignedZeroRead.apply(plain, s).T
+    def _read(self, cells: Tensor, tokens: Tensor | None, addr: Tensor, rows: Tensor) -> Tensor:
+        """Read heads: ``out[h, i]`` is cell ``addr[h, i]`` of machine ``i``; ``(H, B)``.
 
-    def _read_protected(self, addr: Tensor) -> Tensor:
-        """Head reading the token's protected flag at ``addr`` ``(B,)``, as bool."""
+        Dense: ``tokens`` ``(B, N, 2)`` holds each token's value and sign features; one
+        matmul reads both (see :class:`_SignedZeroRead`).
+        """
         if self.path == "fused":
-            return torch.take(self._protected_bool, addr.clamp(0, self.n_cells - 1).to(torch.int64))
-        w = self._attention_weights(addr.unsqueeze(1))
-        return (w @ self.protected).squeeze(1) > 0.5
+            idx = addr.clamp(0, self.n_cells - 1).to(rows.dtype).add_(rows)
+            return cells.view(-1).index_select(0, idx.view(-1)).view(addr.shape)
+        return self._attend(self._attention_weights(addr.T), tokens)
+
+    @staticmethod
+    def _attend(w: Tensor, tokens: Tensor) -> Tensor:
+        """Dense read ``(H, B)`` with attention ``w`` (``(B, H, N)`` or ``(H, N)``)."""
+        out = w @ tokens  # (B, H, 2): value and sign read by the same one-hot weights
+        return _SignedZeroRead.apply(out[..., 0], out[..., 1]).T
+
+    def _read_registers(self, cells: Tensor, tokens: Tensor | None, index: _BatchIndex) -> Tensor:
+        """Layer-1 heads (constant queries): the registers PC..ICOUNT, ``(7, B)``."""
+        if self.path == "fused":
+            return cells.view(-1).index_select(0, index.registers).view(-1, cells.shape[0])
+        return self._attend(self._register_read_attention, tokens)
+
+    def _read_indirect(
+        self, cells: Tensor, tokens: Tensor | None, d: Tensor, waddr: Tensor, rows: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Layer-4 heads: ``cell[d]`` ``(B,)`` and the protected flag at ``waddr`` (bool)."""
+        if self.path == "fused":
+            prot = self._protected_bool.index_select(0, waddr.clamp(0, self.n_cells - 1).int())
+            return self._read(cells, None, d[None], rows)[0], prot
+        w = self._attention_weights(torch.stack([d, waddr], 1))
+        return self._attend(w[:, :1], tokens)[0], (w[:, 1] @ self.protected) > 0.5
 
     def _write(
-        self, cells: Tensor, regs: Tensor, mem_addr: Tensor, mem_value: Tensor, inplace: bool
+        self,
+        cells: Tensor,
+        regs: Tensor,
+        mem_addr: Tensor,
+        mem_value: Tensor,
+        inplace: bool,
     ) -> Tensor:
         """Write-back heads: the six protected registers ``regs`` ``(6, B)`` and one memory
         cell per machine (``mem_addr`` ``(B,)``; a machine that writes nothing rewrites
         MODE with its own value)."""
         if self.path == "fused":
-            # Registers 0..6 are one contiguous slice; MODE (3) is rewritten with itself
-            # before the memory write, which may target it.
-            block = torch.cat([regs[:3], cells[:, 3:4].T, regs[3:]]).T
+            # The register heads write fixed columns; then the memory head, which never
+            # targets a protected register (a machine that writes nothing rewrites MODE).
             if inplace:
-                cells[:, : block.shape[1]] = block
-                return cells.scatter_(1, mem_addr[:, None], mem_value[:, None])
-            out = torch.cat([block, cells[:, block.shape[1] :]], 1)
-            return out.scatter(1, mem_addr[:, None], mem_value[:, None])
-        addr = torch.cat([self.register_write_addresses[:, None].expand_as(regs), mem_addr[None]])
-        values = torch.cat([regs, mem_value[None]])
-        m = self._attention_weights(addr.T.to(self.dtype)) > 0.5  # (B, H, N)
+                out = cells.index_copy_(1, self.register_write_addresses, regs.T)
+            else:
+                out = cells.index_copy(1, self.register_write_addresses, regs.T)
+            return out.scatter_(1, mem_addr[:, None], mem_value[:, None])
+        # The register heads have constant queries, hence constant attention (computed once).
         out = cells
-        for h in range(addr.shape[0]):  # one gated select per head: new = m v + (1-m) old
-            out = torch.where(m[:, h], values[h][:, None], out)
+        for h in range(len(regs)):  # one gated select per head: new = m v + (1-m) old
+            out = torch.where(self._register_write_attention[h], regs[h][:, None], out)
+        m = self._attention_weights(mem_addr[:, None].to(self.dtype))[:, 0] > 0.5
+        out = torch.where(m, mem_value[:, None], out)
         if inplace:
             return cells.copy_(out)
         return out
@@ -307,7 +305,12 @@ class TransformerCPU(nn.Module):
     @staticmethod
     def _select(cands: Tensor, index: Tensor) -> Tensor:
         """Gated select: ``out[j, i] = cands[index[j, i], i]`` (one-hot gate, exact)."""
-        return torch.take(cands, index)
+        return cands.view(-1).index_select(0, index.view(-1)).view(index.shape)
+
+    def _opcode_row(self, op: Tensor) -> Tensor:
+        """Decoder input: the opcode as a row index, 0 (invalid) unless an integer row."""
+        row = op.clamp(0, self.decode_table.shape[0] - 1).to(torch.int32)
+        return row.mul_(row.to(self.dtype) == op)
 
     # -------------------------------------------------------------------- forward
     def forward(self, cells: Tensor, inplace: bool = False) -> Tensor:
@@ -326,41 +329,40 @@ class TransformerCPU(nn.Module):
             cells, inplace = cells.contiguous(), False
         if inplace and cells.requires_grad and torch.is_grad_enabled():
             inplace = False
-        n, base, end, dt = self.n_cells, self.stack_base, self.stack_end, self.dtype
-        b_size = cells.shape[0]
-        machine = self._rows(b_size)[0]
-        sign = None
+        base, end, dt = self.stack_base, self.stack_end, self.dtype
+        index = self._batch(cells.shape[0])
+        tokens = None  # dense: the value and sign features of every token, (B, N, 2)
         if self.path == "dense":
-            sign = torch.where(torch.signbit(cells), -1.0, 1.0).to(dt)
+            tokens = torch.stack([cells, torch.ones_like(cells).copysign_(cells)], -1)
 
         # ---- layer 1: read the registers; MLP: fetch addresses.
-        regs = self._read(cells, sign, self.register_queries[:, None].expand(-1, b_size))
+        regs = self._read_registers(cells, tokens, index)
         pc, sp, fp, mode, halt, fault, icount = regs
         top = torch.where(sp > base, sp - 1, base)  # cell[SP - 1] for POP / RET
         link = fp - 1  # LEAVE's t = FP - 1
         fetch = torch.cat([pc + self.fetch_offsets[:, None], top[None], link[None]])
 
         # ---- layer 2: fetch; MLP: decode (one-hot opcode row of the decode table).
-        op, a, b, c, r_top, r_t = self._read(cells, sign, fetch)
-        known = (torch.floor(op) == op) & (op >= 1) & (op < self.decode_table.shape[0])
-        opi = torch.where(known, op, 0).to(torch.int64)
-        flags = self._flags.index_select(0, opi).T  # (signals, B): onehot(op) @ table
-        dec = self._select_rows.index_select(0, opi).T  # the same rows, as select positions
-        sel = dec[:10] * b_size + machine  # flat indices of the gated selects
-        valid, count_a, halt_op, div_op = flags[:4]
+        op, a, b, c, r_top, r_t = self._read(cells, tokens, fetch, index.rows)
+        opi = self._opcode_row(op)
+        # onehot(op) @ control, done as the row read it is: a gather of column ``op``.
+        control = self._control.view(-1).index_select(0, (opi + self._control_rows).view(-1))
+        control = control.view(-1, len(opi))
+        sel = control[:N_SELECTS].to(index.machine.dtype).mul_(len(opi)).add_(index.machine)
+        ranks, halt_op, write_op = control[N_SELECTS:-2], control[-2].bool(), control[-1].bool()
 
         # ---- layer 3: operands; MLP: derived address d = cell[p] + off, write address.
         fp_a, fp_b = fp + a, fp + b
-        r_a, r_b, r_c, r_fb = self._read(cells, sign, torch.stack([a, b, c, fp_b]))
+        r_a, r_b, r_c, r_fb = self._read(cells, tokens, torch.stack([a, b, c, fp_b]), index.rows)
+        # Candidate orders: see algind_gym.cpu.control (STAGE3/STAGE4/REGISTER_CANDIDATES).
         p, off = self._select(torch.stack([r_a, r_b, b, c, mode]), sel[0:2])
         d = p + off
         stack_w = torch.where(sp < end, torch.trunc(sp), 0.0)
         waddr = self._select(torch.stack([a, b, d, fp_a, stack_w]), sel[5])
 
         # ---- layer 4: indirect read, protected flag; MLP: ALU, next state, faults, commit.
-        r_d = self._read(cells, sign, d[None])[0]
-        prot = self._read_protected(waddr)
-        width, zero, one = (t.expand(b_size) for t in (self._width, self._zero, self._one))
+        r_d, prot = self._read_indirect(cells, tokens, d, waddr, index.rows)
+        width = torch.full_like(pc, WIDTH)
         cand = torch.stack([pc, fp, a, b, c, r_a, r_b, r_c, r_fb, r_d, r_top, width])
         x, y, target = self._select(cand, sel[2:5])
         y_zero = y == 0
@@ -383,54 +385,99 @@ class TransformerCPU(nn.Module):
         # checks that only opcodes whose unit is "sub" use it).
         a_zero = (r_a == 0).to(dt)
         sp1 = sp + 1
-        cand = torch.cat(
+        cand = torch.stack(
             [
-                units,
-                torch.stack([zero, one, a_zero, 1 - a_zero, (units[2] <= 0).to(dt)]),
-                torch.stack([sp, sp1, sp - 1, sp1 + a, link, fp, r_t]),
+                *units,
+                torch.zeros_like(pc),
+                torch.ones_like(pc),
+                a_zero,
+                1 - a_zero,
+                (units[2] <= 0).to(dt),
+                sp,
+                sp1,
+                sp - 1,
+                sp1 + a,
+                link,
+                fp,
+                r_t,
             ]
         )
         value, jump, new_sp, new_fp = self._select(cand, sel[6:10])
         new_pc = torch.where(jump != 0, target, pc + WIDTH)
-
-        # Fault checks, in the ISA's priority order.
-        pc_bad = ~((torch.floor(pc) == pc) & (pc >= 0) & (pc <= n - WIDTH))
-        invalid = ~valid | (count_a & ~((torch.floor(a) == a) & (a >= 0)))
-        addrs = torch.stack([a, b, c, d, fp_a, fp_b])
-        addr_ok = (torch.floor(addrs) == addrs) & (addrs >= 0) & (addrs < n)
-        lo, hi = self._check_cols
-        addr_bad = (flags[lo:hi] & ~addr_ok).any(0)
-        stack = dec[11]
-        link_ok = (torch.floor(link) == link) & (link >= base) & (link < sp)
-        is_pop, is_leave = stack == 3, stack == 4
-        addr_bad |= (is_pop & (top >= n)) | (is_leave & link_ok & (link >= n))
-        overflow = ((stack == 1) & (sp >= end)) | ((stack == 2) & (sp1 + a > end))
-        underflow = (is_pop & (sp <= base)) | (is_leave & ~link_ok)
-        writes = (dec[10] == 1) & (waddr >= 0)
-        checks = (
-            pc_bad,
-            invalid,
-            addr_bad,
-            overflow,
-            underflow,
-            div_op & y_zero,
-            writes & ~torch.isfinite(value),
-            writes & prot,
-        )
-        # Priority encoder: apply the checks from the last to the first, so the first wins.
-        code = torch.zeros_like(pc)
-        for check, fault_code in zip(checks[::-1], self._fault_codes[::-1], strict=True):
-            code = torch.where(check, fault_code, code)
+        checks = torch.stack([pc, a, a, b, c, d, fp_a, fp_b, link])
+        code = self._faults(checks, ranks, index, sp, top, y_zero, waddr, value, prot)
 
         # Commit: faulted machines get FAULT only; halted/faulted ones stay frozen.
         running = (halt == 0) & (fault == 0)
         good = running & (code == 0)
         new_regs = torch.stack([new_pc, new_sp, new_fp, torch.ones_like(halt), code, icount + 1])
         old_regs = torch.stack([pc, sp, fp, halt, fault, icount])
-        keep = torch.stack([good, good, good, good & halt_op, running & ~good, good])
-        wen = good & writes
-        mem_addr = torch.where(wen, waddr, self._mode_address).to(torch.int64)
+        halting = good & halt_op
+        keep = torch.stack([good, good, good, halting, running & ~good, good])
+        wen = good & (waddr >= 0) & write_op
+        mem_addr = torch.where(wen, waddr.to(torch.int64), self._mode_address)
         mem_value = torch.where(wen, value, mode)
-        return self._write(
-            cells, torch.where(keep, new_regs, old_regs), mem_addr, mem_value, inplace
+        regs_out = torch.where(keep, new_regs, old_regs)
+        return self._write(cells, regs_out, mem_addr, mem_value, inplace)
+
+    def _faults(
+        self,
+        checks: Tensor,
+        ranks: Tensor,
+        index: _BatchIndex,
+        sp: Tensor,
+        top: Tensor,
+        y_zero: Tensor,
+        waddr: Tensor,
+        value: Tensor,
+        prot: Tensor,
+    ) -> Tensor:
+        """Fault checks and priority encoder: the fault code of every machine, ``(B,)``.
+
+        ``checks`` holds pc, a, a, b, c, d, FP+a, FP+b, FP-1, each tested for being an
+        integer in ``[_check_lo, _check_hi]``. The conditions are stacked in the order of
+        :data:`~algind_gym.cpu.control.FAULT_CONDITIONS`; ``ranks`` (decoded per machine) is 0
+        where the opcode does not use a condition and higher for earlier checks of the ISA's
+        fault order, so the highest rank among the failing conditions is the first failing
+        check: one ``amax`` is the priority encoder.
+        """
+        n, base, end = self.n_cells, self.stack_base, self.stack_end
+        # x is an integer in [lo, hi] iff clamp(floor(x), lo, hi) == x (one comparison).
+        ok = torch.floor(checks).clamp_(index.check_lo, index.check_hi) == checks
+        link = checks[8]
+        link_ok = ok[8] & (link < sp)
+        wpos = waddr >= 0
+        a = checks[1]
+        conds = torch.cat(
+            [
+                ~ok[:1],
+                index.true,
+                ~ok[1:8],
+                torch.stack(
+                    [
+                        top >= n,
+                        link_ok & (link >= n),
+                        sp >= end,
+                        sp + 1 + a > end,
+                        sp <= base,
+                        ~link_ok,
+                        y_zero,
+                        wpos & ~torch.isfinite(value),
+                        wpos & prot,
+                    ]
+                ),
+            ]
         )
+        rank = (conds.view(torch.uint8) * ranks).amax(0)
+        return self._fault_by_rank.index_select(0, rank.to(torch.int32))
+
+
+class _BatchIndex(NamedTuple):
+    """Per batch size: machine ids, flat row offsets and the constant head indices."""
+
+    machine: Tensor  # (1, B) machine ids (int32 unless B * cells needs int64)
+    rows: Tensor  # (1, B) offset of each machine's row in the flattened cells
+    registers: Tensor  # (7 * B,) flat indices of the register reads, feature-major
+    true: Tensor  # (1, B) all true
+    check_lo: Tensor  # (9, B) lower bounds of the address checks (see ``_faults``)
+    check_hi: Tensor  # (9, B) upper bounds
