@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from algind_gym.machine import interpreter
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH, DataType, Layout
 from algind_gym.machine.program import Program, call, install_skill
@@ -85,35 +84,18 @@ class ExecResult:
         return self.faults == Fault.NONE
 
 
-class _Reference:
-    name = "reference"
-
-    def run(self, state: MachineState, max_steps: int = 10_000) -> MachineState:
-        return interpreter.run(state, max_steps)
-
-
 _BACKENDS: dict[str, object] = {}
 
 
 def resolve_backend(backend):
-    """A backend object from a name (``make_backend``) or an object with ``.run``.
-
-    Until :mod:`algind_gym.cpu.backend` exists only ``"reference"`` (the interpreter) works.
-    """
+    """A backend object from a name (cached :func:`~algind_gym.cpu.backend.make_backend`)
+    or an object with ``.run``, passed through."""
     if not isinstance(backend, str):
         return backend
     if backend not in _BACKENDS:
-        try:
-            from algind_gym.cpu.backend import make_backend
-        except ImportError:
-            if backend != "reference":
-                raise ValueError(
-                    f"backend {backend!r} needs algind_gym.cpu.backend, which is not importable; "
-                    "use 'reference'"
-                ) from None
-            _BACKENDS[backend] = _Reference()
-        else:
-            _BACKENDS[backend] = make_backend(backend)
+        from algind_gym.cpu.backend import make_backend
+
+        _BACKENDS[backend] = make_backend(backend)
     return _BACKENDS[backend]
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures of the Transformer-CPU tests; long fuzzing is marked ``slow``."""
+"""Shared fixtures of the Transformer-CPU tests; long fuzzing is marked ``slow`` (excluded by
+the default ``-m "not slow"`` of pyproject.toml). ``dtype`` comes from ``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -6,25 +7,6 @@ import numpy as np
 import pytest
 
 from algind_gym.cpu.backend import make_backend
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: long fuzzing runs (run with -m slow)")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``slow`` tests of this folder unless the run selects them (``-m slow``)."""
-    if "slow" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow fuzzing: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords and "tests/cpu" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(skip)
-
-
-@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
-def dtype(request):
-    return request.param
 
 
 @pytest.fixture(scope="session")

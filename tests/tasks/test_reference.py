@@ -6,8 +6,6 @@ long regression task at one length). ``-m slow``: every training and test length
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -20,9 +18,6 @@ from algind_gym.tasks.reference import (
 
 TASKS = [t.name for t in list_tasks() if t.name in REFERENCE_SOLUTIONS]
 SLOW_TASKS = {"TrainLinearRegression"}
-HAS_CPU = importlib.util.find_spec("algind_gym.cpu") is not None and (
-    importlib.util.find_spec("algind_gym.cpu.backend") is not None
-)
 _LIBS: dict = {}
 
 
@@ -78,9 +73,6 @@ def _cpu_cases():
             yield pytest.param(name, n, id=f"{name}-{n}", marks=[] if fast else [pytest.mark.slow])
 
 
-@pytest.mark.skipif(
-    not HAS_CPU, reason="algind_gym.cpu.backend (the Transformer CPU) is not available yet"
-)
 @pytest.mark.parametrize("name, length", list(_cpu_cases()))
 def test_transformer_cpu_matches_interpreter(name, length):
     """Identical results: the whole final state, bit for bit, and accuracy 1.0."""
