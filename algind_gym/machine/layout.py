@@ -156,7 +156,7 @@ class Layout:
         >>> lay = Layout(n_general=4, stack_size=8, n_pointers=2, memory_size=16,
         ...              skill_blocks=(SkillBlockSpec("main", 0, 32),))
         >>> lay.register("r0"), lay.block("stack").start, lay.n_cells
-        (7, 11, 87)
+        (7, 11, 91)
     """
 
     n_general: int = 8
