@@ -183,7 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_verify_cpu(args: argparse.Namespace) -> int:
     from algind_gym.cpu.verify import verify_cpu
 
-    backends = ("transformer",) if args.fused_only else ("transformer", "transformer-dense")
+    backends = ("transformer", "transformer-torch")
+    if not args.fused_only:
+        backends += ("transformer-dense",)
     result = verify_cpu(
         programs=args.programs,
         steps=args.steps,
@@ -235,10 +237,13 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "asm": (cmd_asm, "assemble a program and print its listing (or --json)"),
     "disasm": (cmd_disasm, "disassemble a program (.asm, bundled example, or asm --json)"),
     "verify-cpu": (cmd_verify_cpu, "fuzz the Transformer CPU against the reference interpreter"),
-    "bench-cpu": (cmd_bench_cpu, "instructions/s of the reference, dense and fused backends"),
+    "bench-cpu": (
+        cmd_bench_cpu,
+        "instructions/s of the reference, dense and fused (numba and torch kernels) backends",
+    ),
 }
 
-BACKEND_NAMES = ("reference", "transformer", "transformer-dense")
+BACKEND_NAMES = ("reference", "transformer", "transformer-torch", "transformer-dense")
 
 
 def build_parser() -> argparse.ArgumentParser:

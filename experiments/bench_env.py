@@ -73,7 +73,8 @@ def main() -> None:
     args = p.parse_args()
     env_id = f"AlgInd/{args.task}-v0"
     kw = {"n_examples": args.examples}
-    rows = [bench_single(env_id, args.steps, backend=b, **kw) for b in ("reference", "transformer")]
+    singles = ("reference", "transformer-torch", "transformer")
+    rows = [bench_single(env_id, args.steps, backend=b, **kw) for b in singles]
     for n in (int(x) for x in args.envs.split(",")):
         sync = bench_vector(env_id, "sync", n, args.steps, backend=args.backend, **kw)
         vec = bench_vector(env_id, "vector_entry_point", n, args.steps, backend=args.backend, **kw)

@@ -1,8 +1,10 @@
 """One switch for the execution backend used by everything above the CPU layer.
 
-``make_backend("transformer")`` (the default, fused path), ``"transformer-dense"`` and
-``"reference"`` (the numpy interpreter) all have ``.name``, ``.step(state)`` and
-``.run(state, max_steps)``; both mutate the :class:`MachineState` in place and return it.
+``make_backend("transformer")`` (the default: the fused path, on the compiled numba loop
+where numba is installed), ``"transformer-torch"`` (the fused path as eager torch ops),
+``"transformer-dense"`` (materialised attention) and ``"reference"`` (the numpy
+interpreter) all have ``.name``, ``.step(state)`` and ``.run(state, max_steps)``; both
+mutate the :class:`MachineState` in place and return it.
 
 The Transformer backends compile one :class:`TransformerCPU` per (layout, dtype) and keep
 it. ``run`` converts numpy to torch once (on CPU ``torch.from_numpy`` shares the memory, so
@@ -25,7 +27,7 @@ from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import Layout
 from algind_gym.machine.state import MachineState
 
-BACKENDS = ("transformer", "transformer-dense", "reference")
+BACKENDS = ("transformer", "transformer-torch", "transformer-dense", "reference")
 """Names accepted by :func:`make_backend`."""
 
 _FAULT, _HALT = 5, 4
@@ -60,21 +62,29 @@ class ReferenceBackend:
 
 @dataclass
 class TransformerBackend:
-    """The Transformer CPU (``path`` "fused" or "dense") behind the backend interface."""
+    """The Transformer CPU (``path`` "fused" or "dense") behind the backend interface.
+
+    ``kernel`` is the fused path's kernel (see :class:`TransformerCPU`): "auto" (numba on
+    CPU where installed) or "torch" (eager torch ops).
+    """
 
     path: str = "fused"
     device: str | torch.device = "cpu"
+    kernel: str = "auto"
     _models: dict = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
-        return "transformer" if self.path == "fused" else f"transformer-{self.path}"
+        if self.path == "fused":
+            return "transformer-torch" if self.kernel == "torch" else "transformer"
+        return f"transformer-{self.path}"
 
     def model(self, layout: Layout, dtype) -> TransformerCPU:
         """The compiled CPU for ``layout`` and ``dtype`` (compiled once, then cached)."""
         key = (layout, np.dtype(dtype).name)
         if key not in self._models:
-            self._models[key] = TransformerCPU(layout, dtype, self.device, self.path)
+            kernel = self.kernel if self.path == "fused" else "torch"
+            self._models[key] = TransformerCPU(layout, dtype, self.device, self.path, kernel)
         return self._models[key]
 
     def _to_torch(self, state: MachineState) -> torch.Tensor:
@@ -103,6 +113,9 @@ class TransformerBackend:
         cells = self._to_torch(state)
         with torch.inference_mode():
             done = 0
+            if cpu._uses_numba(cells):  # every machine's loop in one call
+                cpu.run(cells, max_steps)
+                done = max_steps
             while done < max_steps and bool(_running(cells).any()):
                 for _ in range(min(_CHECK_EVERY, max_steps - done)):
                     cells = cpu(cells, inplace=True)
@@ -122,13 +135,15 @@ def make_backend(name: str = "transformer", device: str | torch.device = "cpu") 
     """Return the execution backend called ``name`` (see :data:`BACKENDS`).
 
     Example:
-        >>> make_backend().name, make_backend("reference").name
-        ('transformer', 'reference')
+        >>> make_backend().name, make_backend("transformer-torch").name
+        ('transformer', 'transformer-torch')
     """
     if name == "reference":
         return ReferenceBackend()
     if name == "transformer":
         return TransformerBackend("fused", device)
+    if name == "transformer-torch":
+        return TransformerBackend("fused", device, "torch")
     if name == "transformer-dense":
         return TransformerBackend("dense", device)
     raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")

@@ -30,7 +30,7 @@ from algind_gym.machine.isa import encode
 from algind_gym.machine.layout import Layout, SkillBlockSpec
 from algind_gym.machine.state import MachineState
 
-BENCH_BACKENDS = ("reference", "transformer-dense", "transformer")
+BENCH_BACKENDS = ("reference", "transformer-dense", "transformer-torch", "transformer")
 
 
 def bench_layout(memory_size: int = 64) -> Layout:
@@ -191,7 +191,7 @@ def print_bench(rows: list[dict]) -> None:
 
     table = Table(title="Transformer CPU throughput (instructions per second)")
     for col in ("workload", "batch", "backend", "cells", "instr/s", "x reference", "peak MB"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         ratio = r.get("ratio_to_reference")
         table.add_row(
@@ -203,4 +203,4 @@ def print_bench(rows: list[dict]) -> None:
             "-" if ratio is None else f"{ratio:.2f}",
             f"{r['peak_memory_mb']:.1f}",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 100)).print(table)  # never truncate the names

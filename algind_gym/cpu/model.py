@@ -45,6 +45,13 @@ columns and scatters one value per machine. Both paths run the same MLP code
 on the same compiled tables, so they agree bit for bit, and with the reference
 interpreter.
 
+The fused path has two kernels. ``kernel="torch"`` runs the forward pass as eager torch ops
+over the batch (about a hundred per step, so a step costs about a millisecond at any
+batch size); ``kernel="numba"`` (:mod:`algind_gym.cpu.kernel`) fuses the same reads,
+tables and selects into one compiled loop over the machines, about 30x faster on a CPU
+and the default there (``kernel="auto"``). Autograd and non-CPU devices always take the
+torch ops.
+
 Deviations from DESIGN.md: attention is *hard* (argmax one-hot via a step on the exact
 integer score) rather than a softmax at high temperature, because a softmax is never
 exactly one-hot in floating point; the special registers are written by dedicated write
@@ -63,12 +70,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from algind_gym.cpu import kernel as _kernel
 from algind_gym.cpu.compiler import CompiledCPU, compile_cpu
 from algind_gym.cpu.control import N_SELECTS, control_table
 from algind_gym.machine.isa import WIDTH
 from algind_gym.machine.layout import Layout
 
 Path = Literal["fused", "dense"]
+Kernel = Literal["auto", "numba", "torch"]
 
 
 def _torch_dtype(dtype) -> torch.dtype:
@@ -79,6 +88,10 @@ def _torch_dtype(dtype) -> torch.dtype:
     if dt not in (torch.float32, torch.float64):
         raise TypeError(f"unsupported dtype {dtype!r}; expected float32 or float64")
     return dt
+
+
+def _np_dtype(dtype: torch.dtype) -> np.dtype:
+    return np.dtype(np.float32 if dtype == torch.float32 else np.float64)
 
 
 class _SignedZeroRead(torch.autograd.Function):
@@ -105,6 +118,11 @@ class TransformerCPU(nn.Module):
         dtype: float32 or float64 (torch or numpy dtype, or its name).
         device: where the weights live; inputs must be on the same device.
         path: ``"fused"`` (gather/scatter) or ``"dense"`` (materialised attention).
+        kernel: how the fused path runs: ``"torch"`` (eager torch ops over the batch),
+            ``"numba"`` (the same computation fused into one compiled loop over the
+            machines, :mod:`algind_gym.cpu.kernel`; CPU inference only) or ``"auto"``
+            (numba where it applies and is installed, else torch). Calls that need
+            autograd, and tensors on other devices, always take the torch ops.
 
     Example:
         >>> import torch
@@ -128,10 +146,17 @@ class TransformerCPU(nn.Module):
         dtype=torch.float32,
         device: str | torch.device = "cpu",
         path: Path = "fused",
+        kernel: Kernel = "auto",
     ) -> None:
         super().__init__()
         if path not in ("fused", "dense"):
             raise ValueError(f"path must be 'fused' or 'dense', got {path!r}")
+        if kernel not in ("auto", "numba", "torch"):
+            raise ValueError(f"kernel must be 'auto', 'numba' or 'torch', got {kernel!r}")
+        if kernel == "numba" and not _kernel.AVAILABLE:
+            raise RuntimeError("kernel='numba' needs numba: pip install numba")
+        if kernel == "numba" and path != "fused":
+            raise ValueError("kernel='numba' runs the fused path; use path='fused'")
         self.layout = layout
         self.path: Path = path
         self.dtype = _torch_dtype(dtype)
@@ -172,6 +197,8 @@ class TransformerCPU(nn.Module):
         buf("_protected_bool", c.protected != 0, torch.bool)
         buf("_mode_address", np.asarray(layout.register("mode")), torch.int64)
         self._batch_cache: dict[int, _BatchIndex] = {}
+        self.kernel: Kernel = kernel
+        self._numba_args: tuple | None = None  # numpy views of the tables (built lazily)
         # Heads with constant queries (register reads and writes) attend the same way for
         # every input: their attention is computed once from the compiled weights.
         with torch.no_grad():
@@ -179,6 +206,10 @@ class TransformerCPU(nn.Module):
             writes = self._attention_weights(self.register_write_addresses[None].to(dt))[0]
         self.register_buffer("_register_read_attention", reads)
         self.register_buffer("_register_write_attention", writes > 0.5)
+        # Each cell token attends to at most one register write head: which one, and
+        # whether any (the dense write-back reads all six heads with one gather).
+        self.register_buffer("_register_written", (writes > 0.5).any(0))
+        self.register_buffer("_register_head_of_cell", writes.argmax(0))
 
     # ------------------------------------------------------------------ reporting
     @property
@@ -193,7 +224,7 @@ class TransformerCPU(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"path={self.path}, dtype={self.dtype}, n_cells={self.n_cells}, "
+            f"path={self.path}, kernel={self.kernel}, dtype={self.dtype}, n_cells={self.n_cells}, "
             f"layers={self.n_layers}, heads={self.compiled.n_heads}, "
             f"parameters={self.n_parameters}"
         )
@@ -255,7 +286,9 @@ class TransformerCPU(nn.Module):
     def _attend(w: Tensor, tokens: Tensor) -> Tensor:
         """Dense read ``(H, B)`` with attention ``w`` (``(B, H, N)`` or ``(H, N)``)."""
         out = w @ tokens  # (B, H, 2): value and sign read by the same one-hot weights
-        return _SignedZeroRead.apply(out[..., 0], out[..., 1]).T
+        if torch.is_grad_enabled() and out.requires_grad:
+            return _SignedZeroRead.apply(out[..., 0], out[..., 1]).T
+        return torch.copysign(out[..., 0], out[..., 1]).T
 
     def _read_registers(self, cells: Tensor, tokens: Tensor | None, index: _BatchIndex) -> Tensor:
         """Layer-1 heads (constant queries): the registers PC..ICOUNT, ``(7, B)``."""
@@ -292,10 +325,11 @@ class TransformerCPU(nn.Module):
             else:
                 out = cells.index_copy(1, self.register_write_addresses, regs.T)
             return out.scatter_(1, mem_addr[:, None], mem_value[:, None])
-        # The register heads have constant queries, hence constant attention (computed once).
-        out = cells
-        for h in range(len(regs)):  # one gated select per head: new = m v + (1-m) old
-            out = torch.where(self._register_write_attention[h], regs[h][:, None], out)
+        # The register heads have constant queries, hence constant attention (computed
+        # once): cell j reads head ``_register_head_of_cell[j]`` where it attends to one,
+        # in one gated select for all six heads: new = m v + (1 - m) old.
+        heads = regs.T.index_select(1, self._register_head_of_cell)  # (B, N)
+        out = torch.where(self._register_written, heads, cells)
         m = self._attention_weights(mem_addr[:, None].to(self.dtype))[:, 0] > 0.5
         out = torch.where(m, mem_value[:, None], out)
         if inplace:
@@ -329,6 +363,10 @@ class TransformerCPU(nn.Module):
             cells, inplace = cells.contiguous(), False
         if inplace and cells.requires_grad and torch.is_grad_enabled():
             inplace = False
+        if self._uses_numba(cells):
+            out = cells if inplace else cells.clone()
+            self._numba_run(out, 1)
+            return out
         base, end, dt = self.stack_base, self.stack_end, self.dtype
         index = self._batch(cells.shape[0])
         tokens = None  # dense: the value and sign features of every token, (B, N, 2)
@@ -419,6 +457,74 @@ class TransformerCPU(nn.Module):
         mem_value = torch.where(wen, value, mode)
         regs_out = torch.where(keep, new_regs, old_regs)
         return self._write(cells, regs_out, mem_addr, mem_value, inplace)
+
+    # ------------------------------------------------------------ numba kernel
+    def _uses_numba(self, cells: Tensor) -> bool:
+        """Whether this call runs on the compiled loop (see the ``kernel`` argument)."""
+        if self.path != "fused" or self.kernel == "torch" or cells.device.type != "cpu":
+            return False
+        if cells.requires_grad and torch.is_grad_enabled():
+            return False
+        return _kernel.AVAILABLE
+
+    def _numba_run(self, cells: Tensor, n_steps: int) -> None:
+        """``n_steps`` forward passes per machine on the compiled loop, in place."""
+        if self._numba_args is None or self._numba_args[3].dtype != _np_dtype(self.dtype):
+            self._numba_args = self._kernel_tables()
+        with torch.no_grad():
+            err = _kernel.fused_run(cells.detach().numpy(), int(n_steps), *self._numba_args)
+        if err:  # pragma: no cover - would be a compiler bug, never a program's fault
+            raise RuntimeError(f"fused kernel error {err}: a write outside the state")
+
+    def _kernel_tables(self) -> tuple:
+        """The compiled tables the kernel reads, as numpy arrays (no copies of the state)."""
+        dt = _np_dtype(self.dtype)
+        lay = self.layout
+
+        def np_(t: Tensor, dtype=None) -> np.ndarray:
+            a = t.detach().cpu().numpy()
+            return np.ascontiguousarray(a if dtype is None else a.astype(dtype))
+
+        consts = np.zeros(_kernel.N_CONSTS, dt)
+        consts[_kernel.C_ONE] = 1
+        consts[_kernel.C_WIDTH] = WIDTH
+        consts[_kernel.C_BASE] = lay.stack_base
+        consts[_kernel.C_END] = lay.stack_end
+        consts[_kernel.C_N] = self.n_cells
+        consts[_kernel.C_LAST] = self.n_cells - 1
+        consts[_kernel.C_LAST_OP] = self.decode_table.shape[0] - 1
+        return (
+            np_(self._control.T),  # (opcodes, control rows): the decoder's output rows
+            N_SELECTS,
+            np_(self._fault_by_rank, dt),
+            np_(self._protected_bool),
+            consts,
+            np_(self.register_queries, np.int64),
+            np_(self.register_write_addresses, np.int64),
+            np_(self._check_lo[:, 0], dt),
+            np_(self._check_hi[:, 0], dt),
+            int(self._mode_address),
+        )
+
+    def run(self, cells: Tensor, n_steps: int) -> Tensor:
+        """``n_steps`` forward passes on ``cells`` in place (no autograd); returns ``cells``.
+
+        Equal to calling ``self(cells, inplace=True)`` ``n_steps`` times. On the numba
+        kernel each machine's loop runs in one call and stops once the machine is frozen.
+        """
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        if cells.dim() != 2 or cells.shape[1] != self.n_cells or cells.dtype != self.dtype:
+            return self(cells)  # raises the forward pass's error
+        if not cells.is_contiguous():
+            raise ValueError("run works in place and needs contiguous cells")
+        with torch.no_grad():
+            if self._uses_numba(cells):
+                self._numba_run(cells, n_steps)
+                return cells
+            for _ in range(n_steps):
+                cells = self(cells, inplace=True)
+        return cells
 
     def _faults(
         self,

@@ -36,7 +36,7 @@ def verify_cpu(
     batch: int = 512,
     dtype: str = "float32",
     seed: int = 0,
-    backends: Sequence[str] = ("transformer", "transformer-dense"),
+    backends: Sequence[str] = ("transformer", "transformer-torch", "transformer-dense"),
     garbage: float = 0.03,
     print_result: bool = True,
 ) -> dict:

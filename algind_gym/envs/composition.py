@@ -100,7 +100,7 @@ class SkillCompositionEnv(gym.Env):
 
     ``task`` (name, id or :class:`TaskSpec`), ``library`` (default: built-in atomic skills and
     combinators), ``n_examples`` (K, 8), ``max_calls`` (T, 6), ``lengths``, ``max_length``,
-    ``backend`` (``"transformer"``, ``"transformer-dense"`` or ``"reference"``),
+    ``backend`` (any name of :data:`algind_gym.cpu.BACKENDS`; default ``"transformer"``),
     ``reward_mode``, ``action_encoding``, ``observation_mode``, ``call_cost`` (0.01),
     ``invalid_penalty`` (0.1), ``fault_penalty`` (1.0), ``memory_window``, ``data_window``,
     ``dtype`` (float64), ``render_mode`` (``"ansi"`` or ``"rgb_array"``).

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from algind_gym.cpu.backend import make_backend
+from algind_gym.cpu.backend import BACKENDS, make_backend
 
 
 @pytest.fixture(scope="session")
 def backends():
-    """The three backends, compiled models cached across tests."""
-    return {name: make_backend(name) for name in ("reference", "transformer", "transformer-dense")}
+    """Every backend (the fused path on both kernels), compiled models cached across tests."""
+    return {name: make_backend(name) for name in BACKENDS}
 
 
 def bits(cells: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ def test_run_matches_reference_including_budget(backends, dtype, workload):
     ref = bench_machines(32, workload, dtype)
     expected = backends["reference"].run(ref.copy(), max_steps=77)
     assert (expected.faults == Fault.BUDGET_EXHAUSTED).all()
-    for name in ("transformer", "transformer-dense"):
+    for name in ("transformer", "transformer-torch", "transformer-dense"):
         got = ref.copy()
         out = backends[name].run(got, max_steps=77)
         assert out is got
@@ -35,8 +35,9 @@ def test_run_matches_reference_including_budget(backends, dtype, workload):
 def test_run_on_random_programs_matches_reference(backends, dtype):
     start = random_machines(300, 11, dtype)
     expected = backends["reference"].run(start.copy(), max_steps=150)
-    got = backends["transformer"].run(start.copy(), max_steps=150)
-    assert_same(expected, got, "transformer.run")
+    for name in ("transformer", "transformer-torch"):
+        got = backends[name].run(start.copy(), max_steps=150)
+        assert_same(expected, got, f"{name}.run")
     assert (expected.faults == Fault.BUDGET_EXHAUSTED).any()
 
 
@@ -81,7 +82,7 @@ def test_million_fuzzed_steps(dtype_name):
         steps=256,
         batch=2048,
         dtype=dtype_name,
-        backends=("transformer",),
+        backends=("transformer", "transformer-torch"),
         print_result=False,
     )
     assert result["steps_checked"] >= 1_000_000

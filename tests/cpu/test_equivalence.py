@@ -1,4 +1,4 @@
-"""The Transformer CPU (fused and dense) equals the reference interpreter, bit for bit.
+"""The Transformer CPU (fused on both kernels, dense) equals the reference interpreter, bit for bit.
 
 Hypothesis builds one-instruction states for every opcode with random, often hostile
 contents: garbage PCs and opcodes, negative/fractional/out-of-range addresses, full and
@@ -17,6 +17,7 @@ from algind_gym.machine.isa import OPCODES, WIDTH, Fault, encode
 from algind_gym.machine.state import MachineState
 from tests.cpu.conftest import assert_same
 
+TRANSFORMERS = ("transformer", "transformer-torch", "transformer-dense")
 LAYOUT = fuzz_layout()
 N = LAYOUT.n_cells
 MAIN = LAYOUT.skill("main")
@@ -66,7 +67,7 @@ def one_instruction_state(data, op, dtype) -> MachineState:
 
 def check_all_backends(backends, state: MachineState, steps: int = 3) -> None:
     ref = state.copy()
-    others = {name: state.copy() for name in ("transformer", "transformer-dense")}
+    others = {name: state.copy() for name in TRANSFORMERS}
     for i in range(steps):
         backends["reference"].step(ref)
         for name, s in others.items():
