@@ -20,6 +20,7 @@ users can run a single skill with :func:`run_skill`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -119,9 +120,8 @@ class MachineImage:
         """Fresh idle (halted) machines: skills installed, pointer table filled, buffers zero
         (constants set)."""
         if self._template is None:
-            st = MachineState.zeros(self.layout, 1, np.float64)
-            for key, prog in self.programs.items():
-                install_skill(st, self.library.get(key).block_name, prog)
+            row = _installed_skills(self.library, self.layout, self.programs)
+            st = MachineState(self.layout, row[None].copy())
             for i, p in enumerate(self.pointers):
                 st.write(self.layout.pointer(i), list(p.descriptor))
             for addr, buf in self.buffers.values():
@@ -281,6 +281,29 @@ class MachineImage:
             ExecResult(state.faults[idx].copy(), steps[idx], error)
             for idx, error in zip(row_sets, errors, strict=True)
         ]
+
+
+_INSTALLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per library: a zero machine with the skills installed, by (layout, skill keys)."""
+
+
+def _installed_skills(
+    library: SkillLibrary, layout: Layout, programs: dict[str, Program]
+) -> np.ndarray:
+    """One float64 row: a zero machine of ``layout`` with ``programs`` installed (cached;
+    skills never change once in the library, so resets of an environment reuse it)."""
+    cache = _INSTALLED.setdefault(library, {})
+    key = (layout, tuple(programs))
+    row = cache.get(key)
+    if row is None:
+        st = MachineState.zeros(layout, 1, np.float64)
+        for k, prog in programs.items():
+            install_skill(st, library.get(k).block_name, prog)
+        if len(cache) >= 64:
+            cache.pop(next(iter(cache)))  # the oldest entry
+        row = cache[key] = st.cells[0].copy()
+        row.flags.writeable = False
+    return row
 
 
 def default_stack_size(buffer_cells: int) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,6 +42,11 @@ LIBRARY_FORMAT = "algind_gym.SkillLibrary"
 LIBRARY_VERSION = 1
 KINDS = ("atomic", "combinator", "composed")
 JACOBIANS = (None, "weights", "elementwise", "elementwise_if_f")
+
+
+_LINK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per library: linked programs by (layout, skill keys), see :meth:`SkillLibrary.link`."""
+_LINK_CACHE_SIZE = 64
 
 
 class LibraryFormatError(ValueError):
@@ -370,11 +376,26 @@ class SkillLibrary:
     def link(self, layout: Layout, keys: Sequence[str] | None = None) -> dict[str, Program]:
         """Link the skills ``keys`` (default: all) at their blocks in ``layout``.
 
-        Every dependency of a linked skill must be in ``keys`` too.
+        Every dependency of a linked skill must be in ``keys`` too. Skills never change once
+        added (the library is append-only), so the result is cached per (layout, keys): an
+        environment's resets re-link nothing.
         """
         keys = self.keys() if keys is None else list(keys)
+        wanted = set(keys)
+        order = tuple(k for k in self._skills if k in wanted)
+        cache = _LINK_CACHE.setdefault(self, {})
+        hit = cache.get((layout, order))
+        if hit is not None:
+            return dict(hit)
+        programs = self._link(layout, order)
+        if len(cache) >= _LINK_CACHE_SIZE:
+            cache.pop(next(iter(cache)))  # the oldest entry
+        cache[(layout, order)] = programs
+        return dict(programs)
+
+    def _link(self, layout: Layout, order: Sequence[str]) -> dict[str, Program]:
         programs: dict[str, Program] = {}
-        for k in [k for k in self._skills if k in set(keys)]:
+        for k in order:
             skill = self._skills[k]
             sb = layout.skill(skill.block_name)
             symbols: dict[str, float] = {}
