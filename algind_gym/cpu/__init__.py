@@ -2,7 +2,8 @@
 
 Public names:
 
-* :class:`TransformerCPU` -- the ``nn.Module`` (``path="fused"`` or ``"dense"``);
+* :class:`TransformerCPU` -- the ``nn.Module`` (``path="fused"`` or ``"dense"``; the fused
+  path runs as eager torch ops or as one numba-compiled loop, :mod:`algind_gym.cpu.kernel`);
 * :func:`compile_cpu` / :class:`CompiledCPU` -- the weight compiler and its output;
 * :func:`make_backend` / :data:`BACKENDS` -- the one backend switch used above this layer;
 * :func:`verify_cpu`, :func:`bench_cpu` -- the logic of ``algind-gym verify-cpu`` and

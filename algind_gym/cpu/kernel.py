@@ -109,6 +109,7 @@ def fused_run(
     cand4 = np.empty(12, dt)
     cand_last = np.empty(22, dt)
     regs_out = np.empty(6, dt)
+    checks = np.empty(8, dt)
     zero, one, width, base, end = k[C_ZERO], k[C_ONE], k[C_WIDTH], k[C_BASE], k[C_END]
     last, last_op, n_f = k[C_LAST], k[C_LAST_OP], k[C_N]
     halt_col, write_col = control.shape[1] - 2, control.shape[1] - 1
@@ -215,24 +216,20 @@ def fused_run(
             link_ok = _check(link, check_lo[8], check_hi[8]) and link < sp
             wpos = waddr >= zero
             r = n_selects  # first rank row of the control column
-            rank = 0
-            if not _check(pc, check_lo[0], check_hi[0]):
-                rank = max(rank, control[opi, r])
-            rank = max(rank, control[opi, r + 1])  # invalid opcode (live only on invalid rows)
-            if not _check(a, check_lo[1], check_hi[1]):
-                rank = max(rank, control[opi, r + 2])
-            if not _check(a, check_lo[2], check_hi[2]):
-                rank = max(rank, control[opi, r + 3])
-            if not _check(b, check_lo[3], check_hi[3]):
-                rank = max(rank, control[opi, r + 4])
-            if not _check(cf, check_lo[4], check_hi[4]):
-                rank = max(rank, control[opi, r + 5])
-            if not _check(d, check_lo[5], check_hi[5]):
-                rank = max(rank, control[opi, r + 6])
-            if not _check(fp_a, check_lo[6], check_hi[6]):
-                rank = max(rank, control[opi, r + 7])
-            if not _check(fp_b, check_lo[7], check_hi[7]):
-                rank = max(rank, control[opi, r + 8])
+            rank = control[opi, r + 1]  # invalid opcode (live only on invalid rows)
+            # "integer in [lo, hi]" checks of pc, a (count), a, b, c, d, FP + a, FP + b:
+            # check j is condition row j + 1 except the PC's (row 0, before the opcode's).
+            checks[0] = pc
+            checks[1] = a
+            checks[2] = a
+            checks[3] = b
+            checks[4] = cf
+            checks[5] = d
+            checks[6] = fp_a
+            checks[7] = fp_b
+            for j in range(8):
+                if not _check(checks[j], check_lo[j], check_hi[j]):
+                    rank = max(rank, control[opi, r + j + (1 if j > 0 else 0)])
             if top >= n_f:
                 rank = max(rank, control[opi, r + 9])
             if link_ok and link >= n_f:

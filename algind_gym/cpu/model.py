@@ -351,7 +351,9 @@ class TransformerCPU(nn.Module):
         """Execute one instruction on every running machine of ``cells`` ``(B, N)``.
 
         Halted or faulted machines are returned unchanged. With ``inplace=True`` (and no
-        autograd on ``cells``) the result is written into ``cells`` itself.
+        autograd on ``cells``) the result is written into ``cells`` itself. On the numba
+        kernel (see ``kernel``) the same pass runs as one compiled loop over the machines;
+        :meth:`run` loops many passes per call.
         """
         if cells.dim() != 2 or cells.shape[1] != self.n_cells:
             raise ValueError(
