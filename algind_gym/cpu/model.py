@@ -471,7 +471,7 @@ class TransformerCPU(nn.Module):
 
     def _numba_run(self, cells: Tensor, n_steps: int) -> None:
         """``n_steps`` forward passes per machine on the compiled loop, in place."""
-        if self._numba_args is None or self._numba_args[3].dtype != _np_dtype(self.dtype):
+        if self._numba_args is None:  # the tables never change: built on first use
             self._numba_args = self._kernel_tables()
         with torch.no_grad():
             err = _kernel.fused_run(cells.detach().numpy(), int(n_steps), *self._numba_args)
