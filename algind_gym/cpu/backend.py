@@ -113,7 +113,7 @@ class TransformerBackend:
         cells = self._to_torch(state)
         with torch.inference_mode():
             done = 0
-            if cpu._uses_numba(cells):  # every machine's loop in one call
+            if cpu.uses_numba(cells):  # every machine's loop in one call
                 cpu.run(cells, max_steps)
                 done = max_steps
             while done < max_steps and bool(_running(cells).any()):

@@ -205,7 +205,6 @@ class TransformerCPU(nn.Module):
             reads = self._attention_weights(self.register_queries[None])[0]
             writes = self._attention_weights(self.register_write_addresses[None].to(dt))[0]
         self.register_buffer("_register_read_attention", reads)
-        self.register_buffer("_register_write_attention", writes > 0.5)
         # Each cell token attends to at most one register write head: which one, and
         # whether any (the dense write-back reads all six heads with one gather).
         self.register_buffer("_register_written", (writes > 0.5).any(0))
@@ -355,17 +354,12 @@ class TransformerCPU(nn.Module):
         kernel (see ``kernel``) the same pass runs as one compiled loop over the machines;
         :meth:`run` loops many passes per call.
         """
-        if cells.dim() != 2 or cells.shape[1] != self.n_cells:
-            raise ValueError(
-                f"cells has shape {tuple(cells.shape)}; this CPU needs (batch, {self.n_cells})"
-            )
-        if cells.dtype != self.dtype:
-            raise TypeError(f"cells are {cells.dtype}; this CPU was compiled for {self.dtype}")
+        self._check_cells(cells)
         if not cells.is_contiguous():
             cells, inplace = cells.contiguous(), False
         if inplace and cells.requires_grad and torch.is_grad_enabled():
             inplace = False
-        if self._uses_numba(cells):
+        if self.uses_numba(cells):
             out = cells if inplace else cells.clone()
             self._numba_run(out, 1)
             return out
@@ -460,8 +454,17 @@ class TransformerCPU(nn.Module):
         regs_out = torch.where(keep, new_regs, old_regs)
         return self._write(cells, regs_out, mem_addr, mem_value, inplace)
 
+    def _check_cells(self, cells: Tensor) -> None:
+        """Clear errors for cells of the wrong shape or dtype."""
+        if cells.dim() != 2 or cells.shape[1] != self.n_cells:
+            raise ValueError(
+                f"cells has shape {tuple(cells.shape)}; this CPU needs (batch, {self.n_cells})"
+            )
+        if cells.dtype != self.dtype:
+            raise TypeError(f"cells are {cells.dtype}; this CPU was compiled for {self.dtype}")
+
     # ------------------------------------------------------------ numba kernel
-    def _uses_numba(self, cells: Tensor) -> bool:
+    def uses_numba(self, cells: Tensor) -> bool:
         """Whether this call runs on the compiled loop (see the ``kernel`` argument)."""
         if self.path != "fused" or self.kernel == "torch" or cells.device.type != "cpu":
             return False
@@ -516,12 +519,11 @@ class TransformerCPU(nn.Module):
         """
         if n_steps < 0:
             raise ValueError(f"n_steps must be >= 0, got {n_steps}")
-        if cells.dim() != 2 or cells.shape[1] != self.n_cells or cells.dtype != self.dtype:
-            return self(cells)  # raises the forward pass's error
+        self._check_cells(cells)
         if not cells.is_contiguous():
             raise ValueError("run works in place and needs contiguous cells")
         with torch.no_grad():
-            if self._uses_numba(cells):
+            if self.uses_numba(cells):
                 self._numba_run(cells, n_steps)
                 return cells
             for _ in range(n_steps):

@@ -30,7 +30,7 @@ from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH, DataType, Layout
 from algind_gym.machine.program import Program, call, install_skill
 from algind_gym.machine.state import MachineState
-from algind_gym.skills.library import SkillLibrary
+from algind_gym.skills.library import SkillLibrary, cached_per_library
 from algind_gym.skills.signature import accepts, data_type, skill_type
 
 BINDING_FAULT = Fault.ADDRESS
@@ -292,18 +292,16 @@ def _installed_skills(
 ) -> np.ndarray:
     """One float64 row: a zero machine of ``layout`` with ``programs`` installed (cached;
     skills never change once in the library, so resets of an environment reuse it)."""
-    cache = _INSTALLED.setdefault(library, {})
-    key = (layout, tuple(programs))
-    row = cache.get(key)
-    if row is None:
+
+    def build() -> np.ndarray:
         st = MachineState.zeros(layout, 1, np.float64)
         for k, prog in programs.items():
             install_skill(st, library.get(k).block_name, prog)
-        if len(cache) >= 64:
-            cache.pop(next(iter(cache)))  # the oldest entry
-        row = cache[key] = st.cells[0].copy()
+        row = st.cells[0].copy()
         row.flags.writeable = False
-    return row
+        return row
+
+    return cached_per_library(_INSTALLED, library, (layout, tuple(programs)), build)
 
 
 def default_stack_size(buffer_cells: int) -> int:

@@ -46,7 +46,18 @@ JACOBIANS = (None, "weights", "elementwise", "elementwise_if_f")
 
 _LINK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """Per library: linked programs by (layout, skill keys), see :meth:`SkillLibrary.link`."""
-_LINK_CACHE_SIZE = 64
+
+
+def cached_per_library(store: weakref.WeakKeyDictionary, library, key, build, size: int = 64):
+    """``build()`` once per (``library``, ``key``), kept in ``store`` (weakly keyed on the
+    library, so nothing outlives it or gets pickled with it; at most ``size`` keys per
+    library, the oldest dropped first). Safe because skills never change once added."""
+    cache = store.setdefault(library, {})
+    if key not in cache:
+        if len(cache) >= size:
+            cache.pop(next(iter(cache)))
+        cache[key] = build()
+    return cache[key]
 
 
 class LibraryFormatError(ValueError):
@@ -383,14 +394,9 @@ class SkillLibrary:
         keys = self.keys() if keys is None else list(keys)
         wanted = set(keys)
         order = tuple(k for k in self._skills if k in wanted)
-        cache = _LINK_CACHE.setdefault(self, {})
-        hit = cache.get((layout, order))
-        if hit is not None:
-            return dict(hit)
-        programs = self._link(layout, order)
-        if len(cache) >= _LINK_CACHE_SIZE:
-            cache.pop(next(iter(cache)))  # the oldest entry
-        cache[(layout, order)] = programs
+        programs = cached_per_library(
+            _LINK_CACHE, self, (layout, order), lambda: self._link(layout, order)
+        )
         return dict(programs)
 
     def _link(self, layout: Layout, order: Sequence[str]) -> dict[str, Program]:

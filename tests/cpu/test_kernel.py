@@ -111,11 +111,11 @@ def test_autograd_takes_the_torch_ops():
     cpu = TransformerCPU(LAYOUT, torch.float64)
     state = random_machines(4, 1, np.float64)
     cells = torch.from_numpy(state.cells.copy()).requires_grad_(True)
-    assert not cpu._uses_numba(cells)
+    assert not cpu.uses_numba(cells)
     out = cpu(cells)
     assert out.grad_fn is not None
     with torch.no_grad():
-        assert cpu._uses_numba(cells)  # no graph needed: the compiled loop runs
+        assert cpu.uses_numba(cells)  # no graph needed: the compiled loop runs
         assert torch.equal(cpu(cells), out.detach())
 
 
@@ -123,7 +123,7 @@ def test_auto_kernel_without_numba_falls_back(monkeypatch):
     monkeypatch.setattr(kernel_module, "AVAILABLE", False)
     cpu = TransformerCPU(LAYOUT, torch.float32)  # kernel="auto"
     cells = torch.from_numpy(random_machines(4, 2, np.float32).cells.copy())
-    assert not cpu._uses_numba(cells)
+    assert not cpu.uses_numba(cells)
     with pytest.raises(RuntimeError, match="pip install numba"):
         TransformerCPU(LAYOUT, torch.float32, kernel="numba")
 
