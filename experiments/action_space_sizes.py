@@ -51,7 +51,14 @@ def main() -> None:
         print(json.dumps(rows, indent=1))
         return
     table = Table(title="discrete action-space sizes (valid = allowed by the exact mask)")
-    for col in ("task", "data entries", "builtin: actions", "valid", "curriculum: actions", "valid"):
+    for col in (
+        "task",
+        "data entries",
+        "builtin: actions",
+        "valid",
+        "curriculum: actions",
+        "valid",
+    ):
         table.add_column(col, justify="left" if col == "task" else "right")
 
     def fmt(v):
