@@ -164,3 +164,25 @@ def test_bad_lengths_are_refused_at_construction(bad, match):
         Workspace(builtin_library(), get_task("VectorAdd"), bad)
     with pytest.raises(ValueError, match="capacity"):
         Workspace(builtin_library(), get_task("VectorAdd"), 2, capacity=10**6)
+
+
+def test_user_task_without_scratch_is_solved_with_pool_buffers_and_builtins():
+    task = _user_task(
+        name="SumOfDoubles",
+        args=(ArgSpec("x", "vector"), ArgSpec("out", "scalar", "out")),
+        oracle=lambda ex: {"out": np.sum(2 * ex["x"])},
+        train_lengths=(1, 2, 4),
+        test_lengths=(32,),
+    )
+    assert task.scratch == () and task.constants == {}
+    program = [
+        ("zipmap", ["&s_add", "x", "x", "tmp_v1"]),
+        ("fold", ["&s_add", "tmp_v1", "zero", "out"]),
+    ]
+    for n in (4, 32):  # a training length and 8x it
+        ws = Workspace(builtin_library(), task, n, batch=4, seed=3)
+        state = ws.reset()
+        results = ws.run_program(state, program, "transformer")
+        assert all(r.error is None for r in results) and ws.score(state).success.all(), n
+    skill = compile_task_program(builtin_library(), task, program)
+    assert [t.name for t in skill.composition.temps] == ["tmp_v1"]
