@@ -13,12 +13,18 @@ Tolerances: integer tasks are exact (``Tolerance()``); real-valued tasks use
 backend computes the same bits, so the slack only absorbs summation-order differences
 between the oracle and the machine).
 
-``scratch`` are temporary buffers the task provides in the pointer table (shapes are
-dimension expressions over the argument names, as for a composition's temporaries, see
-:class:`~algind_gym.skills.compose.Temp`), ``constants`` named scalars. When a program for
-the task is compiled into a skill (:func:`algind_gym.tasks.workspace.compile_task_program`)
-scratch becomes stack temporaries and constants immediate values, so the skill is
-self-contained.
+Working memory comes from the machine, not the task: every workspace offers a scratch
+pool shaped from the signature and the constants ``zero`` and ``one``
+(:mod:`algind_gym.tasks.pool`). ``scratch`` (temporary buffers whose shapes are dimension
+expressions over the argument names, see :class:`~algind_gym.skills.compose.Temp`) and
+``constants`` (named scalars) are an optional extra for what the pool does not cover.
+When a program for the task is compiled into a skill
+(:func:`algind_gym.tasks.workspace.compile_task_program`) the scratch buffers it uses
+become stack temporaries and constants immediate values, so the skill is self-contained.
+
+Lengths: :meth:`TaskSpec.check_length` accepts integers in ``[0, max_length]``
+(``length_limit``, default 4x the largest training or test length) and refuses anything
+else with a clear error; workspaces (and so the environments) call it at construction.
 
 The registry holds built-in and user tasks; ids are ``AlgInd/<Name>-v0``.
 """
@@ -75,8 +81,8 @@ class TaskSpec:
         level: curriculum level (a task's prerequisites have lower levels).
         track: ``"numeric"`` or ``"algorithmic"`` (free text for user tasks).
         prerequisites: names of tasks whose skills a solution may use.
-        scratch: temporary buffers offered in the pointer table.
-        constants: named scalar constants offered in the pointer table.
+        scratch: extra temporary buffers offered in the pointer table, besides the pool.
+        constants: extra named scalar constants, besides ``zero`` and ``one``.
         max_steps: instruction budget of one action at a length (default
             ``100_000 + 5_000 * length``).
         scorer: optional ``(example, outputs) -> (fraction, success)``.

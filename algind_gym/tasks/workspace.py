@@ -5,22 +5,27 @@ Given a library, a task, a length and K examples, a workspace
 1. generates K examples with ``numpy.random.default_rng(seed)`` (same seed, same inputs),
 2. builds a :class:`~algind_gym.skills.image.MachineImage`: every library skill block plus
    memory sized for the task at that length, and a pointer table with, in this order, the
-   task's arguments, its scratch buffers, its constants and one ``&name@version`` entry
-   per skill -- everything an action can bind,
-3. writes each example's inputs into its machine (:meth:`Workspace.reset`),
+   task's arguments, the task's own scratch buffers (if any), the machine's scratch pool
+   (``tmp_v0``, ..., see :mod:`algind_gym.tasks.pool`), the constants (``zero``, ``one``,
+   the task's) and one ``&name@version`` entry per skill -- everything an action can bind,
+3. writes each example's inputs into its machine and *uninitialised* values (random,
+   different per example, seeded) into the outputs and scratch buffers
+   (:meth:`Workspace.reset`, :func:`uninitialised_values`),
 4. runs actions (:meth:`Workspace.execute`, which is
    :meth:`~algind_gym.skills.image.MachineImage.execute`: bind W^in, top-level call, run),
 5. reads outputs and scores them against the oracle (:meth:`Workspace.score`).
 
 The environments (``algind_gym.envs``), ``verify-tasks`` and the curriculum runner all use
 this class, so an action means the same thing everywhere. A solved program becomes a skill
-with :func:`compile_task_program`.
+with :func:`compile_task_program`, which first checks it at every training length
+(:func:`verify_task_program`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -88,6 +93,13 @@ class Workspace:
         capacity: lay the machines out (memory, stack, instruction budget) as for this
             length when it is larger than ``length``; every length up to it then shares one
             layout. The environments use it; results do not depend on it.
+        scratch_per_shape: buffers per shape class of the scratch pool, in
+            ``[0, MAX_SCRATCH_PER_SHAPE]`` (see :mod:`algind_gym.tasks.pool`).
+
+    Raises:
+        ValueError: a length or capacity that is not an integer in
+            ``[0, task.max_length]`` (:meth:`TaskSpec.check_length`), a bad ``batch`` or
+            ``scratch_per_shape``.
 
     Example:
         >>> from algind_gym.skills.builtin import builtin_library
@@ -179,7 +191,7 @@ class Workspace:
         """Boolean ``(n_slots, n_pointers)`` mask of the entries each slot of ``skill`` accepts."""
         return self.image.binding_mask(skill)
 
-    @property
+    @cached_property
     def pointer_roles(self) -> list[str]:
         """Per pointer-table entry: ``"input"``, ``"output"``, ``"inout"``, ``"scratch"``
         (the task's own or the pool's), ``"constant"`` or ``"skill"``."""
