@@ -130,8 +130,13 @@ def scratch_pool(
 
     Example:
         >>> from algind_gym.tasks import get_task
-        >>> [(t.name, t.shape) for t in scratch_pool(get_task("VecMat"), 1)]
-        [('tmp_v0', ('x.size',)), ('tmp_v1', ('W.cols',)), ('tmp_m0', ('W.rows', 'W.cols')), ('tmp_mT0', ('W.cols', 'W.rows')), ('tmp_s0', ())]
+        >>> for t in scratch_pool(get_task("VecMat"), 1):  # VecMat(x, W) -> out
+        ...     print(t.name, t.type, t.shape)
+        tmp_v0 vector ('x.size',)
+        tmp_v1 vector ('out.size',)
+        tmp_m0 matrix ('W.rows', 'W.cols')
+        tmp_mT0 matrix ('W.cols', 'W.rows')
+        tmp_s0 scalar ()
     """
     k = check_scratch_per_shape(scratch_per_shape)
     counters: dict[str, int] = {}
