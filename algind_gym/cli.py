@@ -301,12 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batches", default="1,64,1024,4096")
             p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
             p.add_argument("--json", action="store_true")
+    # Commands implemented outside this module register themselves (one module each).
+    from agents.commands import add_solve_parser
+
+    add_solve_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "func"):
+            return args.func(args)
         return COMMANDS[args.command][0](args)
     except (UsageError, AssemblyError, ValueError, KeyError, IndexError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
