@@ -184,7 +184,8 @@ class Workspace:
         ]
 
     def can_bind(self, pointer: int, skill: str, slot: int) -> bool:
-        """The type-compatibility predicate (see :func:`algind_gym.skills.signature.accepts`)."""
+        """The binding rule (:meth:`MachineImage.can_bind`): the slot's type accepts the
+        entry's, and a slot the skill writes gets no read-only entry (an input, a constant)."""
         return self.image.can_bind(pointer, skill, slot)
 
     def binding_mask(self, skill: str) -> np.ndarray:
@@ -311,7 +312,7 @@ def _task_buffers(
     constants: dict[str, float] | None = None,
 ) -> list[Buffer]:
     """Memory buffers of a task instance: arguments, the task's scratch, the pool's scratch,
-    constants (in that order)."""
+    constants (in that order); inputs and constants are read-only."""
     values = {**expected[0], **examples[0]}
     shapes: dict[str, tuple[int, int]] = {}
     buffers: list[Buffer] = []
@@ -323,7 +324,7 @@ def _task_buffers(
             )
         rows, cols = _shape_of(values[a.name])
         shapes[a.name] = (rows, cols)
-        buffers.append(Buffer(a.name, a.type, rows, cols))
+        buffers.append(Buffer(a.name, a.type, rows, cols, read_only=a.role == "in"))
     for ex, want in zip(examples, expected, strict=True):
         for a in task.args:
             v = want[a.name] if a.role == "out" else ex[a.name]
@@ -334,7 +335,7 @@ def _task_buffers(
         buffers.append(Buffer(t.name, t.type, rows, cols))
     consts = task.constants if constants is None else constants
     for c, v in consts.items():
-        buffers.append(Buffer(c, "scalar", 1, 1, value=float(v)))
+        buffers.append(Buffer(c, "scalar", 1, 1, value=float(v), read_only=True))
     return buffers
 
 

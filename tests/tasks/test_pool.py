@@ -188,3 +188,17 @@ def test_user_task_without_scratch_is_solved_with_pool_buffers_and_builtins():
         assert all(r.error is None for r in results) and ws.score(state).success.all(), n
     skill = compile_task_program(builtin_library(), task, program)
     assert [t.name for t in skill.composition.temps] == ["tmp_v1"]
+
+
+def test_inputs_and_constants_are_read_only_for_every_action():
+    ws = Workspace(builtin_library(), get_task("Sum"), 3, batch=2)
+    names = ws.pointer_names
+    zero, x, tmp = names.index("zero"), names.index("x"), names.index("tmp_s0")
+    mask = ws.binding_mask("fold")  # fold(f, x, init, out): slot 3 is written
+    assert mask[2, zero] and not mask[3, zero] and not mask[3, names.index("one")]
+    assert mask[3, tmp] and not ws.can_bind(zero, "fold", 3)
+    assert [ws.is_writable(i) for i in (x, tmp, zero)] == [False, True, False]
+    state = ws.reset()
+    res = ws.execute(state, "fold", ws.bind(["&s_add", "x", "tmp_s0", "zero"]))
+    assert "read-only" in res.error and "zero" in res.error and (state.faults != 0).all()
+    assert ws.image.read(state, "zero").tolist() == [0.0, 0.0]
