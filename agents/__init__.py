@@ -8,6 +8,8 @@ finds on fresh inputs at every training and test length (:mod:`agents.verify`).
 Registered agents (``AGENTS``):
 
 * ``random`` -- :class:`agents.random_search.RandomSearch`, uniform over valid actions.
+* ``gradient`` -- :class:`agents.gradient.GradientComposer`, the paper's soft mixture of
+  skills trained by gradient descent through the Transformer CPU.
 
 A new agent is an :class:`Agent` subclass with one method, ``search(ctx)``, registered with
 ``@register_agent("name")``.
@@ -24,6 +26,7 @@ from agents.api import (
     resolve_task,
     solve,
 )
+from agents.gradient import GradientComposer
 from agents.random_search import RandomSearch
 from agents.result import SOLVE_RESULT_SCHEMA, Program, SolveResult, validate_result
 from agents.verify import verification_lengths, verify_program
@@ -33,6 +36,7 @@ __all__ = [
     "SOLVE_RESULT_SCHEMA",
     "Agent",
     "BudgetExhausted",
+    "GradientComposer",
     "Program",
     "RandomSearch",
     "SolveContext",

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agents.api import AGENTS, SolveContext, resolve_library, resolve_task, solve
+from agents.gradient import cli as gradient_cli
 from agents.result import SolveResult
 from algind_gym.skills.library import SkillLibrary
 from algind_gym.tasks import compile_task_program
@@ -59,12 +60,13 @@ def add_solve_parser(sub: argparse._SubParsersAction) -> None:
         "--save-to", metavar="FILE", help="append the solved program as a skill to this library"
     )
     p.add_argument("--json", action="store_true", help="print the SolveResult as JSON")
+    gradient_cli.add_arguments(p)
     p.set_defaults(func=solve_command)
 
 
 def solve_command(args: argparse.Namespace, extra_options: dict[str, Any] | None = None) -> int:
     """Run ``solve`` for parsed CLI arguments; exit code 0 when solved, 1 when not."""
-    options = {**parse_options(args.option), **(extra_options or {})}
+    options = {**parse_options(args.option), **gradient_cli.options(args), **(extra_options or {})}
     console = Console(stderr=True)
     task = resolve_task(args.task)
     library = resolve_library(args.library)
@@ -76,7 +78,7 @@ def solve_command(args: argparse.Namespace, extra_options: dict[str, Any] | None
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=args.json,
+        disable=args.json or args.agent == "gradient",  # it shows its own bar
     ) as progress:
         bar = progress.add_task("search", total=args.budget, best=0.0)
 

@@ -42,6 +42,7 @@ from agents.api import Agent, SolveContext, register_agent
 from agents.gradient.monitor import Monitor
 from agents.gradient.ops import Op, SoftStep, enumerate_ops
 from agents.gradient.soft import (
+    OUT_OF_RANGE,
     SKIP,
     StepParams,
     anneal,
@@ -192,9 +193,7 @@ class GradientComposer(Agent):
         backend = make_backend("transformer-torch")
 
         def build(op_list: list[Op]) -> SoftStep:
-            return SoftStep(
-                ctx.library, op_list, k, probe_ws.max_steps, backend, dtype=np_dtype
-            )
+            return SoftStep(ctx.library, op_list, k, probe_ws.max_steps, backend, dtype=np_dtype)
 
         # Probe: a uniform forward pass; ops faulting on every example are excluded.
         excluded: dict[str, str] = {}
@@ -206,7 +205,7 @@ class GradientComposer(Agent):
                 _, fstats = soft_forward(state, [probe], [par], 1.0, False, torch.Generator())
             ctx.charge(actions=len(op_list), env_steps=1, instructions=fstats.instructions)
             for op, f in zip(op_list, fstats.faults[0], strict=True):
-                if (f != 0).all():
+                if (f > 0).all():  # machine faults on every example (not just out of range)
                     excluded[op.label] = Fault(int(np.bincount(f).argmax())).name
         ops = [op for op in ops if op.label not in excluded]
         final = [op for op in final if op.label not in excluded]
@@ -226,7 +225,9 @@ class GradientComposer(Agent):
         soft_steps = [build(o) for o in (ops, final)]
         steps = [soft_steps[0]] * (self.steps - 1) + [soft_steps[1]]
         alpha_init = self._alpha_init(ctx, steps_ops)
-        monitor = Monitor(self.out, [[SKIP] + [op.label for op in o] for o in steps_ops], self.verbose)
+        monitor = Monitor(
+            self.out, [[SKIP] + [op.label for op in o] for o in steps_ops], self.verbose
+        )
         try:
             return self._train(ctx, steps, alpha_init, monitor, k, length, dtype)
         finally:
@@ -303,7 +304,14 @@ class GradientComposer(Agent):
                 train_s = time.perf_counter() - start
                 stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
                 stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
-                monitor.log(used, value, tau, alphas, [entropy(torch.from_numpy(a)) for a in alphas], program)
+                monitor.log(
+                    used,
+                    value,
+                    tau,
+                    alphas,
+                    [entropy(torch.from_numpy(a)) for a in alphas],
+                    program,
+                )
                 ctx.charge(
                     actions=sum(len(s.ops) for s in steps),
                     env_steps=len(steps),
@@ -350,13 +358,15 @@ class GradientComposer(Agent):
         return all(v == 1.0 for v in ctx.verify(program).values())
 
     @staticmethod
-    def _count_faults(stats: dict[str, Any], steps: list[SoftStep], faults: list[np.ndarray]) -> None:
+    def _count_faults(
+        stats: dict[str, Any], steps: list[SoftStep], faults: list[np.ndarray]
+    ) -> None:
         counts = stats["faults"]
         for step, f in zip(steps, faults, strict=True):
             for op, row in zip(step.ops, f, strict=True):
                 for code in row[row != 0]:
                     entry = counts.setdefault(op.label, {})
-                    name = Fault(int(code)).name
+                    name = "OUT_OF_RANGE" if code == OUT_OF_RANGE else Fault(int(code)).name
                     entry[name] = entry.get(name, 0) + 1
 
 

@@ -51,7 +51,9 @@ class Monitor:
             self.bar = Progress(
                 TextColumn("[bold]gradient[/] it {task.completed}"),
                 BarColumn(),
-                TextColumn("loss {task.fields[loss]:.3g} H {task.fields[h]:.2f} {task.fields[prog]}"),
+                TextColumn(
+                    "loss {task.fields[loss]:.3g} H {task.fields[h]:.2f} {task.fields[prog]}"
+                ),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=True,

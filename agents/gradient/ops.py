@@ -95,7 +95,8 @@ def enumerate_ops(
     skills: list[str] | None = None,
     max_ops: int = 400,
 ) -> list[Op]:
-    """Every op of ``library`` (latest versions, or ``skills``) on a workspace ``image``.
+    """Every op of ``library`` (latest versions, or only ``skills``, which then also limits
+    the skills a combinator's ``f`` may take) on a workspace ``image``.
 
     Raises:
         ValueError: when more than ``max_ops`` ops arise (restrict ``skills``).
@@ -103,7 +104,7 @@ def enumerate_ops(
     classes = buffer_classes(image)
     protected = {a.name for a in task.args if a.role == "in"} | set(task.constants)
     skill_ptrs = [p for p in image.pointers if p.skill is not None]
-    wanted = [library.get(s).key for s in skills] if skills is not None else None
+    wanted = {library.get(s).key for s in skills} if skills is not None else None
     ops: list[Op] = []
     for sk in library.latest():
         if wanted is not None and sk.key not in wanted:
@@ -115,6 +116,8 @@ def enumerate_ops(
             opts: list[Slot] = []
             if base_type(slot.type) == "skill":
                 for p in skill_ptrs:
+                    if wanted is not None and p.skill not in wanted:
+                        continue
                     if accepts(slot.type, p.type):
                         opts.append(Slot(slot.name, slot.role, skill=p.skill))
             else:
@@ -155,7 +158,7 @@ class _BindOnly:
 
     name = "bind-only"
 
-    def run(self, state, max_steps=0):  # noqa: ARG002 - the backend protocol's signature
+    def run(self, state, max_steps=0):
         return state
 
 

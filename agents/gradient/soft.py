@@ -13,7 +13,10 @@ steps can express a shorter one; a discretised skip is dropped from the program.
 
 Faults: an op whose machine faults on an example (division by zero, a soft value used as an
 address, ...) gets weight 0 for that example and the remaining weights are renormalised, so
-its garbage never enters the state; skip never faults, so the normaliser is never 0.
+its garbage never enters the state; skip never faults, so the normaliser is never 0. A
+result that is finite but beyond :data:`VALUE_LIMIT` is masked the same way (recorded as
+``OUT_OF_RANGE``). A non-finite loss can still arise (float32 overflow of a mixture): the
+composer then skips the update, counts it in ``stats["nonfinite_losses"]`` and says where.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ import torch
 from agents.gradient.ops import Op, SoftStep
 
 SKIP = "skip"
+VALUE_LIMIT = 1e6
+"""An op result with an element beyond this magnitude (e.g. a division by a near-zero
+mixture) is treated like a fault for that example: it would swamp the mixture and the loss."""
+OUT_OF_RANGE = -1
+"""Pseudo fault code recorded for such results (machine fault codes are >= 1)."""
 
 
 @dataclass
@@ -46,7 +54,9 @@ def init_params(
     """Logits with a little seeded noise (restarts differ); ``alpha_init`` over ``[skip, *ops]``."""
     n = len(ops) + 1
     base = torch.zeros(n, dtype=torch.float64) if alpha_init is None else torch.tensor(alpha_init)
-    alpha = (base + noise * torch.randn(n, generator=generator, dtype=torch.float64)).requires_grad_()
+    alpha = (
+        base + noise * torch.randn(n, generator=generator, dtype=torch.float64)
+    ).requires_grad_()
     w_in = {}
     for v, op in enumerate(ops):
         for j in op.data_slots:
@@ -115,7 +125,14 @@ def soft_forward(
         stats.faults.append(run.faults)
         stats.instructions += run.instructions
         stats.cpu_s += run.cpu_s
-        ok = torch.from_numpy(run.faults == 0)  # (n_ops, K)
+        ok_np = run.faults == 0  # (n_ops, K)
+        for v, outs in enumerate(run.outputs):
+            for r in outs.values():  # out-of-range results count as faults (see module doc)
+                wild = (~torch.isfinite(r.detach()) | (r.detach().abs() > VALUE_LIMIT)).any(1)
+                hit = wild.numpy() & ok_np[v]
+                run.faults[v][hit] = OUT_OF_RANGE
+                ok_np[v] &= ~hit
+        ok = torch.from_numpy(ok_np)
         weights = a[1:, None] * ok.to(dtype)  # (n_ops, K)
         norm = a[0] + weights.sum(0)  # (K,) > 0: skip never faults
         weights = weights / norm
@@ -133,9 +150,7 @@ def soft_forward(
     return state, stats
 
 
-def loss_fn(
-    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
-) -> torch.Tensor:
+def loss_fn(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean squared error of the task's outputs against the oracle, over elements and examples."""
     terms = [((state[n] - want) ** 2).mean() for n, want in expected.items()]
     return torch.stack(terms).mean()
