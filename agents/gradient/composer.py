@@ -78,9 +78,13 @@ class GradientComposer(Agent):
         init: ``"uniform"`` (alpha logits 0) or ``"description"`` (the description prior).
         restarts: seeds tried; each gets an equal share of the remaining iterations.
         lr: Adam learning rate.
+        beta2: Adam's second-moment decay; lower than torch's 0.999 so that the step size
+            follows a gradient that shrinks as an op's weight shrinks (short runs).
         examples: K examples per iteration (default: the solve's ``n_examples``, at most 4).
         length: training length (default :func:`training_length`).
-        tau_start, tau_end: softmax temperature, annealed exponentially per restart.
+        tau_start, tau_end: softmax temperature, annealed exponentially per restart
+            (default 1 -> 1: no annealing; the argmax program is checked every iteration
+            anyway, and in short runs annealing froze early choices).
         gumbel: straight-through Gumbel-softmax instead of the plain softmax.
         noise: std of the logits' random initialisation (what differs between restarts).
         prior_scale: alpha logits = ``prior_scale * log prior`` for ``init="description"``.
@@ -97,11 +101,12 @@ class GradientComposer(Agent):
         iterations: int = 100,
         init: str = "uniform",
         restarts: int = 3,
-        lr: float = 0.3,
+        lr: float = 0.2,
+        beta2: float = 0.95,
         examples: int | None = None,
         length: int | None = None,
         tau_start: float = 1.0,
-        tau_end: float = 0.2,
+        tau_end: float = 1.0,
         gumbel: bool = False,
         noise: float = 0.1,
         prior_scale: float = 2.0,
@@ -126,7 +131,7 @@ class GradientComposer(Agent):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.steps, self.iterations, self.init, self.restarts = steps, iterations, init, restarts
-        self.lr, self.examples, self.length = lr, examples, length
+        self.lr, self.beta2, self.examples, self.length = lr, beta2, examples, length
         self.tau_start, self.tau_end, self.gumbel, self.noise = tau_start, tau_end, gumbel, noise
         self.prior_scale, self.patience, self.dtype = prior_scale, patience, dtype
         self.skills = ",".join(skills) if skills else None
@@ -224,7 +229,7 @@ class GradientComposer(Agent):
         steps_ops = [ops] * (self.steps - 1) + [final]
         soft_steps = [build(o) for o in (ops, final)]
         steps = [soft_steps[0]] * (self.steps - 1) + [soft_steps[1]]
-        alpha_init = self._alpha_init(ctx, steps_ops)
+        alpha_init = self._alpha_init(ctx, steps_ops, length)
         monitor = Monitor(
             self.out, [[SKIP] + [op.label for op in o] for o in steps_ops], self.verbose
         )
@@ -233,16 +238,18 @@ class GradientComposer(Agent):
         finally:
             monitor.close(ctx)
 
-    def _alpha_init(self, ctx: SolveContext, steps_ops: list[list[Op]]) -> list[np.ndarray | None]:
+    def _alpha_init(
+        self, ctx: SolveContext, steps_ops: list[list[Op]], length: int
+    ) -> list[np.ndarray | None]:
         if self.init == "uniform":
             return [None] * len(steps_ops)
         from agents.gradient.prior import description_alpha
 
         out = []
         for op_list in steps_ops:
-            prior = description_alpha(ctx.task, ctx.library, op_list)
+            prior, source = description_alpha(ctx, op_list, length)
             out.append(self.prior_scale * np.log(prior))
-        ctx.stats["prior_source"] = "description"
+        ctx.stats["prior_source"] = source
         return out
 
     def _train(
@@ -272,7 +279,7 @@ class GradientComposer(Agent):
                 for step, a0 in zip(steps, alpha_init, strict=True)
             ]
             tensors = [t for p in params for t in p.tensors()]
-            opt = torch.optim.Adam(tensors, lr=self.lr)
+            opt = torch.optim.Adam(tensors, lr=self.lr, betas=(0.9, self.beta2))
             best, since, bad = float("inf"), 0, 0
             for i in range(cap):
                 tau = anneal(self.tau_start, self.tau_end, i, cap)

