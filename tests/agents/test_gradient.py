@@ -122,3 +122,28 @@ def test_solves_dot_product_from_built_in_skills(skills):
     )
     assert r.success, r.stats
     assert r.generalisation["64"] == 1.0  # 8x the longest training length
+
+
+def test_description_init_marginalises_the_search_prior():
+    pytest.importorskip("sentence_transformers")
+    from agents.api import SolveContext
+    from agents.gradient.prior import description_alpha
+
+    lib, task = builtin_library(), get_task("VectorAdd")
+    ws = Workspace(lib, task, 3, batch=2)
+    ops = enumerate_ops(lib, task, ws.image, ["zipmap", "s_add", "s_mul"])
+    prior, source = description_alpha(SolveContext(task, lib, 10, 0), ops, 3)
+    assert source == "agents.priors.DescriptionPrior"
+    assert prior.shape == (3,) and abs(prior.sum() - 1) < 1e-12
+    labels = ["skip"] + [op.label for op in ops]
+    assert labels[int(prior.argmax())] == "zipmap@1[s_add@1]"  # "add two vectors"
+    r = solve(
+        "VectorAdd",
+        agent="gradient",
+        steps=1,
+        iterations=1,
+        init="description",
+        skills=["zipmap", "s_add", "s_mul"],
+        budget=1000,
+    )
+    assert r.stats["prior_source"] == source and r.options["init"] == "description"
