@@ -15,7 +15,9 @@ early when the loss stops improving.
 
 After every iteration the argmax program (skips dropped) is run exactly on the training
 examples with the fast CPU; when it is right there it is verified on fresh inputs at every
-length (``ctx.verify``) and the search stops only when that passes. ``init="description"``
+length (``ctx.verify``) and the search stops only when that passes. Steps the verified
+program does not need (a write that a later step overwrites) are then dropped, each
+removal kept only if the shorter program verifies as well. ``init="description"``
 starts alpha from the description prior (equation 4; :mod:`agents.gradient.prior`).
 
 Restrictions (documented deviations): training runs at one length (default: the smallest
@@ -326,7 +328,7 @@ class GradientComposer(Agent):
                 )
                 if program and self._check(ctx, program, tried, k):
                     stats.update(iterations_to_success=used, final_loss=value)
-                    return program
+                    return self._prune(ctx, program, tried, k)
                 stats["final_loss"] = value
                 if bad >= 3:
                     break  # the loss stays non-finite: this restart is dead
@@ -363,6 +365,19 @@ class GradientComposer(Agent):
         if score < 1.0:
             return False
         return all(v == 1.0 for v in ctx.verify(program).values())
+
+    def _prune(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> Program:
+        """Drop steps the verified program does not need (e.g. a step whose output a later
+        step overwrites), keeping each removal only if the shorter program verifies too."""
+        i = 0
+        while len(program) > 1 and i < len(program):
+            shorter = program[:i] + program[i + 1 :]
+            if self._check(ctx, shorter, tried, k):
+                program = shorter
+                ctx.stats["pruned_steps"] = ctx.stats.get("pruned_steps", 0) + 1
+            else:
+                i += 1
+        return program
 
     @staticmethod
     def _count_faults(

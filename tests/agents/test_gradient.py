@@ -147,3 +147,13 @@ def test_description_init_marginalises_the_search_prior():
         budget=1000,
     )
     assert r.stats["prior_source"] == source and r.options["init"] == "description"
+
+
+def test_verified_program_loses_steps_it_does_not_need():
+    from agents.api import SolveContext
+
+    ctx = SolveContext(get_task("VectorAdd"), builtin_library(), 1000, 0)
+    dead = ("zipmap", ["&s_mul", "y", "y", "out"])  # overwritten by the next step
+    live = ("zipmap", ["&s_add", "x", "y", "out"])
+    assert GradientComposer()._prune(ctx, [dead, live], {}, 4) == [live]
+    assert ctx.stats["pruned_steps"] == 1 and ctx.actions_evaluated > 0
