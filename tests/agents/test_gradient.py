@@ -157,3 +157,19 @@ def test_verified_program_loses_steps_it_does_not_need():
     live = ("zipmap", ["&s_add", "x", "y", "out"])
     assert GradientComposer()._prune(ctx, [dead, live], {}, 4) == [live]
     assert ctx.stats["pruned_steps"] == 1 and ctx.actions_evaluated > 0
+
+
+def test_straight_through_gumbel_is_hard_forward_soft_backward():
+    from agents.gradient.soft import relax
+
+    logits = torch.tensor([0.5, 0.2, -0.1], dtype=torch.float64, requires_grad=True)
+    p = relax(logits, 1.0, True, torch.Generator().manual_seed(0))
+    assert sorted(p.detach().tolist()) == [0.0, 0.0, 1.0]
+    (p * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum().backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad != 0).any()
+
+
+def test_no_differentiable_path_to_the_outputs_is_a_clear_error():
+    # gather reads its indices as addresses: soft (mixed) indices fault on every example
+    with pytest.raises(ValueError, match="faults on soft inputs"):
+        solve("VectorAdd", agent="gradient", skills=["gather"], iterations=1, budget=1000)
