@@ -8,9 +8,9 @@ slot's shape. The forward pass (:func:`agents.gradient.soft.soft_forward`) loads
 with a softmax(W^in)-weighted mixture, runs every op of the step on the K examples in one
 batched call of the torch-kernel Transformer CPU (autograd through the data path), and mixes
 the results with softmax(alpha). The loss is the mean squared error of the task's outputs
-against the oracle on K fresh examples every iteration; Adam updates alpha and W^in while
-the softmax temperature anneals (or, with ``gumbel=True``, through straight-through
-Gumbel-softmax samples). Restarts (new seeds) split the iteration budget; a restart ends
+against the oracle (relative squared error) on K fresh examples every iteration; Adam
+updates alpha and W^in, optionally while the softmax temperature anneals (``tau_start`` ->
+``tau_end``) or through straight-through Gumbel-softmax samples (``gumbel=True``). Restarts (new seeds) split the iteration budget; a restart ends
 early when the loss stops improving.
 
 After every iteration the argmax program (skips dropped) is run exactly on the training
