@@ -181,3 +181,21 @@ def test_no_differentiable_path_to_the_outputs_is_a_clear_error():
     # gather reads its indices as addresses: soft (mixed) indices fault on every example
     with pytest.raises(ValueError, match="faults on soft inputs"):
         solve("VectorAdd", agent="gradient", skills=["gather"], iterations=1, budget=1000)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason=DOT_PRODUCT_GAP, strict=False)
+@pytest.mark.parametrize("init", ["uniform", "description"])
+def test_solves_dot_product_full_library(init):
+    r = solve(
+        "DotProduct",
+        agent="gradient",
+        budget=10**6,
+        seed=0,
+        steps=2,
+        iterations=150,
+        restarts=3,
+        init=init,
+    )
+    assert r.success, r.stats
+    assert r.generalisation["64"] == 1.0
