@@ -61,6 +61,7 @@ def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> S
         iterations=args.iterations,
         restarts=args.restarts,
         init=init,
+        tau_end=args.tau_end,
     )
 
 
@@ -108,7 +109,8 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "# Gradient composer vs MCTS (uniform prior) at equal wall time",
         "",
         f"Seeds: {seeds}; gradient: T = {args.steps}, {args.iterations} iterations over "
-        f"{args.restarts} restarts, K = 4 examples per iteration at one training length. "
+        f"{args.restarts} restarts, temperature 1 -> {args.tau_end}, K = 4 examples per "
+        "iteration at one training length. "
         "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
         "same task and seed. Library: built-ins + reference skills of the task's "
         "prerequisites. Success = verified on fresh inputs at every length incl. 8x.",
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--restarts", type=int, default=2)
+    p.add_argument("--tau-end", type=float, default=0.1, help="final softmax temperature")
     p.add_argument("--tasks", nargs="+", default=None)
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "gradient_table"))
