@@ -214,9 +214,9 @@ class GradientComposer(Agent):
             ctx.charge(actions=len(op_list), env_steps=1, instructions=fstats.instructions)
             for op, f in zip(op_list, fstats.faults[0], strict=True):
                 if (f > 0).all():  # machine faults on every example (not just out of range)
-                    excluded[op.label] = Fault(int(np.bincount(f).argmax())).name
-        ops = [op for op in ops if op.label not in excluded]
-        final = [op for op in final if op.label not in excluded]
+                    excluded[op.full_label] = Fault(int(np.bincount(f).argmax())).name
+        ops = [op for op in ops if op.full_label not in excluded]
+        final = [op for op in final if op.full_label not in excluded]
         ctx.stats.update(
             n_ops=len(ops),
             n_final_ops=len(final),
@@ -388,7 +388,7 @@ class GradientComposer(Agent):
         for step, f in zip(steps, faults, strict=True):
             for op, row in zip(step.ops, f, strict=True):
                 for code in row[row != 0]:
-                    entry = counts.setdefault(op.label, {})
+                    entry = counts.setdefault(op.full_label, {})
                     name = "OUT_OF_RANGE" if code == OUT_OF_RANGE else Fault(int(code)).name
                     entry[name] = entry.get(name, 0) + 1
 

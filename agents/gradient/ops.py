@@ -75,6 +75,12 @@ class Op:
         return f"{self.skill}[{','.join(fs)}]" if fs else self.skill
 
     @property
+    def full_label(self) -> str:
+        """The label plus every data slot's shape: unique among the ops of one task."""
+        shapes = [f"{s.shape[1]}x{s.shape[2]}" for s in self.slots if s.shape is not None]
+        return f"{self.label}({','.join(shapes)})"
+
+    @property
     def data_slots(self) -> list[int]:
         return [j for j, s in enumerate(self.slots) if s.skill is None]
 
