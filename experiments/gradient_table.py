@@ -141,6 +141,9 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
                 text += f", {sum(r['wall_s'] for r in ok) / len(ok):.0f} s"
             cells.append(f"{text}, acc8x {acc:.2f}")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    missing = [t for t in table_tasks() if t not in {r["task"] for r in rows}]
+    if missing:
+        lines += ["", f"Not measured in this run (time ran out): {', '.join(missing)}."]
     lines += ["", "Programs found (first seed):", ""]
     first = seeds[0] if seeds else None
     for r in rows:
