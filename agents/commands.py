@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agents.api import AGENTS, SolveContext, resolve_library, resolve_task, solve
+from agents.gradient import cli as gradient_cli
 from agents.result import SolveResult
 from algind_gym.skills.library import SkillLibrary
 from algind_gym.tasks import compile_task_program
@@ -50,6 +51,11 @@ def add_solve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-calls", type=int, default=6, help="longest program considered")
     p.add_argument("--examples", type=int, default=8, help="K, examples per search env")
     p.add_argument(
+        "--prior",
+        help="prior over actions for agents that take one (mcts): uniform or description "
+        "(a sentence-embedding model; needs pip install 'algind-gym[lm]')",
+    )
+    p.add_argument(
         "--option",
         action="append",
         metavar="KEY=VALUE",
@@ -59,12 +65,15 @@ def add_solve_parser(sub: argparse._SubParsersAction) -> None:
         "--save-to", metavar="FILE", help="append the solved program as a skill to this library"
     )
     p.add_argument("--json", action="store_true", help="print the SolveResult as JSON")
+    gradient_cli.add_arguments(p)
     p.set_defaults(func=solve_command)
 
 
 def solve_command(args: argparse.Namespace, extra_options: dict[str, Any] | None = None) -> int:
     """Run ``solve`` for parsed CLI arguments; exit code 0 when solved, 1 when not."""
-    options = {**parse_options(args.option), **(extra_options or {})}
+    options = {**parse_options(args.option), **gradient_cli.options(args), **(extra_options or {})}
+    if getattr(args, "prior", None) is not None:
+        options["prior"] = args.prior
     console = Console(stderr=True)
     task = resolve_task(args.task)
     library = resolve_library(args.library)
@@ -76,24 +85,27 @@ def solve_command(args: argparse.Namespace, extra_options: dict[str, Any] | None
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=args.json,
+        disable=args.json or args.agent == "gradient",  # it shows its own bar
     ) as progress:
         bar = progress.add_task("search", total=args.budget, best=0.0)
 
         def update(ctx: SolveContext) -> None:
             progress.update(bar, completed=ctx.actions_evaluated, best=max(ctx.best_score, 0.0))
 
-        result = solve(
-            task,
-            agent=args.agent,
-            library=library,
-            budget=args.budget,
-            seed=args.seed,
-            n_examples=args.examples,
-            max_calls=args.max_calls,
-            progress=update,
-            **options,
-        )
+        try:
+            result = solve(
+                task,
+                agent=args.agent,
+                library=library,
+                budget=args.budget,
+                seed=args.seed,
+                n_examples=args.examples,
+                max_calls=args.max_calls,
+                progress=update,
+                **options,
+            )
+        except ImportError as e:  # an optional extra (e.g. the description prior's model)
+            raise ValueError(str(e)) from None
     if args.save_to and result.success:
         save_solution(result, library, args.save_to)
     if args.json:

@@ -1,0 +1,397 @@
+"""`GradientComposer`: the paper's soft mixture of skills (section 3.2.3, equations 2-4),
+trained by gradient descent through the Transformer CPU.
+
+A program of T steps; per step, logits alpha over the candidate ops (a library skill with
+its skill-typed arguments and data shapes fixed, :mod:`agents.gradient.ops`) plus *skip*,
+and per op and data slot logits W^in over the type-compatible workspace buffers of the
+slot's shape. The forward pass (:func:`agents.gradient.soft.soft_forward`) loads each slot
+with a softmax(W^in)-weighted mixture, runs every op of the step on the K examples in one
+batched call of the torch-kernel Transformer CPU (autograd through the data path), and mixes
+the results with softmax(alpha). The loss is the mean squared error of the task's outputs
+against the oracle (relative squared error) on K fresh examples every iteration; Adam
+updates alpha and W^in, optionally while the softmax temperature anneals (``tau_start`` ->
+``tau_end``) or through straight-through Gumbel-softmax samples (``gumbel=True``). Restarts (new seeds) split the iteration budget; a restart ends
+early when the loss stops improving.
+
+After every iteration the argmax program (skips dropped) is run exactly on the training
+examples with the fast CPU; when it is right there it is verified on fresh inputs at every
+length (``ctx.verify``) and the search stops only when that passes. Steps the verified
+program does not need (a write that a later step overwrites) are then dropped, each
+removal kept only if the shorter program verifies as well. ``init="description"``
+starts alpha from the description prior (equation 4; :mod:`agents.gradient.prior`).
+
+Restrictions (documented deviations): training runs at one length (default: the smallest
+training length >= 3, with all ops of a step sharing that layout); the last step only holds
+ops that can write a task output; ops whose machines fault on every example of the first
+(uniform) forward pass -- e.g. ``gather`` with soft indices -- are excluded and listed in
+``stats["excluded_ops"]``; the soft run uses float32 cells by default (the verification is
+exact float64).
+
+Accounting: every iteration charges ``ctx`` one action per op run (all steps), T env steps
+and the instructions the CPU executed, so budgets compare with the search agents';
+``stats["iterations"]`` counts iterations.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.api import Agent, SolveContext, register_agent
+from agents.gradient.monitor import Monitor
+from agents.gradient.ops import Op, SoftStep, enumerate_ops
+from agents.gradient.soft import (
+    OUT_OF_RANGE,
+    SKIP,
+    StepParams,
+    anneal,
+    entropy,
+    init_params,
+    loss_fn,
+    relax,
+    soft_forward,
+)
+from agents.result import Program
+from algind_gym.cpu.backend import make_backend
+from algind_gym.machine.isa import Fault
+from algind_gym.tasks import TaskSpec, Workspace
+
+INITS = ("uniform", "description")
+DTYPES = {"float32": (np.float32, torch.float32), "float64": (np.float64, torch.float64)}
+
+
+def training_length(task: TaskSpec) -> int:
+    """The smallest training length >= 3 (enough elements to tell most skills apart), else
+    the longest training length."""
+    longer = [n for n in task.train_lengths if n >= 3]
+    return min(longer) if longer else max(task.train_lengths)
+
+
+@register_agent("gradient")
+class GradientComposer(Agent):
+    """Soft composition trained by gradient descent (see the module docstring).
+
+    Args:
+        steps: T, program steps (>= 1).
+        iterations: N, gradient iterations over all restarts.
+        init: ``"uniform"`` (alpha logits 0) or ``"description"`` (the description prior).
+        restarts: seeds tried; each gets an equal share of the remaining iterations.
+        lr: Adam learning rate.
+        beta2: Adam's second-moment decay; lower than torch's 0.999 so that the step size
+            follows a gradient that shrinks as an op's weight shrinks (short runs).
+        examples: K examples per iteration (default: the solve's ``n_examples``, at most 4).
+        length: training length (default :func:`training_length`).
+        tau_start, tau_end: softmax temperature, annealed exponentially per restart
+            (default 1 -> 0.1). Without annealing the mixture settles on blends of ops that
+            fit the examples while their argmax program does not (DotProduct from four
+            skills: relative loss 0.09, wrong program); ``tau_end=tau_start`` turns it off.
+        gumbel: straight-through Gumbel-softmax instead of the plain softmax.
+        noise: std of the logits' random initialisation (what differs between restarts).
+        prior_scale: alpha logits = ``prior_scale * log prior`` for ``init="description"``.
+        patience: iterations without a 1% loss improvement that end a restart.
+        skills: restrict the library to these skills (names or keys); default all.
+        dtype: ``"float32"`` (default) or ``"float64"`` cells for the soft run.
+        out: folder for the alpha plot (``alpha.png``) and TensorBoard logs (``tb/``).
+        verbose: show a rich progress bar and the timing summary on stderr.
+    """
+
+    def __init__(
+        self,
+        steps: int = 2,
+        iterations: int = 100,
+        init: str = "uniform",
+        restarts: int = 3,
+        lr: float = 0.2,
+        beta2: float = 0.95,
+        examples: int | None = None,
+        length: int | None = None,
+        tau_start: float = 1.0,
+        tau_end: float = 0.1,
+        gumbel: bool = False,
+        noise: float = 0.1,
+        prior_scale: float = 2.0,
+        patience: int = 25,
+        skills: list[str] | None = None,
+        dtype: str = "float32",
+        out: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps (T) must be an integer >= 1, got {steps!r}")
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {restarts}")
+        if examples is not None and examples < 1:
+            raise ValueError(f"examples must be >= 1, got {examples}")
+        if not 0 < tau_end <= tau_start:
+            raise ValueError(f"need 0 < tau_end <= tau_start, got {tau_end}, {tau_start}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.steps, self.iterations, self.init, self.restarts = steps, iterations, init, restarts
+        self.lr, self.beta2, self.examples, self.length = lr, beta2, examples, length
+        self.tau_start, self.tau_end, self.gumbel, self.noise = tau_start, tau_end, gumbel, noise
+        self.prior_scale, self.patience, self.dtype = prior_scale, patience, dtype
+        self.skills = ",".join(skills) if skills else None
+        self.out, self.verbose = out, verbose
+
+    # ----------------------------------------------------------------- set-up
+    def _ops(self, ctx: SolveContext, ws: Workspace) -> tuple[list[Op], list[Op]]:
+        """All ops, and the ops that can write a task output (the last step's)."""
+        skills = self.skills.split(",") if self.skills else None
+        ops = enumerate_ops(ctx.library, ctx.task, ws.image, skills)
+        final = [op for op in ops if op.writes(set(ctx.task.outputs))]
+        if not final:
+            raise ValueError(
+                f"task {ctx.task.name}: no skill of the library can write its output(s) "
+                f"{list(ctx.task.outputs)} (no type-compatible written slot); add a skill "
+                "that produces that type or check the task's signature"
+            )
+        return ops, final
+
+    def _state(self, ws: Workspace, dtype: torch.dtype) -> tuple[dict, dict]:
+        """Initial soft state (every buffer, ``(K, size)``) and the oracle's outputs."""
+        machines = ws.reset()
+        state = {
+            n: torch.tensor(ws.image.read(machines, n).reshape(ws.batch, -1), dtype=dtype)
+            for n in ws.image.buffers
+        }
+        expected = {
+            n: torch.tensor(
+                np.stack([np.asarray(e[n], dtype=np.float64).reshape(-1) for e in ws.expected]),
+                dtype=dtype,
+            )
+            for n in ctx_outputs(ws)
+        }
+        return state, expected
+
+    def discretise(self, steps: list[SoftStep], params: list[StepParams]) -> Program:
+        """The argmax program: per step the most likely op (skips dropped) with its most
+        likely buffer per data slot."""
+        program: Program = []
+        for step, par in zip(steps, params, strict=True):
+            i = int(par.alpha.detach().argmax())
+            if i == 0:
+                continue
+            v = i - 1
+            op = step.ops[v]
+            names = []
+            for j, s in enumerate(op.slots):
+                if s.skill is not None:
+                    names.append(f"&{s.skill}")
+                elif (v, j) in par.w_in:
+                    names.append(s.candidates[int(par.w_in[(v, j)].detach().argmax())])
+                else:
+                    names.append(s.candidates[0])
+            program.append((op.skill, names))
+        return program
+
+    # ----------------------------------------------------------------- search
+    def search(self, ctx: SolveContext) -> Program | None:
+        np_dtype, dtype = DTYPES[self.dtype]
+        k = self.examples or min(ctx.n_examples, 4)
+        length = self.length or training_length(ctx.task)
+        probe_ws = Workspace(ctx.library, ctx.task, length, batch=k, seed=ctx.seed)
+        ops, final = self._ops(ctx, probe_ws)
+        backend = make_backend("transformer-torch")
+
+        def build(op_list: list[Op]) -> SoftStep:
+            return SoftStep(ctx.library, op_list, k, probe_ws.max_steps, backend, dtype=np_dtype)
+
+        # Probe: a uniform forward pass; ops faulting on every example are excluded.
+        excluded: dict[str, str] = {}
+        for op_list in (ops, final):
+            probe = build(op_list)
+            state, _ = self._state(probe_ws, dtype)
+            par = init_params(op_list, torch.Generator().manual_seed(0), None, 0.0)
+            with torch.no_grad():
+                _, fstats = soft_forward(state, [probe], [par], 1.0, False, torch.Generator())
+            ctx.charge(actions=len(op_list), env_steps=1, instructions=fstats.instructions)
+            for op, f in zip(op_list, fstats.faults[0], strict=True):
+                if (f > 0).all():  # machine faults on every example (not just out of range)
+                    excluded[op.full_label] = Fault(int(np.bincount(f).argmax())).name
+        ops = [op for op in ops if op.full_label not in excluded]
+        final = [op for op in final if op.full_label not in excluded]
+        ctx.stats.update(
+            n_ops=len(ops),
+            n_final_ops=len(final),
+            excluded_ops=excluded,
+            training_length=length,
+            examples=k,
+        )
+        if not final:
+            raise ValueError(
+                f"task {ctx.task.name}: every op that can write {list(ctx.task.outputs)} "
+                f"faults on soft inputs ({excluded}); no differentiable path to the outputs"
+            )
+        steps_ops = [ops] * (self.steps - 1) + [final]
+        soft_steps = [build(o) for o in (ops, final)]
+        steps = [soft_steps[0]] * (self.steps - 1) + [soft_steps[1]]
+        alpha_init = self._alpha_init(ctx, steps_ops, length)
+        monitor = Monitor(
+            self.out, [[SKIP] + [op.label for op in o] for o in steps_ops], self.verbose
+        )
+        try:
+            return self._train(ctx, steps, alpha_init, monitor, k, length, dtype)
+        finally:
+            monitor.close(ctx)
+
+    def _alpha_init(
+        self, ctx: SolveContext, steps_ops: list[list[Op]], length: int
+    ) -> list[np.ndarray | None]:
+        if self.init == "uniform":
+            return [None] * len(steps_ops)
+        from agents.gradient.prior import description_alpha
+
+        out = []
+        for op_list in steps_ops:
+            prior, source = description_alpha(ctx, op_list, length)
+            out.append(self.prior_scale * np.log(prior))
+        ctx.stats["prior_source"] = source
+        return out
+
+    def _train(
+        self,
+        ctx: SolveContext,
+        steps: list[SoftStep],
+        alpha_init: list[np.ndarray | None],
+        monitor: Monitor,
+        k: int,
+        length: int,
+        dtype: torch.dtype,
+    ) -> Program | None:
+        stats = ctx.stats
+        stats.update(iterations=0, restarts_run=0, nonfinite_losses=0, faults={})
+        cpu_s = backward_s = 0.0
+        start = time.perf_counter()
+        tried: dict[tuple, float] = {}
+        used = 0
+        for r in range(self.restarts):
+            cap = (self.iterations - used) // (self.restarts - r)
+            if cap < 1:
+                continue
+            stats["restarts_run"] = r + 1
+            gen = torch.Generator().manual_seed(int(ctx.seed) * 1009 + r)
+            params = [
+                init_params(step.ops, gen, a0, self.noise)
+                for step, a0 in zip(steps, alpha_init, strict=True)
+            ]
+            tensors = [t for p in params for t in p.tensors()]
+            opt = torch.optim.Adam(tensors, lr=self.lr, betas=(0.9, self.beta2))
+            best, since, bad = float("inf"), 0, 0
+            for i in range(cap):
+                tau = anneal(self.tau_start, self.tau_end, i, cap)
+                ws = Workspace(
+                    ctx.library, ctx.task, length, batch=k, seed=int(ctx.rng.integers(2**31 - 1))
+                )
+                state, expected = self._state(ws, dtype)
+                final, fstats = soft_forward(state, steps, params, tau, self.gumbel, gen)
+                loss = loss_fn(final, expected)
+                cpu_s += fstats.cpu_s
+                used += 1
+                stats["iterations"] = used
+                self._count_faults(stats, steps, fstats.faults)
+                value = float(loss.detach())
+                if not np.isfinite(value):
+                    # Never silent: counted, reported, and the update is skipped.
+                    stats["nonfinite_losses"] += 1
+                    bad += 1
+                    stats["last_nonfinite"] = f"restart {r}, iteration {i}: loss {value}"
+                else:
+                    bad = 0
+                    opt.zero_grad()
+                    t0 = time.perf_counter()
+                    loss.backward()
+                    backward_s += time.perf_counter() - t0
+                    opt.step()
+                program = self.discretise(steps, params)
+                alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
+                train_s = time.perf_counter() - start
+                stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
+                stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
+                monitor.log(
+                    used,
+                    value,
+                    tau,
+                    alphas,
+                    [entropy(torch.from_numpy(a)) for a in alphas],
+                    program,
+                )
+                ctx.charge(
+                    actions=sum(len(s.ops) for s in steps),
+                    env_steps=len(steps),
+                    instructions=fstats.instructions,
+                )
+                if program and self._check(ctx, program, tried, k):
+                    stats.update(iterations_to_success=used, final_loss=value)
+                    return self._prune(ctx, program, tried, k)
+                stats["final_loss"] = value
+                if bad >= 3:
+                    break  # the loss stays non-finite: this restart is dead
+                if value < best * 0.99:
+                    best, since = value, 0
+                else:
+                    since += 1
+                    if since >= self.patience:
+                        break
+        return None
+
+    def _check(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> bool:
+        """Exact run of the argmax program on training examples, then full verification."""
+        key = tuple((s, tuple(b)) for s, b in program)
+        if key in tried:
+            return False
+        ws = Workspace(
+            ctx.library,
+            ctx.task,
+            max(ctx.task.train_lengths),
+            batch=k,
+            seed=int(ctx.rng.integers(2**31 - 1)),
+        )
+        machines = ws.reset()
+        results = ws.run_program(machines, program, "transformer")
+        ctx.charge(
+            actions=len(program),
+            env_steps=len(program),
+            instructions=int(sum(r.steps.sum() for r in results)),
+        )
+        score = float(ws.score(machines).fraction.mean())
+        tried[key] = score
+        ctx.offer(program, score)
+        if score < 1.0:
+            return False
+        return all(v == 1.0 for v in ctx.verify(program).values())
+
+    def _prune(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> Program:
+        """Drop steps the verified program does not need (e.g. a step whose output a later
+        step overwrites), keeping each removal only if the shorter program verifies too."""
+        i = 0
+        while len(program) > 1 and i < len(program):
+            shorter = program[:i] + program[i + 1 :]
+            if self._check(ctx, shorter, tried, k):
+                program = shorter
+                ctx.stats["pruned_steps"] = ctx.stats.get("pruned_steps", 0) + 1
+            else:
+                i += 1
+        return program
+
+    @staticmethod
+    def _count_faults(
+        stats: dict[str, Any], steps: list[SoftStep], faults: list[np.ndarray]
+    ) -> None:
+        counts = stats["faults"]
+        for step, f in zip(steps, faults, strict=True):
+            for op, row in zip(step.ops, f, strict=True):
+                for code in row[row != 0]:
+                    entry = counts.setdefault(op.full_label, {})
+                    name = "OUT_OF_RANGE" if code == OUT_OF_RANGE else Fault(int(code)).name
+                    entry[name] = entry.get(name, 0) + 1
+
+
+def ctx_outputs(ws: Workspace) -> tuple[str, ...]:
+    return ws.task.outputs

@@ -1,0 +1,163 @@
+"""The soft program: alpha and W^in for T steps, and the paper's forward pass (equations 2-3).
+
+``S(i+1) = sum_s alpha_s F_s(W_in(s, S(i), t) S(i))``: the state ``S`` is every workspace
+buffer's values on the K examples (task arguments, scratch, constants); at step ``t`` each
+op's data slots read a softmax(W^in)-weighted mixture of the buffers of their shape class,
+all ops run in one batched CPU call (:class:`~agents.gradient.ops.SoftStep`), and the next
+state is the softmax(alpha)-weighted mixture of the ops' resulting states. An op's result
+state is ``S`` with each buffer ``p`` its written slot may target replaced by
+``S[p] + w_p (r - S[p])`` (a soft pointer write with weight ``w_p`` = W^in of that slot).
+
+Alpha has one extra entry per step, *skip* (the state passes unchanged), so a program of T
+steps can express a shorter one; a discretised skip is dropped from the program.
+
+Faults: an op whose machine faults on an example (division by zero, a soft value used as an
+address, ...) gets weight 0 for that example and the remaining weights are renormalised, so
+its garbage never enters the state; skip never faults, so the normaliser is never 0. A
+result that is finite but beyond :data:`VALUE_LIMIT` is masked the same way (recorded as
+``OUT_OF_RANGE``). A non-finite loss can still arise (float32 overflow of a mixture): the
+composer then skips the update, counts it in ``stats["nonfinite_losses"]`` and says where.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from agents.gradient.ops import Op, SoftStep
+
+SKIP = "skip"
+VALUE_LIMIT = 1e6
+"""An op result with an element beyond this magnitude (e.g. a division by a near-zero
+mixture) is treated like a fault for that example: it would swamp the mixture and the loss."""
+OUT_OF_RANGE = -1
+"""Pseudo fault code recorded for such results (machine fault codes are >= 1)."""
+
+
+@dataclass
+class StepParams:
+    """Logits of one step: alpha over ``[skip, *ops]``, W^in per (op, data slot)."""
+
+    alpha: torch.Tensor
+    w_in: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.alpha, *self.w_in.values()]
+
+
+def init_params(
+    ops: list[Op], generator: torch.Generator, alpha_init: np.ndarray | None, noise: float
+) -> StepParams:
+    """Logits with a little seeded noise (restarts differ); ``alpha_init`` over ``[skip, *ops]``."""
+    n = len(ops) + 1
+    base = torch.zeros(n, dtype=torch.float64) if alpha_init is None else torch.tensor(alpha_init)
+    alpha = (
+        base + noise * torch.randn(n, generator=generator, dtype=torch.float64)
+    ).requires_grad_()
+    w_in = {}
+    for v, op in enumerate(ops):
+        for j in op.data_slots:
+            m = len(op.slots[j].candidates)
+            if m > 1:
+                logits = noise * torch.randn(m, generator=generator, dtype=torch.float64)
+                w_in[(v, j)] = logits.requires_grad_()
+    return StepParams(alpha, w_in)
+
+
+def relax(
+    logits: torch.Tensor, tau: float, gumbel: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """softmax(logits / tau), or a straight-through Gumbel-softmax sample (hard forward,
+    soft gradient) when ``gumbel``."""
+    if not gumbel:
+        return torch.softmax(logits / tau, 0)
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp_(1e-12, 1 - 1e-12)
+    soft = torch.softmax((logits - torch.log(-torch.log(u))) / tau, 0)
+    hard = torch.zeros_like(soft).scatter_(0, soft.argmax().view(1), 1.0)
+    return hard - soft.detach() + soft
+
+
+def entropy(p: torch.Tensor) -> float:
+    """Entropy (nats) of a probability vector."""
+    q = p.detach().clamp_min(1e-30)
+    return float(-(q * q.log()).sum())
+
+
+@dataclass
+class ForwardStats:
+    """Per forward pass: faults per op per step, instructions and CPU time."""
+
+    faults: list[np.ndarray]
+    instructions: int = 0
+    cpu_s: float = 0.0
+
+
+def soft_forward(
+    state: dict[str, torch.Tensor],
+    steps: list[SoftStep],
+    params: list[StepParams],
+    tau: float,
+    gumbel: bool,
+    generator: torch.Generator,
+) -> tuple[dict[str, torch.Tensor], ForwardStats]:
+    """Run the T soft steps from ``state`` (name -> ``(K, size)``); return the final state."""
+    stats = ForwardStats([])
+    dtype = next(iter(state.values())).dtype
+    for step, par in zip(steps, params, strict=True):
+        a = relax(par.alpha, tau, gumbel, generator).to(dtype)
+        inputs: dict[tuple[int, int], torch.Tensor] = {}
+        mix: dict[tuple[int, int], torch.Tensor] = {}
+        for v, op in enumerate(step.ops):
+            for j in op.data_slots:
+                cands = op.slots[j].candidates
+                if (v, j) in par.w_in:
+                    w = relax(par.w_in[(v, j)], tau, gumbel, generator).to(dtype)
+                    mix[(v, j)] = w
+                    stacked = torch.stack([state[c] for c in cands])
+                    inputs[(v, j)] = torch.einsum("c,cks->ks", w, stacked)
+                else:
+                    mix[(v, j)] = torch.ones(1, dtype=dtype)
+                    inputs[(v, j)] = state[cands[0]]
+        run = step.run(inputs)
+        stats.faults.append(run.faults)
+        stats.instructions += run.instructions
+        stats.cpu_s += run.cpu_s
+        ok_np = run.faults == 0  # (n_ops, K)
+        for v, outs in enumerate(run.outputs):
+            for r in outs.values():  # out-of-range results count as faults (see module doc)
+                wild = (~torch.isfinite(r.detach()) | (r.detach().abs() > VALUE_LIMIT)).any(1)
+                hit = wild.numpy() & ok_np[v]
+                run.faults[v][hit] = OUT_OF_RANGE
+                ok_np[v] &= ~hit
+        ok = torch.from_numpy(ok_np)
+        weights = a[1:, None] * ok.to(dtype)  # (n_ops, K)
+        norm = a[0] + weights.sum(0)  # (K,) > 0: skip never faults
+        weights = weights / norm
+        new = dict(state)
+        for v, op in enumerate(step.ops):
+            if not bool(ok[v].any()):
+                continue
+            for j, result in run.outputs[v].items():
+                for c, name in enumerate(op.slots[j].candidates):
+                    old = state[name]
+                    r = torch.where(ok[v][:, None], result, old)
+                    coef = weights[v][:, None] * mix[(v, j)][c]
+                    new[name] = new[name] + coef * (r - old)
+        state = new
+    return state, stats
+
+
+def loss_fn(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean squared error of the task's outputs against the oracle, over elements and examples."""
+    terms = [((state[n] - want) ** 2).mean() for n, want in expected.items()]
+    return torch.stack(terms).mean()
+
+
+def anneal(start: float, end: float, i: int, n: int) -> float:
+    """Exponential temperature schedule from ``start`` (i = 0) to ``end`` (i = n - 1)."""
+    if n <= 1:
+        return end
+    return start * math.exp(math.log(end / start) * i / (n - 1))

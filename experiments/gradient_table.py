@@ -1,0 +1,194 @@
+"""The gradient composer on every level-1 and level-2 task and MatVec, against MCTS.
+
+For each task and seed it runs, side by side in one process:
+
+* ``gradient`` with ``init="uniform"`` and with ``init="description"`` (same T, iterations,
+  restarts, examples);
+* ``mcts`` with the uniform prior, given the *same wall time* as the slower of the two
+  gradient runs of that task and seed (its action budget is large; a wall-clock check in the
+  progress callback ends it with ``BudgetExhausted``, and the best program so far is
+  verified as usual).
+
+Every agent gets the library ``reference_library_for(task)``: the built-in skills plus the
+reference skills of the task's prerequisites (for MatVec this provides ``DotProduct``; for
+level-1 tasks it is the built-in library). Success is ``SolveResult.success``: the program
+verified on fresh inputs at every training and test length and at 8x the longest training
+length.
+
+Results are appended to ``experiments/results/gradient_table.jsonl`` as they come (so a
+cut-short run keeps what it measured) and the table is rendered to
+``experiments/results/gradient_table.md`` (atomic writes). Times are wall-clock on whatever
+machine runs it; on a shared machine they are noisy, but the three agents of one row ran
+back to back in one process.
+
+Usage::
+
+    python experiments/gradient_table.py [--seeds 0 1 2 3 4] [--steps 2] [--iterations 20]
+        [--tasks Sum DotProduct ...] [--render-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from agents import BudgetExhausted, solve
+from agents.result import SolveResult
+from algind_gym.atomic import atomic_write_text
+from algind_gym.tasks import list_tasks
+from algind_gym.tasks.reference import reference_library_for
+
+RESULTS = Path(__file__).parent / "results"
+AGENTS = ("gradient-uniform", "gradient-description", "mcts-uniform")
+
+
+def table_tasks() -> list[str]:
+    """Every level-1 and level-2 task (both tracks) and MatVec, in curriculum order."""
+    return [t.name for t in list_tasks() if t.level <= 2] + ["MatVec"]
+
+
+def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> SolveResult:
+    return solve(
+        task,
+        agent="gradient",
+        library=reference_library_for(task),
+        budget=10**9,
+        seed=seed,
+        steps=args.steps,
+        iterations=args.iterations,
+        restarts=args.restarts,
+        init=init,
+        tau_end=args.tau_end,
+    )
+
+
+def run_mcts(task: str, seed: int, wall_s: float) -> SolveResult:
+    start = time.perf_counter()
+
+    def stop_at_wall_time(ctx) -> None:
+        if time.perf_counter() - start > wall_s:
+            raise BudgetExhausted
+
+    return solve(
+        task,
+        agent="mcts",
+        library=reference_library_for(task),
+        budget=10**9,
+        seed=seed,
+        progress=stop_at_wall_time,
+        prior="uniform",
+    )
+
+
+def record(task: str, seed: int, agent: str, r: SolveResult) -> dict:
+    task_spec = next(t for t in list_tasks() if t.name == task)
+    long = str(8 * max(task_spec.train_lengths))
+    return {
+        "task": task,
+        "seed": seed,
+        "agent": agent,
+        "success": r.success,
+        "program": r.program_text,
+        "wall_s": r.wall_time_s,
+        "iterations": r.stats.get("iterations"),
+        "iterations_to_success": r.stats.get("iterations_to_success"),
+        "actions": r.actions_evaluated,
+        "acc_8x": r.generalisation.get(long, 0.0),
+        "excluded_ops": sorted(r.stats.get("excluded_ops", {})),
+        "nonfinite_losses": r.stats.get("nonfinite_losses"),
+        "final_loss": r.stats.get("final_loss"),
+    }
+
+
+def render(rows: list[dict], args: argparse.Namespace) -> str:
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        "# Gradient composer vs MCTS (uniform prior) at equal wall time",
+        "",
+        f"Seeds: {seeds}; gradient: T = {args.steps}, {args.iterations} iterations over "
+        f"{args.restarts} restarts, temperature 1 -> {args.tau_end}, K = 4 examples per "
+        "iteration at one training length. "
+        "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
+        "same task and seed. Library: built-ins + reference skills of the task's "
+        "prerequisites. Success = verified on fresh inputs at every length incl. 8x.",
+        "",
+        "Columns per agent: successes / runs; mean iterations to success (gradient) or "
+        "actions (MCTS) and mean wall seconds over the successful runs; mean accuracy at 8x "
+        "the longest training length over all runs.",
+        "",
+        "| task | " + " | ".join(AGENTS) + " |",
+        "| --- | " + " | ".join("---" for _ in AGENTS) + " |",
+    ]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        cells = []
+        for agent in AGENTS:
+            rs = [r for r in rows if r["task"] == task and r["agent"] == agent]
+            if not rs:
+                cells.append("-")
+                continue
+            ok = [r for r in rs if r["success"]]
+            acc = sum(r["acc_8x"] for r in rs) / len(rs)
+            text = f"{len(ok)}/{len(rs)}"
+            if ok:
+                if agent.startswith("gradient"):
+                    it = sum(r["iterations_to_success"] or 0 for r in ok) / len(ok)
+                    text += f", {it:.1f} it"
+                else:
+                    text += f", {sum(r['actions'] for r in ok) / len(ok):.0f} act"
+                text += f", {sum(r['wall_s'] for r in ok) / len(ok):.0f} s"
+            cells.append(f"{text}, acc8x {acc:.2f}")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    missing = [t for t in table_tasks() if t not in {r["task"] for r in rows}]
+    if missing:
+        lines += ["", f"Not measured in this run (time ran out): {', '.join(missing)}."]
+    lines += ["", "Programs found (first seed):", ""]
+    first = seeds[0] if seeds else None
+    for r in rows:
+        if r["seed"] == first:
+            prog = r["program"].replace("\n", "; ") or "(none)"
+            mark = "ok" if r["success"] else "fail"
+            lines.append(f"- {r['task']} / {r['agent']}: {mark}: `{prog}`")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("--restarts", type=int, default=2)
+    p.add_argument("--tau-end", type=float, default=0.1, help="final softmax temperature")
+    p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument("--render-only", action="store_true")
+    p.add_argument("--out", default=str(RESULTS / "gradient_table"))
+    args = p.parse_args(argv)
+    jsonl, md = Path(args.out + ".jsonl"), Path(args.out + ".md")
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.is_file() else []
+    done = {(r["task"], r["seed"], r["agent"]) for r in rows}
+    if not args.render_only:
+        for seed in args.seeds:
+            for task in args.tasks or table_tasks():
+                if all((task, seed, a) in done for a in AGENTS):
+                    continue
+                new = []
+                for init in ("uniform", "description"):
+                    r = run_gradient(task, seed, init, args)
+                    new.append(record(task, seed, f"gradient-{init}", r))
+                wall = max(x["wall_s"] for x in new)
+                new.append(record(task, seed, "mcts-uniform", run_mcts(task, seed, wall)))
+                rows += new
+                for x in new:
+                    print(json.dumps(x), flush=True)
+                text = "".join(json.dumps(x) + "\n" for x in rows)
+                atomic_write_text(jsonl, text)
+                atomic_write_text(md, render(rows, args))
+    atomic_write_text(md, render(rows, args))
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The gradient composer: gradients through the CPU, solving, determinism, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agents import solve, validate_result
+from agents.gradient import GradientComposer
+from agents.gradient.ops import SoftStep, enumerate_ops
+from agents.gradient.soft import OUT_OF_RANGE, init_params, loss_fn, soft_forward
+from algind_gym.cli import main
+from algind_gym.cpu.backend import make_backend
+from algind_gym.machine.isa import Fault
+from algind_gym.skills import builtin_library
+from algind_gym.tasks import Workspace, get_task
+
+
+def _soft_setup(task_name: str, skills: list[str], k: int = 3, seed: int = 0):
+    lib, task = builtin_library(), get_task(task_name)
+    ws = Workspace(lib, task, 3, batch=k, seed=seed)
+    ops = enumerate_ops(lib, task, ws.image, skills)
+    step = SoftStep(lib, ops, k, ws.max_steps, make_backend("transformer-torch"))
+    machines = ws.reset()
+    state = {n: torch.tensor(ws.image.read(machines, n).reshape(k, -1)) for n in ws.image.buffers}
+    expected = {
+        n: torch.tensor(np.stack([np.reshape(e[n], -1) for e in ws.expected])) for n in task.outputs
+    }
+    return ops, step, state, expected
+
+
+def test_gradients_reach_alpha_and_w_in_through_the_cpu():
+    ops, step, state, expected = _soft_setup("VectorAdd", ["zipmap", "s_add", "s_mul"])
+    assert [op.label for op in ops] == ["zipmap@1[s_add@1]", "zipmap@1[s_mul@1]"]
+    gen = torch.Generator().manual_seed(0)
+    par = init_params(ops, gen, None, 0.1)
+    final, stats = soft_forward(state, [step], [par], 1.0, False, gen)
+    loss_fn(final, expected).backward()
+    assert stats.instructions > 0 and (stats.faults[0] == 0).all()
+    assert torch.isfinite(par.alpha.grad).all() and (par.alpha.grad != 0).all()
+    assert len(par.w_in) == 4  # x and y slots of both ops: candidates x, y, out
+    for key, w in par.w_in.items():
+        assert torch.isfinite(w.grad).all(), key
+        assert (w.grad != 0).any(), key
+
+
+def test_division_by_zero_in_a_mixture_is_masked_not_nan():
+    ops, step, state, _ = _soft_setup("VectorAdd", ["zipmap", "s_div"])
+    state = {**state, "y": torch.zeros_like(state["y"]), "out": torch.zeros_like(state["out"])}
+    gen = torch.Generator().manual_seed(0)
+    par = init_params(ops, gen, None, 0.0)
+    # the divisor mixes y and out (both 0) and never x: x / 0 on every example
+    assert ops[0].slots[2].candidates == ("x", "y", "out")
+    par.w_in[(0, 2)].data[:] = torch.tensor([-1e4, 0.0, 0.0])
+    final, stats = soft_forward(state, [step], [par], 1.0, False, gen)
+    assert (stats.faults[0] == Fault.DIVISION_BY_ZERO).all()
+    assert all(torch.isfinite(v).all() for v in final.values())
+    # the faulted op has weight 0, so the state passes unchanged (skip is all that is left)
+    assert torch.equal(final["out"], state["out"])
+    # a finite result beyond VALUE_LIMIT (x / a tiny divisor) is masked the same way
+    par.w_in[(0, 2)].data[:] = torch.tensor([-40.0, 0.0, 0.0])
+    final, stats = soft_forward(state, [step], [par], 1.0, False, gen)
+    assert (stats.faults[0] == OUT_OF_RANGE).all()
+    assert torch.equal(final["out"], state["out"])
+
+
+def test_cli_solves_vector_add_and_saves_plot_and_tensorboard(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    args = "solve VectorAdd --agent gradient --steps 1 --iterations 40 --budget 100000 --json"
+    rc = main([*args.split(), "--out", str(out_dir)])
+    result = json.loads(capsys.readouterr().out)
+    validate_result(result)
+    assert rc == 0 and result["success"]
+    assert result["program"][0]["skill"] == "zipmap@1"
+    assert result["generalisation"]["64"] == 1.0  # 8x the longest training length (8)
+    assert result["stats"]["iterations"] >= 1 and result["stats"]["iterations_per_s"] > 0
+    assert (out_dir / "alpha.png").stat().st_size > 0
+    assert any((out_dir / "tb").iterdir())
+
+
+def test_same_seed_same_result():
+    kw = dict(agent="gradient", budget=100000, steps=1, iterations=2, restarts=1)
+    kw["skills"] = ["zipmap", "s_add", "s_mul"]
+    a = solve("VectorSub", seed=3, **kw)
+    b = solve("VectorSub", seed=3, **kw)
+    assert a.stats["iterations"] == 2
+    assert a.comparable() == b.comparable()
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="steps"):
+        GradientComposer(steps=0)
+    with pytest.raises(ValueError, match="init"):
+        GradientComposer(init="magic")
+    with pytest.raises(ValueError, match="no skill of the library can write"):
+        solve("VectorAdd", agent="gradient", skills=["s_add"], iterations=1)
+
+
+def test_gradient_flags_are_for_the_gradient_agent_only(capsys):
+    assert main(["solve", "VectorAdd", "--agent", "random", "--steps", "2"]) == 2
+    assert "--agent gradient only" in capsys.readouterr().err
+
+
+DOT_PRODUCT_GAP = (
+    "known failure: from the whole library (57 ops per step) the mixture settles in local "
+    "minima within this budget; see experiments/results/gradient_table.md"
+)
+
+
+@pytest.mark.slow
+def test_solves_dot_product_from_built_in_skills():
+    """Two steps (zipmap then fold) found by gradient descent alone (uniform init) from four
+    built-in skills. Slow: minutes on two cores (each iteration runs every op through the
+    torch-kernel CPU with autograd)."""
+    skills = ["zipmap", "fold", "s_add", "s_mul"]
+    r = solve(
+        "DotProduct",
+        agent="gradient",
+        budget=10**6,
+        seed=0,
+        steps=2,
+        iterations=60,
+        restarts=2,
+        skills=skills,
+    )
+    assert r.success, r.stats
+    assert r.generalisation["64"] == 1.0  # 8x the longest training length
+
+
+def test_description_init_marginalises_the_search_prior():
+    pytest.importorskip("sentence_transformers")
+    from agents.api import SolveContext
+    from agents.gradient.prior import description_alpha
+
+    lib, task = builtin_library(), get_task("VectorAdd")
+    ws = Workspace(lib, task, 3, batch=2)
+    ops = enumerate_ops(lib, task, ws.image, ["zipmap", "s_add", "s_mul"])
+    prior, source = description_alpha(SolveContext(task, lib, 10, 0), ops, 3)
+    assert source == "agents.priors.DescriptionPrior"
+    assert prior.shape == (3,) and abs(prior.sum() - 1) < 1e-12
+    labels = ["skip"] + [op.label for op in ops]
+    assert labels[int(prior.argmax())] == "zipmap@1[s_add@1]"  # "add two vectors"
+    r = solve(
+        "VectorAdd",
+        agent="gradient",
+        steps=1,
+        iterations=1,
+        init="description",
+        skills=["zipmap", "s_add", "s_mul"],
+        budget=1000,
+    )
+    assert r.stats["prior_source"] == source and r.options["init"] == "description"
+
+
+def test_verified_program_loses_steps_it_does_not_need():
+    from agents.api import SolveContext
+
+    ctx = SolveContext(get_task("VectorAdd"), builtin_library(), 1000, 0)
+    dead = ("zipmap", ["&s_mul", "y", "y", "out"])  # overwritten by the next step
+    live = ("zipmap", ["&s_add", "x", "y", "out"])
+    assert GradientComposer()._prune(ctx, [dead, live], {}, 4) == [live]
+    assert ctx.stats["pruned_steps"] == 1 and ctx.actions_evaluated > 0
+
+
+def test_straight_through_gumbel_is_hard_forward_soft_backward():
+    from agents.gradient.soft import relax
+
+    logits = torch.tensor([0.5, 0.2, -0.1], dtype=torch.float64, requires_grad=True)
+    p = relax(logits, 1.0, True, torch.Generator().manual_seed(0))
+    assert sorted(p.detach().tolist()) == [0.0, 0.0, 1.0]
+    (p * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum().backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad != 0).any()
+
+
+def test_no_differentiable_path_to_the_outputs_is_a_clear_error():
+    # gather reads its indices as addresses: soft (mixed) indices fault on every example
+    with pytest.raises(ValueError, match="faults on soft inputs"):
+        solve("VectorAdd", agent="gradient", skills=["gather"], iterations=1, budget=1000)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason=DOT_PRODUCT_GAP, strict=False)
+@pytest.mark.parametrize("init", ["uniform", "description"])
+def test_solves_dot_product_full_library(init):
+    r = solve(
+        "DotProduct",
+        agent="gradient",
+        budget=10**6,
+        seed=0,
+        steps=2,
+        iterations=150,
+        restarts=3,
+        init=init,
+    )
+    assert r.success, r.stats
+    assert r.generalisation["64"] == 1.0
