@@ -34,6 +34,17 @@ from algind_gym.tasks.workspace import Workspace
 
 REWARD_MODES = ("dense", "sparse")
 ACTION_ENCODINGS = ("discrete", "multidiscrete")
+OBSERVATION_MODES = ("state", "compact")
+MAX_CALLS_LIMIT = 1_000
+"""The largest ``max_calls`` accepted (the ``calls`` observation has a row per call)."""
+MAX_LENGTH_LIMIT = 1_024
+"""Lengths above ``max(MAX_LENGTH_LIMIT, max_length, the task's test lengths)`` are refused
+at reset: one call's instruction budget and memory grow with the length."""
+FINISHED_WARNING = (
+    "You are calling 'step()' even though this environment has already returned "
+    "terminated = True or truncated = True. You should always call 'reset()' once you "
+    "receive 'terminated = True' or 'truncated = True' -- this step does nothing."
+)
 
 
 class SkillCompositionEnv(gym.Env):
@@ -152,12 +163,12 @@ class SkillCompositionEnv(gym.Env):
         self.library = library if library is not None else builtin_library()
         _check_choice("reward_mode", reward_mode, REWARD_MODES)
         _check_choice("action_encoding", action_encoding, ACTION_ENCODINGS)
-        _check_choice("observation_mode", observation_mode, ("state", "compact"))
+        _check_choice("observation_mode", observation_mode, OBSERVATION_MODES)
         if render_mode is not None:
             _check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
-        for name, v in (("n_examples", n_examples), ("max_calls", max_calls)):
-            if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+        _check_backend(backend)
+        _check_int("n_examples", n_examples, 1, 4096)
+        _check_int("max_calls", max_calls, 1, MAX_CALLS_LIMIT)
         self.lengths = tuple(lengths) if lengths else self.task.train_lengths
         if any(n < 0 for n in self.lengths):
             raise ValueError(f"lengths must be non-negative, got {self.lengths}")
@@ -169,6 +180,7 @@ class SkillCompositionEnv(gym.Env):
         self.fault_penalty, self.dtype, self.render_mode = float(fault_penalty), dtype, render_mode
 
         probe = self._workspace(self.max_length, seed=0)
+        self._probe_image = probe.image
         self.actions: ActionTable = build_action_table(probe.image, self.task)
         self._obs = ObservationBuilder(
             probe,
@@ -200,27 +212,49 @@ class SkillCompositionEnv(gym.Env):
         )
 
     def encode(self, skill: str, bindings: list[int | str]) -> int | np.ndarray:
-        """The action for ``skill`` with ``bindings`` (pointer names or indices); HALT: ``("HALT", [])``."""
+        """The action for ``skill`` with ``bindings`` (pointer names or indices); HALT: ``("HALT", [])``.
+
+        Raises:
+            ValueError: the action breaks the binding rule the masks use
+                (:meth:`~algind_gym.envs.actions.ActionTable.binding_error`); the message
+                names the slot, the pointer given, its type and role, and what the slot
+                accepts, or the expected number of bindings.
+        """
         if skill == HALT:
             key, binds = HALT, ()
         else:
-            key = self.library.get(skill).key
-            ws = self.ws or self._workspace(self.max_length, 0)
-            binds = tuple(ws.bind(bindings))
-        if self.action_encoding == "discrete":
-            if key == HALT:
-                return self.actions.halt_index
-            si = self.actions.skills.index(key)
             try:
-                return self.actions.candidates.index((si, binds))
-            except ValueError:
+                key = self.library.get(skill).key
+            except (KeyError, TypeError):
                 raise ValueError(
-                    f"({skill}, {bindings}) is not a candidate action of this env"
+                    f"unknown skill {skill!r}; this env's skills are {', '.join(self.actions.skills)}"
                 ) from None
+            binds = tuple(self._pointer(key, j, b, len(bindings)) for j, b in enumerate(bindings))
+        error = self.actions.binding_error(key, binds)
+        if error is not None:
+            raise ValueError(f"cannot encode ({skill}, {list(bindings)}): {error}")
+        if self.action_encoding == "discrete":
+            return self.actions.candidate_index(key, binds)
         vec = np.zeros(1 + self.actions.max_arity, dtype=np.int64)
         vec[0] = len(self.actions.skills) if key == HALT else self.actions.skills.index(key)
         vec[1 : 1 + len(binds)] = binds
         return vec
+
+    def _pointer(self, key: str, j: int, name: int | str, n_given: int) -> int:
+        """Pointer index of binding ``j`` of ``key`` given by name or index."""
+        if not isinstance(name, str):
+            return name
+        try:
+            return self._probe_image.pointer_index(name)
+        except KeyError:
+            s = self.actions.skills.index(key) if key in self.actions.skills else None
+            if s is not None and n_given != self.actions.arity[s]:
+                return -1  # the count error is reported instead
+            where = f"{self.actions._slot(s, j)}" if s is not None else f"binding {j}"
+            raise ValueError(
+                f"cannot encode ({key}, ...): {where}: no pointer entry {name!r}; entries are "
+                f"{', '.join(self.actions.pointer_names)}"
+            ) from None
 
     def decode(self, action) -> tuple[str, tuple[int, ...]]:
         """``(skill key or "HALT", bindings)`` of an action of this env's action space."""
@@ -239,9 +273,12 @@ class SkillCompositionEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         if "length" in options:
-            length = int(options["length"])
-            if length < 0:
-                raise ValueError(f"options['length'] must be >= 0, got {length}")
+            length = _check_int(
+                "reset(options={'length': ...})",
+                options["length"],
+                0,
+                max(MAX_LENGTH_LIMIT, self.max_length, *self.task.test_lengths),
+            )
         else:
             length = int(self.np_random.choice(self.lengths))
         example_seed = int(self.np_random.integers(2**63 - 1))
@@ -256,7 +293,9 @@ class SkillCompositionEnv(gym.Env):
         self.history: list[tuple[str, tuple[int, ...]]] = []
         self.instructions = self.step_instructions = 0
         self.fault = Fault.NONE
-        self.success = False
+        self.success = self.finished = False
+        self._ended = (False, False)
+        self._template = None
         score = self.ws.score(self.state)
         self.potential = float(score.fraction.mean())
         self.last_error: str | None = None
@@ -264,6 +303,9 @@ class SkillCompositionEnv(gym.Env):
     def step(self, action):
         if self.ws is None:
             raise RuntimeError("call reset() before step()")
+        if self.finished:
+            gym.logger.warn(FINISHED_WARNING)
+            return self._observation(), 0.0, self._ended[0], self._ended[1], self._info()
         if not self.action_space.contains(
             np.asarray(action) if self.action_encoding != "discrete" else action
         ):
@@ -317,6 +359,7 @@ class SkillCompositionEnv(gym.Env):
                 terminated = self.success
         # as gymnasium's TimeLimit does: the call limit truncates even on the last call's success
         truncated = self.t >= self.max_calls
+        self.finished, self._ended = terminated or truncated, (terminated, truncated)
         return self._observation(), float(reward), terminated, truncated, self._info()
 
     # ----------------------------------------------------------- observation
@@ -349,37 +392,81 @@ class SkillCompositionEnv(gym.Env):
         return [(s, [names[p] for p in b]) for s, b in self.history]
 
     # ----------------------------------------------------------- snapshots
-    def snapshot(self) -> dict[str, Any]:
-        """Everything needed to come back to this point of the episode (for tree search).
+    def _fresh_row(self) -> np.ndarray:
+        """One machine of this episode's workspace as built (code installed), shared by
+        every snapshot of the episode."""
+        if self._template is None:
+            self._template = self.ws.image.new_state(1, self.dtype).cells[0]
+            self._template.flags.writeable = False
+        return self._template
 
-        The snapshot holds copies: stepping the env afterwards never changes it, and one
-        snapshot may be restored any number of times.
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the rest of the episode depends on (for tree search).
+
+        That is the K machines, the call count that truncation uses, the history, the
+        flags and the RNG. Machines are stored as the columns in which any machine differs
+        from the workspace's fresh machine (registers, pointer table, data, stack cells in
+        use, skill slots that were written), so a snapshot costs about the data it must
+        save: the code and the fresh machine are shared, not copied. Stepping the env
+        afterwards never changes a snapshot, and one may be restored any number of times.
         """
+        base = self._fresh_row()
+        cells = self.state.cells
+        cols = np.flatnonzero((cells != base).any(axis=0))
         return {
             "ws": self.ws,
             "ws_recipe": self._ws_recipe,
-            "cells": self.state.cells.copy(),
+            "base": base,
+            "cols": cols,
+            "values": cells[:, cols],
             "t": self.t,
             "history": list(self.history),
             "instructions": self.instructions,
             "step_instructions": self.step_instructions,
             "fault": self.fault,
             "success": self.success,
+            "ended": self._ended,
             "potential": self.potential,
             "last_error": self.last_error,
             "rng": self.np_random.bit_generator.state,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
-        """Return to a :meth:`snapshot` (same workspace, machines, history and RNG)."""
+        """Return to a :meth:`snapshot`: same workspace, machines (bit for bit), call count,
+        history and RNG. Writes the machines in place when the layout is unchanged."""
         self.ws, self._ws_recipe = snap["ws"], snap["ws_recipe"]
-        self.state = MachineState(self.ws.image.layout, snap["cells"].copy())
+        base, layout = snap["base"], self.ws.image.layout
+        if self.state is None or self.state.layout != layout:
+            cells = np.repeat(base[None], self.n_examples, axis=0)
+            cells[:, snap["cols"]] = snap["values"]
+            self.state = MachineState(layout, cells)
+        else:
+            cells = self.state.cells
+            cells[:] = base
+            cells[:, snap["cols"]] = snap["values"]
+        self._template = base
         self.t, self.history = snap["t"], list(snap["history"])
         self.instructions, self.fault = snap["instructions"], snap["fault"]
         self.step_instructions = snap["step_instructions"]
         self.success, self.potential = snap["success"], snap["potential"]
+        self._ended = snap["ended"]
+        self.finished = any(self._ended)
         self.last_error = snap["last_error"]
         self.np_random.bit_generator.state = snap["rng"]
+
+    def state_key(self) -> bytes:
+        """A hashable key of the data of the K machines: equal keys, equal data.
+
+        The exact bytes of every buffer of the pointer table's memory (inputs, outputs,
+        scratch, constants) of all K machines, then their fault codes. Registers,
+        instruction counters, stack leftovers and the call count are left out, so two
+        programs that leave the same data give the same key (e.g. for a transposition
+        table in tree search). Different episodes' examples differ, so their keys do.
+        """
+        mem = self.ws.image.layout.block("memory")
+        end = max((a + b.size for a, b in self.ws.image.buffers.values()), default=mem.start)
+        data = np.ascontiguousarray(self.state.cells[:, mem.start : end])
+        return data.tobytes() + self.state.faults.tobytes()
 
     # ------------------------------------------------------------- pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -392,6 +479,7 @@ class SkillCompositionEnv(gym.Env):
         if self.ws is not None:
             snap = self.snapshot()
             snap.pop("ws")
+            snap.pop("base")
         rng = self._np_random.bit_generator.state if self._np_random is not None else None
         return {"init": init, "snapshot": snap, "rng": rng}
 
@@ -403,6 +491,9 @@ class SkillCompositionEnv(gym.Env):
         if data["snapshot"] is not None:
             snap = dict(data["snapshot"])
             snap["ws"] = self._workspace(*snap["ws_recipe"])
+            self.ws = snap["ws"]
+            self._template = None
+            snap["base"] = self._fresh_row()
             self.restore(snap)
 
     # ------------------------------------------------------------- rendering
@@ -444,3 +535,23 @@ class SkillCompositionEnv(gym.Env):
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``, else a ValueError naming ``name`` and the range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    if not low <= int(value) <= high:
+        raise ValueError(f"{name} must be >= {low} and <= {high}, got {value}")
+    return int(value)
+
+
+def _check_backend(backend: Any) -> None:
+    if not isinstance(backend, str):
+        if not callable(getattr(backend, "run", None)):
+            raise ValueError(f"backend must be a name or an object with .run, got {backend!r}")
+        return
+    if backend != "reference":
+        from algind_gym.cpu.backend import BACKENDS
+
+        _check_choice("backend", backend, BACKENDS)
