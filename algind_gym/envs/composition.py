@@ -22,19 +22,20 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 
 from algind_gym.envs.actions import HALT, ActionTable, build_action_table
+from algind_gym.envs.batch import EpisodeIndex, score_many
 from algind_gym.envs.observation import ObservationBuilder
 from algind_gym.envs.render import describe_pointer_table, describe_registers, state_to_rgb
+from algind_gym.envs.tables import DEFAULT_CAPS, TableSpec
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
-from algind_gym.skills.image import ExecResult
 from algind_gym.skills.library import SkillLibrary
 from algind_gym.tasks.spec import TaskSpec, get_task
 from algind_gym.tasks.workspace import Workspace
 
 REWARD_MODES = ("dense", "sparse")
 ACTION_ENCODINGS = ("discrete", "multidiscrete")
-OBSERVATION_MODES = ("state", "compact")
+OBSERVATION_MODES = ("state", "compact", "tables")
 MAX_CALLS_LIMIT = 1_000
 """The largest ``max_calls`` accepted (the ``calls`` observation has a row per call)."""
 MAX_LENGTH_LIMIT = 1_024
@@ -157,6 +158,7 @@ class SkillCompositionEnv(gym.Env):
         data_window: int = 8,
         dtype: Any = np.float64,
         render_mode: str | None = None,
+        table_caps: dict[str, int] | None = None,
     ) -> None:
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
@@ -182,6 +184,23 @@ class SkillCompositionEnv(gym.Env):
         probe = self._workspace(self.max_length, seed=0)
         self._probe_image = probe.image
         self.actions: ActionTable = build_action_table(probe.image, self.task)
+        self.tables = None
+        if observation_mode == "tables":
+            caps = dict(DEFAULT_CAPS)
+            for key, v in (table_caps or {}).items():
+                _check_choice("table_caps key", key, tuple(DEFAULT_CAPS))
+                caps[key] = _check_int(f"table_caps[{key!r}]", v, 1, 100_000)
+            self.tables = TableSpec(self.actions, self.library, **caps)
+        elif table_caps:
+            raise ValueError("table_caps only applies to observation_mode='tables'")
+        self._skill_pos = {k: i for i, k in enumerate(self.actions.skills)}
+        self._writes = [
+            tuple(j for j, a in enumerate(slots) if a.role in ("out", "inout"))
+            for slots in self.actions.slots
+        ]
+        self._indexes: dict[int, EpisodeIndex] = {}
+        self._rows = np.arange(self.n_examples)[None]
+        self._fault_col = probe.image.layout.register("fault")
         self._obs = ObservationBuilder(
             probe,
             self.actions,
@@ -189,6 +208,7 @@ class SkillCompositionEnv(gym.Env):
             mode=observation_mode,
             memory_window=memory_window,
             data_window=data_window,
+            tables=self.tables,
         )
         self.observation_space = self._obs.space
         self.observation_shapes = self._obs.shapes
@@ -286,9 +306,20 @@ class SkillCompositionEnv(gym.Env):
         self._ws_recipe = (length, example_seed)
         self.state = self.ws.reset()
         self._begin_episode()
+        score_many([self], self.state.cells, self._rows)
+        self.potential = float(self._fraction.mean())
         return self._observation(), self._info()
 
     def _begin_episode(self) -> None:
+        """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines)."""
+        length = self.ws.length
+        if length not in self._indexes:
+            self._indexes[length] = EpisodeIndex.of(self.ws)
+        self._index = self._indexes[length]
+        self._want = self._index.expected(self.ws)
+        self._calls = np.full((self.max_calls, 1 + self.actions.max_arity), -1.0, np.float32)
+        self._written = np.zeros(self.actions.n_pointers, dtype=bool)
+        self._skill_calls = np.zeros(len(self.actions.skills), dtype=np.float32)
         self.t = 0
         self.history: list[tuple[str, tuple[int, ...]]] = []
         self.instructions = self.step_instructions = 0
@@ -296,8 +327,6 @@ class SkillCompositionEnv(gym.Env):
         self.success = self.finished = False
         self._ended = (False, False)
         self._template = None
-        score = self.ws.score(self.state)
-        self.potential = float(score.fraction.mean())
         self.last_error: str | None = None
 
     def step(self, action):
@@ -313,10 +342,15 @@ class SkillCompositionEnv(gym.Env):
                 f"action {action!r} is not in the action space {self.action_space}"
             )
         plan = self._plan(action)
-        result = None
+        steps, fault, error = 0, Fault.NONE, None
         if plan is not None:
             result = self.ws.execute(self.state, plan[0], plan[1], self.backend)
-        return self._finish(plan, result)
+            steps, error = int(result.steps.sum()), result.error
+            faults = result.faults[result.faults != Fault.NONE]
+            fault = Fault(int(faults[0])) if faults.size else Fault.NONE
+            score_many([self], self.state.cells, self._rows)
+        reward, terminated, truncated = self._finish(plan, steps, fault, error)
+        return self._observation(), reward, terminated, truncated, self._info()
 
     def _plan(self, action) -> tuple[str, tuple[int, ...]] | None:
         """Decode ``action``; None when nothing should run (HALT or an invalid action)."""
@@ -326,10 +360,14 @@ class SkillCompositionEnv(gym.Env):
             return None
         return skill, binds
 
-    def _finish(self, plan, result: ExecResult | None):
+    def _finish(
+        self, plan, steps: int, fault: Fault, error: str | None
+    ) -> tuple[float, bool, bool]:
+        """Book a step: ``steps`` instructions, the first ``fault`` of the K machines and the
+        binding ``error`` of the call (if it ran; then it has been scored)."""
         skill, binds = self._pending
         self.t += 1
-        self.step_instructions = 0 if result is None else int(result.steps.sum())
+        self.step_instructions = steps
         reward, terminated = 0.0, False
         if skill == HALT:
             terminated = True
@@ -339,18 +377,22 @@ class SkillCompositionEnv(gym.Env):
             self.last_error = f"invalid action: {skill} {list(binds)}"
         else:
             self.history.append((skill, binds))
+            s = self._skill_pos[skill]
+            self._calls[len(self.history) - 1, 0] = s
+            self._calls[len(self.history) - 1, 1 : 1 + len(binds)] = binds
+            self._skill_calls[s] += 1
+            for j in self._writes[s]:
+                self._written[binds[j]] = True
             self.instructions += self.step_instructions
             reward -= self.call_cost
-            faults = result.faults[result.faults != Fault.NONE]
-            if faults.size:
-                self.fault = Fault(int(faults[0]))
-                self.last_error = result.error or f"fault {self.fault.name}"
+            if fault != Fault.NONE:
+                self.fault = fault
+                self.last_error = error or f"fault {self.fault.name}"
                 reward -= self.fault_penalty
                 terminated = True
             else:
-                score = self.ws.score(self.state)
-                potential = float(score.fraction.mean())
-                self.success = bool(score.success.all())
+                potential = float(self._fraction.mean())
+                self.success = bool(self._success.all())
                 if self.reward_mode == "dense":
                     reward += potential - self.potential
                 elif self.success:
@@ -360,13 +402,17 @@ class SkillCompositionEnv(gym.Env):
         # as gymnasium's TimeLimit does: the call limit truncates even on the last call's success
         truncated = self.t >= self.max_calls
         self.finished, self._ended = terminated or truncated, (terminated, truncated)
-        return self._observation(), float(reward), terminated, truncated, self._info()
+        return float(reward), terminated, truncated
 
     # ----------------------------------------------------------- observation
     def _observation(self) -> dict[str, np.ndarray]:
-        return self._obs.observe(self.state, self.ws, self.history)
+        obs = self._obs.observe_many([self], self.state.cells)
+        return {key: v[0] for key, v in obs.items()}
 
     def _info(self) -> dict[str, Any]:
+        return {**self._info_values(), "action_mask": self.action_masks()}
+
+    def _info_values(self) -> dict[str, Any]:
         return {
             "success": self.success,
             "fault": None if self.fault == Fault.NONE else self.fault.name,
@@ -377,13 +423,12 @@ class SkillCompositionEnv(gym.Env):
             "step_instructions": self.step_instructions,
             "length": self.ws.length,
             "potential": self.potential,
-            "action_mask": self.action_masks(),
         }
 
     def program_text(self) -> str:
         """The calls made so far, one line each: ``skill(pointer names)``."""
-        names = self.ws.pointer_names if self.ws else []
-        return "\n".join(f"{s}({', '.join(names[p] for p in b)})" for s, b in self.history)
+        names = self.actions.pointer_names  # the same at every length
+        return "\n".join(f"{s}({', '.join([names[p] for p in b])})" for s, b in self.history)
 
     @property
     def program(self) -> list[tuple[str, list[str]]]:
@@ -428,6 +473,8 @@ class SkillCompositionEnv(gym.Env):
             "ended": self._ended,
             "potential": self.potential,
             "last_error": self.last_error,
+            "arrays": {k: getattr(self, k).copy() for k in _EPISODE_ARRAYS},
+            "index": (self._index, self._want),
             "rng": self.np_random.bit_generator.state,
         }
 
@@ -452,6 +499,9 @@ class SkillCompositionEnv(gym.Env):
         self._ended = snap["ended"]
         self.finished = any(self._ended)
         self.last_error = snap["last_error"]
+        for k, v in snap["arrays"].items():
+            setattr(self, k, v.copy())
+        self._index, self._want = snap["index"]
         self.np_random.bit_generator.state = snap["rng"]
 
     def state_key(self) -> bytes:
@@ -535,6 +585,9 @@ class SkillCompositionEnv(gym.Env):
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+_EPISODE_ARRAYS = ("_calls", "_written", "_skill_calls", "_fraction", "_success", "_out_fraction")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:

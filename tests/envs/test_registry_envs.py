@@ -146,6 +146,9 @@ def test_make_vec_sync_and_vector_agree(env_id):
             np.testing.assert_array_equal(s1[0][k], s2[0][k], err_msg=k)
         for x, y in zip(s1[1:4], s2[1:4], strict=True):
             np.testing.assert_array_equal(x, y)
+        for key in ("success", "calls", "program", "fault", "error", "length", "potential"):
+            np.testing.assert_array_equal(s1[4][key], s2[4][key], err_msg=key)
+        np.testing.assert_array_equal(s1[4]["action_mask"], s2[4]["action_mask"])
 
 
 @pytest.mark.parametrize("env_id", IDS)
