@@ -88,6 +88,19 @@ class SkillCompositionEnv(gym.Env):
     ``(n_pointers, 4)``, ``data`` ``(K, n_pointers, window)`` (the first ``window``
     elements of every data entry, length independent), ``pointer_types`` and ``calls``.
 
+    ``observation_mode="tables"``: task- and library-agnostic, one fixed shape for every
+    task (caps ``table_caps``, default pointer_cap 128, skill_cap 64, arity_cap 8,
+    class_cap 32; about 32 KB per observation): ``pointers`` ``(P, 18)`` (per
+    pointer-table entry: type, role, shape, data mean/min/max over the K machines, fraction
+    of output elements right, written-yet flag), ``skills`` ``(S, 72)`` (per skill: kind,
+    level, arity, calls so far, per-slot type and role), ``skill_mask`` ``(S,)``,
+    ``slot_class`` ``(S, A)``, ``class_mask`` ``(C, P)`` (per-slot pointer masks, factored
+    by slot class) and ``globals`` ``(4,)``. The component masks allow exactly the valid
+    actions. Layout: :mod:`algind_gym.envs.tables`.
+
+    Libraries that want one flat ``Box`` (RLlib's default encoders, for instance) wrap the
+    env in ``gymnasium.wrappers.FlattenObservation``; the masks stay in ``info``.
+
     ## Rewards
 
     ``reward_mode="dense"``: potential-based, the change in the fraction of output elements
@@ -100,13 +113,25 @@ class SkillCompositionEnv(gym.Env):
 
     Fresh machines with the library installed, K examples of the task at a length drawn
     uniformly from ``lengths`` (default: the task's training lengths) or given by
-    ``reset(options={"length": n})``, outputs and temporaries zero.
+    ``reset(options={"length": n})`` (an integer from 0 up to
+    ``max(1024, max_length, the task's test lengths)``), outputs and temporaries as
+    :meth:`Workspace.reset <algind_gym.tasks.workspace.Workspace.reset>` leaves them.
 
     ## Episode End
 
     Terminated on success, on HALT and on a fault (``info["fault"]`` names it). Truncated
     after ``max_calls`` steps (also when the last step terminates, as gymnasium's
-    ``TimeLimit`` does).
+    ``TimeLimit`` does). The env counts calls itself: ``max_calls`` is the one limit
+    (``gym.make(id, max_calls=N)`` sets it; the registered spec adds no ``TimeLimit``),
+    and :meth:`restore` rewinds it. Stepping a finished episode warns (gymnasium's
+    CartPole wording), does nothing and repeats the end flags; call :meth:`reset`.
+
+    ## Search
+
+    :meth:`snapshot` / :meth:`restore` save and restore everything the rest of an episode
+    depends on (machines bit for bit, call count, history, RNG); a snapshot stores only the
+    machine cells that differ from the workspace's fresh machine, so code is shared, not
+    copied. :meth:`state_key` is a hashable key of the K machines' data.
 
     ## Arguments
 
@@ -115,13 +140,18 @@ class SkillCompositionEnv(gym.Env):
     ``backend`` (any name of :data:`algind_gym.cpu.BACKENDS`; default ``"transformer"``),
     ``reward_mode``, ``action_encoding``, ``observation_mode``, ``call_cost`` (0.01),
     ``invalid_penalty`` (0.1), ``fault_penalty`` (1.0), ``memory_window``, ``data_window``,
-    ``dtype`` (float64), ``render_mode`` (``"ansi"`` or ``"rgb_array"``).
+    ``dtype`` (float64), ``render_mode`` (``"ansi"`` or ``"rgb_array"``), ``table_caps``
+    (``observation_mode="tables"`` only). Bad values raise ``ValueError`` at construction,
+    naming the argument and what it accepts (``max_calls`` 1..1000, ``n_examples``
+    1..4096, a backend of :data:`algind_gym.cpu.BACKENDS`, a cap the task fits in).
+    :meth:`encode` raises a ``ValueError`` naming the slot for a binding the mask refuses.
 
     ## Vectorized Environment
 
     ``gym.make_vec(id, num_envs, vectorization_mode="vector_entry_point")`` gives
     :class:`~algind_gym.envs.vector.AlgIndVectorEnv`: all environments' K machines run in
-    one batched CPU call per step, with next-step autoreset.
+    one batched CPU call per step; scoring, observations and autoresets run as array
+    operations over all sub-environments, with next-step autoreset.
 
     ## Version History
 

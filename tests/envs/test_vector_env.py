@@ -46,3 +46,41 @@ def test_lengths_beyond_the_shared_layout_get_a_clear_error():
         env.reset(seed=0, options={"length": 64})
     env = AlgIndVectorEnv(2, "VectorAdd", backend="reference", n_examples=2, max_length=64)
     env.reset(seed=0, options={"length": 64})
+
+
+@pytest.mark.parametrize(
+    ("task", "kw"),
+    [
+        ("DotProduct", {"observation_mode": "tables"}),
+        ("Sort", {"observation_mode": "compact", "data_window": 3}),
+        ("TrainLinearRegression", {"observation_mode": "tables"}),  # custom scorer
+        ("Mean", {"action_encoding": "multidiscrete"}),
+    ],
+)
+def test_vector_env_equals_sync_through_autoresets(task, kw):
+    kw = {"backend": "reference", "n_examples": 2, "max_calls": 3, **kw}
+    env_id = f"AlgInd/{task}-v0"
+    sync = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", **kw)
+    vect = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point", **kw)
+    o1, _ = sync.reset(seed=3)
+    o2, _ = vect.reset(seed=3)
+    for k in o1:
+        np.testing.assert_array_equal(o1[k], o2[k], err_msg=k)
+    first = vect.unwrapped.envs[0]
+    first.action_space.seed(0)
+    rng = np.random.default_rng(1)
+    resets = 0
+    for _ in range(10):
+        if first.action_encoding == "discrete":
+            acts = rng.choice(np.flatnonzero(first.action_masks()), size=4)
+        else:
+            acts = np.stack([first.action_space.sample() for _ in range(4)])
+        s1, s2 = sync.step(acts), vect.step(acts)
+        for k in s1[0]:
+            np.testing.assert_array_equal(s1[0][k], s2[0][k], err_msg=k)
+        for x, y in zip(s1[1:4], s2[1:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        for key in ("success", "program", "fault", "error", "length", "step_instructions"):
+            np.testing.assert_array_equal(s1[4][key], s2[4][key], err_msg=key)
+        resets += int((s1[2] | s1[3]).sum())
+    assert resets >= 4  # episodes ended and the next steps autoreset them
