@@ -143,8 +143,9 @@ def groups(envs) -> dict[int, list[int]]:
 
 
 def score_many(envs, cells: np.ndarray, rows: np.ndarray) -> None:
-    """Score each env's machines ``cells[rows[i]]`` and store the result on the env
-    (``_fraction``, ``_success`` per machine, ``_out_fraction`` per output entry)."""
+    """Score each env's machines ``cells[rows[i]]`` and store the result on the env:
+    ``_scored`` = (the mean fraction over its K machines, all K right) and
+    ``_out_fraction`` (per non-empty output entry, over the K machines)."""
     k = rows.shape[1]
     for group in groups(envs).values():
         first = envs[group[0]]
@@ -161,10 +162,10 @@ def score_many(envs, cells: np.ndarray, rows: np.ndarray) -> None:
                 sc = envs[i].ws.score(envs[i].state)
                 frac[g], ok[g] = sc.fraction, sc.success
             out_frac = np.repeat(frac.mean(axis=1, keepdims=True), index.out_p.size, axis=1)
-        frac = np.where(faults, 0.0, frac)
-        ok = ok & ~faults
+        potential = np.where(faults, 0.0, frac).mean(axis=1).tolist()
+        solved = (ok & ~faults).all(axis=1).tolist()
         for g, i in enumerate(group):
-            envs[i]._fraction, envs[i]._success, envs[i]._out_fraction = frac[g], ok[g], out_frac[g]
+            envs[i]._scored, envs[i]._out_fraction = (potential[g], solved[g]), out_frac[g]
 
 
 @dataclass

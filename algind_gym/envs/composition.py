@@ -337,7 +337,7 @@ class SkillCompositionEnv(gym.Env):
         self.state = self.ws.reset()
         self._begin_episode()
         score_many([self], self.state.cells, self._rows)
-        self.potential = float(self._fraction.mean())
+        self.potential = self._scored[0]
         return self._observation(), self._info()
 
     def _begin_episode(self) -> None:
@@ -377,7 +377,7 @@ class SkillCompositionEnv(gym.Env):
             result = self.ws.execute(self.state, plan[0], plan[1], self.backend)
             steps, error = int(result.steps.sum()), result.error
             faults = result.faults[result.faults != Fault.NONE]
-            fault = Fault(int(faults[0])) if faults.size else Fault.NONE
+            fault = int(faults[0]) if faults.size else 0
             score_many([self], self.state.cells, self._rows)
         reward, terminated, truncated = self._finish(plan, steps, fault, error)
         return self._observation(), reward, terminated, truncated, self._info()
@@ -390,9 +390,7 @@ class SkillCompositionEnv(gym.Env):
             return None
         return skill, binds
 
-    def _finish(
-        self, plan, steps: int, fault: Fault, error: str | None
-    ) -> tuple[float, bool, bool]:
+    def _finish(self, plan, steps: int, fault: int, error: str | None) -> tuple[float, bool, bool]:
         """Book a step: ``steps`` instructions, the first ``fault`` of the K machines and the
         binding ``error`` of the call (if it ran; then it has been scored)."""
         skill, binds = self._pending
@@ -415,14 +413,13 @@ class SkillCompositionEnv(gym.Env):
                 self._written[binds[j]] = True
             self.instructions += self.step_instructions
             reward -= self.call_cost
-            if fault != Fault.NONE:
-                self.fault = fault
+            if fault:
+                self.fault = Fault(fault)
                 self.last_error = error or f"fault {self.fault.name}"
                 reward -= self.fault_penalty
                 terminated = True
             else:
-                potential = float(self._fraction.mean())
-                self.success = bool(self._success.all())
+                potential, self.success = self._scored
                 if self.reward_mode == "dense":
                     reward += potential - self.potential
                 elif self.success:
@@ -504,7 +501,7 @@ class SkillCompositionEnv(gym.Env):
             "potential": self.potential,
             "last_error": self.last_error,
             "arrays": {k: getattr(self, k).copy() for k in _EPISODE_ARRAYS},
-            "index": (self._index, self._want),
+            "index": (self._index, self._want, self._scored),
             "rng": self.np_random.bit_generator.state,
         }
 
@@ -531,7 +528,7 @@ class SkillCompositionEnv(gym.Env):
         self.last_error = snap["last_error"]
         for k, v in snap["arrays"].items():
             setattr(self, k, v.copy())
-        self._index, self._want = snap["index"]
+        self._index, self._want, self._scored = snap["index"]
         self.np_random.bit_generator.state = snap["rng"]
 
     def state_key(self) -> bytes:
@@ -617,7 +614,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-_EPISODE_ARRAYS = ("_calls", "_written", "_skill_calls", "_fraction", "_success", "_out_fraction")
+_EPISODE_ARRAYS = ("_calls", "_written", "_skill_calls", "_out_fraction")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:

@@ -109,6 +109,11 @@ class AlgIndVectorEnv(VectorEnv):
         for s, acc in enumerate(table.slot_accepts):
             self._accepts[s, : acc.shape[0]] = acc
         self._masks = np.repeat(first.action_masks()[None], num_envs, axis=0)
+        lay = first._probe_image.layout
+        self._code_start = lay.block("code").start
+        self._slot_cols = np.flatnonzero(~lay.protected_mask[self._code_start :])
+        self._slot_cols += self._code_start
+        self._fast_reset, self._checked, self._templates = True, set(), {}
         self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
 
     # ------------------------------------------------------------- batching
@@ -129,6 +134,45 @@ class AlgIndVectorEnv(VectorEnv):
         """All ``num_envs * K`` machines as one state (rows ``i*K .. (i+1)*K`` are env ``i``)."""
         return self._machines
 
+    def _fresh_machines(self, rows: np.ndarray, ws) -> None:
+        """Write what ``ws.reset()`` returns into ``rows`` (K machines), in place.
+
+        The code block is the same in every fresh machine of the shared layout and is never
+        written (protected), so only the cells before it and the skill slots are written.
+        Fast path: the fresh machine of the image plus the examples' inputs. It is checked
+        against :meth:`Workspace.reset` on the first episode of every length; if they ever
+        differ (a workspace that initialises more than the inputs), every later reset
+        copies ``ws.reset()`` instead.
+        """
+        cs, slots, length = self._code_start, self._slot_cols, ws.length
+        if self._fast_reset:
+            if length not in self._templates:
+                row = ws.image.new_state(1, rows.dtype).cells[0]
+                inputs = [
+                    (a.name, *ws.image.buffers[a.name]) for a in ws.task.args if a.role != "out"
+                ]
+                self._templates[length] = (row, [(n, addr, b.size) for n, addr, b in inputs])
+            row, inputs = self._templates[length]
+            rows[:, :cs] = row[:cs]
+            rows[:, slots] = row[slots]
+            for name, addr, size in inputs:
+                if size:
+                    rows[:, addr : addr + size] = np.array(
+                        [np.asarray(ex[name], dtype=np.float64).ravel() for ex in ws.examples]
+                    )
+            if length in self._checked:
+                return
+            self._checked.add(length)
+            want = ws.reset().cells
+            if np.array_equal(rows[:, :cs], want[:, :cs]) and np.array_equal(
+                rows[:, slots], want[:, slots]
+            ):
+                return
+            self._fast_reset = False
+        fresh = ws.reset().cells
+        rows[:, :cs] = fresh[:, :cs]
+        rows[:, slots] = fresh[:, slots]
+
     def _autoreset_envs(self, ids: np.ndarray) -> None:
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place."""
         for i in ids:
@@ -143,12 +187,12 @@ class AlgIndVectorEnv(VectorEnv):
                 ws = self._workspaces[i][length] = copy.copy(proto)
             ws.refill(seed)
             env.ws, env._ws_recipe = ws, (length, seed)
-            env.state.cells[:] = ws.reset().cells
+            self._fresh_machines(env.state.cells, ws)
             env._begin_episode()
         envs = [self.envs[i] for i in ids]
         score_many(envs, self._cells, self._rows[ids])
         for env in envs:
-            env.potential = float(env._fraction.mean())
+            env.potential = env._scored[0]
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
@@ -234,10 +278,12 @@ class AlgIndVectorEnv(VectorEnv):
         truncs = np.zeros(n, dtype=bool)
         ran = np.zeros(n, dtype=bool)
         ran[ex] = True
-        for i in run:
-            plan = envs[i]._pending if ran[i] else None
-            rewards[i], terms[i], truncs[i] = envs[i]._finish(
-                plan, int(steps[i]), Fault(int(fault[i])), errors.get(int(i))
+        steps_l, fault_l, ran_l = steps.tolist(), fault.tolist(), ran.tolist()
+        for i in run.tolist():
+            env = envs[i]
+            plan = env._pending if ran_l[i] else None
+            rewards[i], terms[i], truncs[i] = env._finish(
+                plan, steps_l[i], fault_l[i], errors.get(i)
             )
         t2 = clock()
         self.timings["book"] += t2 - t1

@@ -84,3 +84,32 @@ def test_vector_env_equals_sync_through_autoresets(task, kw):
             np.testing.assert_array_equal(s1[4][key], s2[4][key], err_msg=key)
         resets += int((s1[2] | s1[3]).sum())
     assert resets >= 4  # episodes ended and the next steps autoreset them
+
+
+def test_autoreset_follows_a_workspace_reset_that_initialises_more(monkeypatch):
+    """If ``Workspace.reset`` writes more than the inputs (e.g. seeded values in the
+    outputs), the vector env's in-place reset notices and copies it, so parity holds."""
+    from algind_gym.tasks.workspace import Workspace
+
+    plain = Workspace.reset
+
+    def noisy(self):
+        state = plain(self)
+        x = np.stack([np.asarray(ex["x"], dtype=float) for ex in self.examples])
+        self.image.write(state, "out", x * 3.0 + 1.0)
+        return state
+
+    monkeypatch.setattr(Workspace, "reset", noisy)
+    kw = {"backend": "reference", "n_examples": 2, "max_calls": 2}
+    sync = gym.make_vec("AlgInd/VectorAdd-v0", num_envs=3, vectorization_mode="sync", **kw)
+    vect = gym.make_vec(
+        "AlgInd/VectorAdd-v0", num_envs=3, vectorization_mode="vector_entry_point", **kw
+    )
+    sync.reset(seed=0)
+    vect.reset(seed=0)
+    sub = vect.unwrapped.envs[0].encode("zipmap", ["&s_sub", "x", "y", "out"])
+    for _ in range(5):
+        s1, s2 = sync.step(np.full(3, sub)), vect.step(np.full(3, sub))
+        for k in s1[0]:
+            np.testing.assert_array_equal(s1[0][k], s2[0][k], err_msg=k)
+    assert vect.unwrapped._fast_reset is False
