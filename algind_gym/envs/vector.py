@@ -78,11 +78,10 @@ class AlgIndVectorEnv(VectorEnv):
         if max_episode_steps is not None:
             kwargs.setdefault("max_calls", max_episode_steps)
         kwargs.setdefault("library", builtin_library())
-        self.envs = [SkillCompositionEnv(task, **kwargs) for _ in range(num_envs)]
-        first = self.envs[0]
-        shared_indexes: dict = {}
-        for env in self.envs:
-            env._indexes = shared_indexes
+        first = SkillCompositionEnv(task, **kwargs)
+        # the other sub-environments share the first one's static parts (action table,
+        # observation builder, spaces, episode indexes); episode state is set at reset
+        self.envs = [first] + [copy.copy(first) for _ in range(num_envs - 1)]
         self.num_envs = num_envs
         self.render_mode = first.render_mode
         self.single_observation_space = first.observation_space
