@@ -59,6 +59,12 @@ class AlgIndVectorEnv(VectorEnv):
         max_episode_steps: alias of ``max_calls`` (what ``gym.make_vec`` passes from a spec
             that sets it).
         **kwargs: the single environment's arguments.
+
+    Attributes:
+        timings: cumulative wall seconds of :meth:`step` by part: ``cpu`` (the backend's
+            ``run``), ``bind`` (W^in and the top-level calls), ``score``, ``observe``,
+            ``reset`` (autoresets) and ``book`` (decoding, bookkeeping, infos); what
+            ``experiments/bench_env.py`` reports.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
