@@ -330,7 +330,7 @@ class SkillCompositionEnv(gym.Env):
                 max(MAX_LENGTH_LIMIT, self.max_length, *self.task.test_lengths),
             )
         else:
-            length = int(self.np_random.choice(self.lengths))
+            length = self._draw_length()
         example_seed = int(self.np_random.integers(2**63 - 1))
         self.ws = self._workspace(length, example_seed)
         self._ws_recipe = (length, example_seed)
@@ -339,6 +339,10 @@ class SkillCompositionEnv(gym.Env):
         score_many([self], self.state.cells, self._rows)
         self.potential = self._scored[0]
         return self._observation(), self._info()
+
+    def _draw_length(self) -> int:
+        """A training length, uniformly (the same draw as ``np_random.choice(lengths)``)."""
+        return int(self.lengths[int(self.np_random.integers(len(self.lengths)))])
 
     def _begin_episode(self) -> None:
         """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines)."""

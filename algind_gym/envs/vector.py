@@ -182,7 +182,7 @@ class AlgIndVectorEnv(VectorEnv):
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place."""
         for i in ids:
             env = self.envs[i]
-            length = int(env.np_random.choice(env.lengths))
+            length = env._draw_length()
             seed = int(env.np_random.integers(2**63 - 1))
             ws = self._workspaces[i].get(length)
             if ws is None:  # first episode of this length here: share the image of another
