@@ -1,5 +1,48 @@
-"""Agents that learn skill compositions (search, SB3 baselines, gradient mixture).
+"""Agents that learn skill compositions, behind one interface.
 
-This package is filled by the agents issue; the foundation only reserves its name so that
-``pip install`` and imports are stable from the start.
+``solve(task, agent=NAME, budget=N, seed=S) -> SolveResult`` (:mod:`agents.api`) runs any
+registered agent on any task (built-in or user-registered) and verifies the program it
+finds on fresh inputs at every training and test length (:mod:`agents.verify`).
+:class:`SolveResult` and its JSON schema are in :mod:`agents.result`.
+
+Registered agents (``AGENTS``):
+
+* ``random`` -- :class:`agents.random_search.RandomSearch`, uniform over valid actions.
+
+A new agent is an :class:`Agent` subclass with one method, ``search(ctx)``, registered with
+``@register_agent("name")``.
 """
+
+from agents.api import (
+    AGENTS,
+    Agent,
+    BudgetExhausted,
+    SolveContext,
+    make_agent,
+    register_agent,
+    resolve_library,
+    resolve_task,
+    solve,
+)
+from agents.random_search import RandomSearch
+from agents.result import SOLVE_RESULT_SCHEMA, Program, SolveResult, validate_result
+from agents.verify import verification_lengths, verify_program
+
+__all__ = [
+    "AGENTS",
+    "SOLVE_RESULT_SCHEMA",
+    "Agent",
+    "BudgetExhausted",
+    "Program",
+    "RandomSearch",
+    "SolveContext",
+    "SolveResult",
+    "make_agent",
+    "register_agent",
+    "resolve_library",
+    "resolve_task",
+    "solve",
+    "validate_result",
+    "verification_lengths",
+    "verify_program",
+]

@@ -159,7 +159,7 @@ class ActionTable:
                 )
                 slot = slots[j]
                 if accepts(slot.type, ptype):
-                    why = "the slot writes its argument and task inputs are read-only"
+                    why = f"the slot writes its argument and a {role} entry is read-only"
                 else:
                     why = f"a {slot.type} slot does not take a {ptype}"
                 return (

@@ -129,7 +129,6 @@ class AlgIndVectorEnv(VectorEnv):
         if self._cells is None or self._cells.shape[1] != layout.n_cells:
             self._cells = np.zeros((self.num_envs * self.k, layout.n_cells), dtype=env.state.dtype)
             self._layout = layout
-            self._machines = MachineState(layout, self._cells)
         self._cells[self._rows[i]] = env.state.cells
         env.state = MachineState(layout, self._cells[i * self.k : (i + 1) * self.k])
         self._workspaces[i][env.ws.length] = env.ws
@@ -144,7 +143,8 @@ class AlgIndVectorEnv(VectorEnv):
 
         The code block is the same in every fresh machine of the shared layout and is never
         written (protected), so only the cells before it and the skill slots are written.
-        Fast path: the fresh machine of the image plus the examples' inputs. It is checked
+        Fast path: the fresh machine of the image, the workspace's uninitialised values
+        (outputs, scratch) and the examples' inputs, as ``Workspace.reset`` writes them. It is checked
         against :meth:`Workspace.reset` on the first episode of every length; if they ever
         differ (a workspace that initialises more than the inputs), every later reset
         copies ``ws.reset()`` instead.
@@ -160,6 +160,10 @@ class AlgIndVectorEnv(VectorEnv):
             row, inputs = self._templates[length]
             rows[:, :cs] = row[:cs]
             rows[:, slots] = row[slots]
+            for name, values in getattr(ws, "uninitialised", {}).items():
+                addr, buf = ws.image.buffers[name]
+                if buf.size:
+                    rows[:, addr : addr + buf.size] = values.reshape(len(rows), buf.size)
             for name, addr, size in inputs:
                 if size:
                     rows[:, addr : addr + size] = np.array(
@@ -222,6 +226,7 @@ class AlgIndVectorEnv(VectorEnv):
         for i, env in enumerate(self.envs):
             env.reset(seed=seeds[i], options=options)
             self._adopt(i)
+        self._machines = MachineState(self._layout, self._cells)  # every row is filled now
         self._autoreset[:] = False
         return self._observe(), self._infos()
 

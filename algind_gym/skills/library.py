@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from algind_gym.atomic import atomic_write_text
 from algind_gym.machine.assembler import AssemblyError, ParsedSource, link, parse
 from algind_gym.machine.disassembler import disassemble_program
 from algind_gym.machine.layout import Layout, SkillBlockSpec
@@ -511,21 +511,7 @@ class SkillLibrary:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the library as JSON, atomically (temporary file in the same directory, then
         ``os.replace``), so a crash never leaves a half-written file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_json(), f, indent=1)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SkillLibrary:

@@ -111,7 +111,11 @@ def test_equal_state_keys_for_programs_that_compute_the_same_data():
     ("skill", "bindings", "must_say"),
     [
         ("zipmap", ["x", "x", "y", "out"], ["slot 0 'f'", "'x'", "vector", "input", "accepts"]),
-        ("zipmap", ["&s_add", "x", "y", "x"], ["slot 3 'out'", "'x'", "read-only", "accepts"]),
+        (
+            "zipmap",
+            ["&s_add", "x", "y", "x"],
+            ["slot 3 'out'", "'x'", "input entry is read-only", "accepts"],
+        ),
         ("transpose", ["x", "out"], ["slot 0 'M'", "'x'", "a matrix slot", "no entry"]),
         ("zipmap", ["&s_add", "x", "nope", "out"], ["slot 2 'y'", "no pointer entry 'nope'"]),
         ("zipmap", ["&s_add", "x", 999, "out"], ["slot 2 'y'", "999", "outside"]),

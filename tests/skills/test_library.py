@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from algind_gym import atomic
 from algind_gym.skills import LibraryFormatError, SkillLibrary, builtin_library, run_skill
 
 TWICE = (
@@ -113,7 +114,8 @@ def test_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", boom)
+    # fail after the temporary file is written, before the rename
+    monkeypatch.setattr(atomic.os, "fsync", boom)
     with pytest.raises(OSError):
         builtin_library().save(path)
     assert path.read_text() == before
