@@ -113,3 +113,17 @@ def test_autoreset_follows_a_workspace_reset_that_initialises_more(monkeypatch):
         for k in s1[0]:
             np.testing.assert_array_equal(s1[0][k], s2[0][k], err_msg=k)
     assert vect.unwrapped._fast_reset is False
+
+
+def test_workspace_refill_equals_a_new_workspace():
+    from algind_gym.skills.builtin import builtin_library
+    from algind_gym.tasks import get_task
+    from algind_gym.tasks.workspace import Workspace
+
+    lib, task = builtin_library(), get_task("DotProduct")
+    ws = Workspace(lib, task, 4, batch=3, seed=1, capacity=8)
+    ws.refill(7)
+    new = Workspace(lib, task, 4, batch=3, seed=7, capacity=8)
+    np.testing.assert_array_equal(ws.reset().cells, new.reset().cells)
+    for a, b in zip(ws.expected, new.expected, strict=True):
+        np.testing.assert_array_equal(a["out"], b["out"])
