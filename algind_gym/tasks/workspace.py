@@ -279,6 +279,37 @@ class Workspace:
             ok[k] = s and not faults[k]
         return Score(frac, ok, faults)
 
+    # ---- env-fast: in-place refill for the vector env's autoreset (owned by algind_gym.envs) ----
+    def refill(self, seed: int) -> None:
+        """Draw new examples from ``seed`` at the same length, keeping the image.
+
+        Afterwards the workspace holds what ``Workspace(library, task, length, seed=seed,
+        ...)`` would, without rebuilding the image (layout, linked code, pointer table):
+        the same generator and oracle calls as the constructor, in the same order.
+        :meth:`reset` then gives fresh machines for the new examples.
+
+        Raises:
+            ValueError: the new examples' shapes differ from the image's buffers.
+        """
+        rng = np.random.default_rng(seed)
+        examples = [self.task.generator(rng, self.length) for _ in range(self.batch)]
+        expected = [self.task.oracle(ex) for ex in examples]
+        for arg in self.task.args:  # (examples that disagree among themselves fail to write)
+            v = (expected if arg.role == "out" else examples)[0][arg.name]
+            buf = self.image.buffers[arg.name][1]
+            if _shape_of(v) != (buf.rows, buf.cols):
+                raise ValueError(
+                    f"task {self.task.name}: examples from seed {seed} do not fit this "
+                    f"workspace's buffer {arg.name!r}; build a new Workspace instead"
+                )
+        self.examples, self.expected = examples, expected
+        self.seed = seed
+        self.uninitialised = uninitialised_values(
+            self.image, self._uninitialised_names(), self.batch, seed
+        )
+
+    # ---- end env-fast block ----
+
 
 UNINITIALISED_SCALE = 1_000.0
 """Uninitialised cells are drawn from ``U(-UNINITIALISED_SCALE, UNINITIALISED_SCALE)``."""

@@ -46,3 +46,84 @@ def test_lengths_beyond_the_shared_layout_get_a_clear_error():
         env.reset(seed=0, options={"length": 64})
     env = AlgIndVectorEnv(2, "VectorAdd", backend="reference", n_examples=2, max_length=64)
     env.reset(seed=0, options={"length": 64})
+
+
+@pytest.mark.parametrize(
+    ("task", "kw"),
+    [
+        ("DotProduct", {"observation_mode": "tables"}),
+        ("Sort", {"observation_mode": "compact", "data_window": 3}),
+        ("TrainLinearRegression", {"observation_mode": "tables"}),  # custom scorer
+        ("Mean", {"action_encoding": "multidiscrete"}),
+    ],
+)
+def test_vector_env_equals_sync_through_autoresets(task, kw):
+    kw = {"backend": "reference", "n_examples": 2, "max_calls": 3, **kw}
+    env_id = f"AlgInd/{task}-v0"
+    sync = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", **kw)
+    vect = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point", **kw)
+    o1, _ = sync.reset(seed=3)
+    o2, _ = vect.reset(seed=3)
+    for k in o1:
+        np.testing.assert_array_equal(o1[k], o2[k], err_msg=k)
+    first = vect.unwrapped.envs[0]
+    first.action_space.seed(0)
+    rng = np.random.default_rng(1)
+    resets = 0
+    for _ in range(10):
+        if first.action_encoding == "discrete":
+            acts = rng.choice(np.flatnonzero(first.action_masks()), size=4)
+        else:
+            acts = np.stack([first.action_space.sample() for _ in range(4)])
+        s1, s2 = sync.step(acts), vect.step(acts)
+        for k in s1[0]:
+            np.testing.assert_array_equal(s1[0][k], s2[0][k], err_msg=k)
+        for x, y in zip(s1[1:4], s2[1:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        for key in ("success", "program", "fault", "error", "length", "step_instructions"):
+            np.testing.assert_array_equal(s1[4][key], s2[4][key], err_msg=key)
+        resets += int((s1[2] | s1[3]).sum())
+    assert resets >= 4  # episodes ended and the next steps autoreset them
+
+
+def test_autoreset_follows_a_workspace_reset_that_initialises_more(monkeypatch):
+    """If ``Workspace.reset`` writes more than the inputs (e.g. seeded values in the
+    outputs), the vector env's in-place reset notices and copies it, so parity holds."""
+    from algind_gym.tasks.workspace import Workspace
+
+    plain = Workspace.reset
+
+    def noisy(self):
+        state = plain(self)
+        x = np.stack([np.asarray(ex["x"], dtype=float) for ex in self.examples])
+        self.image.write(state, "out", x * 3.0 + 1.0)
+        return state
+
+    monkeypatch.setattr(Workspace, "reset", noisy)
+    kw = {"backend": "reference", "n_examples": 2, "max_calls": 2}
+    sync = gym.make_vec("AlgInd/VectorAdd-v0", num_envs=3, vectorization_mode="sync", **kw)
+    vect = gym.make_vec(
+        "AlgInd/VectorAdd-v0", num_envs=3, vectorization_mode="vector_entry_point", **kw
+    )
+    sync.reset(seed=0)
+    vect.reset(seed=0)
+    sub = vect.unwrapped.envs[0].encode("zipmap", ["&s_sub", "x", "y", "out"])
+    for _ in range(5):
+        s1, s2 = sync.step(np.full(3, sub)), vect.step(np.full(3, sub))
+        for k in s1[0]:
+            np.testing.assert_array_equal(s1[0][k], s2[0][k], err_msg=k)
+    assert vect.unwrapped._fast_reset is False
+
+
+def test_workspace_refill_equals_a_new_workspace():
+    from algind_gym.skills.builtin import builtin_library
+    from algind_gym.tasks import get_task
+    from algind_gym.tasks.workspace import Workspace
+
+    lib, task = builtin_library(), get_task("DotProduct")
+    ws = Workspace(lib, task, 4, batch=3, seed=1, capacity=8)
+    ws.refill(7)
+    new = Workspace(lib, task, 4, batch=3, seed=7, capacity=8)
+    np.testing.assert_array_equal(ws.reset().cells, new.reset().cells)
+    for a, b in zip(ws.expected, new.expected, strict=True):
+        np.testing.assert_array_equal(a["out"], b["out"])
