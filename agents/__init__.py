@@ -8,6 +8,8 @@ finds on fresh inputs at every training and test length (:mod:`agents.verify`).
 Registered agents (``AGENTS``):
 
 * ``random`` -- :class:`agents.random_search.RandomSearch`, uniform over valid actions.
+* ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` -- a model trained by ``algind-gym train``
+  (:mod:`agents.rl.solve_agents`; option ``model=PATH``).
 
 A new agent is an :class:`Agent` subclass with one method, ``search(ctx)``, registered with
 ``@register_agent("name")``.
@@ -26,6 +28,7 @@ from agents.api import (
 )
 from agents.random_search import RandomSearch
 from agents.result import SOLVE_RESULT_SCHEMA, Program, SolveResult, validate_result
+from agents.rl.solve_agents import RLPolicyAgent
 from agents.verify import verification_lengths, verify_program
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "Agent",
     "BudgetExhausted",
     "Program",
+    "RLPolicyAgent",
     "RandomSearch",
     "SolveContext",
     "SolveResult",
