@@ -76,17 +76,20 @@ def make_eval_env(meta: dict[str, Any], env_id: str, length: int | None = None) 
         ModelError: at this length the observation space differs from training (an
             observation mode whose size depends on the length).
     """
+    from agents.rl.tables import make_env
+
     kwargs = dict(meta.get("env_kwargs", {}))
     spec_max = max(resolve_task(env_id).train_lengths)
     if length is not None:
         kwargs["max_length"] = max(int(length), kwargs.get("max_length") or spec_max)
-    return gym.make(env_id, **kwargs).unwrapped
+    return make_env(env_id, kwargs)
 
 
 def predict(model, algo: str, obs, env, deterministic: bool = True):
     """One action (masked for the algorithms that take masks)."""
     if algo in MASKED_ALGOS:
-        action, _ = model.predict(obs, deterministic=deterministic, action_masks=env.action_masks())
+        masks = env.get_wrapper_attr("action_masks")()
+        action, _ = model.predict(obs, deterministic=deterministic, action_masks=masks)
     else:
         action, _ = model.predict(obs, deterministic=deterministic)
     return action
@@ -101,26 +104,30 @@ def rollout(
     length: int | None = None,
     deterministic: bool = True,
 ) -> dict[str, Any]:
-    """One episode of the model: its program, actions, success and return."""
+    """One episode of the model: its program, actions, success, return and the number of
+    actions the environment refused (``invalid_actions``)."""
     options = {"length": int(length)} if length is not None else None
     obs, info = env.reset(seed=seed, options=options)
     check_spaces(model, env)
-    actions, total = [], 0.0
+    actions, total, invalid = [], 0.0, 0
     done = False
     while not done:
         action = predict(model, algo, obs, env, deterministic)
         actions.append(np.asarray(action).tolist())
         obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
+        invalid += str(info.get("error") or "").startswith("invalid action")
         done = terminated or truncated
+    base = env.unwrapped
     return {
-        "program": env.program,
-        "program_text": env.program_text(),
+        "program": base.program,
+        "program_text": base.program_text(),
         "actions": actions,
         "success": bool(info["success"]),
         "fault": info["fault"],
         "length": int(info["length"]),
         "return": total,
+        "invalid_actions": invalid,
     }
 
 

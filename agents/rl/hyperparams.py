@@ -1,8 +1,10 @@
 """Hyperparameters in the RL Baselines3 Zoo layout: one YAML file per algorithm.
 
 ``experiments/hyperparams/<algo>.yml`` holds a ``default`` entry and optional entries keyed
-by env id (``AlgInd/DotProduct-v0``) or by ``level-<n>`` for multi-task runs; the entry
-for the run is the ``default`` entry updated by the most specific one. Keys of an entry:
+by env id (``AlgInd/DotProduct-v0``) or by ``level-<n>`` for multi-task runs, and a
+``policy-transformer`` entry applied when the transformer policy is chosen. The entry for
+a run is ``default`` updated in this order by ``policy-transformer``, ``level-<n>`` and the
+env ids' entries. Keys of an entry:
 
 * the algorithm's own keyword arguments (``learning_rate``, ``n_steps``, ...), checked
   against its constructor, so a misspelt key is an error that lists the accepted ones;

@@ -84,15 +84,18 @@ def make_train_env(
     vectorization: str = "vector_entry_point",
 ) -> GymnasiumVecEnv:
     """The training vector env as SB3 sees it (one task: ``gym.make_vec``; several tasks:
-    a :class:`~agents.rl.multitask.MultiTaskEnv` per sub-environment, run synchronously)."""
+    a :class:`~agents.rl.tables.MultiTaskEnv` per sub-environment, run synchronously)."""
     if vectorization not in VECTORIZATION:
         raise ValueError(f"vectorization must be one of {VECTORIZATION}, got {vectorization!r}")
     if len(env_ids) == 1:
+        from agents.rl.tables import wrap_vector
+
         venv = gym.make_vec(
             env_ids[0], num_envs=n_envs, vectorization_mode=vectorization, **env_kwargs
         )
+        venv = wrap_vector(venv, env_kwargs)
     else:
-        from agents.rl.multitask import make_multitask_vec
+        from agents.rl.tables import make_multitask_vec
 
         venv = make_multitask_vec(env_ids, n_envs, env_kwargs)
     return GymnasiumVecEnv(venv)
@@ -112,6 +115,11 @@ def check_choices(algo: str, policy: str, env_ids: list[str], env_kwargs: dict[s
             "action_encoding: discrete, or use --algo maskable_ppo / ppo for multidiscrete"
         )
     if policy == "transformer":
+        if encoding != "multidiscrete":
+            raise ValueError(
+                "the transformer policy picks a skill and a pointer per slot: set env_kwargs "
+                f"action_encoding: multidiscrete (got {encoding!r})"
+            )
         if mode != "tables":
             raise ValueError(
                 f"the transformer policy reads the task-agnostic tables observation, got "
@@ -267,7 +275,8 @@ def train(
         :mod:`agents.rl.evaluate` for what the rates mean), the training timestep of the
         first solved training episode, the first evaluation at which the greedy policy
         reached success rate 0.9 (``timesteps_to_greedy_success``), and throughput
-        figures (``steps_per_s``, ``env_time_fraction``).
+        figures over ``learn`` (evaluations included): ``steps_per_s`` and
+        ``env_time_fraction``, the share of it spent inside the vector env.
     """
     start = time.perf_counter()
     set_threads(threads)
@@ -275,7 +284,10 @@ def train(
     algo_class = ALGOS.get(algo)
     if algo_class is None:
         raise ValueError(f"unknown algorithm {algo!r}; choose one of {sorted(ALGOS)}")
-    entries = ["default", *([f"level-{level}"] if level is not None else []), *env_ids]
+    entries = ["default"]
+    if policy == "transformer":
+        entries.append("policy-transformer")
+    entries += [*([f"level-{level}"] if level is not None else []), *env_ids]
     params = load_hyperparams(algo_class, entries, hyperparams, algo=algo)
     policy = policy or params.pop("policy", "mlp")
     params.pop("policy", None)
@@ -330,6 +342,7 @@ def train(
     model.algind_meta = meta
     callback = TrainingCallback(meta, out_dir, eval_freq, n_eval_episodes, seed)
     remaining = max(total - model.num_timesteps, 0)
+    learn_start, start_steps = time.perf_counter(), model.num_timesteps
     try:
         model.learn(
             remaining,
@@ -341,6 +354,7 @@ def train(
     except KeyboardInterrupt:
         callback.checkpoint()
         raise
+    learn_s = time.perf_counter() - learn_start
     final = evaluate_lengths(
         model, meta, n_episodes=n_eval_episodes, seed=seed + 2_000_003, cache=callback._envs
     )
@@ -363,8 +377,8 @@ def train(
         "policy": policy,
         "env_ids": env_ids,
         "seed": seed,
-        "steps_per_s": model.num_timesteps / wall if wall > 0 else None,
-        "env_time_fraction": vec.env_time_s / wall if wall > 0 else None,
+        "steps_per_s": (model.num_timesteps - start_steps) / learn_s if learn_s > 0 else None,
+        "env_time_fraction": vec.env_time_s / learn_s if learn_s > 0 else None,
         "model": model_path,
     }
     venv.close()

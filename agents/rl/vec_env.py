@@ -87,12 +87,13 @@ class GymnasiumVecEnv(VecEnv):
     def _reset_finished(self, obs, dones: np.ndarray):
         """Reset the finished sub-environments now (NEXT_STEP mode); the others keep going."""
         mask = np.asarray(dones, dtype=np.bool_)
-        if isinstance(self.venv, (SyncVectorEnv, AsyncVectorEnv)) or getattr(
-            self.venv, "supports_reset_mask", False
+        base = self.venv.unwrapped
+        if isinstance(base, (SyncVectorEnv, AsyncVectorEnv)) or getattr(
+            base, "supports_reset_mask", False
         ):
             new_obs, info = self.venv.reset(options={"reset_mask": mask})
-        elif isinstance(self.venv, AlgIndVectorEnv):
-            new_obs, info = _reset_algind(self.venv, mask)
+        elif isinstance(base, AlgIndVectorEnv):
+            new_obs, info = _reset_algind(base, mask)
         else:
             raise TypeError(
                 f"{type(self.venv).__name__} resets on the next step and does not take "
@@ -105,7 +106,7 @@ class GymnasiumVecEnv(VecEnv):
 
     # ------------------------------------------------------------- attributes
     def _envs(self) -> Sequence[gym.Env]:
-        envs = getattr(self.venv, "envs", None)
+        envs = getattr(self.venv.unwrapped, "envs", None)
         if envs is None:
             raise AttributeError(f"{type(self.venv).__name__} does not expose its sub-environments")
         return envs
@@ -115,12 +116,12 @@ class GymnasiumVecEnv(VecEnv):
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         envs = self._envs()
-        return [getattr(envs[i].unwrapped, attr_name) for i in self._get_indices(indices)]
+        return [envs[i].get_wrapper_attr(attr_name) for i in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         envs = self._envs()
         for i in self._get_indices(indices):
-            setattr(envs[i].unwrapped, attr_name, value)
+            envs[i].set_wrapper_attr(attr_name, value)
 
     def env_method(
         self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs
@@ -136,12 +137,14 @@ class GymnasiumVecEnv(VecEnv):
         if attr_name == "action_masks" and hasattr(self.venv, "action_masks"):
             return True
         try:
-            return all(hasattr(e.unwrapped, attr_name) for e in self._envs())
+            for e in self._envs():
+                e.get_wrapper_attr(attr_name)
         except AttributeError:
             return False
+        return True
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None):
-        envs = getattr(self.venv, "envs", None)
+        envs = getattr(self.venv.unwrapped, "envs", None)
         if envs is None:
             return [False] * len(list(self._get_indices(indices)))
         out = []
@@ -186,9 +189,14 @@ def _reset_algind(venv: AlgIndVectorEnv, mask: np.ndarray):
     next-step reset does (reset the sub-environment, move its machines into the shared
     batch) and clears its pending-reset flag.
     """
+    ids = np.flatnonzero(mask)
+    if hasattr(venv, "_autoreset_envs"):  # the batched vector env with in-place resets
+        venv._autoreset_envs(ids)
+        venv._autoreset[ids] = False
+        return venv._observe(), venv._infos()
     obs = {k: np.array(v) for k, v in venv._obs.items()}
     infos: dict[str, Any] = {}
-    for i in np.flatnonzero(mask):
+    for i in ids:
         o, info = venv.envs[i].reset()
         venv._adopt(i)
         venv._autoreset[i] = False
