@@ -12,12 +12,11 @@ Registered agents (``AGENTS``):
   observational-equivalence pruning.
 * ``mcts`` -- :class:`agents.mcts.MCTS`, PUCT tree search with a pluggable
   :class:`~agents.priors.Prior` (``UniformPrior``, ``DescriptionPrior``).
+* ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` -- a model trained by ``algind-gym train``
+  (:mod:`agents.rl.solve_agents`; option ``model=PATH``).
 
 Tree search evaluates many actions from one node in one batched CPU call
 (:mod:`agents.batched`).
-
-* ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` -- a model trained by ``algind-gym train``
-  (:mod:`agents.rl.solve_agents`; option ``model=PATH``).
 
 A new agent is an :class:`Agent` subclass with one method, ``search(ctx)``, registered with
 ``@register_agent("name")``.
