@@ -3,16 +3,23 @@
 ``import algind_gym`` calls :func:`register_algind_envs`, so
 ``gym.make("AlgInd/DotProduct-v0")`` works after it and
 ``gym.make("algind_gym:AlgInd/DotProduct-v0")`` works in a fresh interpreter. Every id has
-the same entry points and differs only in ``kwargs`` (the Minigrid layout); the spec keeps
-the task's level, track and length split in ``kwargs`` and ``max_episode_steps`` as the
-call limit. A user's task gets an id the same way through :func:`register_task_env`.
+the same entry points and differs only in ``kwargs`` (the Minigrid layout). A user's task
+gets an id the same way through :func:`register_task_env`.
+
+The call limit has one source of truth, the environment's ``max_calls`` argument: the env
+truncates episodes itself, so the spec sets no ``max_episode_steps`` (no ``TimeLimit``
+wrapper whose counter a restored snapshot would not rewind), and
+``gym.make(id, max_calls=12)`` really allows 12 calls. (``gym.make(id, max_episode_steps=N)``
+still adds gymnasium's ``TimeLimit`` on top, as for any environment.)
 
 Example:
     >>> import gymnasium as gym
     >>> import algind_gym  # noqa: F401
     >>> spec = gym.spec("AlgInd/DotProduct-v0")
-    >>> spec.kwargs["task"], spec.max_episode_steps
-    ('DotProduct', 6)
+    >>> spec.kwargs["task"], spec.kwargs["max_calls"], spec.max_episode_steps
+    ('DotProduct', 6, None)
+    >>> gym.make("AlgInd/DotProduct-v0", max_calls=12, backend="reference").unwrapped.max_calls
+    12
 """
 
 from __future__ import annotations
@@ -30,10 +37,22 @@ episode scores about 1 - 0.01 * calls, so 0.9 means solved in a handful of calls
 
 
 def register_task_env(task: Any, *, max_calls: int = DEFAULT_MAX_CALLS, **kwargs: Any) -> str:
-    """Register ``AlgInd/<Name>-v0`` for a task (a :class:`TaskSpec` already in the task
-    registry, or its name) and return the id. Re-registering an id replaces it.
+    """Register ``AlgInd/<Name>-v0`` for a task and return the id.
 
-    ``kwargs`` become the environment's default arguments (``n_examples``, ``backend``...).
+    Re-registering an id replaces it. The spec gets the entry point
+    :class:`~algind_gym.envs.SkillCompositionEnv`, the vector entry point
+    :class:`~algind_gym.envs.AlgIndVectorEnv`, ``reward_threshold`` 0.9 and no
+    ``max_episode_steps`` (the env truncates at its own ``max_calls``, see the module
+    docstring).
+
+    Args:
+        task: a :class:`~algind_gym.tasks.TaskSpec` already in the task registry, or its name.
+        max_calls: default call limit T of an episode (6); ``gym.make(id, max_calls=N)``
+            overrides it.
+        **kwargs: further default arguments of the environment (``n_examples`` (8),
+            ``backend`` ("transformer"), ``observation_mode`` ("state"), ...; see
+            :class:`~algind_gym.envs.SkillCompositionEnv` for all and their defaults);
+            ``gym.make`` keyword arguments override them.
     """
     from algind_gym.tasks import get_task
 
@@ -46,7 +65,6 @@ def register_task_env(task: Any, *, max_calls: int = DEFAULT_MAX_CALLS, **kwargs
         id=env_id,
         entry_point=ENTRY_POINT,
         vector_entry_point=VECTOR_ENTRY_POINT,
-        max_episode_steps=max_calls,
         reward_threshold=REWARD_THRESHOLD,
         kwargs={"task": spec.name, "max_calls": max_calls, **kwargs},
     )

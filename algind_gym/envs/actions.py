@@ -24,6 +24,15 @@ slots, a pointer-table entry to load into that slot. Two encodings:
 
 Candidates are the same at every length of a task (types and roles do not depend on it),
 so the tables are built once per environment.
+
+The binding rule lives in one place, :meth:`ActionTable.binding_error`: the masks are
+built from the same per-slot table (:attr:`ActionTable.slot_accepts`) that it reads, and
+``encode`` raises its message, which names the slot, the pointer given, its type and role,
+and what the slot accepts.
+
+Pointer roles (:data:`POINTER_ROLES`): ``input`` (a task ``in`` argument), ``output``
+(``out``/``inout``: scored), ``scratch`` (a buffer without a fixed value), ``constant`` (a
+buffer with a fixed value) and ``skill`` (a skill reference).
 """
 
 from __future__ import annotations
@@ -34,10 +43,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from algind_gym.skills.image import MachineImage
-from algind_gym.skills.signature import accepts, base_type
+from algind_gym.skills.signature import ArgSpec, accepts, base_type
 from algind_gym.tasks.spec import TaskSpec
 
 HALT = "HALT"
+POINTER_ROLES = ("input", "output", "scratch", "constant", "skill")
+"""Role of a pointer-table entry (see the module docstring)."""
+
+
+def pointer_roles(image: MachineImage, task: TaskSpec) -> tuple[str, ...]:
+    """The role (:data:`POINTER_ROLES`) of every pointer-table entry of ``image``."""
+    arg_roles = {a.name: ("input" if a.role == "in" else "output") for a in task.args}
+    roles = []
+    for p in image.pointers:
+        if p.skill is not None or base_type(p.type) == "skill":
+            roles.append("skill")
+        elif p.name in arg_roles:
+            roles.append(arg_roles[p.name])
+        elif p.name in image.buffers and image.buffers[p.name][1].value is not None:
+            roles.append("constant")
+        else:
+            roles.append("scratch")
+    return tuple(roles)
 
 
 @dataclass(frozen=True)
@@ -54,7 +81,12 @@ class ActionTable:
     valid: np.ndarray
     """Boolean per candidate: passes the exact binding rule."""
     slot_accepts: tuple[np.ndarray, ...]
-    """Per skill, the boolean ``(arity, n_pointers)`` binding mask."""
+    """Per skill, the boolean ``(arity, n_pointers)`` binding mask (the one rule)."""
+    slots: tuple[tuple[ArgSpec, ...], ...] = ()
+    """Per skill, its slots (arguments, then weights)."""
+    pointer_names: tuple[str, ...] = ()
+    pointer_types: tuple[str, ...] = ()
+    pointer_roles: tuple[str, ...] = ()
 
     @property
     def n_discrete(self) -> int:
@@ -95,13 +127,69 @@ class ActionTable:
         return self.skills[s], tuple(int(p) for p in action[1 : 1 + self.arity[s]])
 
     def is_valid(self, skill: str, bindings: tuple[int, ...]) -> bool:
+        """Whether ``(skill key, bindings)`` may run (:meth:`binding_error` is None)."""
+        return skill == HALT or self.binding_error(skill, bindings) is None
+
+    def binding_error(self, skill: str, bindings) -> str | None:
+        """None if ``(skill key, bindings)`` passes the binding rule, else a message naming
+        the slot, the pointer given (name, type, role) and what the slot accepts."""
         if skill == HALT:
-            return True
+            return None if len(bindings) == 0 else f"HALT takes no bindings, got {len(bindings)}"
+        if skill not in self.skills:
+            return f"skill {skill!r} is not installed in this environment's image"
         s = self.skills.index(skill)
+        slots = self.slots[s]
         if len(bindings) != self.arity[s]:
-            return False
+            names = ", ".join(f"{a.name}: {a.type}" for a in slots)
+            return f"{skill} takes {self.arity[s]} binding(s) ({names}), got {len(bindings)}"
         acc = self.slot_accepts[s]
-        return all(0 <= p < self.n_pointers and acc[j, p] for j, p in enumerate(bindings))
+        for j, p in enumerate(bindings):
+            if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
+                return f"{self._slot(s, j)}: binding must be a pointer-table index, got {p!r}"
+            if not 0 <= p < self.n_pointers:
+                return (
+                    f"{self._slot(s, j)}: pointer {int(p)} is outside the pointer table "
+                    f"(0..{self.n_pointers - 1}); {self._accepted(s, j)}"
+                )
+            if not acc[j, p]:
+                name, ptype, role = (
+                    self.pointer_names[p],
+                    self.pointer_types[p],
+                    self.pointer_roles[p],
+                )
+                slot = slots[j]
+                if accepts(slot.type, ptype):
+                    why = "the slot writes its argument and task inputs are read-only"
+                else:
+                    why = f"a {slot.type} slot does not take a {ptype}"
+                return (
+                    f"{self._slot(s, j)}: pointer {int(p)} {name!r} ({ptype}, {role}) "
+                    f"cannot bind: {why}; {self._accepted(s, j)}"
+                )
+        return None
+
+    def _slot(self, s: int, j: int) -> str:
+        a = self.slots[s][j]
+        return f"{self.skills[s]} slot {j} {a.name!r} ({a.type}, {a.role})"
+
+    def _accepted(self, s: int, j: int) -> str:
+        ok = [self.pointer_names[p] for p in np.flatnonzero(self.slot_accepts[s][j])]
+        if not ok:
+            return "no entry of this pointer table fits it"
+        more = f" and {len(ok) - 12} more" if len(ok) > 12 else ""
+        return f"it accepts {', '.join(ok[:12])}{more}"
+
+    def candidate_index(self, skill: str, bindings: tuple[int, ...]) -> int | None:
+        """The discrete index of ``(skill key, bindings)``; None if it is not a candidate."""
+        if skill == HALT:
+            return self.halt_index
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = {c: i for i, c in enumerate(self.candidates)}
+            object.__setattr__(self, "_index", index)
+        if skill not in self.skills:
+            return None
+        return index.get((self.skills.index(skill), tuple(int(p) for p in bindings)))
 
 
 def build_action_table(
@@ -145,6 +233,10 @@ def build_action_table(
                     "use action_encoding='multidiscrete' or a smaller library"
                 )
     return ActionTable(
+        slots=tuple(library.get(k).slots for k in skills),
+        pointer_names=tuple(p.name for p in pointers),
+        pointer_types=tuple(p.type for p in pointers),
+        pointer_roles=pointer_roles(image, task),
         skills=skills,
         arity=tuple(arity),
         max_arity=max(arity, default=0),

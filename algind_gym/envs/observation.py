@@ -1,10 +1,16 @@
 """Observation spaces of :class:`~algind_gym.envs.SkillCompositionEnv` (documented there).
 
-Both views have a fixed size that does not depend on the instance length: ``"state"``
-shows a fixed window of memory, ``"compact"`` a fixed window of every data entry. Values
-are float32, clipped to float32's finite range. Every entry is a flat vector (what
-Stable-Baselines3's ``MultiInputPolicy`` expects); :attr:`ObservationBuilder.shapes` gives
-the shape to reshape each one to, e.g. ``obs["cells"].reshape(K, -1)``.
+Every view has a fixed size that does not depend on the instance length: ``"state"``
+shows a fixed window of memory, ``"compact"`` a fixed window of every data entry, and
+``"tables"`` (:mod:`algind_gym.envs.tables`) fixed-size tables that do not depend on the
+task either. Values are float32, clipped to float32's finite range. In ``"state"`` and
+``"compact"`` every entry is a flat vector (what Stable-Baselines3's ``MultiInputPolicy``
+expects); :attr:`ObservationBuilder.shapes` gives the shape to reshape each one to, e.g.
+``obs["cells"].reshape(K, -1)``. ``"tables"`` entries keep their shapes.
+
+:meth:`ObservationBuilder.observe_many` fills the observations of many episodes at once
+(array operations per episode length, :mod:`algind_gym.envs.batch`); a single env is a
+batch of one, so single and vector envs observe the same values.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from algind_gym.envs.actions import HALT, ActionTable
+from algind_gym.envs.actions import ActionTable
+from algind_gym.envs.batch import data_summary, groups
+from algind_gym.envs.tables import TableSpec, symlog
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
-from algind_gym.machine.state import MachineState
 from algind_gym.tasks.workspace import Workspace
 
 _F32 = np.finfo(np.float32).max
@@ -24,8 +31,12 @@ def _box(shape: tuple[int, ...], low: float = -_F32, high: float = _F32) -> spac
     return spaces.Box(low=low, high=high, shape=(int(np.prod(shape)),), dtype=np.float32)
 
 
+def _f32(v: np.ndarray) -> np.ndarray:
+    return np.clip(v, -_F32, _F32).astype(np.float32)
+
+
 class ObservationBuilder:
-    """Builds the observation space once and fills observations from machine states."""
+    """Builds the observation space once and fills observations from machine rows."""
 
     def __init__(
         self,
@@ -36,70 +47,110 @@ class ObservationBuilder:
         mode: str,
         memory_window: int | None,
         data_window: int,
+        tables: TableSpec | None = None,
     ) -> None:
         lay = probe.image.layout
-        self.actions, self.mode, self.max_calls = actions, mode, max_calls
+        self.actions, self.mode, self.max_calls, self.k = actions, mode, max_calls, probe.batch
         self.n_registers = len(lay.register_names)
         self.n_pointers = lay.n_pointers
         self.memory_window = lay.memory_size if memory_window is None else int(memory_window)
         self.data_window = int(data_window)
-        self.data_entries = [
-            i
-            for i, p in enumerate(probe.image.pointers)
-            if p.type in ("scalar", "vector", "matrix")
-        ]
-        k = probe.batch
-        calls = _box(
-            (max_calls, 1 + actions.max_arity),
-            -1.0,
-            float(max(actions.n_pointers, len(actions.skills) + 1)),
-        )
-        types = _box((self.n_pointers,), 0.0, 4.0)
+        self.tables = tables
+        ptr, mem = lay.block("pointers"), lay.block("memory")
+        self._types = slice(ptr.start + 3, ptr.end, DESCRIPTOR_WIDTH)
+        self._pointer_block = slice(ptr.start, ptr.end)
+        # pointer table and memory are adjacent blocks: one slice holds both
+        self._ptr_mem = slice(ptr.start, mem.start + min(self.memory_window, mem.size))
+        self._compact_index: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if mode == "tables":
+            self.space = spaces.Dict(tables.spaces())
+            self.shapes = {k: s.shape for k, s in self.space.spaces.items()}
+            return
         self.shapes: dict[str, tuple[int, ...]] = {
             "pointer_types": (self.n_pointers,),
             "calls": (max_calls, 1 + actions.max_arity),
         }
         if mode == "state":
             width = self.n_registers + DESCRIPTOR_WIDTH * self.n_pointers + self.memory_window
-            self.shapes["cells"] = (k, width)
+            self.shapes["cells"] = (self.k, width)
         else:
-            self.shapes["registers"] = (k, self.n_registers)
+            self.shapes["registers"] = (self.k, self.n_registers)
             self.shapes["pointers"] = (self.n_pointers, DESCRIPTOR_WIDTH)
-            self.shapes["data"] = (k, self.n_pointers, self.data_window)
-        bounded = {"pointer_types": types, "calls": calls}
+            self.shapes["data"] = (self.k, self.n_pointers, self.data_window)
+        calls = _box(
+            self.shapes["calls"], -1.0, float(max(actions.n_pointers, len(actions.skills) + 1))
+        )
+        bounded = {"pointer_types": _box((self.n_pointers,), 0.0, 4.0), "calls": calls}
         self.space = spaces.Dict(
             {key: bounded.get(key) or _box(shp) for key, shp in self.shapes.items()}
         )
 
-    def _calls(self, history: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
-        out = np.full((self.max_calls, 1 + self.actions.max_arity), -1.0, dtype=np.float32)
-        for i, (skill, binds) in enumerate(history[-self.max_calls :]):
-            out[i, 0] = (
-                len(self.actions.skills) if skill == HALT else self.actions.skills.index(skill)
-            )
-            out[i, 1 : 1 + len(binds)] = binds
-        return out
-
-    def observe(self, state: MachineState, ws: Workspace, history) -> dict[str, np.ndarray]:
-        lay = state.layout
-        cells = state.cells
-        ptr = lay.block("pointers")
-        table = cells[0, ptr.start : ptr.end].reshape(self.n_pointers, DESCRIPTOR_WIDTH)
-        out = {"pointer_types": table[:, 3].astype(np.float32), "calls": self._calls(history)}
+    # ----------------------------------------------------------------- batch
+    def observe_many(self, envs, cells: np.ndarray) -> dict[str, np.ndarray]:
+        """Observations of ``envs``, whose machines are the rows of ``cells`` in order
+        (env ``i`` has rows ``i*K .. (i+1)*K``); each key gets a leading axis of
+        ``len(envs)``."""
+        n = len(envs)
+        rows = np.arange(n * self.k).reshape(n, self.k)
+        if self.mode == "tables":
+            return self._tables(envs, cells, rows)
+        cells3 = cells.reshape(n, self.k, -1)
+        out = {
+            "pointer_types": _f32(cells3[:, 0, self._types]),
+            "calls": np.stack([e._calls for e in envs]),
+        }
         if self.mode == "state":
-            mem = lay.block("memory")
-            window = np.zeros((state.batch, self.memory_window))
-            n = min(self.memory_window, mem.size)
-            window[:, :n] = cells[:, mem.start : mem.start + n]
-            parts = [cells[:, : self.n_registers], cells[:, ptr.start : ptr.end], window]
-            out["cells"] = np.clip(np.concatenate(parts, axis=1), -_F32, _F32).astype(np.float32)
+            cells_obs = np.zeros((n, self.k, self.shapes["cells"][1]), dtype=np.float32)
+            cells_obs[:, :, : self.n_registers] = _f32(cells3[:, :, : self.n_registers])
+            got = cells3[:, :, self._ptr_mem]
+            cells_obs[:, :, self.n_registers : self.n_registers + got.shape[2]] = _f32(got)
+            out["cells"] = cells_obs
         else:
-            data = np.zeros((state.batch, self.n_pointers, self.data_window))
-            for i in self.data_entries:
-                addr, rows, cols, _ = table[i]
-                n = min(int(rows * cols), self.data_window)
-                data[:, i, :n] = cells[:, int(addr) : int(addr) + n]
-            out["registers"] = np.clip(cells[:, : self.n_registers], -_F32, _F32).astype(np.float32)
-            out["pointers"] = table.astype(np.float32)
-            out["data"] = np.clip(data, -_F32, _F32).astype(np.float32)
-        return {key: v.reshape(-1) for key, v in out.items()}
+            out["registers"] = _f32(cells3[:, :, : self.n_registers])
+            out["pointers"] = _f32(cells3[:, 0, self._pointer_block])
+            data = np.zeros((n, self.k, self.n_pointers, self.data_window), dtype=np.float32)
+            for length, group in groups(envs).items():
+                idx, ok = self._compact_cols(envs[group[0]].ws, length)
+                got = cells[rows[group][:, :, None, None], idx[None, None]]
+                data[group] = np.where(ok, _f32(got), np.float32(0))
+            out["data"] = data
+        return {key: v.reshape(n, -1) for key, v in out.items()}
+
+    def _compact_cols(self, ws: Workspace, length: int) -> tuple[np.ndarray, np.ndarray]:
+        if length not in self._compact_index:
+            idx = np.zeros((self.n_pointers, self.data_window), dtype=np.int64)
+            ok = np.zeros_like(idx, dtype=bool)
+            for p, entry in enumerate(ws.image.pointers):
+                if entry.name in ws.image.buffers:
+                    addr, buf = ws.image.buffers[entry.name]
+                    m = min(buf.size, self.data_window)
+                    idx[p, :m], ok[p, :m] = np.arange(addr, addr + m), True
+            self._compact_index[length] = (idx, ok)
+        return self._compact_index[length]
+
+    def _tables(self, envs, cells: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+        t = self.tables
+        n, n_p, n_s = len(envs), t.n_pointers, t.n_skills
+        pointers = np.repeat(t.pointers[None], n, axis=0)
+        for group in groups(envs).values():
+            index = envs[group[0]]._index
+            pointers[group, :n_p, 10:12] = index.shape_features
+            summary = data_summary(cells, rows[group], index)
+            pointers[np.ix_(group, index.data_p, [13, 14, 15])] = _f32(symlog(summary))
+            out_frac = np.stack([envs[i]._out_fraction for i in group])
+            pointers[np.ix_(group, index.out_p, [16])] = out_frac[:, :, None]
+        pointers[:, :n_p, 17] = np.stack([e._written for e in envs])
+        skills = np.repeat(t.skills[None], n, axis=0)
+        skills[:, :n_s, 7] = np.stack([e._skill_calls for e in envs])
+        glob = np.array(
+            [[e.t, e.max_calls - e.t, e.potential, np.log2(1.0 + e.ws.length)] for e in envs],
+            dtype=np.float32,
+        )
+        return {
+            "pointers": pointers,
+            "skills": skills,
+            "skill_mask": np.repeat(t.skill_mask[None], n, axis=0),
+            "slot_class": np.repeat(t.slot_class[None], n, axis=0),
+            "class_mask": np.repeat(t.class_mask[None], n, axis=0),
+            "globals": glob,
+        }

@@ -2,30 +2,51 @@
 
 Each sub-environment is a full :class:`~algind_gym.envs.SkillCompositionEnv` (same
 seeding, scoring and observations), but its K machines are rows of one shared array of
-``num_envs * K`` machines. A step decodes every sub-environment's action, then runs all
-the chosen skills in a single backend call (each machine has its own PC, so different
-skills run side by side; machines without a call this step stay halted and frozen), then
-scores each sub-environment. All lengths up to ``max_length`` share one layout, which is
-what lets every environment live in one batch.
+``num_envs * K`` machines, and the per-step work runs as array operations over all of
+them (:mod:`algind_gym.envs.batch`):
+
+1. decode every action and check it against the mask with table lookups;
+2. load the bindings of every valid call into its skill's slots and start all top-level
+   calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
+   single backend call (each machine has its own PC, so different skills run side by
+   side; machines without a call stay halted and frozen);
+3. score all episodes at once (grouped by length), book each step, observe all
+   sub-environments at once (:meth:`ObservationBuilder.observe_many`), and build the
+   infos as arrays.
+
+All lengths up to ``max_length`` share one layout, which is what lets every environment
+live in one batch.
 
 Autoreset follows gymnasium 1.x's default, ``AutoresetMode.NEXT_STEP`` (declared in
 ``metadata``): the step after an episode ends resets that sub-environment and returns
-its first observation with reward 0. Trajectories equal those of
-``SyncVectorEnv`` over single environments with the same seeds.
+its first observation with reward 0. An autoreset draws the length and example seed
+exactly as :meth:`SkillCompositionEnv.reset` does, but refills a workspace kept per
+length (:meth:`Workspace.refill <algind_gym.tasks.workspace.Workspace.refill>`; the
+first one of a length is a shallow copy of a workspace of that length, so all
+sub-environments share one image per length) and rewrites the machine rows in place
+instead of building a new workspace. Trajectories
+equal those of ``SyncVectorEnv`` over single environments with the same seeds (tested).
+A sub-environment's :meth:`~SkillCompositionEnv.snapshot` stays valid until that
+sub-environment autoresets.
 """
 
 from __future__ import annotations
 
-from copy import deepcopy
+import copy
+from time import perf_counter as clock
 from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
+from gymnasium.vector.utils import batch_space
 
-from algind_gym.envs.composition import SkillCompositionEnv
+from algind_gym.envs.actions import HALT
+from algind_gym.envs.batch import CallTable, bind_and_call, score_many
+from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
+from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
+from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
 
 
@@ -35,7 +56,8 @@ class AlgIndVectorEnv(VectorEnv):
     Args:
         num_envs: number of sub-environments.
         task: the task (all sub-environments share it).
-        max_episode_steps: alias of ``max_calls`` (what ``gym.make_vec`` passes from the spec).
+        max_episode_steps: alias of ``max_calls`` (what ``gym.make_vec`` passes from a spec
+            that sets it).
         **kwargs: the single environment's arguments.
     """
 
@@ -52,13 +74,15 @@ class AlgIndVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        num_envs = _check_int("num_envs", num_envs, 1, 1_000_000)
         if max_episode_steps is not None:
             kwargs.setdefault("max_calls", max_episode_steps)
         kwargs.setdefault("library", builtin_library())
         self.envs = [SkillCompositionEnv(task, **kwargs) for _ in range(num_envs)]
         first = self.envs[0]
+        shared_indexes: dict = {}
+        for env in self.envs:
+            env._indexes = shared_indexes
         self.num_envs = num_envs
         self.render_mode = first.render_mode
         self.single_observation_space = first.observation_space
@@ -66,28 +90,65 @@ class AlgIndVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.k = first.n_examples
+        self._rows = np.arange(num_envs * self.k).reshape(num_envs, self.k)
         self._cells: np.ndarray | None = None
+        self._workspaces: list[dict[int, Any]] = [{} for _ in range(num_envs)]
+        self._prototypes: dict[int, Any] = {}
         self._autoreset = np.zeros(num_envs, dtype=bool)
-        self._obs = create_empty_array(self.single_observation_space, n=num_envs, fn=np.zeros)
+        table = first.actions
+        self._calltable = CallTable.of(first._probe_image, table.skills, table.max_arity)
+        a = max(table.max_arity, 1)
+        n = len(table.candidates)
+        self._cand_skill = np.full(n + 1, -1, dtype=np.int64)
+        self._cand_binds = np.zeros((n + 1, a), dtype=np.int64)
+        for i, (s, binds) in enumerate(table.candidates):
+            self._cand_skill[i] = s
+            self._cand_binds[i, : len(binds)] = binds
+        self._cand_valid = np.append(table.valid, False)  # HALT runs nothing
+        self._accepts = np.ones((len(table.skills), a, table.n_pointers), dtype=bool)
+        for s, acc in enumerate(table.slot_accepts):
+            self._accepts[s, : acc.shape[0]] = acc
+        self._masks = np.repeat(first.action_masks()[None], num_envs, axis=0)
+        self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
 
     # ------------------------------------------------------------- batching
-    def _rows(self, i: int) -> slice:
-        return slice(i * self.k, (i + 1) * self.k)
-
     def _adopt(self, i: int) -> None:
-        """Move env ``i``'s freshly reset machines into the shared array (a view from now on)."""
+        """Move env ``i``'s fresh machines into the shared array (a view from now on)."""
         env = self.envs[i]
         layout = env.state.layout
         if self._cells is None or self._cells.shape[1] != layout.n_cells:
             self._cells = np.zeros((self.num_envs * self.k, layout.n_cells), dtype=env.state.dtype)
             self._layout = layout
-        self._cells[self._rows(i)] = env.state.cells
-        env.state = MachineState(layout, self._cells[self._rows(i)])
+            self._machines = MachineState(layout, self._cells)
+        self._cells[self._rows[i]] = env.state.cells
+        env.state = MachineState(layout, self._cells[i * self.k : (i + 1) * self.k])
+        self._workspaces[i][env.ws.length] = env.ws
 
     @property
     def machines(self) -> MachineState:
         """All ``num_envs * K`` machines as one state (rows ``i*K .. (i+1)*K`` are env ``i``)."""
-        return MachineState(self._layout, self._cells)
+        return self._machines
+
+    def _autoreset_envs(self, ids: np.ndarray) -> None:
+        """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place."""
+        for i in ids:
+            env = self.envs[i]
+            length = int(env.np_random.choice(env.lengths))
+            seed = int(env.np_random.integers(2**63 - 1))
+            ws = self._workspaces[i].get(length)
+            if ws is None:  # first episode of this length here: share the image of another
+                proto = self._prototypes.get(length)
+                if proto is None:
+                    proto = self._prototypes[length] = env._workspace(length, seed)
+                ws = self._workspaces[i][length] = copy.copy(proto)
+            ws.refill(seed)
+            env.ws, env._ws_recipe = ws, (length, seed)
+            env.state.cells[:] = ws.reset().cells
+            env._begin_episode()
+        envs = [self.envs[i] for i in ids]
+        score_many(envs, self._cells, self._rows[ids])
+        for env in envs:
+            env.potential = float(env._fraction.mean())
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
@@ -101,60 +162,129 @@ class AlgIndVectorEnv(VectorEnv):
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} environments")
         length = (options or {}).get("length")
-        if length is not None and int(length) > self.envs[0].max_length:
-            raise ValueError(
-                f"length {length} is beyond this vector env's shared layout; create it with "
-                f"max_length >= {length} (every sub-environment's machines share one layout)"
-            )
-        infos: dict[str, Any] = {}
-        obs = []
+        first = self.envs[0]
+        if length is not None:
+            top = max(MAX_LENGTH_LIMIT, first.max_length, *first.task.test_lengths)
+            if _check_int("reset(options={'length': ...})", length, 0, top) > first.max_length:
+                raise ValueError(
+                    f"length {length} is beyond this vector env's shared layout; create it with "
+                    f"max_length >= {length} (every sub-environment's machines share one layout)"
+                )
         for i, env in enumerate(self.envs):
-            o, info = env.reset(seed=seeds[i], options=options)
+            env.reset(seed=seeds[i], options=options)
             self._adopt(i)
-            obs.append(o)
-            infos = self._add_info(infos, info, i)
         self._autoreset[:] = False
-        self._obs = concatenate(self.single_observation_space, obs, self._obs)
-        return deepcopy(self._obs), infos
+        return self._observe(), self._infos()
 
     def step(self, actions):
-        obs, plans = [None] * self.num_envs, [None] * self.num_envs
-        rewards = np.zeros(self.num_envs)
-        terms = np.zeros(self.num_envs, dtype=bool)
-        truncs = np.zeros(self.num_envs, dtype=bool)
-        infos: dict[str, Any] = {}
-        env_infos: list[dict | None] = [None] * self.num_envs
-        for i, action in enumerate(iterate(self.action_space, actions)):
-            if self._autoreset[i]:
-                obs[i], env_infos[i] = self.envs[i].reset()
-                self._adopt(i)
-            else:
-                plans[i] = self.envs[i]._plan(action)
-        active = [i for i, p in enumerate(plans) if p is not None]
-        results = {}
-        if active:
-            # every sub-environment shares the layout (and so the skill addresses and the
-            # budget), so any one image can bind and call all of them
-            image = self.envs[active[0]].ws.image
-            budget = max(self.envs[i].ws.max_steps for i in active)
-            calls = [(self._rows(i), *plans[i]) for i in active]
-            out = image.execute_rows(self.machines, calls, self.envs[0].backend, budget)
-            results = dict(zip(active, out, strict=True))
-        for i, env in enumerate(self.envs):
-            if self._autoreset[i]:
-                continue
-            obs[i], rewards[i], terms[i], truncs[i], env_infos[i] = env._finish(
-                plans[i], results.get(i)
+        t0 = clock()
+        acts = np.asarray(actions)
+        n, envs = self.num_envs, self.envs
+        resets = np.flatnonzero(self._autoreset)
+        run = np.flatnonzero(~self._autoreset)
+        table = envs[0].actions
+        if envs[0].action_encoding == "discrete":
+            idx = acts.reshape(n)[run].astype(np.int64)
+            halt = idx == table.halt_index
+            skills, binds = self._cand_skill[idx], self._cand_binds[idx]
+            valid = self._cand_valid[idx]
+        else:
+            a = acts.reshape(n, -1)[run].astype(np.int64)
+            skills, binds = a[:, 0], a[:, 1 : 1 + self._cand_binds.shape[1]]
+            halt = skills == len(table.skills)
+            s = np.where(halt, 0, skills)
+            j = np.arange(binds.shape[1])
+            slot_ok = self._accepts[s[:, None], j[None, :], binds]
+            used = j[None, :] < self._calltable.arity[s][:, None]
+            valid = ~halt & (slot_ok | ~used).all(axis=1)
+        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)])
+        for r, i in enumerate(run):
+            key = HALT if halt[r] else table.skills[skills[r]]
+            envs[i]._pending = (key, tuple(int(p) for p in binds[r, : arity[r]]))
+        ex = run[valid]
+        steps = np.zeros(n, dtype=np.int64)
+        fault = np.zeros(n, dtype=np.int64)
+        errors: dict[int, str] = {}
+        t1 = clock()
+        self.timings["book"] += t1 - t0
+        if ex.size:
+            cells, rows = self._cells, self._rows[ex]
+            icount = self._layout.register("icount")
+            before = cells[rows, icount]
+            full = bind_and_call(
+                cells, self._layout, self._calltable, rows, skills[valid], binds[valid]
             )
-        for i in range(self.num_envs):
-            infos = self._add_info(infos, env_infos[i], i)
+            errors = {int(i): "the stack is full" for i in ex[full]}
+            t2 = clock()
+            budget = max(envs[i].ws.max_steps for i in ex)
+            resolve_backend(envs[0].backend).run(self._machines, budget)
+            t3 = clock()
+            steps[ex] = (cells[rows, icount] - before).astype(np.int64).sum(axis=1)
+            f = cells[rows, self._layout.register("fault")].astype(np.int64)
+            first = np.argmax(f != Fault.NONE, axis=1)
+            fault[ex] = f[np.arange(ex.size), first]
+            score_many([envs[i] for i in ex], cells, rows)
+            t4 = clock()
+            self.timings["bind"] += t2 - t1
+            self.timings["cpu"] += t3 - t2
+            self.timings["score"] += t4 - t3
+            t1 = t4
+        rewards = np.zeros(n)
+        terms = np.zeros(n, dtype=bool)
+        truncs = np.zeros(n, dtype=bool)
+        ran = np.zeros(n, dtype=bool)
+        ran[ex] = True
+        for i in run:
+            plan = envs[i]._pending if ran[i] else None
+            rewards[i], terms[i], truncs[i] = envs[i]._finish(
+                plan, int(steps[i]), Fault(int(fault[i])), errors.get(int(i))
+            )
+        t2 = clock()
+        self.timings["book"] += t2 - t1
+        if resets.size:
+            self._autoreset_envs(resets)
+        t3 = clock()
+        self.timings["reset"] += t3 - t2
+        obs = self._observe()
+        t4 = clock()
+        self.timings["observe"] += t4 - t3
         self._autoreset = terms | truncs
-        self._obs = concatenate(self.single_observation_space, obs, self._obs)
-        return deepcopy(self._obs), rewards, terms, truncs, infos
+        infos = self._infos()
+        self.timings["book"] += clock() - t4
+        return obs, rewards, terms, truncs, infos
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        first = self.envs[0]
+        return first._obs.observe_many(self.envs, self._cells)
+
+    def _infos(self) -> dict[str, Any]:
+        """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
+        per key (the single env's value types) and an all-true ``_key`` mask."""
+        envs, n = self.envs, self.num_envs
+        values = {
+            "success": np.array([e.success for e in envs], dtype=bool),
+            "fault": [None if e.fault == Fault.NONE else e.fault.name for e in envs],
+            "error": [e.last_error for e in envs],
+            "program": [e.program_text() for e in envs],
+            "calls": np.array([len(e.history) for e in envs], dtype=int),
+            "instructions": np.array([e.instructions for e in envs], dtype=int),
+            "step_instructions": np.array([e.step_instructions for e in envs], dtype=int),
+            "length": np.array([e.ws.length for e in envs], dtype=int),
+            "potential": np.array([e.potential for e in envs], dtype=float),
+            "action_mask": self._masks.copy(),
+        }
+        infos: dict[str, Any] = {}
+        for key, v in values.items():
+            if isinstance(v, list):
+                arr = np.empty(n, dtype=object)
+                arr[:] = v
+                v = arr
+            infos[key], infos[f"_{key}"] = v, np.ones(n, dtype=bool)
+        return infos
 
     def action_masks(self) -> np.ndarray:
         """Per-environment masks stacked, shape ``(num_envs, mask size)``."""
-        return np.stack([env.action_masks() for env in self.envs])
+        return self._masks.copy()
 
     def render(self):
         return tuple(env.render() for env in self.envs)

@@ -215,6 +215,34 @@ class Workspace:
             ok[k] = s and not faults[k]
         return Score(frac, ok, faults)
 
+    # ---- env-fast: in-place refill for the vector env's autoreset (owned by algind_gym.envs) ----
+    def refill(self, seed: int) -> None:
+        """Draw new examples from ``seed`` at the same length, keeping the image.
+
+        Afterwards the workspace holds what ``Workspace(library, task, length, seed=seed,
+        ...)`` would, without rebuilding the image (layout, linked code, pointer table):
+        the same generator and oracle calls as the constructor, in the same order.
+        :meth:`reset` then gives fresh machines for the new examples.
+
+        Raises:
+            ValueError: the new examples' shapes differ from the image's buffers.
+        """
+        rng = np.random.default_rng(seed)
+        examples = [self.task.generator(rng, self.length) for _ in range(self.batch)]
+        expected = [self.task.oracle(ex) for ex in examples]
+        for ex, want in zip(examples, expected, strict=True):
+            for arg in self.task.args:
+                v = want[arg.name] if arg.role == "out" else ex[arg.name]
+                buf = self.image.buffers[arg.name][1]
+                if _shape_of(v) != (buf.rows, buf.cols):
+                    raise ValueError(
+                        f"task {self.task.name}: examples from seed {seed} do not fit this "
+                        f"workspace's buffer {arg.name!r}; build a new Workspace instead"
+                    )
+        self.examples, self.expected = examples, expected
+
+    # ---- end env-fast block ----
+
 
 def _task_buffers(task: TaskSpec, examples: list[Example], expected: list[Example]) -> list[Buffer]:
     """Memory buffers of a task instance: arguments, scratch, constants (in that order)."""

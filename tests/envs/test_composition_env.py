@@ -50,8 +50,9 @@ def test_solution_generalises_to_test_lengths():
     for length in (*env.task.test_lengths, 0):
         env.reset(seed=1, options={"length": length})
         mul, add = solve_dot(env)
-        env.step(mul)
-        _, _, term, _, info = env.step(add)
+        _, _, term, _, info = env.step(mul)
+        if not term:  # length 0: out may already be right after the first call
+            _, _, term, _, info = env.step(add)
         assert term and info["success"] and info["length"] == length
 
 

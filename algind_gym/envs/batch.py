@@ -1,0 +1,241 @@
+"""Environment logic on many episodes at once, as array operations on machine rows.
+
+A single :class:`~algind_gym.envs.SkillCompositionEnv` is a batch of one; the vector env
+(:mod:`algind_gym.envs.vector`) passes all its sub-environments. Episodes that share a
+length share a pointer table, so the functions here group episodes by length (at most a
+handful of groups) and do everything else with numpy on the rows of all K machines of a
+group at once:
+
+* :func:`score_rows`: the fraction of output elements within tolerance and success, per
+  machine, and hits per output argument (tasks with a custom ``scorer`` fall back to
+  :meth:`Workspace.score <algind_gym.tasks.workspace.Workspace.score>`);
+* :func:`data_summary`: mean/min/max of every data entry over the K machines (the
+  ``"tables"`` observation);
+* :func:`bind_and_call`: W^in plus the host's top-level call for many machines with
+  different skills and bindings, the batched equivalent of
+  :meth:`MachineImage.execute_rows <algind_gym.skills.image.MachineImage.execute_rows>`
+  for actions the env has already validated (the parity tests check the two agree bit for
+  bit).
+
+Results depend only on each machine's own row, never on which episodes share the batch,
+so a vector env and single environments produce identical trajectories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from algind_gym.machine.isa import Fault
+from algind_gym.machine.layout import DESCRIPTOR_WIDTH
+from algind_gym.skills.image import BINDING_FAULT
+from algind_gym.tasks.workspace import Workspace
+
+
+def _segments(image, names_or_ptrs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns of the non-empty buffers, the start of each in them, their sizes."""
+    cols, starts, sizes = [], [], []
+    n = 0
+    for addr, size in names_or_ptrs:
+        if size:
+            cols.append(np.arange(addr, addr + size))
+            starts.append(n)
+            sizes.append(size)
+            n += size
+    cat = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    return cat, np.array(starts, dtype=np.int64), np.array(sizes, dtype=np.int64)
+
+
+@dataclass
+class EpisodeIndex:
+    """Where a workspace's data and outputs live (the same for every episode of a length)."""
+
+    data_p: np.ndarray
+    """Pointer indices of non-empty data entries."""
+    data_cols: np.ndarray
+    data_starts: np.ndarray
+    data_sizes: np.ndarray
+    out_p: np.ndarray
+    """Pointer index of each non-empty output argument."""
+    out_cols: np.ndarray
+    out_starts: np.ndarray
+    out_sizes: np.ndarray
+    shape_features: np.ndarray
+    """``(n_pointers, 2)``: ``log2(1 + rows)``, ``log2(1 + cols)`` of data entries."""
+
+    @classmethod
+    def of(cls, ws: Workspace) -> EpisodeIndex:
+        image = ws.image
+        data, data_p, shapes = [], [], np.zeros((image.n_pointers, 2), dtype=np.float32)
+        for p, entry in enumerate(image.pointers):
+            if entry.name in image.buffers:
+                addr, buf = image.buffers[entry.name]
+                shapes[p] = np.log2(1.0 + np.array([buf.rows, buf.cols]))
+                if buf.size:
+                    data.append((addr, buf.size))
+                    data_p.append(p)
+        outs, out_p = [], []
+        for name in ws.task.outputs:
+            addr, buf = image.buffers[name]
+            if buf.size:
+                outs.append((addr, buf.size))
+                out_p.append(image.pointer_index(name))
+        return cls(
+            np.array(data_p, dtype=np.int64),
+            *_segments(image, data),
+            np.array(out_p, dtype=np.int64),
+            *_segments(image, outs),
+            shapes,
+        )
+
+    def expected(self, ws: Workspace) -> np.ndarray:
+        """``(K, n_output_cells)`` float64: the oracle's outputs laid out like ``out_cols``."""
+        parts = [
+            np.array([np.ravel(w[n]) for w in ws.expected], dtype=np.float64).reshape(ws.batch, -1)
+            for n in ws.task.outputs
+        ]
+        return np.concatenate(parts, axis=1)
+
+
+def score_rows(
+    cells: np.ndarray, rows: np.ndarray, index: EpisodeIndex, want: np.ndarray, tolerance
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score machines ``cells[rows]`` (``rows`` flat) against ``want`` ``(R, n_output_cells)``.
+
+    Returns:
+        ``(fraction, success, hits)``: per machine the fraction of output elements within
+        tolerance and whether all are (faults are not looked at here), and
+        ``(R, n_outputs)`` hits per non-empty output argument. The fraction equals
+        :meth:`TaskSpec.score_example <algind_gym.tasks.spec.TaskSpec.score_example>`
+        for tasks without a custom scorer.
+    """
+    got = cells[rows[:, None], index.out_cols[None, :]]
+    close = tolerance.close(got, want)
+    total = close.shape[1]
+    if total:
+        hits = np.add.reduceat(close, index.out_starts, axis=1, dtype=np.int64)
+        n_hits = hits.sum(axis=1)
+        return n_hits / total, n_hits == total, hits
+    return np.ones(rows.size), np.ones(rows.size, dtype=bool), np.zeros((rows.size, 0), np.int64)
+
+
+def data_summary(cells: np.ndarray, rows: np.ndarray, index: EpisodeIndex) -> np.ndarray:
+    """``(n, n_data, 3)``: mean, min and max of each non-empty data entry over the K
+    machines ``rows`` ``(n, K)`` of each episode and its elements."""
+    n, k = rows.shape
+    if index.data_cols.size == 0:
+        return np.zeros((n, 0, 3))
+    data = cells[rows.reshape(-1, 1), index.data_cols[None, :]].astype(np.float64)
+    s = np.add.reduceat(data, index.data_starts, axis=1).reshape(n, k, -1)
+    lo = np.minimum.reduceat(data, index.data_starts, axis=1).reshape(n, k, -1)
+    hi = np.maximum.reduceat(data, index.data_starts, axis=1).reshape(n, k, -1)
+    mean = s.sum(axis=1) / (k * index.data_sizes)
+    return np.stack([mean, lo.min(axis=1), hi.max(axis=1)], axis=-1)
+
+
+def groups(envs) -> dict[int, list[int]]:
+    """Positions of ``envs`` by episode length (episodes of a length share a pointer table)."""
+    out: dict[int, list[int]] = {}
+    for i, env in enumerate(envs):
+        out.setdefault(env.ws.length, []).append(i)
+    return out
+
+
+def score_many(envs, cells: np.ndarray, rows: np.ndarray) -> None:
+    """Score each env's machines ``cells[rows[i]]`` and store the result on the env
+    (``_fraction``, ``_success`` per machine, ``_out_fraction`` per output entry)."""
+    k = rows.shape[1]
+    for group in groups(envs).values():
+        first = envs[group[0]]
+        index, task = first._index, first.task
+        faults = cells[rows[group], first._fault_col] != Fault.NONE  # (n, K)
+        if task.scorer is None:
+            want = np.concatenate([envs[i]._want for i in group])
+            frac, ok, hits = score_rows(cells, rows[group].ravel(), index, want, task.tolerance)
+            frac, ok = frac.reshape(len(group), k), ok.reshape(len(group), k)
+            out_frac = hits.reshape(len(group), k, -1).sum(axis=1) / (k * index.out_sizes)
+        else:
+            frac, ok = np.zeros((len(group), k)), np.zeros((len(group), k), dtype=bool)
+            for g, i in enumerate(group):
+                sc = envs[i].ws.score(envs[i].state)
+                frac[g], ok[g] = sc.fraction, sc.success
+            out_frac = np.repeat(frac.mean(axis=1, keepdims=True), index.out_p.size, axis=1)
+        frac = np.where(faults, 0.0, frac)
+        ok = ok & ~faults
+        for g, i in enumerate(group):
+            envs[i]._fraction, envs[i]._success, envs[i]._out_fraction = frac[g], ok[g], out_frac[g]
+
+
+@dataclass
+class CallTable:
+    """Addresses for :func:`bind_and_call`: per skill of an action table, its header and
+    slot addresses; per pointer entry, its descriptor address."""
+
+    headers: np.ndarray
+    slot_addr: np.ndarray
+    arity: np.ndarray
+    pointer_addr: np.ndarray
+
+    @classmethod
+    def of(cls, image, skills: tuple[str, ...], max_arity: int) -> CallTable:
+        lay = image.layout
+        heads, slots, arity = [], np.zeros((len(skills), max(max_arity, 1)), np.int64), []
+        for s, key in enumerate(skills):
+            sk = image.library.get(key)
+            block = lay.skill(sk.block_name)
+            heads.append(block.header)
+            arity.append(sk.n_slots)
+            for j in range(sk.n_slots):
+                slots[s, j] = block.slot(j)
+        ptr = np.array([lay.pointer(p) for p in range(image.n_pointers)], dtype=np.int64)
+        return cls(np.array(heads, np.int64), slots, np.array(arity, np.int64), ptr)
+
+
+def bind_and_call(
+    cells: np.ndarray, layout, table: CallTable, rows: np.ndarray, skills: np.ndarray, binds
+) -> np.ndarray:
+    """Load bindings into skill slots and start top-level calls, one per group of rows.
+
+    Args:
+        cells: ``(batch, n_cells)`` machines (modified in place).
+        layout: their layout.
+        table: :class:`CallTable` of the action table.
+        rows: ``(n, K)`` machine rows of each call.
+        skills: ``(n,)`` skill index per call (validated actions only).
+        binds: ``(n, max_arity)`` pointer index per slot (entries beyond the arity ignored).
+
+    Returns:
+        ``(n,)`` bool: the call's stack was full, so its live rows got ``BINDING_FAULT``
+        and nothing ran there (what :meth:`MachineImage.execute_rows` does).
+    """
+    fault_col, sp_col = layout.register("fault"), layout.register("sp")
+    n, k = rows.shape
+    live = cells[rows, fault_col] == Fault.NONE  # (n, K)
+    full = ((cells[rows, sp_col] >= layout.stack_end) & live).any(axis=1)
+    if full.any():
+        r = rows[full][live[full]]
+        cells[r, fault_col] = BINDING_FAULT
+    go = live & ~full[:, None]
+    if not go.any():
+        return full
+    r = rows[go]  # (R,)
+    call_of = np.broadcast_to(np.arange(n)[:, None], (n, k))[go]
+    s = skills[call_of]
+    b = np.asarray(binds)[call_of]  # (R, A)
+    a = table.arity[s]
+    j = np.arange(b.shape[1])
+    used = j[None, :] < a[:, None]  # (R, A)
+    rr = np.broadcast_to(r[:, None], used.shape)[used]
+    dst = table.slot_addr[s][used]
+    src = table.pointer_addr[b[used]]
+    f = np.arange(DESCRIPTOR_WIDTH)
+    cells[rr[:, None], dst[:, None] + f] = cells[rr[:, None], src[:, None] + f]
+    sp = cells[r, sp_col].astype(np.int64)
+    cells[r, sp] = layout.halt_address
+    cells[r, sp_col] = sp + 1
+    cells[r, layout.register("mode")] = 0
+    cells[r, layout.register("halt")] = 0
+    cells[r, fault_col] = 0
+    cells[r, layout.register("pc")] = cells[r, table.headers[s]]
+    return full
