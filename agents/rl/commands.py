@@ -80,7 +80,8 @@ def train_command(args: argparse.Namespace) -> int:
     try:
         result = train(
             args.algo,
-            ids,
+            args.env,
+            level=args.level,
             policy=args.policy,
             timesteps=args.timesteps,
             n_envs=args.n_envs,

@@ -115,10 +115,10 @@ def check_choices(algo: str, policy: str, env_ids: list[str], env_kwargs: dict[s
             "action_encoding: discrete, or use --algo maskable_ppo / ppo for multidiscrete"
         )
     if policy == "transformer":
-        if encoding != "multidiscrete":
+        if algo not in ("ppo", "maskable_ppo"):
             raise ValueError(
-                "the transformer policy picks a skill and a pointer per slot: set env_kwargs "
-                f"action_encoding: multidiscrete (got {encoding!r})"
+                f"the transformer policy is an actor-critic policy for ppo and maskable_ppo, "
+                f"not {algo}; use --policy mlp with {algo}"
             )
         if mode != "tables":
             raise ValueError(
@@ -126,10 +126,10 @@ def check_choices(algo: str, policy: str, env_ids: list[str], env_kwargs: dict[s
                 f"observation_mode={mode!r}; set env_kwargs observation_mode: tables "
                 "(or use --policy mlp)"
             )
-        if algo not in ("ppo", "maskable_ppo"):
+        if encoding != "multidiscrete":
             raise ValueError(
-                f"the transformer policy is an actor-critic policy for ppo and maskable_ppo, "
-                f"not {algo}; use --policy mlp with {algo}"
+                "the transformer policy picks a skill and a pointer per slot: set env_kwargs "
+                f"action_encoding: multidiscrete (got {encoding!r})"
             )
     if len(env_ids) > 1 and policy != "transformer":
         raise ValueError(
