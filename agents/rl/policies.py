@@ -3,17 +3,29 @@
 **Network** (:class:`TablesPolicyNet`). Every row of the tables observation
 (:mod:`algind_gym.envs.tables`) becomes a token: one per pointer-table entry (its 18
 features; a skill entry also gets the embedding of the skill row it points to), one per
-skill (its features and slot signature), and one global token (calls made and left, the
+skill (its features and slot signature, plus a learned embedding of its row), and one
+global token (calls made and left, the
 potential, the length). Padding rows are masked out (and trimmed to the largest real count
 in the batch). A small pre-norm transformer encoder mixes them. Then:
 
-* **skill head**: a linear score per skill token, plus a HALT score from the global token;
+* **skill head**: a linear score per skill token plus ``log N_s``, the log of the number of
+  valid bindings of skill ``s`` (from the masks), and a HALT score from the global token.
+  With the pointer heads near uniform at initialisation, the policy then starts near the
+  uniform distribution over valid ``(skill, bindings)`` actions (what a masked policy over
+  the discrete encoding starts from), instead of favouring skills with few bindings;
 * **pointer heads**: for slot ``j``, a query ``W_j h_s`` from the *chosen* skill's token
   ``h_s`` attends over the pointer tokens (``W_k h_p``); the scores are slot ``j``'s logits;
 * **value head**: an MLP on the global token.
 
 No layer has a size that depends on the task: parameters depend only on ``d_model``,
-the feature widths and the arity cap, so one network acts in every task.
+the feature widths and the table caps, so one network acts in every task.
+
+*Skill row embedding.* The skill table describes a skill by its kind, level and slot
+signature, so ``s_add``, ``s_sub``, ``s_mul``... have identical rows, and a network that is
+blind to row order (a transformer without positions) could never prefer ``s_mul`` to
+``s_add``. Each skill row therefore gets a learned embedding of its index. Rows follow the
+library's order, which is append-only, so a skill keeps its row in every task of a library
+(and a newly composed skill gets a fresh row).
 
 **Distribution** (a factorised distribution with skill-conditioned masks). An action is
 ``(s, p_0, ..., p_{A-1})``; ``log pi(a) = log pi(s) + sum_j log pi(p_j | s)`` over the slots
@@ -75,6 +87,7 @@ class TablesPolicyNet(nn.Module):
         self.skill_in = nn.Linear(skill_f, d_model)
         self.glob_in = nn.Linear(glob_f, d_model)
         self.kind = nn.Parameter(torch.randn(3, d_model) * 0.02)
+        self.skill_row = nn.Parameter(torch.randn(self.n_skills, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(
             d_model, n_heads, dim_feedforward, dropout=0.0, batch_first=True, norm_first=True
         )
@@ -95,7 +108,7 @@ class TablesPolicyNet(nn.Module):
         n_s = _used(skill_present)
         ptr, skl = ptr[:, :n_p], skl[:, :n_s]
         ptr_present, skill_present = ptr_present[:, :n_p], skill_present[:, :n_s]
-        skill_tok = self.skill_in(skl)
+        skill_tok = self.skill_in(skl) + self.skill_row[:n_s]
         ref = ptr[..., SKILL_REF].round().long()  # 1 + skill row, 0 for data entries
         ptr_feat = ptr.clone()
         ptr_feat[..., SKILL_REF] = 0.0
@@ -122,11 +135,21 @@ class TablesPolicyNet(nn.Module):
     def skill_logits(self, obs, enc) -> torch.Tensor:
         """``(B, S + 1)`` masked logits; index ``S`` is HALT."""
         n_s = enc["skill"].shape[1]
-        scores = self.skill_score(enc["skill"]).squeeze(-1)
+        scores = self.skill_score(enc["skill"]).squeeze(-1) + self.log_bindings(obs)[:, :n_s]
         ok = enc["skill_present"] & (obs["skill_mask"][:, :n_s] > 0.5)
         scores = F.pad(scores.masked_fill(~ok, NEG), (0, self.n_skills - n_s), value=NEG)
         logits = torch.cat([scores, self.halt_score(enc["glob"])], dim=-1)
         return logits
+
+    @staticmethod
+    def log_bindings(obs) -> torch.Tensor:
+        """``(B, S)`` log of each skill's number of valid bindings (0 for a skill without
+        slots): ``sum_j log |class_mask[slot_class[s, j]]|``."""
+        cls = obs["slot_class"].round().long()  # (B, S, A)
+        sizes = (obs["class_mask"] > 0.5).sum(-1).float()  # (B, C)
+        b, n_s, a = cls.shape
+        per_slot = torch.gather(sizes, 1, cls.clamp(min=0).view(b, -1)).view(b, n_s, a)
+        return torch.where(cls >= 0, per_slot.clamp(min=1).log(), 0.0).sum(-1)
 
     def pointer_logits(self, obs, enc, skill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, A, P)`` masked logits of every slot of the chosen ``skill`` and the
