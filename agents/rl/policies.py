@@ -20,12 +20,14 @@ in the batch). A small pre-norm transformer encoder mixes them. Then:
 No layer has a size that depends on the task: parameters depend only on ``d_model``,
 the feature widths and the table caps, so one network acts in every task.
 
-*Skill row embedding.* The skill table describes a skill by its kind, level and slot
+*Row embeddings.* The skill table describes a skill by its kind, level and slot
 signature, so ``s_add``, ``s_sub``, ``s_mul``... have identical rows, and a network that is
 blind to row order (a transformer without positions) could never prefer ``s_mul`` to
-``s_add``. Each skill row therefore gets a learned embedding of its index. Rows follow the
-library's order, which is append-only, so a skill keeps its row in every task of a library
-(and a newly composed skill gets a fresh row).
+``s_add``; likewise two inputs ``x`` and ``y`` differ only in their data summaries, and
+two slot heads then pick the same one (``zipmap(&s_mul, x, x, t)``). Each skill row and
+each pointer row therefore gets a learned embedding of its index. Skill rows follow the
+library's order, which is append-only, so a skill keeps its row in every task of a
+library; pointer rows start with the task's arguments in declaration order.
 
 **Distribution** (a factorised distribution with skill-conditioned masks). An action is
 ``(s, p_0, ..., p_{A-1})``; ``log pi(a) = log pi(s) + sum_j log pi(p_j | s)`` over the slots
@@ -88,6 +90,7 @@ class TablesPolicyNet(nn.Module):
         self.glob_in = nn.Linear(glob_f, d_model)
         self.kind = nn.Parameter(torch.randn(3, d_model) * 0.02)
         self.skill_row = nn.Parameter(torch.randn(self.n_skills, d_model) * 0.02)
+        self.pointer_row = nn.Parameter(torch.randn(self.n_pointers, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(
             d_model, n_heads, dim_feedforward, dropout=0.0, batch_first=True, norm_first=True
         )
@@ -117,7 +120,7 @@ class TablesPolicyNet(nn.Module):
             1,
             ref.clamp(0, n_s).unsqueeze(-1).expand(-1, -1, self.d),
         )
-        ptr_tok = self.ptr_in(ptr_feat) + linked + self.kind[0]
+        ptr_tok = self.ptr_in(ptr_feat) + linked + self.pointer_row[:n_p] + self.kind[0]
         skill_tok = skill_tok + self.kind[1]
         glob_tok = (self.glob_in(obs["globals"]) + self.kind[2]).unsqueeze(1)
         tokens = torch.cat([glob_tok, ptr_tok, skill_tok], dim=1)

@@ -61,6 +61,11 @@ class RLPolicyAgent(Agent):
         # the observation has a row per call: keep the call limit the model was trained with
         kwargs.setdefault("max_calls", gym.spec(meta["env_ids"][0]).kwargs["max_calls"])
         env = ctx.make_env(**kwargs)
+        if kwargs.get("observation_mode") == "tables":  # the transformer's fixed actions
+            from agents.rl.tables import TablesActions
+
+            env = TablesActions(env)
+        base = env.unwrapped
         deterministic = True
         episode = 0
         while True:
@@ -74,11 +79,11 @@ class RLPolicyAgent(Agent):
                 obs, _, terminated, truncated, info = env.step(action)
                 ctx.charge(actions=1, env_steps=1, instructions=info["step_instructions"])
                 done = terminated or truncated
-                if env.program:
-                    ctx.offer(env.program, info["potential"])
+                if base.program:
+                    ctx.offer(base.program, info["potential"])
                 if info["success"]:
-                    if all(v == 1.0 for v in ctx.verify(env.program).values()):
-                        return env.program
+                    if all(v == 1.0 for v in ctx.verify(base.program).values()):
+                        return base.program
                     break
             if not self.sample:
                 return ctx.best_program
