@@ -102,18 +102,21 @@ def candidate_log_probs(net, obs: dict[str, np.ndarray], table) -> np.ndarray:
     """The policy's log-probability of each candidate of ``table`` at observation ``obs``."""
     o = {k: torch.as_tensor(v[None]).float() for k, v in obs.items()}
     enc = net.encode(o)
-    skill_lp = torch.log_softmax(net.skill_logits(o, enc), -1)[0]
-    skills = sorted({s for s, _ in table.candidates})
-    n = len(skills)
-    ob = {k: v.expand(n, *v.shape[1:]) for k, v in o.items()}
-    en = {k: v.expand(n, *v.shape[1:]) for k, v in enc.items()}
-    pl, _ = net.pointer_logits(ob, en, torch.as_tensor(skills))
-    ptr_lp = torch.log_softmax(pl, -1).numpy()  # (n, A, P)
-    row = {s: i for i, s in enumerate(skills)}
+    skill_lp = torch.log_softmax(net.skill_logits(o, enc), -1)[0].numpy()
     out = np.empty(len(table.candidates))
-    for c, (s, binds) in enumerate(table.candidates):
-        r = row[s]
-        out[c] = float(skill_lp[s]) + sum(float(ptr_lp[r, j, p]) for j, p in enumerate(binds))
+    arity = net.arity
+    for lo in range(0, len(table.candidates), 512):
+        chunk = table.candidates[lo : lo + 512]
+        n = len(chunk)
+        skills = torch.as_tensor([s for s, _ in chunk])
+        ptrs = torch.zeros(n, arity, dtype=torch.long)
+        for i, (_, binds) in enumerate(chunk):
+            ptrs[i, : len(binds)] = torch.as_tensor(binds, dtype=torch.long)
+        ob = {k: v.expand(n, *v.shape[1:]) for k, v in o.items()}
+        en = {k: v.expand(n, *v.shape[1:]) for k, v in enc.items()}
+        pl, used = net.pointer_logits(ob, en, skills, ptrs)
+        lp = torch.log_softmax(pl, -1).gather(-1, ptrs.unsqueeze(-1)).squeeze(-1)
+        out[lo : lo + n] = skill_lp[skills.numpy()] + (lp * used).sum(-1).numpy()
     return out
 
 

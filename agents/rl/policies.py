@@ -13,8 +13,10 @@ in the batch). A small pre-norm transformer encoder mixes them. Then:
   With the pointer heads near uniform at initialisation, the policy then starts near the
   uniform distribution over valid ``(skill, bindings)`` actions (what a masked policy over
   the discrete encoding starts from), instead of favouring skills with few bindings;
-* **pointer heads**: for slot ``j``, a query ``W_j h_s`` from the *chosen* skill's token
-  ``h_s`` attends over the pointer tokens (``W_k h_p``); the scores are slot ``j``'s logits;
+* **pointer heads**: for slot ``j``, a query ``W_j h_s + U c_j`` from the *chosen* skill's
+  token ``h_s`` and the sum ``c_j`` of the pointer tokens already bound to slots ``< j``
+  attends over the pointer tokens (``W_k h_p``); the scores are slot ``j``'s logits
+  (slots are chosen in order, so ``zipmap(&s_mul, x, ?, t)`` knows ``x`` is taken);
 * **value head**: an MLP on the global token.
 
 No layer has a size that depends on the task: parameters depend only on ``d_model``,
@@ -29,15 +31,16 @@ each pointer row therefore gets a learned embedding of its index. Skill rows fol
 library's order, which is append-only, so a skill keeps its row in every task of a
 library; pointer rows start with the task's arguments in declaration order.
 
-**Distribution** (a factorised distribution with skill-conditioned masks). An action is
-``(s, p_0, ..., p_{A-1})``; ``log pi(a) = log pi(s) + sum_j log pi(p_j | s)`` over the slots
-``s`` has. The masks come from the observation and are exact:
+**Distribution** (autoregressive: skill, then slot by slot). An action is
+``(s, p_0, ..., p_{A-1})``; ``log pi(a) = log pi(s) + sum_j log pi(p_j | s, p_<j)`` over the
+slots ``s`` has (sampling runs the slots in order; training scores given actions in one
+pass, teacher-forced). The masks come from the observation and are exact:
 ``skill_mask`` masks the skill, and slot ``j``'s pointers are masked with
 ``class_mask[slot_class[s, j]]`` *for the chosen skill s* (a mask the factorised
 ``MultiDiscrete`` masks of sb3-contrib cannot express). Slots beyond ``s``'s arity are
 fixed to 0 with probability 1 (log-probability 0, entropy 0). The reported entropy is
-``H(s) + sum_j H(p_j | s)`` at the taken ``s``, a one-sample estimate of the joint
-entropy. So the policy never samples an invalid action, under PPO as under MaskablePPO;
+``H(s) + sum_j H(p_j | s, p_<j)`` at the taken action, a one-sample estimate of the
+joint entropy. So the policy never samples an invalid action, under PPO as under MaskablePPO;
 the ``action_masks`` that MaskablePPO passes (a coarser projection) are not needed and
 ignored.
 
@@ -100,6 +103,7 @@ class TablesPolicyNet(nn.Module):
         self.halt_score = nn.Linear(d_model, 1)
         self.slot_query = nn.Linear(d_model, self.arity * d_model)
         self.pointer_key = nn.Linear(d_model, d_model)
+        self.prev_query = nn.Linear(d_model, d_model, bias=False)
         self.value = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh(), nn.Linear(d_model, 1))
 
     # ---------------------------------------------------------------- encoder
@@ -154,20 +158,28 @@ class TablesPolicyNet(nn.Module):
         per_slot = torch.gather(sizes, 1, cls.clamp(min=0).view(b, -1)).view(b, n_s, a)
         return torch.where(cls >= 0, per_slot.clamp(min=1).log(), 0.0).sum(-1)
 
-    def pointer_logits(self, obs, enc, skill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, A, P)`` masked logits of every slot of the chosen ``skill`` and the
-        ``(B, A)`` flags of the slots it has."""
+    def pointer_logits(
+        self, obs, enc, skill: torch.Tensor, pointers: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, A, P)`` masked logits of every slot of the chosen ``skill``, slot ``j``
+        given the ``pointers`` bound to slots ``< j`` (teacher forcing; later entries of
+        ``pointers`` are not read), and the ``(B, A)`` flags of the slots the skill has."""
         b, n_p = enc["ptr"].shape[:2]
         n_s = enc["skill"].shape[1]
         halt = skill >= self.n_skills
         s = skill.clamp(max=max(n_s - 1, 0))
         rows = torch.arange(b, device=skill.device)
-        h_s = enc["skill"][rows, s]  # (B, d)
-        q = self.slot_query(h_s).view(b, self.arity, self.d)
-        k = self.pointer_key(enc["ptr"])  # (B, P', d)
-        scores = torch.einsum("bad,bpd->bap", q, k) / math.sqrt(self.d)
         cls = obs["slot_class"][rows, s].round().long()  # (B, A)
         used = (cls >= 0) & ~halt.unsqueeze(-1)
+        # what the earlier slots chose: the exclusive running sum of their pointer tokens
+        chosen = torch.gather(
+            enc["ptr"], 1, pointers.clamp(0, n_p - 1).unsqueeze(-1).expand(-1, -1, self.d)
+        ) * used.unsqueeze(-1)
+        before = torch.cumsum(chosen, dim=1) - chosen
+        h_s = enc["skill"][rows, s]  # (B, d)
+        q = self.slot_query(h_s).view(b, self.arity, self.d) + self.prev_query(before)
+        k = self.pointer_key(enc["ptr"])  # (B, P', d)
+        scores = torch.einsum("bad,bpd->bap", q, k) / math.sqrt(self.d)
         cmask = obs["class_mask"][:, :, :n_p] > 0.5  # (B, C, P')
         allowed = torch.gather(cmask, 1, cls.clamp(min=0).unsqueeze(-1).expand(-1, -1, n_p))
         allowed = allowed & enc["ptr_present"].unsqueeze(1) & used.unsqueeze(-1)
@@ -180,24 +192,32 @@ class TablesPolicyNet(nn.Module):
 
     # ----------------------------------------------------------- distribution
     def act(self, obs, deterministic: bool = False):
-        """Sample (or take the mode of) an action; returns ``(actions, values, log_prob)``."""
+        """Sample (or take the mode of) an action; returns ``(actions, values, log_prob)``.
+
+        The skill first, then the slots in order, each given the earlier ones."""
         enc = self.encode(obs)
         sd = torch.distributions.Categorical(logits=self.skill_logits(obs, enc))
         skill = sd.probs.argmax(-1) if deterministic else sd.sample()
-        pl, used = self.pointer_logits(obs, enc, skill)
+        ptrs = torch.zeros(skill.shape[0], self.arity, dtype=torch.long, device=skill.device)
+        for j in range(self.arity):
+            pl, used = self.pointer_logits(obs, enc, skill, ptrs)
+            if not used[:, j].any():
+                break  # no skill in the batch has slot j (nor any later one)
+            pd = torch.distributions.Categorical(logits=pl[:, j])
+            ptrs[:, j] = pd.probs.argmax(-1) if deterministic else pd.sample()
+        pl, used = self.pointer_logits(obs, enc, skill, ptrs)
         pd = torch.distributions.Categorical(logits=pl)
-        ptrs = pd.probs.argmax(-1) if deterministic else pd.sample()
         log_prob = sd.log_prob(skill) + (pd.log_prob(ptrs) * used).sum(-1)
         actions = torch.cat([skill.unsqueeze(-1), ptrs], dim=-1)
         return actions, self.value(enc["glob"]), log_prob
 
     def evaluate(self, obs, actions: torch.Tensor):
-        """``(values, log_prob, entropy)`` of given actions."""
+        """``(values, log_prob, entropy)`` of given actions (teacher-forced slots)."""
         actions = actions.long()
         enc = self.encode(obs)
         sd = torch.distributions.Categorical(logits=self.skill_logits(obs, enc))
         skill = actions[:, 0]
-        pl, used = self.pointer_logits(obs, enc, skill)
+        pl, used = self.pointer_logits(obs, enc, skill, actions[:, 1:])
         pd = torch.distributions.Categorical(logits=pl)
         log_prob = sd.log_prob(skill) + (pd.log_prob(actions[:, 1:]) * used).sum(-1)
         entropy = sd.entropy() + (pd.entropy() * used).sum(-1)
