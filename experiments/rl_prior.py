@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         cells = []
         for name in priors:
             r = next(x for x in rows if x["task"] == task and x["prior"] == name)
-            cells.append(f"{r['actions_evaluated']}" if r["success"] else f"> {args.budget} (unsolved)")
+            cells.append(
+                f"{r['actions_evaluated']}" if r["success"] else f"> {args.budget} (unsolved)"
+            )
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     atomic_write_text(RESULTS / "rl_prior.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -10,6 +10,10 @@
 * :mod:`agents.rl.vec_env` -- a Gymnasium vector env as an SB3 ``VecEnv``.
 * :mod:`agents.rl.masked_dqn` -- DQN whose choices respect the action masks.
 * :mod:`agents.rl.solve_agents` -- a trained model as a :func:`agents.solve` agent.
+* :mod:`agents.rl.tables` -- the fixed action space over the tables observation, and
+  :class:`~agents.rl.tables.MultiTaskEnv` (a task per episode).
+* :mod:`agents.rl.policies` -- the task-agnostic transformer policy (``--policy transformer``).
+* :mod:`agents.rl.learned_prior` -- the policy as an MCTS prior, behaviour cloning.
 
 Only :mod:`agents.rl.solve_agents` is imported by ``agents``; it imports SB3 lazily.
 """

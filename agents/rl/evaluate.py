@@ -24,7 +24,6 @@ import numpy as np
 
 import algind_gym
 from agents.api import resolve_task
-from agents.result import Program
 from agents.verify import verification_lengths
 
 MASKED_ALGOS = ("maskable_ppo", "dqn")
@@ -225,8 +224,3 @@ def replay(
         "success_rate": float(np.mean([r["success"] for r in runs])),
         "runs": runs,
     }
-
-
-def program_of(run: dict[str, Any]) -> Program:
-    """The ``(skill, [pointer names])`` program of a :func:`rollout`."""
-    return [(s, list(b)) for s, b in run["program"]]
