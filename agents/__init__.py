@@ -14,6 +14,8 @@ Registered agents (``AGENTS``):
   observational-equivalence pruning.
 * ``mcts`` -- :class:`agents.mcts.MCTS`, PUCT tree search with a pluggable
   :class:`~agents.priors.Prior` (``UniformPrior``, ``DescriptionPrior``).
+* ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` -- a model trained by ``algind-gym train``
+  (:mod:`agents.rl.solve_agents`; option ``model=PATH``).
 
 Tree search evaluates many actions from one node in one batched CPU call
 (:mod:`agents.batched`).
@@ -40,6 +42,7 @@ from agents.mcts import MCTS
 from agents.priors import PRIORS, DescriptionPrior, NodeView, Prior, UniformPrior, make_prior
 from agents.random_search import RandomSearch
 from agents.result import SOLVE_RESULT_SCHEMA, Program, SolveResult, validate_result
+from agents.rl.solve_agents import RLPolicyAgent
 from agents.verify import verification_lengths, verify_program
 
 __all__ = [
@@ -56,6 +59,7 @@ __all__ = [
     "NodeView",
     "Prior",
     "Program",
+    "RLPolicyAgent",
     "RandomSearch",
     "SolveContext",
     "SolveResult",

@@ -305,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agents.commands import add_solve_parser
 
     add_solve_parser(sub)
+    from agents.rl.commands import add_rl_parsers  # train, evaluate
+
+    add_rl_parsers(sub)
     return parser
 
 

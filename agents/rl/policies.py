@@ -1,0 +1,326 @@
+"""The task-agnostic transformer policy: SB3 actor-critic over the tables observation.
+
+**Network** (:class:`TablesPolicyNet`). Every row of the tables observation
+(:mod:`algind_gym.envs.tables`) becomes a token: one per pointer-table entry (its 18
+features; a skill entry also gets the embedding of the skill row it points to), one per
+skill (its features and slot signature, plus a learned embedding of its row), and one
+global token (calls made and left, the
+potential, the length). Padding rows are masked out (and trimmed to the largest real count
+in the batch). A small pre-norm transformer encoder mixes them. Then:
+
+* **skill head**: a linear score per skill token plus ``log N_s``, the log of the number of
+  valid bindings of skill ``s`` (from the masks), and a HALT score from the global token.
+  With the pointer heads near uniform at initialisation, the policy then starts near the
+  uniform distribution over valid ``(skill, bindings)`` actions (what a masked policy over
+  the discrete encoding starts from), instead of favouring skills with few bindings;
+* **pointer heads**: for slot ``j``, a query ``W_j h_s + U c_j`` from the *chosen* skill's
+  token ``h_s`` and the sum ``c_j`` of the pointer tokens already bound to slots ``< j``
+  attends over the pointer tokens (``W_k h_p``); the scores are slot ``j``'s logits
+  (slots are chosen in order, so ``zipmap(&s_mul, x, ?, t)`` knows ``x`` is taken);
+* **value head**: an MLP on the global token.
+
+No layer has a size that depends on the task: parameters depend only on ``d_model``,
+the feature widths and the table caps, so one network acts in every task.
+
+*Row embeddings.* The skill table describes a skill by its kind, level and slot
+signature, so ``s_add``, ``s_sub``, ``s_mul``... have identical rows, and a network that is
+blind to row order (a transformer without positions) could never prefer ``s_mul`` to
+``s_add``; likewise two inputs ``x`` and ``y`` differ only in their data summaries, and
+two slot heads then pick the same one (``zipmap(&s_mul, x, x, t)``). Each skill row and
+each pointer row therefore gets a learned embedding of its index. Skill rows follow the
+library's order, which is append-only, so a skill keeps its row in every task of a
+library; pointer rows start with the task's arguments in declaration order.
+
+**Distribution** (autoregressive: skill, then slot by slot). An action is
+``(s, p_0, ..., p_{A-1})``; ``log pi(a) = log pi(s) + sum_j log pi(p_j | s, p_<j)`` over the
+slots ``s`` has (sampling runs the slots in order; training scores given actions in one
+pass, teacher-forced). The masks come from the observation and are exact:
+``skill_mask`` masks the skill, and slot ``j``'s pointers are masked with
+``class_mask[slot_class[s, j]]`` *for the chosen skill s* (a mask the factorised
+``MultiDiscrete`` masks of sb3-contrib cannot express). Slots beyond ``s``'s arity are
+fixed to 0 with probability 1 (log-probability 0, entropy 0). The reported entropy is
+``H(s) + sum_j H(p_j | s, p_<j)`` at the taken action, a one-sample estimate of the
+joint entropy. So the policy never samples an invalid action, under PPO as under MaskablePPO;
+the ``action_masks`` that MaskablePPO passes (a coarser projection) are not needed and
+ignored.
+
+**Use** (:func:`transformer_policy_class`): ``ppo`` gets
+:class:`TransformerActorCriticPolicy`, ``maskable_ppo``
+:class:`MaskableTransformerPolicy`. ``policy_kwargs``: ``d_model`` (32), ``n_heads`` (4),
+``n_layers`` (2), ``dim_feedforward`` (64), plus SB3's ``optimizer_class`` /
+``optimizer_kwargs``. The action space must be the fixed one of
+:mod:`agents.rl.tables` (``MultiDiscrete([S + 1] + [P] * A)``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+NEG = -1e8
+"""Logit of a masked choice (finite, so entropies stay finite)."""
+TABLE_KEYS = ("pointers", "skills", "skill_mask", "slot_class", "class_mask", "globals")
+SKILL_REF = 12
+"""Pointer feature column holding ``1 + skill row`` for a skill entry."""
+
+
+class TablesPolicyNet(nn.Module):
+    """Encoder and heads (see the module docstring); sizes from the observation space."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        d_model: int = 32,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        dim_feedforward: int = 64,
+    ) -> None:
+        super().__init__()
+        self.n_pointers, ptr_f = observation_space["pointers"].shape
+        self.n_skills, skill_f = observation_space["skills"].shape
+        self.arity = observation_space["slot_class"].shape[1]
+        glob_f = observation_space["globals"].shape[0]
+        self.d = d_model
+        self.ptr_in = nn.Linear(ptr_f, d_model)
+        self.skill_in = nn.Linear(skill_f, d_model)
+        self.glob_in = nn.Linear(glob_f, d_model)
+        self.kind = nn.Parameter(torch.randn(3, d_model) * 0.02)
+        self.skill_row = nn.Parameter(torch.randn(self.n_skills, d_model) * 0.02)
+        self.pointer_row = nn.Parameter(torch.randn(self.n_pointers, d_model) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.skill_score = nn.Linear(d_model, 1)
+        self.halt_score = nn.Linear(d_model, 1)
+        self.slot_query = nn.Linear(d_model, self.arity * d_model)
+        self.pointer_key = nn.Linear(d_model, d_model)
+        self.prev_query = nn.Linear(d_model, d_model, bias=False)
+        self.value = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh(), nn.Linear(d_model, 1))
+
+    # ---------------------------------------------------------------- encoder
+    def encode(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        ptr, skl = obs["pointers"], obs["skills"]
+        ptr_present = ptr[..., :10].abs().sum(-1) > 0
+        skill_present = skl[..., 0] > 0.5
+        n_p = _used(ptr_present)
+        n_s = _used(skill_present)
+        ptr, skl = ptr[:, :n_p], skl[:, :n_s]
+        ptr_present, skill_present = ptr_present[:, :n_p], skill_present[:, :n_s]
+        skill_tok = self.skill_in(skl) + self.skill_row[:n_s]
+        ref = ptr[..., SKILL_REF].round().long()  # 1 + skill row, 0 for data entries
+        ptr_feat = ptr.clone()
+        ptr_feat[..., SKILL_REF] = 0.0
+        linked = torch.gather(
+            torch.cat([torch.zeros_like(skill_tok[:, :1]), skill_tok], dim=1),
+            1,
+            ref.clamp(0, n_s).unsqueeze(-1).expand(-1, -1, self.d),
+        )
+        ptr_tok = self.ptr_in(ptr_feat) + linked + self.pointer_row[:n_p] + self.kind[0]
+        skill_tok = skill_tok + self.kind[1]
+        glob_tok = (self.glob_in(obs["globals"]) + self.kind[2]).unsqueeze(1)
+        tokens = torch.cat([glob_tok, ptr_tok, skill_tok], dim=1)
+        pad = torch.cat([torch.zeros_like(ptr_present[:, :1]), ~ptr_present, ~skill_present], dim=1)
+        h = self.norm(self.encoder(tokens, src_key_padding_mask=pad))
+        return {
+            "glob": h[:, 0],
+            "ptr": h[:, 1 : 1 + n_p],
+            "skill": h[:, 1 + n_p :],
+            "ptr_present": ptr_present,
+            "skill_present": skill_present,
+        }
+
+    # ------------------------------------------------------------------ heads
+    def skill_logits(self, obs, enc) -> torch.Tensor:
+        """``(B, S + 1)`` masked logits; index ``S`` is HALT."""
+        n_s = enc["skill"].shape[1]
+        scores = self.skill_score(enc["skill"]).squeeze(-1) + self.log_bindings(obs)[:, :n_s]
+        ok = enc["skill_present"] & (obs["skill_mask"][:, :n_s] > 0.5)
+        scores = F.pad(scores.masked_fill(~ok, NEG), (0, self.n_skills - n_s), value=NEG)
+        logits = torch.cat([scores, self.halt_score(enc["glob"])], dim=-1)
+        return logits
+
+    @staticmethod
+    def log_bindings(obs) -> torch.Tensor:
+        """``(B, S)`` log of each skill's number of valid bindings (0 for a skill without
+        slots): ``sum_j log |class_mask[slot_class[s, j]]|``."""
+        cls = obs["slot_class"].round().long()  # (B, S, A)
+        sizes = (obs["class_mask"] > 0.5).sum(-1).float()  # (B, C)
+        b, n_s, a = cls.shape
+        per_slot = torch.gather(sizes, 1, cls.clamp(min=0).view(b, -1)).view(b, n_s, a)
+        return torch.where(cls >= 0, per_slot.clamp(min=1).log(), 0.0).sum(-1)
+
+    def pointer_logits(
+        self, obs, enc, skill: torch.Tensor, pointers: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, A, P)`` masked logits of every slot of the chosen ``skill``, slot ``j``
+        given the ``pointers`` bound to slots ``< j`` (teacher forcing; later entries of
+        ``pointers`` are not read), and the ``(B, A)`` flags of the slots the skill has."""
+        b, n_p = enc["ptr"].shape[:2]
+        n_s = enc["skill"].shape[1]
+        halt = skill >= self.n_skills
+        s = skill.clamp(max=max(n_s - 1, 0))
+        rows = torch.arange(b, device=skill.device)
+        cls = obs["slot_class"][rows, s].round().long()  # (B, A)
+        used = (cls >= 0) & ~halt.unsqueeze(-1)
+        # what the earlier slots chose: the exclusive running sum of their pointer tokens
+        chosen = torch.gather(
+            enc["ptr"], 1, pointers.clamp(0, n_p - 1).unsqueeze(-1).expand(-1, -1, self.d)
+        ) * used.unsqueeze(-1)
+        before = torch.cumsum(chosen, dim=1) - chosen
+        h_s = enc["skill"][rows, s]  # (B, d)
+        q = self.slot_query(h_s).view(b, self.arity, self.d) + self.prev_query(before)
+        k = self.pointer_key(enc["ptr"])  # (B, P', d)
+        scores = torch.einsum("bad,bpd->bap", q, k) / math.sqrt(self.d)
+        cmask = obs["class_mask"][:, :, :n_p] > 0.5  # (B, C, P')
+        allowed = torch.gather(cmask, 1, cls.clamp(min=0).unsqueeze(-1).expand(-1, -1, n_p))
+        allowed = allowed & enc["ptr_present"].unsqueeze(1) & used.unsqueeze(-1)
+        scores = F.pad(scores.masked_fill(~allowed, NEG), (0, self.n_pointers - n_p), value=NEG)
+        # a slot the skill does not have: pointer 0 with probability 1
+        fixed = torch.full_like(scores[:1, :1], NEG)
+        fixed[..., 0] = 0.0
+        logits = torch.where(used.unsqueeze(-1), scores, fixed)
+        return logits, used
+
+    # ----------------------------------------------------------- distribution
+    def act(self, obs, deterministic: bool = False):
+        """Sample (or take the mode of) an action; returns ``(actions, values, log_prob)``.
+
+        The skill first, then the slots in order, each given the earlier ones."""
+        enc = self.encode(obs)
+        sd = torch.distributions.Categorical(logits=self.skill_logits(obs, enc))
+        skill = sd.probs.argmax(-1) if deterministic else sd.sample()
+        ptrs = torch.zeros(skill.shape[0], self.arity, dtype=torch.long, device=skill.device)
+        for j in range(self.arity):
+            pl, used = self.pointer_logits(obs, enc, skill, ptrs)
+            if not used[:, j].any():
+                break  # no skill in the batch has slot j (nor any later one)
+            pd = torch.distributions.Categorical(logits=pl[:, j])
+            ptrs[:, j] = pd.probs.argmax(-1) if deterministic else pd.sample()
+        pl, used = self.pointer_logits(obs, enc, skill, ptrs)
+        pd = torch.distributions.Categorical(logits=pl)
+        log_prob = sd.log_prob(skill) + (pd.log_prob(ptrs) * used).sum(-1)
+        actions = torch.cat([skill.unsqueeze(-1), ptrs], dim=-1)
+        return actions, self.value(enc["glob"]), log_prob
+
+    def evaluate(self, obs, actions: torch.Tensor):
+        """``(values, log_prob, entropy)`` of given actions (teacher-forced slots)."""
+        actions = actions.long()
+        enc = self.encode(obs)
+        sd = torch.distributions.Categorical(logits=self.skill_logits(obs, enc))
+        skill = actions[:, 0]
+        pl, used = self.pointer_logits(obs, enc, skill, actions[:, 1:])
+        pd = torch.distributions.Categorical(logits=pl)
+        log_prob = sd.log_prob(skill) + (pd.log_prob(actions[:, 1:]) * used).sum(-1)
+        entropy = sd.entropy() + (pd.entropy() * used).sum(-1)
+        return self.value(enc["glob"]), log_prob, entropy
+
+
+def _used(present: torch.Tensor) -> int:
+    """Rows up to the last present one in any batch element (at least 1)."""
+    any_row = present.any(0).nonzero()
+    return int(any_row.max()) + 1 if any_row.numel() else 1
+
+
+class _TablesPolicy:
+    """The SB3 side shared by both policy classes (mixed into an actor-critic policy)."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule,
+        d_model: int = 32,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        dim_feedforward: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        check_spaces(observation_space, action_space)
+        self._net_kwargs = {
+            "d_model": d_model,
+            "n_heads": n_heads,
+            "n_layers": n_layers,
+            "dim_feedforward": dim_feedforward,
+        }
+        kwargs.setdefault("ortho_init", False)
+        kwargs.pop("net_arch", None)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build(self, lr_schedule) -> None:
+        self.net = TablesPolicyNet(self.observation_space, **self._net_kwargs)
+        self.optimizer = self.optimizer_class(
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(self._net_kwargs)
+        data.pop("net_arch", None)
+        return data
+
+    def _obs(self, obs) -> dict[str, torch.Tensor]:
+        return {k: obs[k].float() for k in TABLE_KEYS}
+
+    def forward(self, obs, deterministic: bool = False, action_masks=None):
+        return self.net.act(self._obs(obs), deterministic)
+
+    def evaluate_actions(self, obs, actions, action_masks=None):
+        return self.net.evaluate(self._obs(obs), actions)
+
+    def predict_values(self, obs) -> torch.Tensor:
+        o = self._obs(obs)
+        return self.net.value(self.net.encode(o)["glob"])
+
+    def _predict(self, observation, deterministic: bool = False, action_masks=None):
+        return self.net.act(self._obs(observation), deterministic)[0]
+
+    def get_distribution(self, obs, action_masks=None):
+        raise NotImplementedError(
+            "the transformer policy's distribution is conditional (pointers given the skill); "
+            "use forward(), evaluate_actions() or predict()"
+        )
+
+
+class TransformerActorCriticPolicy(_TablesPolicy, ActorCriticPolicy):
+    """The transformer policy for SB3 ``PPO`` (see the module docstring)."""
+
+
+class MaskableTransformerPolicy(_TablesPolicy, MaskableActorCriticPolicy):
+    """The transformer policy for sb3-contrib ``MaskablePPO`` (see the module docstring)."""
+
+
+def transformer_policy_class(algo: str) -> type:
+    """The policy class for ``algo`` (``ppo`` or ``maskable_ppo``)."""
+    if algo == "ppo":
+        return TransformerActorCriticPolicy
+    if algo == "maskable_ppo":
+        return MaskableTransformerPolicy
+    raise ValueError(f"the transformer policy works with ppo and maskable_ppo, not {algo}")
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """The tables observation and the fixed action space of :mod:`agents.rl.tables`."""
+    if not isinstance(observation_space, spaces.Dict) or not set(TABLE_KEYS) <= set(
+        observation_space.spaces
+    ):
+        raise ValueError(
+            "the transformer policy reads the tables observation (keys "
+            f"{list(TABLE_KEYS)}); create the env with observation_mode='tables'"
+        )
+    from agents.rl.tables import fixed_action_space
+
+    want = fixed_action_space(observation_space)
+    if action_space != want:
+        raise ValueError(
+            f"the transformer policy acts in the fixed action space {want}, got {action_space}; "
+            "wrap the env with agents.rl.tables.TablesActions (train() does)"
+        )

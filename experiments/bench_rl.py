@@ -1,0 +1,89 @@
+"""Training throughput: the batched vector env against gymnasium's ``SyncVectorEnv``.
+
+Trains the same algorithm, policy, task, seed and budget twice in one run (batched
+:class:`~algind_gym.envs.AlgIndVectorEnv`, then ``SyncVectorEnv``) through
+:func:`agents.rl.train.train`, and prints training timesteps/s, the fraction of training
+wall time spent inside the environment (``GymnasiumVecEnv.env_time_s``), and the ratio.
+Torch and numba use one thread each (see :mod:`agents.rl.train`).
+
+    python experiments/bench_rl.py [--algo maskable_ppo] [--env VectorAdd] [--policy mlp]
+                                   [--timesteps 4096] [--n-envs 8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+
+from rich.console import Console
+from rich.table import Table
+
+from agents.rl.train import train
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algo", default="maskable_ppo")
+    p.add_argument("--env", default="VectorAdd")
+    p.add_argument("--policy", default="mlp")
+    p.add_argument("--timesteps", type=int, default=4096)
+    p.add_argument("--n-envs", type=int, default=8)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    rows = {}
+    # evaluation is not part of the throughput: evaluate once, at the end, with 1 episode
+    with tempfile.TemporaryDirectory() as tmp:
+        hp = os.path.join(tmp, "hp.yml")
+        from agents.rl.hyperparams import default_hyperparams_file
+
+        text = default_hyperparams_file(args.algo).read_text()
+        text = text.replace("eval_freq: 5000", "eval_freq: 10000000")
+        text = text.replace("n_eval_episodes: 10", "n_eval_episodes: 1")
+        with open(hp, "w") as f:
+            f.write(text)
+        for mode in ("vector_entry_point", "sync"):
+            s = train(
+                args.algo,
+                args.env,
+                policy=args.policy,
+                timesteps=args.timesteps,
+                n_envs=args.n_envs,
+                hyperparams=hp,
+                vectorization=mode,
+            ).summary
+            rows[mode] = {
+                "timesteps": s["timesteps"],
+                "steps_per_s": s["steps_per_s"],
+                "env_time_fraction": s["env_time_fraction"],
+            }
+    rows["ratio_steps_per_s"] = (
+        rows["vector_entry_point"]["steps_per_s"] / rows["sync"]["steps_per_s"]
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return rows
+    table = Table(
+        "vector env",
+        "timesteps",
+        "train steps/s",
+        "time in env",
+        title=f"{args.algo} {args.policy} on {args.env}",
+    )
+    for mode in ("vector_entry_point", "sync"):
+        r = rows[mode]
+        table.add_row(
+            mode,
+            str(r["timesteps"]),
+            f"{r['steps_per_s']:.0f}",
+            f"{100 * r['env_time_fraction']:.0f}%",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"batched / sync training steps/s: {rows['ratio_steps_per_s']:.2f}x")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The task-agnostic transformer policy: one size for every task, exact masks, SB3 use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+pytest.importorskip("sb3_contrib")
+
+import torch
+
+from agents import solve, validate_result
+from agents.rl.evaluate import make_eval_env, rollout
+from agents.rl.policies import MaskableTransformerPolicy, TransformerActorCriticPolicy
+from agents.rl.tables import MultiTaskEnv, TablesActions, make_env
+from agents.rl.train import resolve_env_ids, train
+from algind_gym.envs import composition
+from envs_registry import algind_env_ids
+
+pytestmark = pytest.mark.skipif(
+    "tables" not in getattr(composition, "OBSERVATION_MODES", ()),
+    reason="needs the tables observation",
+)
+TABLES = {"observation_mode": "tables", "action_encoding": "multidiscrete", "n_examples": 2}
+
+
+def _policy(env, cls=MaskableTransformerPolicy):
+    return cls(env.observation_space, env.action_space, lambda _: 3e-4)
+
+
+def _obs_tensor(obs):
+    return {k: torch.as_tensor(v[None]) for k, v in obs.items()}
+
+
+def test_one_parameter_count_for_every_registered_task_and_only_valid_actions():
+    counts = {}
+    torch.manual_seed(0)
+    for env_id in algind_env_ids():
+        env = make_env(env_id, TABLES)
+        policy = _policy(env)
+        counts[env_id] = sum(p.numel() for p in policy.parameters())
+        obs, _ = env.reset(seed=0)
+        # every sampled action passes the environment's exact binding rule
+        base = env.unwrapped
+        for _ in range(3):
+            with torch.no_grad():
+                a = policy.net.act(policy._obs(_obs_tensor(obs)))[0][0].numpy()
+            skill, binds = base.decode(env.action(a))
+            assert base.actions.is_valid(skill, binds), (env_id, skill, binds)
+    assert len(set(counts.values())) == 1, counts
+
+
+def test_log_prob_of_sampled_actions_matches_evaluate_and_entropy_is_finite():
+    env = make_env("AlgInd/DotProduct-v0", TABLES)
+    policy = _policy(env)
+    obs, _ = env.reset(seed=1)
+    batch = {k: torch.as_tensor(np.repeat(v[None], 16, 0)) for k, v in obs.items()}
+    with torch.no_grad():
+        actions, values, log_prob = policy(batch)
+        v2, lp2, entropy = policy.evaluate_actions(batch, actions.float())
+    assert torch.allclose(log_prob, lp2, atol=1e-5) and torch.allclose(values, v2)
+    assert torch.isfinite(entropy).all() and (entropy > 0).all()
+    # slots beyond the chosen skill's arity are fixed to pointer 0
+    arity = env.unwrapped.actions.arity
+    for a in actions.numpy():
+        if a[0] < len(arity):
+            assert (a[1 + arity[a[0]] :] == 0).all()
+
+
+def test_policy_refuses_an_observation_without_tables():
+    env = make_eval_env({"env_kwargs": {"observation_mode": "compact"}}, "AlgInd/VectorAdd-v0")
+    with pytest.raises(ValueError, match="observation_mode='tables'"):
+        _policy(env, TransformerActorCriticPolicy)
+
+
+def test_multitask_env_samples_tasks_per_episode():
+    ids = resolve_env_ids(level=1)
+    assert "AlgInd/VectorAdd-v0" in ids and "AlgInd/Sum-v0" not in ids
+    env = MultiTaskEnv(["AlgInd/VectorAdd-v0", "AlgInd/Sum-v0"], **TABLES)
+    env.reset(seed=0)
+    seen = {env.reset()[1]["env_id"] for _ in range(20)}
+    assert seen == {"AlgInd/VectorAdd-v0", "AlgInd/Sum-v0"}
+    assert isinstance(env.env, TablesActions)
+
+
+def test_ppo_and_maskable_ppo_train_the_transformer_on_two_tasks(tmp_path):
+    hp = tmp_path / "tr.yml"
+    hp.write_text(
+        "default:\n  n_envs: 2\n  n_steps: 16\n  batch_size: 32\n  n_epochs: 1\n"
+        "  eval_freq: 100000\n  n_eval_episodes: 1\n  env_kwargs:\n    n_examples: 2\n"
+        "policy-transformer:\n  env_kwargs:\n    observation_mode: tables\n"
+        "    action_encoding: multidiscrete\n"
+    )
+    for algo in ("ppo", "maskable_ppo"):
+        out = tmp_path / algo
+        res = train(
+            algo, "VectorAdd,Sum", policy="transformer", timesteps=32, hyperparams=hp, out=out
+        )
+        assert set(res.summary["per_env"]) == {"AlgInd/VectorAdd-v0", "AlgInd/Sum-v0"}
+        meta = res.model.algind_meta
+        run = rollout(res.model, algo, make_eval_env(meta, "AlgInd/Sum-v0"), seed=0)
+        assert run["invalid_actions"] == 0  # the observation's masks are exact
+        # one network for any task: a solve agent on a task it was not trained on
+        r = solve("Copy", agent=algo, model=str(out / "model.zip"), budget=12, seed=0)
+        validate_result(r.to_dict())
+        assert r.actions_evaluated == 12 or r.success
+
+
+def _transformer_yaml(tmp_path, n_eval: int = 4) -> str:
+    hp = tmp_path / "mppo.yml"
+    hp.write_text(
+        "default:\n  n_envs: 8\n  n_steps: 32\n  batch_size: 128\n  n_epochs: 4\n"
+        "  learning_rate: 0.001\n  ent_coef: 0.0\n"
+        f"  eval_freq: 100000\n  n_eval_episodes: {n_eval}\n  env_kwargs:\n    n_examples: 2\n"
+        "policy-transformer:\n  env_kwargs:\n    observation_mode: tables\n"
+        "    action_encoding: multidiscrete\n"
+    )
+    return str(hp)
+
+
+@pytest.mark.slow
+def test_maskable_ppo_with_the_transformer_solves_vector_add(tmp_path):
+    res = train(
+        "maskable_ppo",
+        "VectorAdd",
+        policy="transformer",
+        timesteps=8192,
+        hyperparams=_transformer_yaml(tmp_path),
+    )
+    s = res.summary
+    assert s["success_rate"] >= 0.9, s
+    assert s["generalisation"]["64"] == 1.0, s
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="not reached yet: at 30k timesteps VectorMul and Sum reach 1.0 at every length "
+    "but DotProduct 0.0; see experiments/results/rl_notes.md",
+)
+def test_transformer_trained_with_vector_mul_and_sum_solves_dot_product():
+    """One network on VectorMul, Sum and DotProduct (a task per episode); DotProduct alone
+    is a two-call needle that neither policy finds in this budget."""
+    res = train("maskable_ppo", "VectorMul,Sum,DotProduct", policy="transformer", timesteps=30_000)
+    dp = res.summary["per_env"]["AlgInd/DotProduct-v0"]
+    assert dp["success_rate"] >= 0.9, dp
+    assert dp["generalisation"]["64"] == 1.0, dp
