@@ -17,6 +17,12 @@ prior that a language model can supply (:mod:`agents.priors`).
 * Value: the dense reward, the fraction of output elements right on the search examples.
   A leaf is valued after its first chunk is evaluated: the best of its own and its new
   children's rewards (a one-step look-ahead instead of AlphaZero's value network).
+* Dataflow (``dataflow=True``, default): an action that reads an output or scratch
+  buffer no earlier step wrote is not a candidate (it would read the machines' initial
+  contents, not a computed value); and partial-order reduction (``commute=True``,
+  default): of two independent consecutive actions only one order is searched; and an
+  action is not evaluated again on the same input data it faulted on (``fault_memo``).
+  All three prune before anything is evaluated; pruned actions are not charged.
 * The budget counts actions evaluated. A child that solves every search example is
   verified on fresh inputs at every length; the search stops at the first that verifies.
 """
@@ -39,7 +45,8 @@ class MCTS(Agent):
     """PUCT tree search with a pluggable prior (see the module docstring).
 
     Args:
-        prior: ``"uniform"``, ``"description"`` or a :class:`~agents.priors.Prior`.
+        prior: a prior name (``"uniform"``, ``"description"``, ``"dataflow"``, or names
+            joined by ``+`` for their product) or a :class:`~agents.priors.Prior`.
         temperature: the description prior's softmax temperature (default: its own).
         c_puct: exploration constant.
         batch_size: children evaluated per chunk (one CPU call each).
@@ -47,7 +54,13 @@ class MCTS(Agent):
         max_depth: longest program searched (default: the solve's ``max_calls``).
         batched: evaluate a chunk in one CPU call (True) or one action at a time (False);
             both give the same tree.
-        lengths: training lengths of the search examples (default: shortest and longest).
+        lengths: lengths of the search examples (default: the longest training length).
+        dataflow: skip actions that read an output or scratch buffer nothing has written
+            yet (:meth:`~agents.tree.SearchTree.candidates`); they are never evaluated.
+        commute: partial-order reduction: of two independent actions in a row, only one
+            order is searched (:meth:`~agents.tree.SearchTree.candidates`).
+        fault_memo: skip an action where the data it reads is the same as where it
+            faulted before (:class:`~agents.tree.SearchTree`).
     """
 
     def __init__(
@@ -60,6 +73,9 @@ class MCTS(Agent):
         max_depth: int | None = None,
         batched: bool = True,
         lengths: Sequence[int] | None = None,
+        dataflow: bool = True,
+        commute: bool = True,
+        fault_memo: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -73,10 +89,14 @@ class MCTS(Agent):
         self.temperature, self.c_puct, self.batch_size = temperature, c_puct, int(batch_size)
         self.widen, self.max_depth, self.batched = widen, max_depth, bool(batched)
         self._lengths = tuple(lengths) if lengths else None
+        self.dataflow, self.commute = bool(dataflow), bool(commute)
+        self.fault_memo = bool(fault_memo)
         self.tree: SearchTree | None = None
 
     def search(self, ctx: SolveContext) -> Program | None:
-        self.tree = tree = SearchTree(ctx, batched=self.batched, lengths=self._lengths)
+        self.tree = tree = SearchTree(
+            ctx, batched=self.batched, lengths=self._lengths, fault_memo=self.fault_memo
+        )
         tree.ev.chunk_hint = self.batch_size
         self._rng = ctx.rng
         self._depth = self.max_depth or ctx.max_calls
@@ -136,7 +156,7 @@ class MCTS(Agent):
         """Evaluate the node's next chunk of actions in prior order."""
         tree = self.tree
         if node.order is None:
-            valid = tree.ev.valid_actions
+            valid = tree.candidates(node, dataflow=self.dataflow, commute=self.commute)
             view = NodeView(
                 tree.ctx.task,
                 tree.ctx.library,

