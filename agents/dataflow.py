@@ -60,16 +60,23 @@ class Dataflow:
         constants = [self.index[c] for c in task.constants if c in self.index]
         self.writes_constant = self.writes[:, constants].any(axis=1)
 
+    def _entry(self, name: str) -> int:
+        """Index of an entry; a skill reference may omit its version (``&s_add``)."""
+        if name not in self.index and name.startswith("&"):
+            name = "&" + self.library.get(name[1:]).key
+        return self.index[name]
+
     def _rows(self, program: Program) -> list[tuple[list[int], list[int]]]:
         """Per step, the entries it reads and writes."""
         out = []
         for skill, names in program:
             reads, writes = [], []
             for slot, name in zip(self.library.get(skill).slots, names, strict=True):
+                i = self._entry(name)
                 if slot.role in ("in", "inout"):
-                    reads.append(self.index[name])
+                    reads.append(i)
                 if slot.role in ("out", "inout"):
-                    writes.append(self.index[name])
+                    writes.append(i)
             out.append((reads, writes))
         return out
 

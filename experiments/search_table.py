@@ -9,7 +9,8 @@ Tasks (default): every level-1 and level-2 task, MatVec, LinearLayer, MSE and th
 algorithmic tasks above level 2 (CountEqual, ArgMax, Sort), in curriculum order. A task
 with prerequisites is searched with the built-in library plus the skills *found* for its
 prerequisites (each compiled with ``compile_task_program`` from the first agent's
-solution that verified, prerequisites first); when no agent solved a prerequisite, the
+solution that verified and compiles into a skill, prerequisites first); when no agent
+solved a prerequisite, the
 row says so and that prerequisite is missing from the library. Every row is one
 ``agents.solve`` call with the same budget (actions evaluated) and seed; ``8x`` is the
 accuracy on fresh inputs at 8 times the longest training length. Rows are appended to a
@@ -90,7 +91,8 @@ def main() -> None:
             r: SolveResult = solve(
                 name, agent=agent, budget=args.budget, seed=args.seed, library=lib, **options
             )
-            if r.success and name not in solved:
+            compiles = bool(r.disassembly) and not r.disassembly.startswith("; does not compile")
+            if r.success and compiles and name not in solved:
                 solved[name] = r.program
             longest = str(8 * max(task.train_lengths))
             row = {
