@@ -221,10 +221,11 @@ class SearchTree:
         writes a buffer the other reads or writes; their two orders give the same data.
         After the node's last action ``a``, an independent ``b`` with a smaller action
         index is dropped: that order is searched as ``b`` then ``a``. Any program can be
-        reordered, by swapping adjacent independent steps, into one this rule keeps, so no
-        reachable data is lost along a program's own path; with transpositions (a node
-        keeps the first program that reached it) a state may be reached later than it
-        could be.
+        reordered, by swapping adjacent independent steps, into one this rule keeps, so
+        the rule alone loses no reachable data. Combined with transpositions (a node keeps
+        the last action of the first program that reached it) it is a heuristic: a state
+        whose canonical order passes through a node first reached in another order may be
+        reached only by a longer program, or not at all.
         """
         ev = self.ev
         flow = self.dataflow

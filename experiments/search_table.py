@@ -14,7 +14,8 @@ solved a prerequisite, the
 row says so and that prerequisite is missing from the library. Every row is one
 ``agents.solve`` call with the same budget (actions evaluated) and seed; ``8x`` is the
 accuracy on fresh inputs at 8 times the longest training length. Rows are appended to a
-JSON-lines file as they finish, so an interrupted run keeps what it measured.
+JSON-lines file as they finish and the markdown table is rewritten after every task, so an
+interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def main() -> None:
     agents = [parse_agent(a) for a in args.agents.split(",")]
     rows_path = args.out.with_suffix(".jsonl")
     rows_path.parent.mkdir(parents=True, exist_ok=True)
+    rows_path.unlink(missing_ok=True)
     rows, solved = [], {}
     start = time.perf_counter()
     for name in tasks:
@@ -119,7 +121,8 @@ def main() -> None:
                 f"{row['program']}",
                 flush=True,
             )
-    atomic_write_text(args.out, markdown(rows, args, time.perf_counter() - start))
+        # rewritten after every task, so an interrupted run leaves a table of what it measured
+        atomic_write_text(args.out, markdown(rows, args, time.perf_counter() - start))
     print(f"wrote {args.out}")
 
 

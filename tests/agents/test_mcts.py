@@ -55,3 +55,17 @@ def test_cli_rejects_a_prior_for_an_agent_without_one(capsys):
     argv = ["solve", "VectorAdd", "--agent", "enumerative", "--prior", "uniform"]
     assert main([*argv, "--budget", "10"]) == 2
     assert "has no option(s) ['prior']" in capsys.readouterr().err
+
+
+def test_ctrl_c_returns_the_best_so_far_marked_interrupted():
+    calls = []
+
+    def interrupt(ctx):
+        calls.append(ctx.actions_evaluated)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    r = solve("Mean", agent="mcts", budget=5000, seed=0, n_examples=4, progress=interrupt)
+    assert r.interrupted and not r.success and 0 < r.actions_evaluated < 5000
+    assert r.program  # the best candidate offered before the interrupt
+    validate_result(r.to_dict())
