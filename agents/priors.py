@@ -22,9 +22,9 @@ gradient composer's initial alpha).
   description (weight 1), and per slot either the bound skill's description or the phrase
   ``"<slot> is <pointer name>"`` (weight ``binding_weight``, 0.25 by default: short
   binding phrases otherwise outweigh the description) -- rather than one embedding of the
-  concatenated text, so
-  that a library of a few dozen skills and a task with ten pointers costs a few hundred
-  short sentences, not one sentence per candidate (thousands). Embeddings are cached by
+  concatenated text, so that a library of a few dozen skills and a task with ten pointers
+  costs a few hundred short sentences, not one sentence per candidate (thousands).
+  Embeddings are cached by
   text in memory: a skill key names one immutable version, so its description, and
   every cached embedding, stays valid for the library's lifetime and across library
   versions. Probabilities are ``softmax(similarity / temperature)``.

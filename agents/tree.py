@@ -7,6 +7,9 @@ first program found). :meth:`SearchTree.expand` evaluates a list of actions from
 (one CPU call in batched mode), charges them to the solve's budget, creates or looks up
 the children, offers each new program to the solve and verifies any that solves the
 search examples. Faulting actions and actions that change nothing are not children.
+Observational equivalence on finitely many examples can merge a right program with a wrong
+one; when a node's own program solves the search examples but fails verification, other
+programs reaching the same node are verified too (up to :data:`MAX_ALTERNATIVES`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from agents.api import BudgetExhausted, SolveContext
 from agents.batched import ActionEvaluator, Outcome
 from agents.dataflow import Dataflow, dataflow_of
 from agents.result import Program
+
+MAX_ALTERNATIVES = 16
+"""Programs verified per node whose first program solved the search examples but failed
+verification (observational equivalence merges them; verification tells them apart)."""
 
 FAULT_PATIENCE = 3
 """Faults (at different nodes, never a clean run) after which the fault memo drops an action."""
@@ -45,6 +52,8 @@ class Node:
     priors: np.ndarray | None = None
     closed: bool = False
     """Nothing more to search below: at the depth limit, dead, or fully searched."""
+    alternatives: int = 0
+    """Other programs reaching this node that were verified (after its own failed)."""
 
 
 @dataclass(eq=False)
@@ -147,8 +156,14 @@ class SearchTree:
             new.append(edge)
             if created:
                 self.created.append(edge.child)
-            if created and edge.child.success and found is None:
-                found = self._check(edge.child)
+            if edge.child.success and found is None:
+                if created:
+                    found = self._check(edge.child)
+                elif edge.child.closed and edge.child.alternatives < MAX_ALTERNATIVES:
+                    # another program reaching the data of a program that failed
+                    # verification: the two agree on the search examples, maybe not elsewhere
+                    edge.child.alternatives += 1
+                    found = self._verify([*node.program, self.ev.step_names(o.action)])
         node.edges.extend(new)
         node.expanded += considered
         try:
@@ -198,6 +213,14 @@ class SearchTree:
         else:
             self.transpositions += 1
         return Edge(o.action, prior, child), created
+
+    def _verify(self, program: Program) -> Program | None:
+        """``program`` when it is right on fresh inputs at every length, else None."""
+        self.verified += 1
+        if all(v == 1.0 for v in self.ctx.verify(program).values()):
+            return program
+        self.false_successes += 1
+        return None
 
     def _check(self, child: Node) -> Program | None:
         """Verify a node that solves the search examples; close it when it does not verify."""

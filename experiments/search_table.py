@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from agents import solve
@@ -66,6 +65,15 @@ def library_for(task: TaskSpec, solved: dict[str, list]) -> tuple[SkillLibrary, 
     return lib, missing
 
 
+def parse_program(text: str) -> list[tuple[str, list[str]]]:
+    """``"a(x, y); b(z)"`` (a row's ``program``) back into ``(skill, [pointer names])`` steps."""
+    steps = []
+    for call in filter(None, (c.strip() for c in text.split(";"))):
+        skill, _, args = call.partition("(")
+        steps.append((skill, [a.strip() for a in args.rstrip(")").split(",") if a.strip()]))
+    return steps
+
+
 def parse_agent(text: str) -> tuple[str, dict]:
     name, _, prior = text.partition(":")
     return name, ({"prior": prior} if prior else {})
@@ -78,14 +86,30 @@ def main() -> None:
     parser.add_argument("--agents", default="random,enumerative,mcts:uniform,mcts:description")
     parser.add_argument("--tasks", default=None)
     parser.add_argument("--out", type=Path, default=Path("experiments/results/search_table.md"))
+    parser.add_argument(
+        "--rows-from",
+        type=Path,
+        action="append",
+        default=[],
+        help="JSON-lines rows of earlier runs: kept in the table, and their solutions join "
+        "the library of later tasks (repeatable)",
+    )
+    parser.add_argument("--markdown-only", action="store_true", help="only merge --rows-from")
     args = parser.parse_args()
+    earlier = [json.loads(line) for f in args.rows_from for line in f.read_text().splitlines()]
+    if args.markdown_only:
+        atomic_write_text(args.out, markdown(earlier, args))
+        print(f"wrote {args.out}")
+        return
     tasks = args.tasks.split(",") if args.tasks else default_tasks()
     agents = [parse_agent(a) for a in args.agents.split(",")]
     rows_path = args.out.with_suffix(".jsonl")
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     rows_path.unlink(missing_ok=True)
-    rows, solved = [], {}
-    start = time.perf_counter()
+    rows, solved = list(earlier), {}
+    for row in earlier:
+        if row["success"] and row.get("compiles", True) and row["task"] not in solved:
+            solved[row["task"]] = parse_program(row["program"])
     for name in tasks:
         task = get_task(name)
         for agent, options in agents:
@@ -109,6 +133,7 @@ def main() -> None:
                 "acc_8x": r.generalisation[longest],
                 "calls": len(r.program) if r.success else None,
                 "program": r.program_text.replace("\n", "; ") if r.success else "",
+                "compiles": compiles,
                 "missing_prerequisites": missing,
                 "library_size": r.library_size,
             }
@@ -122,16 +147,17 @@ def main() -> None:
                 flush=True,
             )
         # rewritten after every task, so an interrupted run leaves a table of what it measured
-        atomic_write_text(args.out, markdown(rows, args, time.perf_counter() - start))
+        atomic_write_text(args.out, markdown(rows, args))
     print(f"wrote {args.out}")
 
 
-def markdown(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    order = {t.name: i for i, t in enumerate(list_tasks())}
+    rows = sorted(rows, key=lambda r: order.get(r["task"], len(order)))  # stable per task
     head = (
         f"# Search agents: agent x prior x task\n\nBudget {args.budget} actions evaluated per "
         f"solve, seed {args.seed}, K = 8 search examples at the longest training length, "
-        f"Transformer CPU backend; whole run {seconds / 60:.1f} min on a shared 2-core machine "
-        "(wall times are noisy). `8x`: accuracy on fresh inputs at 8x the longest training "
+        "Transformer CPU backend, on a shared 2-core machine (wall times are noisy). `8x`: accuracy on fresh inputs at 8x the longest training "
         "length. Libraries: built-in skills plus the skills found for the task's "
         "prerequisites.\n\n"
         "| task | level | agent | prior | solved | actions | wall s | 8x | program |\n"

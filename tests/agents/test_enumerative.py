@@ -35,3 +35,12 @@ def test_batched_and_one_at_a_time_enumerate_the_same_nodes():
         trees.append((nodes, agent.visit_order, r.actions_evaluated, r.instructions))
     assert trees[0] == trees[1]
     assert len(trees[0][0]) > 10
+
+
+def test_a_wrong_program_merged_with_a_right_one_does_not_hide_it():
+    # fold(&s_max, x, out, out) (out starts at 0) and reduce(&s_max, x, out) agree on the
+    # search examples, so they are one node; the first fails verification on inputs whose
+    # maximum is negative, and the second, reaching the same node, is verified in turn
+    r = solve("Max", agent="enumerative", budget=200, seed=0)
+    assert r.success and r.stats["false_successes"] >= 1
+    assert r.program == [("reduce@1", ["&s_max@1", "x", "out"])]
