@@ -55,6 +55,15 @@ def read_source(path: str) -> tuple[str, str]:
     )
 
 
+def assemble(text: str, filename: str, **kwargs) -> tuple[MachineState, Program]:
+    """:func:`build_machine`, refusing a program without instructions (an empty file)."""
+    state, program = build_machine(text, filename=filename, **kwargs)
+    if program.n_instructions == 0:
+        what = "is empty" if not text.strip() else "has no instructions (only comments or data)"
+        raise UsageError(f"{filename} {what}: nothing to run; write at least one, e.g. 'halt'")
+    return state, program
+
+
 def parse_assignment(text: str) -> tuple[str, list[float]]:
     name, sep, values = text.partition("=")
     if not sep or not name:
@@ -128,7 +137,7 @@ def print_state(state: MachineState, program: Program) -> None:
 # -------------------------------------------------------------------- commands
 def cmd_asm(args: argparse.Namespace) -> int:
     text, filename = read_source(args.file)
-    state, program = build_machine(text, filename=filename)
+    state, program = assemble(text, filename)
     if args.json:
         out = {"program": program.to_dict(), "layout": state.layout.to_dict()}
         print(json.dumps(out))
@@ -161,7 +170,7 @@ def cmd_disasm(args: argparse.Namespace) -> int:
         print(disassemble_program(program), end="")
         return 0
     text, filename = read_source(args.file)
-    state, program = build_machine(text, filename=filename)
+    state, program = assemble(text, filename)
     print(disassemble_program(program, state.layout), end="")
     return 0
 
@@ -170,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from algind_gym.cpu.backend import make_backend
 
     text, filename = read_source(args.file)
-    state, program = build_machine(text, filename=filename, batch=args.batch, dtype=args.dtype)
+    state, program = assemble(text, filename, batch=args.batch, dtype=args.dtype)
     apply_assignments(state, program, args.set or [])
     make_backend(args.backend).run(state, max_steps=args.max_steps)
     if args.json:

@@ -5,8 +5,8 @@ Tokens and residual stream
 Every cell is a token ``(value, sign, address code, block flags, protected flag)`` (see
 :mod:`algind_gym.cpu.compiler`); one more token, the *CPU token*, holds the registers,
 the fetched instruction, decoded control signals and operand values of the instruction
-being executed. One forward pass is five attention + MLP layer pairs (DESIGN.md asks for
-at most six), the same for every instruction and every program length:
+being executed. One forward pass is five attention + MLP layer pairs (docs/ARCHITECTURE.md asks
+for at most six), the same for every instruction and every program length:
 
 ====  ==========================================  ==========================================
  #    attention (CPU token reads cells)            MLP (on the CPU token)
@@ -52,7 +52,7 @@ tables and selects into one compiled loop over the machines, about 30x faster on
 and the default there (``kernel="auto"``). Autograd and non-CPU devices always take the
 torch ops.
 
-Deviations from DESIGN.md: attention is *hard* (argmax one-hot via a step on the exact
+Deviations from the paper (docs/ARCHITECTURE.md): attention is *hard* (argmax one-hot via a step on the exact
 integer score) rather than a softmax at high temperature, because a softmax is never
 exactly one-hot in floating point; the special registers are written by dedicated write
 heads besides the one memory write head, because every instruction updates them.

@@ -7,6 +7,19 @@ views (``state.block("memory")`` writes through), registers are columns.
 Every cell is finite: :class:`MachineState` refuses inf/NaN on construction and the
 interpreter faults rather than writing one. The Transformer CPU relies on this (a zero
 weight times inf would be NaN).
+
+SP and FP are integers inside the stack block, ``stack_base <= SP, FP <= stack_end``:
+:class:`MachineState` refuses a host-provided state that breaks this (the constructor and
+:meth:`MachineState.from_dict`), naming the machine, the register, its value and the
+range. :meth:`MachineState.set_register` writes any finite value (the CPU's equivalence
+tests use it to build hostile states). Programs cannot write SP, and every instruction
+that moves it checks the bounds, so SP stays valid while machines run; FP is restored by
+``LEAVE`` from a stack cell that a program may have overwritten, so a machine-produced
+state can hold any finite FP (every instruction that uses FP checks the address it forms,
+so the interpreter and the CPU agree on it). :meth:`MachineState.copy` and
+``check_registers=False`` therefore take such states as they are; the fuzzers
+(:mod:`algind_gym.cpu.fuzz`) write corrupted registers into the cells directly to test
+exactly that agreement.
 """
 
 from __future__ import annotations
@@ -20,6 +33,21 @@ from algind_gym.machine.layout import DESCRIPTOR_WIDTH, DataType, Layout
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 STATE_FORMAT_VERSION = 1
+STACK_REGISTERS = ("sp", "fp")
+
+
+def _check_stack_register(layout: Layout, name: str, values: np.ndarray) -> None:
+    """``ValueError`` unless every value is an integer in ``[stack_base, stack_end]``."""
+    v = np.asarray(values, dtype=np.float64)
+    bad = ~((np.floor(v) == v) & (v >= layout.stack_base) & (v <= layout.stack_end))
+    if bad.any():
+        m = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"machine {m}: {name.upper()} = {v[m]!r} is not an integer inside the stack block "
+            f"[{layout.stack_base}, {layout.stack_end}] (the stack occupies cells "
+            f"{layout.stack_base}..{layout.stack_end - 1}; {name.upper()} = {layout.stack_base} "
+            "is an empty stack, as MachineState.zeros sets it)"
+        )
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -36,6 +64,8 @@ class MachineState:
         layout: the block sizes.
         cells: array of shape ``(batch, layout.n_cells)``, float32 or float64, finite.
             It is used as is (not copied).
+        check_registers: refuse SP or FP outside the stack block (see the module
+            docstring); ``False`` for states the machine itself produced.
 
     Example:
         >>> from algind_gym.machine.layout import Layout
@@ -45,7 +75,7 @@ class MachineState:
         [1.5, 2.5]
     """
 
-    def __init__(self, layout: Layout, cells: np.ndarray) -> None:
+    def __init__(self, layout: Layout, cells: np.ndarray, *, check_registers: bool = True) -> None:
         if not isinstance(cells, np.ndarray):
             raise TypeError(f"cells must be a numpy array, got {type(cells).__name__}")
         _check_dtype(cells.dtype)
@@ -59,6 +89,9 @@ class MachineState:
                 f"cells must be finite; machine {bad[0]} cell {bad[1]} "
                 f"({layout.describe(int(bad[1]))}) is {cells[bad[0], bad[1]]}"
             )
+        if check_registers:
+            for name in STACK_REGISTERS:
+                _check_stack_register(layout, name, cells[:, layout.register(name)])
         self.layout = layout
         self.cells = cells
 
@@ -76,7 +109,9 @@ class MachineState:
         return cls(layout, cells)
 
     def copy(self) -> MachineState:
-        return MachineState(self.layout, self.cells.copy())
+        """An independent copy (taken as is: the registers were checked, or the machine
+        produced them)."""
+        return MachineState(self.layout, self.cells.copy(), check_registers=False)
 
     # ------------------------------------------------------------------ views
     @property
@@ -162,7 +197,7 @@ class MachineState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> MachineState:
+    def from_dict(cls, data: dict, *, check_registers: bool = True) -> MachineState:
         if not isinstance(data, dict) or data.get("format") != "algind_gym.MachineState":
             raise ValueError("not a serialised MachineState (missing format tag)")
         if data.get("version") != STATE_FORMAT_VERSION:
@@ -175,7 +210,7 @@ class MachineState:
         cells = np.asarray(data["cells"], dtype=dtype)
         if cells.ndim == 1:
             cells = cells[None]
-        return cls(layout, cells)
+        return cls(layout, cells, check_registers=check_registers)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MachineState):

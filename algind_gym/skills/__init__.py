@@ -1,4 +1,4 @@
-"""Skills and the skill library (DESIGN.md layer 6).
+"""Skills and the skill library (layer 6 of docs/ARCHITECTURE.md).
 
 * atomic skills in assembly (``asm/*.asm``) and generated combinators
   (:mod:`~algind_gym.skills.combinators`), gathered by :func:`builtin_library`;
@@ -28,8 +28,9 @@ Calling convention (every library skill, hand-written or compiled)
   composed Jacobian code sets it explicitly around its forward and chain-rule calls and
   leaves it at 1). Jacobian contracts: :mod:`algind_gym.skills.compose`.
 
-Deviation from DESIGN.md: the library stores skills as relocatable assembly and links them
-when a layout places them (a layout is per task and length), instead of storing cells.
+Design note (docs/ARCHITECTURE.md): the library stores skills as relocatable assembly and
+links them when a layout places them (a layout is per task and length), instead of storing
+cells.
 """
 
 from algind_gym.skills.builtin import builtin_library

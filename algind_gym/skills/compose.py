@@ -1,6 +1,6 @@
 """Composed skills: a list of (skill, bindings) steps compiled into a skill block.
 
-This is the paper's F_C stored as code (DESIGN.md glossary): the compiled block CALLs its
+This is the paper's F_C stored as code (docs/ARCHITECTURE.md, paper to code): the compiled block CALLs its
 sub-skills directly, so a composed skill is ordinary assembly that the disassembler reads
 and any backend runs.
 

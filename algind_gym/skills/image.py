@@ -9,8 +9,9 @@ combinator's ``f`` binds to). These pointer entries are exactly what an action c
 bound pointer-table descriptors into the skill's slots (W^in), make the host-side
 top-level call (:func:`algind_gym.machine.program.call`), and run the backend until the
 skill returns, faults or exhausts its budget. It never raises for a bad action: an unknown
-skill, a wrong number of bindings, an index outside the table or a type the slot does not
-accept (:meth:`MachineImage.can_bind`) sets ``FAULT = ADDRESS`` ("a pointer that is not
+skill, a wrong number of bindings, an index outside the table, a type the slot does not
+accept or a read-only entry (an input, a constant) in a slot the skill writes
+(:meth:`MachineImage.can_bind`) sets ``FAULT = ADDRESS`` ("a pointer that is not
 valid for this slot") on every machine and runs nothing. Machines already faulted stay
 frozen (their cells are untouched), so a batch never resurrects a failed attempt.
 
@@ -44,7 +45,8 @@ class Buffer:
     """A named memory buffer: ``type`` scalar/vector/matrix, shape ``rows x cols``.
 
     ``value`` (optional) is written into every machine by :meth:`MachineImage.new_state`
-    (constants).
+    (constants). ``read_only`` buffers (a task's inputs and constants) may not be bound to
+    a slot that the skill writes (role ``out`` or ``inout``).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Buffer:
     rows: int
     cols: int = 1
     value: float | None = None
+    read_only: bool = False
 
     @property
     def size(self) -> int:
@@ -70,6 +73,7 @@ class PointerEntry:
     type: str
     descriptor: tuple[int, int, int, int]
     skill: str | None = None
+    read_only: bool = False
 
 
 @dataclass
@@ -171,7 +175,9 @@ class MachineImage:
         raise KeyError(f"no pointer entry {name!r}; entries are {list(self._index)}")
 
     def can_bind(self, pointer: int, skill: str, slot: int) -> bool:
-        """Whether pointer-table entry ``pointer`` may go into slot ``slot`` of ``skill``."""
+        """Whether pointer-table entry ``pointer`` may go into slot ``slot`` of ``skill``: the
+        slot's type accepts the entry's (:func:`~algind_gym.skills.signature.accepts`), and
+        a slot the skill writes (role ``out``/``inout``) gets no read-only entry."""
         try:
             sk = self.library.get(skill)
         except KeyError:
@@ -180,13 +186,14 @@ class MachineImage:
             return False
         if not 0 <= pointer < len(self.pointers):
             return False
-        return accepts(sk.slots[slot].type, self.pointers[pointer].type)
+        return _binds(sk.slots[slot], self.pointers[pointer])
 
     def binding_mask(self, skill: str) -> np.ndarray:
-        """Boolean ``(n_slots, n_pointers)``: which entries each slot of ``skill`` accepts."""
+        """Boolean ``(n_slots, n_pointers)``: which entries each slot of ``skill`` accepts
+        (the rule of :meth:`can_bind`)."""
         sk = self.library.get(skill)
         return np.array(
-            [[accepts(s.type, p.type) for p in self.pointers] for s in sk.slots], dtype=bool
+            [[_binds(s, p) for p in self.pointers] for s in sk.slots], dtype=bool
         ).reshape(sk.n_slots, len(self.pointers))
 
     def check_action(self, skill: str, bindings: Sequence[int]) -> str | None:
@@ -203,6 +210,12 @@ class MachineImage:
             if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
                 return f"binding {i} must be a pointer-table index, got {p!r}"
             if not self.can_bind(int(p), sk.key, i):
+                entry = self.pointers[int(p)] if 0 <= int(p) < len(self.pointers) else None
+                if entry is not None and entry.read_only and _writes(sk.slots[i]):
+                    return (
+                        f"pointer {p} ({entry.name}) is read-only (an input or a constant) "
+                        f"and slot {i} ({sk.slots[i].name}) of {sk.key} writes it"
+                    )
                 return f"pointer {p} cannot bind to slot {i} ({sk.slots[i].name}) of {sk.key}"
         return None
 
@@ -283,6 +296,16 @@ class MachineImage:
         ]
 
 
+def _writes(slot) -> bool:
+    return slot.role in ("out", "inout")
+
+
+def _binds(slot, entry: PointerEntry) -> bool:
+    """The binding rule: the slot's type accepts the entry's, and no read-only entry goes
+    into a slot the skill writes."""
+    return accepts(slot.type, entry.type) and not (entry.read_only and _writes(slot))
+
+
 _INSTALLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """Per library: a zero machine with the skills installed, by (layout, skill keys)."""
 
@@ -346,7 +369,12 @@ def build_image(
     for b in buffers:
         placed[b.name] = (addr, b)
         pointers.append(
-            PointerEntry(b.name, b.type, (addr, b.rows, b.cols, int(data_type(b.type))))
+            PointerEntry(
+                b.name,
+                b.type,
+                (addr, b.rows, b.cols, int(data_type(b.type))),
+                read_only=b.read_only,
+            )
         )
         addr += b.size
     for k in keys:

@@ -1,7 +1,9 @@
-"""Tasks and the hierarchical curriculum (DESIGN.md layer 7).
+"""Tasks and the hierarchical curriculum (layer 7 of docs/ARCHITECTURE.md).
 
 * :class:`TaskSpec` and the registry (:func:`register_task`, :func:`get_task`,
   :func:`list_tasks`) -- :mod:`algind_gym.tasks.spec`;
+* the machine's scratch pool and constants, derived from a task's signature --
+  :mod:`algind_gym.tasks.pool`;
 * the built-in curriculum, registered on import -- :mod:`algind_gym.tasks.curriculum`;
 * :class:`Workspace`, the one way to execute an action on a task, and
   :func:`compile_task_program`, which turns a solved program into a skill --
@@ -24,7 +26,7 @@ from algind_gym.tasks.spec import (
     register_task,
     unregister_task,
 )
-from algind_gym.tasks.workspace import Score, Workspace, compile_task_program
+from algind_gym.tasks.workspace import Score, Workspace, compile_task_program, verify_task_program
 
 register_builtin_tasks()
 
@@ -42,4 +44,5 @@ __all__ = [
     "list_tasks",
     "register_task",
     "unregister_task",
+    "verify_task_program",
 ]

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -205,16 +206,21 @@ def show_skill_command(
         name: ``NAME`` or ``NAME@VERSION``.
         library: a library or the path of a saved one; default: the built-in library plus
             every reference task skill.
+
+    Raises:
+        KeyError: no such skill (the message lists how many the library has).
+        ValueError: ``library`` names a file that does not exist or is not a library.
     """
     con = _console(console)
     if isinstance(library, str):
+        if not Path(library).is_file():
+            raise ValueError(
+                f"--library {library}: no such file; pass a library saved with "
+                "SkillLibrary.save (JSON), or leave --library out for the built-ins"
+            )
         library = SkillLibrary.load(library)
     lib = library if library is not None else build_reference_library()
-    try:
-        skill = lib.get(name)
-    except KeyError as e:
-        con.print(f"[red]{escape(str(e.args[0]))}[/red]")
-        return 2
+    skill = lib.get(name)
     con.print(f"[bold]{escape(skill.key)}[/bold] ({skill.kind})")
     con.print(f"signature: {skill.signature}", markup=False)
     con.print(f"description: {skill.description}", markup=False)

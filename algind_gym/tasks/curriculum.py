@@ -165,7 +165,6 @@ def register_builtin_tasks() -> None:
         return
     xy = [_a("x", V), _a("y", V), _a("out", V, "out")]
     x1 = [_a("x", V), _a("out", V, "out")]
-    vt = (Temp("t", V, ("x.size",)),)
     # ---------------------------------------------------------------- level 1
     _numeric(
         "VectorAdd",
@@ -214,7 +213,6 @@ def register_builtin_tasks() -> None:
         _vec1,
         lambda e: {"out": np.maximum(e["x"], 0.0)},
         1,
-        constants={"zero": 0.0},
     )
     _numeric(
         "Abs",
@@ -223,7 +221,6 @@ def register_builtin_tasks() -> None:
         _vec1,
         lambda e: {"out": np.abs(e["x"])},
         1,
-        scratch=vt,
     )
     _numeric(
         "Negate", "Negate every element: out[i] = -x[i].", x1, _vec1, lambda e: {"out": -e["x"]}, 1
@@ -237,7 +234,6 @@ def register_builtin_tasks() -> None:
         _vec1,
         lambda e: {"out": np.float64(np.sum(e["x"]))},
         2,
-        constants={"zero": 0.0},
     )
     _numeric(
         "Max",
@@ -262,8 +258,6 @@ def register_builtin_tasks() -> None:
         _vec1,
         lambda e: {"out": np.float64(np.mean(e["x"]))},
         2,
-        scratch=(Temp("s", S), Temp("n", S)),
-        constants={"zero": 0.0},
     )
     _numeric(
         "DotProduct",
@@ -273,8 +267,6 @@ def register_builtin_tasks() -> None:
         lambda e: {"out": np.float64(e["x"] @ e["y"])},
         2,
         prerequisites=("VectorMul",),
-        scratch=vt,
-        constants={"zero": 0.0},
     )
     _numeric(
         "SumOfSquares",
@@ -284,8 +276,6 @@ def register_builtin_tasks() -> None:
         lambda e: {"out": np.float64(e["x"] @ e["x"])},
         2,
         prerequisites=("Square",),
-        scratch=vt,
-        constants={"zero": 0.0},
     )
     # ---------------------------------------------------------------- level 3
     _numeric(
@@ -307,7 +297,6 @@ def register_builtin_tasks() -> None:
         3,
         split=MATRIX_SPLIT,
         prerequisites=("DotProduct",),
-        scratch=(Temp("T", M, ("W.cols", "W.rows")),),
     )
     _numeric(
         "OuterProduct",
@@ -334,7 +323,6 @@ def register_builtin_tasks() -> None:
         4,
         split=MATRIX_SPLIT,
         prerequisites=("MatVec", "VectorAdd"),
-        scratch=(Temp("t", V, ("W.rows",)),),
     )
     _numeric(
         "MSE",
@@ -344,7 +332,6 @@ def register_builtin_tasks() -> None:
         lambda e: {"out": np.float64(np.mean((e["pred"] - e["target"]) ** 2))},
         4,
         prerequisites=("VectorSub", "Square", "Mean"),
-        scratch=(Temp("t", V, ("pred.size",)),),
     )
     _numeric(
         "MLPLayer",
@@ -355,7 +342,6 @@ def register_builtin_tasks() -> None:
         5,
         split=MATRIX_SPLIT,
         prerequisites=("LinearLayer", "ReLU"),
-        scratch=(Temp("t", V, ("W.rows",)),),
     )
 
     def grad_oracle(e):
@@ -373,7 +359,6 @@ def register_builtin_tasks() -> None:
         5,
         split=MATRIX_SPLIT,
         prerequisites=("LinearLayer", "VectorSub", "Scale", "OuterProduct"),
-        scratch=(Temp("z", V, ("W.rows",)), Temp("r", V, ("W.rows",)), Temp("m", S), Temp("c", S)),
         constants={"two": 2.0},
     )
 
@@ -390,7 +375,6 @@ def register_builtin_tasks() -> None:
         6,
         split=MATRIX_SPLIT,
         prerequisites=("LinearGradient", "Scale", "VectorSub"),
-        scratch=(Temp("gW", M, ("W.rows", "W.cols")), Temp("gb", V, ("W.rows",))),
     )
     _numeric(
         "TrainLinearRegression",
@@ -421,13 +405,6 @@ def register_builtin_tasks() -> None:
         lambda e: {"out": e["x"].copy()},
         1,
     )
-    idx = (
-        Temp("i", V, ("x.size",)),
-        Temp("j", V, ("x.size",)),
-        Temp("k", V, ("x.size",)),
-        Temp("n", S),
-        Temp("n1", S),
-    )
     _algo(
         "Reverse",
         "Reverse the input sequence.",
@@ -435,8 +412,6 @@ def register_builtin_tasks() -> None:
         lambda r, n: {"x": _digits(r, n)},
         lambda e: {"out": e["x"][::-1].copy()},
         1,
-        scratch=idx,
-        constants={"one": 1.0},
     )
     _algo(
         "DuplicatedInput",
@@ -445,7 +420,6 @@ def register_builtin_tasks() -> None:
         _dup_gen,
         lambda e: {"out": e["x"][::2].copy()},
         1,
-        scratch=(Temp("i", V, ("out.size",)), Temp("idx", V, ("out.size",))),
         constants={"two": 2.0},
     )
     _algo(
@@ -455,7 +429,6 @@ def register_builtin_tasks() -> None:
         lambda r, n: {"x": _digits(r, n)},
         lambda e: {"out": np.cumsum(e["x"])},
         1,
-        constants={"zero": 0.0},
     )
     _algo(
         "RepeatCopy",
@@ -465,13 +438,6 @@ def register_builtin_tasks() -> None:
         lambda e: {"out": np.concatenate([e["x"], e["x"][::-1], e["x"]])},
         2,
         prerequisites=("Reverse",),
-        scratch=(
-            Temp("i", V, ("x.size",)),
-            Temp("u", V, ("x.size",)),
-            Temp("v", V, ("x.size",)),
-            Temp("w", V, ("x.size",)),
-            Temp("n", S),
-        ),
     )
     _algo(
         "ReversedAddition",
@@ -482,8 +448,6 @@ def register_builtin_tasks() -> None:
         _addition_oracle,
         2,
         prerequisites=("VectorAdd",),
-        scratch=(Temp("t", V, ("a.size",)), Temp("q", V, ("a.size",))),
-        constants={"zero": 0.0},
     )
     _algo(
         "CountEqual",
@@ -493,7 +457,6 @@ def register_builtin_tasks() -> None:
         lambda e: {"out": np.float64(np.count_nonzero(e["x"] == e["v"]))},
         3,
         prerequisites=("Sum",),
-        scratch=(Temp("e", V, ("x.size",)),),
     )
     _algo(
         "ArgMax",
@@ -503,8 +466,6 @@ def register_builtin_tasks() -> None:
         lambda e: {"out": np.float64(np.argmax(e["x"]))},
         4,
         prerequisites=("Max", "PrefixSum", "CountEqual"),
-        scratch=(Temp("m", S), Temp("e", V, ("x.size",)), Temp("p", V, ("x.size",))),
-        constants={"zero": 0.0},
     )
     _algo(
         "Sort",
@@ -514,10 +475,6 @@ def register_builtin_tasks() -> None:
         _sort_oracle,
         4,
         prerequisites=("CountEqual", "PrefixSum", "Sum"),
-        scratch=(
-            Temp("vals", V, (10,)),
-            Temp("c", V, (10,)),
-            Temp("C", V, (10,)),
-            Temp("i", V, ("x.size",)),
-        ),
+        # the ten digit values and their counts: not a shape of the signature, so declared
+        scratch=(Temp("vals", V, (10,)), Temp("c", V, (10,)), Temp("C", V, (10,))),
     )

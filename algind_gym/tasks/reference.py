@@ -4,8 +4,9 @@ They prove that each level is solvable from the one below: a solution's steps ca
 atomic skills, combinators, *helpers* (small compositions defined here, compiled into the
 library just before the first task that needs them) and the skills of the task's
 prerequisites, which have lower levels. Bindings are pointer-table names of the task's
-workspace (arguments, scratch, constants, ``&skill``), so each step is exactly an action
-an agent could take.
+workspace (arguments, the machine's scratch pool ``tmp_*`` and constants ``zero``/``one``,
+see :mod:`algind_gym.tasks.pool`, the few scratch buffers and constants a task still
+declares, ``&skill``), so each step is exactly an action an agent could take.
 
 **Tests and docs only**: agents and the curriculum runner never read this module.
 """
@@ -57,7 +58,9 @@ REFERENCE_SOLUTIONS: dict[str, dict] = {
     "Scale": {"steps": [("mapc", ["&s_mul", "x", "s", "out"])]},
     "Square": {"steps": [("zipmap", ["&s_mul", "x", "x", "out"])]},
     "ReLU": {"steps": [("mapc", ["&s_max", "x", "zero", "out"])]},
-    "Abs": {"steps": [("map", ["&s_neg", "x", "t"]), ("zipmap", ["&s_max", "x", "t", "out"])]},
+    "Abs": {
+        "steps": [("map", ["&s_neg", "x", "tmp_v0"]), ("zipmap", ["&s_max", "x", "tmp_v0", "out"])]
+    },
     "Negate": {"steps": [("map", ["&s_neg", "x", "out"])]},
     # level 2
     "Sum": {"steps": [("fold", ["&s_add", "x", "zero", "out"])]},
@@ -65,50 +68,63 @@ REFERENCE_SOLUTIONS: dict[str, dict] = {
     "Min": {"steps": [("reduce", ["&s_min", "x", "out"])]},
     "Mean": {
         "steps": [
-            ("fold", ["&s_add", "x", "zero", "s"]),
-            ("len", ["x", "n"]),
-            ("s_div", ["s", "n", "out"]),
+            ("fold", ["&s_add", "x", "zero", "tmp_s0"]),
+            ("len", ["x", "tmp_s1"]),
+            ("s_div", ["tmp_s0", "tmp_s1", "out"]),
         ]
     },
     "DotProduct": {
-        "steps": [("VectorMul", ["x", "y", "t"]), ("fold", ["&s_add", "t", "zero", "out"])]
+        "steps": [
+            ("VectorMul", ["x", "y", "tmp_v0"]),
+            ("fold", ["&s_add", "tmp_v0", "zero", "out"]),
+        ]
     },
-    "SumOfSquares": {"steps": [("Square", ["x", "t"]), ("fold", ["&s_add", "t", "zero", "out"])]},
+    "SumOfSquares": {
+        "steps": [("Square", ["x", "tmp_v0"]), ("fold", ["&s_add", "tmp_v0", "zero", "out"])]
+    },
     # level 3
     "MatVec": {"steps": [("map_rows", ["&DotProduct", "W", "x", "out"])]},
     "VecMat": {
-        "steps": [("transpose", ["W", "T"]), ("map_rows", ["&DotProduct", "T", "x", "out"])]
+        "steps": [
+            ("transpose", ["W", "tmp_mT0"]),
+            ("map_rows", ["&DotProduct", "tmp_mT0", "x", "out"]),
+        ]
     },
     "OuterProduct": {"steps": [("outer", ["&Scale", "x", "y", "out"])]},
     # level 4
-    "LinearLayer": {"steps": [("MatVec", ["W", "x", "t"]), ("VectorAdd", ["t", "b", "out"])]},
+    # tmp_v0, tmp_v1 are shaped like b (W.rows elements), tmp_v2, tmp_v3 like x (W.cols)
+    "LinearLayer": {
+        "steps": [("MatVec", ["W", "x", "tmp_v0"]), ("VectorAdd", ["tmp_v0", "b", "out"])]
+    },
     "MSE": {
         "steps": [
-            ("VectorSub", ["pred", "target", "t"]),
-            ("Square", ["t", "t"]),
-            ("Mean", ["t", "out"]),
+            ("VectorSub", ["pred", "target", "tmp_v0"]),
+            ("Square", ["tmp_v0", "tmp_v0"]),
+            ("Mean", ["tmp_v0", "out"]),
         ]
     },
     # level 5
-    "MLPLayer": {"steps": [("LinearLayer", ["W", "b", "x", "t"]), ("ReLU", ["t", "out"])]},
+    "MLPLayer": {
+        "steps": [("LinearLayer", ["W", "b", "x", "tmp_v0"]), ("ReLU", ["tmp_v0", "out"])]
+    },
     "LinearGradient": {
         "steps": [
-            ("LinearLayer", ["W", "b", "x", "z"]),
-            ("VectorSub", ["z", "y", "r"]),
-            ("len", ["r", "m"]),
-            ("s_div", ["two", "m", "c"]),
-            ("Scale", ["c", "r", "gb"]),
+            ("LinearLayer", ["W", "b", "x", "tmp_v0"]),  # z = W x + b
+            ("VectorSub", ["tmp_v0", "y", "tmp_v1"]),  # r = z - y
+            ("len", ["tmp_v1", "tmp_s0"]),  # m
+            ("s_div", ["two", "tmp_s0", "tmp_s1"]),  # c = 2 / m
+            ("Scale", ["tmp_s1", "tmp_v1", "gb"]),
             ("OuterProduct", ["gb", "x", "gW"]),
         ]
     },
     # level 6
     "SGDStep": {
         "steps": [
-            ("LinearGradient", ["W", "b", "x", "y", "gW", "gb"]),
-            ("Scale", ["lr", "gW", "gW"]),
-            ("VectorSub", ["W", "gW", "W"]),
-            ("Scale", ["lr", "gb", "gb"]),
-            ("VectorSub", ["b", "gb", "b"]),
+            ("LinearGradient", ["W", "b", "x", "y", "tmp_m0", "tmp_v0"]),  # gW, gb
+            ("Scale", ["lr", "tmp_m0", "tmp_m0"]),
+            ("VectorSub", ["W", "tmp_m0", "W"]),
+            ("Scale", ["lr", "tmp_v0", "tmp_v0"]),
+            ("VectorSub", ["b", "tmp_v0", "b"]),
         ]
     },
     # level 7
@@ -119,49 +135,50 @@ REFERENCE_SOLUTIONS: dict[str, dict] = {
     "Copy": {"steps": [("copy", ["x", "out"])]},
     "Reverse": {
         "steps": [
-            ("iota", ["i"]),
-            ("len", ["x", "n"]),
-            ("s_sub", ["n", "one", "n1"]),
-            ("mapc", ["&s_sub", "i", "n1", "j"]),  # j = i - (n - 1)
-            ("map", ["&s_neg", "j", "k"]),  # k = n - 1 - i
-            ("gather", ["x", "k", "out"]),
+            ("iota", ["tmp_v0"]),  # i
+            ("len", ["x", "tmp_s0"]),  # n
+            ("s_sub", ["tmp_s0", "one", "tmp_s1"]),  # n - 1
+            ("mapc", ["&s_sub", "tmp_v0", "tmp_s1", "tmp_v1"]),  # i - (n - 1)
+            ("map", ["&s_neg", "tmp_v1", "tmp_v0"]),  # n - 1 - i
+            ("gather", ["x", "tmp_v0", "out"]),
         ]
     },
     "DuplicatedInput": {
         "steps": [
-            ("iota", ["i"]),
-            ("mapc", ["&s_mul", "i", "two", "idx"]),
-            ("gather", ["x", "idx", "out"]),
+            # x has 2n elements (tmp_v0, tmp_v1), out n (tmp_v2, tmp_v3)
+            ("iota", ["tmp_v2"]),
+            ("mapc", ["&s_mul", "tmp_v2", "two", "tmp_v3"]),
+            ("gather", ["x", "tmp_v3", "out"]),
         ]
     },
     "PrefixSum": {"steps": [("scan", ["&s_add", "x", "zero", "out"])]},
     "RepeatCopy": {
         "steps": [
-            ("iota", ["i"]),
-            ("scatter", ["x", "i", "out"]),  # out[i] = x[i]
-            ("len", ["x", "n"]),
-            ("mapc", ["&s_add", "i", "n", "u"]),  # u = i + n
-            ("Reverse", ["u", "v"]),  # v = 2n - 1 - i
-            ("scatter", ["x", "v", "out"]),
-            ("mapc", ["&s_add", "u", "n", "w"]),  # w = i + 2n
-            ("scatter", ["x", "w", "out"]),
+            ("iota", ["tmp_v0"]),  # i
+            ("scatter", ["x", "tmp_v0", "out"]),  # out[i] = x[i]
+            ("len", ["x", "tmp_s0"]),  # n
+            ("mapc", ["&s_add", "tmp_v0", "tmp_s0", "tmp_v1"]),  # u = i + n
+            ("Reverse", ["tmp_v1", "tmp_v0"]),  # v = 2n - 1 - i
+            ("scatter", ["x", "tmp_v0", "out"]),
+            ("mapc", ["&s_add", "tmp_v1", "tmp_s0", "tmp_v0"]),  # w = i + 2n
+            ("scatter", ["x", "tmp_v0", "out"]),
         ]
     },
     "ReversedAddition": {
         "helpers": ["CarryIn", "Digit10"],
         "steps": [
-            ("VectorAdd", ["a", "b", "t"]),
-            ("scan", ["&CarryIn", "t", "zero", "q"]),  # q[i] = t[i] + carry into i
-            ("map", ["&Digit10", "q", "out"]),
+            ("VectorAdd", ["a", "b", "tmp_v0"]),  # t
+            ("scan", ["&CarryIn", "tmp_v0", "zero", "tmp_v1"]),  # q[i] = t[i] + carry into i
+            ("map", ["&Digit10", "tmp_v1", "out"]),
         ],
     },
-    "CountEqual": {"steps": [("mapc", ["&s_eq", "x", "v", "e"]), ("Sum", ["e", "out"])]},
+    "CountEqual": {"steps": [("mapc", ["&s_eq", "x", "v", "tmp_v0"]), ("Sum", ["tmp_v0", "out"])]},
     "ArgMax": {
         "steps": [
-            ("Max", ["x", "m"]),
-            ("mapc", ["&s_eq", "x", "m", "e"]),  # indicator of the maxima
-            ("PrefixSum", ["e", "p"]),
-            ("CountEqual", ["p", "zero", "out"]),  # positions before the first maximum
+            ("Max", ["x", "tmp_s0"]),
+            ("mapc", ["&s_eq", "x", "tmp_s0", "tmp_v0"]),  # indicator of the maxima
+            ("PrefixSum", ["tmp_v0", "tmp_v1"]),
+            ("CountEqual", ["tmp_v1", "zero", "out"]),  # positions before the first maximum
         ]
     },
     "Sort": {
@@ -170,8 +187,8 @@ REFERENCE_SOLUTIONS: dict[str, dict] = {
             ("iota", ["vals"]),  # the digits 0..9
             ("mapv", ["&CountEqual", "vals", "x", "c"]),  # c[v] = #{x == v}
             ("PrefixSum", ["c", "C"]),  # C[v] = #{x <= v}
-            ("iota", ["i"]),
-            ("mapv", ["&CountLE", "i", "C", "out"]),  # out[k] = #{v : C[v] <= k}
+            ("iota", ["tmp_v0"]),  # i
+            ("mapv", ["&CountLE", "tmp_v0", "C", "out"]),  # out[k] = #{v : C[v] <= k}
         ],
     },
 }
@@ -203,11 +220,16 @@ def add_helper(library: SkillLibrary, name: str) -> None:
     library.compose(name, h["args"], h["steps"], temps=h["temps"], description=h["description"])
 
 
-def add_reference_skill(library: SkillLibrary, task: TaskSpec) -> None:
-    """Compile the reference solution of ``task`` (and its helpers) into ``library``."""
+def add_reference_skill(library: SkillLibrary, task: TaskSpec, *, verify: bool = False) -> None:
+    """Compile the reference solution of ``task`` (and its helpers) into ``library``.
+
+    ``verify=False`` by default: every reference solution is checked at its lengths by
+    ``tests/tasks/test_reference.py``, and tests build these libraries many times, so the
+    per-skill check of :func:`compile_task_program` (a few hundred ms) is skipped here.
+    """
     for h in REFERENCE_SOLUTIONS[task.name].get("helpers", []):
         add_helper(library, h)
-    compile_task_program(library, task, reference_solution(task.name))
+    compile_task_program(library, task, reference_solution(task.name), verify=verify)
 
 
 def build_reference_library(

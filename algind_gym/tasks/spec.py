@@ -13,12 +13,18 @@ Tolerances: integer tasks are exact (``Tolerance()``); real-valued tasks use
 backend computes the same bits, so the slack only absorbs summation-order differences
 between the oracle and the machine).
 
-``scratch`` are temporary buffers the task provides in the pointer table (shapes are
-dimension expressions over the argument names, as for a composition's temporaries, see
-:class:`~algind_gym.skills.compose.Temp`), ``constants`` named scalars. When a program for
-the task is compiled into a skill (:func:`algind_gym.tasks.workspace.compile_task_program`)
-scratch becomes stack temporaries and constants immediate values, so the skill is
-self-contained.
+Working memory comes from the machine, not the task: every workspace offers a scratch
+pool shaped from the signature and the constants ``zero`` and ``one``
+(:mod:`algind_gym.tasks.pool`). ``scratch`` (temporary buffers whose shapes are dimension
+expressions over the argument names, see :class:`~algind_gym.skills.compose.Temp`) and
+``constants`` (named scalars) are an optional extra for what the pool does not cover.
+When a program for the task is compiled into a skill
+(:func:`algind_gym.tasks.workspace.compile_task_program`) the scratch buffers it uses
+become stack temporaries and constants immediate values, so the skill is self-contained.
+
+Lengths: :meth:`TaskSpec.check_length` accepts integers in ``[0, max_length]``
+(``length_limit``, default 4x the largest training or test length) and refuses anything
+else with a clear error; workspaces (and so the environments) call it at construction.
 
 The registry holds built-in and user tasks; ids are ``AlgInd/<Name>-v0``.
 """
@@ -32,6 +38,7 @@ import numpy as np
 
 from algind_gym.skills.compose import Temp
 from algind_gym.skills.signature import ArgSpec, base_type, check_name, format_signature
+from algind_gym.tasks.pool import check_reserved_names, pool_constants
 
 Example = dict[str, np.ndarray]
 
@@ -74,11 +81,14 @@ class TaskSpec:
         level: curriculum level (a task's prerequisites have lower levels).
         track: ``"numeric"`` or ``"algorithmic"`` (free text for user tasks).
         prerequisites: names of tasks whose skills a solution may use.
-        scratch: temporary buffers offered in the pointer table.
-        constants: named scalar constants offered in the pointer table.
+        scratch: extra temporary buffers offered in the pointer table, besides the pool.
+        constants: extra named scalar constants, besides ``zero`` and ``one``.
         max_steps: instruction budget of one action at a length (default
             ``100_000 + 5_000 * length``).
         scorer: optional ``(example, outputs) -> (fraction, success)``.
+        length_limit: the largest length a workspace accepts (default: 4 x the largest
+            training or test length); larger lengths are refused by :meth:`check_length`
+            rather than left to run for minutes.
     """
 
     name: str
@@ -96,6 +106,7 @@ class TaskSpec:
     constants: dict[str, float] = field(default_factory=dict)
     max_steps: Callable[[int], int] | None = None
     scorer: Callable[[Example, Example], tuple[float, bool]] | None = None
+    length_limit: int | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name, "task name")
@@ -117,8 +128,19 @@ class TaskSpec:
             raise ValueError(f"task {self.name}: needs at least one out or inout argument")
         for c in self.constants:
             check_name(c, "constant name")
+        check_reserved_names(self)
+        pool_constants(self)  # a declared zero/one must have the pool's value
         if not self.train_lengths or not self.test_lengths:
             raise ValueError(f"task {self.name}: train_lengths and test_lengths must be non-empty")
+        if self.length_limit is not None and (
+            isinstance(self.length_limit, bool)
+            or not isinstance(self.length_limit, int)
+            or self.length_limit < max(*self.train_lengths, *self.test_lengths)
+        ):
+            raise ValueError(
+                f"task {self.name}: length_limit must be an integer >= every training and "
+                f"test length, got {self.length_limit!r}"
+            )
 
     @property
     def env_id(self) -> str:
@@ -135,6 +157,39 @@ class TaskSpec:
     @property
     def inputs(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.args if a.role in ("in", "inout"))
+
+    @property
+    def max_length(self) -> int:
+        """The largest length :meth:`check_length` accepts (see ``length_limit``)."""
+        if self.length_limit is not None:
+            return int(self.length_limit)
+        return 4 * max(*self.train_lengths, *self.test_lengths)
+
+    def check_length(self, length: object, what: str = "length") -> int:
+        """``length`` as an int if it is an integer in ``[0, max_length]``, else a
+        ``ValueError`` naming ``what``, the value and the accepted range.
+
+        Example:
+            >>> from algind_gym.tasks import get_task
+            >>> get_task("VectorAdd").check_length(2.7)
+            Traceback (most recent call last):
+            ...
+            ValueError: length must be an integer in [0, 256] for task VectorAdd, got 2.7 (float)
+        """
+        ok = isinstance(length, (int, np.integer)) and not isinstance(length, bool)
+        if not ok or not 0 <= int(length) <= self.max_length:
+            kind = "" if ok else f" ({type(length).__name__})"
+            hint = (
+                f"; lengths above {self.max_length} are refused (raise TaskSpec.length_limit "
+                "to allow them)"
+                if ok and int(length) > self.max_length
+                else ""
+            )
+            raise ValueError(
+                f"{what} must be an integer in [0, {self.max_length}] for task {self.name}, "
+                f"got {length!r}{kind}{hint}"
+            )
+        return int(length)
 
     def budget(self, length: int) -> int:
         """Instruction budget of one action at ``length``."""

@@ -5,28 +5,33 @@ Given a library, a task, a length and K examples, a workspace
 1. generates K examples with ``numpy.random.default_rng(seed)`` (same seed, same inputs),
 2. builds a :class:`~algind_gym.skills.image.MachineImage`: every library skill block plus
    memory sized for the task at that length, and a pointer table with, in this order, the
-   task's arguments, its scratch buffers, its constants and one ``&name@version`` entry
-   per skill -- everything an action can bind,
-3. writes each example's inputs into its machine (:meth:`Workspace.reset`),
+   task's arguments, the task's own scratch buffers (if any), the machine's scratch pool
+   (``tmp_v0``, ..., see :mod:`algind_gym.tasks.pool`), the constants (``zero``, ``one``,
+   the task's) and one ``&name@version`` entry per skill -- everything an action can bind,
+3. writes each example's inputs into its machine and *uninitialised* values (random,
+   different per example, seeded) into the outputs and scratch buffers
+   (:meth:`Workspace.reset`, :func:`uninitialised_values`),
 4. runs actions (:meth:`Workspace.execute`, which is
    :meth:`~algind_gym.skills.image.MachineImage.execute`: bind W^in, top-level call, run),
 5. reads outputs and scores them against the oracle (:meth:`Workspace.score`).
 
 The environments (``algind_gym.envs``), ``verify-tasks`` and the curriculum runner all use
 this class, so an action means the same thing everywhere. A solved program becomes a skill
-with :func:`compile_task_program`.
+with :func:`compile_task_program`, which first checks it at every training length
+(:func:`verify_task_program`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
-from algind_gym.skills.compose import temp_shape
+from algind_gym.skills.compose import Temp, temp_shape
 from algind_gym.skills.image import (
     Buffer,
     ExecResult,
@@ -35,6 +40,12 @@ from algind_gym.skills.image import (
     default_stack_size,
 )
 from algind_gym.skills.library import Skill, SkillLibrary
+from algind_gym.tasks.pool import (
+    DEFAULT_SCRATCH_PER_SHAPE,
+    check_scratch_per_shape,
+    pool_constants,
+    scratch_pool,
+)
 from algind_gym.tasks.spec import Example, TaskSpec
 
 Action = tuple[str, Sequence[int | str]]
@@ -82,6 +93,13 @@ class Workspace:
         capacity: lay the machines out (memory, stack, instruction budget) as for this
             length when it is larger than ``length``; every length up to it then shares one
             layout. The environments use it; results do not depend on it.
+        scratch_per_shape: buffers per shape class of the scratch pool, in
+            ``[0, MAX_SCRATCH_PER_SHAPE]`` (see :mod:`algind_gym.tasks.pool`).
+
+    Raises:
+        ValueError: a length or capacity that is not an integer in
+            ``[0, task.max_length]`` (:meth:`TaskSpec.check_length`), a bad ``batch`` or
+            ``scratch_per_shape``.
 
     Example:
         >>> from algind_gym.skills.builtin import builtin_library
@@ -103,9 +121,11 @@ class Workspace:
         seed: int = 0,
         dtype=np.float64,
         capacity: int | None = None,
+        scratch_per_shape: int = DEFAULT_SCRATCH_PER_SHAPE,
     ) -> None:
-        if batch < 1:
-            raise ValueError(f"batch must be >= 1, got {batch}")
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+        length = task.check_length(length)
         self.library, self.task, self.length, self.batch, self.dtype = (
             library,
             task,
@@ -113,22 +133,44 @@ class Workspace:
             batch,
             dtype,
         )
+        self.scratch_per_shape = check_scratch_per_shape(scratch_per_shape)
+        self.pool: tuple[Temp, ...] = scratch_pool(task, self.scratch_per_shape)
+        """The machine's scratch pool (:mod:`algind_gym.tasks.pool`)."""
+        self.constants: dict[str, float] = pool_constants(task)
+        """Every constant in the pointer table: ``zero``, ``one``, then the task's."""
+        self.seed = seed
         rng = np.random.default_rng(seed)
         self.examples: list[Example] = [task.generator(rng, length) for _ in range(batch)]
         self.expected: list[Example] = [task.oracle(ex) for ex in self.examples]
-        buffers = _task_buffers(task, self.examples, self.expected)
-        self.capacity = length if capacity is None else max(length, int(capacity))
+        buffers = _task_buffers(task, self.examples, self.expected, self.pool, self.constants)
+        self.capacity = (
+            length if capacity is None else max(length, task.check_length(capacity, "capacity"))
+        )
         memory = stack = None
         if self.capacity > length:
             # Lay the machines out as for the capacity length, so that every length up to
             # it shares one layout (the vector env batches them; observations keep a size).
             probe = task.generator(np.random.default_rng(0), self.capacity)
-            cells = sum(b.size for b in _task_buffers(task, [probe], [task.oracle(probe)]))
+            cells = sum(
+                b.size
+                for b in _task_buffers(
+                    task, [probe], [task.oracle(probe)], self.pool, self.constants
+                )
+            )
             memory, stack = cells, default_stack_size(cells)
         self.image: MachineImage = build_image(
             library, buffers, memory_size=memory, stack_size=stack
         )
         self.max_steps = task.budget(self.capacity)
+        self.uninitialised: dict[str, np.ndarray] = uninitialised_values(
+            self.image, self._uninitialised_names(), batch, seed
+        )
+        """Per output and scratch buffer, the ``(batch, *shape)`` values it holds after
+        :meth:`reset` (see :func:`uninitialised_values`)."""
+
+    def _uninitialised_names(self) -> list[str]:
+        outs = [a.name for a in self.task.args if a.role == "out"]
+        return outs + [t.name for t in (*self.task.scratch, *self.pool)]
 
     # --------------------------------------------------------------- pointers
     @property
@@ -142,17 +184,39 @@ class Workspace:
         ]
 
     def can_bind(self, pointer: int, skill: str, slot: int) -> bool:
-        """The type-compatibility predicate (see :func:`algind_gym.skills.signature.accepts`)."""
+        """The binding rule (:meth:`MachineImage.can_bind`): the slot's type accepts the
+        entry's, and a slot the skill writes gets no read-only entry (an input, a constant)."""
         return self.image.can_bind(pointer, skill, slot)
 
     def binding_mask(self, skill: str) -> np.ndarray:
         """Boolean ``(n_slots, n_pointers)`` mask of the entries each slot of ``skill`` accepts."""
         return self.image.binding_mask(skill)
 
+    @cached_property
+    def pointer_roles(self) -> list[str]:
+        """Per pointer-table entry: ``"input"``, ``"output"``, ``"inout"``, ``"scratch"``
+        (the task's own or the pool's), ``"constant"`` or ``"skill"``."""
+        roles = {
+            a.name: {"in": "input", "out": "output"}.get(a.role, a.role) for a in self.task.args
+        }
+        roles.update({t.name: "scratch" for t in (*self.task.scratch, *self.pool)})
+        roles.update({c: "constant" for c in self.constants})
+        return [roles.get(p.name, "skill") for p in self.image.pointers]
+
+    def is_writable(self, pointer: int) -> bool:
+        """Whether a skill may write pointer-table entry ``pointer`` (bind it to an ``out`` or
+        ``inout`` slot): outputs, inouts and scratch yes; inputs, constants and skills no."""
+        if not 0 <= int(pointer) < len(self.image.pointers):
+            return False
+        return self.pointer_roles[int(pointer)] in ("output", "inout", "scratch")
+
     # ------------------------------------------------------------------ state
     def reset(self) -> MachineState:
-        """Fresh machines holding the examples' inputs (outputs and scratch zeroed)."""
+        """Fresh machines holding the examples' inputs; outputs and scratch hold
+        :attr:`uninitialised` values (different per example), constants their values."""
         state = self.image.new_state(self.batch, self.dtype)
+        for name, values in self.uninitialised.items():
+            self.image.write(state, name, values)
         for a in self.task.args:
             if a.role in ("in", "inout"):
                 self.image.write(
@@ -216,8 +280,39 @@ class Workspace:
         return Score(frac, ok, faults)
 
 
-def _task_buffers(task: TaskSpec, examples: list[Example], expected: list[Example]) -> list[Buffer]:
-    """Memory buffers of a task instance: arguments, scratch, constants (in that order)."""
+UNINITIALISED_SCALE = 1_000.0
+"""Uninitialised cells are drawn from ``U(-UNINITIALISED_SCALE, UNINITIALISED_SCALE)``."""
+
+
+def uninitialised_values(
+    image: MachineImage, names: Sequence[str], batch: int, seed: int
+) -> dict[str, np.ndarray]:
+    """What "uninitialised" output and scratch buffers hold at the start of an episode.
+
+    Memory a program has not written is not zero: every listed buffer of every example gets
+    values drawn from ``U(-1000, 1000)`` (:data:`UNINITIALISED_SCALE`), different per
+    example and per episode, from a stream seeded by ``seed`` (independent of the example
+    generator's stream, so the examples do not change). A program that reads an output or
+    a scratch buffer before writing it (e.g. uses ``out`` as a zero) therefore fails on
+    most examples; zero and one come from the constant pool.
+    """
+    rng = np.random.default_rng([int(seed) % 2**63, 0x0B1A5])
+    out = {}
+    for name in names:
+        _, buf = image.buffers[name]
+        out[name] = rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, *buf.shape))
+    return out
+
+
+def _task_buffers(
+    task: TaskSpec,
+    examples: list[Example],
+    expected: list[Example],
+    pool: Sequence[Temp] = (),
+    constants: dict[str, float] | None = None,
+) -> list[Buffer]:
+    """Memory buffers of a task instance: arguments, the task's scratch, the pool's scratch,
+    constants (in that order); inputs and constants are read-only."""
     values = {**expected[0], **examples[0]}
     shapes: dict[str, tuple[int, int]] = {}
     buffers: list[Buffer] = []
@@ -229,17 +324,18 @@ def _task_buffers(task: TaskSpec, examples: list[Example], expected: list[Exampl
             )
         rows, cols = _shape_of(values[a.name])
         shapes[a.name] = (rows, cols)
-        buffers.append(Buffer(a.name, a.type, rows, cols))
+        buffers.append(Buffer(a.name, a.type, rows, cols, read_only=a.role == "in"))
     for ex, want in zip(examples, expected, strict=True):
         for a in task.args:
             v = want[a.name] if a.role == "out" else ex[a.name]
             if _shape_of(v) != shapes[a.name]:
                 raise ValueError(f"task {task.name}: examples disagree on the shape of {a.name!r}")
-    for t in task.scratch:
+    for t in (*task.scratch, *pool):
         rows, cols = temp_shape(t, shapes)
         buffers.append(Buffer(t.name, t.type, rows, cols))
-    for c, v in task.constants.items():
-        buffers.append(Buffer(c, "scalar", 1, 1, value=float(v)))
+    consts = task.constants if constants is None else constants
+    for c, v in consts.items():
+        buffers.append(Buffer(c, "scalar", 1, 1, value=float(v), read_only=True))
     return buffers
 
 
@@ -250,12 +346,23 @@ def compile_task_program(
     *,
     name: str | None = None,
     description: str | None = None,
+    scratch_per_shape: int = DEFAULT_SCRATCH_PER_SHAPE,
+    verify: bool = True,
+    n_examples: int = 8,
+    seed: int = 0,
+    backend="transformer",
 ) -> Skill:
     """Turn a program for ``task`` into a library skill with the task's signature.
 
-    Bindings are pointer-table names: task arguments map to the skill's arguments, scratch
-    buffers to stack temporaries (same shape expressions), constants to immediate values,
-    and ``&skill`` entries to skill references.
+    Bindings are pointer-table names of the task's workspace: task arguments map to the
+    skill's arguments; scratch buffers (the task's and the pool's) to stack temporaries of
+    the same shape expressions -- only those the program uses, so unused pool buffers cost
+    nothing; constants (``zero``, ``one``, the task's) to immediate values; ``&skill``
+    entries to skill references.
+
+    Before the skill is added, the program must solve ``n_examples`` examples at every
+    training length of the task in a :class:`Workspace` (outputs and scratch start
+    uninitialised); a program that fails is refused.
 
     Args:
         library: receives the new skill (append-only).
@@ -264,18 +371,95 @@ def compile_task_program(
             ``Workspace.pointer_names`` of the indices an agent chose.
         name: skill name (default: the task name).
         description: default: the task description.
+        scratch_per_shape: the pool size the program was written for.
+        verify: check the program at every training length first (default True).
+        n_examples, seed, backend: examples per length, their seed, and the backend the
+            check runs on (default: the compiled Transformer CPU, which computes the same
+            bits as the reference interpreter, many times faster).
+
+    Raises:
+        ValueError: an unknown name, a step that writes an input or a constant, or a
+            program that fails at a training length (naming the length and the example).
     """
-    consts = task.constants
-    converted = []
-    for skill, names in steps:
-        converted.append(
-            (skill, [consts[n] if isinstance(n, str) and n in consts else n for n in names])
+    pool = scratch_pool(task, scratch_per_shape)
+    consts = pool_constants(task)
+    temps = {t.name: t for t in (*task.scratch, *pool)}
+    args = {a.name: a for a in task.args}
+    converted, used = [], []
+    for i, (skill, names) in enumerate(steps):
+        slots = library.get(skill).slots if skill in library else ()
+        out = []
+        for j, n in enumerate(names):
+            if isinstance(n, str) and not n.startswith("&"):
+                if n not in args and n not in temps and n not in consts:
+                    raise ValueError(
+                        f"step {i} ({skill}): no pointer-table entry {n!r}; entries are the "
+                        f"arguments {list(args)}, scratch {list(temps)} and constants "
+                        f"{list(consts)} (plus &skill references)"
+                    )
+                written = j < len(slots) and slots[j].role in ("out", "inout")
+                if written and (n in consts or (n in args and args[n].role == "in")):
+                    what = "constant" if n in consts else "input"
+                    raise ValueError(
+                        f"step {i} ({skill}): slot {j} ({slots[j].name}) writes the {what} "
+                        f"{n!r}; bind a scratch buffer or an output there"
+                    )
+                if n in temps and n not in used:
+                    used.append(n)
+            out.append(consts[n] if isinstance(n, str) and n in consts else n)
+        converted.append((skill, out))
+    if verify:
+        verify_task_program(
+            library,
+            task,
+            steps,
+            scratch_per_shape=scratch_per_shape,
+            n_examples=n_examples,
+            seed=seed,
+            backend=backend,
         )
     return library.compose(
         name or task.name,
         list(task.args),
         converted,
-        temps=list(task.scratch),
+        temps=[temps[n] for n in used],
         description=description or task.description,
         infer_roles=False,
     )
+
+
+def verify_task_program(
+    library: SkillLibrary,
+    task: TaskSpec,
+    steps: Sequence[tuple[str, Sequence[str]]],
+    *,
+    lengths: Sequence[int] | None = None,
+    scratch_per_shape: int = DEFAULT_SCRATCH_PER_SHAPE,
+    n_examples: int = 8,
+    seed: int = 0,
+    backend="transformer",
+) -> None:
+    """Raise ``ValueError`` unless ``steps`` solve ``task`` at every length (default: the
+    training lengths) on ``n_examples`` examples each, naming the first failing length and
+    example and what went wrong there."""
+    for n in task.train_lengths if lengths is None else lengths:
+        ws = Workspace(
+            library, task, n, batch=n_examples, seed=seed, scratch_per_shape=scratch_per_shape
+        )
+        state = ws.reset()
+        results = ws.run_program(state, steps, backend)
+        score = ws.score(state)
+        if score.success.all():
+            continue
+        k = int(np.flatnonzero(~score.success)[0])
+        errors = [r.error for r in results if r.error]
+        if errors:
+            why = errors[0]
+        elif state.faults[k] != Fault.NONE:
+            why = f"fault {Fault(int(state.faults[k])).name}"
+        else:
+            why = f"{score.fraction[k]:.0%} of the output elements right"
+        raise ValueError(
+            f"task {task.name}: the program fails at training length {n}, example {k} "
+            f"(seed {seed}): {why}; it is not compiled into a skill"
+        )

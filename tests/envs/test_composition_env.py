@@ -20,8 +20,8 @@ def env_for(task="DotProduct", **kw) -> SkillCompositionEnv:
 
 
 def solve_dot(env):
-    mul = env.encode("zipmap", ["&s_mul", "x", "y", "t"])
-    add = env.encode("fold", ["&s_add", "t", "zero", "out"])
+    mul = env.encode("zipmap", ["&s_mul", "x", "y", "tmp_v0"])
+    add = env.encode("fold", ["&s_add", "tmp_v0", "zero", "out"])
     return mul, add
 
 
@@ -31,7 +31,7 @@ def test_dense_reward_is_potential_difference_minus_call_cost():
     mul, add = solve_dot(env)
     _, r1, term1, trunc1, info1 = env.step(mul)
     assert (r1, term1, trunc1) == (pytest.approx(-0.05), False, False)
-    assert info1["potential"] == 0.0 and info1["program"] == "zipmap@1(&s_mul@1, x, y, t)"
+    assert info1["potential"] == 0.0 and info1["program"] == "zipmap@1(&s_mul@1, x, y, tmp_v0)"
     _, r2, term2, _, info2 = env.step(add)
     assert r2 == pytest.approx(1.0 - 0.05) and term2 and info2["success"]
     assert info2["calls"] == 2 and info2["instructions"] > 0
@@ -58,8 +58,8 @@ def test_solution_generalises_to_test_lengths():
 def test_fault_ends_episode_with_penalty_and_never_raises():
     env = env_for("Mean")
     env.reset(seed=0)
-    # s / n with n = 0 -> DIVISION_BY_ZERO inside the skill
-    a = env.encode("s_div", ["s", "n", "out"])
+    # 1 / 0 -> DIVISION_BY_ZERO inside the skill
+    a = env.encode("s_div", ["one", "zero", "out"])
     _, r, term, trunc, info = env.step(a)
     assert term and not trunc and info["fault"] == "DIVISION_BY_ZERO"
     assert r == pytest.approx(-env.call_cost - env.fault_penalty)
@@ -110,7 +110,7 @@ def test_snapshot_restore_replays_exactly():
     for k in first[0]:
         np.testing.assert_array_equal(first[0][k], again[0][k])
     env.restore(snap)  # a snapshot can be restored any number of times
-    assert env.t == 1 and env.program == [("zipmap@1", ["&s_mul@1", "x", "y", "t"])]
+    assert env.t == 1 and env.program == [("zipmap@1", ["&s_mul@1", "x", "y", "tmp_v0"])]
 
 
 def test_multidiscrete_encoding_and_projected_mask():

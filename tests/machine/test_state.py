@@ -113,3 +113,49 @@ def test_bad_states_are_rejected_clearly():
         MachineState.from_dict(s.to_dict() | {"version": 7})
     with pytest.raises(ValueError, match="layout keys wrong"):
         MachineState.from_dict(s.to_dict() | {"layout": {"n_general": 1}})
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("sp", LAYOUT.stack_base - 1),
+        ("sp", LAYOUT.stack_end + 1),
+        ("sp", LAYOUT.stack_base + 0.5),
+        ("fp", 0.0),
+        ("fp", 1e6),
+    ],
+)
+def test_sp_and_fp_outside_the_stack_are_refused(name, value):
+    cells = MachineState.zeros(LAYOUT, batch=2).cells.copy()
+    cells[1, LAYOUT.register(name)] = value
+    msg = rf"machine 1: {name.upper()} = .* not an integer inside the stack block \[{LAYOUT.stack_base}, {LAYOUT.stack_end}\]"
+    with pytest.raises(ValueError, match=msg):
+        MachineState(LAYOUT, cells)
+    data = MachineState(LAYOUT, cells, check_registers=False).to_dict()
+    with pytest.raises(ValueError, match=msg):
+        MachineState.from_dict(data)
+    assert MachineState.from_dict(data, check_registers=False).cells[1, LAYOUT.register(name)] == (
+        np.float32(value)
+    )
+
+
+def test_stack_edges_are_valid():
+    cells = MachineState.zeros(LAYOUT).cells.copy()
+    cells[0, LAYOUT.register("sp")] = LAYOUT.stack_end  # a full stack
+    cells[0, LAYOUT.register("fp")] = LAYOUT.stack_end
+    MachineState(LAYOUT, cells)
+
+
+def test_machine_produced_fp_is_kept_and_both_backends_agree():
+    """A program can overwrite its saved FP; LEAVE then restores any value. Copies keep such
+    states, and the interpreter and the Transformer CPU agree on them bit for bit."""
+    from algind_gym.cpu.backend import make_backend
+    from algind_gym.machine.program import build_machine
+
+    source = "movi r0, 2.5\nenter 0\nstf -1, r0\nleave\nhalt"
+    start, _ = build_machine(source, dtype=np.float64)
+    ref = make_backend("reference").run(start.copy(), 100)
+    cpu = make_backend("transformer").run(start.copy(), 100)
+    assert ref.register("fp").tolist() == [2.5] and ref.halted[0]
+    np.testing.assert_array_equal(ref.cells, cpu.cells)
+    assert ref.copy() == ref

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from rich.console import Console
 
 from algind_gym.tasks.commands import list_command, show_skill_command, verify_tasks_command
@@ -56,5 +57,7 @@ def test_show_skill():
     text = buf.getvalue()
     assert "MatVec(W: matrix, x: vector) -> out: vector" in text
     assert "DotProduct@1" in text and "map_rows@1.entry" in text and "enter" in text
-    con, buf = _console()
-    assert show_skill_command("NoSuchSkill", console=con) == 2
+    with pytest.raises(KeyError, match="no skill 'NoSuchSkill'"):
+        show_skill_command("NoSuchSkill", console=_console()[0])
+    with pytest.raises(ValueError, match=r"--library missing\.json: no such file"):
+        show_skill_command("s_add", library="missing.json", console=_console()[0])

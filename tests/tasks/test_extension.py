@@ -5,6 +5,8 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
+import gymnasium as gym
+
 from algind_gym.tasks import unregister_task
 
 EXAMPLE = Path(__file__).with_name("extension_example.py")
@@ -14,11 +16,12 @@ def test_readme_extension_example(capsys):
     try:
         runpy.run_path(str(EXAMPLE), run_name="__main__")
     finally:
-        unregister_task("Increment")
+        unregister_task("IncrementedSum")
+        gym.registry.pop("AlgInd/IncrementedSum-v0", None)
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "AlgInd/Increment-v0 1.0",
-        "Increment@1 Increment(x: vector) -> out: vector",
+        "AlgInd/IncrementedSum-v0 True",
+        "IncrementedSum@1 IncrementedSum(x: vector) -> out: scalar",
     ]
 
 

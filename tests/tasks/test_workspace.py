@@ -23,10 +23,10 @@ def test_pointer_table_holds_args_scratch_constants_and_skills():
     ws = Workspace(builtin_library(), get_task("Reverse"), 4)
     names = ws.pointer_names
     assert names[:2] == ["x", "out"]
-    assert {"i", "n", "one"} <= set(names) and "&gather@1" in names
+    assert {"tmp_v0", "tmp_s0", "zero", "one"} <= set(names) and "&gather@1" in names
     mask = ws.binding_mask("gather")
     assert mask.shape == (3, len(names)) and mask[0, names.index("x")]
-    assert not ws.can_bind(names.index("n"), "gather", 0)
+    assert not ws.can_bind(names.index("tmp_s0"), "gather", 0)
 
 
 def test_bad_action_faults_and_scores_zero():
