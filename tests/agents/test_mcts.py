@@ -11,7 +11,7 @@ from algind_gym.cli import main
 from algind_gym.tasks import get_task
 
 
-@pytest.mark.parametrize(("task", "budget"), [("VectorAdd", 400), ("DotProduct", 12_000)])
+@pytest.mark.parametrize(("task", "budget"), [("VectorAdd", 2_000), ("DotProduct", 12_000)])
 def test_mcts_solves_and_generalises_to_8x(task, budget):
     r = solve(task, agent="mcts", budget=budget, seed=0, n_examples=4)
     assert r.success, r.program_text
@@ -45,7 +45,7 @@ def test_bad_options_get_clear_errors():
 
 
 def test_cli_solves_with_the_uniform_prior(capsys):
-    argv = ["solve", "VectorAdd", "--agent", "mcts", "--prior", "uniform", "--budget", "300"]
+    argv = ["solve", "VectorAdd", "--agent", "mcts", "--prior", "uniform", "--budget", "2000"]
     assert main([*argv, "--examples", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["success"] and out["agent"] == "mcts" and out["options"]["prior"] == "uniform"
