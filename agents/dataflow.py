@@ -27,6 +27,7 @@ from agents.result import Program
 from algind_gym.envs.actions import ActionTable
 from algind_gym.skills.library import SkillLibrary
 from algind_gym.tasks import TaskSpec
+from algind_gym.tasks.pool import pool_constants
 
 
 class Dataflow:
@@ -45,7 +46,8 @@ class Dataflow:
     ) -> None:
         self.library, self.table = library, table
         self.index = {n: i for i, n in enumerate(pointer_names)}
-        given = set(task.inputs) | set(task.constants)
+        constants = pool_constants(task)  # the machine's zero and one, then the task's own
+        given = set(task.inputs) | set(constants)
         self.defined_at_root = np.array([n.startswith("&") or n in given for n in pointer_names])
         n, p = len(table.candidates), len(pointer_names)
         self.reads = np.zeros((n, p), dtype=bool)
@@ -57,8 +59,8 @@ class Dataflow:
                 self.reads[row, ptr] |= slot.role in ("in", "inout")
                 self.writes[row, ptr] |= slot.role in ("out", "inout")
         self.writes_output = self.writes[:, outputs].any(axis=1)
-        constants = [self.index[c] for c in task.constants if c in self.index]
-        self.writes_constant = self.writes[:, constants].any(axis=1)
+        read_only = [self.index[c] for c in constants if c in self.index]
+        self.writes_constant = self.writes[:, read_only].any(axis=1)
 
     def _entry(self, name: str) -> int:
         """Index of an entry; a skill reference may omit its version (``&s_add``)."""
