@@ -94,11 +94,18 @@ def main() -> None:
         help="JSON-lines rows of earlier runs: kept in the table, and their solutions join "
         "the library of later tasks (repeatable)",
     )
-    parser.add_argument("--markdown-only", action="store_true", help="only merge --rows-from")
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="only write the table of the --rows-from rows (a later row for the same task, "
+        "agent and prior replaces an earlier one)",
+    )
     args = parser.parse_args()
     earlier = [json.loads(line) for f in args.rows_from for line in f.read_text().splitlines()]
     if args.markdown_only:
-        atomic_write_text(args.out, markdown(earlier, args))
+        # a later file's row for the same (task, agent, prior) replaces an earlier one
+        latest = {(r["task"], r["agent"], r["prior"]): r for r in earlier}
+        atomic_write_text(args.out, markdown(list(latest.values()), args))
         print(f"wrote {args.out}")
         return
     tasks = args.tasks.split(",") if args.tasks else default_tasks()
