@@ -50,6 +50,11 @@ def add_solve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-calls", type=int, default=6, help="longest program considered")
     p.add_argument("--examples", type=int, default=8, help="K, examples per search env")
     p.add_argument(
+        "--prior",
+        help="prior over actions for agents that take one (mcts): uniform or description "
+        "(a sentence-embedding model; needs pip install 'algind-gym[lm]')",
+    )
+    p.add_argument(
         "--option",
         action="append",
         metavar="KEY=VALUE",
@@ -65,6 +70,8 @@ def add_solve_parser(sub: argparse._SubParsersAction) -> None:
 def solve_command(args: argparse.Namespace, extra_options: dict[str, Any] | None = None) -> int:
     """Run ``solve`` for parsed CLI arguments; exit code 0 when solved, 1 when not."""
     options = {**parse_options(args.option), **(extra_options or {})}
+    if getattr(args, "prior", None) is not None:
+        options["prior"] = args.prior
     console = Console(stderr=True)
     task = resolve_task(args.task)
     library = resolve_library(args.library)
@@ -83,17 +90,20 @@ def solve_command(args: argparse.Namespace, extra_options: dict[str, Any] | None
         def update(ctx: SolveContext) -> None:
             progress.update(bar, completed=ctx.actions_evaluated, best=max(ctx.best_score, 0.0))
 
-        result = solve(
-            task,
-            agent=args.agent,
-            library=library,
-            budget=args.budget,
-            seed=args.seed,
-            n_examples=args.examples,
-            max_calls=args.max_calls,
-            progress=update,
-            **options,
-        )
+        try:
+            result = solve(
+                task,
+                agent=args.agent,
+                library=library,
+                budget=args.budget,
+                seed=args.seed,
+                n_examples=args.examples,
+                max_calls=args.max_calls,
+                progress=update,
+                **options,
+            )
+        except ImportError as e:  # an optional extra (e.g. the description prior's model)
+            raise ValueError(str(e)) from None
     if args.save_to and result.success:
         save_solution(result, library, args.save_to)
     if args.json:

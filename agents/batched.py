@@ -1,0 +1,401 @@
+"""Evaluating candidate actions for tree search: one at a time or many in one CPU call.
+
+A search node is a point of an episode: which data the examples' machines hold after the
+calls so far. Searching is evaluating many candidate actions from the same node, so
+:class:`ActionEvaluator` runs a list of ``(skill, bindings)`` actions from one node and
+reports, per action, the data left behind, the dense score (fraction of output elements
+right), success, faults and instructions executed.
+
+Two execution modes compute the same bits:
+
+* one at a time (``batched=False``): each action runs alone on the node's machines through
+  :meth:`~algind_gym.skills.image.MachineImage.execute` and is scored with
+  :meth:`~algind_gym.tasks.workspace.Workspace.score`, exactly what an environment step does;
+* batched (``batched=True``): the node's machines are repeated once per action, every
+  action is bound on its own rows, and a single
+  :meth:`~algind_gym.skills.image.MachineImage.execute_rows` call runs them all (the way
+  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); the outputs
+  are scored with array operations over all rows at once.
+
+What a node keeps: only the *memory* block of its machines (inputs, outputs, scratch,
+constants). The rest of a machine between two calls (registers, the empty stack, the
+slots of skill blocks, the code) carries nothing a later call reads: a top-level call sets
+the registers it needs and binds the slots it reads. So a node's machines are rebuilt from
+the root machines with the node's memory written in, which keeps a node a few hundred
+bytes instead of whole machines, and makes :func:`state_key` (the observational
+equivalence of two partial programs) the bytes of that memory.
+
+Search examples: K examples (the solve's ``n_examples``) at each of a few training
+lengths (default: the shortest and the longest), all rows of one batch -- a program must
+be right on all of them to count as a candidate worth verifying. The workspaces are laid
+out for the longest training length, as the environments are, so every length shares one
+layout and can run in one CPU call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.api import SolveContext
+from algind_gym.machine.isa import Fault
+from algind_gym.machine.layout import DESCRIPTOR_WIDTH
+from algind_gym.machine.state import MachineState
+from algind_gym.skills.image import resolve_backend
+from algind_gym.tasks import Workspace
+
+
+def state_key(memory: np.ndarray) -> bytes:
+    """The observational-equivalence key of a node: the bytes of its machines' memory.
+
+    Two partial programs that leave the same inputs, outputs, scratch and constants on
+    every search example are one node. The one place a key is computed, so that it can
+    follow the environments' own state key when they offer one.
+    """
+    return np.ascontiguousarray(memory).tobytes()
+
+
+@dataclass
+class Outcome:
+    """What one action did from a node.
+
+    Attributes:
+        action: the discrete action index (``env.actions``).
+        memory: ``(rows, memory size)`` memory after the action; None when it faulted.
+        key: :func:`state_key` of ``memory`` (None when it faulted).
+        potential: mean over all search examples of the fraction of output elements right.
+        success: every output of every search example right, no fault.
+        fault: some machine faulted (the attempt is dead, as a fault ends an episode).
+        instructions: CPU instructions executed by all the machines.
+    """
+
+    action: int
+    memory: np.ndarray | None
+    key: bytes | None
+    potential: float
+    success: bool
+    fault: bool
+    instructions: int
+
+
+class TimedBackend:
+    """A backend wrapper that adds up the wall time spent inside ``run`` (the CPU call)."""
+
+    def __init__(self, backend) -> None:
+        self.inner = resolve_backend(backend)
+        self.name = getattr(self.inner, "name", str(backend))
+        self.seconds = 0.0
+        self.calls = 0
+
+    def run(self, state: MachineState, max_steps: int = 10_000) -> MachineState:
+        start = time.perf_counter()
+        try:
+            return self.inner.run(state, max_steps)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+
+
+def default_search_lengths(train_lengths: Sequence[int]) -> tuple[int, ...]:
+    """The shortest nonzero and the longest training length (one when they coincide)."""
+    nonzero = [n for n in train_lengths if n > 0] or list(train_lengths)
+    return tuple(sorted({min(nonzero), max(train_lengths)}))
+
+
+class ActionEvaluator:
+    """Runs candidate actions from search nodes on the search examples (module docstring).
+
+    Args:
+        ctx: the solve's context (task, library, K, backend, seed).
+        batched: run a list of actions in one CPU call (True) or one at a time (False).
+        lengths: training lengths of the search examples (default
+            :func:`default_search_lengths`).
+
+    Attributes:
+        env: an environment of the task (its action table decodes action indices; priors
+            read it).
+        root_memory: memory of the root node (nothing called yet).
+        valid_actions: indices of every valid action (HALT excluded), in table order.
+    """
+
+    def __init__(
+        self, ctx: SolveContext, *, batched: bool = True, lengths: Sequence[int] | None = None
+    ) -> None:
+        self.ctx, self.batched = ctx, bool(batched)
+        self.env = ctx.make_env()
+        self.env.reset(seed=int(ctx.rng.integers(2**31 - 1)))
+        task = ctx.task
+        self.lengths = tuple(lengths) if lengths else default_search_lengths(task.train_lengths)
+        bad = [n for n in self.lengths if n < 0 or n > self.env.max_length]
+        if bad:
+            raise ValueError(
+                f"search lengths {bad} are outside 0..{self.env.max_length} (the task's "
+                "longest training length)"
+            )
+        self.workspaces = [
+            Workspace(
+                ctx.library,
+                task,
+                int(n),
+                batch=ctx.n_examples,
+                seed=int(ctx.rng.integers(2**31 - 1)),
+                dtype=self.env.dtype,
+                capacity=self.env.max_length,
+            )
+            for n in self.lengths
+        ]
+        self.image = self.workspaces[0].image
+        self.layout = self.image.layout
+        self.max_steps = max(ws.max_steps for ws in self.workspaces)
+        self.k = ctx.n_examples
+        self.rows = self.k * len(self.workspaces)
+        self.root_cells = np.concatenate([ws.reset().cells for ws in self.workspaces])
+        mem = self.layout.block("memory")
+        self.mem = slice(mem.start, mem.start + mem.size)
+        self.root_memory = self.root_cells[:, self.mem].copy()
+        table = self.env.actions
+        self.table = table
+        mask = table.discrete_mask()
+        mask[table.halt_index] = False
+        self.valid_actions = np.flatnonzero(mask)
+        self.backend = TimedBackend(ctx.backend)
+        fault_col = self.layout.register("fault")
+        self._scorer = _VectorScorer(self.workspaces, fault_col) if task.scorer is None else None
+        self.wall_seconds = 0.0
+        self.library = ctx.library
+        self.chunk_hint = 1
+        self._batch: _BatchBuffer | None = None
+
+    @property
+    def pointer_names(self) -> list[str]:
+        return self.workspaces[0].pointer_names
+
+    @property
+    def cpu_seconds(self) -> float:
+        """Wall time spent inside the backend's ``run`` (the CPU call)."""
+        return self.backend.seconds
+
+    def root(self) -> Outcome:
+        """The root node as an :class:`Outcome` (no action; its score before any call)."""
+        state = MachineState(self.layout, self.root_cells.copy())
+        potential, success = self._score_one(state)
+        return Outcome(
+            -1, self.root_memory.copy(), state_key(self.root_memory), potential, success, False, 0
+        )
+
+    def decode(self, action: int) -> tuple[str, tuple[int, ...]]:
+        """``(skill key, bindings)`` of a discrete action."""
+        return self.table.decode_discrete(int(action))
+
+    def step_names(self, action: int) -> tuple[str, list[str]]:
+        """``(skill key, [pointer names])``: an action as a program step."""
+        skill, binds = self.decode(action)
+        names = self.pointer_names
+        return skill, [names[p] for p in binds]
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self, memory: np.ndarray, actions: Sequence[int]) -> list[Outcome]:
+        """Run every action of ``actions`` from the node with ``memory``; one
+        :class:`Outcome` each, in order. Batched mode makes one CPU call for all of them."""
+        start = time.perf_counter()
+        try:
+            if not len(actions):
+                return []
+            if self.batched:
+                return self._evaluate_batched(memory, list(actions))
+            return [self._evaluate_one(memory, int(a)) for a in actions]
+        finally:
+            self.wall_seconds += time.perf_counter() - start
+
+    def _node_cells(self, memory: np.ndarray, copies: int) -> np.ndarray:
+        cells = np.tile(self.root_cells, (copies, 1)) if copies > 1 else self.root_cells.copy()
+        cells[:, self.mem] = np.tile(memory, (copies, 1)) if copies > 1 else memory
+        return cells
+
+    def _evaluate_one(self, memory: np.ndarray, action: int) -> Outcome:
+        state = MachineState(self.layout, self._node_cells(memory, 1))
+        skill, binds = self.decode(action)
+        res = self.image.execute(state, skill, binds, self.backend, self.max_steps)
+        instructions = int(res.steps.sum())
+        if (res.faults != Fault.NONE).any():
+            return Outcome(action, None, None, 0.0, False, True, instructions)
+        potential, success = self._score_one(state)
+        after = state.cells[:, self.mem].copy()
+        return Outcome(action, after, state_key(after), potential, success, False, instructions)
+
+    def _score_one(self, state: MachineState) -> tuple[float, bool]:
+        """The environments' score (``Workspace.score``), over every search example."""
+        fracs, oks = [], []
+        for g, ws in enumerate(self.workspaces):
+            rows = slice(g * self.k, (g + 1) * self.k)
+            s = ws.score(MachineState(self.layout, state.cells[rows]))
+            fracs.append(s.fraction)
+            oks.append(s.success)
+        return float(np.concatenate(fracs).mean()), bool(np.concatenate(oks).all())
+
+    def _evaluate_batched(self, memory: np.ndarray, actions: list[int]) -> list[Outcome]:
+        n, r = len(actions), self.rows
+        if self._batch is None or self._batch.capacity < n:
+            self._batch = _BatchBuffer(self, max(n, self.chunk_hint))
+        cells, faults, steps = self._batch.run(memory, actions)
+        faulted = faults.reshape(-1, r)[:n].any(axis=1)
+        nodes = cells[: n * r].reshape(n, r, -1)
+        if self._scorer is not None:
+            frac, ok = self._scorer(nodes)
+        else:  # a task with its own scorer: score child by child
+            frac, ok = np.zeros((n, r)), np.zeros((n, r), dtype=bool)
+            for c in range(n):
+                fr, s = [], []
+                for g, ws in enumerate(self.workspaces):
+                    block = nodes[c, g * self.k : (g + 1) * self.k]
+                    sc = ws.score(MachineState(self.layout, block))
+                    fr.append(sc.fraction)
+                    s.append(sc.success)
+                frac[c], ok[c] = np.concatenate(fr), np.concatenate(s)
+        instructions = steps[: n * r].reshape(n, r).sum(axis=1)
+        out = []
+        for c, a in enumerate(actions):
+            if faulted[c]:
+                out.append(Outcome(a, None, None, 0.0, False, True, int(instructions[c])))
+                continue
+            after = nodes[c, :, self.mem].copy()
+            out.append(
+                Outcome(
+                    a,
+                    after,
+                    state_key(after),
+                    float(frac[c].mean()),
+                    bool(ok[c].all()),
+                    False,
+                    int(instructions[c]),
+                )
+            )
+        return out
+
+
+class _BatchBuffer:
+    """The machines of one batched expansion, kept between expansions.
+
+    ``capacity`` children x ``rows`` machines, allocated (and checked finite) once. Before
+    each expansion only the low part of every machine -- registers, stack, pointer table and
+    memory -- is reset to the node's; the code above it never changes (code is write
+    protected; the argument slots are rebound by every call before they are read). Then
+    every child's bindings are loaded into its skill's slots and its top-level call is set
+    up, all as array operations over the rows (what ``MachineImage.execute_rows`` does
+    call by call, for actions the action table already validated), and the backend runs
+    every machine in one call.
+    """
+
+    def __init__(self, ev: ActionEvaluator, capacity: int) -> None:
+        lay = ev.layout
+        self.ev, self.capacity, self.rows = ev, capacity, ev.rows
+        self.low = ev.mem.stop
+        if lay.block("code").start < self.low:
+            raise AssertionError("the code block must lie above memory")
+        cells = np.tile(ev.root_cells, (capacity, 1))
+        self.state = MachineState(lay, cells)
+        self.cols = {name: lay.register(name) for name in ("sp", "mode", "halt", "fault", "pc")}
+        self.icount = lay.register("icount")
+        self.halt_address = lay.halt_address
+        self._plans: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+
+    def plan(self, action: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(header, slot columns, pointer columns)`` of an action (cached)."""
+        if action not in self._plans:
+            ev = self.ev
+            skill, binds = ev.decode(action)
+            sb = ev.layout.skill(ev.library.get(skill).block_name)
+            dst = [sb.slot(i) + w for i in range(len(binds)) for w in range(DESCRIPTOR_WIDTH)]
+            src = [ev.layout.pointer(p) + w for p in binds for w in range(DESCRIPTOR_WIDTH)]
+            self._plans[action] = (sb.header, np.array(dst), np.array(src))
+        return self._plans[action]
+
+    def run(
+        self, memory: np.ndarray, actions: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run ``actions`` from the node with ``memory``; returns cells, faults, steps."""
+        ev, r, n = self.ev, self.rows, len(actions)
+        cells = self.state.cells
+        view = cells.reshape(self.capacity, r, -1)
+        view[:, :, : self.low] = ev.root_cells[None, :, : self.low]
+        view[:, :, ev.mem] = memory[None]
+        headers = np.empty(n * r, dtype=np.int64)
+        by_arity: dict[int, list[int]] = {}
+        for c, a in enumerate(actions):
+            header, dst, _ = self.plan(a)
+            headers[c * r : (c + 1) * r] = header
+            by_arity.setdefault(dst.size, []).append(c)
+        for width, children in by_arity.items():
+            if not width:
+                continue
+            ch = np.array(children)
+            rows = (ch[:, None] * r + np.arange(r)[None]).reshape(-1)
+            dst = np.stack([self.plan(actions[c])[1] for c in children]).repeat(r, axis=0)
+            src = np.stack([self.plan(actions[c])[2] for c in children]).repeat(r, axis=0)
+            cells[rows[:, None], dst] = cells[rows[:, None], src]
+        # the top-level call of every child (machine.program.call, vectorised)
+        rows = np.arange(n * r)
+        c = self.cols
+        sp = cells[rows, c["sp"]].astype(np.int64)
+        cells[rows, sp] = self.halt_address
+        cells[rows, c["sp"]] = sp + 1
+        cells[rows, c["mode"]] = 0
+        cells[rows, c["halt"]] = 0
+        cells[rows, c["fault"]] = 0
+        cells[rows, c["pc"]] = cells[rows, headers]
+        before = cells[:, self.icount].copy()
+        ev.backend.run(self.state, ev.max_steps)
+        steps = (cells[:, self.icount] - before).astype(np.int64)
+        faults = cells[: n * r, c["fault"]].astype(np.int64) != Fault.NONE
+        return cells, faults, steps
+
+
+class _VectorScorer:
+    """``Workspace.score`` for many nodes at once, as array operations (same numbers).
+
+    Every output buffer of every search example is compared with the oracle's expected
+    values (computed once per workspace) under the task's tolerance; the fraction of
+    elements right is ``hits / total`` per example, as :meth:`TaskSpec.score_example` does.
+    """
+
+    def __init__(self, workspaces: list[Workspace], fault_col: int) -> None:
+        task = workspaces[0].task
+        self.fault_col = fault_col
+        self.tolerance = task.tolerance
+        self.k = workspaces[0].batch
+        self.groups = []
+        for ws in workspaces:
+            parts = []
+            for name in task.outputs:
+                addr, buf = ws.image.buffers[name]
+                want = np.stack(
+                    [np.asarray(e[name], dtype=np.float64).reshape(-1) for e in ws.expected]
+                )
+                if want.shape[1] != buf.size:
+                    raise ValueError(
+                        f"task {task.name}: the oracle's {name!r} has {want.shape[1]} elements, "
+                        f"its buffer {buf.size}"
+                    )
+                parts.append((addr, buf.size, want))
+            self.groups.append(parts)
+
+    def __call__(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``cells`` ``(nodes, rows, n_cells)`` -> fraction and success, ``(nodes, rows)``."""
+        n = cells.shape[0]
+        frac, ok = [], []
+        for g, parts in enumerate(self.groups):
+            rows = cells[:, g * self.k : (g + 1) * self.k]
+            hits = np.zeros((n, self.k), dtype=np.int64)
+            total = 0
+            for addr, size, want in parts:
+                got = rows[:, :, addr : addr + size]
+                hits += np.count_nonzero(self.tolerance.close(got, want[None]), axis=2)
+                total += size
+            fault = rows[:, :, self.fault_col].astype(np.int64) != 0
+            f = np.ones((n, self.k)) if total == 0 else hits / total
+            frac.append(np.where(fault, 0.0, f))
+            ok.append((hits == total) & ~fault)
+        return np.concatenate(frac, axis=1), np.concatenate(ok, axis=1)

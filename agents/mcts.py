@@ -1,0 +1,184 @@
+"""`MCTS`: Monte Carlo tree search over (skill, bindings) actions, AlphaZero's PUCT.
+
+The paper's tree-search-based learning (section 3.2.3): composition is discrete, so search
+over which skill to call with which pointers, as AlphaZero/AlphaTensor do, pruned by a
+prior that a language model can supply (:mod:`agents.priors`).
+
+* Nodes are machine data states (:class:`~agents.tree.SearchTree`): transpositions --
+  two programs that leave the same data on every search example -- share a node.
+* Actions at a node are evaluated in chunks of ``batch_size`` children, in the order of
+  the prior (ties broken by the seeded RNG, so the uniform prior is a random order), each
+  chunk in one batched CPU call. Progressive widening: a node visited ``N`` times may
+  have ``1 + floor(N ** widen)`` chunks evaluated; AlphaZero evaluates every child, which
+  costs hundreds to thousands of actions per node here.
+* Selection: ``argmax_a Q(s, a) + c_puct * P(s, a) * sqrt(N(s) + 1) / (1 + N(s, a))``
+  over the evaluated children, ``P`` the prior renormalised over them, ``Q`` the mean of
+  backed-up values (a child never visited has ``Q`` = its dense reward).
+* Value: the dense reward, the fraction of output elements right on the search examples.
+  A leaf is valued after its first chunk is evaluated: the best of its own and its new
+  children's rewards (a one-step look-ahead instead of AlphaZero's value network).
+* The budget counts actions evaluated. A child that solves every search example is
+  verified on fresh inputs at every length; the search stops at the first that verifies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from agents.api import Agent, SolveContext, register_agent
+from agents.priors import NodeView, Prior, make_prior
+from agents.result import Program
+from agents.tree import Edge, Found, Node, SearchTree
+
+
+@register_agent("mcts")
+class MCTS(Agent):
+    """PUCT tree search with a pluggable prior (see the module docstring).
+
+    Args:
+        prior: ``"uniform"``, ``"description"`` or a :class:`~agents.priors.Prior`.
+        temperature: the description prior's softmax temperature (default: its own).
+        c_puct: exploration constant.
+        batch_size: children evaluated per chunk (one CPU call each).
+        widen: progressive-widening exponent.
+        max_depth: longest program searched (default: the solve's ``max_calls``).
+        batched: evaluate a chunk in one CPU call (True) or one action at a time (False);
+            both give the same tree.
+        lengths: training lengths of the search examples (default: shortest and longest).
+    """
+
+    def __init__(
+        self,
+        prior: str | Prior = "uniform",
+        temperature: float | None = None,
+        c_puct: float = 1.0,
+        batch_size: int = 32,
+        widen: float = 0.5,
+        max_depth: int | None = None,
+        batched: bool = True,
+        lengths: Sequence[int] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_depth is not None and max_depth < 1:
+            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
+        if c_puct < 0 or widen < 0:
+            raise ValueError(f"c_puct and widen must be >= 0, got {c_puct}, {widen}")
+        options = {} if temperature is None else {"temperature": temperature}
+        self._prior = make_prior(prior, **options)
+        self.prior = prior if isinstance(prior, str) else type(prior).__name__
+        self.temperature, self.c_puct, self.batch_size = temperature, c_puct, int(batch_size)
+        self.widen, self.max_depth, self.batched = widen, max_depth, bool(batched)
+        self._lengths = tuple(lengths) if lengths else None
+        self.tree: SearchTree | None = None
+
+    def search(self, ctx: SolveContext) -> Program | None:
+        self.tree = tree = SearchTree(ctx, batched=self.batched, lengths=self._lengths)
+        tree.ev.chunk_hint = self.batch_size
+        self._rng = ctx.rng
+        self._depth = self.max_depth or ctx.max_calls
+        self._simulations = 0
+        try:
+            if tree.root.success:
+                found = tree._check(tree.root)
+                if found:
+                    return found
+            while not tree.root.closed:
+                self._simulate(tree.root)
+            return None
+        except Found as f:
+            return f.program
+        finally:
+            ctx.stats.update(tree.stats())
+            ctx.stats["simulations"] = self._simulations
+
+    # ------------------------------------------------------------ one simulation
+    def _simulate(self, root: Node) -> None:
+        node, path, on_path = root, [], {root.key}
+        while True:
+            if node.depth >= self._depth or node.closed:
+                node.closed = True
+                value = node.potential
+                break
+            if node.visits == 0:
+                new = self._widen(node)
+                value = max([node.potential] + [e.child.potential for e in new])
+                break
+            if self._may_widen(node):
+                self._widen(node)
+            edge = self._select(node, on_path)
+            if edge is None:
+                if node.expanded < len(node.order):
+                    self._widen(node)
+                    continue
+                node.closed = all(e.child.closed for e in node.edges)
+                value = node.potential
+                break
+            path.append(edge)
+            node = edge.child
+            on_path.add(node.key)
+        self._simulations += 1
+        root.visits += 1
+        for edge in path:
+            edge.n += 1
+            edge.w += value
+            edge.child.visits += 1
+
+    def _may_widen(self, node: Node) -> bool:
+        chunks = math.ceil(node.expanded / self.batch_size)
+        allowed = 1 + math.floor(node.visits**self.widen)
+        return node.order is not None and node.expanded < len(node.order) and chunks < allowed
+
+    def _widen(self, node: Node) -> list[Edge]:
+        """Evaluate the node's next chunk of actions in prior order."""
+        tree = self.tree
+        if node.order is None:
+            valid = tree.ev.valid_actions
+            view = NodeView(
+                tree.ctx.task,
+                tree.ctx.library,
+                tree.ev.table,
+                tree.ev.pointer_names,
+                node.program,
+                node.memory,
+                tree.ev.env,
+            )
+            p = np.asarray(self._prior(view, valid), dtype=np.float64)
+            if p.shape != valid.shape:
+                raise ValueError(f"the prior returned shape {p.shape} for {valid.size} actions")
+            perm = self._rng.permutation(valid.size)
+            rank = perm[np.argsort(-p[perm], kind="stable")]
+            node.order, node.priors = valid[rank], p[rank]
+        lo = node.expanded
+        hi = min(lo + self.batch_size, len(node.order))
+        new = tree.expand(node, node.order[lo:hi], node.priors[lo:hi])
+        if node.expanded >= len(node.order) and not node.edges:
+            node.closed = True
+        return new
+
+    def _select(self, node: Node, on_path: set[bytes]) -> Edge | None:
+        """The PUCT choice among evaluated children not closed and not on the path."""
+        edges = [e for e in node.edges if not e.child.closed and e.child.key not in on_path]
+        if not edges:
+            return None
+        p = np.array([e.prior for e in edges])
+        total = p.sum()
+        p = p / total if total > 0 else np.full(len(edges), 1.0 / len(edges))
+        n = np.array([e.n for e in edges], dtype=np.float64)
+        q = np.array([e.w / e.n if e.n else e.child.potential for e in edges])
+        u = q + self.c_puct * p * math.sqrt(node.visits + 1) / (1.0 + n)
+        return edges[int(np.argmax(u))]
+
+    def tree_signature(self) -> list[tuple]:
+        """The searched tree as plain data (node programs, visits, edge statistics), in node
+        creation order: equal for two searches that built the same tree."""
+        if self.tree is None:
+            return []
+        out = []
+        for node in self.tree.nodes.values():
+            edges = tuple((e.action, e.child.key, e.n, round(e.w, 12)) for e in node.edges)
+            out.append((node.key, tuple(map(str, node.program)), node.visits, edges))
+        return out
