@@ -5,7 +5,9 @@ attempt every task that is not solved yet with the library as it stood when the 
 began (:func:`agents.solve`: the agent searches, and the program is verified on fresh
 inputs at every training length, every test length and 8x the longest training length on
 the Transformer CPU); compile each verified program into a skill named after its task
-(:func:`~algind_gym.tasks.compile_task_program`) and append it. The next generation sees
+(:func:`~algind_gym.tasks.compile_task_program`) and append it (a verified program that
+cannot become a skill, e.g. one that writes into a constant, is recorded with its
+``compile_error`` and the task stays unsolved). The next generation sees
 every skill learned before it. The loop stops when a generation solves nothing new (or
 every task is solved). Nothing here reads the shipped reference solutions
 (:mod:`algind_gym.tasks.reference`): what the library holds was found by the agent.
@@ -111,9 +113,18 @@ class CurriculumConfig:
         return asdict(self)
 
 
-def attempt_record(result: SolveResult, generation: int, skill: str | None) -> dict[str, Any]:
-    """One attempt as stored in ``results.json``: the SolveResult plus where it happened."""
-    return {"generation": generation, "skill": skill, "result": result.to_dict()}
+def attempt_record(
+    result: SolveResult, generation: int, skill: str | None, compile_error: str | None = None
+) -> dict[str, Any]:
+    """One attempt as stored in ``results.json``: the SolveResult, the generation, the key of
+    the skill it added (None when not solved) and why a verified program could not become
+    a skill (``compile_error``; the task then counts as not solved)."""
+    return {
+        "generation": generation,
+        "skill": skill,
+        "compile_error": compile_error,
+        "result": result.to_dict(),
+    }
 
 
 def library_prefix(library: SkillLibrary, n: int) -> SkillLibrary:
@@ -269,12 +280,16 @@ def run_curriculum(
             result = _solve(spec, frozen, config, config.budget, progress)
             if result.interrupted:
                 raise KeyboardInterrupt
-            skill = None
+            skill, error = None, None
             if result.success:
-                skill = compile_task_program(lib, spec, result.program).key
-                state["library_keys"] = lib.keys()
-                gen["solved"] += 1
-            gen["attempts"].append(attempt_record(result, gen["generation"], skill))
+                try:
+                    skill = compile_task_program(lib, spec, result.program).key
+                except (ValueError, KeyError) as e:  # e.g. it writes into a constant
+                    error = str(e.args[0] if isinstance(e, KeyError) else e)
+                else:
+                    state["library_keys"] = lib.keys()
+                    gen["solved"] += 1
+            gen["attempts"].append(attempt_record(result, gen["generation"], skill, error))
             _save(out, state, lib if skill else None)
             notify("result", gen["attempts"][-1])
         gen["finished"] = True
@@ -283,12 +298,9 @@ def run_curriculum(
 
 
 def solved_tasks(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Task name -> the attempt that solved it."""
+    """Task name -> the attempt that solved it (verified and appended as a skill)."""
     return {
-        a["result"]["task"]: a
-        for g in state["generations"]
-        for a in g["attempts"]
-        if a["result"]["success"]
+        a["result"]["task"]: a for g in state["generations"] for a in g["attempts"] if a["skill"]
     }
 
 

@@ -152,7 +152,11 @@ def curriculum_command(args: argparse.Namespace) -> int:
                 )
             elif kind == "result":
                 r = data["result"]
-                if r["success"]:
+                if data["compile_error"]:
+                    progress.console.print(
+                        f"  [red]not solved[/] {r['task']}: verified, but {data['compile_error']}"
+                    )
+                elif data["skill"]:
                     progress.advance(overall)
                     prog = "; ".join(r["program_text"].splitlines())
                     progress.console.print(

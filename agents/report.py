@@ -12,9 +12,11 @@ key                    meaning
                        keys), ``preset``
 ``generations``        one entry per generation: ``generation`` (1, 2, ...),
                        ``library_size`` (skills available to it), ``tasks`` (attempted),
-                       ``attempts`` (``{"generation", "skill", "result"}``: the learned
-                       skill's key or null, and the :class:`~agents.result.SolveResult`,
-                       validated against its own schema), ``solved``, ``finished``
+                       ``attempts`` (``{"generation", "skill", "compile_error",
+                       "result"}``: the learned skill's key or null, why a verified
+                       program did not compile into a skill or null, and the
+                       :class:`~agents.result.SolveResult`, validated against its own
+                       schema), ``solved``, ``finished``
 ``library_keys``       the library's skills after the last recorded attempt
 ``finished``           the loop has stopped; ``stop_reason`` says why
 ``flat``               null, or ``{"ratio", "rows"}``: flat against hierarchical, one row
@@ -134,11 +136,12 @@ RESULTS_SCHEMA: dict[str, Any] = {
                         "type": "array",
                         "items": {
                             "type": "object",
-                            "required": ["generation", "skill", "result"],
+                            "required": ["generation", "skill", "compile_error", "result"],
                             "additionalProperties": False,
                             "properties": {
                                 "generation": {"type": "integer", "minimum": 1},
                                 "skill": {"type": ["string", "null"]},
+                                "compile_error": {"type": ["string", "null"]},
                                 "result": {"type": "object"},
                             },
                         },
@@ -213,12 +216,13 @@ def generation_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for g in state["generations"]:
         res = [a["result"] for a in g["attempts"]]
+        won = [a["result"]["task"] for a in g["attempts"] if a["skill"]]
         rows.append(
             {
                 "generation": g["generation"],
                 "library_size": g["library_size"],
                 "attempted": len(res),
-                "solved": [r["task"] for r in res if r["success"]],
+                "solved": won,
                 "actions_evaluated": sum(r["actions_evaluated"] for r in res),
                 "env_steps": sum(r["env_steps"] for r in res),
                 "wall_time_s": sum(r["wall_time_s"] for r in res),
@@ -324,7 +328,13 @@ def write_report(state: dict[str, Any], out: str | Path, *, plots: bool = True) 
     for g in state["generations"]:
         for a in g["attempts"]:
             r = a["result"]
-            if not r["success"]:
+            if a["compile_error"]:
+                md.append(
+                    f"### {r['task']} (generation {g['generation']}): verified, but not a "
+                    f"skill\n\n`{r['program_text']}` does not compile into a skill: "
+                    f"{a['compile_error']}\n"
+                )
+            if not a["skill"]:
                 continue
             acc = ", ".join(f"{n}: {v:.2f}" for n, v in r["generalisation"].items())
             md += [

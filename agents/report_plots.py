@@ -113,7 +113,7 @@ def plot_progress(state: dict[str, Any], path: Path) -> Path:
         bounds.append(actions)
         for a in g["attempts"]:
             actions += a["result"]["actions_evaluated"]
-            solved += bool(a["result"]["success"])
+            solved += bool(a["skill"])
             xs.append(actions)
             ys.append(solved)
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -135,7 +135,7 @@ def plot_accuracy(state: dict[str, Any], path: Path) -> Path:
     for g in state["generations"]:
         for a in g["attempts"]:
             r = a["result"]
-            if not r["success"]:
+            if not a["skill"]:
                 continue
             lengths = sorted(r["generalisation"], key=int)
             ax.plot(

@@ -226,3 +226,24 @@ def test_cli_runs_and_reports_errors(tmp_path, capsys):
             rc = e.code
         assert rc == 2
         assert msg in capsys.readouterr().err
+
+
+def test_a_verified_program_that_cannot_become_a_skill_leaves_the_task_unsolved(tiny, tmp_path):
+    from agents.api import AGENTS, Agent, register_agent
+
+    @register_agent("writes-a-constant")
+    class WritesAConstant(Agent):
+        """Solves AddTen, then writes into the constant ``ten`` (no skill can do that)."""
+
+        def search(self, ctx):
+            return [("s_add", ["x", "ten", "out"]), ("s_max", ["out", "out", "ten"])]
+
+    try:
+        state = run_curriculum(_config(tasks=["AddTen"], agent="writes-a-constant"), tmp_path)
+    finally:
+        AGENTS.pop("writes-a-constant")
+    (attempt,) = state["generations"][0]["attempts"]
+    assert attempt["result"]["success"] and attempt["skill"] is None
+    assert "constant" in attempt["compile_error"]
+    assert solved_tasks(state) == {} and state["stop_reason"] == "a generation solved nothing new"
+    assert "not a skill" in write_report(state, tmp_path, plots=False).read_text()
