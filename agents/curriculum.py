@@ -53,10 +53,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "levels": (1, 2, 3, 4),
         "track": "numeric",
         "extra": ("Copy", "PrefixSum", "DuplicatedInput", "CountEqual"),
+        "defaults": {"budget": 10_000, "prior": "description"},
     },
-    "full": {"description": "every registered task, user tasks included", "levels": None},
+    "full": {
+        "description": "every registered task, user tasks included",
+        "levels": None,
+        "defaults": {"budget": 10_000, "prior": "description"},
+    },
 }
-"""Named task selections for :func:`preset_tasks`."""
+"""Named task selections for :func:`preset_tasks`, with the settings the command uses for
+them unless given (``defaults``: the budget, and the prior for agents that take one)."""
 
 
 class RunStateError(ValueError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -66,10 +67,17 @@ def add_curriculum_parser(sub: argparse._SubParsersAction) -> None:
     )
     p = sub.add_parser("curriculum", help=help_text, description=help_text)
     p.add_argument("--agent", help=f"one of {sorted(AGENTS)} (default: mcts)")
-    p.add_argument("--prior", help="the agent's prior (an agent option), e.g. description")
+    p.add_argument("--prior", help="the agent's prior (an agent option): uniform or description")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="an agent option")
-    p.add_argument("--budget", type=int, default=2000, help="actions per attempt (default 2000)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="task selection (default: quick)")
+    p.add_argument(
+        "--budget", type=int, help="actions per attempt (default: the preset's, else 2000)"
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="task selection and default budget/prior (default: quick): "
+        + "; ".join(f"{k}: {v['description']}, {v['defaults']}" for k, v in PRESETS.items()),
+    )
     p.add_argument("--tasks", help="comma-separated task names (instead of --preset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-calls", type=int, default=6, help="longest program considered")
@@ -95,6 +103,7 @@ def add_curriculum_parser(sub: argparse._SubParsersAction) -> None:
 def curriculum_command(args: argparse.Namespace) -> int:
     """Run the curriculum for parsed CLI arguments (exit 0 once the run has finished)."""
     from agents.curriculum import (
+        PRESETS,
         CurriculumConfig,
         default_agent,
         preset_tasks,
@@ -106,22 +115,29 @@ def curriculum_command(args: argparse.Namespace) -> int:
     import_task_modules(args.imports)
     if args.tasks and args.preset:
         raise ValueError("pass either --tasks or --preset, not both")
-    tasks = _csv(args.tasks) or preset_tasks(args.preset or "quick")
+    preset = None if args.tasks else (args.preset or "quick")
+    tasks = _csv(args.tasks) or preset_tasks(preset)
     agent = args.agent or default_agent()
     if agent not in AGENTS:
         raise ValueError(f"unknown agent {agent!r}; choose one of {sorted(AGENTS)}")
+    defaults = PRESETS[preset]["defaults"] if preset else {}
+    budget = args.budget if args.budget is not None else defaults.get("budget", 2000)
+    if budget < 1:
+        raise ValueError(f"--budget must be a positive number of actions, got {budget}")
+    options = _agent_options(args)
+    takes = inspect.signature(AGENTS[agent].__init__).parameters
+    if "prior" in defaults and "prior" in takes and "prior" not in options:
+        options["prior"] = defaults["prior"]
     config = CurriculumConfig(
         tasks=tasks,
         agent=agent,
-        budget=args.budget,
+        budget=budget,
         seed=args.seed,
-        options=_agent_options(args),
+        options=options,
         n_examples=args.examples,
         max_calls=args.max_calls,
-        preset=None if args.tasks else (args.preset or "quick"),
+        preset=preset,
     )
-    if args.budget < 1:
-        raise ValueError(f"--budget must be a positive number of actions, got {args.budget}")
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
@@ -132,7 +148,7 @@ def curriculum_command(args: argparse.Namespace) -> int:
         disable=args.json,
     ) as progress:
         overall = progress.add_task("tasks solved", total=len(tasks))
-        attempt = progress.add_task("", total=args.budget, visible=False)
+        attempt = progress.add_task("", total=budget, visible=False)
 
         def on_event(kind: str, data: dict[str, Any]) -> None:
             if kind == "generation":
@@ -142,7 +158,7 @@ def curriculum_command(args: argparse.Namespace) -> int:
                 )
             elif kind in ("attempt", "flat"):
                 label = "flat " if kind == "flat" else ""
-                total = data.get("budget", args.budget)
+                total = data.get("budget", budget)
                 progress.update(
                     attempt,
                     description=f"  {label}{data['task']}",
