@@ -129,12 +129,15 @@ def _run_ray(jobs, workers: int | None, address: str | None, on_done: Callable) 
         check_ray_address(address)
     started = not ray.is_initialized()
     if started:
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in _pythonpath() if p)}}
-        kwargs: dict[str, Any] = {"runtime_env": env, "log_to_driver": False}
+        kwargs: dict[str, Any] = {"log_to_driver": False}
         if address:
             kwargs["address"] = address
         else:
-            kwargs.update(num_cpus=workers or os.cpu_count(), include_dashboard=False)
+            # local workers import this checkout (a cluster's nodes use their own install)
+            env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in _pythonpath() if p)}}
+            kwargs.update(
+                num_cpus=workers or os.cpu_count(), include_dashboard=False, runtime_env=env
+            )
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError) as e:

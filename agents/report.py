@@ -249,8 +249,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def summary_table(state: dict[str, Any]) -> str:
-    """Markdown: one row per task (generation solved, actions, calls, accuracy at the
-    longest length), the table the README shows."""
+    """Markdown: one row per task (generation solved, actions of the solving attempt, calls,
+    the lowest accuracy over every verified length up to the longest), the README's table."""
     from agents.curriculum import solved_tasks
 
     solved = solved_tasks(state)
@@ -265,13 +265,13 @@ def summary_table(state: dict[str, Any]) -> str:
                     str(solved[t]["generation"]),
                     str(r["actions_evaluated"]),
                     str(len(r["program"])),
-                    f"{min(r['generalisation'].values()):.2f} (up to n={longest})",
+                    f"{min(r['generalisation'].values()):.2f} (n = 1..{longest})",
                     "`" + "; ".join(r["program_text"].splitlines()) + "`",
                 ]
             )
         else:
             rows.append([t, "not solved", "", "", "", ""])
-    header = ["task", "generation", "actions", "calls", "min accuracy", "learned program"]
+    header = ["task", "generation", "actions", "calls", "lowest accuracy", "learned program"]
     return _md_table(header, rows)
 
 

@@ -2,7 +2,8 @@
 
 * :func:`plot_hierarchy`: the learned skill hierarchy (the paper's figure 2b): one row per
   generation, the built-in skills the learned programs use at the bottom, an arrow from each
-  learned skill to every skill its program calls or passes (``&skill``).
+  learned skill to every skill its program calls or passes (``&skill``), red where the
+  skill used was itself learned.
 * :func:`plot_progress`: tasks solved against actions evaluated (cumulative, in attempt
   order), generation boundaries dashed.
 * :func:`plot_accuracy`: accuracy on fresh inputs against length for every solved task.
@@ -29,6 +30,9 @@ def _save(fig, path: Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the picture from others
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -70,18 +74,36 @@ def plot_hierarchy(state: dict[str, Any], path: Path) -> Path:
         rows.setdefault(gen, []).append(name)
     pos: dict[str, tuple[float, float]] = {}
     width = max((len(v) for v in rows.values()), default=1)
-    for y, members in rows.items():
+
+    def place(y: int, members: list[str]) -> None:
         for i, n in enumerate(members):
             pos[n] = ((i + 0.5) * width / max(len(members), 1), float(y))
+
+    for y, members in rows.items():
+        place(y, members)
+    # built-in skills under the skills that use them (mean x of their users): fewer crossings
+    users: dict[str, list[float]] = {b: [] for b in base}
+    for _, name, deps in learned:
+        for d in deps:
+            if d in users:
+                users[d].append(pos[name][0])
+    rows[0].sort(key=lambda b: sum(users[b]) / len(users[b]))
+    place(0, rows[0])
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * width), 1.6 * max(len(rows), 1) + 1))
     for _, name, deps in learned:
         for d in deps:
             (x0, y0), (x1, y1) = pos[name], pos[d]
+            learned_dep = d in names  # the hierarchy proper: a learned skill reused
             ax.annotate(
                 "",
                 xy=(x1, y1 + 0.12),
                 xytext=(x0, y0 - 0.12),
-                arrowprops={"arrowstyle": "->", "color": "0.55", "lw": 0.8},
+                arrowprops={
+                    "arrowstyle": "->",
+                    "color": "C3" if learned_dep else "0.7",
+                    "lw": 1.4 if learned_dep else 0.7,
+                },
+                zorder=2 if learned_dep else 1,
             )
     for n, (x, y) in pos.items():
         colour = "#dde8f5" if y == 0 else "#f5e3c8"
@@ -101,7 +123,7 @@ def plot_hierarchy(state: dict[str, Any], path: Path) -> Path:
     ax.set_xticks([])
     for s in ("top", "right", "bottom"):
         ax.spines[s].set_visible(False)
-    ax.set_title("Learned skill hierarchy (arrow: calls or passes)")
+    ax.set_title("Learned skill hierarchy (arrow: calls or passes; red: a learned skill reused)")
     return _save(fig, path)
 
 

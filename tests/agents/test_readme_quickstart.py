@@ -22,3 +22,15 @@ def test_ppo_quickstart_runs(capsys):
     )
     program, reward = capsys.readouterr().out.rsplit(" ", 1)
     assert "(" in program and float(reward) <= 1.0
+
+
+def test_readme_table_is_the_committed_quick_run():
+    """The README's main-job table is generated from the committed results.json."""
+    from agents.report import load_results, summary_table
+
+    root = Path(__file__).parents[2]
+    results = root / "experiments" / "results" / "curriculum_quick" / "results.json"
+    readme = (root / "README.md").read_text()
+    table = readme.split("<!-- curriculum-quick-table -->\n", 1)[1]
+    table = table.split("<!-- /curriculum-quick-table -->", 1)[0]
+    assert table.strip() == summary_table(load_results(results)).strip()
