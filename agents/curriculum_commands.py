@@ -213,6 +213,8 @@ def curriculum_command(args: argparse.Namespace) -> int:
                     on_event=on_event,
                     progress=on_charge,
                 )
+        except ImportError as e:  # the description prior without the [lm] extra
+            raise ValueError(f"{e}; or pass --prior uniform") from None
         except KeyboardInterrupt:
             console.print(
                 f"interrupted: everything up to the last finished attempt is saved in {args.out}; "
