@@ -365,7 +365,9 @@ def _flat_section(state: dict[str, Any]) -> list[str]:
     return [
         "## Flat against hierarchical\n",
         f"The same agent and seed with only the start library (no learned skills), budget "
-        f"{ratio:g}x the actions the hierarchy needed for the task. '> N (budget)': flat spent "
+        f"{ratio:g}x the actions the hierarchy needed for the task (hier. actions: the solving "
+        "attempt's; learning the skills it calls is in the generations table). "
+        "'> N (budget)': flat spent "
         "its whole budget without a verified program; 'not expressible': the agent ran out of "
         f"programs of at most {state['config']['max_calls']} calls before its budget.\n",
         _md_table(header, rows),
