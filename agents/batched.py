@@ -25,11 +25,14 @@ the root machines with the node's memory written in, which keeps a node a few hu
 bytes instead of whole machines, and makes :func:`state_key` (the observational
 equivalence of two partial programs) the bytes of that memory.
 
-Search examples: K examples (the solve's ``n_examples``) at each of a few training
-lengths (default: the shortest and the longest), all rows of one batch -- a program must
-be right on all of them to count as a candidate worth verifying. The workspaces are laid
-out for the longest training length, as the environments are, so every length shares one
-layout and can run in one CPU call.
+Search examples: K examples (the solve's ``n_examples``) at each of the search lengths,
+all rows of one batch -- a program must be right on all of them to count as a candidate
+worth verifying. The default is the longest training length only: short examples give
+wrong programs partial credit (at length 1 a product, a sum and a mean agree), which
+misleads a search guided by the dense reward; a program right there but wrong elsewhere is
+caught by verification at every length. The workspaces are laid out for the longest
+training length, as the environments are, so any lengths asked for share one layout and
+run in one CPU call.
 """
 
 from __future__ import annotations
@@ -100,9 +103,8 @@ class TimedBackend:
 
 
 def default_search_lengths(train_lengths: Sequence[int]) -> tuple[int, ...]:
-    """The shortest nonzero and the longest training length (one when they coincide)."""
-    nonzero = [n for n in train_lengths if n > 0] or list(train_lengths)
-    return tuple(sorted({min(nonzero), max(train_lengths)}))
+    """The search examples' lengths by default: the longest training length."""
+    return (max(train_lengths),)
 
 
 class ActionEvaluator:
@@ -111,8 +113,8 @@ class ActionEvaluator:
     Args:
         ctx: the solve's context (task, library, K, backend, seed).
         batched: run a list of actions in one CPU call (True) or one at a time (False).
-        lengths: training lengths of the search examples (default
-            :func:`default_search_lengths`).
+        lengths: lengths of the search examples, each at most the longest training length
+            (default :func:`default_search_lengths`).
 
     Attributes:
         env: an environment of the task (its action table decodes action indices; priors

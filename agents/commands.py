@@ -51,8 +51,9 @@ def add_solve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", type=int, default=8, help="K, examples per search env")
     p.add_argument(
         "--prior",
-        help="prior over actions for agents that take one (mcts): uniform or description "
-        "(a sentence-embedding model; needs pip install 'algind-gym[lm]')",
+        help="prior over actions for agents that take one (mcts): uniform, description (a "
+        "sentence-embedding model; needs pip install 'algind-gym[lm]'), dataflow, or names "
+        "joined by + for their product (description+dataflow)",
     )
     p.add_argument(
         "--option",

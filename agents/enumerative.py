@@ -29,7 +29,11 @@ class EnumerativeSearch(Agent):
         batch_size: actions evaluated per CPU call.
         batched: one CPU call per chunk (True) or one action at a time (False); both
             enumerate the same nodes in the same order.
-        lengths: training lengths of the search examples (default: shortest and longest).
+        lengths: lengths of the search examples (default: the longest training length).
+        dataflow: also skip actions that read an output or scratch buffer nothing has
+            written yet (off by default: the plain breadth-first yardstick).
+        commute: also apply partial-order reduction (off by default); see
+            :meth:`~agents.tree.SearchTree.candidates`.
     """
 
     def __init__(
@@ -38,6 +42,8 @@ class EnumerativeSearch(Agent):
         batch_size: int = 64,
         batched: bool = True,
         lengths: Sequence[int] | None = None,
+        dataflow: bool = False,
+        commute: bool = False,
     ) -> None:
         if max_depth is not None and max_depth < 1:
             raise ValueError(f"max_depth must be >= 1, got {max_depth}")
@@ -45,6 +51,7 @@ class EnumerativeSearch(Agent):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.max_depth, self.batch_size, self.batched = max_depth, int(batch_size), bool(batched)
         self._lengths = tuple(lengths) if lengths else None
+        self.dataflow, self.commute = bool(dataflow), bool(commute)
         self.tree: SearchTree | None = None
         self.visit_order: list[bytes] = []
 
@@ -53,7 +60,6 @@ class EnumerativeSearch(Agent):
         tree.ev.chunk_hint = self.batch_size
         self.visit_order = []
         depth_limit = self.max_depth or ctx.max_calls
-        actions = tree.ev.valid_actions
         frontier: list[Node] = [tree.root]
         try:
             if tree.root.success and tree._check(tree.root):
@@ -63,6 +69,7 @@ class EnumerativeSearch(Agent):
                 following: list[Node] = []
                 for node in frontier:
                     self.visit_order.append(node.key)
+                    actions = tree.candidates(node, dataflow=self.dataflow, commute=self.commute)
                     for lo in range(0, len(actions), self.batch_size):
                         chunk = actions[lo : lo + self.batch_size]
                         tree.expand(node, chunk, [0.0] * len(chunk))

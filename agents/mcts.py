@@ -17,6 +17,13 @@ prior that a language model can supply (:mod:`agents.priors`).
 * Value: the dense reward, the fraction of output elements right on the search examples.
   A leaf is valued after its first chunk is evaluated: the best of its own and its new
   children's rewards (a one-step look-ahead instead of AlphaZero's value network).
+* Pruning before anything runs (:meth:`~agents.tree.SearchTree.candidates`), so pruned
+  actions are never charged: def-use (``dataflow=True``): no action reads an output or
+  scratch buffer no earlier step wrote (it would read the machines' initial contents,
+  not a computed value) or writes a constant; partial-order reduction (``commute=True``):
+  of two independent consecutive actions only one order is searched; the fault memo
+  (``fault_memo=True``): an action is not run again on the same input data it faulted
+  on, nor after faulting at three nodes without ever running cleanly (a heuristic).
 * The budget counts actions evaluated. A child that solves every search example is
   verified on fresh inputs at every length; the search stops at the first that verifies.
 """
@@ -33,21 +40,34 @@ from agents.priors import NodeView, Prior, make_prior
 from agents.result import Program
 from agents.tree import Edge, Found, Node, SearchTree
 
+DEFAULT_MAX_DEPTH = 4
+"""Calls per program MCTS searches by default: deeper nodes multiply the tree's width, and
+the shipped reference programs of levels 1-2 have at most 3 calls (Reverse 6 and
+RepeatCopy 8 excepted; ArgMax, level 4, has 4)."""
+
 
 @register_agent("mcts")
 class MCTS(Agent):
     """PUCT tree search with a pluggable prior (see the module docstring).
 
     Args:
-        prior: ``"uniform"``, ``"description"`` or a :class:`~agents.priors.Prior`.
+        prior: a prior name (``"uniform"``, ``"description"``, ``"dataflow"``, or names
+            joined by ``+`` for their product) or a :class:`~agents.priors.Prior`.
         temperature: the description prior's softmax temperature (default: its own).
         c_puct: exploration constant.
         batch_size: children evaluated per chunk (one CPU call each).
         widen: progressive-widening exponent.
-        max_depth: longest program searched (default: the solve's ``max_calls``).
+        max_depth: longest program searched (default: :data:`DEFAULT_MAX_DEPTH`, at most
+            the solve's ``max_calls``).
         batched: evaluate a chunk in one CPU call (True) or one action at a time (False);
             both give the same tree.
-        lengths: training lengths of the search examples (default: shortest and longest).
+        lengths: lengths of the search examples (default: the longest training length).
+        dataflow: skip actions that read an output or scratch buffer nothing has written
+            yet (:meth:`~agents.tree.SearchTree.candidates`); they are never evaluated.
+        commute: partial-order reduction: of two independent actions in a row, only one
+            order is searched (:meth:`~agents.tree.SearchTree.candidates`).
+        fault_memo: skip an action where the data it reads is the same as where it
+            faulted before (:class:`~agents.tree.SearchTree`).
     """
 
     def __init__(
@@ -60,6 +80,9 @@ class MCTS(Agent):
         max_depth: int | None = None,
         batched: bool = True,
         lengths: Sequence[int] | None = None,
+        dataflow: bool = True,
+        commute: bool = True,
+        fault_memo: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -73,13 +96,17 @@ class MCTS(Agent):
         self.temperature, self.c_puct, self.batch_size = temperature, c_puct, int(batch_size)
         self.widen, self.max_depth, self.batched = widen, max_depth, bool(batched)
         self._lengths = tuple(lengths) if lengths else None
+        self.dataflow, self.commute = bool(dataflow), bool(commute)
+        self.fault_memo = bool(fault_memo)
         self.tree: SearchTree | None = None
 
     def search(self, ctx: SolveContext) -> Program | None:
-        self.tree = tree = SearchTree(ctx, batched=self.batched, lengths=self._lengths)
+        self.tree = tree = SearchTree(
+            ctx, batched=self.batched, lengths=self._lengths, fault_memo=self.fault_memo
+        )
         tree.ev.chunk_hint = self.batch_size
         self._rng = ctx.rng
-        self._depth = self.max_depth or ctx.max_calls
+        self._depth = self.max_depth or min(DEFAULT_MAX_DEPTH, ctx.max_calls)
         self._simulations = 0
         try:
             if tree.root.success:
@@ -114,7 +141,8 @@ class MCTS(Agent):
                 if node.expanded < len(node.order):
                     self._widen(node)
                     continue
-                node.closed = all(e.child.closed for e in node.edges)
+                # every child is closed or an ancestor on this path (searched from there)
+                node.closed = True
                 value = node.potential
                 break
             path.append(edge)
@@ -136,7 +164,7 @@ class MCTS(Agent):
         """Evaluate the node's next chunk of actions in prior order."""
         tree = self.tree
         if node.order is None:
-            valid = tree.ev.valid_actions
+            valid = tree.candidates(node, dataflow=self.dataflow, commute=self.commute)
             view = NodeView(
                 tree.ctx.task,
                 tree.ctx.library,

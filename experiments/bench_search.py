@@ -1,0 +1,180 @@
+"""Search throughput: actions evaluated one at a time vs in one batched CPU call, side by side.
+
+Usage:
+    python experiments/bench_search.py [--tasks DotProduct,Reverse,Mean] [--actions 1536]
+                                       [--batch 64] [--budget 3000] [--out FILE.json]
+
+Two measurements per task, every mode on the same machines (K = 8 examples at the task's
+longest training length, as one environment holds):
+
+1. Evaluation: the first ``--actions`` actions of a breadth-first enumeration (every valid
+   action from the root, then from the first depth-1 nodes) evaluated
+   (a) through an environment, ``restore(snapshot)`` then ``step`` per action (what a
+   search written against the env API does), (b) one at a time by
+   :class:`agents.batched.ActionEvaluator`, (c) batched, ``--batch`` actions per CPU call.
+   Each mode is checked to give the same scores as (b).
+2. Search: MCTS (uniform prior) with ``--budget`` actions, one at a time and batched (the
+   same tree), reporting actions evaluated per second of the whole search, the CPU
+   instructions per second and the fraction of the search's wall time inside the CPU call.
+
+The machine is shared with other processes: read the ratios, which are measured in the
+same run, rather than the absolute rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from agents import MCTS, solve
+from agents.api import SolveContext, resolve_task
+from agents.batched import ActionEvaluator
+from algind_gym.atomic import atomic_write_text
+from algind_gym.skills import builtin_library
+
+
+def workload(ev: ActionEvaluator, n: int) -> list[tuple[list[int], list[int]]]:
+    """``(prefix actions, actions)`` groups: all valid actions from the root, then from
+    depth-1 nodes, until ``n`` actions."""
+    actions = [int(a) for a in ev.valid_actions]
+    groups = [([], actions[:n])]
+    left = n - len(groups[0][1])
+    if left > 0:
+        seen = {ev.root().key}
+        for o in ev.evaluate(ev.root_memory, actions):
+            if left <= 0:
+                break
+            if o.fault or o.key in seen:
+                continue
+            seen.add(o.key)
+            groups.append(([o.action], actions[:left]))
+            left -= len(groups[-1][1])
+    return groups
+
+
+def bench_evaluation(task: str, n_actions: int, batch: int) -> dict:
+    spec, lib = resolve_task(task), builtin_library()
+    length = max(spec.train_lengths)
+
+    def evaluator(batched: bool) -> ActionEvaluator:
+        ctx = SolveContext(spec, lib, 10**9, 0, n_examples=8)
+        ev = ActionEvaluator(ctx, batched=batched, lengths=[length])
+        ev.chunk_hint = batch
+        ev.evaluate(ev.root_memory, ev.valid_actions[:batch])  # compile and warm up
+        ev.wall_seconds = ev.backend.seconds = 0.0
+        return ev
+
+    one, many = evaluator(False), evaluator(True)
+    groups = workload(one, n_actions)
+    total = sum(len(a) for _, a in groups)
+    rows = {}
+
+    # (a) through the environment: restore a snapshot, step, per action
+    env = one.env
+    env.reset(seed=0, options={"length": length})
+    scores_env, start, instr = [], time.perf_counter(), 0
+    for prefix, actions in groups:
+        env.reset(seed=0, options={"length": length})
+        for a in prefix:
+            env.step(a)
+        snap = env.snapshot()
+        for a in actions:
+            env.restore(snap)
+            _, _, _, _, info = env.step(a)
+            instr += info["step_instructions"]
+            scores_env.append(info["potential"])
+    dt = time.perf_counter() - start
+    rows["env restore+step"] = {"actions_per_s": total / dt, "instr_per_s": instr / dt}
+
+    # (b) one at a time, (c) batched: the same machines
+    results = {}
+    for name, ev in (("one at a time", one), (f"batched x{batch}", many)):
+        outs, start = [], time.perf_counter()
+        for prefix, actions in groups:
+            memory = ev.root_memory
+            for a in prefix:
+                memory = ev.evaluate(memory, [a])[0].memory
+            step = batch if ev.batched else len(actions)
+            for lo in range(0, len(actions), step):
+                outs += ev.evaluate(memory, actions[lo : lo + step])
+        dt = time.perf_counter() - start
+        instr = sum(o.instructions for o in outs)
+        results[name] = outs
+        rows[name] = {
+            "actions_per_s": total / dt,
+            "instr_per_s": instr / dt,
+            "cpu_call_fraction": ev.cpu_seconds / dt,
+        }
+    a, b = results.values()
+    same = all(
+        (x.key, x.potential, x.fault, x.instructions)
+        == (y.key, y.potential, y.fault, y.instructions)
+        for x, y in zip(a, b, strict=True)
+    )
+    return {"task": task, "actions": total, "identical": same, "modes": rows}
+
+
+def bench_search(task: str, budget: int, batch: int) -> dict:
+    rows, trees = {}, []
+    for batched in (False, True):
+        agent = MCTS(batched=batched, batch_size=batch)
+        r = solve(task, agent=agent, budget=budget, seed=0)
+        s = r.stats
+        rows["batched" if batched else "one at a time"] = {
+            "actions": r.actions_evaluated,
+            "search_s": s["search_time_s"],
+            "actions_per_s": r.actions_evaluated / s["search_time_s"],
+            "instr_per_s": r.instructions / s["search_time_s"],
+            "cpu_call_fraction": s["cpu_call_time_s"] / s["search_time_s"],
+            "success": r.success,
+        }
+        trees.append(agent.tree_signature())
+    return {"task": task, "budget": budget, "identical_trees": trees[0] == trees[1], "modes": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="DotProduct,Reverse,Mean")
+    parser.add_argument("--actions", type=int, default=1536)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--budget", type=int, default=3000)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    report = {"evaluation": [], "search": []}
+    print(f"evaluation of {args.actions} breadth-first actions, K=8 at the longest train length")
+    print(f"{'task':<12}{'mode':<18}{'actions/s':>11}{'instr/s':>11}{'in CPU':>8}{'speed-up':>10}")
+    for task in args.tasks.split(","):
+        r = bench_evaluation(task, args.actions, args.batch)
+        report["evaluation"].append(r)
+        base = r["modes"]["env restore+step"]["actions_per_s"]
+        one = r["modes"]["one at a time"]["actions_per_s"]
+        for mode, m in r["modes"].items():
+            frac = f"{m['cpu_call_fraction']:.0%}" if "cpu_call_fraction" in m else "-"
+            print(
+                f"{task:<12}{mode:<18}{m['actions_per_s']:>11.0f}{m['instr_per_s']:>11.3g}"
+                f"{frac:>8}{m['actions_per_s'] / base:>6.1f}x /{m['actions_per_s'] / one:>4.1f}x"
+            )
+        print(f"{'':<12}identical outcomes: {r['identical']}")
+    print(f"\nMCTS search, uniform prior, budget {args.budget} actions, chunks of {args.batch}")
+    print(f"{'task':<12}{'mode':<15}{'actions/s':>11}{'instr/s':>11}{'in CPU':>8}")
+    for task in args.tasks.split(","):
+        r = bench_search(task, args.budget, args.batch)
+        report["search"].append(r)
+        for mode, m in r["modes"].items():
+            print(
+                f"{task:<12}{mode:<15}{m['actions_per_s']:>11.0f}{m['instr_per_s']:>11.3g}"
+                f"{m['cpu_call_fraction']:>8.0%}"
+            )
+        one, many = r["modes"]["one at a time"], r["modes"]["batched"]
+        print(
+            f"{'':<12}batched / one at a time: {many['actions_per_s'] / one['actions_per_s']:.1f}x"
+            f"; identical trees: {r['identical_trees']}"
+        )
+    if args.out:
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
