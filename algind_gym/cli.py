@@ -303,11 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true")
     # Commands implemented outside this module register themselves (one module each).
     from agents.commands import add_solve_parser
-
-    add_solve_parser(sub)
+    from agents.curriculum_commands import add_bench_parser, add_curriculum_parser
     from agents.rl.commands import add_rl_parsers  # train, evaluate
 
+    add_solve_parser(sub)
     add_rl_parsers(sub)
+    add_curriculum_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
