@@ -51,6 +51,7 @@ from agents.gradient.soft import (
     entropy,
     init_params,
     loss_fn,
+    read_bias,
     relax,
     soft_forward,
 )
@@ -155,10 +156,19 @@ class GradientComposer(Agent):
         return ops, final
 
     def _state(self, ws: Workspace, dtype: torch.dtype) -> tuple[dict, dict]:
-        """Initial soft state (every buffer, ``(K, size)``) and the oracle's outputs."""
+        """Initial soft state (every buffer, ``(K, size)``) and the oracle's outputs.
+
+        Outputs and scratch start at zero here, not at the machine's uninitialised values:
+        a mixture keeps a share (skip, unchosen buffers) of what a buffer held, and values
+        of +-1000 there would swamp the loss. Slots never *read* them (see
+        :func:`~agents.gradient.soft.read_bias`), and the discretised program is verified
+        on real machines, uninitialised memory included, so nothing can lean on the zeros.
+        """
         machines = ws.reset()
+        defined = defined_buffers(ws)
         state = {
             n: torch.tensor(ws.image.read(machines, n).reshape(ws.batch, -1), dtype=dtype)
+            * (1.0 if n in defined else 0.0)
             for n in ws.image.buffers
         }
         expected = {
@@ -170,10 +180,13 @@ class GradientComposer(Agent):
         }
         return state, expected
 
-    def discretise(self, steps: list[SoftStep], params: list[StepParams]) -> Program:
+    def discretise(
+        self, steps: list[SoftStep], params: list[StepParams], defined: set[str] | None = None
+    ) -> Program:
         """The argmax program: per step the most likely op (skips dropped) with its most
-        likely buffer per data slot."""
+        likely buffer per data slot, among the buffers the soft forward lets it read."""
         program: Program = []
+        defined = None if defined is None else set(defined)
         for step, par in zip(steps, params, strict=True):
             i = int(par.alpha.detach().argmax())
             if i == 0:
@@ -185,10 +198,15 @@ class GradientComposer(Agent):
                 if s.skill is not None:
                     names.append(f"&{s.skill}")
                 elif (v, j) in par.w_in:
-                    names.append(s.candidates[int(par.w_in[(v, j)].detach().argmax())])
+                    logits = par.w_in[(v, j)].detach()
+                    if defined is not None:
+                        logits = logits + read_bias(op, j, defined)
+                    names.append(s.candidates[int(logits.argmax())])
                 else:
                     names.append(s.candidates[0])
             program.append((op.skill, names))
+            if defined is not None:
+                defined |= {n for j, n in enumerate(names) if op.slots[j].role != "in"}
         return program
 
     # ----------------------------------------------------------------- search
@@ -290,7 +308,8 @@ class GradientComposer(Agent):
                     ctx.library, ctx.task, length, batch=k, seed=int(ctx.rng.integers(2**31 - 1))
                 )
                 state, expected = self._state(ws, dtype)
-                final, fstats = soft_forward(state, steps, params, tau, self.gumbel, gen)
+                defined = defined_buffers(ws)
+                final, fstats = soft_forward(state, steps, params, tau, self.gumbel, gen, defined)
                 loss = loss_fn(final, expected)
                 cpu_s += fstats.cpu_s
                 used += 1
@@ -309,7 +328,7 @@ class GradientComposer(Agent):
                     loss.backward()
                     backward_s += time.perf_counter() - t0
                     opt.step()
-                program = self.discretise(steps, params)
+                program = self.discretise(steps, params, defined)
                 alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
                 train_s = time.perf_counter() - start
                 stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
@@ -395,3 +414,14 @@ class GradientComposer(Agent):
 
 def ctx_outputs(ws: Workspace) -> tuple[str, ...]:
     return ws.task.outputs
+
+
+def defined_buffers(ws: Workspace) -> set[str]:
+    """Buffers holding defined values when a program starts: the task's inputs and the
+    constants (outputs and scratch hold uninitialised memory)."""
+    roles = ws.pointer_roles
+    return {
+        n
+        for n, r in zip(ws.pointer_names, roles, strict=True)
+        if r in ("input", "inout", "constant")
+    }

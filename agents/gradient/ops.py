@@ -108,7 +108,9 @@ def enumerate_ops(
         ValueError: when more than ``max_ops`` ops arise (restrict ``skills``).
     """
     classes = buffer_classes(image)
-    protected = {a.name for a in task.args if a.role == "in"} | set(task.constants)
+    # inputs and constants (the task's and the pool's) are read-only: never an output
+    protected = {name for name, (_, buf) in image.buffers.items() if buf.read_only}
+    protected |= {a.name for a in task.args if a.role == "in"} | set(task.constants)
     skill_ptrs = [p for p in image.pointers if p.skill is not None]
     wanted = {library.get(s).key for s in skills} if skills is not None else None
     ops: list[Op] = []

@@ -102,10 +102,17 @@ def soft_forward(
     tau: float,
     gumbel: bool,
     generator: torch.Generator,
+    defined: set[str] | None = None,
 ) -> tuple[dict[str, torch.Tensor], ForwardStats]:
-    """Run the T soft steps from ``state`` (name -> ``(K, size)``); return the final state."""
+    """Run the T soft steps from ``state`` (name -> ``(K, size)``); return the final state.
+
+    ``defined``: the buffers holding defined values before the first step (inputs and
+    constants); a slot that reads reads only those and buffers that an earlier step may have
+    written (:func:`read_bias`), never uninitialised memory. None: every buffer is defined.
+    """
     stats = ForwardStats([])
     dtype = next(iter(state.values())).dtype
+    defined = set(state) if defined is None else set(defined)
     for step, par in zip(steps, params, strict=True):
         a = relax(par.alpha, tau, gumbel, generator).to(dtype)
         inputs: dict[tuple[int, int], torch.Tensor] = {}
@@ -114,7 +121,8 @@ def soft_forward(
             for j in op.data_slots:
                 cands = op.slots[j].candidates
                 if (v, j) in par.w_in:
-                    w = relax(par.w_in[(v, j)], tau, gumbel, generator).to(dtype)
+                    logits = par.w_in[(v, j)] + read_bias(op, j, defined)
+                    w = relax(logits, tau, gumbel, generator).to(dtype)
                     mix[(v, j)] = w
                     stacked = torch.stack([state[c] for c in cands])
                     inputs[(v, j)] = torch.einsum("c,cks->ks", w, stacked)
@@ -146,8 +154,23 @@ def soft_forward(
                     r = torch.where(ok[v][:, None], result, old)
                     coef = weights[v][:, None] * mix[(v, j)][c]
                     new[name] = new[name] + coef * (r - old)
+                    defined.add(name)
         state = new
     return state, stats
+
+
+def read_bias(op: Op, slot: int, defined: set[str]) -> torch.Tensor:
+    """0 for the candidates a slot may load, -inf for uninitialised buffers when the slot
+    reads (role ``in``/``inout``); a write-only slot may target any candidate. A slot with no
+    defined candidate keeps them all (its op then reads garbage and the loss says so)."""
+    cands = op.slots[slot].candidates
+    bias = torch.zeros(len(cands), dtype=torch.float64)
+    if op.slots[slot].role == "out":
+        return bias
+    undefined = torch.tensor([c not in defined for c in cands])
+    if bool(undefined.all()):
+        return bias
+    return bias.masked_fill(undefined, float("-inf"))
 
 
 def loss_fn(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -22,7 +22,9 @@ from algind_gym.tasks import Workspace, get_task
 def _soft_setup(task_name: str, skills: list[str], k: int = 3, seed: int = 0):
     lib, task = builtin_library(), get_task(task_name)
     ws = Workspace(lib, task, 3, batch=k, seed=seed)
-    ops = enumerate_ops(lib, task, ws.image, skills)
+    # The pool's scalar buffers give s_add/s_mul/s_div ops of their own; they cannot reach a
+    # vector output, so these tests look at the combinator ops only.
+    ops = [op for op in enumerate_ops(lib, task, ws.image, skills) if op.slots[0].skill]
     step = SoftStep(lib, ops, k, ws.max_steps, make_backend("transformer-torch"))
     machines = ws.reset()
     state = {n: torch.tensor(ws.image.read(machines, n).reshape(k, -1)) for n in ws.image.buffers}
@@ -41,7 +43,8 @@ def test_gradients_reach_alpha_and_w_in_through_the_cpu():
     loss_fn(final, expected).backward()
     assert stats.instructions > 0 and (stats.faults[0] == 0).all()
     assert torch.isfinite(par.alpha.grad).all() and (par.alpha.grad != 0).all()
-    assert len(par.w_in) == 4  # x and y slots of both ops: candidates x, y, out
+    # x, y and out slots of both ops (x, y: x y out tmp_v0 tmp_v1; out: out tmp_v0 tmp_v1)
+    assert sorted(par.w_in) == [(i, j) for i in range(2) for j in (1, 2, 3)]
     for key, w in par.w_in.items():
         assert torch.isfinite(w.grad).all(), key
         assert (w.grad != 0).any(), key
@@ -49,19 +52,20 @@ def test_gradients_reach_alpha_and_w_in_through_the_cpu():
 
 def test_division_by_zero_in_a_mixture_is_masked_not_nan():
     ops, step, state, _ = _soft_setup("VectorAdd", ["zipmap", "s_div"])
-    state = {**state, "y": torch.zeros_like(state["y"]), "out": torch.zeros_like(state["out"])}
+    zeros = ("y", "out", "tmp_v0", "tmp_v1")
+    state = {**state, **{n: torch.zeros_like(state[n]) for n in zeros}}
     gen = torch.Generator().manual_seed(0)
     par = init_params(ops, gen, None, 0.0)
-    # the divisor mixes y and out (both 0) and never x: x / 0 on every example
-    assert ops[0].slots[2].candidates == ("x", "y", "out")
-    par.w_in[(0, 2)].data[:] = torch.tensor([-1e4, 0.0, 0.0])
+    # the divisor mixes y, out and the pool's vectors (all 0) and never x: x / 0 everywhere
+    assert ops[0].slots[2].candidates == ("x", *zeros)
+    par.w_in[(0, 2)].data[:] = torch.tensor([-1e4, 0.0, 0.0, 0.0, 0.0])
     final, stats = soft_forward(state, [step], [par], 1.0, False, gen)
     assert (stats.faults[0] == Fault.DIVISION_BY_ZERO).all()
     assert all(torch.isfinite(v).all() for v in final.values())
     # the faulted op has weight 0, so the state passes unchanged (skip is all that is left)
     assert torch.equal(final["out"], state["out"])
     # a finite result beyond VALUE_LIMIT (x / a tiny divisor) is masked the same way
-    par.w_in[(0, 2)].data[:] = torch.tensor([-40.0, 0.0, 0.0])
+    par.w_in[(0, 2)].data[:] = torch.tensor([-40.0, 0.0, 0.0, 0.0, 0.0])
     final, stats = soft_forward(state, [step], [par], 1.0, False, gen)
     assert (stats.faults[0] == OUT_OF_RANGE).all()
     assert torch.equal(final["out"], state["out"])
@@ -140,7 +144,7 @@ def test_description_init_marginalises_the_search_prior():
     ops = enumerate_ops(lib, task, ws.image, ["zipmap", "s_add", "s_mul"])
     prior, source = description_alpha(SolveContext(task, lib, 10, 0), ops, 3)
     assert source == "agents.priors.DescriptionPrior"
-    assert prior.shape == (3,) and abs(prior.sum() - 1) < 1e-12
+    assert prior.shape == (len(ops) + 1,) and abs(prior.sum() - 1) < 1e-12
     labels = ["skip"] + [op.label for op in ops]
     assert labels[int(prior.argmax())] == "zipmap@1[s_add@1]"  # "add two vectors"
     r = solve(
