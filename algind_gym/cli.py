@@ -185,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"program": program.name, **state_summary(state, program)}))
     else:
+        print(f"backend: {args.backend}")
         print_state(state, program)
     return 0 if not state.faults.any() else 1
 
@@ -219,6 +220,13 @@ def cmd_bench_cpu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cpu_info(args: argparse.Namespace) -> int:
+    from algind_gym.cpu_v2.info import cpu_info
+
+    print(cpu_info(args.memory_size, args.dtype))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from algind_gym.tasks.commands import list_command
 
@@ -246,6 +254,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "asm": (cmd_asm, "assemble a program and print its listing (or --json)"),
     "disasm": (cmd_disasm, "disassemble a program (.asm, bundled example, or asm --json)"),
     "verify-cpu": (cmd_verify_cpu, "fuzz the Transformer CPU against the reference interpreter"),
+    "cpu-info": (cmd_cpu_info, "the opt-in Transformer CPU v2's blocks, heads, d_model, weights"),
     "bench-cpu": (
         cmd_bench_cpu,
         "instructions/s of the reference, dense and fused (numba and torch kernels) backends",
@@ -253,6 +262,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
 }
 
 BACKEND_NAMES = ("reference", "transformer", "transformer-torch", "transformer-dense")
+V2_BACKEND_NAMES = ("transformer-v2", "transformer-v2-torch", "transformer-v2-dense")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batch", type=int, default=1, help="number of machines")
             p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
             p.add_argument("--json", action="store_true", help="print the final state as JSON")
-            p.add_argument("--backend", choices=BACKEND_NAMES, default="reference")
+            p.add_argument(
+                "--backend", choices=BACKEND_NAMES + V2_BACKEND_NAMES, default="reference"
+            )
+        if name == "cpu-info":
+            p.add_argument("--memory-size", type=int, default=256, help="data cells")
+            p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
         if name == "list":
             p.add_argument("--json", action="store_true", help="JSON rows {id, task, level, track}")
         if name == "show-skill":

@@ -30,6 +30,10 @@ from algind_gym.machine.state import MachineState
 BACKENDS = ("transformer", "transformer-torch", "transformer-dense", "reference")
 """Names accepted by :func:`make_backend`."""
 
+OPT_IN_BACKENDS = ("transformer-v2", "transformer-v2-torch", "transformer-v2-dense")
+"""Also accepted by :func:`make_backend`: the compiled-transformer CPU v2
+(:mod:`algind_gym.cpu_v2`, bit-exact but much slower), imported only when asked for."""
+
 _FAULT, _HALT = 5, 4
 _CHECK_EVERY = 16
 """Steps between "is anything still running?" checks (each one is a device sync).
@@ -132,7 +136,8 @@ def _running(cells: torch.Tensor) -> torch.Tensor:
 
 
 def make_backend(name: str = "transformer", device: str | torch.device = "cpu") -> Backend:
-    """Return the execution backend called ``name`` (see :data:`BACKENDS`).
+    """Return the execution backend called ``name`` (see :data:`BACKENDS` and
+    :data:`OPT_IN_BACKENDS`).
 
     Example:
         >>> make_backend().name, make_backend("transformer-torch").name
@@ -146,4 +151,9 @@ def make_backend(name: str = "transformer", device: str | torch.device = "cpu") 
         return TransformerBackend("fused", device, "torch")
     if name == "transformer-dense":
         return TransformerBackend("dense", device)
-    raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    if name in OPT_IN_BACKENDS:
+        from algind_gym.cpu_v2.backend import make_v2_backend
+
+        return make_v2_backend(name, device)
+    names = ", ".join(BACKENDS + OPT_IN_BACKENDS)
+    raise ValueError(f"unknown backend {name!r}; expected one of {names}")

@@ -137,7 +137,8 @@ class SkillCompositionEnv(gym.Env):
 
     ``task`` (name, id or :class:`TaskSpec`), ``library`` (default: built-in atomic skills and
     combinators), ``n_examples`` (K, 8), ``max_calls`` (T, 6), ``lengths``, ``max_length``,
-    ``backend`` (any name of :data:`algind_gym.cpu.BACKENDS`; default ``"transformer"``),
+    ``backend`` (a name of :data:`algind_gym.cpu.BACKENDS` or ``OPT_IN_BACKENDS``; default
+    ``"transformer"``),
     ``reward_mode``, ``action_encoding``, ``observation_mode``, ``call_cost`` (0.01),
     ``invalid_penalty`` (0.1), ``fault_penalty`` (1.0), ``memory_window``, ``data_window``,
     ``dtype`` (float64), ``render_mode`` (``"ansi"`` or ``"rgb_array"``), ``table_caps``
@@ -636,6 +637,6 @@ def _check_backend(backend: Any) -> None:
             raise ValueError(f"backend must be a name or an object with .run, got {backend!r}")
         return
     if backend != "reference":
-        from algind_gym.cpu.backend import BACKENDS
+        from algind_gym.cpu.backend import BACKENDS, OPT_IN_BACKENDS
 
-        _check_choice("backend", backend, BACKENDS)
+        _check_choice("backend", backend, BACKENDS + OPT_IN_BACKENDS)

@@ -1,0 +1,606 @@
+"""The compiled matrices in sparse form, executed by one numba loop per machine.
+
+:func:`sparse_program` reads every matrix of a compiled
+:class:`~algind_gym.cpu_v2.blocks.Circuit` (through :mod:`algind_gym.cpu_v2.assemble`, the
+functions that build the dense matrices) and flattens its sparse form into arrays:
+
+* per read head: the non-zeros of ``W_Q`` (CPU channel -> query component), the sink's key,
+  the keys of the cell tokens (a table per distinct ``W_K``) and the ``W_V W_O`` copies;
+* per write head: the non-zeros of ``W_K``, the queries of the cell tokens, the sink's key
+  and the copies;
+* per MLP unit: its row of ``W_1`` (and ``W_1b``), bias, op, activation and its column of
+  ``W_2``; per step bank: its input row, thresholds and the prefix sums of its ``W_2``.
+
+:func:`run` executes them. Hard attention is resolved by decoding the query's code: the
+cell whose code has the query's signs is the argmax, and it is read if its score beats
+the sink's. An MLP unit whose gate pre-activation is zero, or whose output is zero, adds
+nothing and is skipped; a step bank is a binary search plus one prefix-sum row; the cell
+MLP runs only on the cells the write heads select. Nothing here knows an opcode: change a
+matrix entry and this kernel changes with the dense transformer.
+
+Exactness: every sum is over the same non-zero terms as the dense matmul (the other terms
+are zeros, which change at most the sign of a zero in a value channel, and no unit reads
+that sign); numba compiles without fastmath (no FMA contraction, no reassociation); every
+constant is in the state's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from algind_gym.cpu_v2.assemble import assemble_head, assemble_mlp, sparse_mlp
+from algind_gym.cpu_v2.blocks import Circuit
+
+try:  # numba is a dependency, but a broken install must not break the torch paths
+    import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+AVAILABLE = numba is not None
+"""Whether the compiled kernel can be used (numba imports)."""
+
+_ID, _STEP_GE, _STEP_GT, _SATURATE, _NONFINITE = range(5)
+_LINEAR, _MUL, _DIV = range(3)
+
+
+def _csr_triples(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-zeros of ``w`` (rows: stream channels, columns: components) as triples."""
+    rows, cols = np.nonzero(w)
+    return rows, cols, w[rows, cols]
+
+
+def sparse_program(c: Circuit, dtype) -> tuple:
+    """Flatten the sparse forms of every block of ``c`` (see the module docstring)."""
+    dt = np.dtype(dtype)
+    layers = c.layers
+    n_layers = len(layers)
+    # ------------------------------------------------------------- heads
+    rh_ptr, wh_ptr = [], []  # per layer: (first, end) head index of its read / write heads
+    q_ptr, q_ch, q_comp, q_w = [0], [], [], []
+    v_ptr, v_src, v_dst = [0], [], []
+    sink, table_id, tables, table_keys = [], [], [], {}
+    head_kinds = []
+    for layer in layers:
+        for kind in ("read", "write"):
+            first = len(head_kinds)
+            for h in layer.heads:
+                if h.kind != kind:
+                    continue
+                a = assemble_head(c, h)
+                side, cell_side = ("W_Q", "W_K") if kind == "read" else ("W_K", "W_Q")
+                r, comp, w = _csr_triples(a[side])
+                q_ch += r.tolist()
+                q_comp += comp.tolist()
+                q_w += w.tolist()
+                q_ptr.append(len(q_ch))
+                src, dst = np.nonzero(a["W_V"] @ a["W_O"])
+                v_src += src.tolist()
+                v_dst += dst.tolist()
+                v_ptr.append(len(v_src))
+                sink.append(a["k_sink"])
+                table = c.cell_constants @ a[cell_side]  # cell keys / queries: constants
+                key = table.tobytes()
+                if key not in table_keys:
+                    table_keys[key] = len(tables)
+                    tables.append(table)
+                table_id.append(table_keys[key])
+                head_kinds.append(kind)
+            (rh_ptr if kind == "read" else wh_ptr).append((first, len(head_kinds)))
+    # ------------------------------------------------------------- MLPs
+    blk_ptr, cell_blk_ptr = [0], [0]
+    blk_bank, blk_unit, blk_side = [], [0], []
+    u_op, u_act, u_b1, u_b1b = [], [], [], []
+    w1 = [[0], [], []]
+    w1b = [[0], [], []]
+    w2 = [[0], [], []]
+    bank_in = [[0], [], []]
+    pf_off, pf_rows, pf_out_ptr, pf_out, pf_vals = [], [], [0], [], []
+
+    def extend(store, triple):
+        ptr, cols, vals = triple
+        base = store[0][-1]
+        store[0] += (ptr[1:] + base).tolist()
+        store[1] += cols.tolist()
+        store[2] += vals.tolist()
+
+    for side_list, side in ((blk_ptr, "cpu"), (cell_blk_ptr, "cell")):
+        for layer in layers:
+            for m in layer.mlps:
+                if m.side != side:
+                    continue
+                s = sparse_mlp(assemble_mlp(c, m))
+                blk_bank.append(int(m.bank))
+                blk_side.append(side)
+                u_op += s["op"].tolist()
+                u_act += s["act"].tolist()
+                u_b1 += s["b_1"].tolist()
+                u_b1b += s["b_1b"].tolist()
+                extend(w1, s["w1"])
+                extend(w1b, s["w1b"])
+                extend(w2, s["w2"])
+                blk_unit.append(len(u_op))
+                if m.bank:
+                    cols, vals = s["bank_w"]
+                    bank_in[1] += cols.tolist()
+                    bank_in[2] += vals.tolist()
+                    pf_off.append(len(pf_vals))
+                    pf_rows.append(len(s["prefix"]))
+                    pf_out += s["out"].tolist()
+                    pf_vals += s["prefix"].ravel().tolist()
+                else:
+                    pf_off.append(len(pf_vals))
+                    pf_rows.append(0)
+                bank_in[0].append(len(bank_in[1]))
+                pf_out_ptr.append(len(pf_out))
+            side_list.append(len(blk_bank))
+    assert blk_side[: blk_ptr[-1]] == ["cpu"] * blk_ptr[-1]
+    cell_blk_ptr[0] = blk_ptr[-1]  # block indices are global: cell blocks follow the CPU's
+
+    i64 = np.int64
+
+    def arr(x, t=i64):
+        return np.ascontiguousarray(np.asarray(x, dtype=t))
+
+    meta = np.asarray(
+        [
+            c.meta["n_cells"],
+            c.meta["n_bits"],
+            c.d_k,
+            len(c.cpu),
+            len(c.cell),
+            c.cpu["cpu"],
+            c.cell["new.v"],
+            c.cell["new.s"],
+            n_layers,
+        ],
+        dtype=i64,
+    )
+    return (
+        meta,
+        arr(rh_ptr),
+        arr(wh_ptr),
+        arr(q_ptr),
+        arr(q_ch),
+        arr(q_comp),
+        arr(q_w, dt),
+        arr(v_ptr),
+        arr(v_src),
+        arr(v_dst),
+        arr(np.stack(sink), dt),
+        arr(table_id),
+        arr(np.stack(tables), dt),
+        arr(blk_ptr),
+        arr(cell_blk_ptr),
+        arr(blk_bank),
+        arr(blk_unit),
+        arr(u_op),
+        arr(u_act),
+        arr(u_b1, dt),
+        arr(u_b1b, dt),
+        arr(w1[0]),
+        arr(w1[1]),
+        arr(w1[2], dt),
+        arr(w1b[0]),
+        arr(w1b[1]),
+        arr(w1b[2], dt),
+        arr(w2[0]),
+        arr(w2[1]),
+        arr(w2[2], dt),
+        arr(bank_in[0]),
+        arr(bank_in[1]),
+        arr(bank_in[2], dt),
+        arr(pf_off),
+        arr(pf_rows),
+        arr(pf_out_ptr),
+        arr(pf_out),
+        arr(pf_vals, dt),
+        arr(c.cell_constants, dt),
+        arr([0.0, 1.0, np.finfo(dt).max], dt),
+    )
+
+
+def _njit(fn=None, inline: str = "never"):
+    if fn is None:
+        return lambda f: _njit(f, inline)
+    if numba is None:  # pragma: no cover
+        return fn
+    return numba.njit(
+        cache=True, nogil=True, boundscheck=False, error_model="numpy", inline=inline
+    )(fn)
+
+
+@_njit(inline="always")
+def _activate(act, z, big, zero, one):
+    if act == _ID:
+        return z
+    if act == _STEP_GE:
+        return one if z >= zero else zero
+    if act == _STEP_GT:
+        return one if z > zero else zero
+    if act == _SATURATE:
+        if z > big:
+            return big
+        if z < -big:
+            return -big
+        return z
+    return zero if math.isfinite(z) else one
+
+
+@_njit(inline="always")
+def _unit(u, x, u_op, u_act, u_b1, u_b1b, w1p, w1c, w1v, w1bp, w1bc, w1bv, big, zero, one):
+    """Hidden value of unit ``u`` on stream ``x``."""
+    pre = zero
+    for t in range(w1p[u], w1p[u + 1]):
+        pre += w1v[t] * x[w1c[t]]
+    pre = pre + u_b1[u]
+    op = u_op[u]
+    if op != _LINEAR:
+        if op == _MUL and pre == zero:
+            return zero  # a closed gate: the product is a zero, which adds nothing
+        pb = zero
+        for t in range(w1bp[u], w1bp[u + 1]):
+            pb += w1bv[t] * x[w1bc[t]]
+        pb = pb + u_b1b[u]
+        pre = pre * pb if op == _MUL else pre / pb
+    return _activate(u_act[u], pre, big, zero, one)
+
+
+@_njit
+def _run(
+    cells,
+    n_steps,
+    meta,
+    rh_ptr,
+    wh_ptr,
+    q_ptr,
+    q_ch,
+    q_comp,
+    q_w,
+    v_ptr,
+    v_src,
+    v_dst,
+    sink,
+    table_id,
+    tables,
+    blk_ptr,
+    cell_blk_ptr,
+    blk_bank,
+    blk_unit,
+    u_op,
+    u_act,
+    u_b1,
+    u_b1b,
+    w1p,
+    w1c,
+    w1v,
+    w1bp,
+    w1bc,
+    w1bv,
+    w2p,
+    w2c,
+    w2v,
+    bkp,
+    bkc,
+    bkv,
+    pf_off,
+    pf_rows,
+    pf_out_ptr,
+    pf_out,
+    pf_vals,
+    consts,
+    scalars,
+):
+    n, k, d_k, dc, dl = meta[0], meta[1], meta[2], meta[3], meta[4]
+    cpu_ch, new_v, new_s, n_layers = meta[5], meta[6], meta[7], meta[8]
+    dt = cells.dtype
+    zero, one, big = scalars[0], scalars[1], scalars[2]
+    x = np.zeros(dc, dt)
+    q = np.zeros(d_k, dt)
+    pend_ch = np.zeros(4096, np.int64)
+    pend_val = np.zeros(4096, dt)
+    target = np.zeros(64, np.int64)
+    head = np.zeros(64, np.int64)
+    tokv = np.zeros(dl, dt)
+    for i in range(cells.shape[0]):
+        for _ in range(n_steps):
+            if cells[i, 4] != zero or cells[i, 5] != zero:
+                break  # halted or faulted: every further pass is a no-op
+            for c in range(dc):
+                x[c] = zero
+            x[cpu_ch] = one
+            for layer in range(n_layers):
+                n_pend = 0
+                # ---- read heads: decode the query's code, read that cell's channels.
+                for h in range(rh_ptr[layer, 0], rh_ptr[layer, 1]):
+                    for b in range(d_k):
+                        q[b] = zero
+                    for t in range(q_ptr[h], q_ptr[h + 1]):
+                        q[q_comp[t]] += q_w[t] * x[q_ch[t]]
+                    j = 0
+                    for b in range(k):
+                        if q[b] > zero:
+                            j += 1 << b
+                    if j >= n:
+                        continue
+                    score = zero
+                    s_sink = zero
+                    tb = table_id[h]
+                    for b in range(d_k):
+                        score += tables[tb, j, b] * q[b]
+                        s_sink += sink[h, b] * q[b]
+                    if not score > s_sink:
+                        continue
+                    for t in range(v_ptr[h], v_ptr[h + 1]):
+                        src = v_src[t]
+                        if src == 0:
+                            val = cells[i, j]
+                        elif src == 1:
+                            val = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                        else:
+                            val = consts[j, src]
+                        pend_ch[n_pend] = v_dst[t]
+                        pend_val[n_pend] = val
+                        n_pend += 1
+                for t in range(n_pend):
+                    x[pend_ch[t]] += pend_val[t]
+                n_pend = 0
+                # ---- write heads: decode the key's code; the cell MLP on selected cells.
+                nw = 0
+                for h in range(wh_ptr[layer, 0], wh_ptr[layer, 1]):
+                    for b in range(d_k):
+                        q[b] = zero
+                    for t in range(q_ptr[h], q_ptr[h + 1]):
+                        q[q_comp[t]] += q_w[t] * x[q_ch[t]]
+                    j = 0
+                    for b in range(k):
+                        if q[b] > zero:
+                            j += 1 << b
+                    if j < n:
+                        score = zero
+                        s_sink = zero
+                        tb = table_id[h]
+                        for b in range(d_k):
+                            score += tables[tb, j, b] * q[b]
+                            s_sink += tables[tb, j, b] * sink[h, b]
+                        if score > s_sink:
+                            target[nw] = j
+                            head[nw] = h
+                            nw += 1
+                for a in range(nw):
+                    j = target[a]
+                    first = True
+                    for b in range(a):
+                        if target[b] == j:
+                            first = False
+                    if not first:
+                        continue
+                    # The token of cell j: its embedding plus every write head selecting it.
+                    for c in range(dl):
+                        tokv[c] = consts[j, c]
+                    tokv[0] = cells[i, j]
+                    tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                    for b in range(a, nw):
+                        if target[b] == j:
+                            hb = head[b]
+                            for t in range(v_ptr[hb], v_ptr[hb + 1]):
+                                tokv[v_dst[t]] += x[v_src[t]]
+                    out_v = zero
+                    out_s = zero
+                    for blk in range(cell_blk_ptr[layer], cell_blk_ptr[layer + 1]):
+                        for u in range(blk_unit[blk], blk_unit[blk + 1]):
+                            hval = _unit(
+                                u,
+                                tokv,
+                                u_op,
+                                u_act,
+                                u_b1,
+                                u_b1b,
+                                w1p,
+                                w1c,
+                                w1v,
+                                w1bp,
+                                w1bc,
+                                w1bv,
+                                big,
+                                zero,
+                                one,
+                            )
+                            if hval == zero:
+                                continue
+                            for t in range(w2p[u], w2p[u + 1]):
+                                if w2c[t] == new_v:
+                                    out_v += w2v[t] * hval
+                                elif w2c[t] == new_s:
+                                    out_s += w2v[t] * hval
+                    v = tokv[new_v] + out_v
+                    sgn = tokv[new_s] + out_s
+                    cells[i, j] = (one - (sgn + sgn)) * abs(v)
+                # ---- MLP blocks of this layer: hidden units read x, outputs added after.
+                for blk in range(blk_ptr[layer], blk_ptr[layer + 1]):
+                    u0, u1 = blk_unit[blk], blk_unit[blk + 1]
+                    if blk_bank[blk]:
+                        s = zero
+                        for t in range(bkp[blk], bkp[blk + 1]):
+                            s += bkv[t] * x[bkc[t]]
+                        lo, hi = 0, u1 - u0  # count of active units (they form a prefix)
+                        while lo < hi:
+                            mid = (lo + hi) // 2
+                            z = s + u_b1[u0 + mid]
+                            if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
+                                lo = mid + 1
+                            else:
+                                hi = mid
+                        row = pf_off[blk] + lo * (pf_out_ptr[blk + 1] - pf_out_ptr[blk])
+                        for t in range(pf_out_ptr[blk], pf_out_ptr[blk + 1]):
+                            val = pf_vals[row + t - pf_out_ptr[blk]]
+                            if val != zero:
+                                pend_ch[n_pend] = pf_out[t]
+                                pend_val[n_pend] = val
+                                n_pend += 1
+                        continue
+                    for u in range(u0, u1):
+                        hval = _unit(
+                            u,
+                            x,
+                            u_op,
+                            u_act,
+                            u_b1,
+                            u_b1b,
+                            w1p,
+                            w1c,
+                            w1v,
+                            w1bp,
+                            w1bc,
+                            w1bv,
+                            big,
+                            zero,
+                            one,
+                        )
+                        if hval == zero:
+                            continue
+                        for t in range(w2p[u], w2p[u + 1]):
+                            pend_ch[n_pend] = w2c[t]
+                            pend_val[n_pend] = w2v[t] * hval
+                            n_pend += 1
+                for t in range(n_pend):
+                    x[pend_ch[t]] += pend_val[t]
+    return 0
+
+
+# Argument order of ``_run`` after ``meta``; which arrays are integer (the others are the
+# state's dtype). ``pack`` concatenates them into two buffers so that a Python call passes
+# six arguments: numba's dispatch checks every argument's type on every call, and with
+# forty arrays that was most of the fixed cost of a call.
+_ARGS = [
+    "rh_ptr",
+    "wh_ptr",
+    "q_ptr",
+    "q_ch",
+    "q_comp",
+    "q_w",
+    "v_ptr",
+    "v_src",
+    "v_dst",
+    "sink",
+    "table_id",
+    "tables",
+    "blk_ptr",
+    "cell_blk_ptr",
+    "blk_bank",
+    "blk_unit",
+    "u_op",
+    "u_act",
+    "u_b1",
+    "u_b1b",
+    "w1p",
+    "w1c",
+    "w1v",
+    "w1bp",
+    "w1bc",
+    "w1bv",
+    "w2p",
+    "w2c",
+    "w2v",
+    "bkp",
+    "bkc",
+    "bkv",
+    "pf_off",
+    "pf_rows",
+    "pf_out_ptr",
+    "pf_out",
+    "pf_vals",
+    "consts",
+    "scalars",
+]
+
+
+def pack(program: tuple) -> tuple:
+    """``(meta, ints, floats, index)``: every array of ``program`` as a view of one buffer
+    (``index`` rows: start, end, shape)."""
+    meta, arrays = program[0], program[1:]
+    ints = [a for a in arrays if a.dtype == np.int64]
+    floats = [a for a in arrays if a.dtype != np.int64]
+    index = np.zeros((len(arrays), 5), dtype=np.int64)
+    pos = {"i": 0, "f": 0}
+    for r, a in enumerate(arrays):
+        kind = "i" if a.dtype == np.int64 else "f"
+        shape = list(a.shape) + [1] * (3 - a.ndim)
+        index[r] = [pos[kind], pos[kind] + a.size, *shape]
+        pos[kind] += a.size
+    return (
+        meta,
+        np.ascontiguousarray(np.concatenate([a.ravel() for a in ints])),
+        np.ascontiguousarray(np.concatenate([a.ravel() for a in floats])),
+        index,
+    )
+
+
+@_njit
+def _run_packed(cells, n_steps, meta, ints, floats, ix):
+    def v1(buf, r):
+        return buf[ix[r, 0] : ix[r, 1]]
+
+    def v2(buf, r):
+        return buf[ix[r, 0] : ix[r, 1]].reshape((ix[r, 2], ix[r, 3]))
+
+    def v3(buf, r):
+        return buf[ix[r, 0] : ix[r, 1]].reshape((ix[r, 2], ix[r, 3], ix[r, 4]))
+
+    return _run(
+        cells,
+        n_steps,
+        meta,
+        v2(ints, 0),
+        v2(ints, 1),
+        v1(ints, 2),
+        v1(ints, 3),
+        v1(ints, 4),
+        v1(floats, 5),
+        v1(ints, 6),
+        v1(ints, 7),
+        v1(ints, 8),
+        v2(floats, 9),
+        v1(ints, 10),
+        v3(floats, 11),
+        v1(ints, 12),
+        v1(ints, 13),
+        v1(ints, 14),
+        v1(ints, 15),
+        v1(ints, 16),
+        v1(ints, 17),
+        v1(floats, 18),
+        v1(floats, 19),
+        v1(ints, 20),
+        v1(ints, 21),
+        v1(floats, 22),
+        v1(ints, 23),
+        v1(ints, 24),
+        v1(floats, 25),
+        v1(ints, 26),
+        v1(ints, 27),
+        v1(floats, 28),
+        v1(ints, 29),
+        v1(ints, 30),
+        v1(floats, 31),
+        v1(ints, 32),
+        v1(ints, 33),
+        v1(ints, 34),
+        v1(ints, 35),
+        v1(floats, 36),
+        v2(floats, 37),
+        v1(floats, 38),
+    )
+
+
+def run(cells: np.ndarray, n_steps: int, program: tuple) -> None:
+    """``n_steps`` forward passes on every machine of ``cells`` ``(B, N)``, in place.
+
+    ``program`` is :func:`sparse_program` or its :func:`pack` (faster to call). A
+    machine's loop stops once it is halted or faulted (frozen: further passes are no-ops).
+    """
+    if len(program) == 4:
+        _run_packed(cells, n_steps, *program)
+    else:
+        _run(cells, n_steps, *program)

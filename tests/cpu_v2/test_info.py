@@ -1,0 +1,29 @@
+"""``algind-gym cpu-info`` prints v2's true block count; ``run`` says which backend ran (in
+its text output) and accepts the opt-in v2 backends."""
+
+from __future__ import annotations
+
+import json
+
+from algind_gym.cli import main
+
+
+def test_cpu_info_prints_blocks_heads_and_matrices(capsys):
+    assert main(["cpu-info", "--memory-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "layers 11 (blocks: 17 = 6 attention + 11 MLP), heads 26" in out
+    assert "d_model" in out and "L2.decode.W_2" in out and "non-zero" in out
+
+
+def test_run_says_which_backend_ran(capsys):
+    assert main(["run", "factorial"]) == 0
+    assert capsys.readouterr().out.startswith("backend: reference\n")
+    assert main(["run", "factorial", "--backend", "transformer-v2-torch"]) == 0
+    assert capsys.readouterr().out.startswith("backend: transformer-v2-torch\n")
+
+
+def test_run_on_a_v2_backend_matches_the_reference(capsys):
+    assert main(["run", "factorial", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert main(["run", "factorial", "--json", "--backend", "transformer-v2-torch"]) == 0
+    assert json.loads(capsys.readouterr().out) == ref
