@@ -11,33 +11,25 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from algind_gym.atomic import atomic_write
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
 def _save(fig, path: Path) -> Path:
-    """Save as PNG atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    """Save as PNG atomically (:func:`algind_gym.atomic.atomic_write`)."""
     try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the picture from others
-        os.replace(tmp, path)
+        return atomic_write(
+            path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        )
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
 
 
 def program_dependencies(program: list[dict[str, Any]]) -> list[str]:

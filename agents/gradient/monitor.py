@@ -13,13 +13,14 @@ the backward pass through them).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from algind_gym.atomic import atomic_write
 
 TOP = 6
 """Ops per step drawn in the alpha plot (those with the highest peak weight) besides skip."""
@@ -126,15 +127,7 @@ class Monitor:
             ax.legend(fontsize=7, loc="upper left")
         axes[-1, 0].set_xlabel("iteration (all restarts)")
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=100)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
         finally:
             plt.close(fig)
-        return path

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from agents.rl.evaluate import evaluate_lengths
 from agents.rl.hyperparams import load_hyperparams
 from agents.rl.masked_dqn import MaskedDQN
 from agents.rl.vec_env import GymnasiumVecEnv
-from algind_gym.atomic import atomic_write_text
+from algind_gym.atomic import atomic_write_bytes, atomic_write_text
 
 ALGOS: dict[str, type] = {"ppo": PPO, "a2c": A2C, "dqn": MaskedDQN, "maskable_ppo": MaskablePPO}
 """Algorithm names accepted by ``--algo``."""
@@ -140,21 +138,9 @@ def check_choices(algo: str, policy: str, env_ids: list[str], env_kwargs: dict[s
 
 def save_model(model, path: str | Path) -> Path:
     """``model.save`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     model.save(buf)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 class TrainingCallback(BaseCallback):

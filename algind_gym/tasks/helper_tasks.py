@@ -14,15 +14,15 @@ above its own prerequisites, and the same name and signature as the helper, so a
 * ``CountLE`` (level 3, after ``Sum``): ``out = #{i : v[i] <= s}`` for digits v and s.
 
 The two scalar tasks ignore ``length`` (every length draws fresh scalars); their lengths
-only multiply the examples a solution is verified on. The constant ``ten`` and the scratch
-scalars/vectors they declare are what their compositions need.
+only multiply the examples a solution is verified on. Their temporaries come from the
+machine's scratch pool (``tmp_s0``, ``tmp_s1``, ``tmp_v0``; :mod:`algind_gym.tasks.pool`);
+the two scalar tasks declare the constant ``ten`` their compositions need.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from algind_gym.skills.compose import Temp
 from algind_gym.skills.signature import ArgSpec
 from algind_gym.tasks.spec import EXACT, TaskSpec, register_task
 
@@ -64,7 +64,6 @@ def register_helper_tasks() -> None:
             EXACT,
             level=1,
             track="algorithmic",
-            scratch=(Temp("c", S),),
             constants={"ten": 10.0},
             **SCALAR_SPLIT,
         )
@@ -79,7 +78,6 @@ def register_helper_tasks() -> None:
             EXACT,
             level=1,
             track="algorithmic",
-            scratch=(Temp("c", S), Temp("d", S)),
             constants={"ten": 10.0},
             **SCALAR_SPLIT,
         )
@@ -95,7 +93,6 @@ def register_helper_tasks() -> None:
             level=3,
             track="algorithmic",
             prerequisites=("Sum",),
-            scratch=(Temp("e", V, ("v.size",)),),
             **ALGO_SPLIT,
         )
     )

@@ -13,11 +13,15 @@ from algind_gym.tasks import Workspace, compile_task_program, get_task, list_tas
 from algind_gym.tasks.helper_tasks import HELPER_TASKS
 from algind_gym.tasks.reference import HELPERS, build_reference_library
 
+POOL = {"c": "tmp_s0", "d": "tmp_s1", "e": "tmp_v0"}
+
 
 def _program(name):
     """The helper's steps as a program over the task's pointer table (10 -> constant ten,
-    the helper's temporaries -> the task's scratch of the same names)."""
-    return [(s, ["ten" if b == 10 else b for b in bs]) for s, bs in HELPERS[name]["steps"]]
+    the helper's temporaries -> the scratch pool's buffers of the same shape)."""
+    return [
+        (s, ["ten" if b == 10 else POOL.get(b, b) for b in bs]) for s, bs in HELPERS[name]["steps"]
+    ]
 
 
 def test_every_reference_helper_is_a_task():
