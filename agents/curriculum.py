@@ -53,12 +53,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "levels": (1, 2, 3, 4),
         "track": "numeric",
         "extra": ("Copy", "PrefixSum", "DuplicatedInput", "CountEqual"),
-        "defaults": {"budget": 10_000, "prior": "description"},
+        "defaults": {"budget": 10_000, "prior": "dataflow"},
     },
     "full": {
         "description": "every registered task, user tasks included",
         "levels": None,
-        "defaults": {"budget": 10_000, "prior": "description"},
+        "defaults": {"budget": 10_000, "prior": "dataflow"},
     },
 }
 """Named task selections for :func:`preset_tasks`, with the settings the command uses for
