@@ -16,7 +16,6 @@
 from algind_gym.skills.compose import Temp
 from algind_gym.skills.signature import ArgSpec
 from algind_gym.tasks.curriculum import register_builtin_tasks
-from algind_gym.tasks.helper_tasks import register_helper_tasks
 from algind_gym.tasks.spec import (
     EXACT,
     REAL,
@@ -29,8 +28,7 @@ from algind_gym.tasks.spec import (
 )
 from algind_gym.tasks.workspace import Score, Workspace, compile_task_program, verify_task_program
 
-register_builtin_tasks()
-register_helper_tasks()  # CountLE, CarryIn, Digit10 (algind_gym/tasks/helper_tasks.py)
+register_builtin_tasks()  # with the helper tasks CountLE, CarryIn, Digit10 (helper_tasks.py)
 
 __all__ = [
     "EXACT",

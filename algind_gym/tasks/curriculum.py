@@ -439,6 +439,11 @@ def register_builtin_tasks() -> None:
         2,
         prerequisites=("Reverse",),
     )
+    # the helper compositions (CarryIn, Digit10, CountLE) are tasks too, registered here
+    # because ReversedAddition and Sort list them as prerequisites and CountLE needs Sum
+    from algind_gym.tasks.helper_tasks import register_helper_tasks
+
+    register_helper_tasks()
     _algo(
         "ReversedAddition",
         "Add two numbers given as digit sequences, least significant digit first (base 10), "
@@ -447,7 +452,7 @@ def register_builtin_tasks() -> None:
         _addition_gen,
         _addition_oracle,
         2,
-        prerequisites=("VectorAdd",),
+        prerequisites=("VectorAdd", "CarryIn", "Digit10"),
     )
     _algo(
         "CountEqual",
@@ -474,7 +479,7 @@ def register_builtin_tasks() -> None:
         lambda r, n: {"x": _digits(r, n)},
         _sort_oracle,
         4,
-        prerequisites=("CountEqual", "PrefixSum", "Sum"),
+        prerequisites=("CountEqual", "PrefixSum", "Sum", "CountLE"),
         # the ten digit values and their counts: not a shape of the signature, so declared
         scratch=(Temp("vals", V, (10,)), Temp("c", V, (10,)), Temp("C", V, (10,))),
     )
