@@ -41,6 +41,7 @@ from typing import Any
 from agents.api import AGENTS, resolve_library, resolve_task, solve
 from agents.result import SolveResult
 from algind_gym.atomic import atomic_write_text
+from algind_gym.envs.actions import ActionSpaceTooLarge
 from algind_gym.skills.library import LibraryFormatError, SkillLibrary
 from algind_gym.tasks import TaskSpec, compile_task_program, list_tasks
 
@@ -120,17 +121,43 @@ class CurriculumConfig:
 
 
 def attempt_record(
-    result: SolveResult, generation: int, skill: str | None, compile_error: str | None = None
+    result: SolveResult,
+    generation: int,
+    skill: str | None,
+    compile_error: str | None = None,
+    skipped: str | None = None,
 ) -> dict[str, Any]:
     """One attempt as stored in ``results.json``: the SolveResult, the generation, the key of
-    the skill it added (None when not solved) and why a verified program could not become
-    a skill (``compile_error``; the task then counts as not solved)."""
+    the skill it added (None when not solved), why a verified program could not become
+    a skill (``compile_error``; the task then counts as not solved) and why the task could
+    not be attempted at all (``skipped``)."""
     return {
         "generation": generation,
         "skill": skill,
         "compile_error": compile_error,
+        "skipped": skipped,
         "result": result.to_dict(),
     }
+
+
+def skipped_result(spec: TaskSpec, config: CurriculumConfig, library_size: int) -> SolveResult:
+    """The record of a task that was not attempted: nothing searched, nothing found."""
+    return SolveResult(
+        task=spec.name,
+        agent=config.agent,
+        success=False,
+        program=[],
+        actions_evaluated=0,
+        env_steps=0,
+        instructions=0,
+        wall_time_s=0.0,
+        interrupted=False,
+        generalisation={},
+        budget=config.budget,
+        seed=config.seed,
+        options=dict(config.options),
+        library_size=library_size,
+    )
 
 
 def library_prefix(library: SkillLibrary, n: int) -> SkillLibrary:
@@ -283,10 +310,14 @@ def run_curriculum(
                 continue
             spec = resolve_task(name)
             notify("attempt", {"generation": gen["generation"], "task": name})
-            result = _solve(spec, frozen, config, config.budget, progress)
+            skill, error, skipped = None, None, None
+            try:
+                result = _solve(spec, frozen, config, config.budget, progress)
+            except ActionSpaceTooLarge as e:  # e.g. SGDStep with a large learned library
+                skipped = f"{e}"
+                result = skipped_result(spec, config, len(frozen))
             if result.interrupted:
                 raise KeyboardInterrupt
-            skill, error = None, None
             if result.success:
                 try:
                     skill = compile_task_program(lib, spec, result.program).key
@@ -295,7 +326,7 @@ def run_curriculum(
                 else:
                     state["library_keys"] = lib.keys()
                     gen["solved"] += 1
-            gen["attempts"].append(attempt_record(result, gen["generation"], skill, error))
+            gen["attempts"].append(attempt_record(result, gen["generation"], skill, error, skipped))
             _save(out, state, lib if skill else None)
             notify("result", gen["attempts"][-1])
         gen["finished"] = True

@@ -168,7 +168,12 @@ def curriculum_command(args: argparse.Namespace) -> int:
                 )
             elif kind == "result":
                 r = data["result"]
-                if data["compile_error"]:
+                if data.get("skipped"):
+                    progress.console.print(
+                        f"  [yellow]not attempted[/] {r['task']}: {data['skipped']}",
+                        highlight=False,
+                    )
+                elif data["compile_error"]:
                     progress.console.print(
                         f"  [red]not solved[/] {r['task']}: verified, but {data['compile_error']}"
                     )

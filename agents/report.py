@@ -13,8 +13,10 @@ key                    meaning
 ``generations``        one entry per generation: ``generation`` (1, 2, ...),
                        ``library_size`` (skills available to it), ``tasks`` (attempted),
                        ``attempts`` (``{"generation", "skill", "compile_error",
-                       "result"}``: the learned skill's key or null, why a verified
-                       program did not compile into a skill or null, and the
+                       "result"}``, optionally ``"skipped"``: the learned skill's key
+                       or null, why a verified program did not compile into a skill or
+                       null, why the task could not be attempted (its action space is
+                       over the environment's cap) or null, and the
                        :class:`~agents.result.SolveResult`, validated against its own
                        schema), ``solved``, ``finished``
 ``library_keys``       the library's skills after the last recorded attempt
@@ -142,6 +144,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                 "generation": {"type": "integer", "minimum": 1},
                                 "skill": {"type": ["string", "null"]},
                                 "compile_error": {"type": ["string", "null"]},
+                                "skipped": {"type": ["string", "null"]},
                                 "result": {"type": "object"},
                             },
                         },
@@ -270,7 +273,14 @@ def summary_table(state: dict[str, Any]) -> str:
                 ]
             )
         else:
-            rows.append([t, "not solved", "", "", "", ""])
+            skipped = [
+                a["skipped"]
+                for g in state["generations"]
+                for a in g["attempts"]
+                if a["result"]["task"] == t and a.get("skipped")
+            ]
+            note = f"not attempted: {skipped[-1]}" if skipped else ""
+            rows.append([t, "not solved", "", "", "", note])
     header = ["task", "generation", "actions", "calls", "lowest accuracy", "learned program"]
     return _md_table(header, rows)
 

@@ -67,6 +67,10 @@ def pointer_roles(image: MachineImage, task: TaskSpec) -> tuple[str, ...]:
     return tuple(roles)
 
 
+class ActionSpaceTooLarge(ValueError):
+    """A task's discrete action space exceeds ``max_candidates`` (raised while building it)."""
+
+
 @dataclass(frozen=True)
 class ActionTable:
     """Every candidate action of a (library, task) pair and its validity."""
@@ -228,7 +232,7 @@ def build_action_table(
             candidates.append((si, tuple(binds)))
             valid.append(all(acc[j, p] for j, p in enumerate(binds)))
             if len(candidates) > max_candidates:
-                raise ValueError(
+                raise ActionSpaceTooLarge(
                     f"task {task.name}: more than {max_candidates} candidate actions; "
                     "use action_encoding='multidiscrete' or a smaller library"
                 )

@@ -250,3 +250,31 @@ def test_a_verified_program_that_cannot_become_a_skill_leaves_the_task_unsolved(
     assert "constant" in attempt["compile_error"]
     assert solved_tasks(state) == {} and state["stop_reason"] == "a generation solved nothing new"
     assert "not a skill" in write_report(state, tmp_path, plots=False).read_text()
+
+
+def test_a_task_over_the_action_space_cap_is_recorded_as_skipped(tiny, tmp_path, monkeypatch):
+    """A task whose action table exceeds the env's cap does not stop the run: its attempt is
+    recorded as skipped with the reason, the other tasks go on, and the report says so."""
+    import algind_gym.envs.composition as composition
+    from algind_gym.envs.actions import build_action_table
+
+    def capped(image, task, max_candidates=200_000):
+        cap = 5 if task.name == "VectorAddTen" else max_candidates
+        return build_action_table(image, task, max_candidates=cap)
+
+    monkeypatch.setattr(composition, "build_action_table", capped)
+    state = run_curriculum(_config(), tmp_path)
+    assert set(solved_tasks(state)) == {"AddTen"}
+    skips = [
+        a
+        for g in state["generations"]
+        for a in g["attempts"]
+        if a["result"]["task"] == "VectorAddTen"
+    ]
+    assert len(skips) == len(state["generations"])  # tried (and skipped) in every generation
+    for skip in skips:
+        assert "more than 5 candidate actions" in skip["skipped"]
+        assert skip["result"]["actions_evaluated"] == 0 and not skip["result"]["success"]
+    validate_results(load_results(tmp_path / RESULTS_FILE))
+    report = write_report(state, tmp_path, plots=False).read_text()
+    assert "not attempted: task VectorAddTen: more than 5 candidate actions" in report
