@@ -68,6 +68,12 @@ class MCTS(Agent):
             order is searched (:meth:`~agents.tree.SearchTree.candidates`).
         fault_memo: skip an action where the data it reads is the same as where it
             faulted before (:class:`~agents.tree.SearchTree`).
+        symmetry: write the pool's interchangeable scratch buffers in index order only;
+        constants: skip actions that read only constants;
+        last_step: at the depth limit's last step, only actions writing an output (all
+            three: :meth:`~agents.tree.SearchTree.candidates`).
+        result_memo: skip an action whose result is known (the same data bound where it
+            ran before) to be a no-op or a transposition (:class:`~agents.tree.SearchTree`).
     """
 
     def __init__(
@@ -83,6 +89,10 @@ class MCTS(Agent):
         dataflow: bool = True,
         commute: bool = True,
         fault_memo: bool = True,
+        symmetry: bool = True,
+        constants: bool = True,
+        last_step: bool = True,
+        result_memo: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -98,11 +108,17 @@ class MCTS(Agent):
         self._lengths = tuple(lengths) if lengths else None
         self.dataflow, self.commute = bool(dataflow), bool(commute)
         self.fault_memo = bool(fault_memo)
+        self.symmetry, self.constants = bool(symmetry), bool(constants)
+        self.last_step, self.result_memo = bool(last_step), bool(result_memo)
         self.tree: SearchTree | None = None
 
     def search(self, ctx: SolveContext) -> Program | None:
         self.tree = tree = SearchTree(
-            ctx, batched=self.batched, lengths=self._lengths, fault_memo=self.fault_memo
+            ctx,
+            batched=self.batched,
+            lengths=self._lengths,
+            fault_memo=self.fault_memo,
+            result_memo=self.result_memo,
         )
         tree.ev.chunk_hint = self.batch_size
         self._rng = ctx.rng
@@ -164,7 +180,14 @@ class MCTS(Agent):
         """Evaluate the node's next chunk of actions in prior order."""
         tree = self.tree
         if node.order is None:
-            valid = tree.candidates(node, dataflow=self.dataflow, commute=self.commute)
+            valid = tree.candidates(
+                node,
+                dataflow=self.dataflow,
+                commute=self.commute,
+                symmetry=self.symmetry,
+                constants=self.constants,
+                last_step=self.last_step and node.depth == self._depth - 1,
+            )
             view = NodeView(
                 tree.ctx.task,
                 tree.ctx.library,

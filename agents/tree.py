@@ -21,13 +21,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.api import BudgetExhausted, SolveContext
-from agents.batched import ActionEvaluator, Outcome
+from agents.batched import ActionEvaluator, Outcome, state_key
 from agents.dataflow import Dataflow, dataflow_of
 from agents.result import Program
 
 MAX_ALTERNATIVES = 16
 """Programs verified per node whose first program solved the search examples but failed
 verification (observational equivalence merges them; verification tells them apart)."""
+
+OVERWRITE_EVIDENCE = 3
+"""Confirmations after which the result memo takes a skill to overwrite its outputs whole
+(its result then depends on the data it reads only)."""
 
 FAULT_PATIENCE = 3
 """Faults (at different nodes, never a clean run) after which the fault memo drops an action."""
@@ -87,6 +91,16 @@ class SearchTree:
             that faulted at :data:`FAULT_PATIENCE` nodes and never ran without a fault
             (most such faults come from the shapes bound, e.g. an output shorter than an
             input, not from the data; a heuristic); skipped actions are not charged.
+        result_memo: do not evaluate an action where every entry it binds (reads and
+            writes) holds the same data as at a node where it was evaluated before and the
+            data it would leave is already a node (a transposition) or the node's own (a
+            no-op): a skill's run depends only on the data bound to its slots (its writes
+            included, since a skill may leave part of an output as it was), so the result
+            is known; skipped actions are not charged and add no edge. A skill seen
+            :data:`OVERWRITE_EVIDENCE` times to leave the same written data from the same
+            read data and different previous written data, and never otherwise, is taken to
+            overwrite its outputs whole: then the data it reads alone decides (a
+            heuristic, as the fault memo's patience is).
     """
 
     def __init__(
@@ -96,9 +110,19 @@ class SearchTree:
         batched: bool = True,
         lengths: Sequence[int] | None = None,
         fault_memo: bool = False,
+        result_memo: bool = False,
     ) -> None:
         self.ctx = ctx
         self.fault_memo = fault_memo
+        self.result_memo = result_memo
+        self._results: dict[tuple[int, bytes], bytes] = {}
+        self._by_reads: dict[tuple[int, bytes], tuple[bytes, bytes]] = {}
+        self._overwrites: dict[str, int] = {}
+        """Per skill: evidence that it overwrites what it writes (+1 per confirmation;
+        -inf once refuted): the same action on the same read data gave the same written
+        data from different previous written data."""
+        self._bound_slices: dict[int, tuple[list[slice], list[slice]]] = {}
+        self.memo_skips = 0
         self._faulted: set[tuple[int, bytes]] = set()
         self._read_slices: dict[int, list[slice]] = {}
         self._fault_count: dict[int, int] = {}
@@ -135,6 +159,10 @@ class SearchTree:
                 )
             ]
             self.fault_skips += len(actions) - len(keep)
+        if self.result_memo:
+            before = len(keep)
+            keep = [i for i in keep if not self._known_result(node, actions[i])]
+            self.memo_skips += before - len(keep)
         considered = len(actions)
         budget = max(ctx.remaining, 0)
         if len(keep) > budget:
@@ -150,6 +178,8 @@ class SearchTree:
                 self._fault_count[o.action] = self._fault_count.get(o.action, 0) + 1
             elif not o.fault:
                 self._ran_clean.add(o.action)
+            if self.result_memo and not o.fault:
+                self._remember(node, o)
             edge, created = self._child(node, o, float(p))
             if edge is None:
                 continue
@@ -179,6 +209,64 @@ class SearchTree:
         if found is not None:
             raise Found(found)
         return new
+
+    def _slices(self, action: int) -> tuple[list[slice], list[slice], list[slice]]:
+        """Memory columns of the entries ``action`` binds (reads and writes), of those it
+        writes and of those it reads."""
+        if action not in self._bound_slices:
+            flow, ev = self.dataflow, self.ev
+            mem0 = ev.mem.start
+
+            def cols(mask: np.ndarray) -> list[slice]:
+                out = []
+                for ptr in np.flatnonzero(mask):
+                    name = ev.pointer_names[ptr]
+                    if name in ev.image.buffers:
+                        addr, buf = ev.image.buffers[name]
+                        out.append(slice(addr - mem0, addr - mem0 + buf.size))
+                return out
+
+            bound = cols(flow.reads[action] | flow.writes[action])
+            self._bound_slices[action] = (
+                bound,
+                cols(flow.writes[action]),
+                cols(flow.reads[action]),
+            )
+        return self._bound_slices[action]
+
+    def _remember(self, node: Node, o: Outcome) -> None:
+        """Record an evaluated action's result for the result memo."""
+        bound, written, read = self._slices(o.action)
+        result = _data(o.memory, written)
+        self._results[(o.action, _data(node.memory, bound))] = result
+        skill = self.ev.decode(o.action)[0]
+        key, prev = (o.action, _data(node.memory, read)), _data(node.memory, written)
+        seen = self._by_reads.get(key)
+        if seen is None:
+            self._by_reads[key] = (prev, result)
+        elif seen[0] != prev:
+            agree = seen[1] == result
+            self._overwrites[skill] = self._overwrites.get(skill, 0) + 1 if agree else -(2**31)
+
+    def _known_result(self, node: Node, action: int) -> bool:
+        """Whether the result memo says ``action`` at ``node`` is a no-op or a transposition."""
+        bound, written, read = self._slices(action)
+        hit = self._results.get((action, _data(node.memory, bound)))
+        if hit is None and self._overwrites.get(self.ev.decode(action)[0], 0) >= OVERWRITE_EVIDENCE:
+            seen = self._by_reads.get((action, _data(node.memory, read)))
+            hit = None if seen is None else seen[1]
+        if hit is None:
+            return False
+        memory = node.memory.copy()
+        at = 0
+        flat = np.frombuffer(hit, dtype=memory.dtype)
+        for s in written:
+            width = s.stop - s.start
+            block = flat[at : at + width * len(memory)].reshape(len(memory), width)
+            memory[:, s] = block
+            at += block.size
+        key = state_key(memory)
+        return key == node.key or key in self.nodes
 
     def _fault_key(self, node: Node, action: int) -> tuple[int, bytes]:
         """An action and the contents of the entries it reads at ``node``: what decides
@@ -231,7 +319,16 @@ class SearchTree:
         child.closed = True
         return None
 
-    def candidates(self, node: Node, *, dataflow: bool, commute: bool) -> np.ndarray:
+    def candidates(
+        self,
+        node: Node,
+        *,
+        dataflow: bool,
+        commute: bool,
+        symmetry: bool = False,
+        constants: bool = False,
+        last_step: bool = False,
+    ) -> np.ndarray:
         """The valid actions worth evaluating from ``node`` (a subset of ``ev.valid_actions``).
 
         ``dataflow``: drop actions that read (``in``/``inout`` slot) an output or scratch
@@ -249,6 +346,23 @@ class SearchTree:
         the last action of the first program that reached it) it is a heuristic: a state
         whose canonical order passes through a node first reached in another order may be
         reached only by a longer program, or not at all.
+
+        ``symmetry``: the pool's scratch buffers of one shape class are interchangeable,
+        so a program may only start using them in index order: an action may write a
+        written one or the lowest-numbered unwritten one
+        (:meth:`~agents.dataflow.Dataflow.canonical`). Renaming the buffers of a program
+        gives one this rule keeps and that computes the same outputs.
+
+        ``constants``: drop actions that read only constants (``zero``, ``one``, the
+        task's own): their result is one value on every example, which the search would
+        have to spend an action on before using it; tasks that need a constant declare it.
+
+        ``last_step``: the node's child would be the last step the search allows: keep
+        only actions that could end a shortest program
+        (:meth:`~agents.dataflow.Dataflow.completes`): they write an output (any other
+        leaves the outputs, hence the score, as they were at ``node``) and read something
+        of every earlier step whose results are unused (else a shorter program computes
+        the same outputs, which the search space holds too).
         """
         ev = self.ev
         flow = self.dataflow
@@ -258,6 +372,12 @@ class SearchTree:
             keep &= flow.readable(node.program)[rows]
         if commute and node.action >= 0:
             keep &= flow.dependent(node.action)[rows] | (rows > node.action)
+        if symmetry:
+            keep &= flow.canonical(node.program)[rows]
+        if constants:
+            keep &= ~flow.reads_only_constants[rows]
+        if last_step:
+            keep &= flow.completes(node.program)[rows]
         return rows[keep]
 
     @property
@@ -273,6 +393,7 @@ class SearchTree:
             "nodes": len(self.nodes),
             "faults": self.faults,
             "fault_memo_skips": self.fault_skips,
+            "result_memo_skips": self.memo_skips,
             "noops": self.noops,
             "transpositions": self.transpositions,
             "verifications": self.verified,
@@ -282,3 +403,8 @@ class SearchTree:
             "evaluate_time_s": round(ev.wall_seconds, 4),
             "cpu_call_time_s": round(ev.cpu_seconds, 4),
         }
+
+
+def _data(memory: np.ndarray, columns: list[slice]) -> bytes:
+    """The bytes of ``memory``'s ``columns`` blocks, every row of each block in turn."""
+    return b"".join(np.ascontiguousarray(memory[:, s]).tobytes() for s in columns)
