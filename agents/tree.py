@@ -48,6 +48,8 @@ class Node:
     success: bool
     depth: int
     action: int = -1
+    value: float = 0.0
+    """The search's value of the node's data (:class:`~agents.batched.ScalarValue`)."""
     """The last action of ``program`` (-1 at the root)."""
     edges: list[Edge] = field(default_factory=list)
     visits: int = 0
@@ -130,7 +132,7 @@ class SearchTree:
         self.fault_skips = 0
         self.ev = ActionEvaluator(ctx, batched=batched, lengths=lengths)
         r = self.ev.root()
-        self.root = Node(r.key, r.memory, [], r.potential, r.success, 0)
+        self.root = Node(r.key, r.memory, [], r.potential, r.success, 0, value=r.value)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
         self.started = time.perf_counter()  # the search proper, after building its machines
         self.faults = self.noops = self.transpositions = self.false_successes = 0
@@ -295,7 +297,16 @@ class SearchTree:
         created = child is None
         if created:
             program = [*node.program, self.ev.step_names(o.action)]
-            child = Node(o.key, o.memory, program, o.potential, o.success, node.depth + 1, o.action)
+            child = Node(
+                o.key,
+                o.memory,
+                program,
+                o.potential,
+                o.success,
+                node.depth + 1,
+                o.action,
+                1.0 if o.success else o.value,
+            )
             self.nodes[o.key] = child
             self.ctx.offer(program, o.potential)
         else:
