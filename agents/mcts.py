@@ -7,23 +7,36 @@ prior that a language model can supply (:mod:`agents.priors`).
 * Nodes are machine data states (:class:`~agents.tree.SearchTree`): transpositions --
   two programs that leave the same data on every search example -- share a node.
 * Actions at a node are evaluated in chunks of ``batch_size`` children, in the order of
-  the prior (ties broken by the seeded RNG, so the uniform prior is a random order), each
-  chunk in one batched CPU call. Progressive widening: a node visited ``N`` times may
-  have ``1 + floor(N ** widen)`` chunks evaluated; AlphaZero evaluates every child, which
-  costs hundreds to thousands of actions per node here.
+  the prior (ties broken by the seeded RNG, so the uniform prior is a random order; or,
+  with ``order="gumbel"``, the order of sampling without replacement from the prior, the
+  Gumbel-top-k trick), each chunk in one batched CPU call. Progressive widening: a node
+  visited ``N`` times may have ``1 + floor(N ** widen)`` chunks evaluated; AlphaZero
+  evaluates every child, which costs hundreds to thousands of actions per node here.
 * Selection: ``argmax_a Q(s, a) + c_puct * P(s, a) * sqrt(N(s) + 1) / (1 + N(s, a))``
   over the evaluated children, ``P`` the prior renormalised over them, ``Q`` the mean of
-  backed-up values (a child never visited has ``Q`` = its dense reward).
-* Value: the dense reward, the fraction of output elements right on the search examples.
+  backed-up values (a child never visited has ``Q`` = its value).
+* Value: the dense reward, the fraction of output elements right on the search examples;
+  for a task whose output is one scalar, :class:`~agents.batched.ScalarValue` (the reward
+  corrected for what a constant scores, and credit for an exact affine function of the
+  target), since right-or-wrong per example rewards lucky constants and nothing else.
   A leaf is valued after its first chunk is evaluated: the best of its own and its new
-  children's rewards (a one-step look-ahead instead of AlphaZero's value network).
+  children's values (a one-step look-ahead instead of AlphaZero's value network).
+* Depth: :data:`DEFAULT_MAX_DEPTH` calls unless ``max_depth`` says otherwise.
 * Pruning before anything runs (:meth:`~agents.tree.SearchTree.candidates`), so pruned
   actions are never charged: def-use (``dataflow=True``): no action reads an output or
   scratch buffer no earlier step wrote (it would read the machines' initial contents,
-  not a computed value) or writes a constant; partial-order reduction (``commute=True``):
-  of two independent consecutive actions only one order is searched; the fault memo
-  (``fault_memo=True``): an action is not run again on the same input data it faulted
-  on, nor after faulting at three nodes without ever running cleanly (a heuristic).
+  not a computed value) or writes a constant; scratch symmetry (``symmetry=True``): the
+  pool's interchangeable scratch buffers are taken in index order; constant reads
+  (``constants=True``): no action whose every read is a constant; completion
+  (``last_step=True``): the last step the depth allows writes an output and uses every
+  earlier step's unused result; the fault memo (``fault_memo=True``): an action is not
+  run again on the same input data it faulted on, nor after faulting at three nodes
+  without ever running cleanly (a heuristic); the result memo (``result_memo=True``): an
+  action whose result is known from an earlier run on the same data to be a no-op or a
+  transposition is not run again. Partial-order reduction (``commute``) is off by
+  default: it keeps one order of two independent steps, and the order it keeps may pass
+  through a node of low value (e.g. ``len`` before the sum that gives Mean's value), which
+  a value-guided search then rarely visits.
 * The budget counts actions evaluated. A child that solves every search example is
   verified on fresh inputs at every length; the search stops at the first that verifies.
 """
@@ -67,15 +80,19 @@ class MCTS(Agent):
         dataflow: skip actions that read an output or scratch buffer nothing has written
             yet (:meth:`~agents.tree.SearchTree.candidates`); they are never evaluated.
         commute: partial-order reduction: of two independent actions in a row, only one
-            order is searched (:meth:`~agents.tree.SearchTree.candidates`).
+            order is searched (:meth:`~agents.tree.SearchTree.candidates`; off by default,
+            see the module docstring).
         fault_memo: skip an action where the data it reads is the same as where it
             faulted before (:class:`~agents.tree.SearchTree`).
         symmetry: write the pool's interchangeable scratch buffers in index order only;
         constants: skip actions that read only constants;
-        last_step: at the depth limit's last step, only actions writing an output (all
-            three: :meth:`~agents.tree.SearchTree.candidates`).
+        last_step: at the depth limit's last step, only actions that write an output and
+            use every earlier step's unused result (all three:
+            :meth:`~agents.tree.SearchTree.candidates`).
         result_memo: skip an action whose result is known (the same data bound where it
             ran before) to be a no-op or a transposition (:class:`~agents.tree.SearchTree`).
+        order: evaluation order of a node's actions: ``"prior"`` (most likely first) or
+            ``"gumbel"`` (sampled without replacement from the prior).
     """
 
     def __init__(
