@@ -483,12 +483,15 @@ class ScalarValue:
         got = cells[:, :, self.address].astype(np.float64)
         ok = np.isfinite(got).all(axis=1) & (cells[:, :, self.fault_col] == 0).all(axis=1)
         ok &= got.max(axis=1, initial=-np.inf) > got.min(axis=1, initial=np.inf)
-        for i in np.flatnonzero(ok & (value < AFFINE_VALUE)):
-            x = got[i]
-            a = np.stack([x, np.ones_like(x)], axis=1)
-            coef, *_ = np.linalg.lstsq(a, self.want, rcond=None)
-            resid = self.want - a @ coef
+        idx = np.flatnonzero(ok & (value < AFFINE_VALUE))
+        if idx.size:
+            # least squares want = a * got + c for every node at once
+            x = got[idx]
+            xc = x - x.mean(axis=1, keepdims=True)
+            yc = self.want - self.want.mean()
+            a = (xc @ yc) / (xc * xc).sum(axis=1)
+            resid = yc[None] - a[:, None] * xc
             scale = max(float(np.abs(self.want).max()), 1.0)
-            if float(np.abs(resid).max()) <= 1e-9 * scale and abs(coef[0]) > 1e-12:
-                value[i] = AFFINE_VALUE
+            affine = (np.abs(resid).max(axis=1) <= 1e-9 * scale) & (np.abs(a) > 1e-12)
+            value[idx[affine]] = AFFINE_VALUE
         return value

@@ -60,6 +60,8 @@ class Node:
     """Nothing more to search below: at the depth limit, dead, or fully searched."""
     alternatives: int = 0
     """Other programs reaching this node that were verified (after its own failed)."""
+    contents: dict[int, bytes] = field(default_factory=dict, repr=False)
+    """Cache: pointer entry -> its buffer's bytes in ``memory`` (for the memos' keys)."""
 
 
 @dataclass(eq=False)
@@ -117,20 +119,21 @@ class SearchTree:
         self.ctx = ctx
         self.fault_memo = fault_memo
         self.result_memo = result_memo
-        self._results: dict[tuple[int, bytes], bytes] = {}
-        self._by_reads: dict[tuple[int, bytes], tuple[bytes, bytes]] = {}
+        self._results: dict[tuple, tuple[bytes, ...]] = {}
+        self._by_reads: dict[tuple, tuple[tuple[bytes, ...], tuple[bytes, ...]]] = {}
         self._overwrites: dict[str, int] = {}
         """Per skill: evidence that it overwrites what it writes (+1 per confirmation;
         -inf once refuted): the same action on the same read data gave the same written
         data from different previous written data."""
-        self._bound_slices: dict[int, tuple[list[slice], list[slice]]] = {}
+        self._action_entries: dict[int, tuple[tuple[int, ...], ...]] = {}
+        self._columns: dict[int, slice] = {}
         self.memo_skips = 0
-        self._faulted: set[tuple[int, bytes]] = set()
-        self._read_slices: dict[int, list[slice]] = {}
+        self._faulted: set[tuple[int, tuple[bytes, ...]]] = set()
         self._fault_count: dict[int, int] = {}
         self._ran_clean: set[int] = set()
         self.fault_skips = 0
         self.ev = ActionEvaluator(ctx, batched=batched, lengths=lengths)
+        self._dataflow: Dataflow | None = None
         r = self.ev.root()
         self.root = Node(r.key, r.memory, [], r.potential, r.success, 0, value=r.value)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
@@ -212,37 +215,45 @@ class SearchTree:
             raise Found(found)
         return new
 
-    def _slices(self, action: int) -> tuple[list[slice], list[slice], list[slice]]:
-        """Memory columns of the entries ``action`` binds (reads and writes), of those it
-        writes and of those it reads."""
-        if action not in self._bound_slices:
-            flow, ev = self.dataflow, self.ev
-            mem0 = ev.mem.start
+    def _entries(self, action: int) -> tuple[tuple[int, ...], ...]:
+        """Pointer entries (buffers only) ``action`` binds, writes and reads."""
+        if action not in self._action_entries:
+            flow, buffers, names = self.dataflow, self.ev.image.buffers, self.ev.pointer_names
 
-            def cols(mask: np.ndarray) -> list[slice]:
-                out = []
-                for ptr in np.flatnonzero(mask):
-                    name = ev.pointer_names[ptr]
-                    if name in ev.image.buffers:
-                        addr, buf = ev.image.buffers[name]
-                        out.append(slice(addr - mem0, addr - mem0 + buf.size))
-                return out
+            def pick(mask: np.ndarray) -> tuple[int, ...]:
+                return tuple(int(p) for p in np.flatnonzero(mask) if names[p] in buffers)
 
-            bound = cols(flow.reads[action] | flow.writes[action])
-            self._bound_slices[action] = (
-                bound,
-                cols(flow.writes[action]),
-                cols(flow.reads[action]),
-            )
-        return self._bound_slices[action]
+            reads, writes = flow.reads[action], flow.writes[action]
+            self._action_entries[action] = (pick(reads | writes), pick(writes), pick(reads))
+        return self._action_entries[action]
+
+    def _column(self, ptr: int) -> slice:
+        """Memory columns of pointer entry ``ptr``'s buffer."""
+        if ptr not in self._columns:
+            ev = self.ev
+            addr, buf = ev.image.buffers[ev.pointer_names[ptr]]
+            self._columns[ptr] = slice(addr - ev.mem.start, addr - ev.mem.start + buf.size)
+        return self._columns[ptr]
+
+    def _data(self, node: Node, ptrs: tuple[int, ...]) -> tuple[bytes, ...]:
+        """The contents of entries ``ptrs`` at ``node`` (cached per node and entry)."""
+        cache = node.contents
+        out = []
+        for p in ptrs:
+            if p not in cache:
+                cache[p] = np.ascontiguousarray(node.memory[:, self._column(p)]).tobytes()
+            out.append(cache[p])
+        return tuple(out)
 
     def _remember(self, node: Node, o: Outcome) -> None:
         """Record an evaluated action's result for the result memo."""
-        bound, written, read = self._slices(o.action)
-        result = _data(o.memory, written)
-        self._results[(o.action, _data(node.memory, bound))] = result
+        bound, written, read = self._entries(o.action)
+        result = tuple(
+            np.ascontiguousarray(o.memory[:, self._column(p)]).tobytes() for p in written
+        )
+        self._results[(o.action, self._data(node, bound))] = result
         skill = self.ev.decode(o.action)[0]
-        key, prev = (o.action, _data(node.memory, read)), _data(node.memory, written)
+        key, prev = (o.action, self._data(node, read)), self._data(node, written)
         seen = self._by_reads.get(key)
         if seen is None:
             self._by_reads[key] = (prev, result)
@@ -252,38 +263,25 @@ class SearchTree:
 
     def _known_result(self, node: Node, action: int) -> bool:
         """Whether the result memo says ``action`` at ``node`` is a no-op or a transposition."""
-        bound, written, read = self._slices(action)
-        hit = self._results.get((action, _data(node.memory, bound)))
+        bound, written, read = self._entries(action)
+        hit = self._results.get((action, self._data(node, bound)))
         if hit is None and self._overwrites.get(self.ev.decode(action)[0], 0) >= OVERWRITE_EVIDENCE:
-            seen = self._by_reads.get((action, _data(node.memory, read)))
+            seen = self._by_reads.get((action, self._data(node, read)))
             hit = None if seen is None else seen[1]
         if hit is None:
             return False
+        if hit == self._data(node, written):
+            return True  # a no-op
         memory = node.memory.copy()
-        at = 0
-        flat = np.frombuffer(hit, dtype=memory.dtype)
-        for s in written:
-            width = s.stop - s.start
-            block = flat[at : at + width * len(memory)].reshape(len(memory), width)
-            memory[:, s] = block
-            at += block.size
-        key = state_key(memory)
-        return key == node.key or key in self.nodes
+        rows = len(memory)
+        for p, data in zip(written, hit, strict=True):
+            memory[:, self._column(p)] = np.frombuffer(data, dtype=memory.dtype).reshape(rows, -1)
+        return state_key(memory) in self.nodes
 
-    def _fault_key(self, node: Node, action: int) -> tuple[int, bytes]:
+    def _fault_key(self, node: Node, action: int) -> tuple[int, tuple[bytes, ...]]:
         """An action and the contents of the entries it reads at ``node``: what decides
         whether it faults (a skill's run depends only on the data bound to its slots)."""
-        if action not in self._read_slices:
-            mem0 = self.ev.mem.start
-            slices = []
-            for ptr in np.flatnonzero(self.dataflow.reads[action]):
-                name = self.ev.pointer_names[ptr]
-                if name in self.ev.image.buffers:
-                    addr, buf = self.ev.image.buffers[name]
-                    slices.append(slice(addr - mem0, addr - mem0 + buf.size))
-            self._read_slices[action] = slices
-        data = b"".join(node.memory[:, s].tobytes() for s in self._read_slices[action])
-        return action, data
+        return action, self._data(node, self._entries(action)[2])
 
     def _child(self, node: Node, o: Outcome, prior: float) -> tuple[Edge | None, bool]:
         """The edge for an outcome (None: a fault or a no-op) and whether its child is new."""
@@ -394,8 +392,12 @@ class SearchTree:
     @property
     def dataflow(self) -> Dataflow:
         """Read/write tables of the actions (:class:`~agents.dataflow.Dataflow`)."""
-        ev = self.ev
-        return dataflow_of(self.ctx.library, self.ctx.task, ev.table, ev.pointer_names)
+        if self._dataflow is None:
+            ev = self.ev
+            self._dataflow = dataflow_of(
+                self.ctx.library, self.ctx.task, ev.table, ev.pointer_names
+            )
+        return self._dataflow
 
     def stats(self) -> dict[str, float | int]:
         """Counters for :attr:`SolveResult.stats` (times end in ``_s``)."""
@@ -414,8 +416,3 @@ class SearchTree:
             "evaluate_time_s": round(ev.wall_seconds, 4),
             "cpu_call_time_s": round(ev.cpu_seconds, 4),
         }
-
-
-def _data(memory: np.ndarray, columns: list[slice]) -> bytes:
-    """The bytes of ``memory``'s ``columns`` blocks, every row of each block in turn."""
-    return b"".join(np.ascontiguousarray(memory[:, s]).tobytes() for s in columns)
