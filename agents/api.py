@@ -210,6 +210,29 @@ def resolve_library(library: SkillLibrary | str | Path | None) -> SkillLibrary:
     return SkillLibrary.load(path)
 
 
+def minimise_program(program: Program, verify: Callable[[Program], dict[str, float]]) -> Program:
+    """Drop steps while the program still verifies: the shortest program obtainable from
+    ``program`` by deleting steps one at a time, from the last step back, repeated until no
+    single deletion keeps every accuracy of ``verify`` at 1.0 (greedy: a locally minimal
+    program, every remaining step needed).
+
+    Example:
+        >>> ok = lambda p: {"1": float(("b", []) in p)}
+        >>> minimise_program([("a", []), ("b", []), ("c", [])], ok)
+        [('b', [])]
+    """
+    current = [(s, list(b)) for s, b in program]
+    changed = True
+    while changed and len(current) > 1:
+        changed = False
+        for i in reversed(range(len(current))):
+            shorter = current[:i] + current[i + 1 :]
+            if all(v == 1.0 for v in verify(shorter).values()):
+                current, changed = shorter, True
+                break
+    return current
+
+
 def program_text(program: Program) -> str:
     """One ``skill(bindings)`` line per step."""
     return "\n".join(f"{s}({', '.join(b)})" for s, b in program)
@@ -239,6 +262,7 @@ def solve(
     max_calls: int = 6,
     backend: str = "transformer",
     progress: Callable[[SolveContext], None] | None = None,
+    minimise: bool = True,
     **options: Any,
 ) -> SolveResult:
     """Let ``agent`` search for a program that solves ``task`` and verify what it finds.
@@ -253,6 +277,9 @@ def solve(
         max_calls: the longest program considered.
         backend: CPU backend (default: the compiled Transformer CPU).
         progress: optional callback, called with the :class:`SolveContext` as work is charged.
+        minimise: drop the steps of a verified program whose removal keeps it verified
+            (:func:`minimise_program`, on the same fresh inputs); the search's own program
+            is kept as ``found_program``.
         **options: the agent's options (when ``agent`` is a name).
 
     Returns:
@@ -299,6 +326,12 @@ def solve(
     lengths = verification_lengths(spec)
     generalisation = ctx.verify(program) if program else {str(n): 0.0 for n in lengths}
     success = bool(program) and all(v == 1.0 for v in generalisation.values())
+    found = None
+    if success and minimise:
+        found = program
+        program = minimise_program(program, ctx.verify)
+        if len(program) < len(found):
+            generalisation = ctx.verify(program)
     return SolveResult(
         task=spec.name,
         agent=impl.name,
@@ -317,4 +350,5 @@ def solve(
         options=impl.options(),
         library_size=len(lib),
         stats=dict(ctx.stats),
+        found_program=found,
     )

@@ -82,6 +82,9 @@ class Outcome:
     success: bool
     fault: bool
     instructions: int
+    value: float = 0.0
+    """The search's value of the data left (:class:`ScalarValue`; the potential when the
+    task's output is not one scalar)."""
 
 
 class TimedBackend:
@@ -166,6 +169,7 @@ class ActionEvaluator:
         self.backend = TimedBackend(ctx.backend)
         fault_col = self.layout.register("fault")
         self._scorer = _VectorScorer(self.workspaces, fault_col) if task.scorer is None else None
+        self.value = ScalarValue.for_workspaces(self.workspaces)
         self.wall_seconds = 0.0
         self.library = ctx.library
         self.chunk_hint = 1
@@ -184,9 +188,21 @@ class ActionEvaluator:
         """The root node as an :class:`Outcome` (no action; its score before any call)."""
         state = MachineState(self.layout, self.root_cells.copy())
         potential, success = self._score_one(state)
+        value = self._value(state.cells[None], np.array([potential]))[0]
         return Outcome(
-            -1, self.root_memory.copy(), state_key(self.root_memory), potential, success, False, 0
+            -1,
+            self.root_memory.copy(),
+            state_key(self.root_memory),
+            potential,
+            success,
+            False,
+            0,
+            value,
         )
+
+    def _value(self, cells: np.ndarray, potential: np.ndarray) -> np.ndarray:
+        """The value of nodes with ``cells`` ``(nodes, rows, n_cells)`` and potentials."""
+        return potential if self.value is None else self.value(cells, potential)
 
     def decode(self, action: int) -> tuple[str, tuple[int, ...]]:
         """``(skill key, bindings)`` of a discrete action."""
@@ -226,7 +242,10 @@ class ActionEvaluator:
             return Outcome(action, None, None, 0.0, False, True, instructions)
         potential, success = self._score_one(state)
         after = state.cells[:, self.mem].copy()
-        return Outcome(action, after, state_key(after), potential, success, False, instructions)
+        value = float(self._value(state.cells[None], np.array([potential]))[0])
+        return Outcome(
+            action, after, state_key(after), potential, success, False, instructions, value
+        )
 
     def _score_one(self, state: MachineState) -> tuple[float, bool]:
         """The environments' score (``Workspace.score``), over every search example."""
@@ -258,6 +277,7 @@ class ActionEvaluator:
                     s.append(sc.success)
                 frac[c], ok[c] = np.concatenate(fr), np.concatenate(s)
         instructions = steps[: n * r].reshape(n, r).sum(axis=1)
+        values = self._value(nodes, frac.mean(axis=1))
         out = []
         for c, a in enumerate(actions):
             if faulted[c]:
@@ -273,6 +293,7 @@ class ActionEvaluator:
                     bool(ok[c].all()),
                     False,
                     int(instructions[c]),
+                    float(values[c]),
                 )
             )
         return out
@@ -401,3 +422,76 @@ class _VectorScorer:
             frac.append(np.where(fault, 0.0, f))
             ok.append((hits == total) & ~fault)
         return np.concatenate(frac, axis=1), np.concatenate(ok, axis=1)
+
+
+AFFINE_VALUE = 0.5
+""":class:`ScalarValue` of an output that is an exact affine function of the target."""
+
+
+class ScalarValue:
+    """The search's value of a node when the task's output is one scalar.
+
+    The dense reward (fraction of outputs right) of a scalar output is right-or-wrong per
+    example, which gives a search two wrong signals: credit for a constant that happens to
+    equal the target on some examples (a count of 0 or 1), and no credit for a quantity one
+    scalar operation away from the target (a sum for a mean). So the value is
+
+    * the potential corrected for chance: ``max(0, (p - b) / (1 - b))``, ``b`` the share of
+      search examples whose target is the most common target value (what the best
+      constant output scores);
+    * at least :data:`AFFINE_VALUE` when the output, not constant over the examples, is an
+      exact affine function of the target over them (``target = a * out + c`` to within
+      1e-9 relative residual; at least three distinct targets): one or two scalar
+      operations from it (a heuristic: such a relation may not be computable).
+
+    A node that solves every example has value 1. The number is identical in the batched
+    and one-at-a-time evaluators (the same array code on the same cells).
+    """
+
+    def __init__(self, address: int, want: np.ndarray, fault_col: int) -> None:
+        self.address, self.want, self.fault_col = address, want, fault_col
+        _, counts = np.unique(want, return_counts=True)
+        self.chance = float(counts.max() / want.size)
+        self.varies = np.unique(want).size >= 3
+
+    @classmethod
+    def for_workspaces(cls, workspaces: list[Workspace]) -> ScalarValue | None:
+        """The value of a task with one scalar output (None for any other task)."""
+        task = workspaces[0].task
+        if task.scorer is not None or len(task.outputs) != 1:
+            return None
+        name = task.outputs[0]
+        want = []
+        for ws in workspaces:
+            addr, buf = ws.image.buffers[name]
+            if buf.size != 1 or addr != workspaces[0].image.buffers[name][0]:
+                return None
+            want += [
+                float(np.asarray(e[name], dtype=np.float64).reshape(-1)[0]) for e in ws.expected
+            ]
+        fault_col = workspaces[0].image.layout.register("fault")
+        return cls(addr, np.array(want), fault_col)
+
+    def __call__(self, cells: np.ndarray, potential: np.ndarray) -> np.ndarray:
+        """Values of nodes ``(nodes, rows, n_cells)`` with their potentials ``(nodes,)``."""
+        p = np.asarray(potential, dtype=np.float64)
+        value = (
+            p.copy() if self.chance >= 1 else np.maximum(0.0, (p - self.chance) / (1 - self.chance))
+        )
+        if not self.varies:
+            return value
+        got = cells[:, :, self.address].astype(np.float64)
+        ok = np.isfinite(got).all(axis=1) & (cells[:, :, self.fault_col] == 0).all(axis=1)
+        ok &= got.max(axis=1, initial=-np.inf) > got.min(axis=1, initial=np.inf)
+        idx = np.flatnonzero(ok & (value < AFFINE_VALUE))
+        if idx.size:
+            # least squares want = a * got + c for every node at once
+            x = got[idx]
+            xc = x - x.mean(axis=1, keepdims=True)
+            yc = self.want - self.want.mean()
+            a = (xc @ yc) / (xc * xc).sum(axis=1)
+            resid = yc[None] - a[:, None] * xc
+            scale = max(float(np.abs(self.want).max()), 1.0)
+            affine = (np.abs(resid).max(axis=1) <= 1e-9 * scale) & (np.abs(a) > 1e-12)
+            value[idx[affine]] = AFFINE_VALUE
+        return value

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agents.api import AGENTS, SolveContext, resolve_library, resolve_task, solve
+from agents.api import AGENTS, SolveContext, program_text, resolve_library, resolve_task, solve
 from agents.gradient import cli as gradient_cli
 from agents.result import SolveResult
 from algind_gym.skills.library import SkillLibrary
@@ -141,6 +141,12 @@ def print_result(result: SolveResult, console: Console) -> None:
         console.print("program:")
         for line in result.program_text.splitlines():
             console.print(f"  {line}", highlight=False)
+    if result.found_program is not None and len(result.found_program) > len(result.program):
+        console.print(
+            f"(minimised from the {len(result.found_program)} steps the search found: "
+            f"{program_text(result.found_program).replace(chr(10), '; ')})",
+            highlight=False,
+        )
     table = Table("length", "accuracy", title="accuracy on fresh inputs")
     for length, acc in result.generalisation.items():
         table.add_row(length, f"{acc:.3f}")

@@ -54,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "levels": (1, 2, 3, 4),
         "track": "numeric",
         "extra": ("Copy", "PrefixSum", "DuplicatedInput", "CountEqual"),
-        "defaults": {"budget": 10_000, "prior": "dataflow"},
+        "defaults": {"budget": 25_000, "prior": "description+dataflow"},
     },
     "full": {
         "description": "every registered task, user tasks included",

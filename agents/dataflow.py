@@ -11,14 +11,27 @@ those bound to its ``out``/``inout`` slots. From these tables, with no machine r
 * independence (:meth:`Dataflow.dependent`): two actions commute when neither writes an
   entry the other reads or writes;
 * fresh values (:meth:`Dataflow.fresh_reads`): entries a step wrote that no later step
-  read yet -- what a program computed but has not used.
+  read yet -- what a program computed but has not used;
+* symmetry (:meth:`Dataflow.canonical`): the machine's scratch buffers of one shape
+  class (``tmp_v0, tmp_v1, ...``, :mod:`algind_gym.tasks.pool`) are interchangeable --
+  renaming them in a program gives a program computing the same outputs -- so only
+  programs that start using them in index order need be searched: an action may write a
+  pool buffer already written, or the lowest-numbered one never written, not another;
+* constant reads (:attr:`Dataflow.reads_only_constants`): actions whose every read is a
+  constant compute the same value on every example;
+* completion (:meth:`Dataflow.completes`): the last step of a shortest program writes an
+  output (else the program before it had the same outputs) and reads something of every
+  earlier step that wrote no output and whose results nothing read yet (else that step
+  could be dropped).
 
-Tree search prunes with the first two (:meth:`agents.tree.SearchTree.candidates`);
-:class:`agents.priors.DataflowPrior` scores with the third.
+Tree search prunes with def-use, independence, symmetry, constant reads and, at the last
+step, completion (:meth:`agents.tree.SearchTree.candidates`);
+:class:`agents.priors.DataflowPrior` scores with fresh values.
 """
 
 from __future__ import annotations
 
+import re
 import weakref
 
 import numpy as np
@@ -27,7 +40,9 @@ from agents.result import Program
 from algind_gym.envs.actions import ActionTable
 from algind_gym.skills.library import SkillLibrary
 from algind_gym.tasks import TaskSpec
-from algind_gym.tasks.pool import pool_constants
+from algind_gym.tasks.pool import POOL_PREFIX, pool_constants, scratch_pool
+
+_POOL_NAME = re.compile(rf"{POOL_PREFIX}(?:v|m|mT|s)\d+")
 
 
 class Dataflow:
@@ -59,8 +74,33 @@ class Dataflow:
                 self.reads[row, ptr] |= slot.role in ("in", "inout")
                 self.writes[row, ptr] |= slot.role in ("out", "inout")
         self.writes_output = self.writes[:, outputs].any(axis=1)
+        self.writes_output_entries = np.zeros(p, dtype=bool)
+        self.writes_output_entries[outputs] = True
         read_only = [self.index[c] for c in constants if c in self.index]
         self.writes_constant = self.writes[:, read_only].any(axis=1)
+        const = np.zeros(p, dtype=bool)
+        const[read_only] = True
+        self.reads_only_constants = self.reads.any(axis=1) & ~(self.reads & ~const).any(axis=1)
+        self.scratch_classes = _scratch_classes(task, pointer_names, self.index)
+
+    def canonical(self, program: Program) -> np.ndarray:
+        """Per candidate: its writes to the pool's scratch buffers keep ``program``'s first
+        uses in index order within every shape class (module docstring). Each class's
+        buffers never written by ``program`` may only be written lowest-numbered first."""
+        keep = np.ones(len(self.writes), dtype=bool)
+        if not self.scratch_classes:
+            return keep
+        written = np.zeros(len(self.index), dtype=bool)
+        for _, writes in self._rows(program):
+            written[writes] = True
+        for members in self.scratch_classes:
+            unused = [m for m in members if not written[m]]
+            if len(unused) < 2:
+                continue
+            w = self.writes[:, unused]
+            # the unused buffers an action writes must be a prefix of them in index order
+            keep &= ~(w[:, 1:] & ~w[:, :-1]).any(axis=1)
+        return keep
 
     def _entry(self, name: str) -> int:
         """Index of an entry; a skill reference may omit its version (``&s_add``)."""
@@ -101,6 +141,34 @@ class Dataflow:
         ra, wa = self.reads[action], self.writes[action]
         return (self.writes & (ra | wa)).any(axis=1) | (self.reads & wa).any(axis=1)
 
+    def unconsumed(self, program: Program) -> list[list[int]]:
+        """The entries written by each step of ``program`` that wrote no output and none of
+        whose written entries a later step reads: a step whose work nothing used yet.
+
+        In a shortest program every step writes an output or is read by a later one
+        (otherwise dropping it leaves the outputs as they were), so the last step must read
+        something of every such step (overwrites are ignored: a conservative test).
+        """
+        rows = self._rows(program)
+        outputs = {i for i, w in enumerate(self.writes_output_entries) if w}
+        out = []
+        for k, (_, writes) in enumerate(rows):
+            if outputs.intersection(writes):
+                continue
+            if any(set(writes).intersection(r) for r, _ in rows[k + 1 :]):
+                continue
+            out.append(sorted(set(writes)))
+        return out
+
+    def completes(self, program: Program) -> np.ndarray:
+        """Per candidate: it could be the last step of a shortest program extending
+        ``program``: it writes an output and reads an entry of every unconsumed step
+        (:meth:`unconsumed`)."""
+        keep = self.writes_output.copy()
+        for writes in self.unconsumed(program):
+            keep &= self.reads[:, writes].any(axis=1)
+        return keep
+
     def fresh(self, program: Program) -> np.ndarray:
         """Entries written by a step of ``program`` and read by no later step."""
         f = np.zeros(len(self.index), dtype=bool)
@@ -112,6 +180,24 @@ class Dataflow:
     def fresh_reads(self, program: Program) -> np.ndarray:
         """Per candidate: how many fresh entries (:meth:`fresh`) it reads."""
         return (self.reads & self.fresh(program)).sum(axis=1)
+
+
+def _scratch_classes(
+    task: TaskSpec, pointer_names: list[str], index: dict[str, int]
+) -> list[list[int]]:
+    """The pool's scratch entries grouped by shape class, each group in index order (empty
+    when the pointer table's pool is not the one :func:`scratch_pool` lays out)."""
+    names = [n for n in pointer_names if _POOL_NAME.fullmatch(n)]
+    per_shape = sum(1 for n in names if n.startswith(f"{POOL_PREFIX}s"))
+    if not names or per_shape == 0:
+        return []
+    pool = scratch_pool(task, per_shape)
+    if sorted(t.name for t in pool) != sorted(names):
+        return []
+    groups: dict[tuple, list[int]] = {}
+    for t in pool:
+        groups.setdefault((t.type, tuple(t.shape)), []).append(index[t.name])
+    return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
 _CACHE: dict[tuple, tuple[weakref.ref, Dataflow]] = {}

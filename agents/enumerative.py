@@ -34,6 +34,12 @@ class EnumerativeSearch(Agent):
             written yet (off by default: the plain breadth-first yardstick).
         commute: also apply partial-order reduction (off by default); see
             :meth:`~agents.tree.SearchTree.candidates`.
+        symmetry, constants, last_step: the symmetry, constant-read and last-step rules of
+            :meth:`~agents.tree.SearchTree.candidates` (off by default).
+        result_memo, fault_memo: skip actions whose result is known to be a no-op or a
+            transposition, or a fault (:class:`~agents.tree.SearchTree`; off by default).
+        prune: shorthand that turns every pruning above on (``dataflow``, ``commute``,
+            ``symmetry``, ``constants``, ``last_step``, ``result_memo``, ``fault_memo``).
     """
 
     def __init__(
@@ -44,6 +50,12 @@ class EnumerativeSearch(Agent):
         lengths: Sequence[int] | None = None,
         dataflow: bool = False,
         commute: bool = False,
+        symmetry: bool = False,
+        constants: bool = False,
+        last_step: bool = False,
+        result_memo: bool = False,
+        fault_memo: bool = False,
+        prune: bool = False,
     ) -> None:
         if max_depth is not None and max_depth < 1:
             raise ValueError(f"max_depth must be >= 1, got {max_depth}")
@@ -51,12 +63,21 @@ class EnumerativeSearch(Agent):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.max_depth, self.batch_size, self.batched = max_depth, int(batch_size), bool(batched)
         self._lengths = tuple(lengths) if lengths else None
-        self.dataflow, self.commute = bool(dataflow), bool(commute)
+        self.dataflow, self.commute = bool(dataflow or prune), bool(commute or prune)
+        self.symmetry, self.constants = bool(symmetry or prune), bool(constants or prune)
+        self.last_step, self.result_memo = bool(last_step or prune), bool(result_memo or prune)
+        self.fault_memo = bool(fault_memo or prune)
         self.tree: SearchTree | None = None
         self.visit_order: list[bytes] = []
 
     def search(self, ctx: SolveContext) -> Program | None:
-        self.tree = tree = SearchTree(ctx, batched=self.batched, lengths=self._lengths)
+        self.tree = tree = SearchTree(
+            ctx,
+            batched=self.batched,
+            lengths=self._lengths,
+            result_memo=self.result_memo,
+            fault_memo=self.fault_memo,
+        )
         tree.ev.chunk_hint = self.batch_size
         self.visit_order = []
         depth_limit = self.max_depth or ctx.max_calls
@@ -69,7 +90,14 @@ class EnumerativeSearch(Agent):
                 following: list[Node] = []
                 for node in frontier:
                     self.visit_order.append(node.key)
-                    actions = tree.candidates(node, dataflow=self.dataflow, commute=self.commute)
+                    actions = tree.candidates(
+                        node,
+                        dataflow=self.dataflow,
+                        commute=self.commute,
+                        symmetry=self.symmetry,
+                        constants=self.constants,
+                        last_step=self.last_step and depth == depth_limit - 1,
+                    )
                     for lo in range(0, len(actions), self.batch_size):
                         chunk = actions[lo : lo + self.batch_size]
                         tree.expand(node, chunk, [0.0] * len(chunk))

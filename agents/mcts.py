@@ -7,23 +7,36 @@ prior that a language model can supply (:mod:`agents.priors`).
 * Nodes are machine data states (:class:`~agents.tree.SearchTree`): transpositions --
   two programs that leave the same data on every search example -- share a node.
 * Actions at a node are evaluated in chunks of ``batch_size`` children, in the order of
-  the prior (ties broken by the seeded RNG, so the uniform prior is a random order), each
-  chunk in one batched CPU call. Progressive widening: a node visited ``N`` times may
-  have ``1 + floor(N ** widen)`` chunks evaluated; AlphaZero evaluates every child, which
-  costs hundreds to thousands of actions per node here.
+  the prior (ties broken by the seeded RNG, so the uniform prior is a random order; or,
+  with ``order="gumbel"``, the order of sampling without replacement from the prior, the
+  Gumbel-top-k trick), each chunk in one batched CPU call. Progressive widening: a node
+  visited ``N`` times may have ``1 + floor(N ** widen)`` chunks evaluated; AlphaZero
+  evaluates every child, which costs hundreds to thousands of actions per node here.
 * Selection: ``argmax_a Q(s, a) + c_puct * P(s, a) * sqrt(N(s) + 1) / (1 + N(s, a))``
   over the evaluated children, ``P`` the prior renormalised over them, ``Q`` the mean of
-  backed-up values (a child never visited has ``Q`` = its dense reward).
-* Value: the dense reward, the fraction of output elements right on the search examples.
+  backed-up values (a child never visited has ``Q`` = its value).
+* Value: the dense reward, the fraction of output elements right on the search examples;
+  for a task whose output is one scalar, :class:`~agents.batched.ScalarValue` (the reward
+  corrected for what a constant scores, and credit for an exact affine function of the
+  target), since right-or-wrong per example rewards lucky constants and nothing else.
   A leaf is valued after its first chunk is evaluated: the best of its own and its new
-  children's rewards (a one-step look-ahead instead of AlphaZero's value network).
+  children's values (a one-step look-ahead instead of AlphaZero's value network).
+* Depth: :data:`DEFAULT_MAX_DEPTH` calls unless ``max_depth`` says otherwise.
 * Pruning before anything runs (:meth:`~agents.tree.SearchTree.candidates`), so pruned
   actions are never charged: def-use (``dataflow=True``): no action reads an output or
   scratch buffer no earlier step wrote (it would read the machines' initial contents,
-  not a computed value) or writes a constant; partial-order reduction (``commute=True``):
-  of two independent consecutive actions only one order is searched; the fault memo
-  (``fault_memo=True``): an action is not run again on the same input data it faulted
-  on, nor after faulting at three nodes without ever running cleanly (a heuristic).
+  not a computed value) or writes a constant; scratch symmetry (``symmetry=True``): the
+  pool's interchangeable scratch buffers are taken in index order; constant reads
+  (``constants=True``): no action whose every read is a constant; completion
+  (``last_step=True``): the last step the depth allows writes an output and uses every
+  earlier step's unused result; the fault memo (``fault_memo=True``): an action is not
+  run again on the same input data it faulted on, nor after faulting at three nodes
+  without ever running cleanly (a heuristic); the result memo (``result_memo=True``): an
+  action whose result is known from an earlier run on the same data to be a no-op or a
+  transposition is not run again. Partial-order reduction (``commute``) is off by
+  default: it keeps one order of two independent steps, and the order it keeps may pass
+  through a node of low value (e.g. ``len`` before the sum that gives Mean's value), which
+  a value-guided search then rarely visits.
 * The budget counts actions evaluated. A child that solves every search example is
   verified on fresh inputs at every length; the search stops at the first that verifies.
 """
@@ -40,10 +53,12 @@ from agents.priors import NodeView, Prior, make_prior
 from agents.result import Program
 from agents.tree import Edge, Found, Node, SearchTree
 
-DEFAULT_MAX_DEPTH = 4
+DEFAULT_MAX_DEPTH = 3
 """Calls per program MCTS searches by default: deeper nodes multiply the tree's width, and
-the shipped reference programs of levels 1-2 have at most 3 calls (Reverse 6 and
-RepeatCopy 8 excepted; ArgMax, level 4, has 4)."""
+at the depth limit's last step only actions that can complete a program are evaluated
+(:meth:`~agents.tree.SearchTree.candidates`), which makes the last level cheap. Three calls
+cover the shipped reference programs of levels 1-2 (Reverse 6 and RepeatCopy 8 excepted)
+and MSE from the learned Mean; ArgMax (level 4) needs 4 (``max_depth=4``)."""
 
 
 @register_agent("mcts")
@@ -65,9 +80,19 @@ class MCTS(Agent):
         dataflow: skip actions that read an output or scratch buffer nothing has written
             yet (:meth:`~agents.tree.SearchTree.candidates`); they are never evaluated.
         commute: partial-order reduction: of two independent actions in a row, only one
-            order is searched (:meth:`~agents.tree.SearchTree.candidates`).
+            order is searched (:meth:`~agents.tree.SearchTree.candidates`; off by default,
+            see the module docstring).
         fault_memo: skip an action where the data it reads is the same as where it
             faulted before (:class:`~agents.tree.SearchTree`).
+        symmetry: write the pool's interchangeable scratch buffers in index order only;
+        constants: skip actions that read only constants;
+        last_step: at the depth limit's last step, only actions that write an output and
+            use every earlier step's unused result (all three:
+            :meth:`~agents.tree.SearchTree.candidates`).
+        result_memo: skip an action whose result is known (the same data bound where it
+            ran before) to be a no-op or a transposition (:class:`~agents.tree.SearchTree`).
+        order: evaluation order of a node's actions: ``"prior"`` (most likely first) or
+            ``"gumbel"`` (sampled without replacement from the prior).
     """
 
     def __init__(
@@ -81,8 +106,13 @@ class MCTS(Agent):
         batched: bool = True,
         lengths: Sequence[int] | None = None,
         dataflow: bool = True,
-        commute: bool = True,
+        commute: bool = False,
         fault_memo: bool = True,
+        symmetry: bool = True,
+        constants: bool = True,
+        last_step: bool = True,
+        result_memo: bool = True,
+        order: str = "prior",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -98,11 +128,20 @@ class MCTS(Agent):
         self._lengths = tuple(lengths) if lengths else None
         self.dataflow, self.commute = bool(dataflow), bool(commute)
         self.fault_memo = bool(fault_memo)
+        self.symmetry, self.constants = bool(symmetry), bool(constants)
+        self.last_step, self.result_memo = bool(last_step), bool(result_memo)
+        if order not in ("prior", "gumbel"):
+            raise ValueError(f"order must be 'prior' or 'gumbel', got {order!r}")
+        self.order = order
         self.tree: SearchTree | None = None
 
     def search(self, ctx: SolveContext) -> Program | None:
         self.tree = tree = SearchTree(
-            ctx, batched=self.batched, lengths=self._lengths, fault_memo=self.fault_memo
+            ctx,
+            batched=self.batched,
+            lengths=self._lengths,
+            fault_memo=self.fault_memo,
+            result_memo=self.result_memo,
         )
         tree.ev.chunk_hint = self.batch_size
         self._rng = ctx.rng
@@ -128,11 +167,11 @@ class MCTS(Agent):
         while True:
             if node.depth >= self._depth or node.closed:
                 node.closed = True
-                value = node.potential
+                value = node.value
                 break
             if node.visits == 0:
                 new = self._widen(node)
-                value = max([node.potential] + [e.child.potential for e in new])
+                value = max([node.value] + [e.child.value for e in new])
                 break
             if self._may_widen(node):
                 self._widen(node)
@@ -143,7 +182,7 @@ class MCTS(Agent):
                     continue
                 # every child is closed or an ancestor on this path (searched from there)
                 node.closed = True
-                value = node.potential
+                value = node.value
                 break
             path.append(edge)
             node = edge.child
@@ -164,7 +203,14 @@ class MCTS(Agent):
         """Evaluate the node's next chunk of actions in prior order."""
         tree = self.tree
         if node.order is None:
-            valid = tree.candidates(node, dataflow=self.dataflow, commute=self.commute)
+            valid = tree.candidates(
+                node,
+                dataflow=self.dataflow,
+                commute=self.commute,
+                symmetry=self.symmetry,
+                constants=self.constants,
+                last_step=self.last_step and node.depth == self._depth - 1,
+            )
             view = NodeView(
                 tree.ctx.task,
                 tree.ctx.library,
@@ -177,8 +223,14 @@ class MCTS(Agent):
             p = np.asarray(self._prior(view, valid), dtype=np.float64)
             if p.shape != valid.shape:
                 raise ValueError(f"the prior returned shape {p.shape} for {valid.size} actions")
-            perm = self._rng.permutation(valid.size)
-            rank = perm[np.argsort(-p[perm], kind="stable")]
+            if self.order == "gumbel":
+                # Gumbel-top-k: the order of sampling without replacement from the prior
+                with np.errstate(divide="ignore"):
+                    logp = np.log(p)
+                rank = np.argsort(-(logp + self._rng.gumbel(size=valid.size)), kind="stable")
+            else:
+                perm = self._rng.permutation(valid.size)
+                rank = perm[np.argsort(-p[perm], kind="stable")]
             node.order, node.priors = valid[rank], p[rank]
         lo = node.expanded
         hi = min(lo + self.batch_size, len(node.order))
@@ -196,7 +248,7 @@ class MCTS(Agent):
         total = p.sum()
         p = p / total if total > 0 else np.full(len(edges), 1.0 / len(edges))
         n = np.array([e.n for e in edges], dtype=np.float64)
-        q = np.array([e.w / e.n if e.n else e.child.potential for e in edges])
+        q = np.array([e.w / e.n if e.n else e.child.value for e in edges])
         u = q + self.c_puct * p * math.sqrt(node.visits + 1) / (1.0 + n)
         return edges[int(np.argmax(u))]
 

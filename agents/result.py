@@ -19,6 +19,8 @@ key                    meaning
 ``program``            ``[{"skill": "name@version", "bindings": ["x", "out", ...]}, ...]``
                        (empty when nothing was found)
 ``program_text``       the program, one ``skill(bindings)`` line per step
+``found_program``      the program as the search found it, before minimisation (same
+                       layout as ``program``; optional: absent in results written before it)
 ``disassembly``        assembly of the program compiled into a skill, or null
 ``actions_evaluated``  (skill, bindings) actions run on the K examples during search
 ``env_steps``          environment steps taken (actions plus HALT and invalid ones)
@@ -91,6 +93,7 @@ SOLVE_RESULT_SCHEMA: dict[str, Any] = {
             },
         },
         "program_text": {"type": "string"},
+        "found_program": {"$ref": "#/properties/program"},
         "disassembly": {"type": ["string", "null"]},
         "actions_evaluated": {"type": "integer", "minimum": 0},
         "env_steps": {"type": "integer", "minimum": 0},
@@ -140,6 +143,8 @@ class SolveResult:
     options: dict[str, Any] = field(default_factory=dict)
     library_size: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    found_program: Program | None = None
+    """The search's program before :func:`agents.api.minimise_program` (None: not run)."""
 
     @property
     def calls(self) -> int:
@@ -149,6 +154,10 @@ class SolveResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["program"] = [{"skill": s, "bindings": list(b)} for s, b in self.program]
+        if self.found_program is None:
+            d.pop("found_program")
+        else:
+            d["found_program"] = [{"skill": s, "bindings": list(b)} for s, b in self.found_program]
         return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, **d}
 
     def to_json(self, **kwargs: Any) -> str:
@@ -160,6 +169,8 @@ class SolveResult:
         validate_result(data)
         d = {k: v for k, v in data.items() if k not in ("schema", "schema_version")}
         d["program"] = [(step["skill"], list(step["bindings"])) for step in d["program"]]
+        if d.get("found_program") is not None:
+            d["found_program"] = [(st["skill"], list(st["bindings"])) for st in d["found_program"]]
         return cls(**d)
 
     def comparable(self) -> dict[str, Any]:

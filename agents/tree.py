@@ -21,13 +21,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.api import BudgetExhausted, SolveContext
-from agents.batched import ActionEvaluator, Outcome
+from agents.batched import ActionEvaluator, Outcome, state_key
 from agents.dataflow import Dataflow, dataflow_of
 from agents.result import Program
 
 MAX_ALTERNATIVES = 16
 """Programs verified per node whose first program solved the search examples but failed
 verification (observational equivalence merges them; verification tells them apart)."""
+
+OVERWRITE_EVIDENCE = 3
+"""Confirmations after which the result memo takes a skill to overwrite its outputs whole
+(its result then depends on the data it reads only)."""
 
 FAULT_PATIENCE = 3
 """Faults (at different nodes, never a clean run) after which the fault memo drops an action."""
@@ -44,6 +48,8 @@ class Node:
     success: bool
     depth: int
     action: int = -1
+    value: float = 0.0
+    """The search's value of the node's data (:class:`~agents.batched.ScalarValue`)."""
     """The last action of ``program`` (-1 at the root)."""
     edges: list[Edge] = field(default_factory=list)
     visits: int = 0
@@ -54,6 +60,8 @@ class Node:
     """Nothing more to search below: at the depth limit, dead, or fully searched."""
     alternatives: int = 0
     """Other programs reaching this node that were verified (after its own failed)."""
+    contents: dict[int, bytes] = field(default_factory=dict, repr=False)
+    """Cache: pointer entry -> its buffer's bytes in ``memory`` (for the memos' keys)."""
 
 
 @dataclass(eq=False)
@@ -87,6 +95,16 @@ class SearchTree:
             that faulted at :data:`FAULT_PATIENCE` nodes and never ran without a fault
             (most such faults come from the shapes bound, e.g. an output shorter than an
             input, not from the data; a heuristic); skipped actions are not charged.
+        result_memo: do not evaluate an action where every entry it binds (reads and
+            writes) holds the same data as at a node where it was evaluated before and the
+            data it would leave is already a node (a transposition) or the node's own (a
+            no-op): a skill's run depends only on the data bound to its slots (its writes
+            included, since a skill may leave part of an output as it was), so the result
+            is known; skipped actions are not charged and add no edge. A skill seen
+            :data:`OVERWRITE_EVIDENCE` times to leave the same written data from the same
+            read data and different previous written data, and never otherwise, is taken to
+            overwrite its outputs whole: then the data it reads alone decides (a
+            heuristic, as the fault memo's patience is).
     """
 
     def __init__(
@@ -96,17 +114,28 @@ class SearchTree:
         batched: bool = True,
         lengths: Sequence[int] | None = None,
         fault_memo: bool = False,
+        result_memo: bool = False,
     ) -> None:
         self.ctx = ctx
         self.fault_memo = fault_memo
-        self._faulted: set[tuple[int, bytes]] = set()
-        self._read_slices: dict[int, list[slice]] = {}
+        self.result_memo = result_memo
+        self._results: dict[tuple, tuple[bytes, ...]] = {}
+        self._by_reads: dict[tuple, tuple[tuple[bytes, ...], tuple[bytes, ...]]] = {}
+        self._overwrites: dict[str, int] = {}
+        """Per skill: evidence that it overwrites what it writes (+1 per confirmation;
+        -inf once refuted): the same action on the same read data gave the same written
+        data from different previous written data."""
+        self._action_entries: dict[int, tuple[tuple[int, ...], ...]] = {}
+        self._columns: dict[int, slice] = {}
+        self.memo_skips = 0
+        self._faulted: set[tuple[int, tuple[bytes, ...]]] = set()
         self._fault_count: dict[int, int] = {}
         self._ran_clean: set[int] = set()
         self.fault_skips = 0
         self.ev = ActionEvaluator(ctx, batched=batched, lengths=lengths)
+        self._dataflow: Dataflow | None = None
         r = self.ev.root()
-        self.root = Node(r.key, r.memory, [], r.potential, r.success, 0)
+        self.root = Node(r.key, r.memory, [], r.potential, r.success, 0, value=r.value)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
         self.started = time.perf_counter()  # the search proper, after building its machines
         self.faults = self.noops = self.transpositions = self.false_successes = 0
@@ -135,6 +164,10 @@ class SearchTree:
                 )
             ]
             self.fault_skips += len(actions) - len(keep)
+        if self.result_memo:
+            before = len(keep)
+            keep = [i for i in keep if not self._known_result(node, actions[i])]
+            self.memo_skips += before - len(keep)
         considered = len(actions)
         budget = max(ctx.remaining, 0)
         if len(keep) > budget:
@@ -150,6 +183,8 @@ class SearchTree:
                 self._fault_count[o.action] = self._fault_count.get(o.action, 0) + 1
             elif not o.fault:
                 self._ran_clean.add(o.action)
+            if self.result_memo and not o.fault:
+                self._remember(node, o)
             edge, created = self._child(node, o, float(p))
             if edge is None:
                 continue
@@ -180,20 +215,73 @@ class SearchTree:
             raise Found(found)
         return new
 
-    def _fault_key(self, node: Node, action: int) -> tuple[int, bytes]:
+    def _entries(self, action: int) -> tuple[tuple[int, ...], ...]:
+        """Pointer entries (buffers only) ``action`` binds, writes and reads."""
+        if action not in self._action_entries:
+            flow, buffers, names = self.dataflow, self.ev.image.buffers, self.ev.pointer_names
+
+            def pick(mask: np.ndarray) -> tuple[int, ...]:
+                return tuple(int(p) for p in np.flatnonzero(mask) if names[p] in buffers)
+
+            reads, writes = flow.reads[action], flow.writes[action]
+            self._action_entries[action] = (pick(reads | writes), pick(writes), pick(reads))
+        return self._action_entries[action]
+
+    def _column(self, ptr: int) -> slice:
+        """Memory columns of pointer entry ``ptr``'s buffer."""
+        if ptr not in self._columns:
+            ev = self.ev
+            addr, buf = ev.image.buffers[ev.pointer_names[ptr]]
+            self._columns[ptr] = slice(addr - ev.mem.start, addr - ev.mem.start + buf.size)
+        return self._columns[ptr]
+
+    def _data(self, node: Node, ptrs: tuple[int, ...]) -> tuple[bytes, ...]:
+        """The contents of entries ``ptrs`` at ``node`` (cached per node and entry)."""
+        cache = node.contents
+        out = []
+        for p in ptrs:
+            if p not in cache:
+                cache[p] = np.ascontiguousarray(node.memory[:, self._column(p)]).tobytes()
+            out.append(cache[p])
+        return tuple(out)
+
+    def _remember(self, node: Node, o: Outcome) -> None:
+        """Record an evaluated action's result for the result memo."""
+        bound, written, read = self._entries(o.action)
+        result = tuple(
+            np.ascontiguousarray(o.memory[:, self._column(p)]).tobytes() for p in written
+        )
+        self._results[(o.action, self._data(node, bound))] = result
+        skill = self.ev.decode(o.action)[0]
+        key, prev = (o.action, self._data(node, read)), self._data(node, written)
+        seen = self._by_reads.get(key)
+        if seen is None:
+            self._by_reads[key] = (prev, result)
+        elif seen[0] != prev:
+            agree = seen[1] == result
+            self._overwrites[skill] = self._overwrites.get(skill, 0) + 1 if agree else -(2**31)
+
+    def _known_result(self, node: Node, action: int) -> bool:
+        """Whether the result memo says ``action`` at ``node`` is a no-op or a transposition."""
+        bound, written, read = self._entries(action)
+        hit = self._results.get((action, self._data(node, bound)))
+        if hit is None and self._overwrites.get(self.ev.decode(action)[0], 0) >= OVERWRITE_EVIDENCE:
+            seen = self._by_reads.get((action, self._data(node, read)))
+            hit = None if seen is None else seen[1]
+        if hit is None:
+            return False
+        if hit == self._data(node, written):
+            return True  # a no-op
+        memory = node.memory.copy()
+        rows = len(memory)
+        for p, data in zip(written, hit, strict=True):
+            memory[:, self._column(p)] = np.frombuffer(data, dtype=memory.dtype).reshape(rows, -1)
+        return state_key(memory) in self.nodes
+
+    def _fault_key(self, node: Node, action: int) -> tuple[int, tuple[bytes, ...]]:
         """An action and the contents of the entries it reads at ``node``: what decides
         whether it faults (a skill's run depends only on the data bound to its slots)."""
-        if action not in self._read_slices:
-            mem0 = self.ev.mem.start
-            slices = []
-            for ptr in np.flatnonzero(self.dataflow.reads[action]):
-                name = self.ev.pointer_names[ptr]
-                if name in self.ev.image.buffers:
-                    addr, buf = self.ev.image.buffers[name]
-                    slices.append(slice(addr - mem0, addr - mem0 + buf.size))
-            self._read_slices[action] = slices
-        data = b"".join(node.memory[:, s].tobytes() for s in self._read_slices[action])
-        return action, data
+        return action, self._data(node, self._entries(action)[2])
 
     def _child(self, node: Node, o: Outcome, prior: float) -> tuple[Edge | None, bool]:
         """The edge for an outcome (None: a fault or a no-op) and whether its child is new."""
@@ -207,7 +295,16 @@ class SearchTree:
         created = child is None
         if created:
             program = [*node.program, self.ev.step_names(o.action)]
-            child = Node(o.key, o.memory, program, o.potential, o.success, node.depth + 1, o.action)
+            child = Node(
+                o.key,
+                o.memory,
+                program,
+                o.potential,
+                o.success,
+                node.depth + 1,
+                o.action,
+                1.0 if o.success else o.value,
+            )
             self.nodes[o.key] = child
             self.ctx.offer(program, o.potential)
         else:
@@ -231,7 +328,16 @@ class SearchTree:
         child.closed = True
         return None
 
-    def candidates(self, node: Node, *, dataflow: bool, commute: bool) -> np.ndarray:
+    def candidates(
+        self,
+        node: Node,
+        *,
+        dataflow: bool,
+        commute: bool,
+        symmetry: bool = False,
+        constants: bool = False,
+        last_step: bool = False,
+    ) -> np.ndarray:
         """The valid actions worth evaluating from ``node`` (a subset of ``ev.valid_actions``).
 
         ``dataflow``: drop actions that read (``in``/``inout`` slot) an output or scratch
@@ -249,6 +355,23 @@ class SearchTree:
         the last action of the first program that reached it) it is a heuristic: a state
         whose canonical order passes through a node first reached in another order may be
         reached only by a longer program, or not at all.
+
+        ``symmetry``: the pool's scratch buffers of one shape class are interchangeable,
+        so a program may only start using them in index order: an action may write a
+        written one or the lowest-numbered unwritten one
+        (:meth:`~agents.dataflow.Dataflow.canonical`). Renaming the buffers of a program
+        gives one this rule keeps and that computes the same outputs.
+
+        ``constants``: drop actions that read only constants (``zero``, ``one``, the
+        task's own): their result is one value on every example, which the search would
+        have to spend an action on before using it; tasks that need a constant declare it.
+
+        ``last_step``: the node's child would be the last step the search allows: keep
+        only actions that could end a shortest program
+        (:meth:`~agents.dataflow.Dataflow.completes`): they write an output (any other
+        leaves the outputs, hence the score, as they were at ``node``) and read something
+        of every earlier step whose results are unused (else a shorter program computes
+        the same outputs, which the search space holds too).
         """
         ev = self.ev
         flow = self.dataflow
@@ -258,13 +381,23 @@ class SearchTree:
             keep &= flow.readable(node.program)[rows]
         if commute and node.action >= 0:
             keep &= flow.dependent(node.action)[rows] | (rows > node.action)
+        if symmetry:
+            keep &= flow.canonical(node.program)[rows]
+        if constants:
+            keep &= ~flow.reads_only_constants[rows]
+        if last_step:
+            keep &= flow.completes(node.program)[rows]
         return rows[keep]
 
     @property
     def dataflow(self) -> Dataflow:
         """Read/write tables of the actions (:class:`~agents.dataflow.Dataflow`)."""
-        ev = self.ev
-        return dataflow_of(self.ctx.library, self.ctx.task, ev.table, ev.pointer_names)
+        if self._dataflow is None:
+            ev = self.ev
+            self._dataflow = dataflow_of(
+                self.ctx.library, self.ctx.task, ev.table, ev.pointer_names
+            )
+        return self._dataflow
 
     def stats(self) -> dict[str, float | int]:
         """Counters for :attr:`SolveResult.stats` (times end in ``_s``)."""
@@ -273,6 +406,7 @@ class SearchTree:
             "nodes": len(self.nodes),
             "faults": self.faults,
             "fault_memo_skips": self.fault_skips,
+            "result_memo_skips": self.memo_skips,
             "noops": self.noops,
             "transpositions": self.transpositions,
             "verifications": self.verified,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main job, as committed in experiments/results/curriculum_quick/:
-# the quick curriculum (its preset defaults: MCTS with the dataflow prior, 10,000
+# the quick curriculum (its preset defaults: MCTS with the description+dataflow prior, 25,000
 # actions per attempt, seed 0) and flat against hierarchical at 100x the hierarchy's
 # actions for every solved task of level 3 or more.
 set -euo pipefail

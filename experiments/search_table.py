@@ -2,7 +2,7 @@
 
 Usage:
     python experiments/search_table.py [--budget 20000] [--seed 0]
-        [--agents random,enumerative,mcts:uniform,mcts:description]
+        [--agents random,enumerative,enumerative/prune,mcts:uniform,mcts:description]
         [--tasks T1,T2,...] [--out experiments/results/search_table.md]
 
 Tasks (default): every level-1 and level-2 task, MatVec, LinearLayer, MSE and three
@@ -75,8 +75,14 @@ def parse_program(text: str) -> list[tuple[str, list[str]]]:
 
 
 def parse_agent(text: str) -> tuple[str, dict]:
-    name, _, prior = text.partition(":")
-    return name, ({"prior": prior} if prior else {})
+    """``name[/flag...][:prior]``: ``mcts:description``, ``enumerative/prune`` (a flag is a
+    boolean option of the agent set to true)."""
+    spec, _, prior = text.partition(":")
+    name, *flags = spec.split("/")
+    options: dict = {flag: True for flag in flags}
+    if prior:
+        options["prior"] = prior
+    return name, options
 
 
 def main() -> None:
@@ -132,7 +138,7 @@ def main() -> None:
                 "task": name,
                 "level": task.level,
                 "track": task.track,
-                "agent": agent,
+                "agent": "/".join([agent, *(k for k in options if k != "prior")]),
                 "prior": options.get("prior", "-"),
                 "success": r.success,
                 "actions": r.actions_evaluated,
@@ -148,7 +154,7 @@ def main() -> None:
             with rows_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(
-                f"{name:<18}{agent:<12}{row['prior']:<12}{'yes' if r.success else 'no':<5}"
+                f"{name:<18}{row['agent']:<18}{row['prior']:<12}{'yes' if r.success else 'no':<5}"
                 f"{r.actions_evaluated:>7}{r.wall_time_s:>8.1f}s  8x={row['acc_8x']:.2f}  "
                 f"{row['program']}",
                 flush=True,
