@@ -357,6 +357,7 @@ class SkillCompositionEnv(gym.Env):
         self._skill_calls = np.zeros(len(self.actions.skills), dtype=np.float32)
         self.t = 0
         self.history: list[tuple[str, tuple[int, ...]]] = []
+        self._text: str | None = ""  # program_text(), extended per call (None: recompute)
         self.instructions = self.step_instructions = 0
         self.fault = Fault.NONE
         self.success = self.finished = False
@@ -410,6 +411,9 @@ class SkillCompositionEnv(gym.Env):
             self.last_error = f"invalid action: {skill} {list(binds)}"
         else:
             self.history.append((skill, binds))
+            if self._text is not None:
+                line = self._call_text(skill, binds)
+                self._text = f"{self._text}\n{line}" if self._text else line
             s = self._skill_pos[skill]
             self._calls[len(self.history) - 1, 0] = s
             self._calls[len(self.history) - 1, 1 : 1 + len(binds)] = binds
@@ -459,8 +463,13 @@ class SkillCompositionEnv(gym.Env):
 
     def program_text(self) -> str:
         """The calls made so far, one line each: ``skill(pointer names)``."""
+        if self._text is None:
+            self._text = "\n".join(self._call_text(s, b) for s, b in self.history)
+        return self._text
+
+    def _call_text(self, skill: str, binds: tuple[int, ...]) -> str:
         names = self.actions.pointer_names  # the same at every length
-        return "\n".join(f"{s}({', '.join([names[p] for p in b])})" for s, b in self.history)
+        return f"{skill}({', '.join([names[p] for p in binds])})"
 
     @property
     def program(self) -> list[tuple[str, list[str]]]:
@@ -525,6 +534,7 @@ class SkillCompositionEnv(gym.Env):
             cells[:, snap["cols"]] = snap["values"]
         self._template = base
         self.t, self.history = snap["t"], list(snap["history"])
+        self._text = None
         self.instructions, self.fault = snap["instructions"], snap["fault"]
         self.step_instructions = snap["step_instructions"]
         self.success, self.potential = snap["success"], snap["potential"]

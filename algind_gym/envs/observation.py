@@ -32,7 +32,11 @@ def _box(shape: tuple[int, ...], low: float = -_F32, high: float = _F32) -> spac
 
 
 def _f32(v: np.ndarray) -> np.ndarray:
-    return np.clip(v, -_F32, _F32).astype(np.float32)
+    """``v`` as float32, clipped to float32's finite range (cast first: the cast rounds a
+    value beyond the range to +-inf or to the bound, and the clip maps both to the bound)."""
+    with np.errstate(over="ignore"):
+        out = np.asarray(v).astype(np.float32)
+    return np.clip(out, -_F32, _F32, out=out)
 
 
 class ObservationBuilder:
