@@ -108,7 +108,10 @@ def score_rows(
         :meth:`TaskSpec.score_example <algind_gym.tasks.spec.TaskSpec.score_example>`
         for tasks without a custom scorer.
     """
-    got = cells[rows[:, None], index.out_cols[None, :]]
+    if cells.flags.c_contiguous:  # flat indices: several times faster than (row, col) pairs
+        got = cells.reshape(-1).take(rows[:, None] * cells.shape[1] + index.out_cols)
+    else:
+        got = cells[rows[:, None], index.out_cols[None, :]]
     close = tolerance.close(got, want)
     total = close.shape[1]
     if total:
@@ -149,8 +152,9 @@ def score_many(envs, cells: np.ndarray, rows: np.ndarray) -> None:
         first = envs[group[0]]
         index, task = first._index, first.task
         faults = cells[rows[group], first._fault_col] != Fault.NONE  # (n, K)
+        members = [envs[i] for i in group]
         if task.scorer is None:
-            want = np.concatenate([envs[i]._want for i in group])
+            want = np.concatenate([e._want for e in members])
             frac, ok, hits = score_rows(cells, rows[group].ravel(), index, want, task.tolerance)
             frac, ok = frac.reshape(len(group), k), ok.reshape(len(group), k)
             out_frac = hits.reshape(len(group), k, -1).sum(axis=1) / (k * index.out_sizes)
@@ -162,8 +166,8 @@ def score_many(envs, cells: np.ndarray, rows: np.ndarray) -> None:
             out_frac = np.repeat(frac.mean(axis=1, keepdims=True), index.out_p.size, axis=1)
         potential = np.where(faults, 0.0, frac).mean(axis=1).tolist()
         solved = (ok & ~faults).all(axis=1).tolist()
-        for g, i in enumerate(group):
-            envs[i]._scored, envs[i]._out_fraction = (potential[g], solved[g]), out_frac[g]
+        for e, p, ok_, of in zip(members, potential, solved, out_frac, strict=True):
+            e._scored, e._out_fraction = (p, ok_), of
 
 
 @dataclass

@@ -116,6 +116,9 @@ class AlgIndVectorEnv(VectorEnv):
         self._masks = np.repeat(first.action_masks()[None], num_envs, axis=0)
         lay = first._probe_image.layout
         self._code_start = lay.block("code").start
+        # every workspace is laid out for max_length (longer lengths are refused), so every
+        # episode has the instruction budget of that capacity
+        self._budget = first.task.budget(first.max_length)
         self._n_registers = lay.block("registers").end  # (cells 0 .. end hold them all)
         self._slot_cols = np.flatnonzero(~lay.protected_mask[self._code_start :])
         self._slot_cols += self._code_start
@@ -170,8 +173,10 @@ class AlgIndVectorEnv(VectorEnv):
                 ]
                 self._templates[length] = (row, [x for x in uninit if x[2]], inputs)
             row, uninit, inputs = self._templates[length]
+            # skill slots of all rows at once, by flat index (fast); the rest per env by
+            # slices (far faster than row indexes)
             head, slot_values = row[:cs], row[slots]
-            for i, ws in zip(group, wss, strict=True):  # slices: far faster than row indexes
+            for i, ws in zip(group, wss, strict=True):
                 r = slice(i * k, (i + 1) * k)
                 cells[r, :cs] = head
                 cells[r, slots] = slot_values
@@ -196,10 +201,12 @@ class AlgIndVectorEnv(VectorEnv):
             cells[r, :cs] = fresh[:, :cs]
             cells[r, slots] = fresh[:, slots]
 
-    def _autoreset_envs(self, ids: np.ndarray) -> None:
+    def _autoreset_envs(self, ids: np.ndarray, score: bool = True) -> None:
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place:
         per env the draws of its RNG and its examples (:meth:`Workspace.refill`), then per
-        length the machine rows of all its envs at once."""
+        length the machine rows of all its envs at once. ``score=False`` leaves the scoring
+        of the new episodes (``_scored`` and ``potential``) to the caller, which
+        :meth:`step` does together with the calls that ran."""
         by_length: dict[int, list[int]] = {}
         for i in ids.tolist():
             env = self.envs[i]
@@ -218,6 +225,8 @@ class AlgIndVectorEnv(VectorEnv):
             self._fresh_machines(group)
             for i in group:
                 self.envs[i]._begin_episode()
+        if not score:
+            return
         envs = [self.envs[i] for i in ids]
         score_many(envs, self._cells, self._rows[ids])
         for env in envs:
@@ -287,47 +296,54 @@ class AlgIndVectorEnv(VectorEnv):
         errors: dict[int, str] = {}
         t1 = clock()
         self.timings["book"] += t1 - t0
+        cells = self._cells
+        if resets.size:  # their rows are halted fresh machines: the CPU call leaves them be
+            self._autoreset_envs(resets, score=False)
+        t2 = clock()
+        self.timings["reset"] += t2 - t1
         if ex.size:
-            cells, rows = self._cells, self._rows[ex]
+            rows = self._rows[ex]
             flat, icount = rows.ravel(), self._layout.register("icount")
             before = cells[flat, icount]
             full = bind_and_call(
                 cells, self._layout, self._calltable, rows, skills[valid], binds[valid]
             )
             errors = {int(i): "the stack is full" for i in ex[full]}
-            t2 = clock()
-            budget = max(envs[i].ws.max_steps for i in ex)
-            resolve_backend(envs[0].backend).run(self._machines, budget)
             t3 = clock()
+            resolve_backend(envs[0].backend).run(self._machines, self._budget)
+            t4 = clock()
+            self.timings["bind"] += t3 - t2
+            self.timings["cpu"] += t4 - t3
+            t2 = t4
             regs = cells[flat, : self._n_registers]  # one short run of cells per machine
             steps[ex] = (regs[:, icount] - before).astype(np.int64).reshape(rows.shape).sum(1)
             f = regs[:, self._layout.register("fault")].astype(np.int64).reshape(rows.shape)
             first = np.argmax(f != Fault.NONE, axis=1)
             fault[ex] = f[np.arange(ex.size), first]
-            score_many([envs[i] for i in ex], cells, rows)
-            t4 = clock()
-            self.timings["bind"] += t2 - t1
-            self.timings["cpu"] += t3 - t2
-            self.timings["score"] += t4 - t3
-            t1 = t4
+        scored = np.concatenate([ex, resets])  # the calls that ran and the new episodes
+        if scored.size:
+            score_many([envs[i] for i in scored], cells, self._rows[scored])
+        for i in resets.tolist():
+            envs[i].potential = envs[i]._scored[0]
+        t1 = clock()
+        self.timings["score"] += t1 - t2
         rewards = np.zeros(n)
         terms = np.zeros(n, dtype=bool)
         truncs = np.zeros(n, dtype=bool)
         ran = np.zeros(n, dtype=bool)
         ran[ex] = True
         steps_l, fault_l, ran_l = steps.tolist(), fault.tolist(), ran.tolist()
-        for i in run.tolist():
-            env = envs[i]
-            plan = env._pending if ran_l[i] else None
-            rewards[i], terms[i], truncs[i] = env._finish(
-                plan, steps_l[i], fault_l[i], errors.get(i)
-            )
-        t2 = clock()
-        self.timings["book"] += t2 - t1
-        if resets.size:
-            self._autoreset_envs(resets)
+        run_l = run.tolist()
+        if run_l:
+            done = [
+                envs[i]._finish(
+                    envs[i]._pending if ran_l[i] else None, steps_l[i], fault_l[i], errors.get(i)
+                )
+                for i in run_l
+            ]
+            rewards[run], terms[run], truncs[run] = np.array(done).T
         t3 = clock()
-        self.timings["reset"] += t3 - t2
+        self.timings["book"] += t3 - t1
         obs = self._observe()
         t4 = clock()
         self.timings["observe"] += t4 - t3
@@ -344,16 +360,31 @@ class AlgIndVectorEnv(VectorEnv):
         """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
         per key (the single env's value types) and an all-true ``_key`` mask."""
         envs, n = self.envs, self.num_envs
+        rows = [
+            (
+                e.success,
+                None if e.fault == 0 else e.fault.name,
+                e.last_error,
+                e.program_text(),
+                len(e.history),
+                e.instructions,
+                e.step_instructions,
+                e.ws.length,
+                e.potential,
+            )
+            for e in envs
+        ]
+        cols = list(zip(*rows, strict=True))
         values = {
-            "success": np.array([e.success for e in envs], dtype=bool),
-            "fault": [None if e.fault == Fault.NONE else e.fault.name for e in envs],
-            "error": [e.last_error for e in envs],
-            "program": [e.program_text() for e in envs],
-            "calls": np.array([len(e.history) for e in envs], dtype=int),
-            "instructions": np.array([e.instructions for e in envs], dtype=int),
-            "step_instructions": np.array([e.step_instructions for e in envs], dtype=int),
-            "length": np.array([e.ws.length for e in envs], dtype=int),
-            "potential": np.array([e.potential for e in envs], dtype=float),
+            "success": np.array(cols[0], dtype=bool),
+            "fault": list(cols[1]),
+            "error": list(cols[2]),
+            "program": list(cols[3]),
+            "calls": np.array(cols[4], dtype=int),
+            "instructions": np.array(cols[5], dtype=int),
+            "step_instructions": np.array(cols[6], dtype=int),
+            "length": np.array(cols[7], dtype=int),
+            "potential": np.array(cols[8], dtype=float),
             "action_mask": self._masks.copy(),
         }
         infos: dict[str, Any] = {}

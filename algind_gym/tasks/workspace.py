@@ -81,6 +81,12 @@ def _shape_of(value: np.ndarray) -> tuple[int, int]:
     return v.shape[0], v.shape[1]
 
 
+def _trailing_shape(stacked: tuple[int, ...]) -> tuple[int, int]:
+    """:func:`_shape_of` of one example of a stacked ``(K, ...)`` array, from its shape."""
+    one = stacked[1:]
+    return (1, 1) if not one else (one[0], 1) if len(one) == 1 else (one[0], one[1])
+
+
 class Workspace:
     """A task at one length on K machines (see the module docstring).
 
@@ -321,7 +327,7 @@ class Workspace:
         for arg in self.task.args:
             v = (self.stacked_expected if arg.role == "out" else self.stacked_examples)[arg.name]
             buf = self.image.buffers[arg.name][1]
-            if _shape_of(v[0]) != (buf.rows, buf.cols):
+            if _trailing_shape(v.shape) != (buf.rows, buf.cols):
                 self.stacked_examples, self.stacked_expected, self._examples, self._expected = old
                 raise ValueError(
                     f"task {self.task.name}: examples from seed {seed} do not fit this "
