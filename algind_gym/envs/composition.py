@@ -230,6 +230,7 @@ class SkillCompositionEnv(gym.Env):
             for slots in self.actions.slots
         ]
         self._indexes: dict[int, EpisodeIndex] = {}
+        self._texts: dict[tuple[str, tuple[int, ...]], str] = {}  # program_text() lines
         self._rows = np.arange(self.n_examples)[None]
         self._fault_col = probe.image.layout.register("fault")
         self._obs = ObservationBuilder(
@@ -415,8 +416,7 @@ class SkillCompositionEnv(gym.Env):
                 line = self._call_text(skill, binds)
                 self._text = f"{self._text}\n{line}" if self._text else line
             s = self._skill_pos[skill]
-            self._calls[len(self.history) - 1, 0] = s
-            self._calls[len(self.history) - 1, 1 : 1 + len(binds)] = binds
+            self._calls[len(self.history) - 1, : 1 + len(binds)] = (s, *binds)
             self._skill_calls[s] += 1
             for j in self._writes[s]:
                 self._written[binds[j]] = True
@@ -468,8 +468,13 @@ class SkillCompositionEnv(gym.Env):
         return self._text
 
     def _call_text(self, skill: str, binds: tuple[int, ...]) -> str:
-        names = self.actions.pointer_names  # the same at every length
-        return f"{skill}({', '.join([names[p] for p in binds])})"
+        text = self._texts.get((skill, binds))  # (shared with the vector env's copies)
+        if text is None:
+            names = self.actions.pointer_names  # the same at every length
+            text = f"{skill}({', '.join([names[p] for p in binds])})"
+            if len(self._texts) < 100_000:
+                self._texts[skill, binds] = text
+        return text
 
     @property
     def program(self) -> list[tuple[str, list[str]]]:

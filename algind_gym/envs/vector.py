@@ -6,13 +6,14 @@ seeding, scoring and observations), but its K machines are rows of one shared ar
 them (:mod:`algind_gym.envs.batch`):
 
 1. decode every action and check it against the mask with table lookups;
-2. load the bindings of every valid call into its skill's slots and start all top-level
+2. autoreset the sub-environments whose episode ended at the previous step (below);
+3. load the bindings of every valid call into its skill's slots and start all top-level
    calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
-   side; machines without a call stay halted and frozen);
-3. score all episodes at once (grouped by length), book each step, observe all
-   sub-environments at once (:meth:`ObservationBuilder.observe_many`), and build the
-   infos as arrays.
+   side; machines without a call, fresh ones included, stay halted and frozen);
+4. score the calls that ran and the new episodes at once (grouped by length), book each
+   step, observe all sub-environments at once (:meth:`ObservationBuilder.observe_many`),
+   and build the infos as arrays.
 
 All lengths up to ``max_length`` share one layout, which is what lets every environment
 live in one batch.
@@ -24,7 +25,9 @@ exactly as :meth:`SkillCompositionEnv.reset` does, but refills a workspace kept 
 length (:meth:`Workspace.refill <algind_gym.tasks.workspace.Workspace.refill>`; the
 first one of a length is a shallow copy of a workspace of that length, so all
 sub-environments share one image per length) and rewrites the machine rows in place
-instead of building a new workspace. Trajectories
+instead of building a new workspace (per length, for all its sub-environments at once;
+the examples come from the task's batched generator, :meth:`TaskSpec.draw
+<algind_gym.tasks.spec.TaskSpec.draw>`, as in a single environment). Trajectories
 equal those of ``SyncVectorEnv`` over single environments with the same seeds (tested).
 A sub-environment's :meth:`~SkillCompositionEnv.snapshot` stays valid until that
 sub-environment autoresets.

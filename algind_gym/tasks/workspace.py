@@ -164,8 +164,10 @@ class Workspace:
             library, buffers, memory_size=memory, stack_size=stack
         )
         self.max_steps = task.budget(self.capacity)
-        self.uninitialised: dict[str, np.ndarray] = uninitialised_values(
-            self.image, self._uninitialised_names(), batch, rng
+        self._fit: list | None = None  # refill's shape checks, built on first use
+        self._uninitialised_plan = _uninitialised_plan(self.image, self._uninitialised_names())
+        self.uninitialised: dict[str, np.ndarray] = _draw_uninitialised(
+            self._uninitialised_plan, batch, rng
         )
         """Per output and scratch buffer, the ``(batch, *shape)`` values it holds after
         :meth:`reset` (see :func:`uninitialised_values`)."""
@@ -324,19 +326,20 @@ class Workspace:
         """
         old = self.stacked_examples, self.stacked_expected, self._examples, self._expected
         rng = self._draw(seed)
-        for arg in self.task.args:
-            v = (self.stacked_expected if arg.role == "out" else self.stacked_examples)[arg.name]
-            buf = self.image.buffers[arg.name][1]
+        if self._fit is None:
+            self._fit = [
+                (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
+            ]
+        for name, out, buf in self._fit:
+            v = (self.stacked_expected if out else self.stacked_examples)[name]
             if _trailing_shape(v.shape) != (buf.rows, buf.cols):
                 self.stacked_examples, self.stacked_expected, self._examples, self._expected = old
                 raise ValueError(
                     f"task {self.task.name}: examples from seed {seed} do not fit this "
-                    f"workspace's buffer {arg.name!r}; build a new Workspace instead"
+                    f"workspace's buffer {name!r}; build a new Workspace instead"
                 )
         self.seed = seed
-        self.uninitialised = uninitialised_values(
-            self.image, list(self.uninitialised), self.batch, rng
-        )
+        self.uninitialised = _draw_uninitialised(self._uninitialised_plan, self.batch, rng)
 
     # ---- end env-fast block ----
 
@@ -362,14 +365,24 @@ def uninitialised_values(
     therefore fails on most examples; zero and one come from the constant pool.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    shapes = [image.buffers[name][1].shape for name in names]
-    sizes = [math.prod(shape) for shape in shapes]
-    block = rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, sum(sizes)))
-    out, at = {}, 0
-    for name, shape, size in zip(names, shapes, sizes, strict=True):
-        out[name] = block[:, at : at + size].reshape(batch, *shape)
+    return _draw_uninitialised(_uninitialised_plan(image, names), batch, rng)
+
+
+def _uninitialised_plan(image: MachineImage, names: Sequence[str]) -> tuple[list, int]:
+    """Per name its columns in one block of values and its shape; the block's width."""
+    plan, at = [], 0
+    for name in names:
+        shape = image.buffers[name][1].shape
+        size = math.prod(shape)
+        plan.append((name, at, at + size, shape))
         at += size
-    return out
+    return plan, at
+
+
+def _draw_uninitialised(plan: tuple[list, int], batch: int, rng: np.random.Generator) -> dict:
+    spans, width = plan
+    block = rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, width))
+    return {name: block[:, a:b].reshape(batch, *shape) for name, a, b, shape in spans}
 
 
 def _task_buffers(
