@@ -151,7 +151,7 @@ def main() -> None:
             f"(target >= 10x)"
         )
         con.print(
-            f"target 2 (256 envs): CPU call = {100 * r['breakdown']['cpu']:.0f}% of the vector "
+            f"target 2 (256 envs): CPU call = {100 * r['breakdown']['cpu']:.1f}% of the vector "
             f"step's wall time (target >= 50%)"
         )
 
