@@ -230,6 +230,7 @@ class SkillCompositionEnv(gym.Env):
             for slots in self.actions.slots
         ]
         self._indexes: dict[int, EpisodeIndex] = {}
+        self._texts: dict[tuple[str, tuple[int, ...]], str] = {}  # program_text() lines
         self._rows = np.arange(self.n_examples)[None]
         self._fault_col = probe.image.layout.register("fault")
         self._obs = ObservationBuilder(
@@ -357,6 +358,7 @@ class SkillCompositionEnv(gym.Env):
         self._skill_calls = np.zeros(len(self.actions.skills), dtype=np.float32)
         self.t = 0
         self.history: list[tuple[str, tuple[int, ...]]] = []
+        self._text: str | None = ""  # program_text(), extended per call (None: recompute)
         self.instructions = self.step_instructions = 0
         self.fault = Fault.NONE
         self.success = self.finished = False
@@ -410,9 +412,11 @@ class SkillCompositionEnv(gym.Env):
             self.last_error = f"invalid action: {skill} {list(binds)}"
         else:
             self.history.append((skill, binds))
+            if self._text is not None:
+                line = self._call_text(skill, binds)
+                self._text = f"{self._text}\n{line}" if self._text else line
             s = self._skill_pos[skill]
-            self._calls[len(self.history) - 1, 0] = s
-            self._calls[len(self.history) - 1, 1 : 1 + len(binds)] = binds
+            self._calls[len(self.history) - 1, : 1 + len(binds)] = (s, *binds)
             self._skill_calls[s] += 1
             for j in self._writes[s]:
                 self._written[binds[j]] = True
@@ -459,8 +463,18 @@ class SkillCompositionEnv(gym.Env):
 
     def program_text(self) -> str:
         """The calls made so far, one line each: ``skill(pointer names)``."""
-        names = self.actions.pointer_names  # the same at every length
-        return "\n".join(f"{s}({', '.join([names[p] for p in b])})" for s, b in self.history)
+        if self._text is None:
+            self._text = "\n".join(self._call_text(s, b) for s, b in self.history)
+        return self._text
+
+    def _call_text(self, skill: str, binds: tuple[int, ...]) -> str:
+        text = self._texts.get((skill, binds))  # (shared with the vector env's copies)
+        if text is None:
+            names = self.actions.pointer_names  # the same at every length
+            text = f"{skill}({', '.join([names[p] for p in binds])})"
+            if len(self._texts) < 100_000:
+                self._texts[skill, binds] = text
+        return text
 
     @property
     def program(self) -> list[tuple[str, list[str]]]:
@@ -525,6 +539,7 @@ class SkillCompositionEnv(gym.Env):
             cells[:, snap["cols"]] = snap["values"]
         self._template = base
         self.t, self.history = snap["t"], list(snap["history"])
+        self._text = None
         self.instructions, self.fault = snap["instructions"], snap["fault"]
         self.step_instructions = snap["step_instructions"]
         self.success, self.potential = snap["success"], snap["potential"]

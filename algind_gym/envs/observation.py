@@ -32,7 +32,11 @@ def _box(shape: tuple[int, ...], low: float = -_F32, high: float = _F32) -> spac
 
 
 def _f32(v: np.ndarray) -> np.ndarray:
-    return np.clip(v, -_F32, _F32).astype(np.float32)
+    """``v`` as float32, clipped to float32's finite range (cast first: the cast rounds a
+    value beyond the range to +-inf or to the bound, and the clip maps both to the bound)."""
+    with np.errstate(over="ignore"):
+        out = np.asarray(v).astype(np.float32)
+    return np.clip(out, -_F32, _F32, out=out)
 
 
 class ObservationBuilder:
@@ -101,10 +105,11 @@ class ObservationBuilder:
         }
         if self.mode == "state":
             cells_obs = np.zeros((n, self.k, self.shapes["cells"][1]), dtype=np.float32)
-            cells_obs[:, :, : self.n_registers] = _f32(cells3[:, :, : self.n_registers])
             got = cells3[:, :, self._ptr_mem]
-            cells_obs[:, :, self.n_registers : self.n_registers + got.shape[2]] = _f32(got)
-            out["cells"] = cells_obs
+            with np.errstate(over="ignore"):  # cast in place, then clip as _f32 does
+                cells_obs[:, :, : self.n_registers] = cells3[:, :, : self.n_registers]
+                cells_obs[:, :, self.n_registers : self.n_registers + got.shape[2]] = got
+            out["cells"] = np.clip(cells_obs, -_F32, _F32, out=cells_obs)
         else:
             out["registers"] = _f32(cells3[:, :, : self.n_registers])
             out["pointers"] = _f32(cells3[:, 0, self._pointer_block])

@@ -6,13 +6,14 @@ seeding, scoring and observations), but its K machines are rows of one shared ar
 them (:mod:`algind_gym.envs.batch`):
 
 1. decode every action and check it against the mask with table lookups;
-2. load the bindings of every valid call into its skill's slots and start all top-level
+2. autoreset the sub-environments whose episode ended at the previous step (below);
+3. load the bindings of every valid call into its skill's slots and start all top-level
    calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
-   side; machines without a call stay halted and frozen);
-3. score all episodes at once (grouped by length), book each step, observe all
-   sub-environments at once (:meth:`ObservationBuilder.observe_many`), and build the
-   infos as arrays.
+   side; machines without a call, fresh ones included, stay halted and frozen);
+4. score the calls that ran and the new episodes at once (grouped by length), book each
+   step, observe all sub-environments at once (:meth:`ObservationBuilder.observe_many`),
+   and build the infos as arrays.
 
 All lengths up to ``max_length`` share one layout, which is what lets every environment
 live in one batch.
@@ -24,7 +25,9 @@ exactly as :meth:`SkillCompositionEnv.reset` does, but refills a workspace kept 
 length (:meth:`Workspace.refill <algind_gym.tasks.workspace.Workspace.refill>`; the
 first one of a length is a shallow copy of a workspace of that length, so all
 sub-environments share one image per length) and rewrites the machine rows in place
-instead of building a new workspace. Trajectories
+instead of building a new workspace (per length, for all its sub-environments at once;
+the examples come from the task's batched generator, :meth:`TaskSpec.draw
+<algind_gym.tasks.spec.TaskSpec.draw>`, as in a single environment). Trajectories
 equal those of ``SyncVectorEnv`` over single environments with the same seeds (tested).
 A sub-environment's :meth:`~SkillCompositionEnv.snapshot` stays valid until that
 sub-environment autoresets.
@@ -87,7 +90,7 @@ class AlgIndVectorEnv(VectorEnv):
         first = SkillCompositionEnv(task, **kwargs)
         # the other sub-environments share the first one's static parts (action table,
         # observation builder, spaces, episode indexes); episode state is set at reset
-        self.envs = [first] + [copy.copy(first) for _ in range(num_envs - 1)]
+        self.envs = [first] + [_shallow_copy(first) for _ in range(num_envs - 1)]
         self.num_envs = num_envs
         self.render_mode = first.render_mode
         self.single_observation_space = first.observation_space
@@ -116,6 +119,10 @@ class AlgIndVectorEnv(VectorEnv):
         self._masks = np.repeat(first.action_masks()[None], num_envs, axis=0)
         lay = first._probe_image.layout
         self._code_start = lay.block("code").start
+        # every workspace is laid out for max_length (longer lengths are refused), so every
+        # episode has the instruction budget of that capacity
+        self._budget = first.task.budget(first.max_length)
+        self._n_registers = lay.block("registers").end  # (cells 0 .. end hold them all)
         self._slot_cols = np.flatnonzero(~lay.protected_mask[self._code_start :])
         self._slot_cols += self._code_start
         self._fast_reset, self._checked, self._templates = True, set(), {}
@@ -138,53 +145,73 @@ class AlgIndVectorEnv(VectorEnv):
         """All ``num_envs * K`` machines as one state (rows ``i*K .. (i+1)*K`` are env ``i``)."""
         return self._machines
 
-    def _fresh_machines(self, rows: np.ndarray, ws) -> None:
-        """Write what ``ws.reset()`` returns into ``rows`` (K machines), in place.
+    def _fresh_machines(self, group: list[int]) -> None:
+        """Write what ``ws.reset()`` returns into the rows of the envs ``group`` (all of one
+        length, each with its new workspace), in place.
 
         The code block is the same in every fresh machine of the shared layout and is never
         written (protected), so only the cells before it and the skill slots are written.
-        Fast path: the fresh machine of the image, the workspace's uninitialised values
-        (outputs, scratch) and the examples' inputs, as ``Workspace.reset`` writes them. It is checked
-        against :meth:`Workspace.reset` on the first episode of every length; if they ever
-        differ (a workspace that initialises more than the inputs), every later reset
-        copies ``ws.reset()`` instead.
+        Fast path, for all envs of the group at once: the fresh machine of the image, then
+        the workspaces' uninitialised values (outputs, scratch) and the examples' inputs
+        (stacked, :attr:`Workspace.stacked_examples`), as ``Workspace.reset`` writes them.
+        It is checked against :meth:`Workspace.reset` on the first episode of every length;
+        if they ever differ (a workspace that initialises more than the inputs), every later
+        reset copies ``ws.reset()`` instead.
         """
-        cs, slots, length = self._code_start, self._slot_cols, ws.length
+        cells, cs, slots, k = self._cells, self._code_start, self._slot_cols, self.k
+        wss = [self.envs[i].ws for i in group]
+        rows = self._rows[group].ravel()
+        length = wss[0].length
         if self._fast_reset:
             if length not in self._templates:
-                row = ws.image.new_state(1, rows.dtype).cells[0]
-                inputs = [
+                ws = wss[0]
+                row = ws.image.new_state(1, cells.dtype).cells[0]
+                spans = [
                     (a.name, *ws.image.buffers[a.name]) for a in ws.task.args if a.role != "out"
                 ]
-                self._templates[length] = (row, [(n, addr, b.size) for n, addr, b in inputs])
-            row, inputs = self._templates[length]
-            rows[:, :cs] = row[:cs]
-            rows[:, slots] = row[slots]
-            for name, values in getattr(ws, "uninitialised", {}).items():
-                addr, buf = ws.image.buffers[name]
-                if buf.size:
-                    rows[:, addr : addr + buf.size] = values.reshape(len(rows), buf.size)
-            for name, addr, size in inputs:
-                if size:
-                    rows[:, addr : addr + size] = np.array(
-                        [np.asarray(ex[name], dtype=np.float64).ravel() for ex in ws.examples]
-                    )
+                inputs = [(n, addr, b.size) for n, addr, b in spans if b.size]
+                uninit = [
+                    (n, ws.image.buffers[n][0], ws.image.buffers[n][1].size)
+                    for n in ws.uninitialised
+                ]
+                self._templates[length] = (row, [x for x in uninit if x[2]], inputs)
+            row, uninit, inputs = self._templates[length]
+            # skill slots of all rows at once, by flat index (fast); the rest per env by
+            # slices (far faster than row indexes)
+            head, slot_values = row[:cs], row[slots]
+            for i, ws in zip(group, wss, strict=True):
+                r = slice(i * k, (i + 1) * k)
+                cells[r, :cs] = head
+                cells[r, slots] = slot_values
+                values = ws.uninitialised
+                for name, addr, size in uninit:
+                    cells[r, addr : addr + size] = values[name].reshape(k, size)
+                values = ws.stacked_examples
+                for name, addr, size in inputs:
+                    cells[r, addr : addr + size] = values[name].reshape(k, size)
             if length in self._checked:
                 return
             self._checked.add(length)
-            want = ws.reset().cells
-            if np.array_equal(rows[:, :cs], want[:, :cs]) and np.array_equal(
-                rows[:, slots], want[:, slots]
+            want = wss[0].reset().cells
+            first = cells[rows[:k]]
+            if np.array_equal(first[:, :cs], want[:, :cs]) and np.array_equal(
+                first[:, slots], want[:, slots]
             ):
                 return
             self._fast_reset = False
-        fresh = ws.reset().cells
-        rows[:, :cs] = fresh[:, :cs]
-        rows[:, slots] = fresh[:, slots]
+        for i, ws in zip(group, wss, strict=True):
+            fresh, r = ws.reset().cells, slice(i * k, (i + 1) * k)
+            cells[r, :cs] = fresh[:, :cs]
+            cells[r, slots] = fresh[:, slots]
 
-    def _autoreset_envs(self, ids: np.ndarray) -> None:
-        """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place."""
-        for i in ids:
+    def _autoreset_envs(self, ids: np.ndarray, score: bool = True) -> None:
+        """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place:
+        per env the draws of its RNG and its examples (:meth:`Workspace.refill`), then per
+        length the machine rows of all its envs at once. ``score=False`` leaves the scoring
+        of the new episodes (``_scored`` and ``potential``) to the caller, which
+        :meth:`step` does together with the calls that ran."""
+        by_length: dict[int, list[int]] = {}
+        for i in ids.tolist():
             env = self.envs[i]
             length = env._draw_length()
             seed = int(env.np_random.integers(2**63 - 1))
@@ -196,8 +223,13 @@ class AlgIndVectorEnv(VectorEnv):
                 ws = self._workspaces[i][length] = copy.copy(proto)
             ws.refill(seed)
             env.ws, env._ws_recipe = ws, (length, seed)
-            self._fresh_machines(env.state.cells, ws)
-            env._begin_episode()
+            by_length.setdefault(length, []).append(i)
+        for group in by_length.values():
+            self._fresh_machines(group)
+            for i in group:
+                self.envs[i]._begin_episode()
+        if not score:
+            return
         envs = [self.envs[i] for i in ids]
         score_many(envs, self._cells, self._rows[ids])
         for env in envs:
@@ -251,56 +283,70 @@ class AlgIndVectorEnv(VectorEnv):
             slot_ok = self._accepts[s[:, None], j[None, :], binds]
             used = j[None, :] < self._calltable.arity[s][:, None]
             valid = ~halt & (slot_ok | ~used).all(axis=1)
-        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)])
-        for r, i in enumerate(run):
-            key = HALT if halt[r] else table.skills[skills[r]]
-            envs[i]._pending = (key, tuple(int(p) for p in binds[r, : arity[r]]))
+        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)]).tolist()
+        names, binds_l, halt_l, skills_l = (
+            table.skills,
+            binds.tolist(),
+            halt.tolist(),
+            skills.tolist(),
+        )
+        for r, i in enumerate(run.tolist()):
+            key = HALT if halt_l[r] else names[skills_l[r]]
+            envs[i]._pending = (key, tuple(binds_l[r][: arity[r]]))
         ex = run[valid]
         steps = np.zeros(n, dtype=np.int64)
         fault = np.zeros(n, dtype=np.int64)
         errors: dict[int, str] = {}
         t1 = clock()
         self.timings["book"] += t1 - t0
+        cells = self._cells
+        if resets.size:  # their rows are halted fresh machines: the CPU call leaves them be
+            self._autoreset_envs(resets, score=False)
+        t2 = clock()
+        self.timings["reset"] += t2 - t1
         if ex.size:
-            cells, rows = self._cells, self._rows[ex]
-            icount = self._layout.register("icount")
-            before = cells[rows, icount]
+            rows = self._rows[ex]
+            flat, icount = rows.ravel(), self._layout.register("icount")
+            before = cells[flat, icount]
             full = bind_and_call(
                 cells, self._layout, self._calltable, rows, skills[valid], binds[valid]
             )
             errors = {int(i): "the stack is full" for i in ex[full]}
-            t2 = clock()
-            budget = max(envs[i].ws.max_steps for i in ex)
-            resolve_backend(envs[0].backend).run(self._machines, budget)
             t3 = clock()
-            steps[ex] = (cells[rows, icount] - before).astype(np.int64).sum(axis=1)
-            f = cells[rows, self._layout.register("fault")].astype(np.int64)
+            resolve_backend(envs[0].backend).run(self._machines, self._budget)
+            t4 = clock()
+            self.timings["bind"] += t3 - t2
+            self.timings["cpu"] += t4 - t3
+            t2 = t4
+            regs = cells[flat, : self._n_registers]  # one short run of cells per machine
+            steps[ex] = (regs[:, icount] - before).astype(np.int64).reshape(rows.shape).sum(1)
+            f = regs[:, self._layout.register("fault")].astype(np.int64).reshape(rows.shape)
             first = np.argmax(f != Fault.NONE, axis=1)
             fault[ex] = f[np.arange(ex.size), first]
-            score_many([envs[i] for i in ex], cells, rows)
-            t4 = clock()
-            self.timings["bind"] += t2 - t1
-            self.timings["cpu"] += t3 - t2
-            self.timings["score"] += t4 - t3
-            t1 = t4
+        scored = np.concatenate([ex, resets])  # the calls that ran and the new episodes
+        if scored.size:
+            score_many([envs[i] for i in scored], cells, self._rows[scored])
+        for i in resets.tolist():
+            envs[i].potential = envs[i]._scored[0]
+        t1 = clock()
+        self.timings["score"] += t1 - t2
         rewards = np.zeros(n)
         terms = np.zeros(n, dtype=bool)
         truncs = np.zeros(n, dtype=bool)
         ran = np.zeros(n, dtype=bool)
         ran[ex] = True
         steps_l, fault_l, ran_l = steps.tolist(), fault.tolist(), ran.tolist()
-        for i in run.tolist():
-            env = envs[i]
-            plan = env._pending if ran_l[i] else None
-            rewards[i], terms[i], truncs[i] = env._finish(
-                plan, steps_l[i], fault_l[i], errors.get(i)
-            )
-        t2 = clock()
-        self.timings["book"] += t2 - t1
-        if resets.size:
-            self._autoreset_envs(resets)
+        run_l = run.tolist()
+        if run_l:
+            done = [
+                envs[i]._finish(
+                    envs[i]._pending if ran_l[i] else None, steps_l[i], fault_l[i], errors.get(i)
+                )
+                for i in run_l
+            ]
+            rewards[run], terms[run], truncs[run] = np.array(done).T
         t3 = clock()
-        self.timings["reset"] += t3 - t2
+        self.timings["book"] += t3 - t1
         obs = self._observe()
         t4 = clock()
         self.timings["observe"] += t4 - t3
@@ -317,16 +363,31 @@ class AlgIndVectorEnv(VectorEnv):
         """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
         per key (the single env's value types) and an all-true ``_key`` mask."""
         envs, n = self.envs, self.num_envs
+        rows = [
+            (
+                e.success,
+                None if e.fault == 0 else e.fault.name,
+                e.last_error,
+                e.program_text(),
+                len(e.history),
+                e.instructions,
+                e.step_instructions,
+                e.ws.length,
+                e.potential,
+            )
+            for e in envs
+        ]
+        cols = list(zip(*rows, strict=True))
         values = {
-            "success": np.array([e.success for e in envs], dtype=bool),
-            "fault": [None if e.fault == Fault.NONE else e.fault.name for e in envs],
-            "error": [e.last_error for e in envs],
-            "program": [e.program_text() for e in envs],
-            "calls": np.array([len(e.history) for e in envs], dtype=int),
-            "instructions": np.array([e.instructions for e in envs], dtype=int),
-            "step_instructions": np.array([e.step_instructions for e in envs], dtype=int),
-            "length": np.array([e.ws.length for e in envs], dtype=int),
-            "potential": np.array([e.potential for e in envs], dtype=float),
+            "success": np.array(cols[0], dtype=bool),
+            "fault": list(cols[1]),
+            "error": list(cols[2]),
+            "program": list(cols[3]),
+            "calls": np.array(cols[4], dtype=int),
+            "instructions": np.array(cols[5], dtype=int),
+            "step_instructions": np.array(cols[6], dtype=int),
+            "length": np.array(cols[7], dtype=int),
+            "potential": np.array(cols[8], dtype=float),
             "action_mask": self._masks.copy(),
         }
         infos: dict[str, Any] = {}
@@ -347,3 +408,12 @@ class AlgIndVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.envs.clear()
+
+
+def _shallow_copy(env: SkillCompositionEnv) -> SkillCompositionEnv:
+    """A new env that shares ``env``'s attributes (``copy.copy`` would go through the
+    env's pickling methods and rebuild everything). Called before any reset, so only the
+    static parts (and the caches keyed by length) are shared."""
+    other = object.__new__(type(env))
+    other.__dict__.update(env.__dict__)
+    return other

@@ -21,6 +21,9 @@ and one output; the model ``(W, b)`` starts at zero; the machine runs ``steps = 
 steps with learning rate 0.3 over the rows cyclically. Success is scored, not matched:
 held-out MSE below 1e-4 and every weight within 0.02 of the generating one. Data sets are
 drawn with a well-conditioned design (rejection sampling), so the split is solvable.
+
+Every task but ``TrainLinearRegression`` also has a batched generator and oracle
+(:mod:`algind_gym.tasks.batched`), which the workspaces use to draw K examples at once.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from algind_gym.skills.compose import Temp
 from algind_gym.skills.signature import ArgSpec
+from algind_gym.tasks.batched import batched
 from algind_gym.tasks.spec import EXACT, REAL, Example, TaskSpec, register_task
 
 S, V, M = "scalar", "vector", "matrix"
@@ -56,7 +60,17 @@ def _digits(rng: np.random.Generator, n: int) -> np.ndarray:
 def _numeric(name, desc, args, gen, oracle, level, *, split=VECTOR_SPLIT, tol=REAL, **kw):
     return register_task(
         TaskSpec(
-            name, desc, tuple(args), gen, oracle, tol, level=level, track="numeric", **split, **kw
+            name,
+            desc,
+            tuple(args),
+            gen,
+            oracle,
+            tol,
+            level=level,
+            track="numeric",
+            **split,
+            **batched(name),
+            **kw,
         )
     )
 
@@ -73,6 +87,7 @@ def _algo(name, desc, args, gen, oracle, level, **kw):
             level=level,
             track="algorithmic",
             **ALGO_SPLIT,
+            **batched(name),
             **kw,
         )
     )

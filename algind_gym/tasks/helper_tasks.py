@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from algind_gym.skills.signature import ArgSpec
+from algind_gym.tasks.batched import batched
 from algind_gym.tasks.spec import EXACT, TaskSpec, register_task
 
 S, V = "scalar", "vector"
@@ -66,6 +67,7 @@ def register_helper_tasks() -> None:
             track="algorithmic",
             constants={"ten": 10.0},
             **SCALAR_SPLIT,
+            **batched("CarryIn"),
         )
     )
     register_task(
@@ -80,6 +82,7 @@ def register_helper_tasks() -> None:
             track="algorithmic",
             constants={"ten": 10.0},
             **SCALAR_SPLIT,
+            **batched("Digit10"),
         )
     )
     register_task(
@@ -94,5 +97,6 @@ def register_helper_tasks() -> None:
             track="algorithmic",
             prerequisites=("Sum",),
             **ALGO_SPLIT,
+            **batched("CountLE"),
         )
     )

@@ -7,6 +7,16 @@ argument) and a :class:`Tolerance`. Optionally a ``scorer(example, outputs) -> (
 success)`` replaces the oracle comparison (used by ``TrainLinearRegression``, whose success
 is a held-out loss, not matching a trajectory).
 
+Batched examples: a workspace needs K examples of one length at every episode, so a task
+may also give ``batch_generator(rng, length, k)`` (the K examples in one call, every array
+with a leading axis of K) and ``batch_oracle(examples)`` (the oracle over that leading
+axis). Both are optional and independent; :meth:`TaskSpec.draw` uses each one a task has
+and falls back to K calls of the per-example function otherwise, so a user task with only
+``generator`` and ``oracle`` works unchanged. A batched generator draws from the same
+distribution as the per-example one but consumes the random stream in another order, so
+its examples for a seed differ; every environment (single or vector) draws through
+:meth:`TaskSpec.draw`, so they agree with each other.
+
 Tolerances: integer tasks are exact (``Tolerance()``); real-valued tasks use
 :data:`REAL` = ``|got - want| <= atol + rtol * |want|`` with ``rtol = 1e-6``,
 ``atol = 1e-9`` (values are O(1); the default workspace dtype is float64, and every
@@ -89,6 +99,10 @@ class TaskSpec:
         length_limit: the largest length a workspace accepts (default: 4 x the largest
             training or test length); larger lengths are refused by :meth:`check_length`
             rather than left to run for minutes.
+        batch_generator: optional ``(rng, length, k) -> examples``, K examples in one call
+            (each array with a leading axis of K); see :meth:`draw`.
+        batch_oracle: optional ``examples -> expected`` over a leading axis of K; it must
+            agree with ``oracle`` on every example.
     """
 
     name: str
@@ -107,6 +121,8 @@ class TaskSpec:
     max_steps: Callable[[int], int] | None = None
     scorer: Callable[[Example, Example], tuple[float, bool]] | None = None
     length_limit: int | None = None
+    batch_generator: Callable[[np.random.Generator, int, int], Example] | None = None
+    batch_oracle: Callable[[Example], Example] | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name, "task name")
@@ -195,6 +211,29 @@ class TaskSpec:
         """Instruction budget of one action at ``length``."""
         return int(self.max_steps(length) if self.max_steps else 100_000 + 5_000 * length)
 
+    def draw(self, rng: np.random.Generator, length: int, k: int) -> tuple[Example, Example]:
+        """K examples at ``length`` and their expected outputs, stacked.
+
+        Returns:
+            ``(examples, expected)``: dicts of arrays with a leading axis of ``k`` (float64
+            where the task's values are), from :attr:`batch_generator` /
+            :attr:`batch_oracle` when the task has them, else from ``k`` calls of
+            :attr:`generator` / :attr:`oracle` in order (one random stream, ``rng``).
+
+        Raises:
+            ValueError: the K examples (or expected outputs) disagree on the shape of an
+                entry, or a batched function returned the wrong leading axis.
+        """
+        if self.batch_generator is not None:
+            examples = _checked(self.batch_generator(rng, length, k), k, self.name, "examples")
+        else:
+            examples = _stack([self.generator(rng, length) for _ in range(k)], self.name)
+        if self.batch_oracle is not None:
+            expected = _checked(self.batch_oracle(examples), k, self.name, "expected outputs")
+        else:
+            expected = _stack([self.oracle(ex) for ex in unstack(examples, k)], self.name)
+        return examples, expected
+
     def score_example(self, example: Example, outputs: Example) -> tuple[float, bool]:
         """Fraction of output elements within tolerance, and whether all are."""
         if self.scorer is not None:
@@ -207,6 +246,36 @@ class TaskSpec:
             hits += int(np.count_nonzero(c))
             total += c.size
         return (1.0 if total == 0 else hits / total), hits == total
+
+
+def unstack(batch: Example, k: int) -> list[Example]:
+    """The ``k`` examples of a stacked batch, as views (``batch[name][i]`` per example)."""
+    items = list(batch.items())
+    return [{n: v[i] for n, v in items} for i in range(k)]
+
+
+def _stack(examples: list[Example], task: str) -> Example:
+    out = {}
+    for name in examples[0]:
+        try:
+            out[name] = np.stack([np.asarray(ex[name]) for ex in examples])
+        except (ValueError, KeyError):
+            raise ValueError(
+                f"task {task}: examples disagree on the shape of {name!r} (every example of a "
+                "length must have the same shapes)"
+            ) from None
+    return out
+
+
+def _checked(batch: Example, k: int, task: str, what: str) -> Example:
+    out = {n: np.asarray(v) for n, v in batch.items()}
+    for n, v in out.items():
+        if v.ndim == 0 or v.shape[0] != k:
+            raise ValueError(
+                f"task {task}: the batched function's {what} entry {n!r} has shape {v.shape}; "
+                f"it needs a leading axis of {k} (one row per example)"
+            )
+    return out
 
 
 _REGISTRY: dict[str, TaskSpec] = {}

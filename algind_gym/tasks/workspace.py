@@ -23,6 +23,7 @@ with :func:`compile_task_program`, which first checks it at every training lengt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -46,7 +47,7 @@ from algind_gym.tasks.pool import (
     pool_constants,
     scratch_pool,
 )
-from algind_gym.tasks.spec import Example, TaskSpec
+from algind_gym.tasks.spec import Example, TaskSpec, unstack
 
 Action = tuple[str, Sequence[int | str]]
 
@@ -78,6 +79,12 @@ def _shape_of(value: np.ndarray) -> tuple[int, int]:
     if v.ndim == 1:
         return v.shape[0], 1
     return v.shape[0], v.shape[1]
+
+
+def _trailing_shape(stacked: tuple[int, ...]) -> tuple[int, int]:
+    """:func:`_shape_of` of one example of a stacked ``(K, ...)`` array, from its shape."""
+    one = stacked[1:]
+    return (1, 1) if not one else (one[0], 1) if len(one) == 1 else (one[0], one[1])
 
 
 class Workspace:
@@ -139,10 +146,10 @@ class Workspace:
         self.constants: dict[str, float] = pool_constants(task)
         """Every constant in the pointer table: ``zero``, ``one``, then the task's."""
         self.seed = seed
-        rng = np.random.default_rng(seed)
-        self.examples: list[Example] = [task.generator(rng, length) for _ in range(batch)]
-        self.expected: list[Example] = [task.oracle(ex) for ex in self.examples]
-        buffers = _task_buffers(task, self.examples, self.expected, self.pool, self.constants)
+        rng = self._draw(seed)
+        buffers = _task_buffers(
+            task, self.stacked_examples, self.stacked_expected, self.pool, self.constants
+        )
         self.capacity = (
             length if capacity is None else max(length, task.check_length(capacity, "capacity"))
         )
@@ -150,23 +157,44 @@ class Workspace:
         if self.capacity > length:
             # Lay the machines out as for the capacity length, so that every length up to
             # it shares one layout (the vector env batches them; observations keep a size).
-            probe = task.generator(np.random.default_rng(0), self.capacity)
-            cells = sum(
-                b.size
-                for b in _task_buffers(
-                    task, [probe], [task.oracle(probe)], self.pool, self.constants
-                )
-            )
+            probe, want = task.draw(np.random.default_rng(0), self.capacity, 1)
+            cells = sum(b.size for b in _task_buffers(task, probe, want, self.pool, self.constants))
             memory, stack = cells, default_stack_size(cells)
         self.image: MachineImage = build_image(
             library, buffers, memory_size=memory, stack_size=stack
         )
         self.max_steps = task.budget(self.capacity)
-        self.uninitialised: dict[str, np.ndarray] = uninitialised_values(
-            self.image, self._uninitialised_names(), batch, seed
+        self._fit: list | None = None  # refill's shape checks, built on first use
+        self._uninitialised_plan = _uninitialised_plan(self.image, self._uninitialised_names())
+        self.uninitialised: dict[str, np.ndarray] = _draw_uninitialised(
+            self._uninitialised_plan, batch, rng
         )
         """Per output and scratch buffer, the ``(batch, *shape)`` values it holds after
         :meth:`reset` (see :func:`uninitialised_values`)."""
+
+    def _draw(self, seed: int) -> np.random.Generator:
+        """Set the examples of ``seed`` (:meth:`TaskSpec.draw`), stacked and per example;
+        returns the generator, which then draws the uninitialised values."""
+        rng = np.random.default_rng(seed)
+        self.stacked_examples, self.stacked_expected = self.task.draw(rng, self.length, self.batch)
+        """The K examples' entries and expected outputs, each with a leading axis of K."""
+        self._examples: list[Example] | None = None
+        self._expected: list[Example] | None = None
+        return rng
+
+    @property
+    def examples(self) -> list[Example]:
+        """Per example, its entries (views of :attr:`stacked_examples`)."""
+        if self._examples is None:
+            self._examples = unstack(self.stacked_examples, self.batch)
+        return self._examples
+
+    @property
+    def expected(self) -> list[Example]:
+        """Per example, its expected outputs (views of :attr:`stacked_expected`)."""
+        if self._expected is None:
+            self._expected = unstack(self.stacked_expected, self.batch)
+        return self._expected
 
     def _uninitialised_names(self) -> list[str]:
         outs = [a.name for a in self.task.args if a.role == "out"]
@@ -220,9 +248,7 @@ class Workspace:
         for a in self.task.args:
             if a.role in ("in", "inout"):
                 self.image.write(
-                    state,
-                    a.name,
-                    np.stack([np.asarray(ex[a.name], dtype=np.float64) for ex in self.examples]),
+                    state, a.name, np.asarray(self.stacked_examples[a.name], dtype=np.float64)
                 )
         return state
 
@@ -272,12 +298,19 @@ class Workspace:
         faults = state.faults.copy()
         frac = np.zeros(self.batch)
         ok = np.zeros(self.batch, dtype=bool)
-        for k, ex in enumerate(self.examples):
-            mine = {n: v[k] for n, v in outs.items()}
-            f, s = self.task.score_example(ex, mine)
-            frac[k] = 0.0 if faults[k] else f
-            ok[k] = s and not faults[k]
-        return Score(frac, ok, faults)
+        if self.task.scorer is None:  # TaskSpec.score_example over the K examples at once
+            hits, total = np.zeros(self.batch, dtype=np.int64), 0
+            for n in self.task.outputs:
+                c = self.task.tolerance.close(outs[n], self.stacked_expected[n])
+                hits += np.count_nonzero(c.reshape(self.batch, -1), axis=1)
+                total += c[0].size
+            frac[:] = 1.0 if total == 0 else hits / total
+            ok[:] = hits == total
+        else:
+            for k, ex in enumerate(self.examples):
+                frac[k], ok[k] = self.task.score_example(ex, {n: v[k] for n, v in outs.items()})
+        live = faults == Fault.NONE
+        return Score(np.where(live, frac, 0.0), ok & live, faults)
 
     # ---- env-fast: in-place refill for the vector env's autoreset (owned by algind_gym.envs) ----
     def refill(self, seed: int) -> None:
@@ -291,22 +324,22 @@ class Workspace:
         Raises:
             ValueError: the new examples' shapes differ from the image's buffers.
         """
-        rng = np.random.default_rng(seed)
-        examples = [self.task.generator(rng, self.length) for _ in range(self.batch)]
-        expected = [self.task.oracle(ex) for ex in examples]
-        for arg in self.task.args:  # (examples that disagree among themselves fail to write)
-            v = (expected if arg.role == "out" else examples)[0][arg.name]
-            buf = self.image.buffers[arg.name][1]
-            if _shape_of(v) != (buf.rows, buf.cols):
+        old = self.stacked_examples, self.stacked_expected, self._examples, self._expected
+        rng = self._draw(seed)
+        if self._fit is None:
+            self._fit = [
+                (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
+            ]
+        for name, out, buf in self._fit:
+            v = (self.stacked_expected if out else self.stacked_examples)[name]
+            if _trailing_shape(v.shape) != (buf.rows, buf.cols):
+                self.stacked_examples, self.stacked_expected, self._examples, self._expected = old
                 raise ValueError(
                     f"task {self.task.name}: examples from seed {seed} do not fit this "
-                    f"workspace's buffer {arg.name!r}; build a new Workspace instead"
+                    f"workspace's buffer {name!r}; build a new Workspace instead"
                 )
-        self.examples, self.expected = examples, expected
         self.seed = seed
-        self.uninitialised = uninitialised_values(
-            self.image, self._uninitialised_names(), self.batch, seed
-        )
+        self.uninitialised = _draw_uninitialised(self._uninitialised_plan, self.batch, rng)
 
     # ---- end env-fast block ----
 
@@ -316,51 +349,66 @@ UNINITIALISED_SCALE = 1_000.0
 
 
 def uninitialised_values(
-    image: MachineImage, names: Sequence[str], batch: int, seed: int
+    image: MachineImage,
+    names: Sequence[str],
+    batch: int,
+    seed: int | np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """What "uninitialised" output and scratch buffers hold at the start of an episode.
 
     Memory a program has not written is not zero: every listed buffer of every example gets
     values drawn from ``U(-1000, 1000)`` (:data:`UNINITIALISED_SCALE`), different per
-    example and per episode, from a stream seeded by ``seed`` (independent of the example
-    generator's stream, so the examples do not change). A program that reads an output or
-    a scratch buffer before writing it (e.g. uses ``out`` as a zero) therefore fails on
-    most examples; zero and one come from the constant pool.
+    example and per episode, in one draw from ``seed`` (a generator, or a seed for
+    ``numpy.random.default_rng``). A workspace passes the generator of its examples after
+    they are drawn (one generator per episode; the examples do not change). A program that
+    reads an output or a scratch buffer before writing it (e.g. uses ``out`` as a zero)
+    therefore fails on most examples; zero and one come from the constant pool.
     """
-    rng = np.random.default_rng([int(seed) % 2**63, 0x0B1A5])
-    out = {}
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return _draw_uninitialised(_uninitialised_plan(image, names), batch, rng)
+
+
+def _uninitialised_plan(image: MachineImage, names: Sequence[str]) -> tuple[list, int]:
+    """Per name its columns in one block of values and its shape; the block's width."""
+    plan, at = [], 0
     for name in names:
-        _, buf = image.buffers[name]
-        out[name] = rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, *buf.shape))
-    return out
+        shape = image.buffers[name][1].shape
+        size = math.prod(shape)
+        plan.append((name, at, at + size, shape))
+        at += size
+    return plan, at
+
+
+def _draw_uninitialised(plan: tuple[list, int], batch: int, rng: np.random.Generator) -> dict:
+    spans, width = plan
+    block = rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, width))
+    return {name: block[:, a:b].reshape(batch, *shape) for name, a, b, shape in spans}
 
 
 def _task_buffers(
     task: TaskSpec,
-    examples: list[Example],
-    expected: list[Example],
+    examples: Example,
+    expected: Example,
     pool: Sequence[Temp] = (),
     constants: dict[str, float] | None = None,
 ) -> list[Buffer]:
-    """Memory buffers of a task instance: arguments, the task's scratch, the pool's scratch,
+    """Memory buffers of a task instance (``examples``/``expected`` stacked as
+    :meth:`TaskSpec.draw` returns them): arguments, the task's scratch, the pool's scratch,
     constants (in that order); inputs and constants are read-only."""
-    values = {**expected[0], **examples[0]}
     shapes: dict[str, tuple[int, int]] = {}
     buffers: list[Buffer] = []
     for a in task.args:
+        values = expected if a.role == "out" else examples
+        if a.name not in values and a.role == "inout":
+            values = expected
         if a.name not in values:
             raise ValueError(
                 f"task {task.name}: argument {a.name!r} ({a.role}) is missing from the "
                 "generator's example (inputs) or the oracle's result (outputs)"
             )
-        rows, cols = _shape_of(values[a.name])
+        rows, cols = _shape_of(values[a.name][0])
         shapes[a.name] = (rows, cols)
         buffers.append(Buffer(a.name, a.type, rows, cols, read_only=a.role == "in"))
-    for ex, want in zip(examples, expected, strict=True):
-        for a in task.args:
-            v = want[a.name] if a.role == "out" else ex[a.name]
-            if _shape_of(v) != shapes[a.name]:
-                raise ValueError(f"task {task.name}: examples disagree on the shape of {a.name!r}")
     for t in (*task.scratch, *pool):
         rows, cols = temp_shape(t, shapes)
         buffers.append(Buffer(t.name, t.type, rows, cols))
