@@ -24,6 +24,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from agents.rl.evaluate import make_eval_env, rollout
 from agents.rl.train import resolve_env_ids, train
@@ -117,6 +118,18 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_eval_settings(source: str | None, dest: Path, eval_freq: int, args) -> str:
+    """A copy of the hyperparameter file whose ``default`` entry has this run's evaluation
+    settings."""
+    from agents.rl.hyperparams import default_hyperparams_file, read_hyperparams_file
+
+    data = read_hyperparams_file(source or default_hyperparams_file("maskable_ppo"))
+    data.setdefault("default", {})
+    data["default"].update(eval_freq=eval_freq, n_eval_episodes=args.eval_episodes)
+    atomic_write_text(dest, yaml.safe_dump(data, sort_keys=False))
+    return str(dest)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="transfer to a held-out level-1 task")
     p.add_argument("--held-out", default="VectorMul")
@@ -124,12 +137,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--finetune", type=int, default=4096)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--hyperparams", help="Zoo-layout YAML (default: the shipped maskable_ppo.yml)")
+    p.add_argument("--eval-freq", type=int, default=512, help="greedy evaluations (timesteps)")
+    p.add_argument("--eval-episodes", type=int, default=3, help="episodes per length")
     p.add_argument("--work", default="runs/transfer", help="folder for the runs' models")
     p.add_argument("--out", default=str(RESULTS / "rl_transfer"))
     args = p.parse_args(argv)
     held = resolve_env_ids(args.held_out)[0]
     tasks = [i for i in resolve_env_ids(level=1) if i != held]
     work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    hp = with_eval_settings(args.hyperparams, work / "hyperparams.yml", args.eval_freq, args)
+    # pre-training: one evaluation, at the end (13 tasks at every length is costly)
+    hp_pre = with_eval_settings(args.hyperparams, work / "hyperparams_pre.yml", 10**9, args)
     res_path = out.with_suffix(".json")
     res = json.loads(res_path.read_text()) if res_path.is_file() else {}
     res.update({"held_out": held, "pretrain_tasks": tasks, "args": vars(args)})
@@ -140,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
 
     pre_dir = work / "pretrain"
     if "pretrain" not in res:
-        res["pretrain"] = _run(tasks, 0, args.pretrain, args.hyperparams, pre_dir)
+        res["pretrain"] = _run(tasks, 0, args.pretrain, hp_pre, pre_dir)
         save()
     pre_model = pre_dir / "model.zip"
     if "zero_shot" not in res:
@@ -163,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         for start, init in (("fine-tuned", pre_model), ("scratch", None)):
             if (start, seed) in done:
                 continue
-            r = _run(held, seed, args.finetune, args.hyperparams, work / f"{start}-s{seed}", init)
+            r = _run(held, seed, args.finetune, hp, work / f"{start}-s{seed}", init)
             res["runs"].append({"start": start, "seed": seed, **r})
             save()
             print(json.dumps(res["runs"][-1]), flush=True)

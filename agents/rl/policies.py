@@ -40,7 +40,16 @@ slots ``s`` has (sampling runs the slots in order; training scores given actions
 pass, teacher-forced). The masks come from the observation and are exact:
 ``skill_mask`` masks the skill, and slot ``j``'s pointers are masked with
 ``class_mask[slot_class[s, j]]`` *for the chosen skill s* (a mask the factorised
-``MultiDiscrete`` masks of sb3-contrib cannot express). Slots beyond ``s``'s arity are
+``MultiDiscrete`` masks of sb3-contrib cannot express).
+
+*Dataflow refinement* (``dataflow=True``, the default): a slot that reads (role ``in`` or
+``inout``) is also denied output and scratch buffers that no call of the episode has
+written yet (pointer feature 17), i.e. uninitialised memory; a skill left without a
+binding for some slot is masked. Such a read would see the machines' initial contents
+(random, different per example), never a computed value; this is the def-use rule of the
+search agents' ``dataflow`` option (:meth:`agents.tree.SearchTree.candidates`), and on
+DotProduct it cuts the first step's choices from 2,440 to 524. The ``log N_s`` offset of the
+skill head counts the refined bindings. Slots beyond ``s``'s arity are
 fixed to 0 with probability 1 (log-probability 0, entropy 0). The reported entropy is
 ``H(s) + sum_j H(p_j | s, p_<j)`` at the taken action, a one-sample estimate of the
 joint entropy. So the policy never samples an invalid action, under PPO as under MaskablePPO;
@@ -50,8 +59,8 @@ ignored.
 **Use** (:func:`transformer_policy_class`): ``ppo`` gets
 :class:`TransformerActorCriticPolicy`, ``maskable_ppo``
 :class:`MaskableTransformerPolicy`. ``policy_kwargs``: ``d_model`` (32), ``n_heads`` (4),
-``n_layers`` (2), ``dim_feedforward`` (64), plus SB3's ``optimizer_class`` /
-``optimizer_kwargs``. The action space must be the fixed one of
+``n_layers`` (2), ``dim_feedforward`` (64), ``dataflow`` (True), plus SB3's
+``optimizer_class`` / ``optimizer_kwargs``. The action space must be the fixed one of
 :mod:`agents.rl.tables` (``MultiDiscrete([S + 1] + [P] * A)``).
 """
 
