@@ -92,9 +92,11 @@ def _cell(values: list, digits: int = 2) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    """One line per (algo, policy, envs, timesteps): mean over seeds (each seed's value)."""
+    """One line per (algo, policy, envs, budget): mean over seeds (each seed's value); a row
+    measured twice (same configuration and seed, e.g. by two processes) counts once."""
+    unique = {(r["algo"], r["policy"], r["envs"], r["seed"], r["budget"]): r for r in rows}
     groups: dict[tuple, list[dict]] = {}
-    for r in sorted(rows, key=lambda r: r["seed"]):
+    for r in sorted(unique.values(), key=lambda r: r["seed"]):
         groups.setdefault((r["envs"], r["algo"], r["policy"], r["budget"]), []).append(r)
     out = [
         "| task (trained on) | algo | policy | timestep budget | seeds | success (train lengths) "
