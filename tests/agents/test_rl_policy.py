@@ -136,9 +136,9 @@ def test_maskable_ppo_with_the_transformer_solves_vector_add(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="not reached by the uniform mix: with the shipped settings, 25k timesteps of VectorMul, Sum "
-    "and DotProduct reach greedy success 1.0 / 1.0 / 0.0 (a second stage on DotProduct alone "
-    "reaches 1.0); see experiments/results/rl_notes.md",
+    reason="not reached by the uniform mix: with the shipped settings, 25k timesteps of "
+    "VectorMul, Sum and DotProduct reach greedy success 1.0 / 1.0 / 0.0 (a second stage on "
+    "DotProduct alone reaches 1.0); see experiments/results/rl_notes.md",
 )
 def test_transformer_trained_with_vector_mul_and_sum_solves_dot_product():
     """One network on VectorMul, Sum and DotProduct (a task per episode); DotProduct alone
