@@ -35,6 +35,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="run folder (default runs/ALGO-TASK-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.zip")
+    p.add_argument(
+        "--init", metavar="MODEL", help="start from this saved model's weights (fine-tuning)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
     p.add_argument(
         "--vectorization",
@@ -60,9 +63,47 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_rl_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``train`` and ``evaluate``."""
+    """Register ``train`` and ``evaluate``, and ``--prior learned`` on ``solve`` (when the
+    ``solve`` command is registered before)."""
     add_train_parser(sub)
     add_evaluate_parser(sub)
+    solve_parser = sub.choices.get("solve")
+    if solve_parser is not None:
+        add_learned_prior_option(solve_parser)
+
+
+def add_learned_prior_option(p: argparse.ArgumentParser) -> None:
+    """``solve --prior learned --prior-model FILE`` (also ``learned+dataflow`` etc.): the
+    transformer policy as MCTS's prior (:class:`~agents.rl.learned_prior.LearnedPrior`)."""
+    p.add_argument(
+        "--prior-model",
+        metavar="FILE",
+        help="with --prior learned: a transformer-policy model.zip (algind-gym train "
+        "--policy transformer, or behaviour cloning)",
+    )
+    solve_func = p.get_default("func")
+
+    def solve_with_learned_prior(args: argparse.Namespace) -> int:
+        prior = getattr(args, "prior", None) or ""
+        names = prior.split("+")
+        if "learned" not in names:
+            if args.prior_model:
+                raise ValueError("--prior-model is read only with --prior learned")
+            return solve_func(args)
+        if not args.prior_model:
+            raise ValueError(
+                "--prior learned needs --prior-model FILE (a model.zip trained with "
+                "algind-gym train --policy transformer)"
+            )
+        from agents.priors import ProductPrior, make_prior
+        from agents.rl.learned_prior import LearnedPrior
+
+        parts = [LearnedPrior(args.prior_model) if n == "learned" else make_prior(n) for n in names]
+        args.prior = None
+        chosen = parts[0] if len(parts) == 1 else ProductPrior(*parts)
+        return solve_func(args, extra_options={"prior": chosen})
+
+    p.set_defaults(func=solve_with_learned_prior)
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -89,6 +130,7 @@ def train_command(args: argparse.Namespace) -> int:
             hyperparams=args.hyperparams,
             out=out,
             resume=args.resume,
+            init=args.init,
             threads=args.threads,
             vectorization=args.vectorization,
             progress_bar=not args.json,

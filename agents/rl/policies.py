@@ -26,10 +26,13 @@ the feature widths and the table caps, so one network acts in every task.
 signature, so ``s_add``, ``s_sub``, ``s_mul``... have identical rows, and a network that is
 blind to row order (a transformer without positions) could never prefer ``s_mul`` to
 ``s_add``; likewise two inputs ``x`` and ``y`` differ only in their data summaries, and
-two slot heads then pick the same one (``zipmap(&s_mul, x, x, t)``). Each skill row and
-each pointer row therefore gets a learned embedding of its index. Skill rows follow the
-library's order, which is append-only, so a skill keeps its row in every task of a
-library; pointer rows start with the task's arguments in declaration order.
+two slot heads then pick the same one (``zipmap(&s_mul, x, x, t)``). Each skill row
+therefore gets a learned embedding of its index (skill rows follow the library's order,
+which is append-only, so a skill keeps its row in every task of a library), and each
+pointer row a learned embedding of its *role and rank within that role* (input 0, input
+1, output 0, scratch 0, ...), not of its absolute index: the first scratch vector is row
+2 in Sum (one input) and row 3 in DotProduct (two), and an embedding by absolute row would
+give the same buffer a different identity in each task, hindering transfer.
 
 **Distribution** (autoregressive: skill, then slot by slot). An action is
 ``(s, p_0, ..., p_{A-1})``; ``log pi(a) = log pi(s) + sum_j log pi(p_j | s, p_<j)`` over the
@@ -37,7 +40,16 @@ slots ``s`` has (sampling runs the slots in order; training scores given actions
 pass, teacher-forced). The masks come from the observation and are exact:
 ``skill_mask`` masks the skill, and slot ``j``'s pointers are masked with
 ``class_mask[slot_class[s, j]]`` *for the chosen skill s* (a mask the factorised
-``MultiDiscrete`` masks of sb3-contrib cannot express). Slots beyond ``s``'s arity are
+``MultiDiscrete`` masks of sb3-contrib cannot express).
+
+*Dataflow refinement* (``dataflow=True``, the default): a slot that reads (role ``in`` or
+``inout``) is also denied output and scratch buffers that no call of the episode has
+written yet (pointer feature 17), i.e. uninitialised memory; a skill left without a
+binding for some slot is masked. Such a read would see the machines' initial contents
+(random, different per example), never a computed value; this is the def-use rule of the
+search agents' ``dataflow`` option (:meth:`agents.tree.SearchTree.candidates`), and on
+DotProduct it cuts the first step's choices from 2,440 to 524. The ``log N_s`` offset of the
+skill head counts the refined bindings. Slots beyond ``s``'s arity are
 fixed to 0 with probability 1 (log-probability 0, entropy 0). The reported entropy is
 ``H(s) + sum_j H(p_j | s, p_<j)`` at the taken action, a one-sample estimate of the
 joint entropy. So the policy never samples an invalid action, under PPO as under MaskablePPO;
@@ -47,8 +59,8 @@ ignored.
 **Use** (:func:`transformer_policy_class`): ``ppo`` gets
 :class:`TransformerActorCriticPolicy`, ``maskable_ppo``
 :class:`MaskableTransformerPolicy`. ``policy_kwargs``: ``d_model`` (32), ``n_heads`` (4),
-``n_layers`` (2), ``dim_feedforward`` (64), plus SB3's ``optimizer_class`` /
-``optimizer_kwargs``. The action space must be the fixed one of
+``n_layers`` (2), ``dim_feedforward`` (64), ``dataflow`` (True), plus SB3's
+``optimizer_class`` / ``optimizer_kwargs``. The action space must be the fixed one of
 :mod:`agents.rl.tables` (``MultiDiscrete([S + 1] + [P] * A)``).
 """
 
@@ -64,11 +76,20 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
+from algind_gym.envs.tables import SKILL_FEATURES, SLOT_FEATURES, SLOT_ROLES, TYPES
+
 NEG = -1e8
 """Logit of a masked choice (finite, so entropies stay finite)."""
 TABLE_KEYS = ("pointers", "skills", "skill_mask", "slot_class", "class_mask", "globals")
 SKILL_REF = 12
 """Pointer feature column holding ``1 + skill row`` for a skill entry."""
+ROLE_COLUMNS = slice(5, 10)
+"""Pointer feature columns of the role one-hot (input, output, scratch, constant, skill)."""
+N_ROLES = 5
+WRITTEN = 17
+"""Pointer feature column: 1 once an earlier call of the episode wrote the entry."""
+SLOT_OUT_ROLE = len(TYPES) + SLOT_ROLES.index("out")
+"""Column of the ``out`` role within a slot's features (type one-hot, then the role's)."""
 
 
 class TablesPolicyNet(nn.Module):
@@ -81,8 +102,10 @@ class TablesPolicyNet(nn.Module):
         n_heads: int = 4,
         n_layers: int = 2,
         dim_feedforward: int = 64,
+        dataflow: bool = True,
     ) -> None:
         super().__init__()
+        self.dataflow = bool(dataflow)
         self.n_pointers, ptr_f = observation_space["pointers"].shape
         self.n_skills, skill_f = observation_space["skills"].shape
         self.arity = observation_space["slot_class"].shape[1]
@@ -93,7 +116,7 @@ class TablesPolicyNet(nn.Module):
         self.glob_in = nn.Linear(glob_f, d_model)
         self.kind = nn.Parameter(torch.randn(3, d_model) * 0.02)
         self.skill_row = nn.Parameter(torch.randn(self.n_skills, d_model) * 0.02)
-        self.pointer_row = nn.Parameter(torch.randn(self.n_pointers, d_model) * 0.02)
+        self.pointer_rank = nn.Parameter(torch.randn(N_ROLES, self.n_pointers, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(
             d_model, n_heads, dim_feedforward, dropout=0.0, batch_first=True, norm_first=True
         )
@@ -124,13 +147,14 @@ class TablesPolicyNet(nn.Module):
             1,
             ref.clamp(0, n_s).unsqueeze(-1).expand(-1, -1, self.d),
         )
-        ptr_tok = self.ptr_in(ptr_feat) + linked + self.pointer_row[:n_p] + self.kind[0]
+        ptr_tok = self.ptr_in(ptr_feat) + linked + self.rank_embedding(ptr) + self.kind[0]
         skill_tok = skill_tok + self.kind[1]
         glob_tok = (self.glob_in(obs["globals"]) + self.kind[2]).unsqueeze(1)
         tokens = torch.cat([glob_tok, ptr_tok, skill_tok], dim=1)
         pad = torch.cat([torch.zeros_like(ptr_present[:, :1]), ~ptr_present, ~skill_present], dim=1)
         h = self.norm(self.encoder(tokens, src_key_padding_mask=pad))
         return {
+            "allowed": self.slot_allowed(obs, ptr_present, n_s),
             "glob": h[:, 0],
             "ptr": h[:, 1 : 1 + n_p],
             "skill": h[:, 1 + n_p :],
@@ -138,25 +162,52 @@ class TablesPolicyNet(nn.Module):
             "skill_present": skill_present,
         }
 
+    def rank_embedding(self, ptr: torch.Tensor) -> torch.Tensor:
+        """``(B, P', d)``: the embedding of each row's (role, rank among that role's rows)."""
+        roles = ptr[..., ROLE_COLUMNS]  # one-hot (zero for padding rows)
+        rank = ((torch.cumsum(roles, dim=1) - roles) * roles).sum(-1).round().long()
+        role = roles.argmax(-1)
+        return self.pointer_rank[role, rank.clamp(max=self.n_pointers - 1)]
+
     # ------------------------------------------------------------------ heads
     def skill_logits(self, obs, enc) -> torch.Tensor:
         """``(B, S + 1)`` masked logits; index ``S`` is HALT."""
         n_s = enc["skill"].shape[1]
-        scores = self.skill_score(enc["skill"]).squeeze(-1) + self.log_bindings(obs)[:, :n_s]
+        allowed = enc["allowed"]  # (B, S', A, P')
+        slot_used = obs["slot_class"][:, :n_s] >= 0  # (B, S', A)
+        counts = allowed.sum(-1)  # (B, S', A)
+        log_bind = torch.where(slot_used, counts.clamp(min=1).float().log(), 0.0).sum(-1)
+        scores = self.skill_score(enc["skill"]).squeeze(-1) + log_bind
         ok = enc["skill_present"] & (obs["skill_mask"][:, :n_s] > 0.5)
+        ok = ok & ((counts > 0) | ~slot_used).all(-1)
         scores = F.pad(scores.masked_fill(~ok, NEG), (0, self.n_skills - n_s), value=NEG)
         logits = torch.cat([scores, self.halt_score(enc["glob"])], dim=-1)
         return logits
 
-    @staticmethod
-    def log_bindings(obs) -> torch.Tensor:
-        """``(B, S)`` log of each skill's number of valid bindings (0 for a skill without
-        slots): ``sum_j log |class_mask[slot_class[s, j]]|``."""
-        cls = obs["slot_class"].round().long()  # (B, S, A)
-        sizes = (obs["class_mask"] > 0.5).sum(-1).float()  # (B, C)
-        b, n_s, a = cls.shape
-        per_slot = torch.gather(sizes, 1, cls.clamp(min=0).view(b, -1)).view(b, n_s, a)
-        return torch.where(cls >= 0, per_slot.clamp(min=1).log(), 0.0).sum(-1)
+    def slot_allowed(self, obs, ptr_present, n_s: int) -> torch.Tensor:
+        """``(B, S', A, P')``: may pointer ``p`` be bound to slot ``j`` of skill ``s``?
+
+        The observation's exact mask (``class_mask[slot_class[s, j], p]``), and with
+        ``dataflow`` also: a slot that reads (role ``in`` or ``inout``) takes only an entry
+        that holds a value, i.e. an input, a constant, a skill, or an output or scratch
+        buffer that an earlier call of the episode wrote (pointer feature 17).
+        """
+        n_p = ptr_present.shape[1]
+        cls = obs["slot_class"][:, :n_s].round().long()  # (B, S', A)
+        b, _, a = cls.shape
+        cmask = obs["class_mask"][:, :, :n_p] > 0.5  # (B, C, P')
+        allowed = torch.gather(cmask, 1, cls.clamp(min=0).view(b, -1, 1).expand(-1, -1, n_p)).view(
+            b, n_s, a, n_p
+        )
+        allowed = allowed & (cls >= 0).unsqueeze(-1) & ptr_present[:, None, None, :]
+        if self.dataflow:
+            ptr = obs["pointers"][:, :n_p]
+            roles = ptr[..., ROLE_COLUMNS] > 0.5  # input, output, scratch, constant, skill
+            has_value = roles[..., 0] | roles[..., 3] | roles[..., 4] | (ptr[..., WRITTEN] > 0.5)
+            cols = SKILL_FEATURES + SLOT_FEATURES * torch.arange(a) + SLOT_OUT_ROLE
+            writes_only = obs["skills"][:, :n_s][..., cols] > 0.5  # (B, S', A)
+            allowed = allowed & (writes_only.unsqueeze(-1) | has_value[:, None, None, :])
+        return allowed
 
     def pointer_logits(
         self, obs, enc, skill: torch.Tensor, pointers: torch.Tensor
@@ -180,9 +231,7 @@ class TablesPolicyNet(nn.Module):
         q = self.slot_query(h_s).view(b, self.arity, self.d) + self.prev_query(before)
         k = self.pointer_key(enc["ptr"])  # (B, P', d)
         scores = torch.einsum("bad,bpd->bap", q, k) / math.sqrt(self.d)
-        cmask = obs["class_mask"][:, :, :n_p] > 0.5  # (B, C, P')
-        allowed = torch.gather(cmask, 1, cls.clamp(min=0).unsqueeze(-1).expand(-1, -1, n_p))
-        allowed = allowed & enc["ptr_present"].unsqueeze(1) & used.unsqueeze(-1)
+        allowed = enc["allowed"][rows, s] & used.unsqueeze(-1)  # (B, A, P')
         scores = F.pad(scores.masked_fill(~allowed, NEG), (0, self.n_pointers - n_p), value=NEG)
         # a slot the skill does not have: pointer 0 with probability 1
         fixed = torch.full_like(scores[:1, :1], NEG)
@@ -242,6 +291,7 @@ class _TablesPolicy:
         n_heads: int = 4,
         n_layers: int = 2,
         dim_feedforward: int = 64,
+        dataflow: bool = True,
         **kwargs: Any,
     ) -> None:
         check_spaces(observation_space, action_space)
@@ -250,6 +300,7 @@ class _TablesPolicy:
             "n_heads": n_heads,
             "n_layers": n_layers,
             "dim_feedforward": dim_feedforward,
+            "dataflow": dataflow,
         }
         kwargs.setdefault("ortho_init", False)
         kwargs.pop("net_arch", None)

@@ -228,6 +228,7 @@ def train(
     hyperparams: str | Path | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    init: str | Path | None = None,
     threads: int = 1,
     vectorization: str = "vector_entry_point",
     progress_bar: bool = False,
@@ -248,6 +249,10 @@ def train(
         out: folder for TensorBoard logs, ``evaluations.json``, ``checkpoint.zip`` and
             ``model.zip``; None writes nothing.
         resume: continue from ``<out>/checkpoint.zip``.
+        init: start from the weights of this saved model (fine-tuning; a curriculum's
+            next stage) instead of random ones: a transformer-policy model may come from
+            other tasks, an MLP model only from the same task (same spaces). The
+            hyperparameters are this run's; the optimiser state starts afresh.
         threads: torch and numba threads (see the module docstring).
         vectorization: ``vector_entry_point`` (the batched
             :class:`~algind_gym.envs.AlgIndVectorEnv`) or ``sync`` (gymnasium's
@@ -325,6 +330,9 @@ def train(
             tensorboard_log=str(out_dir / "tb") if out_dir else None,
             **params,
         )
+        if init is not None:
+            load_init_weights(model, init, meta)
+            meta["init"] = str(init)
     model.algind_meta = meta
     callback = TrainingCallback(meta, out_dir, eval_freq, n_eval_episodes, seed)
     remaining = max(total - model.num_timesteps, 0)
@@ -369,6 +377,31 @@ def train(
     }
     venv.close()
     return TrainResult(summary, model)
+
+
+def load_init_weights(model, init: str | Path, meta: dict[str, Any]) -> None:
+    """Copy the policy weights of the saved model ``init`` into ``model`` (see ``train``)."""
+    from agents.rl.evaluate import ModelError, load_model, read_model_meta
+
+    old_meta = read_model_meta(init)
+    if old_meta["policy"] != meta["policy"]:
+        raise ModelError(
+            f"{init} has a {old_meta['policy']} policy and this run a {meta['policy']} one; "
+            f"pass --policy {old_meta['policy']} or another --init model"
+        )
+    old = load_model(init)
+    if old.observation_space != model.observation_space or old.action_space != model.action_space:
+        raise ModelError(
+            f"{init} was trained on other spaces ({', '.join(old_meta['env_ids'])}): an MLP "
+            "policy is bound to its task; fine-tune across tasks with --policy transformer"
+        )
+    try:
+        model.policy.load_state_dict(old.policy.state_dict())
+    except RuntimeError as e:
+        raise ModelError(
+            f"{init}: its policy has other sizes than this run's policy_kwargs ({e}); use "
+            f"the policy_kwargs it was trained with: {old_meta['hyperparams'].get('policy_kwargs')}"
+        ) from None
 
 
 def policy_spec(policy: str, algo: str, policy_kwargs: dict[str, Any]) -> tuple[Any, dict]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("sb3_contrib")
@@ -192,3 +193,59 @@ def test_cli_train_json_and_evaluate(tmp_path, capsys):
     assert rc == 0 and res["episodes"] == 2 and {r["length"] for r in res["runs"]} == {32}
     assert all(isinstance(r["program_text"], str) for r in res["runs"])
     assert np.isclose(res["success_rate"], np.mean([r["success"] for r in res["runs"]]))
+
+
+def test_init_fine_tunes_from_a_saved_model_and_refuses_other_spaces(tmp_path):
+    hp = tmp_path / "tr.yml"
+    hp.write_text(
+        "default:\n  n_envs: 2\n  n_steps: 16\n  batch_size: 32\n  n_epochs: 1\n"
+        "  learning_rate: 0.0\n  eval_freq: 100000\n  n_eval_episodes: 1\n"
+        "  env_kwargs:\n    n_examples: 2\n"
+        "policy-transformer:\n  env_kwargs:\n    observation_mode: tables\n"
+        "    action_encoding: multidiscrete\n"
+    )
+    first = train(
+        "maskable_ppo",
+        "Copy",
+        policy="transformer",
+        timesteps=32,
+        hyperparams=hp,
+        out=tmp_path / "a",
+        seed=1,
+    )
+    # another task, another seed, learning rate 0: the weights stay the loaded ones
+    second = train(
+        "maskable_ppo",
+        "VectorAdd",
+        policy="transformer",
+        timesteps=32,
+        hyperparams=hp,
+        out=tmp_path / "b",
+        seed=2,
+        init=tmp_path / "a" / "model.zip",
+    )
+    want, got = first.model.policy.state_dict(), second.model.policy.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert read_model_meta(tmp_path / "b" / "model.zip")["init"].endswith("model.zip")
+    fresh = train(
+        "maskable_ppo", "VectorAdd", policy="transformer", timesteps=32, hyperparams=hp, seed=2
+    )
+    assert not all(torch.equal(want[k], fresh.model.policy.state_dict()[k]) for k in want)
+    with pytest.raises(ModelError, match="pass --policy transformer"):
+        train(
+            "maskable_ppo",
+            "VectorAdd",
+            timesteps=32,
+            hyperparams=small_yaml(tmp_path, "maskable_ppo"),
+            init=tmp_path / "a" / "model.zip",
+        )
+    train("ppo", "Copy", timesteps=64, hyperparams=small_yaml(tmp_path, "ppo"), out=tmp_path / "c")
+    with pytest.raises(ModelError, match="fine-tune across tasks with --policy transformer"):
+        train(
+            "ppo",
+            "VectorAdd",
+            timesteps=64,
+            hyperparams=small_yaml(tmp_path, "ppo"),
+            init=tmp_path / "c" / "model.zip",
+        )
