@@ -183,7 +183,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_assignments(state, program, args.set or [])
     make_backend(args.backend).run(state, max_steps=args.max_steps)
     if args.json:
-        print(json.dumps({"program": program.name, **state_summary(state, program)}))
+        summary = {"program": program.name, "backend": args.backend}
+        print(json.dumps(summary | state_summary(state, program)))
     else:
         print(f"backend: {args.backend}")
         print_state(state, program)
@@ -290,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
             p.add_argument("--json", action="store_true", help="print the final state as JSON")
             p.add_argument(
-                "--backend", choices=BACKEND_NAMES + V2_BACKEND_NAMES, default="reference"
+                "--backend",
+                choices=BACKEND_NAMES + V2_BACKEND_NAMES,
+                default="transformer",
+                help="the Transformer CPU (default) or the reference interpreter",
             )
         if name == "cpu-info":
             p.add_argument("--memory-size", type=int, default=256, help="data cells")
