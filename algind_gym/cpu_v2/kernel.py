@@ -43,6 +43,28 @@ AVAILABLE = numba is not None
 
 _ID, _STEP_GE, _STEP_GT, _SATURATE, _NONFINITE = range(5)
 _LINEAR, _MUL, _DIV = range(3)
+_DECODE, _NEVER = -1, -2
+"""``h_fixed`` of a head whose query depends on the stream (decoded per pass) and of a
+constant head that never beats the sink; a constant head's entry is the cell it selects."""
+
+_prange = numba.prange if numba is not None else range
+
+
+def _fixed_target(kind: str, comp, w, table: np.ndarray, sink: np.ndarray, n: int, k: int, dt):
+    """The cell a head with a constant query selects (the same arithmetic as the kernel,
+    on the CPU token's constant channel ``cpu`` = 1), or ``_NEVER``."""
+    q = np.zeros(len(sink), dt)
+    for t in range(len(comp)):
+        q[comp[t]] += dt.type(w[t]) * dt.type(1.0)
+    j = sum(1 << b for b in range(k) if q[b] > 0)
+    if j >= n:
+        return _NEVER
+    score, s_sink = dt.type(0.0), dt.type(0.0)
+    for b in range(len(sink)):
+        score += dt.type(table[j, b]) * q[b]
+        other = q[b] if kind == "read" else dt.type(table[j, b])
+        s_sink += dt.type(sink[b]) * other
+    return int(j) if score > s_sink else _NEVER
 
 
 def _csr_triples(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,7 +83,8 @@ def sparse_program(c: Circuit, dtype) -> tuple:
     q_ptr, q_ch, q_comp, q_w = [0], [], [], []
     v_ptr, v_src, v_dst = [0], [], []
     sink, table_id, tables, table_keys = [], [], [], {}
-    head_kinds = []
+    head_kinds, h_fixed = [], []
+    cpu_ch, n, k = c.cpu["cpu"], c.meta["n_cells"], c.meta["n_bits"]
     for layer in layers:
         for kind in ("read", "write"):
             first = len(head_kinds)
@@ -87,6 +110,13 @@ def sparse_program(c: Circuit, dtype) -> tuple:
                     tables.append(table)
                 table_id.append(table_keys[key])
                 head_kinds.append(kind)
+                # A head whose CPU-side matrix reads only the constant channel has a
+                # constant query (register reads) or key (register writes): the cell it
+                # selects is the same on every pass, so it is resolved here, once.
+                fixed = _DECODE
+                if len(r) and np.all(r == cpu_ch):
+                    fixed = _fixed_target(kind, comp, w, table, a["k_sink"], n, k, dt)
+                h_fixed.append(fixed)
             (rh_ptr if kind == "read" else wh_ptr).append((first, len(head_kinds)))
     # ------------------------------------------------------------- MLPs
     blk_ptr, cell_blk_ptr = [0], [0]
@@ -198,57 +228,21 @@ def sparse_program(c: Circuit, dtype) -> tuple:
         arr(pf_vals, dt),
         arr(c.cell_constants, dt),
         arr([0.0, 1.0, np.finfo(dt).max], dt),
+        arr(h_fixed),
     )
 
 
-def _njit(fn=None, inline: str = "never"):
+def _njit(fn=None, parallel: bool = False):
     if fn is None:
-        return lambda f: _njit(f, inline)
+        return lambda f: _njit(f, parallel)
     if numba is None:  # pragma: no cover
         return fn
     return numba.njit(
-        cache=True, nogil=True, boundscheck=False, error_model="numpy", inline=inline
+        cache=True, nogil=True, boundscheck=False, error_model="numpy", parallel=parallel
     )(fn)
 
 
-@_njit(inline="always")
-def _activate(act, z, big, zero, one):
-    if act == _ID:
-        return z
-    if act == _STEP_GE:
-        return one if z >= zero else zero
-    if act == _STEP_GT:
-        return one if z > zero else zero
-    if act == _SATURATE:
-        if z > big:
-            return big
-        if z < -big:
-            return -big
-        return z
-    return zero if math.isfinite(z) else one
-
-
-@_njit(inline="always")
-def _unit(u, x, u_op, u_act, u_b1, u_b1b, w1p, w1c, w1v, w1bp, w1bc, w1bv, big, zero, one):
-    """Hidden value of unit ``u`` on stream ``x``."""
-    pre = zero
-    for t in range(w1p[u], w1p[u + 1]):
-        pre += w1v[t] * x[w1c[t]]
-    pre = pre + u_b1[u]
-    op = u_op[u]
-    if op != _LINEAR:
-        if op == _MUL and pre == zero:
-            return zero  # a closed gate: the product is a zero, which adds nothing
-        pb = zero
-        for t in range(w1bp[u], w1bp[u + 1]):
-            pb += w1bv[t] * x[w1bc[t]]
-        pb = pb + u_b1b[u]
-        pre = pre * pb if op == _MUL else pre / pb
-    return _activate(u_act[u], pre, big, zero, one)
-
-
-@_njit
-def _run(
+def _run_py(
     cells,
     n_steps,
     meta,
@@ -291,187 +285,221 @@ def _run(
     pf_vals,
     consts,
     scalars,
+    h_fixed,
+    n_chunks,
 ):
     n, k, d_k, dc, dl = meta[0], meta[1], meta[2], meta[3], meta[4]
     cpu_ch, new_v, new_s, n_layers = meta[5], meta[6], meta[7], meta[8]
     dt = cells.dtype
     zero, one, big = scalars[0], scalars[1], scalars[2]
-    x = np.zeros(dc, dt)
-    q = np.zeros(d_k, dt)
-    pend_ch = np.zeros(4096, np.int64)
-    pend_val = np.zeros(4096, dt)
-    target = np.zeros(64, np.int64)
-    head = np.zeros(64, np.int64)
-    tokv = np.zeros(dl, dt)
-    for i in range(cells.shape[0]):
-        for _ in range(n_steps):
-            if cells[i, 4] != zero or cells[i, 5] != zero:
-                break  # halted or faulted: every further pass is a no-op
-            for c in range(dc):
-                x[c] = zero
-            x[cpu_ch] = one
-            for layer in range(n_layers):
-                n_pend = 0
-                # ---- read heads: decode the query's code, read that cell's channels.
-                for h in range(rh_ptr[layer, 0], rh_ptr[layer, 1]):
-                    for b in range(d_k):
-                        q[b] = zero
-                    for t in range(q_ptr[h], q_ptr[h + 1]):
-                        q[q_comp[t]] += q_w[t] * x[q_ch[t]]
-                    j = 0
-                    for b in range(k):
-                        if q[b] > zero:
-                            j += 1 << b
-                    if j >= n:
-                        continue
-                    score = zero
-                    s_sink = zero
-                    tb = table_id[h]
-                    for b in range(d_k):
-                        score += tables[tb, j, b] * q[b]
-                        s_sink += sink[h, b] * q[b]
-                    if not score > s_sink:
-                        continue
-                    for t in range(v_ptr[h], v_ptr[h + 1]):
-                        src = v_src[t]
-                        if src == 0:
-                            val = cells[i, j]
-                        elif src == 1:
-                            val = one if math.copysign(1.0, cells[i, j]) < 0 else zero
-                        else:
-                            val = consts[j, src]
-                        pend_ch[n_pend] = v_dst[t]
-                        pend_val[n_pend] = val
-                        n_pend += 1
-                for t in range(n_pend):
-                    x[pend_ch[t]] += pend_val[t]
-                n_pend = 0
-                # ---- write heads: decode the key's code; the cell MLP on selected cells.
-                nw = 0
-                for h in range(wh_ptr[layer, 0], wh_ptr[layer, 1]):
-                    for b in range(d_k):
-                        q[b] = zero
-                    for t in range(q_ptr[h], q_ptr[h + 1]):
-                        q[q_comp[t]] += q_w[t] * x[q_ch[t]]
-                    j = 0
-                    for b in range(k):
-                        if q[b] > zero:
-                            j += 1 << b
-                    if j < n:
-                        score = zero
-                        s_sink = zero
-                        tb = table_id[h]
-                        for b in range(d_k):
-                            score += tables[tb, j, b] * q[b]
-                            s_sink += tables[tb, j, b] * sink[h, b]
-                        if score > s_sink:
-                            target[nw] = j
+    n_machines = cells.shape[0]
+    # Machines are independent: chunks of them run in parallel (``_run_parallel``), each
+    # chunk with its own scratch vectors (the CPU token's stream, queries, pending adds).
+    for chunk in _prange(n_chunks):
+        x = np.zeros(dc, dt)
+        q = np.zeros(d_k, dt)
+        pend_ch = np.zeros(4096, np.int64)
+        pend_val = np.zeros(4096, dt)
+        target = np.zeros(64, np.int64)
+        head = np.zeros(64, np.int64)
+        tokv = np.zeros(dl, dt)
+        for i in range(chunk * n_machines // n_chunks, (chunk + 1) * n_machines // n_chunks):
+            for _ in range(n_steps):
+                if cells[i, 4] != zero or cells[i, 5] != zero:
+                    break  # halted or faulted: every further pass is a no-op
+                for c in range(dc):
+                    x[c] = zero
+                x[cpu_ch] = one
+                for layer in range(n_layers):
+                    n_pend = 0
+                    # ---- read heads: decode the query's code, read that cell's channels.
+                    for h in range(rh_ptr[layer, 0], rh_ptr[layer, 1]):
+                        j = h_fixed[h]
+                        if j == _NEVER:
+                            continue
+                        if j == _DECODE:
+                            for b in range(d_k):
+                                q[b] = zero
+                            for t in range(q_ptr[h], q_ptr[h + 1]):
+                                q[q_comp[t]] += q_w[t] * x[q_ch[t]]
+                            j = 0
+                            for b in range(k):
+                                if q[b] > zero:
+                                    j += 1 << b
+                            if j >= n:
+                                continue
+                            score = zero
+                            s_sink = zero
+                            tb = table_id[h]
+                            for b in range(d_k):
+                                score += tables[tb, j, b] * q[b]
+                                s_sink += sink[h, b] * q[b]
+                            if not score > s_sink:
+                                continue
+                        for t in range(v_ptr[h], v_ptr[h + 1]):
+                            src = v_src[t]
+                            if src == 0:
+                                val = cells[i, j]
+                            elif src == 1:
+                                val = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                            else:
+                                val = consts[j, src]
+                            pend_ch[n_pend] = v_dst[t]
+                            pend_val[n_pend] = val
+                            n_pend += 1
+                    for t in range(n_pend):
+                        x[pend_ch[t]] += pend_val[t]
+                    n_pend = 0
+                    # ---- write heads: decode the key's code; the cell MLP on selected cells.
+                    nw = 0
+                    for h in range(wh_ptr[layer, 0], wh_ptr[layer, 1]):
+                        if h_fixed[h] >= 0:
+                            target[nw] = h_fixed[h]
                             head[nw] = h
                             nw += 1
-                for a in range(nw):
-                    j = target[a]
-                    first = True
-                    for b in range(a):
-                        if target[b] == j:
-                            first = False
-                    if not first:
-                        continue
-                    # The token of cell j: its embedding plus every write head selecting it.
-                    for c in range(dl):
-                        tokv[c] = consts[j, c]
-                    tokv[0] = cells[i, j]
-                    tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
-                    for b in range(a, nw):
-                        if target[b] == j:
-                            hb = head[b]
-                            for t in range(v_ptr[hb], v_ptr[hb + 1]):
-                                tokv[v_dst[t]] += x[v_src[t]]
-                    out_v = zero
-                    out_s = zero
-                    for blk in range(cell_blk_ptr[layer], cell_blk_ptr[layer + 1]):
-                        for u in range(blk_unit[blk], blk_unit[blk + 1]):
-                            hval = _unit(
-                                u,
-                                tokv,
-                                u_op,
-                                u_act,
-                                u_b1,
-                                u_b1b,
-                                w1p,
-                                w1c,
-                                w1v,
-                                w1bp,
-                                w1bc,
-                                w1bv,
-                                big,
-                                zero,
-                                one,
-                            )
+                            continue
+                        if h_fixed[h] == _NEVER:
+                            continue
+                        for b in range(d_k):
+                            q[b] = zero
+                        for t in range(q_ptr[h], q_ptr[h + 1]):
+                            q[q_comp[t]] += q_w[t] * x[q_ch[t]]
+                        j = 0
+                        for b in range(k):
+                            if q[b] > zero:
+                                j += 1 << b
+                        if j < n:
+                            score = zero
+                            s_sink = zero
+                            tb = table_id[h]
+                            for b in range(d_k):
+                                score += tables[tb, j, b] * q[b]
+                                s_sink += tables[tb, j, b] * sink[h, b]
+                            if score > s_sink:
+                                target[nw] = j
+                                head[nw] = h
+                                nw += 1
+                    for a in range(nw):
+                        j = target[a]
+                        first = True
+                        for b in range(a):
+                            if target[b] == j:
+                                first = False
+                        if not first:
+                            continue
+                        # The token of cell j: its embedding plus every write head selecting it.
+                        for c in range(dl):
+                            tokv[c] = consts[j, c]
+                        tokv[0] = cells[i, j]
+                        tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                        for b in range(a, nw):
+                            if target[b] == j:
+                                hb = head[b]
+                                for t in range(v_ptr[hb], v_ptr[hb + 1]):
+                                    tokv[v_dst[t]] += x[v_src[t]]
+                        out_v = zero
+                        out_s = zero
+                        for blk in range(cell_blk_ptr[layer], cell_blk_ptr[layer + 1]):
+                            for u in range(blk_unit[blk], blk_unit[blk + 1]):
+                                pre = zero
+                                for t in range(w1p[u], w1p[u + 1]):
+                                    pre += w1v[t] * tokv[w1c[t]]
+                                pre = pre + u_b1[u]
+                                op = u_op[u]
+                                if op != _LINEAR:
+                                    if op == _MUL and pre == zero:
+                                        continue  # a closed gate: the product is a zero, which adds nothing
+                                    pb = zero
+                                    for t in range(w1bp[u], w1bp[u + 1]):
+                                        pb += w1bv[t] * tokv[w1bc[t]]
+                                    pb = pb + u_b1b[u]
+                                    pre = pre * pb if op == _MUL else pre / pb
+                                act = u_act[u]
+                                if act == _ID:
+                                    hval = pre
+                                elif act == _STEP_GE:
+                                    hval = one if pre >= zero else zero
+                                elif act == _STEP_GT:
+                                    hval = one if pre > zero else zero
+                                elif act == _SATURATE:
+                                    hval = big if pre > big else (-big if pre < -big else pre)
+                                else:
+                                    hval = zero if math.isfinite(pre) else one
+                                if hval == zero:
+                                    continue
+                                for t in range(w2p[u], w2p[u + 1]):
+                                    if w2c[t] == new_v:
+                                        out_v += w2v[t] * hval
+                                    elif w2c[t] == new_s:
+                                        out_s += w2v[t] * hval
+                        v = tokv[new_v] + out_v
+                        sgn = tokv[new_s] + out_s
+                        cells[i, j] = (one - (sgn + sgn)) * abs(v)
+                    # ---- MLP blocks of this layer: hidden units read x, outputs added after.
+                    for blk in range(blk_ptr[layer], blk_ptr[layer + 1]):
+                        u0, u1 = blk_unit[blk], blk_unit[blk + 1]
+                        if blk_bank[blk]:
+                            s = zero
+                            for t in range(bkp[blk], bkp[blk + 1]):
+                                s += bkv[t] * x[bkc[t]]
+                            lo, hi = 0, u1 - u0  # count of active units (they form a prefix)
+                            while lo < hi:
+                                mid = (lo + hi) // 2
+                                z = s + u_b1[u0 + mid]
+                                if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
+                                    lo = mid + 1
+                                else:
+                                    hi = mid
+                            row = pf_off[blk] + lo * (pf_out_ptr[blk + 1] - pf_out_ptr[blk])
+                            for t in range(pf_out_ptr[blk], pf_out_ptr[blk + 1]):
+                                val = pf_vals[row + t - pf_out_ptr[blk]]
+                                if val != zero:
+                                    pend_ch[n_pend] = pf_out[t]
+                                    pend_val[n_pend] = val
+                                    n_pend += 1
+                            continue
+                        for u in range(u0, u1):
+                            pre = zero
+                            for t in range(w1p[u], w1p[u + 1]):
+                                pre += w1v[t] * x[w1c[t]]
+                            pre = pre + u_b1[u]
+                            op = u_op[u]
+                            if op != _LINEAR:
+                                if op == _MUL and pre == zero:
+                                    continue  # a closed gate: the product is a zero, which adds nothing
+                                pb = zero
+                                for t in range(w1bp[u], w1bp[u + 1]):
+                                    pb += w1bv[t] * x[w1bc[t]]
+                                pb = pb + u_b1b[u]
+                                pre = pre * pb if op == _MUL else pre / pb
+                            act = u_act[u]
+                            if act == _ID:
+                                hval = pre
+                            elif act == _STEP_GE:
+                                hval = one if pre >= zero else zero
+                            elif act == _STEP_GT:
+                                hval = one if pre > zero else zero
+                            elif act == _SATURATE:
+                                hval = big if pre > big else (-big if pre < -big else pre)
+                            else:
+                                hval = zero if math.isfinite(pre) else one
                             if hval == zero:
                                 continue
                             for t in range(w2p[u], w2p[u + 1]):
-                                if w2c[t] == new_v:
-                                    out_v += w2v[t] * hval
-                                elif w2c[t] == new_s:
-                                    out_s += w2v[t] * hval
-                    v = tokv[new_v] + out_v
-                    sgn = tokv[new_s] + out_s
-                    cells[i, j] = (one - (sgn + sgn)) * abs(v)
-                # ---- MLP blocks of this layer: hidden units read x, outputs added after.
-                for blk in range(blk_ptr[layer], blk_ptr[layer + 1]):
-                    u0, u1 = blk_unit[blk], blk_unit[blk + 1]
-                    if blk_bank[blk]:
-                        s = zero
-                        for t in range(bkp[blk], bkp[blk + 1]):
-                            s += bkv[t] * x[bkc[t]]
-                        lo, hi = 0, u1 - u0  # count of active units (they form a prefix)
-                        while lo < hi:
-                            mid = (lo + hi) // 2
-                            z = s + u_b1[u0 + mid]
-                            if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
-                                lo = mid + 1
-                            else:
-                                hi = mid
-                        row = pf_off[blk] + lo * (pf_out_ptr[blk + 1] - pf_out_ptr[blk])
-                        for t in range(pf_out_ptr[blk], pf_out_ptr[blk + 1]):
-                            val = pf_vals[row + t - pf_out_ptr[blk]]
-                            if val != zero:
-                                pend_ch[n_pend] = pf_out[t]
-                                pend_val[n_pend] = val
+                                pend_ch[n_pend] = w2c[t]
+                                pend_val[n_pend] = w2v[t] * hval
                                 n_pend += 1
-                        continue
-                    for u in range(u0, u1):
-                        hval = _unit(
-                            u,
-                            x,
-                            u_op,
-                            u_act,
-                            u_b1,
-                            u_b1b,
-                            w1p,
-                            w1c,
-                            w1v,
-                            w1bp,
-                            w1bc,
-                            w1bv,
-                            big,
-                            zero,
-                            one,
-                        )
-                        if hval == zero:
-                            continue
-                        for t in range(w2p[u], w2p[u + 1]):
-                            pend_ch[n_pend] = w2c[t]
-                            pend_val[n_pend] = w2v[t] * hval
-                            n_pend += 1
-                for t in range(n_pend):
-                    x[pend_ch[t]] += pend_val[t]
+                    for t in range(n_pend):
+                        x[pend_ch[t]] += pend_val[t]
     return 0
 
 
+_run = _njit(_run_py)
+_run_parallel = _njit(_run_py, parallel=True)
+
 # Argument order of ``_run`` after ``meta``; which arrays are integer (the others are the
 # state's dtype). ``pack`` concatenates them into two buffers so that a Python call passes
-# six arguments: numba's dispatch checks every argument's type on every call, and with
+# a few arguments: numba's dispatch checks every argument's type on every call, and with
 # forty arrays that was most of the fixed cost of a call.
 _ARGS = [
     "rh_ptr",
@@ -513,6 +541,7 @@ _ARGS = [
     "pf_vals",
     "consts",
     "scalars",
+    "h_fixed",
 ]
 
 
@@ -520,6 +549,7 @@ def pack(program: tuple) -> tuple:
     """``(meta, ints, floats, index)``: every array of ``program`` as a view of one buffer
     (``index`` rows: start, end, shape)."""
     meta, arrays = program[0], program[1:]
+    assert len(arrays) == len(_ARGS)
     ints = [a for a in arrays if a.dtype == np.int64]
     floats = [a for a in arrays if a.dtype != np.int64]
     index = np.zeros((len(arrays), 5), dtype=np.int64)
@@ -538,7 +568,7 @@ def pack(program: tuple) -> tuple:
 
 
 @_njit
-def _run_packed(cells, n_steps, meta, ints, floats, ix):
+def _run_packed(cells, n_steps, meta, ints, floats, ix, n_chunks):
     def v1(buf, r):
         return buf[ix[r, 0] : ix[r, 1]]
 
@@ -548,10 +578,7 @@ def _run_packed(cells, n_steps, meta, ints, floats, ix):
     def v3(buf, r):
         return buf[ix[r, 0] : ix[r, 1]].reshape((ix[r, 2], ix[r, 3], ix[r, 4]))
 
-    return _run(
-        cells,
-        n_steps,
-        meta,
+    args = (
         v2(ints, 0),
         v2(ints, 1),
         v1(ints, 2),
@@ -591,7 +618,15 @@ def _run_packed(cells, n_steps, meta, ints, floats, ix):
         v1(floats, 36),
         v2(floats, 37),
         v1(floats, 38),
+        v1(ints, 39),
     )
+    if n_chunks > 1:
+        return _run_parallel(cells, n_steps, meta, *args, n_chunks)
+    return _run(cells, n_steps, meta, *args, 1)
+
+
+PARALLEL_MIN_BATCH = 64
+"""Below this many machines a call runs on one thread (starting threads costs more)."""
 
 
 def run(cells: np.ndarray, n_steps: int, program: tuple) -> None:
@@ -599,8 +634,16 @@ def run(cells: np.ndarray, n_steps: int, program: tuple) -> None:
 
     ``program`` is :func:`sparse_program` or its :func:`pack` (faster to call). A
     machine's loop stops once it is halted or faulted (frozen: further passes are no-ops).
+    From :data:`PARALLEL_MIN_BATCH` machines on, chunks of machines run on numba's threads
+    (``NUMBA_NUM_THREADS``); results do not depend on it.
     """
+    b = cells.shape[0]
+    n_chunks = 1
+    if b >= PARALLEL_MIN_BATCH and numba is not None and numba.get_num_threads() > 1:
+        n_chunks = min(b, 8 * numba.get_num_threads())
     if len(program) == 4:
-        _run_packed(cells, n_steps, *program)
+        _run_packed(cells, n_steps, *program, n_chunks)
+    elif n_chunks > 1:
+        _run_parallel(cells, n_steps, *program, n_chunks)
     else:
-        _run(cells, n_steps, *program)
+        _run(cells, n_steps, *program, 1)

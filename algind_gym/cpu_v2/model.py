@@ -130,6 +130,7 @@ class TransformerCPU(nn.Module):
         self.dtype = _torch_dtype(dtype)
         self.n_cells = layout.n_cells
         np_dt = np.float32 if self.dtype == torch.float32 else np.float64
+        self._np_dtype = np.dtype(np_dt)
         self.compiled: Circuit = circuit or compile_circuit(layout, np_dt)
         self.device = device
         self._blocks: TorchCircuit | None = None  # the torch tensors, built on first use
@@ -200,11 +201,31 @@ class TransformerCPU(nn.Module):
         return _kernel.AVAILABLE
 
     def _numba_run(self, cells: Tensor, n_steps: int) -> None:
-        if self._numba_program is None:  # the sparse forms never change: built on first use
-            np_dt = np.float32 if self.dtype == torch.float32 else np.float64
-            self._numba_program = _kernel.pack(_kernel.sparse_program(self.compiled, np_dt))
         with torch.no_grad():
-            _kernel.run(cells.detach().numpy(), int(n_steps), self._numba_program)
+            self.run_numpy(cells.detach().numpy(), n_steps)
+
+    def runs_numpy(self) -> bool:
+        """Whether :meth:`run_numpy` applies: the fused path on the numba kernel, on CPU."""
+        return (
+            self.path == "fused"
+            and self.kernel != "torch"
+            and _kernel.AVAILABLE
+            and torch.device(self.device).type == "cpu"
+        )
+
+    def run_numpy(self, cells: np.ndarray, n_steps: int) -> np.ndarray:
+        """``n_steps`` passes of the numba kernel on C-contiguous numpy ``cells`` in place
+        (the backends' path: no torch call at all, so a short call costs a few us)."""
+        if not self.runs_numpy():
+            raise RuntimeError("run_numpy needs path='fused' with the numba kernel on CPU")
+        if cells.dtype != self._np_dtype or not cells.flags.c_contiguous:
+            raise TypeError(f"cells must be C-contiguous {self._np_dtype.name}")
+        if self._numba_program is None:  # the sparse forms never change: built on first use
+            self._numba_program = _kernel.pack(
+                _kernel.sparse_program(self.compiled, self._np_dtype)
+            )
+        _kernel.run(cells, int(n_steps), self._numba_program)
+        return cells
 
     def run(self, cells: Tensor, n_steps: int) -> Tensor:
         """``n_steps`` forward passes on ``cells`` in place (no autograd); returns ``cells``.
