@@ -167,6 +167,7 @@ def sparse_program(c: Circuit, dtype) -> tuple:
             side_list.append(len(blk_bank))
     assert blk_side[: blk_ptr[-1]] == ["cpu"] * blk_ptr[-1]
     cell_blk_ptr[0] = blk_ptr[-1]  # block indices are global: cell blocks follow the CPU's
+    touch = _touch_lists(blk_unit, u_op, u_act, u_b1, w1[0], w1[1])
 
     i64 = np.int64
 
@@ -184,6 +185,8 @@ def sparse_program(c: Circuit, dtype) -> tuple:
             c.cell["new.v"],
             c.cell["new.s"],
             n_layers,
+            len(v_dst) + len(w2[1]) + len(pf_out),  # bound on one layer's pending adds
+            len(head_kinds),  # bound on one layer's write heads
         ],
         dtype=i64,
     )
@@ -229,7 +232,48 @@ def sparse_program(c: Circuit, dtype) -> tuple:
         arr(c.cell_constants, dt),
         arr([0.0, 1.0, np.finfo(dt).max], dt),
         arr(h_fixed),
+        *(arr(a) for a in touch),
     )
+
+
+def _touch_lists(blk_unit, u_op, u_act, u_b1, w1p, w1c) -> tuple:
+    """Which units of an MLP block can add anything on a given stream (read off ``W_1``).
+
+    A unit whose first pre-activation reads only zero channels has ``pre = b``: it adds
+    nothing unless ``act(b)`` (``op(b, .)``) is non-zero. Such units are marked ``always``;
+    every other unit is evaluated only when one of its ``W_1`` input channels is non-zero.
+    Returns ``(always, in_ptr, in_ch, col_ptr, col_unit)``: per unit the flag; per block its
+    input channels; per (block, channel) the units whose ``W_1`` row reads it (ascending).
+    """
+    always = []
+    for u in range(len(u_op)):
+        b = u_b1[u]
+        if u_op[u] == _DIV:
+            on = True
+        elif u_op[u] == _MUL:
+            on = b != 0  # the kernel skips a closed gate (pre == 0)
+        else:
+            act = u_act[u]
+            on = {
+                _ID: b != 0,
+                _SATURATE: b != 0,
+                _STEP_GE: b >= 0,
+                _STEP_GT: b > 0,
+                _NONFINITE: not math.isfinite(b),
+            }[act]
+        always.append(int(on))
+    in_ptr, in_ch, col_ptr, col_unit = [0], [], [0], []
+    for blk in range(len(blk_unit) - 1):
+        cols: dict[int, list[int]] = {}
+        for u in range(blk_unit[blk], blk_unit[blk + 1]):
+            for t in range(w1p[u], w1p[u + 1]):
+                cols.setdefault(w1c[t], []).append(u)
+        for ch, units in sorted(cols.items()):
+            in_ch.append(ch)
+            col_unit += sorted(set(units))
+            col_ptr.append(len(col_unit))
+        in_ptr.append(len(in_ch))
+    return always, in_ptr, in_ch, col_ptr, col_unit
 
 
 def _njit(fn=None, parallel: bool = False):
@@ -242,67 +286,78 @@ def _njit(fn=None, parallel: bool = False):
     )(fn)
 
 
-def _run_py(
-    cells,
-    n_steps,
-    meta,
-    rh_ptr,
-    wh_ptr,
-    q_ptr,
-    q_ch,
-    q_comp,
-    q_w,
-    v_ptr,
-    v_src,
-    v_dst,
-    sink,
-    table_id,
-    tables,
-    blk_ptr,
-    cell_blk_ptr,
-    blk_bank,
-    blk_unit,
-    u_op,
-    u_act,
-    u_b1,
-    u_b1b,
-    w1p,
-    w1c,
-    w1v,
-    w1bp,
-    w1bc,
-    w1bv,
-    w2p,
-    w2c,
-    w2v,
-    bkp,
-    bkc,
-    bkv,
-    pf_off,
-    pf_rows,
-    pf_out_ptr,
-    pf_out,
-    pf_vals,
-    consts,
-    scalars,
-    h_fixed,
-    n_chunks,
-):
+def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
+    # The program's arrays: views of the two packed buffers (see ``pack``).
+    rh_ptr = ints[ix[0, 0] : ix[0, 1]].reshape((ix[0, 2], ix[0, 3]))
+    wh_ptr = ints[ix[1, 0] : ix[1, 1]].reshape((ix[1, 2], ix[1, 3]))
+    q_ptr = ints[ix[2, 0] : ix[2, 1]]
+    q_ch = ints[ix[3, 0] : ix[3, 1]]
+    q_comp = ints[ix[4, 0] : ix[4, 1]]
+    q_w = floats[ix[5, 0] : ix[5, 1]]
+    v_ptr = ints[ix[6, 0] : ix[6, 1]]
+    v_src = ints[ix[7, 0] : ix[7, 1]]
+    v_dst = ints[ix[8, 0] : ix[8, 1]]
+    sink = floats[ix[9, 0] : ix[9, 1]].reshape((ix[9, 2], ix[9, 3]))
+    table_id = ints[ix[10, 0] : ix[10, 1]]
+    tables = floats[ix[11, 0] : ix[11, 1]].reshape((ix[11, 2], ix[11, 3], ix[11, 4]))
+    blk_ptr = ints[ix[12, 0] : ix[12, 1]]
+    cell_blk_ptr = ints[ix[13, 0] : ix[13, 1]]
+    blk_bank = ints[ix[14, 0] : ix[14, 1]]
+    blk_unit = ints[ix[15, 0] : ix[15, 1]]
+    u_op = ints[ix[16, 0] : ix[16, 1]]
+    u_act = ints[ix[17, 0] : ix[17, 1]]
+    u_b1 = floats[ix[18, 0] : ix[18, 1]]
+    u_b1b = floats[ix[19, 0] : ix[19, 1]]
+    w1p = ints[ix[20, 0] : ix[20, 1]]
+    w1c = ints[ix[21, 0] : ix[21, 1]]
+    w1v = floats[ix[22, 0] : ix[22, 1]]
+    w1bp = ints[ix[23, 0] : ix[23, 1]]
+    w1bc = ints[ix[24, 0] : ix[24, 1]]
+    w1bv = floats[ix[25, 0] : ix[25, 1]]
+    w2p = ints[ix[26, 0] : ix[26, 1]]
+    w2c = ints[ix[27, 0] : ix[27, 1]]
+    w2v = floats[ix[28, 0] : ix[28, 1]]
+    bkp = ints[ix[29, 0] : ix[29, 1]]
+    bkc = ints[ix[30, 0] : ix[30, 1]]
+    bkv = floats[ix[31, 0] : ix[31, 1]]
+    pf_off = ints[ix[32, 0] : ix[32, 1]]
+    pf_out_ptr = ints[ix[34, 0] : ix[34, 1]]
+    pf_out = ints[ix[35, 0] : ix[35, 1]]
+    pf_vals = floats[ix[36, 0] : ix[36, 1]]
+    consts = floats[ix[37, 0] : ix[37, 1]].reshape((ix[37, 2], ix[37, 3]))
+    scalars = floats[ix[38, 0] : ix[38, 1]]
+    h_fixed = ints[ix[39, 0] : ix[39, 1]]
+    u_always = ints[ix[40, 0] : ix[40, 1]]
+    in_ptr = ints[ix[41, 0] : ix[41, 1]]
+    in_ch = ints[ix[42, 0] : ix[42, 1]]
+    col_ptr = ints[ix[43, 0] : ix[43, 1]]
+    col_unit = ints[ix[44, 0] : ix[44, 1]]
     n, k, d_k, dc, dl = meta[0], meta[1], meta[2], meta[3], meta[4]
     cpu_ch, new_v, new_s, n_layers = meta[5], meta[6], meta[7], meta[8]
+    n_pend_max, n_heads = meta[9], meta[10]
     dt = cells.dtype
     zero, one, big = scalars[0], scalars[1], scalars[2]
     n_machines = cells.shape[0]
+    for i in range(n_machines):  # the entry check: every cell finite, else run nothing
+        for j in range(cells.shape[1]):
+            if not math.isfinite(cells[i, j]):
+                return i * cells.shape[1] + j
     # Machines are independent: chunks of them run in parallel (``_run_parallel``), each
     # chunk with its own scratch vectors (the CPU token's stream, queries, pending adds).
     for chunk in _prange(n_chunks):
         x = np.zeros(dc, dt)
         q = np.zeros(d_k, dt)
-        pend_ch = np.zeros(4096, np.int64)
-        pend_val = np.zeros(4096, dt)
-        target = np.zeros(64, np.int64)
-        head = np.zeros(64, np.int64)
+        pend_ch = np.empty(n_pend_max, np.int64)
+        pend_val = np.empty(n_pend_max, dt)
+        target = np.empty(n_heads, np.int64)
+        head = np.empty(n_heads, np.int64)
         tokv = np.zeros(dl, dt)
+        mark = np.empty(len(u_op), np.int64)  # only the non-bank units' marks are read
+        for blk in range(len(blk_bank)):
+            if not blk_bank[blk]:
+                for u in range(blk_unit[blk], blk_unit[blk + 1]):
+                    mark[u] = 0
+        stamp = 0
         for i in range(chunk * n_machines // n_chunks, (chunk + 1) * n_machines // n_chunks):
             for _ in range(n_steps):
                 if cells[i, 4] != zero or cells[i, 5] != zero:
@@ -400,7 +455,14 @@ def _run_py(
                         out_v = zero
                         out_s = zero
                         for blk in range(cell_blk_ptr[layer], cell_blk_ptr[layer + 1]):
+                            stamp += 1
+                            for e in range(in_ptr[blk], in_ptr[blk + 1]):
+                                if tokv[in_ch[e]] != zero:
+                                    for t in range(col_ptr[e], col_ptr[e + 1]):
+                                        mark[col_unit[t]] = stamp
                             for u in range(blk_unit[blk], blk_unit[blk + 1]):
+                                if mark[u] != stamp and u_always[u] == 0:
+                                    continue
                                 pre = zero
                                 for t in range(w1p[u], w1p[u + 1]):
                                     pre += w1v[t] * tokv[w1c[t]]
@@ -458,7 +520,16 @@ def _run_py(
                                     pend_val[n_pend] = val
                                     n_pend += 1
                             continue
+                        # Only the units that one non-zero input touches (and the few
+                        # that are active on a zero input) can add anything.
+                        stamp += 1
+                        for e in range(in_ptr[blk], in_ptr[blk + 1]):
+                            if x[in_ch[e]] != zero:
+                                for t in range(col_ptr[e], col_ptr[e + 1]):
+                                    mark[col_unit[t]] = stamp
                         for u in range(u0, u1):
+                            if mark[u] != stamp and u_always[u] == 0:
+                                continue
                             pre = zero
                             for t in range(w1p[u], w1p[u + 1]):
                                 pre += w1v[t] * x[w1c[t]]
@@ -491,7 +562,10 @@ def _run_py(
                                 n_pend += 1
                     for t in range(n_pend):
                         x[pend_ch[t]] += pend_val[t]
-    return 0
+            # The driver's rule (``interpreter.run``): still running after the budget.
+            if budget != zero and cells[i, 4] == zero and math.trunc(cells[i, 5]) == zero:
+                cells[i, 5] = budget
+    return -1
 
 
 _run = _njit(_run_py)
@@ -542,6 +616,11 @@ _ARGS = [
     "consts",
     "scalars",
     "h_fixed",
+    "u_always",
+    "in_ptr",
+    "in_ch",
+    "col_ptr",
+    "col_unit",
 ]
 
 
@@ -567,83 +646,28 @@ def pack(program: tuple) -> tuple:
     )
 
 
-@_njit
-def _run_packed(cells, n_steps, meta, ints, floats, ix, n_chunks):
-    def v1(buf, r):
-        return buf[ix[r, 0] : ix[r, 1]]
-
-    def v2(buf, r):
-        return buf[ix[r, 0] : ix[r, 1]].reshape((ix[r, 2], ix[r, 3]))
-
-    def v3(buf, r):
-        return buf[ix[r, 0] : ix[r, 1]].reshape((ix[r, 2], ix[r, 3], ix[r, 4]))
-
-    args = (
-        v2(ints, 0),
-        v2(ints, 1),
-        v1(ints, 2),
-        v1(ints, 3),
-        v1(ints, 4),
-        v1(floats, 5),
-        v1(ints, 6),
-        v1(ints, 7),
-        v1(ints, 8),
-        v2(floats, 9),
-        v1(ints, 10),
-        v3(floats, 11),
-        v1(ints, 12),
-        v1(ints, 13),
-        v1(ints, 14),
-        v1(ints, 15),
-        v1(ints, 16),
-        v1(ints, 17),
-        v1(floats, 18),
-        v1(floats, 19),
-        v1(ints, 20),
-        v1(ints, 21),
-        v1(floats, 22),
-        v1(ints, 23),
-        v1(ints, 24),
-        v1(floats, 25),
-        v1(ints, 26),
-        v1(ints, 27),
-        v1(floats, 28),
-        v1(ints, 29),
-        v1(ints, 30),
-        v1(floats, 31),
-        v1(ints, 32),
-        v1(ints, 33),
-        v1(ints, 34),
-        v1(ints, 35),
-        v1(floats, 36),
-        v2(floats, 37),
-        v1(floats, 38),
-        v1(ints, 39),
-    )
-    if n_chunks > 1:
-        return _run_parallel(cells, n_steps, meta, *args, n_chunks)
-    return _run(cells, n_steps, meta, *args, 1)
-
-
 PARALLEL_MIN_BATCH = 64
 """Below this many machines a call runs on one thread (starting threads costs more)."""
 
 
-def run(cells: np.ndarray, n_steps: int, program: tuple) -> None:
+def run(cells: np.ndarray, n_steps: int, program: tuple, budget: float = 0.0) -> int:
     """``n_steps`` forward passes on every machine of ``cells`` ``(B, N)``, in place.
 
-    ``program`` is :func:`sparse_program` or its :func:`pack` (faster to call). A
+    ``program`` is :func:`sparse_program` or (faster to call) its :func:`pack`. A
     machine's loop stops once it is halted or faulted (frozen: further passes are no-ops).
+    A non-zero ``budget`` is then written to the FAULT cell of every machine still running
+    (``Fault.BUDGET_EXHAUSTED``, as :func:`algind_gym.machine.interpreter.run` does).
     From :data:`PARALLEL_MIN_BATCH` machines on, chunks of machines run on numba's threads
     (``NUMBA_NUM_THREADS``); results do not depend on it.
+
+    Returns -1, or (running nothing) the flat index of the first non-finite cell.
     """
-    b = cells.shape[0]
+    if len(program) != 4:
+        program = pack(program)
     n_chunks = 1
-    if b >= PARALLEL_MIN_BATCH and numba is not None and numba.get_num_threads() > 1:
-        n_chunks = min(b, 8 * numba.get_num_threads())
-    if len(program) == 4:
-        _run_packed(cells, n_steps, *program, n_chunks)
-    elif n_chunks > 1:
-        _run_parallel(cells, n_steps, *program, n_chunks)
-    else:
-        _run(cells, n_steps, *program, 1)
+    if cells.shape[0] >= PARALLEL_MIN_BATCH and numba is not None:
+        threads = numba.get_num_threads()
+        if threads > 1:
+            n_chunks = min(cells.shape[0], 8 * threads)
+    fn = _run_parallel if n_chunks > 1 else _run
+    return int(fn(cells, n_steps, *program, n_chunks, cells.dtype.type(budget)))
