@@ -9,14 +9,28 @@ functions that build the dense matrices) and flattens its sparse form into array
 * per write head: the non-zeros of ``W_K``, the queries of the cell tokens, the sink's key
   and the copies;
 * per MLP unit: its row of ``W_1`` (and ``W_1b``), bias, op, activation and its column of
-  ``W_2``; per step bank: its input row, thresholds and the prefix sums of its ``W_2``.
+  ``W_2``; per step bank: its input row, thresholds and the prefix sums of its ``W_2``;
+* per MLP block: the columns of ``W_1`` (input channel -> units that read it) and which
+  units are active on an all-zero input (:func:`_touch_lists`);
+* per head whose CPU-side matrix reads only the constant channel (register reads and
+  writes): the cell it selects, computed once from ``W_Q``/``W_K`` (:func:`_fixed_target`).
 
 :func:`run` executes them. Hard attention is resolved by decoding the query's code: the
 cell whose code has the query's signs is the argmax, and it is read if its score beats
-the sink's. An MLP unit whose gate pre-activation is zero, or whose output is zero, adds
-nothing and is skipped; a step bank is a binary search plus one prefix-sum row; the cell
-MLP runs only on the cells the write heads select. Nothing here knows an opcode: change a
-matrix entry and this kernel changes with the dense transformer.
+the sink's. An MLP unit is evaluated only if one of its ``W_1`` input channels is non-zero
+or it is active on a zero input (otherwise its pre-activation is its bias and it adds
+nothing); a unit whose gate pre-activation is zero, or whose output is zero, adds nothing
+and is skipped; a step bank is a binary search plus one prefix-sum row; the cell MLP runs
+only on the cells the write heads select. Nothing here knows an opcode: change a matrix
+entry and this kernel changes with the dense transformer (``tests/cpu_v2`` checks it).
+
+Cost (measured with ``experiments/bench_cpu.py``): a call is a few microseconds (the
+program is two packed buffers whose views are made inside the kernel; the entry check of
+finite cells and the ``BUDGET_EXHAUSTED`` rule run inside it too); a pass evaluates about
+120 MLP units, 90 bank search steps, 12 decoded heads and writes 7 cell tokens. Machines
+are independent, so from :data:`PARALLEL_MIN_BATCH` machines on chunks of them run on
+numba's threads (``prange``); the kernel does no batching across machines otherwise, so
+its instructions/s do not grow with the batch on one thread.
 
 Exactness: every sum is over the same non-zero terms as the dense matmul (the other terms
 are zeros, which change at most the sign of a zero in a value channel, and no unit reads
