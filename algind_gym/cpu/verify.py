@@ -143,9 +143,10 @@ def verify_cpu(
             by_layout.setdefault(st.layout, []).append(st.cells)
         for layout, rows in by_layout.items():
             ref = MachineState(layout, np.concatenate(rows), check_registers=False)
-            n_checked, n_lengths = _lockstep(
-                ref, engines, 4096, per_backend, examples, opcode_counts
-            )
+            # Fresh backends per layout: each compiles its models for this layout only, and
+            # they are freed afterwards (dozens of large layouts would not fit in memory).
+            fresh = {name: make_backend(name) for name in backends}
+            n_checked, n_lengths = _lockstep(ref, fresh, 4096, per_backend, examples, opcode_counts)
             checked += n_checked
             lengths += n_lengths
     opcodes = {BY_CODE[c].name: int(k) for c, k in enumerate(opcode_counts) if c in BY_CODE}
