@@ -183,7 +183,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_assignments(state, program, args.set or [])
     make_backend(args.backend).run(state, max_steps=args.max_steps)
     if args.json:
-        print(json.dumps({"program": program.name, **state_summary(state, program)}))
+        summary = {"program": program.name, "backend": args.backend}
+        print(json.dumps(summary | state_summary(state, program)))
     else:
         print(f"backend: {args.backend}")
         print_state(state, program)
@@ -193,9 +194,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_verify_cpu(args: argparse.Namespace) -> int:
     from algind_gym.cpu.verify import verify_cpu
 
-    backends = ("transformer", "transformer-torch")
-    if not args.fused_only:
-        backends += ("transformer-dense",)
+    backends = tuple(b for b in args.backends.split(",") if b)
+    choices = [n for n in BACKEND_NAMES + V2_BACKEND_NAMES if n != "reference"]
+    unknown = [b for b in backends if b not in choices]
+    if unknown or not backends:
+        raise UsageError(
+            f"--backends: unknown or reference backend(s) {unknown}; choose among "
+            f"{', '.join(choices)}"
+        )
+    if args.fused_only:
+        backends = tuple(b for b in backends if not b.endswith("dense"))
     result = verify_cpu(
         programs=args.programs,
         steps=args.steps,
@@ -204,6 +212,8 @@ def cmd_verify_cpu(args: argparse.Namespace) -> int:
         seed=args.seed,
         backends=backends,
         print_result=not args.json,
+        structured_steps=args.structured_steps,
+        structured_tasks=args.structured_tasks.split(",") if args.structured_tasks else None,
     )
     if args.json:
         print(json.dumps(result, default=str))
@@ -290,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
             p.add_argument("--json", action="store_true", help="print the final state as JSON")
             p.add_argument(
-                "--backend", choices=BACKEND_NAMES + V2_BACKEND_NAMES, default="reference"
+                "--backend",
+                choices=BACKEND_NAMES + V2_BACKEND_NAMES,
+                default="transformer",
+                help="the Transformer CPU (default) or the reference interpreter",
             )
         if name == "cpu-info":
             p.add_argument("--memory-size", type=int, default=256, help="data cells")
@@ -310,7 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batch", type=int, default=512, help="machines per round")
             p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
             p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--fused-only", action="store_true", help="skip the dense path")
+            p.add_argument("--fused-only", action="store_true", help="skip the dense paths")
+            p.add_argument(
+                "--backends",
+                default=",".join(n for n in BACKEND_NAMES + V2_BACKEND_NAMES if n != "reference"),
+                help="comma-separated backends to compare with the reference (default: all)",
+            )
+            p.add_argument(
+                "--structured-steps",
+                type=int,
+                default=0,
+                help="then check at least this many steps of reference solutions' skill calls "
+                "and mutations of them (long programs)",
+            )
+            p.add_argument(
+                "--structured-tasks", help="comma-separated tasks for those (default: all)"
+            )
             p.add_argument("--json", action="store_true")
         if name == "bench-cpu":
             p.add_argument("--batches", default="1,64,1024,4096")

@@ -1,47 +1,115 @@
-"""Benchmark the CPU backends side by side (reference, dense, fused) and save JSON rows.
+"""The CPU backends side by side in one run: the reference interpreter, the default
+Transformer CPU kernel (v1, ``algind_gym/cpu``) and the compiled-transformer CPU v2
+(``algind_gym/cpu_v2``), with the figures issue 14 asks for.
 
 Usage:
-    python experiments/bench_cpu.py [--batches 1,64,1024,4096] [--threads N]
-                                    [--out results/bench_cpu.json]
+    python experiments/bench_cpu.py [--batches 1,8,4096] [--dtype float32]
+                                    [--min-seconds 0.5] [--out results/bench_cpu.json]
 
-Also times the dense path at batch 1 on a state of about 1024 cells.
+Prints, all measured in this one run (absolute numbers depend on the machine's load; the
+ratios are the comparable figures):
+
+1. instructions/s of ``reference``, ``transformer`` (v1 numba kernel) and
+   ``transformer-v2`` (v2 numba kernel) per batch size (divergent workload of
+   :mod:`algind_gym.cpu.bench`), with v2 / reference and v1 / v2;
+2. the fixed cost of a call (``run`` with 0 and with 1 step, batch 1);
+3. the time of one environment step: a 100-instruction run on 8 machines;
+4. the dense paths (v1 and v2) at batch 1 on a state of about 1024 cells;
+5. the issue's targets for v2, each with the measured figure and "met" or "not met".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from algind_gym.cpu.bench import bench_cpu, bench_dense_cells
+from algind_gym.cpu.bench import bench_backend, bench_call, bench_dense_cells
+
+FAST = ("reference", "transformer", "transformer-v2")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", default="1,64,1024,4096")
+    parser.add_argument("--batches", default="1,8,4096")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--min-seconds", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch intra-op threads (default: torch's choice); 1 is as fast on small "
-        "batches and far steadier when other processes share the cores",
-    )
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    batches = [int(b) for b in args.batches.split(",")]
-    rows = bench_cpu(batches=batches, dtype=args.dtype)
-    dense = bench_dense_cells(1024, dtype=args.dtype)
-    print(
-        f"dense, batch 1, {dense['n_cells']} cells: {dense['instructions_per_s']:.3g} instructions/s"
-    )
+    dt = np.dtype(args.dtype)
+    threads = os.environ.get("NUMBA_NUM_THREADS", "numba's default")
+    print(f"dtype {dt.name}, NUMBA_NUM_THREADS={threads}")
+    out: dict = {"throughput": [], "calls": [], "dense": []}
+
+    print("\n1. instructions/s (divergent workload)")
+    rate: dict[tuple[str, int], float] = {}
+    for batch in (int(b) for b in args.batches.split(",")):
+        steps = 200 if batch < 64 else 30
+        for name in FAST:
+            row = bench_backend(name, batch, steps, dtype=dt, min_seconds=args.min_seconds)
+            rate[name, batch] = row["instructions_per_s"]
+            out["throughput"].append(row)
+        r = {n: rate[n, batch] for n in FAST}
+        print(
+            f"  batch {batch:5d}: "
+            + "  ".join(f"{n} {v:.3g}" for n, v in r.items())
+            + f"  | v2/reference {r['transformer-v2'] / r['reference']:.2f}x"
+            + f"  v1/v2 {r['transformer'] / r['transformer-v2']:.1f}x"
+        )
+
+    print("\n2. fixed cost of a call (batch 1) and 3. one env step (100 instructions, batch 8)")
+    cost: dict[tuple[str, int, int], float] = {}
+    for name in FAST:
+        for batch, steps in ((1, 0), (1, 1), (8, 100)):
+            row = bench_call(name, batch, steps, dt, args.min_seconds)
+            cost[name, batch, steps] = row["seconds_per_call"]
+            out["calls"].append(row)
+        print(
+            f"  {name:15s} 0 steps {cost[name, 1, 0] * 1e6:8.1f} us   1 step "
+            f"{cost[name, 1, 1] * 1e6:8.1f} us   100 instructions x 8 machines "
+            f"{cost[name, 8, 100] * 1e6:9.1f} us"
+        )
+
+    print("\n4. dense paths, batch 1, about 1024 cells")
+    dense = {}
+    for name in ("transformer-dense", "transformer-v2-dense"):
+        row = bench_dense_cells(1024, steps=20, dtype=dt, backend=name)
+        dense[name] = row["instructions_per_s"]
+        out["dense"].append(row)
+        print(f"  {name:22s} {row['n_cells']} cells: {row['instructions_per_s']:.3g} instr/s")
+
+    print("\n5. issue 14's targets for v2 (measured in this run)")
+    big = max(b for _, b in rate)
+    fixed = max(cost["transformer-v2", 1, 0], cost["transformer-v2", 1, 1]) * 1e6
+    checks = [
+        ("fixed cost per call < 20 us", f"{fixed:.1f} us", fixed < 20),
+        (
+            f"numba at batch {big} >= reference",
+            f"{rate['transformer-v2', big]:.3g} vs {rate['reference', big]:.3g}",
+            rate["transformer-v2", big] >= rate["reference", big],
+        ),
+        (
+            f"numba at batch {big} >= 5e6 instructions/s",
+            f"{rate['transformer-v2', big]:.3g}",
+            rate["transformer-v2", big] >= 5e6,
+        ),
+        (
+            "dense at batch 1, 1024 cells >= 1e3 instructions/s",
+            f"{dense['transformer-v2-dense']:.3g}",
+            dense["transformer-v2-dense"] >= 1e3,
+        ),
+    ]
+    for text, figure, ok in checks:
+        print(f"  {text:50s} {figure:24s} {'met' if ok else 'NOT met'}")
+    print(f"  (one env step, 100 instructions x 8: {cost['transformer-v2', 8, 100] * 1e6:.0f} us)")
     if args.out:
+        from algind_gym.atomic import atomic_write_text
+
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"rows": rows, "dense_1024_cells": dense}, indent=1))
+        atomic_write_text(args.out, json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -101,8 +101,13 @@ def test_verify_tasks_and_show_skill(capsys):
     assert "zipmap(f: skill(scalar,scalar,scalar)" in capsys.readouterr().out
 
 
-def test_run_on_the_transformer_backend_matches(capsys):
-    assert main(["run", "factorial", "--backend", "transformer", "--json"]) == 0
-    cpu = json.loads(capsys.readouterr().out)
+def test_run_defaults_to_the_transformer_and_matches_the_reference(capsys):
     assert main(["run", "factorial", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == cpu
+    cpu = json.loads(capsys.readouterr().out)
+    assert cpu.pop("backend") == "transformer"
+    assert main(["run", "factorial", "--backend", "reference", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert ref.pop("backend") == "reference"
+    assert ref == cpu
+    assert main(["run", "factorial"]) == 0
+    assert capsys.readouterr().out.startswith("backend: transformer\n")

@@ -177,11 +177,47 @@ def bench_cpu(
     return rows
 
 
-def bench_dense_cells(n_cells: int = 1024, steps: int = 100, dtype=np.float32) -> dict:
-    """Dense path at batch 1 on a state of about ``n_cells`` cells (memory padded)."""
+def bench_dense_cells(
+    n_cells: int = 1024, steps: int = 100, dtype=np.float32, backend: str = "transformer-dense"
+) -> dict:
+    """A dense path at batch 1 on a state of about ``n_cells`` cells (memory padded)."""
     lay = bench_layout()
     pad = max(64, n_cells - (lay.n_cells - lay.memory_size))
-    return bench_backend("transformer-dense", 1, steps, "lockstep", dtype, memory_size=pad)
+    return bench_backend(backend, 1, steps, "lockstep", dtype, memory_size=pad)
+
+
+def bench_call(
+    backend: str, batch: int, steps: int, dtype=np.float32, min_seconds: float = 0.5
+) -> dict:
+    """Seconds per ``run(state, steps)`` call on ``batch`` fresh bench machines.
+
+    Every call starts from the same running state (copied in before the call, outside the
+    timing), so ``steps=0`` and ``steps=1`` give the fixed cost of a call and ``steps=100``
+    at batch 8 the cost of one environment step that runs a 100-instruction program.
+    Returns ``{"backend", "batch", "steps", "calls", "seconds_per_call"}`` (the best of
+    five rounds, each of at least ``min_seconds / 5``).
+    """
+    be = make_backend(backend)
+    start = bench_machines(batch, "divergent", dtype)
+    state = start.copy()
+    be.run(state, max(steps, 1))  # warm-up: compile, caches
+    best, calls = float("inf"), 0
+    for _ in range(5):
+        elapsed, n = 0.0, 0
+        while elapsed < min_seconds / 5 or n == 0:
+            state.cells[...] = start.cells
+            t0 = time.perf_counter()
+            be.run(state, steps)
+            elapsed += time.perf_counter() - t0
+            n += 1
+        best, calls = min(best, elapsed / n), calls + n
+    return {
+        "backend": backend,
+        "batch": batch,
+        "steps": steps,
+        "calls": calls,
+        "seconds_per_call": best,
+    }
 
 
 def print_bench(rows: list[dict]) -> None:

@@ -7,6 +7,12 @@ the full state of every machine after every step by its bit pattern (so ``-0.0``
 from the reference, so one bug does not hide or cascade into others. Machines run in a
 pool of ``batch`` slots that is refilled with fresh programs as machines stop, so nearly
 every checked step executes an instruction.
+
+Random programs stop after a few steps on average, so ``structured_steps`` adds long ones
+(:mod:`algind_gym.cpu_v2.structured`): every reference solution's skill calls on random
+inputs (16 machines per call), and mutated copies of them (a changed operand, two swapped
+instructions), run in lockstep on every backend for up to 4096 steps each. The result reports how many checked
+steps came from each source and the distribution of the structured programs' lengths.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import numpy as np
 
 from algind_gym.cpu.backend import make_backend
 from algind_gym.cpu.fuzz import random_machines
+from algind_gym.cpu_v2.structured import mutate, structured_machines
 from algind_gym.machine import interpreter
 from algind_gym.machine.isa import BY_CODE, MAX_OPCODE, Fault
+from algind_gym.machine.state import MachineState
 
 _MAX_EXAMPLES = 5
 _REFILL_EVERY = 8
@@ -39,6 +47,8 @@ def verify_cpu(
     backends: Sequence[str] = ("transformer", "transformer-torch", "transformer-dense"),
     garbage: float = 0.03,
     print_result: bool = True,
+    structured_steps: int = 0,
+    structured_tasks: Sequence[str] | None = None,
 ) -> dict:
     """Run ``programs`` random programs for up to ``steps`` steps on every backend.
 
@@ -51,12 +61,18 @@ def verify_cpu(
         backends: the backends compared with the reference interpreter.
         garbage: probability of a garbage field/opcode/register (see ``random_machines``).
         print_result: print a rich summary.
+        structured_steps: then check at least this many steps of structured programs
+            (see the module docstring), each run up to 4096 steps.
+        structured_tasks: the tasks whose reference solutions are used (default: all).
 
     Returns:
-        ``{"mismatches", "steps_checked", "programs", "dtype", "seed", "per_backend",
-        "faults", "opcodes", "examples", "seconds"}``. ``steps_checked`` counts
-        (machine, step) pairs where the machine was running on the reference;
-        ``mismatches`` counts (backend, machine, step) triples whose state differs.
+        ``{"mismatches", "steps_checked", "random_steps", "structured_steps",
+        "structured_programs", "structured_length_percentiles",
+        "structured_steps_in_programs_of_100_or_more", "programs", "dtype", "seed",
+        "backends", "per_backend", "faults", "opcodes", "examples", "seconds"}``.
+        ``steps_checked`` counts (machine, step) pairs where the machine was running on
+        the reference; ``mismatches`` counts (backend, machine, step) triples whose state
+        differs.
     """
     dt = np.dtype(dtype)
     rng = np.random.default_rng(seed)
@@ -117,10 +133,33 @@ def verify_cpu(
                 age[slots] = 0
                 active[slots] = True
                 issued += slots.size
+    random_checked = checked
+    lengths: list[int] = []
+    while checked - random_checked < structured_steps:
+        states = structured_machines(rng, dt, batch=16, tasks=structured_tasks)
+        states += [mutate(st, rng) for st in states]
+        by_layout: dict = {}
+        for st in states:
+            by_layout.setdefault(st.layout, []).append(st.cells)
+        for layout, rows in by_layout.items():
+            ref = MachineState(layout, np.concatenate(rows), check_registers=False)
+            # Fresh backends per layout: each compiles its models for this layout only, and
+            # they are freed afterwards (dozens of large layouts would not fit in memory).
+            fresh = {name: make_backend(name) for name in backends}
+            n_checked, n_lengths = _lockstep(ref, fresh, 4096, per_backend, examples, opcode_counts)
+            checked += n_checked
+            lengths += n_lengths
     opcodes = {BY_CODE[c].name: int(k) for c, k in enumerate(opcode_counts) if c in BY_CODE}
+    percentiles = {p: int(np.percentile(lengths, p)) for p in (10, 50, 90, 99)} if lengths else {}
     result = {
         "mismatches": int(sum(per_backend.values())),
         "steps_checked": checked,
+        "random_steps": random_checked,
+        "structured_steps": checked - random_checked,
+        "structured_programs": len(lengths),
+        "structured_length_percentiles": percentiles,
+        "structured_steps_in_programs_of_100_or_more": int(sum(x for x in lengths if x >= 100)),
+        "backends": list(backends),
         "programs": programs,
         "dtype": dt.name,
         "seed": seed,
@@ -133,6 +172,55 @@ def verify_cpu(
     if print_result:
         print_verify(result)
     return result
+
+
+def _lockstep(ref, engines, steps, per_backend, examples, opcode_counts) -> tuple[int, list]:
+    """Step ``ref`` and a copy per engine until all stop (at most ``steps``), counting the
+    checked steps and mismatches (a differing machine is resynchronised from the reference).
+    Returns the steps checked and every machine's program length (steps it ran)."""
+    copies = {name: ref.copy() for name in engines}
+    n = ref.layout.n_cells
+    checked = 0
+    length = np.zeros(ref.batch, dtype=np.int64)
+    rows = np.arange(ref.batch)  # the machines still in the lockstep
+    for _ in range(steps):
+        running = (ref.cells[:, 4] == 0) & (ref.cells[:, 5] == 0)
+        if not running.any():
+            break
+        if not running.all():  # drop stopped machines (their final state was compared)
+            rows = rows[running]
+            ref = MachineState(ref.layout, ref.cells[running], check_registers=False)
+            for name in copies:
+                copies[name].cells = copies[name].cells[running]
+            running = running[running]
+        checked += int(running.sum())
+        length[rows] += 1
+        pc = ref.cells[:, 0]
+        fetch = running & (pc >= 0) & (pc <= n - 4) & (np.floor(pc) == pc)
+        ops = ref.cells[fetch, pc[fetch].astype(np.int64)]
+        ops = ops[(np.floor(ops) == ops) & (ops >= 0) & (ops <= MAX_OPCODE)].astype(np.int64)
+        opcode_counts += np.bincount(ops, minlength=MAX_OPCODE + 1)
+        interpreter.step(ref)
+        for name, engine in engines.items():
+            state = copies[name]
+            engine.step(state)
+            bad = np.flatnonzero((_bits(state.cells) != _bits(ref.cells)).any(axis=1))
+            if bad.size:
+                per_backend[name] += int(bad.size)
+                if len(examples) < _MAX_EXAMPLES:
+                    m = int(bad[0])
+                    cols = np.flatnonzero(_bits(state.cells[m]) != _bits(ref.cells[m]))
+                    examples.append(
+                        {
+                            "backend": name,
+                            "structured": True,
+                            "cells": [ref.layout.describe(int(c)) for c in cols[:8]],
+                            "reference": ref.cells[m, cols[:8]].tolist(),
+                            "got": state.cells[m, cols[:8]].tolist(),
+                        }
+                    )
+                state.cells[bad] = ref.cells[bad]
+    return checked, length.tolist()
 
 
 def print_verify(result: dict) -> None:
@@ -153,6 +241,12 @@ def print_verify(result: dict) -> None:
     for name, count in result["per_backend"].items():
         table.add_row(name, str(count))
     console.print(table)
+    console.print(
+        f"random programs: {result['random_steps']:,} steps; structured programs: "
+        f"{result['structured_steps']:,} steps in {result['structured_programs']} machines, "
+        f"{result['structured_steps_in_programs_of_100_or_more']:,} of them in programs of "
+        f">= 100 steps; program length percentiles {result['structured_length_percentiles']}"
+    )
     console.print(f"final faults: {result['faults']}")
     console.print(f"opcodes executed: {len(result['opcodes'])} distinct")
     for ex in result["examples"]:

@@ -8,17 +8,14 @@ blocks). Three executors run the same compiled matrices: dense (every matmul ove
 cell token), fused torch ops, and one numba loop (:mod:`algind_gym.cpu_v2.kernel`).
 All three match the reference interpreter bit for bit.
 
-It is currently much slower than :mod:`algind_gym.cpu`. In two side-by-side runs of
-``experiments/bench_cpu_v2.py`` (divergent workload, float32) on a shared 2-core machine it
-executed about 7e4 instructions/s at batch 1 and at batch 4096, against 1.8e6-1.9e6 and
-1.4e7-2.4e7 for the default kernel: 26-28x slower at batch 1, 200-330x at batch 4096. On a
-more heavily loaded machine the v2 branch measured ~9e3 instructions/s at batch 1 and
-~1.4e4 at batch 4096, against ~2.6e7 for the default kernel. Hence opt-in:
-``make_backend("transformer-v2")`` (numba), ``"transformer-v2-torch"`` and
+It is still much slower than :mod:`algind_gym.cpu`: in one side-by-side run of
+``experiments/bench_cpu.py`` (divergent workload, float32, one numba thread) on a shared,
+heavily loaded 2-core machine its numba kernel ran 8x slower than the default kernel at
+batch 1, 22x at batch 8 and 55x at batch 4096 (0.11x the reference interpreter there).
+Hence opt-in: ``make_backend("transformer-v2")`` (numba), ``"transformer-v2-torch"`` and
 ``"transformer-v2-dense"`` (:data:`algind_gym.cpu.backend.OPT_IN_BACKENDS`);
 ``algind-gym cpu-info`` prints its blocks, heads, ``d_model``, parameters and non-zeros per
-matrix. It is meant to replace
-:mod:`algind_gym.cpu` once it is fast (issue 14).
+matrix. It is meant to replace :mod:`algind_gym.cpu` once it is fast (issue 14).
 
 Public names: :class:`TransformerCPU`, :func:`compile_cpu` / :class:`Circuit`,
 :func:`make_v2_backend` / :data:`V2_BACKENDS`, :func:`cpu_info`.

@@ -51,6 +51,7 @@ class TransformerBackend:
     device: str | torch.device = "cpu"
     kernel: str = "auto"
     _models: dict = field(default_factory=dict, repr=False)
+    _last: tuple | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -60,10 +61,14 @@ class TransformerBackend:
 
     def model(self, layout: Layout, dtype) -> TransformerCPU:
         """The compiled CPU for ``layout`` and ``dtype`` (compiled once, then cached)."""
+        last = self._last
+        if last is not None and last[0] is layout and last[1] == dtype:
+            return last[2]  # the common case: the same layout object as the last call
         key = (layout, np.dtype(dtype).name)
         if key not in self._models:
             kernel = self.kernel if self.path == "fused" else "torch"
             self._models[key] = TransformerCPU(layout, dtype, self.device, self.path, kernel)
+        self._last = (layout, dtype, self._models[key])
         return self._models[key]
 
     def _to_torch(self, state: MachineState) -> torch.Tensor:
@@ -77,8 +82,11 @@ class TransformerBackend:
 
     def step(self, state: MachineState) -> MachineState:
         """Execute one instruction on every running machine (in place)."""
-        check_state(state)
         cpu = self.model(state.layout, state.dtype)
+        if cpu.runs_numpy():  # it checks the state itself (in the kernel: cheaper)
+            cpu.run_numpy(_contiguous(state), 1)
+            return state
+        check_state(state)
         cells = self._to_torch(state)
         with torch.inference_mode():
             cells = cpu(cells, inplace=True)
@@ -89,8 +97,12 @@ class TransformerBackend:
         """Run until all machines stop or ``max_steps`` (in place); see the module docs."""
         if max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {max_steps}")
-        check_state(state)
         cpu = self.model(state.layout, state.dtype)
+        if cpu.runs_numpy():  # every machine's loop in one call, on numpy: no torch overhead
+            # (run_numpy checks the state first, in the kernel, with check_state's errors)
+            cpu.run_numpy(_contiguous(state), max_steps, float(Fault.BUDGET_EXHAUSTED))
+            return state
+        check_state(state)
         cells = self._to_torch(state)
         with torch.inference_mode():
             done = 0
@@ -105,6 +117,12 @@ class TransformerBackend:
             cells[:, _FAULT] = torch.where(still, float(Fault.BUDGET_EXHAUSTED), cells[:, _FAULT])
         self._back(state, cells)
         return state
+
+
+def _contiguous(state: MachineState) -> np.ndarray:
+    if not state.cells.flags.c_contiguous:
+        state.cells = np.ascontiguousarray(state.cells)
+    return state.cells
 
 
 def _running(cells: torch.Tensor) -> torch.Tensor:

@@ -9,14 +9,28 @@ functions that build the dense matrices) and flattens its sparse form into array
 * per write head: the non-zeros of ``W_K``, the queries of the cell tokens, the sink's key
   and the copies;
 * per MLP unit: its row of ``W_1`` (and ``W_1b``), bias, op, activation and its column of
-  ``W_2``; per step bank: its input row, thresholds and the prefix sums of its ``W_2``.
+  ``W_2``; per step bank: its input row, thresholds and the prefix sums of its ``W_2``;
+* per MLP block: the columns of ``W_1`` (input channel -> units that read it) and which
+  units are active on an all-zero input (:func:`_touch_lists`);
+* per head whose CPU-side matrix reads only the constant channel (register reads and
+  writes): the cell it selects, computed once from ``W_Q``/``W_K`` (:func:`_fixed_target`).
 
 :func:`run` executes them. Hard attention is resolved by decoding the query's code: the
 cell whose code has the query's signs is the argmax, and it is read if its score beats
-the sink's. An MLP unit whose gate pre-activation is zero, or whose output is zero, adds
-nothing and is skipped; a step bank is a binary search plus one prefix-sum row; the cell
-MLP runs only on the cells the write heads select. Nothing here knows an opcode: change a
-matrix entry and this kernel changes with the dense transformer.
+the sink's. An MLP unit is evaluated only if one of its ``W_1`` input channels is non-zero
+or it is active on a zero input (otherwise its pre-activation is its bias and it adds
+nothing); a unit whose gate pre-activation is zero, or whose output is zero, adds nothing
+and is skipped; a step bank is a binary search plus one prefix-sum row; the cell MLP runs
+only on the cells the write heads select. Nothing here knows an opcode: change a matrix
+entry and this kernel changes with the dense transformer (``tests/cpu_v2`` checks it).
+
+Cost (measured with ``experiments/bench_cpu.py``): a call is a few microseconds (the
+program is two packed buffers whose views are made inside the kernel; the entry check of
+finite cells and the ``BUDGET_EXHAUSTED`` rule run inside it too); a pass evaluates about
+120 MLP units, 90 bank search steps, 12 decoded heads and writes 7 cell tokens. Machines
+are independent, so from :data:`PARALLEL_MIN_BATCH` machines on chunks of them run on
+numba's threads (``prange``); the kernel does no batching across machines otherwise, so
+its instructions/s do not grow with the batch on one thread.
 
 Exactness: every sum is over the same non-zero terms as the dense matmul (the other terms
 are zeros, which change at most the sign of a zero in a value channel, and no unit reads
@@ -43,6 +57,28 @@ AVAILABLE = numba is not None
 
 _ID, _STEP_GE, _STEP_GT, _SATURATE, _NONFINITE = range(5)
 _LINEAR, _MUL, _DIV = range(3)
+_DECODE, _NEVER = -1, -2
+"""``h_fixed`` of a head whose query depends on the stream (decoded per pass) and of a
+constant head that never beats the sink; a constant head's entry is the cell it selects."""
+
+_prange = numba.prange if numba is not None else range
+
+
+def _fixed_target(kind: str, comp, w, table: np.ndarray, sink: np.ndarray, n: int, k: int, dt):
+    """The cell a head with a constant query selects (the same arithmetic as the kernel,
+    on the CPU token's constant channel ``cpu`` = 1), or ``_NEVER``."""
+    q = np.zeros(len(sink), dt)
+    for t in range(len(comp)):
+        q[comp[t]] += dt.type(w[t]) * dt.type(1.0)
+    j = sum(1 << b for b in range(k) if q[b] > 0)
+    if j >= n:
+        return _NEVER
+    score, s_sink = dt.type(0.0), dt.type(0.0)
+    for b in range(len(sink)):
+        score += dt.type(table[j, b]) * q[b]
+        other = q[b] if kind == "read" else dt.type(table[j, b])
+        s_sink += dt.type(sink[b]) * other
+    return int(j) if score > s_sink else _NEVER
 
 
 def _csr_triples(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,7 +97,8 @@ def sparse_program(c: Circuit, dtype) -> tuple:
     q_ptr, q_ch, q_comp, q_w = [0], [], [], []
     v_ptr, v_src, v_dst = [0], [], []
     sink, table_id, tables, table_keys = [], [], [], {}
-    head_kinds = []
+    head_kinds, h_fixed = [], []
+    cpu_ch, n, k = c.cpu["cpu"], c.meta["n_cells"], c.meta["n_bits"]
     for layer in layers:
         for kind in ("read", "write"):
             first = len(head_kinds)
@@ -87,6 +124,13 @@ def sparse_program(c: Circuit, dtype) -> tuple:
                     tables.append(table)
                 table_id.append(table_keys[key])
                 head_kinds.append(kind)
+                # A head whose CPU-side matrix reads only the constant channel has a
+                # constant query (register reads) or key (register writes): the cell it
+                # selects is the same on every pass, so it is resolved here, once.
+                fixed = _DECODE
+                if len(r) and np.all(r == cpu_ch):
+                    fixed = _fixed_target(kind, comp, w, table, a["k_sink"], n, k, dt)
+                h_fixed.append(fixed)
             (rh_ptr if kind == "read" else wh_ptr).append((first, len(head_kinds)))
     # ------------------------------------------------------------- MLPs
     blk_ptr, cell_blk_ptr = [0], [0]
@@ -137,6 +181,7 @@ def sparse_program(c: Circuit, dtype) -> tuple:
             side_list.append(len(blk_bank))
     assert blk_side[: blk_ptr[-1]] == ["cpu"] * blk_ptr[-1]
     cell_blk_ptr[0] = blk_ptr[-1]  # block indices are global: cell blocks follow the CPU's
+    touch = _touch_lists(blk_unit, u_op, u_act, u_b1, w1[0], w1[1])
 
     i64 = np.int64
 
@@ -154,6 +199,8 @@ def sparse_program(c: Circuit, dtype) -> tuple:
             c.cell["new.v"],
             c.cell["new.s"],
             n_layers,
+            len(v_dst) + len(w2[1]) + len(pf_out),  # bound on one layer's pending adds
+            len(head_kinds),  # bound on one layer's write heads
         ],
         dtype=i64,
     )
@@ -198,280 +245,349 @@ def sparse_program(c: Circuit, dtype) -> tuple:
         arr(pf_vals, dt),
         arr(c.cell_constants, dt),
         arr([0.0, 1.0, np.finfo(dt).max], dt),
+        arr(h_fixed),
+        *(arr(a) for a in touch),
     )
 
 
-def _njit(fn=None, inline: str = "never"):
+def _touch_lists(blk_unit, u_op, u_act, u_b1, w1p, w1c) -> tuple:
+    """Which units of an MLP block can add anything on a given stream (read off ``W_1``).
+
+    A unit whose first pre-activation reads only zero channels has ``pre = b``: it adds
+    nothing unless ``act(b)`` (``op(b, .)``) is non-zero. Such units are marked ``always``;
+    every other unit is evaluated only when one of its ``W_1`` input channels is non-zero.
+    Returns ``(always, in_ptr, in_ch, col_ptr, col_unit)``: per unit the flag; per block its
+    input channels; per (block, channel) the units whose ``W_1`` row reads it (ascending).
+    """
+    always = []
+    for u in range(len(u_op)):
+        b = u_b1[u]
+        if u_op[u] == _DIV:
+            on = True
+        elif u_op[u] == _MUL:
+            on = b != 0  # the kernel skips a closed gate (pre == 0)
+        else:
+            act = u_act[u]
+            on = {
+                _ID: b != 0,
+                _SATURATE: b != 0,
+                _STEP_GE: b >= 0,
+                _STEP_GT: b > 0,
+                _NONFINITE: not math.isfinite(b),
+            }[act]
+        always.append(int(on))
+    in_ptr, in_ch, col_ptr, col_unit = [0], [], [0], []
+    for blk in range(len(blk_unit) - 1):
+        cols: dict[int, list[int]] = {}
+        for u in range(blk_unit[blk], blk_unit[blk + 1]):
+            for t in range(w1p[u], w1p[u + 1]):
+                cols.setdefault(w1c[t], []).append(u)
+        for ch, units in sorted(cols.items()):
+            in_ch.append(ch)
+            col_unit += sorted(set(units))
+            col_ptr.append(len(col_unit))
+        in_ptr.append(len(in_ch))
+    return always, in_ptr, in_ch, col_ptr, col_unit
+
+
+def _njit(fn=None, parallel: bool = False):
     if fn is None:
-        return lambda f: _njit(f, inline)
+        return lambda f: _njit(f, parallel)
     if numba is None:  # pragma: no cover
         return fn
     return numba.njit(
-        cache=True, nogil=True, boundscheck=False, error_model="numpy", inline=inline
+        cache=True, nogil=True, boundscheck=False, error_model="numpy", parallel=parallel
     )(fn)
 
 
-@_njit(inline="always")
-def _activate(act, z, big, zero, one):
-    if act == _ID:
-        return z
-    if act == _STEP_GE:
-        return one if z >= zero else zero
-    if act == _STEP_GT:
-        return one if z > zero else zero
-    if act == _SATURATE:
-        if z > big:
-            return big
-        if z < -big:
-            return -big
-        return z
-    return zero if math.isfinite(z) else one
-
-
-@_njit(inline="always")
-def _unit(u, x, u_op, u_act, u_b1, u_b1b, w1p, w1c, w1v, w1bp, w1bc, w1bv, big, zero, one):
-    """Hidden value of unit ``u`` on stream ``x``."""
-    pre = zero
-    for t in range(w1p[u], w1p[u + 1]):
-        pre += w1v[t] * x[w1c[t]]
-    pre = pre + u_b1[u]
-    op = u_op[u]
-    if op != _LINEAR:
-        if op == _MUL and pre == zero:
-            return zero  # a closed gate: the product is a zero, which adds nothing
-        pb = zero
-        for t in range(w1bp[u], w1bp[u + 1]):
-            pb += w1bv[t] * x[w1bc[t]]
-        pb = pb + u_b1b[u]
-        pre = pre * pb if op == _MUL else pre / pb
-    return _activate(u_act[u], pre, big, zero, one)
-
-
-@_njit
-def _run(
-    cells,
-    n_steps,
-    meta,
-    rh_ptr,
-    wh_ptr,
-    q_ptr,
-    q_ch,
-    q_comp,
-    q_w,
-    v_ptr,
-    v_src,
-    v_dst,
-    sink,
-    table_id,
-    tables,
-    blk_ptr,
-    cell_blk_ptr,
-    blk_bank,
-    blk_unit,
-    u_op,
-    u_act,
-    u_b1,
-    u_b1b,
-    w1p,
-    w1c,
-    w1v,
-    w1bp,
-    w1bc,
-    w1bv,
-    w2p,
-    w2c,
-    w2v,
-    bkp,
-    bkc,
-    bkv,
-    pf_off,
-    pf_rows,
-    pf_out_ptr,
-    pf_out,
-    pf_vals,
-    consts,
-    scalars,
-):
+def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
+    # The program's arrays: views of the two packed buffers (see ``pack``).
+    rh_ptr = ints[ix[0, 0] : ix[0, 1]].reshape((ix[0, 2], ix[0, 3]))
+    wh_ptr = ints[ix[1, 0] : ix[1, 1]].reshape((ix[1, 2], ix[1, 3]))
+    q_ptr = ints[ix[2, 0] : ix[2, 1]]
+    q_ch = ints[ix[3, 0] : ix[3, 1]]
+    q_comp = ints[ix[4, 0] : ix[4, 1]]
+    q_w = floats[ix[5, 0] : ix[5, 1]]
+    v_ptr = ints[ix[6, 0] : ix[6, 1]]
+    v_src = ints[ix[7, 0] : ix[7, 1]]
+    v_dst = ints[ix[8, 0] : ix[8, 1]]
+    sink = floats[ix[9, 0] : ix[9, 1]].reshape((ix[9, 2], ix[9, 3]))
+    table_id = ints[ix[10, 0] : ix[10, 1]]
+    tables = floats[ix[11, 0] : ix[11, 1]].reshape((ix[11, 2], ix[11, 3], ix[11, 4]))
+    blk_ptr = ints[ix[12, 0] : ix[12, 1]]
+    cell_blk_ptr = ints[ix[13, 0] : ix[13, 1]]
+    blk_bank = ints[ix[14, 0] : ix[14, 1]]
+    blk_unit = ints[ix[15, 0] : ix[15, 1]]
+    u_op = ints[ix[16, 0] : ix[16, 1]]
+    u_act = ints[ix[17, 0] : ix[17, 1]]
+    u_b1 = floats[ix[18, 0] : ix[18, 1]]
+    u_b1b = floats[ix[19, 0] : ix[19, 1]]
+    w1p = ints[ix[20, 0] : ix[20, 1]]
+    w1c = ints[ix[21, 0] : ix[21, 1]]
+    w1v = floats[ix[22, 0] : ix[22, 1]]
+    w1bp = ints[ix[23, 0] : ix[23, 1]]
+    w1bc = ints[ix[24, 0] : ix[24, 1]]
+    w1bv = floats[ix[25, 0] : ix[25, 1]]
+    w2p = ints[ix[26, 0] : ix[26, 1]]
+    w2c = ints[ix[27, 0] : ix[27, 1]]
+    w2v = floats[ix[28, 0] : ix[28, 1]]
+    bkp = ints[ix[29, 0] : ix[29, 1]]
+    bkc = ints[ix[30, 0] : ix[30, 1]]
+    bkv = floats[ix[31, 0] : ix[31, 1]]
+    pf_off = ints[ix[32, 0] : ix[32, 1]]
+    pf_out_ptr = ints[ix[34, 0] : ix[34, 1]]
+    pf_out = ints[ix[35, 0] : ix[35, 1]]
+    pf_vals = floats[ix[36, 0] : ix[36, 1]]
+    consts = floats[ix[37, 0] : ix[37, 1]].reshape((ix[37, 2], ix[37, 3]))
+    scalars = floats[ix[38, 0] : ix[38, 1]]
+    h_fixed = ints[ix[39, 0] : ix[39, 1]]
+    u_always = ints[ix[40, 0] : ix[40, 1]]
+    in_ptr = ints[ix[41, 0] : ix[41, 1]]
+    in_ch = ints[ix[42, 0] : ix[42, 1]]
+    col_ptr = ints[ix[43, 0] : ix[43, 1]]
+    col_unit = ints[ix[44, 0] : ix[44, 1]]
     n, k, d_k, dc, dl = meta[0], meta[1], meta[2], meta[3], meta[4]
     cpu_ch, new_v, new_s, n_layers = meta[5], meta[6], meta[7], meta[8]
+    n_pend_max, n_heads = meta[9], meta[10]
     dt = cells.dtype
     zero, one, big = scalars[0], scalars[1], scalars[2]
-    x = np.zeros(dc, dt)
-    q = np.zeros(d_k, dt)
-    pend_ch = np.zeros(4096, np.int64)
-    pend_val = np.zeros(4096, dt)
-    target = np.zeros(64, np.int64)
-    head = np.zeros(64, np.int64)
-    tokv = np.zeros(dl, dt)
-    for i in range(cells.shape[0]):
-        for _ in range(n_steps):
-            if cells[i, 4] != zero or cells[i, 5] != zero:
-                break  # halted or faulted: every further pass is a no-op
-            for c in range(dc):
-                x[c] = zero
-            x[cpu_ch] = one
-            for layer in range(n_layers):
-                n_pend = 0
-                # ---- read heads: decode the query's code, read that cell's channels.
-                for h in range(rh_ptr[layer, 0], rh_ptr[layer, 1]):
-                    for b in range(d_k):
-                        q[b] = zero
-                    for t in range(q_ptr[h], q_ptr[h + 1]):
-                        q[q_comp[t]] += q_w[t] * x[q_ch[t]]
-                    j = 0
-                    for b in range(k):
-                        if q[b] > zero:
-                            j += 1 << b
-                    if j >= n:
-                        continue
-                    score = zero
-                    s_sink = zero
-                    tb = table_id[h]
-                    for b in range(d_k):
-                        score += tables[tb, j, b] * q[b]
-                        s_sink += sink[h, b] * q[b]
-                    if not score > s_sink:
-                        continue
-                    for t in range(v_ptr[h], v_ptr[h + 1]):
-                        src = v_src[t]
-                        if src == 0:
-                            val = cells[i, j]
-                        elif src == 1:
-                            val = one if math.copysign(1.0, cells[i, j]) < 0 else zero
-                        else:
-                            val = consts[j, src]
-                        pend_ch[n_pend] = v_dst[t]
-                        pend_val[n_pend] = val
-                        n_pend += 1
-                for t in range(n_pend):
-                    x[pend_ch[t]] += pend_val[t]
-                n_pend = 0
-                # ---- write heads: decode the key's code; the cell MLP on selected cells.
-                nw = 0
-                for h in range(wh_ptr[layer, 0], wh_ptr[layer, 1]):
-                    for b in range(d_k):
-                        q[b] = zero
-                    for t in range(q_ptr[h], q_ptr[h + 1]):
-                        q[q_comp[t]] += q_w[t] * x[q_ch[t]]
-                    j = 0
-                    for b in range(k):
-                        if q[b] > zero:
-                            j += 1 << b
-                    if j < n:
-                        score = zero
-                        s_sink = zero
-                        tb = table_id[h]
-                        for b in range(d_k):
-                            score += tables[tb, j, b] * q[b]
-                            s_sink += tables[tb, j, b] * sink[h, b]
-                        if score > s_sink:
-                            target[nw] = j
+    n_machines = cells.shape[0]
+    for i in range(n_machines):  # the entry check: every cell finite, else run nothing
+        for j in range(cells.shape[1]):
+            if not math.isfinite(cells[i, j]):
+                return i * cells.shape[1] + j
+    # Machines are independent: chunks of them run in parallel (``_run_parallel``), each
+    # chunk with its own scratch vectors (the CPU token's stream, queries, pending adds).
+    for chunk in _prange(n_chunks):
+        x = np.zeros(dc, dt)
+        q = np.zeros(d_k, dt)
+        pend_ch = np.empty(n_pend_max, np.int64)
+        pend_val = np.empty(n_pend_max, dt)
+        target = np.empty(n_heads, np.int64)
+        head = np.empty(n_heads, np.int64)
+        tokv = np.zeros(dl, dt)
+        mark = np.empty(len(u_op), np.int64)  # only the non-bank units' marks are read
+        for blk in range(len(blk_bank)):
+            if not blk_bank[blk]:
+                for u in range(blk_unit[blk], blk_unit[blk + 1]):
+                    mark[u] = 0
+        stamp = 0
+        for i in range(chunk * n_machines // n_chunks, (chunk + 1) * n_machines // n_chunks):
+            for _ in range(n_steps):
+                if cells[i, 4] != zero or cells[i, 5] != zero:
+                    break  # halted or faulted: every further pass is a no-op
+                for c in range(dc):
+                    x[c] = zero
+                x[cpu_ch] = one
+                for layer in range(n_layers):
+                    n_pend = 0
+                    # ---- read heads: decode the query's code, read that cell's channels.
+                    for h in range(rh_ptr[layer, 0], rh_ptr[layer, 1]):
+                        j = h_fixed[h]
+                        if j == _NEVER:
+                            continue
+                        if j == _DECODE:
+                            for b in range(d_k):
+                                q[b] = zero
+                            for t in range(q_ptr[h], q_ptr[h + 1]):
+                                q[q_comp[t]] += q_w[t] * x[q_ch[t]]
+                            j = 0
+                            for b in range(k):
+                                if q[b] > zero:
+                                    j += 1 << b
+                            if j >= n:
+                                continue
+                            score = zero
+                            s_sink = zero
+                            tb = table_id[h]
+                            for b in range(d_k):
+                                score += tables[tb, j, b] * q[b]
+                                s_sink += sink[h, b] * q[b]
+                            if not score > s_sink:
+                                continue
+                        for t in range(v_ptr[h], v_ptr[h + 1]):
+                            src = v_src[t]
+                            if src == 0:
+                                val = cells[i, j]
+                            elif src == 1:
+                                val = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                            else:
+                                val = consts[j, src]
+                            pend_ch[n_pend] = v_dst[t]
+                            pend_val[n_pend] = val
+                            n_pend += 1
+                    for t in range(n_pend):
+                        x[pend_ch[t]] += pend_val[t]
+                    n_pend = 0
+                    # ---- write heads: decode the key's code; the cell MLP on selected cells.
+                    nw = 0
+                    for h in range(wh_ptr[layer, 0], wh_ptr[layer, 1]):
+                        if h_fixed[h] >= 0:
+                            target[nw] = h_fixed[h]
                             head[nw] = h
                             nw += 1
-                for a in range(nw):
-                    j = target[a]
-                    first = True
-                    for b in range(a):
-                        if target[b] == j:
-                            first = False
-                    if not first:
-                        continue
-                    # The token of cell j: its embedding plus every write head selecting it.
-                    for c in range(dl):
-                        tokv[c] = consts[j, c]
-                    tokv[0] = cells[i, j]
-                    tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
-                    for b in range(a, nw):
-                        if target[b] == j:
-                            hb = head[b]
-                            for t in range(v_ptr[hb], v_ptr[hb + 1]):
-                                tokv[v_dst[t]] += x[v_src[t]]
-                    out_v = zero
-                    out_s = zero
-                    for blk in range(cell_blk_ptr[layer], cell_blk_ptr[layer + 1]):
-                        for u in range(blk_unit[blk], blk_unit[blk + 1]):
-                            hval = _unit(
-                                u,
-                                tokv,
-                                u_op,
-                                u_act,
-                                u_b1,
-                                u_b1b,
-                                w1p,
-                                w1c,
-                                w1v,
-                                w1bp,
-                                w1bc,
-                                w1bv,
-                                big,
-                                zero,
-                                one,
-                            )
+                            continue
+                        if h_fixed[h] == _NEVER:
+                            continue
+                        for b in range(d_k):
+                            q[b] = zero
+                        for t in range(q_ptr[h], q_ptr[h + 1]):
+                            q[q_comp[t]] += q_w[t] * x[q_ch[t]]
+                        j = 0
+                        for b in range(k):
+                            if q[b] > zero:
+                                j += 1 << b
+                        if j < n:
+                            score = zero
+                            s_sink = zero
+                            tb = table_id[h]
+                            for b in range(d_k):
+                                score += tables[tb, j, b] * q[b]
+                                s_sink += tables[tb, j, b] * sink[h, b]
+                            if score > s_sink:
+                                target[nw] = j
+                                head[nw] = h
+                                nw += 1
+                    for a in range(nw):
+                        j = target[a]
+                        first = True
+                        for b in range(a):
+                            if target[b] == j:
+                                first = False
+                        if not first:
+                            continue
+                        # The token of cell j: its embedding plus every write head selecting it.
+                        for c in range(dl):
+                            tokv[c] = consts[j, c]
+                        tokv[0] = cells[i, j]
+                        tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                        for b in range(a, nw):
+                            if target[b] == j:
+                                hb = head[b]
+                                for t in range(v_ptr[hb], v_ptr[hb + 1]):
+                                    tokv[v_dst[t]] += x[v_src[t]]
+                        out_v = zero
+                        out_s = zero
+                        for blk in range(cell_blk_ptr[layer], cell_blk_ptr[layer + 1]):
+                            stamp += 1
+                            for e in range(in_ptr[blk], in_ptr[blk + 1]):
+                                if tokv[in_ch[e]] != zero:
+                                    for t in range(col_ptr[e], col_ptr[e + 1]):
+                                        mark[col_unit[t]] = stamp
+                            for u in range(blk_unit[blk], blk_unit[blk + 1]):
+                                if mark[u] != stamp and u_always[u] == 0:
+                                    continue
+                                pre = zero
+                                for t in range(w1p[u], w1p[u + 1]):
+                                    pre += w1v[t] * tokv[w1c[t]]
+                                pre = pre + u_b1[u]
+                                op = u_op[u]
+                                if op != _LINEAR:
+                                    if op == _MUL and pre == zero:
+                                        continue  # a closed gate: the product is a zero, which adds nothing
+                                    pb = zero
+                                    for t in range(w1bp[u], w1bp[u + 1]):
+                                        pb += w1bv[t] * tokv[w1bc[t]]
+                                    pb = pb + u_b1b[u]
+                                    pre = pre * pb if op == _MUL else pre / pb
+                                act = u_act[u]
+                                if act == _ID:
+                                    hval = pre
+                                elif act == _STEP_GE:
+                                    hval = one if pre >= zero else zero
+                                elif act == _STEP_GT:
+                                    hval = one if pre > zero else zero
+                                elif act == _SATURATE:
+                                    hval = big if pre > big else (-big if pre < -big else pre)
+                                else:
+                                    hval = zero if math.isfinite(pre) else one
+                                if hval == zero:
+                                    continue
+                                for t in range(w2p[u], w2p[u + 1]):
+                                    if w2c[t] == new_v:
+                                        out_v += w2v[t] * hval
+                                    elif w2c[t] == new_s:
+                                        out_s += w2v[t] * hval
+                        v = tokv[new_v] + out_v
+                        sgn = tokv[new_s] + out_s
+                        cells[i, j] = (one - (sgn + sgn)) * abs(v)
+                    # ---- MLP blocks of this layer: hidden units read x, outputs added after.
+                    for blk in range(blk_ptr[layer], blk_ptr[layer + 1]):
+                        u0, u1 = blk_unit[blk], blk_unit[blk + 1]
+                        if blk_bank[blk]:
+                            s = zero
+                            for t in range(bkp[blk], bkp[blk + 1]):
+                                s += bkv[t] * x[bkc[t]]
+                            lo, hi = 0, u1 - u0  # count of active units (they form a prefix)
+                            while lo < hi:
+                                mid = (lo + hi) // 2
+                                z = s + u_b1[u0 + mid]
+                                if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
+                                    lo = mid + 1
+                                else:
+                                    hi = mid
+                            row = pf_off[blk] + lo * (pf_out_ptr[blk + 1] - pf_out_ptr[blk])
+                            for t in range(pf_out_ptr[blk], pf_out_ptr[blk + 1]):
+                                val = pf_vals[row + t - pf_out_ptr[blk]]
+                                if val != zero:
+                                    pend_ch[n_pend] = pf_out[t]
+                                    pend_val[n_pend] = val
+                                    n_pend += 1
+                            continue
+                        # Only the units that one non-zero input touches (and the few
+                        # that are active on a zero input) can add anything.
+                        stamp += 1
+                        for e in range(in_ptr[blk], in_ptr[blk + 1]):
+                            if x[in_ch[e]] != zero:
+                                for t in range(col_ptr[e], col_ptr[e + 1]):
+                                    mark[col_unit[t]] = stamp
+                        for u in range(u0, u1):
+                            if mark[u] != stamp and u_always[u] == 0:
+                                continue
+                            pre = zero
+                            for t in range(w1p[u], w1p[u + 1]):
+                                pre += w1v[t] * x[w1c[t]]
+                            pre = pre + u_b1[u]
+                            op = u_op[u]
+                            if op != _LINEAR:
+                                if op == _MUL and pre == zero:
+                                    continue  # a closed gate: the product is a zero, which adds nothing
+                                pb = zero
+                                for t in range(w1bp[u], w1bp[u + 1]):
+                                    pb += w1bv[t] * x[w1bc[t]]
+                                pb = pb + u_b1b[u]
+                                pre = pre * pb if op == _MUL else pre / pb
+                            act = u_act[u]
+                            if act == _ID:
+                                hval = pre
+                            elif act == _STEP_GE:
+                                hval = one if pre >= zero else zero
+                            elif act == _STEP_GT:
+                                hval = one if pre > zero else zero
+                            elif act == _SATURATE:
+                                hval = big if pre > big else (-big if pre < -big else pre)
+                            else:
+                                hval = zero if math.isfinite(pre) else one
                             if hval == zero:
                                 continue
                             for t in range(w2p[u], w2p[u + 1]):
-                                if w2c[t] == new_v:
-                                    out_v += w2v[t] * hval
-                                elif w2c[t] == new_s:
-                                    out_s += w2v[t] * hval
-                    v = tokv[new_v] + out_v
-                    sgn = tokv[new_s] + out_s
-                    cells[i, j] = (one - (sgn + sgn)) * abs(v)
-                # ---- MLP blocks of this layer: hidden units read x, outputs added after.
-                for blk in range(blk_ptr[layer], blk_ptr[layer + 1]):
-                    u0, u1 = blk_unit[blk], blk_unit[blk + 1]
-                    if blk_bank[blk]:
-                        s = zero
-                        for t in range(bkp[blk], bkp[blk + 1]):
-                            s += bkv[t] * x[bkc[t]]
-                        lo, hi = 0, u1 - u0  # count of active units (they form a prefix)
-                        while lo < hi:
-                            mid = (lo + hi) // 2
-                            z = s + u_b1[u0 + mid]
-                            if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
-                                lo = mid + 1
-                            else:
-                                hi = mid
-                        row = pf_off[blk] + lo * (pf_out_ptr[blk + 1] - pf_out_ptr[blk])
-                        for t in range(pf_out_ptr[blk], pf_out_ptr[blk + 1]):
-                            val = pf_vals[row + t - pf_out_ptr[blk]]
-                            if val != zero:
-                                pend_ch[n_pend] = pf_out[t]
-                                pend_val[n_pend] = val
+                                pend_ch[n_pend] = w2c[t]
+                                pend_val[n_pend] = w2v[t] * hval
                                 n_pend += 1
-                        continue
-                    for u in range(u0, u1):
-                        hval = _unit(
-                            u,
-                            x,
-                            u_op,
-                            u_act,
-                            u_b1,
-                            u_b1b,
-                            w1p,
-                            w1c,
-                            w1v,
-                            w1bp,
-                            w1bc,
-                            w1bv,
-                            big,
-                            zero,
-                            one,
-                        )
-                        if hval == zero:
-                            continue
-                        for t in range(w2p[u], w2p[u + 1]):
-                            pend_ch[n_pend] = w2c[t]
-                            pend_val[n_pend] = w2v[t] * hval
-                            n_pend += 1
-                for t in range(n_pend):
-                    x[pend_ch[t]] += pend_val[t]
-    return 0
+                    for t in range(n_pend):
+                        x[pend_ch[t]] += pend_val[t]
+            # The driver's rule (``interpreter.run``): still running after the budget.
+            if budget != zero and cells[i, 4] == zero and math.trunc(cells[i, 5]) == zero:
+                cells[i, 5] = budget
+    return -1
 
+
+_run = _njit(_run_py)
+_run_parallel = _njit(_run_py, parallel=True)
 
 # Argument order of ``_run`` after ``meta``; which arrays are integer (the others are the
 # state's dtype). ``pack`` concatenates them into two buffers so that a Python call passes
-# six arguments: numba's dispatch checks every argument's type on every call, and with
+# a few arguments: numba's dispatch checks every argument's type on every call, and with
 # forty arrays that was most of the fixed cost of a call.
 _ARGS = [
     "rh_ptr",
@@ -513,6 +629,12 @@ _ARGS = [
     "pf_vals",
     "consts",
     "scalars",
+    "h_fixed",
+    "u_always",
+    "in_ptr",
+    "in_ch",
+    "col_ptr",
+    "col_unit",
 ]
 
 
@@ -520,6 +642,7 @@ def pack(program: tuple) -> tuple:
     """``(meta, ints, floats, index)``: every array of ``program`` as a view of one buffer
     (``index`` rows: start, end, shape)."""
     meta, arrays = program[0], program[1:]
+    assert len(arrays) == len(_ARGS)
     ints = [a for a in arrays if a.dtype == np.int64]
     floats = [a for a in arrays if a.dtype != np.int64]
     index = np.zeros((len(arrays), 5), dtype=np.int64)
@@ -537,70 +660,28 @@ def pack(program: tuple) -> tuple:
     )
 
 
-@_njit
-def _run_packed(cells, n_steps, meta, ints, floats, ix):
-    def v1(buf, r):
-        return buf[ix[r, 0] : ix[r, 1]]
-
-    def v2(buf, r):
-        return buf[ix[r, 0] : ix[r, 1]].reshape((ix[r, 2], ix[r, 3]))
-
-    def v3(buf, r):
-        return buf[ix[r, 0] : ix[r, 1]].reshape((ix[r, 2], ix[r, 3], ix[r, 4]))
-
-    return _run(
-        cells,
-        n_steps,
-        meta,
-        v2(ints, 0),
-        v2(ints, 1),
-        v1(ints, 2),
-        v1(ints, 3),
-        v1(ints, 4),
-        v1(floats, 5),
-        v1(ints, 6),
-        v1(ints, 7),
-        v1(ints, 8),
-        v2(floats, 9),
-        v1(ints, 10),
-        v3(floats, 11),
-        v1(ints, 12),
-        v1(ints, 13),
-        v1(ints, 14),
-        v1(ints, 15),
-        v1(ints, 16),
-        v1(ints, 17),
-        v1(floats, 18),
-        v1(floats, 19),
-        v1(ints, 20),
-        v1(ints, 21),
-        v1(floats, 22),
-        v1(ints, 23),
-        v1(ints, 24),
-        v1(floats, 25),
-        v1(ints, 26),
-        v1(ints, 27),
-        v1(floats, 28),
-        v1(ints, 29),
-        v1(ints, 30),
-        v1(floats, 31),
-        v1(ints, 32),
-        v1(ints, 33),
-        v1(ints, 34),
-        v1(ints, 35),
-        v1(floats, 36),
-        v2(floats, 37),
-        v1(floats, 38),
-    )
+PARALLEL_MIN_BATCH = 64
+"""Below this many machines a call runs on one thread (starting threads costs more)."""
 
 
-def run(cells: np.ndarray, n_steps: int, program: tuple) -> None:
+def run(cells: np.ndarray, n_steps: int, program: tuple, budget: float = 0.0) -> int:
     """``n_steps`` forward passes on every machine of ``cells`` ``(B, N)``, in place.
 
-    ``program`` is :func:`sparse_program` or its :func:`pack` (faster to call). A
+    ``program`` is :func:`sparse_program` or (faster to call) its :func:`pack`. A
     machine's loop stops once it is halted or faulted (frozen: further passes are no-ops).
+    A non-zero ``budget`` is then written to the FAULT cell of every machine still running
+    (``Fault.BUDGET_EXHAUSTED``, as :func:`algind_gym.machine.interpreter.run` does).
+    From :data:`PARALLEL_MIN_BATCH` machines on, chunks of machines run on numba's threads
+    (``NUMBA_NUM_THREADS``); results do not depend on it.
+
+    Returns -1, or (running nothing) the flat index of the first non-finite cell.
     """
-    if len(program) == 4:
-        _run_packed(cells, n_steps, *program)
-    else:
-        _run(cells, n_steps, *program)
+    if len(program) != 4:
+        program = pack(program)
+    n_chunks = 1
+    if cells.shape[0] >= PARALLEL_MIN_BATCH and numba is not None:
+        threads = numba.get_num_threads()
+        if threads > 1:
+            n_chunks = min(cells.shape[0], 8 * threads)
+    fn = _run_parallel if n_chunks > 1 else _run
+    return int(fn(cells, n_steps, *program, n_chunks, cells.dtype.type(budget)))

@@ -71,11 +71,16 @@ def check_cells(cells: Tensor | np.ndarray, n_cells: int) -> None:
     finite = torch.isfinite(cells) if isinstance(cells, Tensor) else np.isfinite(cells)
     if not bool(finite.all()):
         bad = np.argwhere(~np.asarray(finite.cpu() if isinstance(finite, Tensor) else finite))[0]
-        raise ValueError(
-            f"cells must be finite: machine {bad[0]} cell {bad[1]} is "
-            f"{float(cells[bad[0], bad[1]])}; a program cannot write inf/NaN, so fix the "
-            "value written from outside"
-        )
+        raise_nonfinite(cells, int(bad[0]), int(bad[1]))
+
+
+def raise_nonfinite(cells: Tensor | np.ndarray, machine: int, cell: int) -> None:
+    """The error of :func:`check_cells` for a non-finite cell."""
+    raise ValueError(
+        f"cells must be finite: machine {machine} cell {cell} is "
+        f"{float(cells[machine, cell])}; a program cannot write inf/NaN, so fix the "
+        "value written from outside"
+    )
 
 
 class TransformerCPU(nn.Module):
@@ -130,10 +135,12 @@ class TransformerCPU(nn.Module):
         self.dtype = _torch_dtype(dtype)
         self.n_cells = layout.n_cells
         np_dt = np.float32 if self.dtype == torch.float32 else np.float64
+        self._np_dtype = np.dtype(np_dt)
         self.compiled: Circuit = circuit or compile_circuit(layout, np_dt)
         self.device = device
         self._blocks: TorchCircuit | None = None  # the torch tensors, built on first use
         self._numba_program = None
+        self._runs_numpy: bool | None = None
 
     @property
     def blocks(self) -> TorchCircuit:
@@ -200,11 +207,41 @@ class TransformerCPU(nn.Module):
         return _kernel.AVAILABLE
 
     def _numba_run(self, cells: Tensor, n_steps: int) -> None:
-        if self._numba_program is None:  # the sparse forms never change: built on first use
-            np_dt = np.float32 if self.dtype == torch.float32 else np.float64
-            self._numba_program = _kernel.pack(_kernel.sparse_program(self.compiled, np_dt))
         with torch.no_grad():
-            _kernel.run(cells.detach().numpy(), int(n_steps), self._numba_program)
+            self.run_numpy(cells.detach().numpy(), n_steps)
+
+    def runs_numpy(self) -> bool:
+        """Whether :meth:`run_numpy` applies: the fused path on the numba kernel, on CPU."""
+        if self._runs_numpy is None:
+            self._runs_numpy = (
+                self.path == "fused"
+                and self.kernel != "torch"
+                and _kernel.AVAILABLE
+                and torch.device(self.device).type == "cpu"
+            )
+        return self._runs_numpy
+
+    def run_numpy(self, cells: np.ndarray, n_steps: int, budget: float = 0.0) -> np.ndarray:
+        """``n_steps`` passes of the numba kernel on C-contiguous numpy ``cells`` in place
+        (the backends' path: no torch call at all, so a short call costs a few us); a
+        non-zero ``budget`` is the fault code of machines still running at the end.
+
+        The kernel first checks that every cell is finite and runs nothing otherwise:
+        the error is :func:`check_cells`'s."""
+        if not self.runs_numpy():
+            raise RuntimeError("run_numpy needs path='fused' with the numba kernel on CPU")
+        if cells.dtype != self._np_dtype or not cells.flags.c_contiguous or cells.ndim != 2:
+            raise TypeError(f"cells must be a C-contiguous 2-d {self._np_dtype.name} array")
+        if cells.shape[1] != self.n_cells:
+            check_cells(cells, self.n_cells)  # the shape error
+        if self._numba_program is None:  # the sparse forms never change: built on first use
+            self._numba_program = _kernel.pack(
+                _kernel.sparse_program(self.compiled, self._np_dtype)
+            )
+        bad = _kernel.run(cells, int(n_steps), self._numba_program, budget)
+        if bad >= 0:
+            raise_nonfinite(cells, bad // self.n_cells, bad % self.n_cells)
+        return cells
 
     def run(self, cells: Tensor, n_steps: int) -> Tensor:
         """``n_steps`` forward passes on ``cells`` in place (no autograd); returns ``cells``.

@@ -79,12 +79,41 @@ def test_structured_programs_and_mutations_run_bit_exactly(v2_backends):
         assert_same(ref, v2_backends["transformer-v2"].run(state.copy(), 400), "structured")
 
 
-@pytest.mark.slow
-def test_million_fuzzed_steps_on_the_v2_kernel():
+def test_verify_cpu_structured_programs_are_long_and_match():
+    """verify-cpu's structured half: skill calls of a reference solution and mutations."""
     from algind_gym.cpu.verify import verify_cpu
 
     result = verify_cpu(
-        programs=70_000, steps=256, batch=1024, backends=("transformer-v2",), print_result=False
+        programs=8,
+        steps=8,
+        batch=8,
+        dtype="float32",
+        backends=("transformer-v2",),
+        print_result=False,
+        structured_steps=1,
+        structured_tasks=["VectorAdd"],
+    )
+    assert result["mismatches"] == 0 and result["structured_programs"] >= 16
+    assert result["structured_steps_in_programs_of_100_or_more"] > 0
+    assert result["steps_checked"] == result["random_steps"] + result["structured_steps"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_million_fuzzed_steps_on_the_v2_kernel(dtype_name):
+    """The issue's bar: >= 1e6 checked steps per dtype, >= half of them from structured
+    programs of >= 100 steps, 0 mismatches (numba kernels of v2 and v1)."""
+    from algind_gym.cpu.verify import verify_cpu
+
+    result = verify_cpu(
+        programs=40_000,
+        steps=256,
+        batch=1024,
+        dtype=dtype_name,
+        backends=("transformer-v2", "transformer"),
+        print_result=False,
+        structured_steps=500_000,
     )
     assert result["steps_checked"] >= 1_000_000
+    assert result["structured_steps_in_programs_of_100_or_more"] >= result["steps_checked"] / 2
     assert result["mismatches"] == 0
