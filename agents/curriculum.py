@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {
         "description": "every registered task, user tasks included",
         "levels": None,
-        "defaults": {"budget": 10_000, "prior": "dataflow"},
+        "defaults": {"budget": 25_000, "prior": "description+dataflow"},
     },
 }
 """Named task selections for :func:`preset_tasks`, with the settings the command uses for
