@@ -24,7 +24,10 @@ back to back in one process.
 Usage::
 
     python experiments/gradient_table.py [--seeds 0 1 2 3 4] [--steps 2] [--iterations 20]
-        [--tasks Sum DotProduct ...] [--render-only]
+        [--max-wall 60] [--tasks Sum DotProduct ...] [--render-only]
+
+Rows run task by task (every seed of a task, then the next task), so a cut-short run has
+whole tasks.
 """
 
 from __future__ import annotations
@@ -50,6 +53,18 @@ def table_tasks() -> list[str]:
     return [t.name for t in list_tasks() if t.level <= 2] + ["MatVec"]
 
 
+def wall_clock_stop(wall_s: float | None):
+    """A progress callback that ends a solve (``BudgetExhausted``) after ``wall_s`` seconds;
+    the best program offered so far is then verified as usual."""
+    start = time.perf_counter()
+
+    def stop(ctx) -> None:
+        if wall_s is not None and time.perf_counter() - start > wall_s:
+            raise BudgetExhausted
+
+    return stop
+
+
 def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> SolveResult:
     return solve(
         task,
@@ -57,6 +72,7 @@ def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> S
         library=reference_library_for(task),
         budget=10**9,
         seed=seed,
+        progress=wall_clock_stop(args.max_wall),
         steps=args.steps,
         iterations=args.iterations,
         restarts=args.restarts,
@@ -66,19 +82,13 @@ def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> S
 
 
 def run_mcts(task: str, seed: int, wall_s: float) -> SolveResult:
-    start = time.perf_counter()
-
-    def stop_at_wall_time(ctx) -> None:
-        if time.perf_counter() - start > wall_s:
-            raise BudgetExhausted
-
     return solve(
         task,
         agent="mcts",
         library=reference_library_for(task),
         budget=10**9,
         seed=seed,
-        progress=stop_at_wall_time,
+        progress=wall_clock_stop(wall_s),
         prior="uniform",
     )
 
@@ -110,8 +120,9 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         f"Seeds: {seeds}; gradient: T = {args.steps}, {args.iterations} iterations over "
         f"{args.restarts} restarts, temperature 1 -> {args.tau_end}, K = 4 examples per "
-        "iteration at one training length. "
-        "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
+        "iteration at one training length, other options at their defaults"
+        + (f", stopped after {args.max_wall:.0f} s of wall time. " if args.max_wall else ". ")
+        + "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
         "same task and seed. Library: built-ins + reference skills of the task's "
         "prerequisites. Success = verified on fresh inputs at every length incl. 8x.",
         "",
@@ -162,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restarts", type=int, default=2)
     p.add_argument("--tau-end", type=float, default=0.1, help="final softmax temperature")
     p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument(
+        "--max-wall", type=float, default=None, help="wall seconds per gradient run (default none)"
+    )
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "gradient_table"))
     args = p.parse_args(argv)
@@ -169,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.is_file() else []
     done = {(r["task"], r["seed"], r["agent"]) for r in rows}
     if not args.render_only:
-        for seed in args.seeds:
-            for task in args.tasks or table_tasks():
+        for task in args.tasks or table_tasks():
+            for seed in args.seeds:
                 if all((task, seed, a) in done for a in AGENTS):
                     continue
                 new = []
