@@ -113,6 +113,23 @@ def record(task: str, seed: int, agent: str, r: SolveResult) -> dict:
     }
 
 
+def error_record(task: str, seed: int, agent: str, error: str) -> dict:
+    """A row for a run that ended with a clear error (counted as a failure)."""
+    return {
+        "task": task,
+        "seed": seed,
+        "agent": agent,
+        "success": False,
+        "program": "",
+        "wall_s": 0.0,
+        "iterations": 0,
+        "iterations_to_success": None,
+        "actions": 0,
+        "acc_8x": 0.0,
+        "error": error,
+    }
+
+
 def render(rows: list[dict], args: argparse.Namespace) -> str:
     seeds = sorted({r["seed"] for r in rows})
     lines = [
@@ -142,6 +159,9 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
                 continue
             ok = [r for r in rs if r["success"]]
             acc = sum(r["acc_8x"] for r in rs) / len(rs)
+            if all(r.get("error") for r in rs):
+                cells.append(f"0/{len(rs)}, error")
+                continue
             text = f"{len(ok)}/{len(rs)}"
             if ok:
                 if agent.startswith("gradient"):
@@ -155,6 +175,10 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
     missing = [t for t in table_tasks() if t not in {r["task"] for r in rows}]
     if missing:
         lines += ["", f"Not measured in this run (time ran out): {', '.join(missing)}."]
+    errors = {(r["task"], r["agent"]): r["error"] for r in rows if r.get("error")}
+    if errors:
+        lines += ["", "Errors:", ""]
+        lines += [f"- {t} / {a}: {e}" for (t, a), e in errors.items()]
     lines += ["", "Programs found (first seed):", ""]
     first = seeds[0] if seeds else None
     for r in rows:
@@ -189,9 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 new = []
                 for init in ("uniform", "description"):
-                    r = run_gradient(task, seed, init, args)
+                    try:
+                        r = run_gradient(task, seed, init, args)
+                    except ValueError as e:  # e.g. more candidate ops than the composer takes
+                        new.append(error_record(task, seed, f"gradient-{init}", str(e)))
+                        continue
                     new.append(record(task, seed, f"gradient-{init}", r))
-                wall = max(x["wall_s"] for x in new)
+                wall = max(x["wall_s"] for x in new) or (args.max_wall or 60.0)
                 new.append(record(task, seed, "mcts-uniform", run_mcts(task, seed, wall)))
                 rows += new
                 for x in new:

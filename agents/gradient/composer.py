@@ -114,6 +114,10 @@ class GradientComposer(Agent):
         fresh_bias: initial W^in logit bonus of buffers an earlier step may have written.
         scaled_loss: weight of the correlation term (0 turns it off).
         expected_last: judge the last step's ops one by one (False: the mixture's loss).
+        deepen: train programs of 1, 2, ..., T steps in turn (an equal share of the
+            iterations each), so a task that one step solves is not trained as T steps
+            (whose later steps start biased to read what the earlier ones wrote); False:
+            only T steps.
         plain_ramp: weight the plain loss (i + 1) / n over a restart's n iterations, so
             that the correlation term leads first (default off).
         prior_scale: alpha logits = ``prior_scale * log prior`` for ``init="description"``.
@@ -144,6 +148,7 @@ class GradientComposer(Agent):
         expected_last: bool = True,
         plain_ramp: bool = False,
         patience: int = 25,
+        deepen: bool = True,
         skills: list[str] | None = None,
         dtype: str = "float32",
         out: str | None = None,
@@ -169,6 +174,7 @@ class GradientComposer(Agent):
         self.prior_scale, self.patience, self.dtype = prior_scale, patience, dtype
         self.fresh_bias, self.scaled_loss = fresh_bias, scaled_loss
         self.expected_last, self.plain_ramp = expected_last, plain_ramp
+        self.deepen = deepen
         self.skills = ",".join(skills) if skills else None
         self.out, self.verbose = out, verbose
 
@@ -282,15 +288,14 @@ class GradientComposer(Agent):
                 f"task {ctx.task.name}: every op that can write {list(ctx.task.outputs)} "
                 f"faults on soft inputs ({excluded}); no differentiable path to the outputs"
             )
-        steps_ops = [ops] * (self.steps - 1) + [final]
-        soft_steps = [build(o) for o in (ops, final)]
-        steps = [soft_steps[0]] * (self.steps - 1) + [soft_steps[1]]
-        alpha_init = self._alpha_init(ctx, steps_ops, length)
-        monitor = Monitor(
-            self.out, [[SKIP] + [op.label for op in o] for o in steps_ops], self.verbose
-        )
+        soft_steps = [build(o) for o in (ops, final)] if self.steps > 1 else [None, build(final)]
+        alpha_init = self._alpha_init(ctx, [ops, final] if self.steps > 1 else [final], length)
+        if self.steps == 1:
+            alpha_init = [None, *alpha_init]
+        depths = list(range(1, self.steps + 1)) if self.deepen else [self.steps]
+        monitor = Monitor(self.out, [], self.verbose)
         try:
-            return self._train(ctx, steps, alpha_init, monitor, k, length, dtype)
+            return self._train(ctx, soft_steps, alpha_init, depths, monitor, k, length, dtype)
         finally:
             monitor.close(ctx)
 
@@ -311,110 +316,130 @@ class GradientComposer(Agent):
     def _train(
         self,
         ctx: SolveContext,
-        steps: list[SoftStep],
-        alpha_init: list[np.ndarray | None],
+        soft_steps: list[SoftStep | None],
+        alpha_inits: list[np.ndarray | None],
+        depths: list[int],
         monitor: Monitor,
         k: int,
         length: int,
         dtype: torch.dtype,
     ) -> Program | None:
+        """Train programs of each length in ``depths`` in turn (an equal share of the
+        iterations each, the remainder to the last); ``soft_steps`` and ``alpha_inits`` are
+        ``[inner step, last step]``."""
         stats = ctx.stats
         stats.update(iterations=0, restarts_run=0, nonfinite_losses=0, faults={})
         cpu_s = backward_s = 0.0
         start = time.perf_counter()
         tried: dict[tuple, float] = {}
         used = 0
-        for r in range(self.restarts):
-            cap = (self.iterations - used) // (self.restarts - r)
-            if cap < 1:
-                continue
-            stats["restarts_run"] = r + 1
-            gen = torch.Generator().manual_seed(int(ctx.seed) * 1009 + r)
-            params = [
-                init_params(step.ops, gen, a0, self.noise)
-                for step, a0 in zip(steps, alpha_init, strict=True)
-            ]
-            tensors = [t for p in params for t in p.tensors()]
-            opt = torch.optim.Adam(tensors, lr=self.lr, betas=(0.9, self.beta2))
-            best, since, bad = float("inf"), 0, 0
-            for i in range(cap):
-                tau = anneal(self.tau_start, self.tau_end, i, cap)
-                ws = Workspace(
-                    ctx.library, ctx.task, length, batch=k, seed=int(ctx.rng.integers(2**31 - 1))
-                )
-                state, expected = self._state(ws, dtype)
-                defined = defined_buffers(ws)
-                final, fstats = soft_forward(
-                    state,
-                    steps,
-                    params,
-                    tau,
-                    self.gumbel,
-                    gen,
-                    defined,
-                    self.fresh_bias,
-                    branches=self.expected_last,
-                )
-                loss = loss_fn(final, expected)
-                plain = 1.0 if not self.plain_ramp else (i + 1) / cap
-                if self.expected_last:
-                    objective = expected_loss(fstats.branches, expected, self.scaled_loss, plain)
-                else:
-                    objective = plain * torch.log1p(loss)
-                    if self.scaled_loss:
-                        objective = objective + self.scaled_loss * scaled_loss_fn(final, expected)
-                cpu_s += fstats.cpu_s
-                used += 1
-                stats["iterations"] = used
-                self._count_faults(stats, steps, fstats.faults)
-                value = float(loss.detach())
-                if not (np.isfinite(value) and bool(torch.isfinite(objective.detach()))):
-                    # Never silent: counted, reported, and the update is skipped.
-                    stats["nonfinite_losses"] += 1
-                    bad += 1
-                    stats["last_nonfinite"] = (
-                        f"restart {r}, iteration {i}: loss {value}, objective "
-                        f"{float(objective.detach())}"
+        for n, depth in enumerate(depths):
+            steps = [soft_steps[0]] * (depth - 1) + [soft_steps[1]]
+            alpha_init = [alpha_inits[0]] * (depth - 1) + [alpha_inits[1]]
+            monitor.relabel([[SKIP] + [op.label for op in step.ops] for step in steps])
+            stats["depth"] = depth
+            limit = (
+                self.iterations if n == len(depths) - 1 else used + self.iterations // len(depths)
+            )
+            for r in range(self.restarts):
+                cap = (limit - used) // (self.restarts - r)
+                if cap < 1:
+                    continue
+                stats["restarts_run"] = stats.get("restarts_run", 0) + 1
+                gen = torch.Generator().manual_seed(int(ctx.seed) * 1009 + r)
+                params = [
+                    init_params(step.ops, gen, a0, self.noise)
+                    for step, a0 in zip(steps, alpha_init, strict=True)
+                ]
+                tensors = [t for p in params for t in p.tensors()]
+                opt = torch.optim.Adam(tensors, lr=self.lr, betas=(0.9, self.beta2))
+                best, since, bad = float("inf"), 0, 0
+                for i in range(cap):
+                    tau = anneal(self.tau_start, self.tau_end, i, cap)
+                    ws = Workspace(
+                        ctx.library,
+                        ctx.task,
+                        length,
+                        batch=k,
+                        seed=int(ctx.rng.integers(2**31 - 1)),
                     )
-                else:
-                    bad = 0
-                    opt.zero_grad()
-                    t0 = time.perf_counter()
-                    # log(1 + loss): an iteration with a wild loss cannot dominate Adam's
-                    # moment estimates (and stall the run while they decay)
-                    objective.backward()
-                    backward_s += time.perf_counter() - t0
-                    opt.step()
-                program = self.discretise(steps, params, defined)
-                alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
-                train_s = time.perf_counter() - start
-                stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
-                stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
-                monitor.log(
-                    used,
-                    value,
-                    tau,
-                    alphas,
-                    [entropy(torch.from_numpy(a)) for a in alphas],
-                    program,
-                )
-                ctx.charge(
-                    actions=sum(len(s.ops) for s in steps),
-                    env_steps=len(steps),
-                    instructions=fstats.instructions,
-                )
-                if program and self._check(ctx, program, tried, k):
-                    stats.update(iterations_to_success=used, final_loss=value)
-                    return self._prune(ctx, program, tried, k)
-                stats["final_loss"] = value
-                if bad >= 3:
-                    break  # the loss stays non-finite: this restart is dead
-                if value < best * 0.99:
-                    best, since = value, 0
-                else:
-                    since += 1
-                    if since >= self.patience:
-                        break
+                    state, expected = self._state(ws, dtype)
+                    defined = defined_buffers(ws)
+                    final, fstats = soft_forward(
+                        state,
+                        steps,
+                        params,
+                        tau,
+                        self.gumbel,
+                        gen,
+                        defined,
+                        self.fresh_bias,
+                        branches=self.expected_last,
+                    )
+                    loss = loss_fn(final, expected)
+                    plain = 1.0 if not self.plain_ramp else (i + 1) / cap
+                    if self.expected_last:
+                        objective = expected_loss(
+                            fstats.branches, expected, self.scaled_loss, plain
+                        )
+                    else:
+                        objective = plain * torch.log1p(loss)
+                        if self.scaled_loss:
+                            objective = objective + self.scaled_loss * scaled_loss_fn(
+                                final, expected
+                            )
+                    cpu_s += fstats.cpu_s
+                    used += 1
+                    stats["iterations"] = used
+                    self._count_faults(stats, steps, fstats.faults)
+                    value = float(loss.detach())
+                    if not (np.isfinite(value) and bool(torch.isfinite(objective.detach()))):
+                        # Never silent: counted, reported, and the update is skipped.
+                        stats["nonfinite_losses"] += 1
+                        bad += 1
+                        stats["last_nonfinite"] = (
+                            f"restart {r}, iteration {i}: loss {value}, objective "
+                            f"{float(objective.detach())}"
+                        )
+                    else:
+                        bad = 0
+                        opt.zero_grad()
+                        t0 = time.perf_counter()
+                        # log(1 + loss): an iteration with a wild loss cannot dominate Adam's
+                        # moment estimates (and stall the run while they decay)
+                        objective.backward()
+                        backward_s += time.perf_counter() - t0
+                        opt.step()
+                    program = self.discretise(steps, params, defined)
+                    alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
+                    train_s = time.perf_counter() - start
+                    stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
+                    stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
+                    monitor.log(
+                        used,
+                        value,
+                        tau,
+                        alphas,
+                        [entropy(torch.from_numpy(a)) for a in alphas],
+                        program,
+                    )
+                    ctx.charge(
+                        actions=sum(len(s.ops) for s in steps),
+                        env_steps=len(steps),
+                        instructions=fstats.instructions,
+                    )
+                    if program and self._check(ctx, program, tried, k):
+                        stats.update(iterations_to_success=used, final_loss=value)
+                        return self._prune(ctx, program, tried, k)
+                    stats["final_loss"] = value
+                    if bad >= 3:
+                        break  # the loss stays non-finite: this restart is dead
+                    if value < best * 0.99:
+                        best, since = value, 0
+                    else:
+                        since += 1
+                        if since >= self.patience:
+                            break
         return None
 
     def _check(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> bool:

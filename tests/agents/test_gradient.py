@@ -172,6 +172,7 @@ def test_solves_dot_product_from_built_in_skills():
         steps=2,
         iterations=15,
         restarts=1,
+        deepen=False,  # T = 2 from the start (deepening would spend half on T = 1)
         skills=skills,
     )
     assert r.success, r.stats
