@@ -135,9 +135,11 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         "# Gradient composer vs MCTS (uniform prior) at equal wall time",
         "",
-        f"Seeds: {seeds}; gradient: T = {args.steps}, {args.iterations} iterations over "
-        f"{args.restarts} restarts, temperature 1 -> {args.tau_end}, K = 4 examples per "
-        "iteration at one training length, other options at their defaults"
+        f"Seeds: {seeds}; gradient: up to T = {args.steps} steps (T = 1, 2, ... in turn, an "
+        f"equal share of {args.iterations} iterations each, {args.restarts} restart(s) per "
+        f"length), temperature 1 -> {args.tau_end} per restart, K examples per iteration at "
+        "one training length (`default_examples`: >= 4 and >= 8 output values), the "
+        "composer's other options at their defaults"
         + (f", stopped after {args.max_wall:.0f} s of wall time. " if args.max_wall else ". ")
         + "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
         "same task and seed. Library: built-ins + reference skills of the task's "

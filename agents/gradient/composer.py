@@ -39,7 +39,7 @@ starts alpha from the description prior (equation 4; :mod:`agents.gradient.prior
 
 Restrictions (documented deviations): training runs at one length (default: the smallest
 training length >= 3, with all ops of a step sharing that layout); the last step only holds
-ops that can write a task output; ops whose machines fault on every example of the first
+ops that can write a task output, and their written slots bind only task outputs; ops whose machines fault on every example of the first
 (uniform) forward pass -- e.g. ``gather`` with soft indices -- are excluded and listed in
 ``stats["excluded_ops"]``; the soft run uses float32 cells by default (the verification is
 exact float64).

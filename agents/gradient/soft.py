@@ -11,11 +11,15 @@ state is ``S`` with each buffer ``p`` its written slot may target replaced by
 Alpha has one extra entry per step, *skip* (the state passes unchanged), so a program of T
 steps can express a shorter one; a discretised skip is dropped from the program.
 
+Objectives: :func:`loss_fn` (relative squared error), :func:`scaled_loss_fn` (correlation)
+and :func:`expected_loss` (the last step's ops judged one by one, from the per-op states
+that ``soft_forward(..., branches=True)`` keeps); the composer's docstring says which it uses.
+
 Faults: an op whose machine faults on an example (division by zero, a soft value used as an
 address, ...) gets weight 0 for that example and the remaining weights are renormalised, so
 its garbage never enters the state; skip never faults, so the normaliser is never 0. A
-result that is finite but beyond :data:`VALUE_LIMIT` is masked the same way (recorded as
-``OUT_OF_RANGE``). A non-finite loss can still arise (float32 overflow of a mixture): the
+result that is finite but beyond :data:`VALUE_LIMIT` times the inputs' scale is masked the
+same way (recorded as ``OUT_OF_RANGE``). A non-finite loss can still arise (float32 overflow of a mixture): the
 composer then skips the update, counts it in ``stats["nonfinite_losses"]`` and says where.
 """
 
