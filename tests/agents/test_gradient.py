@@ -162,7 +162,10 @@ DOT_PRODUCT_GAP = (
 
 def test_solves_dot_product_from_built_in_skills():
     """Two steps (zipmap(s_mul) into scratch, then fold(s_add)) found by gradient descent
-    alone (uniform init) from four built-in skills, verified at 8x the training length."""
+    alone (uniform init) from four built-in skills, verified at 8x the training length.
+
+    Not every seed: with this budget seeds 0 and 2 of 0-4 succeed (the others settle on
+    fold(s_add) of an input or on a constant); experiments/results/gradient_table_notes.md."""
     skills = ["zipmap", "fold", "s_add", "s_mul"]
     r = solve(
         "DotProduct",
