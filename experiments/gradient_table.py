@@ -24,7 +24,10 @@ back to back in one process.
 Usage::
 
     python experiments/gradient_table.py [--seeds 0 1 2 3 4] [--steps 2] [--iterations 20]
-        [--tasks Sum DotProduct ...] [--render-only]
+        [--max-wall 60] [--tasks Sum DotProduct ...] [--render-only]
+
+Rows run task by task (every seed of a task, then the next task), so a cut-short run has
+whole tasks.
 """
 
 from __future__ import annotations
@@ -50,6 +53,18 @@ def table_tasks() -> list[str]:
     return [t.name for t in list_tasks() if t.level <= 2] + ["MatVec"]
 
 
+def wall_clock_stop(wall_s: float | None):
+    """A progress callback that ends a solve (``BudgetExhausted``) after ``wall_s`` seconds;
+    the best program offered so far is then verified as usual."""
+    start = time.perf_counter()
+
+    def stop(ctx) -> None:
+        if wall_s is not None and time.perf_counter() - start > wall_s:
+            raise BudgetExhausted
+
+    return stop
+
+
 def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> SolveResult:
     return solve(
         task,
@@ -57,6 +72,7 @@ def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> S
         library=reference_library_for(task),
         budget=10**9,
         seed=seed,
+        progress=wall_clock_stop(args.max_wall),
         steps=args.steps,
         iterations=args.iterations,
         restarts=args.restarts,
@@ -66,19 +82,13 @@ def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> S
 
 
 def run_mcts(task: str, seed: int, wall_s: float) -> SolveResult:
-    start = time.perf_counter()
-
-    def stop_at_wall_time(ctx) -> None:
-        if time.perf_counter() - start > wall_s:
-            raise BudgetExhausted
-
     return solve(
         task,
         agent="mcts",
         library=reference_library_for(task),
         budget=10**9,
         seed=seed,
-        progress=stop_at_wall_time,
+        progress=wall_clock_stop(wall_s),
         prior="uniform",
     )
 
@@ -103,15 +113,35 @@ def record(task: str, seed: int, agent: str, r: SolveResult) -> dict:
     }
 
 
+def error_record(task: str, seed: int, agent: str, error: str) -> dict:
+    """A row for a run that ended with a clear error (counted as a failure)."""
+    return {
+        "task": task,
+        "seed": seed,
+        "agent": agent,
+        "success": False,
+        "program": "",
+        "wall_s": 0.0,
+        "iterations": 0,
+        "iterations_to_success": None,
+        "actions": 0,
+        "acc_8x": 0.0,
+        "error": error,
+    }
+
+
 def render(rows: list[dict], args: argparse.Namespace) -> str:
     seeds = sorted({r["seed"] for r in rows})
     lines = [
         "# Gradient composer vs MCTS (uniform prior) at equal wall time",
         "",
-        f"Seeds: {seeds}; gradient: T = {args.steps}, {args.iterations} iterations over "
-        f"{args.restarts} restarts, temperature 1 -> {args.tau_end}, K = 4 examples per "
-        "iteration at one training length. "
-        "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
+        f"Seeds: {seeds}; gradient: up to T = {args.steps} steps (T = 1, 2, ... in turn, an "
+        f"equal share of {args.iterations} iterations each, {args.restarts} restart(s) per "
+        f"length), temperature 1 -> {args.tau_end} per restart, K examples per iteration at "
+        "one training length (`default_examples`: >= 4 and >= 8 output values), the "
+        "composer's other options at their defaults"
+        + (f", stopped after {args.max_wall:.0f} s of wall time. " if args.max_wall else ". ")
+        + "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
         "same task and seed. Library: built-ins + reference skills of the task's "
         "prerequisites. Success = verified on fresh inputs at every length incl. 8x.",
         "",
@@ -131,6 +161,9 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
                 continue
             ok = [r for r in rs if r["success"]]
             acc = sum(r["acc_8x"] for r in rs) / len(rs)
+            if all(r.get("error") for r in rs):
+                cells.append(f"0/{len(rs)}, error")
+                continue
             text = f"{len(ok)}/{len(rs)}"
             if ok:
                 if agent.startswith("gradient"):
@@ -144,6 +177,10 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
     missing = [t for t in table_tasks() if t not in {r["task"] for r in rows}]
     if missing:
         lines += ["", f"Not measured in this run (time ran out): {', '.join(missing)}."]
+    errors = {(r["task"], r["agent"]): r["error"] for r in rows if r.get("error")}
+    if errors:
+        lines += ["", "Errors:", ""]
+        lines += [f"- {t} / {a}: {e}" for (t, a), e in errors.items()]
     lines += ["", "Programs found (first seed):", ""]
     first = seeds[0] if seeds else None
     for r in rows:
@@ -162,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restarts", type=int, default=2)
     p.add_argument("--tau-end", type=float, default=0.1, help="final softmax temperature")
     p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument(
+        "--max-wall", type=float, default=None, help="wall seconds per gradient run (default none)"
+    )
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "gradient_table"))
     args = p.parse_args(argv)
@@ -169,15 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.is_file() else []
     done = {(r["task"], r["seed"], r["agent"]) for r in rows}
     if not args.render_only:
-        for seed in args.seeds:
-            for task in args.tasks or table_tasks():
+        for task in args.tasks or table_tasks():
+            for seed in args.seeds:
                 if all((task, seed, a) in done for a in AGENTS):
                     continue
                 new = []
                 for init in ("uniform", "description"):
-                    r = run_gradient(task, seed, init, args)
+                    try:
+                        r = run_gradient(task, seed, init, args)
+                    except ValueError as e:  # e.g. more candidate ops than the composer takes
+                        new.append(error_record(task, seed, f"gradient-{init}", str(e)))
+                        continue
                     new.append(record(task, seed, f"gradient-{init}", r))
-                wall = max(x["wall_s"] for x in new)
+                wall = max(x["wall_s"] for x in new) or (args.max_wall or 60.0)
                 new.append(record(task, seed, "mcts-uniform", run_mcts(task, seed, wall)))
                 rows += new
                 for x in new:

@@ -7,11 +7,28 @@ and per op and data slot logits W^in over the type-compatible workspace buffers 
 slot's shape. The forward pass (:func:`agents.gradient.soft.soft_forward`) loads each slot
 with a softmax(W^in)-weighted mixture, runs every op of the step on the K examples in one
 batched call of the torch-kernel Transformer CPU (autograd through the data path), and mixes
-the results with softmax(alpha). The loss is the mean squared error of the task's outputs
-against the oracle (relative squared error) on K fresh examples every iteration; Adam
-updates alpha and W^in, optionally while the softmax temperature anneals (``tau_start`` ->
-``tau_end``) or through straight-through Gumbel-softmax samples (``gumbel=True``). Restarts (new seeds) split the iteration budget; a restart ends
-early when the loss stops improving.
+the results with softmax(alpha). Adam updates alpha and W^in on K fresh examples every
+iteration, optionally while the softmax temperature anneals (``tau_start`` -> ``tau_end``)
+or through straight-through Gumbel-softmax samples (``gumbel=True``). Restarts (new seeds)
+split the iteration budget; a restart ends early when the loss stops improving.
+
+The objective (defaults; each can be switched off, which gives the paper's plain form):
+
+* the loss is the relative squared error of the task's outputs (:func:`~agents.gradient.soft.loss_fn`),
+  optimised as ``log(1 + loss)`` so that one wild iteration cannot stall Adam;
+* ``expected_last``: the last step's ops are judged one by one (the objective averaged
+  over the last step's alternatives, :func:`~agents.gradient.soft.expected_loss`) rather
+  than as one mixture; the earlier steps stay mixtures (equation 2);
+* ``scaled_loss``: plus a correlation term (:func:`~agents.gradient.soft.scaled_loss_fn`)
+  that rewards the share of the right result in a mixture;
+* ``fresh_bias``: reading slots start biased towards buffers an earlier step wrote;
+* the last step's written slots bind only task outputs (:func:`to_outputs`).
+
+Why: with the plain objective, a right op of a first step reaches the loss only as a
+small share of a scratch buffer beside ~30 other writers' results, so every step drifts to
+*skip* or to a constant (the output 0 has relative loss 1, any noisy mixture more);
+DotProduct from four skills was not found in 2 x 20 iterations with it and is with these
+(experiments/results/gradient_table.md has the figures and the failures).
 
 After every iteration the argmax program (skips dropped) is run exactly on the training
 examples with the fast CPU; when it is right there it is verified on fresh inputs at every
@@ -22,7 +39,7 @@ starts alpha from the description prior (equation 4; :mod:`agents.gradient.prior
 
 Restrictions (documented deviations): training runs at one length (default: the smallest
 training length >= 3, with all ops of a step sharing that layout); the last step only holds
-ops that can write a task output; ops whose machines fault on every example of the first
+ops that can write a task output, and their written slots bind only task outputs; ops whose machines fault on every example of the first
 (uniform) forward pass -- e.g. ``gather`` with soft indices -- are excluded and listed in
 ``stats["excluded_ops"]``; the soft run uses float32 cells by default (the verification is
 exact float64).
@@ -35,6 +52,7 @@ and the instructions the CPU executed, so budgets compare with the search agents
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -49,10 +67,12 @@ from agents.gradient.soft import (
     StepParams,
     anneal,
     entropy,
+    expected_loss,
     init_params,
     loss_fn,
     read_bias,
     relax,
+    scaled_loss_fn,
     soft_forward,
 )
 from agents.result import Program
@@ -83,7 +103,7 @@ class GradientComposer(Agent):
         lr: Adam learning rate.
         beta2: Adam's second-moment decay; lower than torch's 0.999 so that the step size
             follows a gradient that shrinks as an op's weight shrinks (short runs).
-        examples: K examples per iteration (default: the solve's ``n_examples``, at most 4).
+        examples: K examples per iteration (default :func:`default_examples`).
         length: training length (default :func:`training_length`).
         tau_start, tau_end: softmax temperature, annealed exponentially per restart
             (default 1 -> 0.1). Without annealing the mixture settles on blends of ops that
@@ -91,6 +111,15 @@ class GradientComposer(Agent):
             skills: relative loss 0.09, wrong program); ``tau_end=tau_start`` turns it off.
         gumbel: straight-through Gumbel-softmax instead of the plain softmax.
         noise: std of the logits' random initialisation (what differs between restarts).
+        fresh_bias: initial W^in logit bonus of buffers an earlier step may have written.
+        scaled_loss: weight of the correlation term (0 turns it off).
+        expected_last: judge the last step's ops one by one (False: the mixture's loss).
+        deepen: train programs of 1, 2, ..., T steps in turn (an equal share of the
+            iterations each), so a task that one step solves is not trained as T steps
+            (whose later steps start biased to read what the earlier ones wrote); False:
+            only T steps.
+        plain_ramp: weight the plain loss (i + 1) / n over a restart's n iterations, so
+            that the correlation term leads first (default off).
         prior_scale: alpha logits = ``prior_scale * log prior`` for ``init="description"``.
         patience: iterations without a 1% loss improvement that end a restart.
         skills: restrict the library to these skills (names or keys); default all.
@@ -114,7 +143,12 @@ class GradientComposer(Agent):
         gumbel: bool = False,
         noise: float = 0.1,
         prior_scale: float = 2.0,
+        fresh_bias: float = 2.0,
+        scaled_loss: float = 1.0,
+        expected_last: bool = True,
+        plain_ramp: bool = False,
         patience: int = 25,
+        deepen: bool = True,
         skills: list[str] | None = None,
         dtype: str = "float32",
         out: str | None = None,
@@ -138,6 +172,9 @@ class GradientComposer(Agent):
         self.lr, self.beta2, self.examples, self.length = lr, beta2, examples, length
         self.tau_start, self.tau_end, self.gumbel, self.noise = tau_start, tau_end, gumbel, noise
         self.prior_scale, self.patience, self.dtype = prior_scale, patience, dtype
+        self.fresh_bias, self.scaled_loss = fresh_bias, scaled_loss
+        self.expected_last, self.plain_ramp = expected_last, plain_ramp
+        self.deepen = deepen
         self.skills = ",".join(skills) if skills else None
         self.out, self.verbose = out, verbose
 
@@ -146,7 +183,8 @@ class GradientComposer(Agent):
         """All ops, and the ops that can write a task output (the last step's)."""
         skills = self.skills.split(",") if self.skills else None
         ops = enumerate_ops(ctx.library, ctx.task, ws.image, skills)
-        final = [op for op in ops if op.writes(set(ctx.task.outputs))]
+        final = [to_outputs(op, set(ctx.task.outputs)) for op in ops]
+        final = [op for op in final if op is not None]
         if not final:
             raise ValueError(
                 f"task {ctx.task.name}: no skill of the library can write its output(s) "
@@ -187,6 +225,7 @@ class GradientComposer(Agent):
         likely buffer per data slot, among the buffers the soft forward lets it read."""
         program: Program = []
         defined = None if defined is None else set(defined)
+        written: set[str] = set()
         for step, par in zip(steps, params, strict=True):
             i = int(par.alpha.detach().argmax())
             if i == 0:
@@ -200,20 +239,22 @@ class GradientComposer(Agent):
                 elif (v, j) in par.w_in:
                     logits = par.w_in[(v, j)].detach()
                     if defined is not None:
-                        logits = logits + read_bias(op, j, defined)
+                        logits = logits + read_bias(op, j, defined, written, self.fresh_bias)
                     names.append(s.candidates[int(logits.argmax())])
                 else:
                     names.append(s.candidates[0])
             program.append((op.skill, names))
             if defined is not None:
-                defined |= {n for j, n in enumerate(names) if op.slots[j].role != "in"}
+                outs = {n for j, n in enumerate(names) if op.slots[j].role not in ("in", "skill")}
+                defined |= outs
+                written |= outs
         return program
 
     # ----------------------------------------------------------------- search
     def search(self, ctx: SolveContext) -> Program | None:
         np_dtype, dtype = DTYPES[self.dtype]
-        k = self.examples or min(ctx.n_examples, 4)
         length = self.length or training_length(ctx.task)
+        k = self.examples or default_examples(ctx, length)
         probe_ws = Workspace(ctx.library, ctx.task, length, batch=k, seed=ctx.seed)
         ops, final = self._ops(ctx, probe_ws)
         backend = make_backend("transformer-torch")
@@ -247,15 +288,14 @@ class GradientComposer(Agent):
                 f"task {ctx.task.name}: every op that can write {list(ctx.task.outputs)} "
                 f"faults on soft inputs ({excluded}); no differentiable path to the outputs"
             )
-        steps_ops = [ops] * (self.steps - 1) + [final]
-        soft_steps = [build(o) for o in (ops, final)]
-        steps = [soft_steps[0]] * (self.steps - 1) + [soft_steps[1]]
-        alpha_init = self._alpha_init(ctx, steps_ops, length)
-        monitor = Monitor(
-            self.out, [[SKIP] + [op.label for op in o] for o in steps_ops], self.verbose
-        )
+        soft_steps = [build(o) for o in (ops, final)] if self.steps > 1 else [None, build(final)]
+        alpha_init = self._alpha_init(ctx, [ops, final] if self.steps > 1 else [final], length)
+        if self.steps == 1:
+            alpha_init = [None, *alpha_init]
+        depths = list(range(1, self.steps + 1)) if self.deepen else [self.steps]
+        monitor = Monitor(self.out, [], self.verbose)
         try:
-            return self._train(ctx, steps, alpha_init, monitor, k, length, dtype)
+            return self._train(ctx, soft_steps, alpha_init, depths, monitor, k, length, dtype)
         finally:
             monitor.close(ctx)
 
@@ -276,88 +316,130 @@ class GradientComposer(Agent):
     def _train(
         self,
         ctx: SolveContext,
-        steps: list[SoftStep],
-        alpha_init: list[np.ndarray | None],
+        soft_steps: list[SoftStep | None],
+        alpha_inits: list[np.ndarray | None],
+        depths: list[int],
         monitor: Monitor,
         k: int,
         length: int,
         dtype: torch.dtype,
     ) -> Program | None:
+        """Train programs of each length in ``depths`` in turn (an equal share of the
+        iterations each, the remainder to the last); ``soft_steps`` and ``alpha_inits`` are
+        ``[inner step, last step]``."""
         stats = ctx.stats
         stats.update(iterations=0, restarts_run=0, nonfinite_losses=0, faults={})
         cpu_s = backward_s = 0.0
         start = time.perf_counter()
         tried: dict[tuple, float] = {}
         used = 0
-        for r in range(self.restarts):
-            cap = (self.iterations - used) // (self.restarts - r)
-            if cap < 1:
-                continue
-            stats["restarts_run"] = r + 1
-            gen = torch.Generator().manual_seed(int(ctx.seed) * 1009 + r)
-            params = [
-                init_params(step.ops, gen, a0, self.noise)
-                for step, a0 in zip(steps, alpha_init, strict=True)
-            ]
-            tensors = [t for p in params for t in p.tensors()]
-            opt = torch.optim.Adam(tensors, lr=self.lr, betas=(0.9, self.beta2))
-            best, since, bad = float("inf"), 0, 0
-            for i in range(cap):
-                tau = anneal(self.tau_start, self.tau_end, i, cap)
-                ws = Workspace(
-                    ctx.library, ctx.task, length, batch=k, seed=int(ctx.rng.integers(2**31 - 1))
-                )
-                state, expected = self._state(ws, dtype)
-                defined = defined_buffers(ws)
-                final, fstats = soft_forward(state, steps, params, tau, self.gumbel, gen, defined)
-                loss = loss_fn(final, expected)
-                cpu_s += fstats.cpu_s
-                used += 1
-                stats["iterations"] = used
-                self._count_faults(stats, steps, fstats.faults)
-                value = float(loss.detach())
-                if not np.isfinite(value):
-                    # Never silent: counted, reported, and the update is skipped.
-                    stats["nonfinite_losses"] += 1
-                    bad += 1
-                    stats["last_nonfinite"] = f"restart {r}, iteration {i}: loss {value}"
-                else:
-                    bad = 0
-                    opt.zero_grad()
-                    t0 = time.perf_counter()
-                    loss.backward()
-                    backward_s += time.perf_counter() - t0
-                    opt.step()
-                program = self.discretise(steps, params, defined)
-                alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
-                train_s = time.perf_counter() - start
-                stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
-                stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
-                monitor.log(
-                    used,
-                    value,
-                    tau,
-                    alphas,
-                    [entropy(torch.from_numpy(a)) for a in alphas],
-                    program,
-                )
-                ctx.charge(
-                    actions=sum(len(s.ops) for s in steps),
-                    env_steps=len(steps),
-                    instructions=fstats.instructions,
-                )
-                if program and self._check(ctx, program, tried, k):
-                    stats.update(iterations_to_success=used, final_loss=value)
-                    return self._prune(ctx, program, tried, k)
-                stats["final_loss"] = value
-                if bad >= 3:
-                    break  # the loss stays non-finite: this restart is dead
-                if value < best * 0.99:
-                    best, since = value, 0
-                else:
-                    since += 1
-                    if since >= self.patience:
-                        break
+        for n, depth in enumerate(depths):
+            steps = [soft_steps[0]] * (depth - 1) + [soft_steps[1]]
+            alpha_init = [alpha_inits[0]] * (depth - 1) + [alpha_inits[1]]
+            monitor.relabel([[SKIP] + [op.label for op in step.ops] for step in steps])
+            stats["depth"] = depth
+            limit = (
+                self.iterations if n == len(depths) - 1 else used + self.iterations // len(depths)
+            )
+            for r in range(self.restarts):
+                cap = (limit - used) // (self.restarts - r)
+                if cap < 1:
+                    continue
+                stats["restarts_run"] = stats.get("restarts_run", 0) + 1
+                gen = torch.Generator().manual_seed(int(ctx.seed) * 1009 + r)
+                params = [
+                    init_params(step.ops, gen, a0, self.noise)
+                    for step, a0 in zip(steps, alpha_init, strict=True)
+                ]
+                tensors = [t for p in params for t in p.tensors()]
+                opt = torch.optim.Adam(tensors, lr=self.lr, betas=(0.9, self.beta2))
+                best, since, bad = float("inf"), 0, 0
+                for i in range(cap):
+                    tau = anneal(self.tau_start, self.tau_end, i, cap)
+                    ws = Workspace(
+                        ctx.library,
+                        ctx.task,
+                        length,
+                        batch=k,
+                        seed=int(ctx.rng.integers(2**31 - 1)),
+                    )
+                    state, expected = self._state(ws, dtype)
+                    defined = defined_buffers(ws)
+                    final, fstats = soft_forward(
+                        state,
+                        steps,
+                        params,
+                        tau,
+                        self.gumbel,
+                        gen,
+                        defined,
+                        self.fresh_bias,
+                        branches=self.expected_last,
+                    )
+                    loss = loss_fn(final, expected)
+                    plain = 1.0 if not self.plain_ramp else (i + 1) / cap
+                    if self.expected_last:
+                        objective = expected_loss(
+                            fstats.branches, expected, self.scaled_loss, plain
+                        )
+                    else:
+                        objective = plain * torch.log1p(loss)
+                        if self.scaled_loss:
+                            objective = objective + self.scaled_loss * scaled_loss_fn(
+                                final, expected
+                            )
+                    cpu_s += fstats.cpu_s
+                    used += 1
+                    stats["iterations"] = used
+                    self._count_faults(stats, steps, fstats.faults)
+                    value = float(loss.detach())
+                    if not (np.isfinite(value) and bool(torch.isfinite(objective.detach()))):
+                        # Never silent: counted, reported, and the update is skipped.
+                        stats["nonfinite_losses"] += 1
+                        bad += 1
+                        stats["last_nonfinite"] = (
+                            f"restart {r}, iteration {i}: loss {value}, objective "
+                            f"{float(objective.detach())}"
+                        )
+                    else:
+                        bad = 0
+                        opt.zero_grad()
+                        t0 = time.perf_counter()
+                        # log(1 + loss): an iteration with a wild loss cannot dominate Adam's
+                        # moment estimates (and stall the run while they decay)
+                        objective.backward()
+                        backward_s += time.perf_counter() - t0
+                        opt.step()
+                    program = self.discretise(steps, params, defined)
+                    alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
+                    train_s = time.perf_counter() - start
+                    stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
+                    stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
+                    monitor.log(
+                        used,
+                        value,
+                        tau,
+                        alphas,
+                        [entropy(torch.from_numpy(a)) for a in alphas],
+                        program,
+                    )
+                    ctx.charge(
+                        actions=sum(len(s.ops) for s in steps),
+                        env_steps=len(steps),
+                        instructions=fstats.instructions,
+                    )
+                    if program and self._check(ctx, program, tried, k):
+                        stats.update(iterations_to_success=used, final_loss=value)
+                        return self._prune(ctx, program, tried, k)
+                    stats["final_loss"] = value
+                    if bad >= 3:
+                        break  # the loss stays non-finite: this restart is dead
+                    if value < best * 0.99:
+                        best, since = value, 0
+                    else:
+                        since += 1
+                        if since >= self.patience:
+                            break
         return None
 
     def _check(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> bool:
@@ -410,6 +492,30 @@ class GradientComposer(Agent):
                     entry = counts.setdefault(op.full_label, {})
                     name = "OUT_OF_RANGE" if code == OUT_OF_RANGE else Fault(int(code)).name
                     entry[name] = entry.get(name, 0) + 1
+
+
+def default_examples(ctx: SolveContext, length: int) -> int:
+    """K per iteration: at least 4, and enough for 8 output values (8 for a scalar output,
+    whose loss and correlation over 4 numbers are mostly noise), at most the solve's
+    ``n_examples``."""
+    ws = Workspace(ctx.library, ctx.task, length, batch=1, seed=ctx.seed)
+    cells = sum(np.asarray(ws.expected[0][n]).size for n in ctx.task.outputs)
+    return max(1, min(ctx.n_examples, max(4, -(-8 // max(cells, 1)))))
+
+
+def to_outputs(op: Op, outputs: set[str]) -> Op | None:
+    """``op`` for the last step: each written slot that may bind a task output binds only
+    the outputs (a last step's write to scratch could not change the result); None when no
+    written slot may bind one."""
+    if not op.writes(outputs):
+        return None
+    slots = tuple(
+        replace(s, candidates=tuple(c for c in s.candidates if c in outputs))
+        if s.written and outputs & set(s.candidates)
+        else s
+        for s in op.slots
+    )
+    return Op(op.skill, slots)
 
 
 def ctx_outputs(ws: Workspace) -> tuple[str, ...]:

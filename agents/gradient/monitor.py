@@ -62,6 +62,12 @@ class Monitor:
             self.bar.start()
             self._task = self.bar.add_task("train", total=None, loss=float("nan"), h=0.0, prog="")
 
+    def relabel(self, labels: list[list[str]]) -> None:
+        """Start the alpha history afresh for a program of another length (the plot shows
+        the last length trained; TensorBoard keeps every iteration)."""
+        self.labels = labels
+        self.history = []
+
     def log(
         self,
         iteration: int,

@@ -11,11 +11,15 @@ state is ``S`` with each buffer ``p`` its written slot may target replaced by
 Alpha has one extra entry per step, *skip* (the state passes unchanged), so a program of T
 steps can express a shorter one; a discretised skip is dropped from the program.
 
+Objectives: :func:`loss_fn` (relative squared error), :func:`scaled_loss_fn` (correlation)
+and :func:`expected_loss` (the last step's ops judged one by one, from the per-op states
+that ``soft_forward(..., branches=True)`` keeps); the composer's docstring says which it uses.
+
 Faults: an op whose machine faults on an example (division by zero, a soft value used as an
 address, ...) gets weight 0 for that example and the remaining weights are renormalised, so
 its garbage never enters the state; skip never faults, so the normaliser is never 0. A
-result that is finite but beyond :data:`VALUE_LIMIT` is masked the same way (recorded as
-``OUT_OF_RANGE``). A non-finite loss can still arise (float32 overflow of a mixture): the
+result that is finite but beyond :data:`VALUE_LIMIT` times the inputs' scale is masked the
+same way (recorded as ``OUT_OF_RANGE``). A non-finite loss can still arise (float32 overflow of a mixture): the
 composer then skips the update, counts it in ``stats["nonfinite_losses"]`` and says where.
 """
 
@@ -30,9 +34,11 @@ import torch
 from agents.gradient.ops import Op, SoftStep
 
 SKIP = "skip"
-VALUE_LIMIT = 1e6
-"""An op result with an element beyond this magnitude (e.g. a division by a near-zero
-mixture) is treated like a fault for that example: it would swamp the mixture and the loss."""
+VALUE_LIMIT = 100.0
+"""An op result with an element beyond ``VALUE_LIMIT * max(1, largest |input|)`` of its
+example (e.g. a division by a near-zero mixture) is treated like a fault for that example:
+it would swamp the mixture and the loss. Relative to the inputs' scale, so that U(-1, 1)
+reals and base-10 digits are judged alike."""
 OUT_OF_RANGE = -1
 """Pseudo fault code recorded for such results (machine fault codes are >= 1)."""
 
@@ -93,6 +99,9 @@ class ForwardStats:
     faults: list[np.ndarray]
     instructions: int = 0
     cpu_s: float = 0.0
+    branches: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = field(default_factory=list)
+    """With ``branches=True``: the last step's alternatives, ``(weight (K,), state)`` for
+    skip and for every op that ran on some example (weights sum to 1 per example)."""
 
 
 def soft_forward(
@@ -103,16 +112,24 @@ def soft_forward(
     gumbel: bool,
     generator: torch.Generator,
     defined: set[str] | None = None,
+    fresh_bias: float = 0.0,
+    branches: bool = False,
 ) -> tuple[dict[str, torch.Tensor], ForwardStats]:
     """Run the T soft steps from ``state`` (name -> ``(K, size)``); return the final state.
 
     ``defined``: the buffers holding defined values before the first step (inputs and
     constants); a slot that reads reads only those and buffers that an earlier step may have
     written (:func:`read_bias`), never uninitialised memory. None: every buffer is defined.
+    ``fresh_bias``: added to the W^in logits of the buffers an earlier step may have written
+    (see :func:`read_bias`). ``branches``: also keep the last step's per-op states
+    (:attr:`ForwardStats.branches`, for :func:`expected_loss`).
     """
     stats = ForwardStats([])
     dtype = next(iter(state.values())).dtype
     defined = set(state) if defined is None else set(defined)
+    scale = torch.stack([state[n].detach().abs().amax(1) for n in sorted(defined)]).amax(0)
+    limit = VALUE_LIMIT * scale.clamp_min(1.0)[:, None]  # (K, 1)
+    fresh: set[str] = set()
     for step, par in zip(steps, params, strict=True):
         a = relax(par.alpha, tau, gumbel, generator).to(dtype)
         inputs: dict[tuple[int, int], torch.Tensor] = {}
@@ -121,7 +138,7 @@ def soft_forward(
             for j in op.data_slots:
                 cands = op.slots[j].candidates
                 if (v, j) in par.w_in:
-                    logits = par.w_in[(v, j)] + read_bias(op, j, defined)
+                    logits = par.w_in[(v, j)] + read_bias(op, j, defined, fresh, fresh_bias)
                     w = relax(logits, tau, gumbel, generator).to(dtype)
                     mix[(v, j)] = w
                     stacked = torch.stack([state[c] for c in cands])
@@ -136,7 +153,7 @@ def soft_forward(
         ok_np = run.faults == 0  # (n_ops, K)
         for v, outs in enumerate(run.outputs):
             for r in outs.values():  # out-of-range results count as faults (see module doc)
-                wild = (~torch.isfinite(r.detach()) | (r.detach().abs() > VALUE_LIMIT)).any(1)
+                wild = (~torch.isfinite(r.detach()) | (r.detach().abs() > limit)).any(1)
                 hit = wild.numpy() & ok_np[v]
                 run.faults[v][hit] = OUT_OF_RANGE
                 ok_np[v] &= ~hit
@@ -145,24 +162,44 @@ def soft_forward(
         norm = a[0] + weights.sum(0)  # (K,) > 0: skip never faults
         weights = weights / norm
         new = dict(state)
+        last = branches and step is steps[-1]
+        if last:
+            stats.branches.append((a[0] / norm, state))
         for v, op in enumerate(step.ops):
             if not bool(ok[v].any()):
                 continue
+            branch = dict(state) if last else None
             for j, result in run.outputs[v].items():
                 for c, name in enumerate(op.slots[j].candidates):
                     old = state[name]
                     r = torch.where(ok[v][:, None], result, old)
-                    coef = weights[v][:, None] * mix[(v, j)][c]
-                    new[name] = new[name] + coef * (r - old)
+                    delta = mix[(v, j)][c] * (r - old)
+                    new[name] = new[name] + weights[v][:, None] * delta
+                    if branch is not None:
+                        branch[name] = branch[name] + delta
                     defined.add(name)
+                    fresh.add(name)
+            if branch is not None:
+                stats.branches.append((weights[v], branch))
         state = new
     return state, stats
 
 
-def read_bias(op: Op, slot: int, defined: set[str]) -> torch.Tensor:
+def read_bias(
+    op: Op,
+    slot: int,
+    defined: set[str],
+    fresh: set[str] = frozenset(),
+    fresh_bias: float = 0.0,
+) -> torch.Tensor:
     """0 for the candidates a slot may load, -inf for uninitialised buffers when the slot
     reads (role ``in``/``inout``); a write-only slot may target any candidate. A slot with no
-    defined candidate keeps them all (its op then reads garbage and the loss says so)."""
+    defined candidate keeps them all (its op then reads garbage and the loss says so).
+
+    A reading slot adds ``fresh_bias`` to the candidates in ``fresh`` (buffers an earlier
+    step may have written): a dataflow prior that a later step consumes what an earlier one
+    produced, so the first steps get a gradient through the later ones' choices. It uses
+    nothing about the task but which buffers the program itself may have written."""
     cands = op.slots[slot].candidates
     bias = torch.zeros(len(cands), dtype=torch.float64)
     if op.slots[slot].role == "out":
@@ -170,13 +207,68 @@ def read_bias(op: Op, slot: int, defined: set[str]) -> torch.Tensor:
     undefined = torch.tensor([c not in defined for c in cands])
     if bool(undefined.all()):
         return bias
+    if fresh_bias:
+        bias = bias + fresh_bias * torch.tensor([c in fresh for c in cands], dtype=bias.dtype)
     return bias.masked_fill(undefined, float("-inf"))
 
 
+REL_EPS = 1e-2
+"""Added to the oracle's mean square in :func:`loss_fn` (outputs that are all zero)."""
+
+
 def loss_fn(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean squared error of the task's outputs against the oracle, over elements and examples."""
-    terms = [((state[n] - want) ** 2).mean() for n, want in expected.items()]
+    """Relative squared error of the task's outputs against the oracle: per output, the mean
+    squared error over elements and examples divided by the oracle's mean square (plus
+    :data:`REL_EPS`); averaged over the outputs. 1 is the error of predicting zeros."""
+    terms = [
+        ((state[n] - want) ** 2).mean() / ((want**2).mean() + REL_EPS)
+        for n, want in expected.items()
+    ]
     return torch.stack(terms).mean()
+
+
+def scaled_loss_fn(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """:func:`loss_fn` after the best affine fit ``c p + d`` with ``c >= 0`` of each output
+    (over elements and examples): ``1 - max(0, corr(p, t))^2``, 1 when ``p`` is constant.
+
+    A soft mixture that holds the right result only as a small share beside other ops'
+    results (and constants such as the pool's ``one``) has a plain loss above 1 (worse than
+    skipping), but a scaled loss below 1; so it rewards the share of the right op in a
+    mixture instead of pulling every step to *skip*. It cannot tell ``out = s x + d`` from
+    ``out = x``: the composer adds the plain loss."""
+    terms = []
+    for n, want in expected.items():
+        p, t = state[n].reshape(-1), want.reshape(-1)
+        p, t = p - p.mean(), t - t.mean()
+        corr = (p @ t) / (p.norm() * t.norm() + 1e-6)
+        terms.append(1 - corr.clamp_min(0) ** 2)
+    return torch.stack(terms).mean()
+
+
+def expected_loss(
+    branches: list[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    expected: dict[str, torch.Tensor],
+    scaled: float,
+    plain: float = 1.0,
+) -> torch.Tensor:
+    """The objective averaged over the last step's alternatives instead of taken of their
+    mixture: ``sum_b w_b (plain log(1 + loss(S_b)) + scaled * scaled_loss(S_b))`` with ``w_b`` the
+    branch's weight averaged over the examples.
+
+    Of a mixture, an op's result is judged together with what the other ops add, so a
+    right op with a small weight is drowned by uncorrelated results and every weight drifts
+    to the least noisy choice (*skip*); judged one by one, each op of the last step is
+    compared with the others on its own result (a relaxation of the expected loss of the
+    program distribution over the last step; the earlier steps stay mixtures)."""
+    terms = []
+    for w, st in branches:
+        value = plain * torch.log1p(loss_fn(st, expected))
+        if scaled:
+            value = value + scaled * scaled_loss_fn(st, expected)
+        terms.append(w.mean() * value)
+    return torch.stack(terms).sum()
 
 
 def anneal(start: float, end: float, i: int, n: int) -> float:

@@ -26,11 +26,8 @@ def _soft_setup(task_name: str, skills: list[str], k: int = 3, seed: int = 0):
     # vector output, so these tests look at the combinator ops only.
     ops = [op for op in enumerate_ops(lib, task, ws.image, skills) if op.slots[0].skill]
     step = SoftStep(lib, ops, k, ws.max_steps, make_backend("transformer-torch"))
-    machines = ws.reset()
-    state = {n: torch.tensor(ws.image.read(machines, n).reshape(k, -1)) for n in ws.image.buffers}
-    expected = {
-        n: torch.tensor(np.stack([np.reshape(e[n], -1) for e in ws.expected])) for n in task.outputs
-    }
+    # outputs and scratch zeroed (not the machine's U(-1000, 1000) garbage), as the composer
+    state, expected = GradientComposer()._state(ws, torch.float64)
     return ops, step, state, expected
 
 
@@ -83,6 +80,10 @@ def test_cli_solves_vector_add_and_saves_plot_and_tensorboard(tmp_path, capsys):
     assert result["stats"]["iterations"] >= 1 and result["stats"]["iterations_per_s"] > 0
     assert (out_dir / "alpha.png").stat().st_size > 0
     assert any((out_dir / "tb").iterdir())
+    # gather/scatter read a soft index vector as addresses: excluded by name, with the fault
+    excluded = result["stats"]["excluded_ops"]
+    assert excluded["gather@1(3x1,3x1,3x1)"] == "INVALID_INSTRUCTION", excluded
+    assert result["stats"]["n_ops"] == 61 - len(excluded)
 
 
 def test_same_seed_same_result():
@@ -103,22 +104,68 @@ def test_clear_errors():
         solve("VectorAdd", agent="gradient", skills=["s_add"], iterations=1)
 
 
+def test_steps_below_one_is_a_cli_error(capsys):
+    assert main(["solve", "VectorAdd", "--agent", "gradient", "--steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "algind-gym: error:" in err and "steps (T) must be an integer >= 1" in err
+
+
+def test_division_by_zero_is_reported_in_the_result():
+    # Reverse's inputs are digits 0-9: zipmap(s_div) on x / x divides 0 by 0 somewhere
+    r = solve(
+        "Reverse",
+        agent="gradient",
+        skills=["zipmap", "s_div"],
+        steps=1,
+        iterations=2,
+        restarts=1,
+        budget=10**6,
+    )
+    faults = r.stats["faults"]["zipmap@1[s_div@1](4x1,4x1,4x1)"]
+    assert faults.get("DIVISION_BY_ZERO", 0) > 0, faults
+    assert r.stats["nonfinite_losses"] == 0 and np.isfinite(r.stats["final_loss"])
+
+
+def test_a_non_finite_loss_is_counted_and_reported_never_used(monkeypatch):
+    import agents.gradient.composer as composer
+
+    def nan_loss(state, expected):
+        return sum(v.sum() for v in state.values()) * float("nan")
+
+    monkeypatch.setattr(composer, "loss_fn", nan_loss)
+    r = solve(
+        "VectorAdd",
+        agent="gradient",
+        skills=["zipmap", "s_add"],
+        steps=1,
+        iterations=5,
+        restarts=1,
+        budget=10**6,
+    )
+    assert not r.success
+    assert r.stats["nonfinite_losses"] == 3  # three in a row end the restart
+    assert "loss nan" in r.stats["last_nonfinite"]
+
+
 def test_gradient_flags_are_for_the_gradient_agent_only(capsys):
     assert main(["solve", "VectorAdd", "--agent", "random", "--steps", "2"]) == 2
     assert "--agent gradient only" in capsys.readouterr().err
 
 
 DOT_PRODUCT_GAP = (
-    "known failure: from the whole library (57 ops per step) the mixture settles in local "
-    "minima within this budget; see experiments/results/gradient_table.md"
+    "known failure: from the whole library (59 ops per step after the exclusions) the "
+    "first step's zipmap(s_mul) reaches the loss only as a small share of a scratch buffer "
+    "written by ~30 ops, and the mixture settles on other ops within this budget; see "
+    "experiments/results/gradient_table.md"
 )
 
 
-@pytest.mark.slow
 def test_solves_dot_product_from_built_in_skills():
-    """Two steps (zipmap then fold) found by gradient descent alone (uniform init) from four
-    built-in skills. Slow: minutes on two cores (each iteration runs every op through the
-    torch-kernel CPU with autograd)."""
+    """Two steps (zipmap(s_mul) into scratch, then fold(s_add)) found by gradient descent
+    alone (uniform init) from four built-in skills, verified at 8x the training length.
+
+    Not every seed: with this budget seeds 0 and 2 of 0-4 succeed (the others settle on
+    fold(s_add) of an input or on a constant); experiments/results/gradient_table_notes.md."""
     skills = ["zipmap", "fold", "s_add", "s_mul"]
     r = solve(
         "DotProduct",
@@ -126,12 +173,16 @@ def test_solves_dot_product_from_built_in_skills():
         budget=10**6,
         seed=0,
         steps=2,
-        iterations=60,
-        restarts=2,
+        iterations=15,
+        restarts=1,
+        deepen=False,  # T = 2 from the start (deepening would spend half on T = 1)
         skills=skills,
     )
     assert r.success, r.stats
     assert r.generalisation["64"] == 1.0  # 8x the longest training length
+    steps = [(s, b) for s, b in r.program]
+    assert steps[0][0] == "zipmap@1" and steps[0][1][0] == "&s_mul@1"
+    assert r.stats["iterations_to_success"] <= 15
 
 
 def test_description_init_marginalises_the_search_prior():
