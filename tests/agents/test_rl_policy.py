@@ -107,27 +107,13 @@ def test_ppo_and_maskable_ppo_train_the_transformer_on_two_tasks(tmp_path):
         assert r.actions_evaluated == 12 or r.success
 
 
-def _transformer_yaml(tmp_path, n_eval: int = 4) -> str:
-    hp = tmp_path / "mppo.yml"
-    hp.write_text(
-        "default:\n  n_envs: 8\n  n_steps: 32\n  batch_size: 128\n  n_epochs: 4\n"
-        "  learning_rate: 0.001\n  ent_coef: 0.0\n"
-        f"  eval_freq: 100000\n  n_eval_episodes: {n_eval}\n  env_kwargs:\n    n_examples: 2\n"
-        "policy-transformer:\n  env_kwargs:\n    observation_mode: tables\n"
-        "    action_encoding: multidiscrete\n"
-    )
-    return str(hp)
-
-
 @pytest.mark.slow
-def test_maskable_ppo_with_the_transformer_solves_vector_add(tmp_path):
-    res = train(
-        "maskable_ppo",
-        "VectorAdd",
-        policy="transformer",
-        timesteps=8192,
-        hyperparams=_transformer_yaml(tmp_path),
-    )
+def test_maskable_ppo_with_the_transformer_solves_vector_add():
+    """With the shipped settings (experiments/hyperparams/maskable_ppo.yml, policy-transformer:
+    call_cost 0, dataflow masks). Measured on a shared 2-core machine: 8,192 timesteps gave
+    success 0.42 (the scratch pool made the action space ~14x larger than when this test
+    used 8,192), 24,576 gave 1.00 and accuracy 1.0 at 64 (about 8 minutes)."""
+    res = train("maskable_ppo", "VectorAdd", policy="transformer", timesteps=24_576)
     s = res.summary
     assert s["success_rate"] >= 0.9, s
     assert s["generalisation"]["64"] == 1.0, s
