@@ -28,7 +28,8 @@ so a resumed run gives exactly the results of an uninterrupted one.
 the start library only (nothing is appended), with a budget ``ratio`` times the actions
 the hierarchy needed for that task. A flat attempt that uses its whole budget is reported
 as "> budget"; one whose agent stopped early without a verified program (an exhaustive
-search ran out of programs of at most ``max_calls`` calls) as "not expressible".
+search ran out of programs within its depth limit: at most ``max_calls`` calls, and for
+MCTS at most its ``max_depth``) as "not expressible".
 """
 
 from __future__ import annotations

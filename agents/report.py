@@ -379,6 +379,7 @@ def _flat_section(state: dict[str, Any]) -> list[str]:
         "attempt's; learning the skills it calls is in the generations table). "
         "'> N (budget)': flat spent "
         "its whole budget without a verified program; 'not expressible': the agent ran out of "
-        f"programs of at most {state['config']['max_calls']} calls before its budget.\n",
+        f"programs within its depth limit (at most {state['config']['max_calls']} calls; MCTS "
+        "searches programs of at most its `max_depth` calls, 3 by default) before its budget.\n",
         _md_table(header, rows),
     ]
