@@ -26,6 +26,18 @@ from agents.api import AGENTS
 from agents.commands import parse_options
 
 
+def _progress(description: str, *, disable: bool) -> Progress:
+    """The rich progress display of the curriculum and bench commands (on stderr)."""
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=disable,
+    )
+
+
 def import_task_modules(modules: list[str] | None) -> None:
     """Import each module (a dotted name or a ``.py`` path) so that the tasks it registers
     through :func:`algind_gym.tasks.register_task` join the run."""
@@ -138,15 +150,7 @@ def curriculum_command(args: argparse.Namespace) -> int:
         max_calls=args.max_calls,
         preset=preset,
     )
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=args.json,
-    ) as progress:
+    with _progress("{task.description}", disable=args.json) as progress:
         overall = progress.add_task("tasks solved", total=len(tasks))
         attempt = progress.add_task("", total=budget, visible=False)
 
@@ -221,7 +225,7 @@ def curriculum_command(args: argparse.Namespace) -> int:
         except ImportError as e:  # the description prior without the [lm] extra
             raise ValueError(f"{e}; or pass --prior uniform") from None
         except KeyboardInterrupt:
-            console.print(
+            progress.console.print(
                 f"interrupted: everything up to the last finished attempt is saved in {args.out}; "
                 "continue with the same command and --resume"
             )
@@ -300,15 +304,7 @@ def bench_command(args: argparse.Namespace) -> int:
     else:
         tasks = _csv(args.tasks) or []
     seeds = parse_seeds(args.seeds)
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]bench[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=args.json,
-    ) as progress:
+    with _progress("[bold]bench[/] {task.description}", disable=args.json) as progress:
         bar = progress.add_task("cells", total=len(grid_cells(agents, tasks, seeds)))
 
         def on_cell(cell: tuple, data: dict[str, Any]) -> None:
@@ -338,7 +334,7 @@ def bench_command(args: argparse.Namespace) -> int:
                 on_cell=on_cell,
             )
         except KeyboardInterrupt:
-            console.print(
+            progress.console.print(
                 f"interrupted: finished cells are saved in {args.out}/cells; run the same "
                 "command again to finish the grid"
             )
