@@ -1,7 +1,12 @@
 """Every reference solution at every length, on the interpreter and the Transformer CPU.
 
-Default run: each task at its largest training length and smallest test length (the
-long regression task at one length). ``-m slow``: every training and test length.
+Default run: each task at its largest training length on the reference interpreter and at
+its smallest test length on the Transformer CPU (the long regression task at its smallest
+training length, also on the Transformer CPU). The long runs use the CPU because the
+interpreter takes 5-25 s each on them, and the CPU is checked bit for bit against the
+interpreter here (``test_transformer_cpu_matches_interpreter``) and by the fuzz suites.
+``-m slow``: every training and test length on the reference interpreter, and the CPU
+against the interpreter at every length.
 """
 
 from __future__ import annotations
@@ -35,30 +40,35 @@ def _run(name, length, backend, batch=2, seed=0):
     return ws, state
 
 
-def _cases(all_lengths):
-    """Default: largest training and smallest test length (the regression task: its smallest
-    training length only). ``all_lengths``: every length, marked slow."""
+def _cases():
+    """Default: largest training length on the interpreter, smallest test length on the
+    Transformer CPU (the regression task: its smallest training length, on the CPU)."""
     for name in TASKS:
         t = get_task(name)
-        if all_lengths:
-            lengths = t.train_lengths + t.test_lengths
-        elif name in SLOW_TASKS:
-            lengths = t.train_lengths[:1]
+        if name in SLOW_TASKS:
+            cases = [(t.train_lengths[0], "transformer")]
         else:
-            lengths = (t.train_lengths[-1], t.test_lengths[0])
-        for n in lengths:
-            marks = [pytest.mark.slow] if all_lengths else []
-            yield pytest.param(name, n, id=f"{name}-{n}", marks=marks)
+            cases = [(t.train_lengths[-1], "reference"), (t.test_lengths[0], "transformer")]
+        for n, backend in cases:
+            yield pytest.param(name, n, backend, id=f"{name}-{n}-{backend}")
 
 
-@pytest.mark.parametrize("name, length", list(_cases(False)))
-def test_reference_solution(name, length):
-    ws, state = _run(name, length, "reference")
+def _all_lengths():
+    """Every training and test length, marked slow."""
+    for name in TASKS:
+        t = get_task(name)
+        for n in t.train_lengths + t.test_lengths:
+            yield pytest.param(name, n, id=f"{name}-{n}", marks=[pytest.mark.slow])
+
+
+@pytest.mark.parametrize("name, length, backend", list(_cases()))
+def test_reference_solution(name, length, backend):
+    ws, state = _run(name, length, backend)
     score = ws.score(state)
     assert (state.faults == 0).all() and score.accuracy == 1.0, score
 
 
-@pytest.mark.parametrize("name, length", list(_cases(True)))
+@pytest.mark.parametrize("name, length", list(_all_lengths()))
 def test_reference_solution_all_lengths(name, length):
     ws, state = _run(name, length, "reference")
     assert ws.score(state).accuracy == 1.0
