@@ -134,6 +134,9 @@ class SearchTree:
         self.fault_skips = 0
         self.ev = ActionEvaluator(ctx, batched=batched, lengths=lengths)
         self._dataflow: Dataflow | None = None
+        if fault_memo or result_memo:  # the memos read the tables: built before the search
+            ev = self.ev
+            self._dataflow = dataflow_of(ctx.library, ctx.task, ev.table, ev.pointer_names)
         r = self.ev.root()
         self.root = Node(r.key, r.memory, [], r.potential, r.success, 0, value=r.value)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
