@@ -179,6 +179,13 @@ class ActionEvaluator:
     def pointer_names(self) -> list[str]:
         return self.workspaces[0].pointer_names
 
+    def reserve(self, chunk: int) -> None:
+        """Expect up to ``chunk`` actions per :meth:`evaluate` call: in batched mode, build
+        the machines of that many children now (before a search starts timing)."""
+        self.chunk_hint = max(int(chunk), 1)
+        if self.batched and (self._batch is None or self._batch.capacity < self.chunk_hint):
+            self._batch = _BatchBuffer(self, self.chunk_hint)
+
     @property
     def cpu_seconds(self) -> float:
         """Wall time spent inside the backend's ``run`` (the CPU call)."""
