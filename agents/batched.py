@@ -62,7 +62,7 @@ def state_key(memory: np.ndarray) -> bytes:
     return np.ascontiguousarray(memory).tobytes()
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one action did from a node.
 
@@ -362,8 +362,12 @@ class _BatchBuffer:
         ready[:, lay.register("sp")] = sp + 1
         for name in ("mode", "halt", "fault"):
             ready[:, lay.register(name)] = 0
-        self.ready = ready
+        self.low_part = np.concatenate([ready, ev.root_memory], axis=1)
+        """The low part of a child's machines (memory: the node's, written per expansion)."""
         self.icount_before = np.tile(ready[:, self.icount], capacity)
+        self.row_base = (np.arange(capacity * r, dtype=np.int64) * ev.root_cells.shape[1]).reshape(
+            capacity, r, 1
+        )
         self._plan(ev)
         self.state = MachineState(lay, self.cells, check_registers=False)
         self._states: dict[int, MachineState] = {capacity: self.state}
@@ -417,16 +421,14 @@ class _BatchBuffer:
             raise ValueError("HALT is not an action to evaluate: it runs nothing")
         m = n * r
         cells = self.cells[:m]
-        view = cells.reshape(n, r, -1)
-        view[:, :, : self.low] = self.ready[None]
-        view[:, :, ev.mem] = memory[None]
+        # registers, stack, pointer table and memory of every child: one copy per machine
+        self.low_part[:, self.low :] = memory
+        cells.reshape(n, r, -1)[:, :, : ev.mem.stop] = self.low_part[None]
         cells[:, self.pc] = self.entry[actions].reshape(-1)
         # every child's bindings into its skill's slots: one gather and one scatter
-        base = (np.arange(m, dtype=np.int64) * cells.shape[1])[:, None]
+        base = self.row_base[:n]
         flat = cells.reshape(-1)
-        flat[base + self.dst[actions].repeat(r, axis=0)] = flat[
-            base + self.src[actions].repeat(r, axis=0)
-        ]
+        flat[base + self.dst[actions][:, None]] = flat[base + self.src[actions][:, None]]
         if n not in self._states:
             state = copy.copy(self.state)
             state.cells = cells
