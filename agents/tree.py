@@ -60,8 +60,9 @@ class Node:
     """Nothing more to search below: at the depth limit, dead, or fully searched."""
     alternatives: int = 0
     """Other programs reaching this node that were verified (after its own failed)."""
-    contents: dict[int, bytes] = field(default_factory=dict, repr=False)
-    """Cache: pointer entry -> its buffer's bytes in ``memory`` (for the memos' keys)."""
+    contents: dict = field(default_factory=dict, repr=False)
+    """Cache: pointer entry -> its buffer's bytes in ``memory``, and a tuple of entries ->
+    the tuple of their bytes (for the memos' keys)."""
 
 
 @dataclass(eq=False)
@@ -246,15 +247,19 @@ class SearchTree:
         return self._columns[ptr]
 
     def _data(self, node: Node, ptrs: tuple[int, ...]) -> tuple[bytes, ...]:
-        """The contents of entries ``ptrs`` at ``node`` (every buffer entry's contents are
-        cached with the node the first time one is asked for)."""
+        """The contents of entries ``ptrs`` at ``node`` (cached with the node: every buffer
+        entry's contents the first time one is asked for, and each tuple asked for)."""
         cache = node.contents
-        if not cache:
-            ev = self.ev
-            for p, name in enumerate(ev.pointer_names):
-                if name in ev.image.buffers:
-                    cache[p] = np.ascontiguousarray(node.memory[:, self._column(p)]).tobytes()
-        return tuple([cache[p] for p in ptrs])
+        hit = cache.get(ptrs)
+        if hit is None:
+            if not cache:
+                ev = self.ev
+                for p, name in enumerate(ev.pointer_names):
+                    if name in ev.image.buffers:
+                        column = self._column(p)
+                        cache[p] = np.ascontiguousarray(node.memory[:, column]).tobytes()
+            hit = cache[ptrs] = tuple([cache[p] for p in ptrs])
+        return hit
 
     def _remember(self, node: Node, o: Outcome) -> None:
         """Record an evaluated action's result for the result memo."""
