@@ -37,7 +37,7 @@ FAULT_PATIENCE = 3
 """Faults (at different nodes, never a clean run) after which the fault memo drops an action."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """A distinct machine data state, and the first program found that reaches it."""
 
@@ -65,7 +65,7 @@ class Node:
     the tuple of their bytes (for the memos' keys)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Edge:
     """An evaluated action from a node to its child, with MCTS statistics."""
 
@@ -162,14 +162,13 @@ class SearchTree:
         actions, priors = [int(a) for a in actions], list(priors)
         keep = list(range(len(actions)))
         if self.fault_memo:
+            faulted, count, clean = self._faulted, self._fault_count, self._ran_clean
+            entries, data = self._entries, self._data
             keep = [
                 i
                 for i in keep
-                if self._fault_key(node, actions[i]) not in self._faulted
-                and not (
-                    self._fault_count.get(actions[i], 0) >= FAULT_PATIENCE
-                    and actions[i] not in self._ran_clean
-                )
+                if (actions[i], data(node, entries(actions[i])[2])) not in faulted
+                and not (count.get(actions[i], 0) >= FAULT_PATIENCE and actions[i] not in clean)
             ]
             self.fault_skips += len(actions) - len(keep)
         if self.result_memo:
