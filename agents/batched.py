@@ -11,11 +11,13 @@ Two execution modes compute the same bits:
 * one at a time (``batched=False``): each action runs alone on the node's machines through
   :meth:`~algind_gym.skills.image.MachineImage.execute` and is scored with
   :meth:`~algind_gym.tasks.workspace.Workspace.score`, exactly what an environment step does;
-* batched (``batched=True``): the node's machines are repeated once per action, every
-  action is bound on its own rows, and a single
-  :meth:`~algind_gym.skills.image.MachineImage.execute_rows` call runs them all (the way
-  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); the outputs
-  are scored with array operations over all rows at once.
+* batched (``batched=True``): every action gets its own copy of the node's machines, rows
+  of one array kept between expansions (``_BatchBuffer``); each action's top-level call
+  is set up on its rows with array operations (the action table's call plans are arrays
+  indexed by action) and one backend ``run`` executes them all (the way
+  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); scores,
+  values and state keys are array operations over the children's memory blocks, so the
+  Python work per child is building its :class:`Outcome`.
 
 What a node keeps: only the *memory* block of its machines (inputs, outputs, scratch,
 constants). The rest of a machine between two calls (registers, the empty stack, the
