@@ -18,10 +18,19 @@ Adding an agent is a class with one method and one line to register it::
     class MyAgent(Agent):
         def search(self, ctx: SolveContext) -> Program | None:
             ...
+
+The search runs with the objects that existed before it (the task's action table, the
+library, imported modules: hundreds of thousands of them) left out of the garbage
+collector's scans (:func:`gc.freeze`, undone when the search ends): a search allocates
+many small objects, and every full collection would otherwise walk them all again, which
+can cost a search of a few thousand actions a third of its time. Reference counting still
+frees frozen objects as usual; only reference cycles among them wait for the search to end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 import time
 from collections.abc import Callable
@@ -251,6 +260,20 @@ def program_disassembly(library: SkillLibrary, task: TaskSpec, program: Program)
     return scratch.disassemble(skill.key)
 
 
+@contextlib.contextmanager
+def frozen_heap():
+    """Leave the objects alive now out of the garbage collector's scans until the block
+    ends (:func:`gc.freeze`; the module docstring says why). Nested uses freeze once."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def solve(
     task: str | TaskSpec,
     *,
@@ -315,7 +338,8 @@ def solve(
     interrupted = False
     program: Program | None = None
     try:
-        program = impl.search(ctx)
+        with frozen_heap():
+            program = impl.search(ctx)
     except BudgetExhausted:
         program = None
     except KeyboardInterrupt:

@@ -11,11 +11,13 @@ Two execution modes compute the same bits:
 * one at a time (``batched=False``): each action runs alone on the node's machines through
   :meth:`~algind_gym.skills.image.MachineImage.execute` and is scored with
   :meth:`~algind_gym.tasks.workspace.Workspace.score`, exactly what an environment step does;
-* batched (``batched=True``): the node's machines are repeated once per action, every
-  action is bound on its own rows, and a single
-  :meth:`~algind_gym.skills.image.MachineImage.execute_rows` call runs them all (the way
-  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); the outputs
-  are scored with array operations over all rows at once.
+* batched (``batched=True``): every action gets its own copy of the node's machines, rows
+  of one array kept between expansions (``_BatchBuffer``); each action's top-level call
+  is set up on its rows with array operations (the action table's call plans are arrays
+  indexed by action) and one backend ``run`` executes them all (the way
+  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); scores,
+  values and state keys are array operations over the children's memory blocks, so the
+  Python work per child is building its :class:`Outcome`.
 
 What a node keeps: only the *memory* block of its machines (inputs, outputs, scratch,
 constants). The rest of a machine between two calls (registers, the empty stack, the
@@ -37,6 +39,7 @@ run in one CPU call.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,7 +64,7 @@ def state_key(memory: np.ndarray) -> bytes:
     return np.ascontiguousarray(memory).tobytes()
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one action did from a node.
 
@@ -167,8 +170,7 @@ class ActionEvaluator:
         mask[table.halt_index] = False
         self.valid_actions = np.flatnonzero(mask)
         self.backend = TimedBackend(ctx.backend)
-        fault_col = self.layout.register("fault")
-        self._scorer = _VectorScorer(self.workspaces, fault_col) if task.scorer is None else None
+        self._scorer = _VectorScorer(self.workspaces) if task.scorer is None else None
         self.value = ScalarValue.for_workspaces(self.workspaces)
         self.wall_seconds = 0.0
         self.library = ctx.library
@@ -179,6 +181,13 @@ class ActionEvaluator:
     def pointer_names(self) -> list[str]:
         return self.workspaces[0].pointer_names
 
+    def reserve(self, chunk: int) -> None:
+        """Expect up to ``chunk`` actions per :meth:`evaluate` call: in batched mode, build
+        the machines of that many children now (before a search starts timing)."""
+        self.chunk_hint = max(int(chunk), 1)
+        if self.batched and (self._batch is None or self._batch.capacity < self.chunk_hint):
+            self._batch = _BatchBuffer(self, self.chunk_hint)
+
     @property
     def cpu_seconds(self) -> float:
         """Wall time spent inside the backend's ``run`` (the CPU call)."""
@@ -188,7 +197,7 @@ class ActionEvaluator:
         """The root node as an :class:`Outcome` (no action; its score before any call)."""
         state = MachineState(self.layout, self.root_cells.copy())
         potential, success = self._score_one(state)
-        value = self._value(state.cells[None], np.array([potential]))[0]
+        value = self._value(self.root_memory[None], np.array([potential]))[0]
         return Outcome(
             -1,
             self.root_memory.copy(),
@@ -200,9 +209,16 @@ class ActionEvaluator:
             value,
         )
 
-    def _value(self, cells: np.ndarray, potential: np.ndarray) -> np.ndarray:
-        """The value of nodes with ``cells`` ``(nodes, rows, n_cells)`` and potentials."""
-        return potential if self.value is None else self.value(cells, potential)
+    def _value(
+        self, memory: np.ndarray, potential: np.ndarray, faulted: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The value of nodes with ``memory`` ``(nodes, rows, memory size)``, potentials
+        ``(nodes,)`` and faulted machines ``(nodes, rows)`` (default: none)."""
+        if self.value is None:
+            return potential
+        if faulted is None:
+            faulted = np.zeros(memory.shape[:2], dtype=bool)
+        return self.value(memory, faulted, potential)
 
     def decode(self, action: int) -> tuple[str, tuple[int, ...]]:
         """``(skill key, bindings)`` of a discrete action."""
@@ -242,58 +258,67 @@ class ActionEvaluator:
             return Outcome(action, None, None, 0.0, False, True, instructions)
         potential, success = self._score_one(state)
         after = state.cells[:, self.mem].copy()
-        value = float(self._value(state.cells[None], np.array([potential]))[0])
+        value = float(self._value(after[None], np.array([potential]))[0])
         return Outcome(
             action, after, state_key(after), potential, success, False, instructions, value
         )
 
     def _score_one(self, state: MachineState) -> tuple[float, bool]:
         """The environments' score (``Workspace.score``), over every search example."""
+        frac, ok = self._score_one_rows(state)
+        return float(frac.mean()), bool(ok.all())
+
+    def _score_one_rows(self, state: MachineState) -> tuple[np.ndarray, np.ndarray]:
+        """``Workspace.score``'s fraction and success of every search example."""
         fracs, oks = [], []
         for g, ws in enumerate(self.workspaces):
             rows = slice(g * self.k, (g + 1) * self.k)
             s = ws.score(MachineState(self.layout, state.cells[rows]))
             fracs.append(s.fraction)
             oks.append(s.success)
-        return float(np.concatenate(fracs).mean()), bool(np.concatenate(oks).all())
+        return np.concatenate(fracs), np.concatenate(oks)
 
     def _evaluate_batched(self, memory: np.ndarray, actions: list[int]) -> list[Outcome]:
         n, r = len(actions), self.rows
         if self._batch is None or self._batch.capacity < n:
             self._batch = _BatchBuffer(self, max(n, self.chunk_hint))
-        cells, faults, steps = self._batch.run(memory, actions)
-        faulted = faults.reshape(-1, r)[:n].any(axis=1)
-        nodes = cells[: n * r].reshape(n, r, -1)
+        after, faults, steps = self._batch.run(memory, np.asarray(actions, dtype=np.int64))
+        # every per-child number as one array operation over the children, on their
+        # memories only: a (children, rows, memory) copy; a child's memory is a view of it
+        # and its state key the bytes of that view
+        after = after.reshape(n, r, -1)
+        faults = faults.reshape(n, r)
         if self._scorer is not None:
-            frac, ok = self._scorer(nodes)
-        else:  # a task with its own scorer: score child by child
+            frac, ok = self._scorer(after, faults)
+        else:  # a task with its own scorer: score child by child on rebuilt machines
             frac, ok = np.zeros((n, r)), np.zeros((n, r), dtype=bool)
             for c in range(n):
-                fr, s = [], []
-                for g, ws in enumerate(self.workspaces):
-                    block = nodes[c, g * self.k : (g + 1) * self.k]
-                    sc = ws.score(MachineState(self.layout, block))
-                    fr.append(sc.fraction)
-                    s.append(sc.success)
-                frac[c], ok[c] = np.concatenate(fr), np.concatenate(s)
-        instructions = steps[: n * r].reshape(n, r).sum(axis=1)
-        values = self._value(nodes, frac.mean(axis=1))
+                cells = self._node_cells(after[c], 1)
+                cells[:, self.layout.register("fault")] = faults[c]
+                fr, sc = self._score_one_rows(MachineState(self.layout, cells))
+                frac[c], ok[c] = fr, sc
+        potential = frac.mean(axis=1)
+        faulted = faults.any(axis=1).tolist()
+        success = ok.all(axis=1).tolist()
+        instructions = steps.reshape(n, r).sum(axis=1).tolist()
+        values = self._value(after, potential, faults).tolist()
+        potential = potential.tolist()
         out = []
         for c, a in enumerate(actions):
             if faulted[c]:
-                out.append(Outcome(a, None, None, 0.0, False, True, int(instructions[c])))
+                out.append(Outcome(a, None, None, 0.0, False, True, instructions[c]))
                 continue
-            after = nodes[c, :, self.mem].copy()
+            mem = after[c]
             out.append(
                 Outcome(
                     a,
-                    after,
-                    state_key(after),
-                    float(frac[c].mean()),
-                    bool(ok[c].all()),
+                    mem,
+                    mem.tobytes(),
+                    potential[c],
+                    success[c],
                     False,
-                    int(instructions[c]),
-                    float(values[c]),
+                    instructions[c],
+                    values[c],
                 )
             )
         return out
@@ -303,77 +328,118 @@ class _BatchBuffer:
     """The machines of one batched expansion, kept between expansions.
 
     ``capacity`` children x ``rows`` machines, allocated (and checked finite) once. Before
-    each expansion only the low part of every machine -- registers, stack, pointer table and
-    memory -- is reset to the node's; the code above it never changes (code is write
-    protected; the argument slots are rebound by every call before they are read). Then
-    every child's bindings are loaded into its skill's slots and its top-level call is set
-    up, all as array operations over the rows (what ``MachineImage.execute_rows`` does
-    call by call, for actions the action table already validated), and the backend runs
-    every machine in one call.
+    each expansion of ``n`` children, only the low part of the first ``n x rows`` machines
+    is rewritten: registers, stack and pointer table from a copy of the root machines'
+    prepared once with the top-level call set up (``machine.program.call``: the HALT
+    address pushed as the return address, MODE, HALT and FAULT cleared), then the node's
+    memory and every child's entry point. The code above them never changes (code is
+    write protected; the argument slots are rebound by every call before they are read).
+    Every child's bindings are loaded into its skill's slots with one gather and one
+    scatter over the flat cells (what ``MachineImage.execute_rows`` does call by call,
+    for actions the action table already validated), and the backend runs those machines,
+    and only those, in one call. Each action's call plan (entry point, slot and pointer
+    columns) is computed for the whole action table when the buffer is built and kept in
+    arrays indexed by action. Only contiguous runs of each machine's cells are touched
+    around the call (its low part, its slots, its registers and memory after it), which
+    keeps the bookkeeping of a batch of thousands of machines small beside the call.
     """
 
     def __init__(self, ev: ActionEvaluator, capacity: int) -> None:
         lay = ev.layout
         self.ev, self.capacity, self.rows = ev, capacity, ev.rows
-        self.low = ev.mem.stop
-        if lay.block("code").start < self.low:
+        r = self.rows
+        self.low = ev.mem.start
+        if lay.block("code").start < ev.mem.stop:
             raise AssertionError("the code block must lie above memory")
-        cells = np.tile(ev.root_cells, (capacity, 1))
-        self.state = MachineState(lay, cells)
-        self.cols = {name: lay.register(name) for name in ("sp", "mode", "halt", "fault", "pc")}
+        self.cells = np.tile(ev.root_cells, (capacity, 1))
+        self.n_registers = lay.block("registers").size
+        self.pc, self.fault = lay.register("pc"), lay.register("fault")
         self.icount = lay.register("icount")
-        self.halt_address = lay.halt_address
-        self._plans: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        # the root machines' registers, stack and pointer table, the call set up
+        ready = ev.root_cells[:, : self.low].copy()
+        sp = ready[:, lay.register("sp")].astype(np.int64)
+        if (sp >= self.low).any():
+            raise AssertionError("the stack must lie below memory")
+        ready[np.arange(r), sp] = lay.halt_address
+        ready[:, lay.register("sp")] = sp + 1
+        for name in ("mode", "halt", "fault"):
+            ready[:, lay.register(name)] = 0
+        self.low_part = np.concatenate([ready, ev.root_memory], axis=1)
+        """The low part of a child's machines (memory: the node's, written per expansion)."""
+        self.icount_before = np.tile(ready[:, self.icount], capacity)
+        self.row_base = (np.arange(capacity * r, dtype=np.int64) * ev.root_cells.shape[1]).reshape(
+            capacity, r, 1
+        )
+        self._plan(ev)
+        self.state = MachineState(lay, self.cells, check_registers=False)
+        self._states: dict[int, MachineState] = {capacity: self.state}
+        """Per number of children: a state over the buffer's first machines (a view of
+        the cells checked when the buffer was built)."""
 
-    def plan(self, action: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """``(header, slot columns, pointer columns)`` of an action (cached)."""
-        if action not in self._plans:
-            ev = self.ev
-            skill, binds = ev.decode(action)
-            sb = ev.layout.skill(ev.library.get(skill).block_name)
-            dst = [sb.slot(i) + w for i in range(len(binds)) for w in range(DESCRIPTOR_WIDTH)]
-            src = [ev.layout.pointer(p) + w for p in binds for w in range(DESCRIPTOR_WIDTH)]
-            self._plans[action] = (sb.header, np.array(dst), np.array(src))
-        return self._plans[action]
+    def _plan(self, ev: ActionEvaluator) -> None:
+        """Every candidate action's call plan as arrays indexed by action: the entry point
+        of its skill per row (``entry``; HALT's row is -1), the slot columns its bindings
+        go to and the pointer-table columns they come from (padded to the longest with a
+        pointer cell copied onto itself)."""
+        table, lay = ev.table, ev.layout
+        n_cand = len(table.candidates)
+        skill = np.fromiter((c[0] for c in table.candidates), np.int64, n_cand)
+        binds = np.zeros((n_cand, max(table.max_arity, 1)), dtype=np.int64)
+        for i, (_, b) in enumerate(table.candidates):
+            binds[i, : len(b)] = b
+        blocks = [lay.skill(ev.library.get(key).block_name) for key in table.skills]
+        # per skill: entry point (the header's output entry) and slot columns; per
+        # pointer: its descriptor's columns
+        offsets = np.arange(DESCRIPTOR_WIDTH)
+        headers = np.array([sb.header for sb in blocks], dtype=np.int64)
+        entries = ev.root_cells[:, headers].T  # (skills, rows)
+        slots = np.zeros((len(blocks), binds.shape[1] * DESCRIPTOR_WIDTH), dtype=np.int64)
+        for s, sb in enumerate(blocks):
+            for i in range(table.arity[s]):
+                slots[s, i * DESCRIPTOR_WIDTH : (i + 1) * DESCRIPTOR_WIDTH] = sb.slot(i) + offsets
+        pointers = np.array([lay.pointer(p) for p in range(table.n_pointers)], dtype=np.int64)
+        self.entry = np.concatenate([entries[skill], np.full((1, self.rows), -1.0)])
+        src = (pointers[binds][:, :, None] + offsets).reshape(n_cand, -1)
+        dst = slots[skill]
+        # a column past the skill's arity copies the first pointer cell onto itself
+        unused = np.arange(dst.shape[1])[None] >= (
+            np.asarray(table.arity, dtype=np.int64)[skill][:, None] * DESCRIPTOR_WIDTH
+        )
+        pad_cell = int(pointers[0]) if len(pointers) else 0
+        dst[unused] = src[unused] = pad_cell
+        pad = np.full((1, dst.shape[1]), pad_cell, np.int64)
+        self.dst = np.concatenate([dst, pad])
+        self.src = np.concatenate([src, pad])
+        self.is_halt = np.zeros(n_cand + 1, dtype=bool)
+        self.is_halt[-1] = True
 
     def run(
-        self, memory: np.ndarray, actions: list[int]
+        self, memory: np.ndarray, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Run ``actions`` from the node with ``memory``; returns cells, faults, steps."""
+        """Run ``actions`` from the node with ``memory``; returns, for the ``n x rows``
+        machines, their memory after the call (a new array), faults and steps."""
         ev, r, n = self.ev, self.rows, len(actions)
-        cells = self.state.cells
-        view = cells.reshape(self.capacity, r, -1)
-        view[:, :, : self.low] = ev.root_cells[None, :, : self.low]
-        view[:, :, ev.mem] = memory[None]
-        headers = np.empty(n * r, dtype=np.int64)
-        by_arity: dict[int, list[int]] = {}
-        for c, a in enumerate(actions):
-            header, dst, _ = self.plan(a)
-            headers[c * r : (c + 1) * r] = header
-            by_arity.setdefault(dst.size, []).append(c)
-        for width, children in by_arity.items():
-            if not width:
-                continue
-            ch = np.array(children)
-            rows = (ch[:, None] * r + np.arange(r)[None]).reshape(-1)
-            dst = np.stack([self.plan(actions[c])[1] for c in children]).repeat(r, axis=0)
-            src = np.stack([self.plan(actions[c])[2] for c in children]).repeat(r, axis=0)
-            cells[rows[:, None], dst] = cells[rows[:, None], src]
-        # the top-level call of every child (machine.program.call, vectorised)
-        rows = np.arange(n * r)
-        c = self.cols
-        sp = cells[rows, c["sp"]].astype(np.int64)
-        cells[rows, sp] = self.halt_address
-        cells[rows, c["sp"]] = sp + 1
-        cells[rows, c["mode"]] = 0
-        cells[rows, c["halt"]] = 0
-        cells[rows, c["fault"]] = 0
-        cells[rows, c["pc"]] = cells[rows, headers]
-        before = cells[:, self.icount].copy()
-        ev.backend.run(self.state, ev.max_steps)
-        steps = (cells[:, self.icount] - before).astype(np.int64)
-        faults = cells[: n * r, c["fault"]].astype(np.int64) != Fault.NONE
-        return cells, faults, steps
+        if self.is_halt[actions].any():
+            raise ValueError("HALT is not an action to evaluate: it runs nothing")
+        m = n * r
+        cells = self.cells[:m]
+        # registers, stack, pointer table and memory of every child: one copy per machine
+        self.low_part[:, self.low :] = memory
+        cells.reshape(n, r, -1)[:, :, : ev.mem.stop] = self.low_part[None]
+        cells[:, self.pc] = self.entry[actions].reshape(-1)
+        # every child's bindings into its skill's slots: one gather and one scatter
+        base = self.row_base[:n]
+        flat = cells.reshape(-1)
+        flat[base + self.dst[actions][:, None]] = flat[base + self.src[actions][:, None]]
+        if n not in self._states:
+            state = copy.copy(self.state)
+            state.cells = cells
+            self._states[n] = state
+        ev.backend.run(self._states[n], ev.max_steps)
+        registers = cells[:, : self.n_registers].copy()
+        steps = (registers[:, self.icount] - self.icount_before[:m]).astype(np.int64)
+        faults = registers[:, self.fault].astype(np.int64) != Fault.NONE
+        return cells[:, ev.mem].copy(), faults, steps
 
 
 class _VectorScorer:
@@ -382,11 +448,13 @@ class _VectorScorer:
     Every output buffer of every search example is compared with the oracle's expected
     values (computed once per workspace) under the task's tolerance; the fraction of
     elements right is ``hits / total`` per example, as :meth:`TaskSpec.score_example` does.
+    It reads the nodes' memory blocks (the outputs lie in memory) and which machines
+    faulted.
     """
 
-    def __init__(self, workspaces: list[Workspace], fault_col: int) -> None:
+    def __init__(self, workspaces: list[Workspace]) -> None:
         task = workspaces[0].task
-        self.fault_col = fault_col
+        mem = workspaces[0].image.layout.block("memory")
         self.tolerance = task.tolerance
         self.k = workspaces[0].batch
         self.groups = []
@@ -394,6 +462,8 @@ class _VectorScorer:
             parts = []
             for name in task.outputs:
                 addr, buf = ws.image.buffers[name]
+                if not mem.start <= addr <= addr + buf.size <= mem.start + mem.size:
+                    raise AssertionError(f"output {name!r} must lie in the memory block")
                 want = np.stack(
                     [np.asarray(e[name], dtype=np.float64).reshape(-1) for e in ws.expected]
                 )
@@ -402,22 +472,23 @@ class _VectorScorer:
                         f"task {task.name}: the oracle's {name!r} has {want.shape[1]} elements, "
                         f"its buffer {buf.size}"
                     )
-                parts.append((addr, buf.size, want))
+                parts.append((addr - mem.start, buf.size, want))
             self.groups.append(parts)
 
-    def __call__(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``cells`` ``(nodes, rows, n_cells)`` -> fraction and success, ``(nodes, rows)``."""
-        n = cells.shape[0]
+    def __call__(self, memory: np.ndarray, faulted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``memory`` ``(nodes, rows, memory size)`` and ``faulted`` ``(nodes, rows)`` ->
+        fraction and success, ``(nodes, rows)``."""
+        n = memory.shape[0]
         frac, ok = [], []
         for g, parts in enumerate(self.groups):
-            rows = cells[:, g * self.k : (g + 1) * self.k]
+            rows = memory[:, g * self.k : (g + 1) * self.k]
             hits = np.zeros((n, self.k), dtype=np.int64)
             total = 0
             for addr, size, want in parts:
                 got = rows[:, :, addr : addr + size]
                 hits += np.count_nonzero(self.tolerance.close(got, want[None]), axis=2)
                 total += size
-            fault = rows[:, :, self.fault_col].astype(np.int64) != 0
+            fault = faulted[:, g * self.k : (g + 1) * self.k]
             f = np.ones((n, self.k)) if total == 0 else hits / total
             frac.append(np.where(fault, 0.0, f))
             ok.append((hits == total) & ~fault)
@@ -445,11 +516,15 @@ class ScalarValue:
       operations from it (a heuristic: such a relation may not be computable).
 
     A node that solves every example has value 1. The number is identical in the batched
-    and one-at-a-time evaluators (the same array code on the same cells).
+    and one-at-a-time evaluators (the same array code on the same memory).
+
+    Args:
+        address: the output's column in the memory block.
+        want: the target of every search example.
     """
 
-    def __init__(self, address: int, want: np.ndarray, fault_col: int) -> None:
-        self.address, self.want, self.fault_col = address, want, fault_col
+    def __init__(self, address: int, want: np.ndarray) -> None:
+        self.address, self.want = address, want
         _, counts = np.unique(want, return_counts=True)
         self.chance = float(counts.max() / want.size)
         self.varies = np.unique(want).size >= 3
@@ -469,19 +544,24 @@ class ScalarValue:
             want += [
                 float(np.asarray(e[name], dtype=np.float64).reshape(-1)[0]) for e in ws.expected
             ]
-        fault_col = workspaces[0].image.layout.register("fault")
-        return cls(addr, np.array(want), fault_col)
+        mem = workspaces[0].image.layout.block("memory")
+        if not mem.start <= addr < mem.start + mem.size:
+            return None
+        return cls(addr - mem.start, np.array(want))
 
-    def __call__(self, cells: np.ndarray, potential: np.ndarray) -> np.ndarray:
-        """Values of nodes ``(nodes, rows, n_cells)`` with their potentials ``(nodes,)``."""
+    def __call__(
+        self, memory: np.ndarray, faulted: np.ndarray, potential: np.ndarray
+    ) -> np.ndarray:
+        """Values of nodes with memory ``(nodes, rows, memory size)``, faulted machines
+        ``(nodes, rows)`` and potentials ``(nodes,)``."""
         p = np.asarray(potential, dtype=np.float64)
         value = (
             p.copy() if self.chance >= 1 else np.maximum(0.0, (p - self.chance) / (1 - self.chance))
         )
         if not self.varies:
             return value
-        got = cells[:, :, self.address].astype(np.float64)
-        ok = np.isfinite(got).all(axis=1) & (cells[:, :, self.fault_col] == 0).all(axis=1)
+        got = memory[:, :, self.address].astype(np.float64)
+        ok = np.isfinite(got).all(axis=1) & ~faulted.any(axis=1)
         ok &= got.max(axis=1, initial=-np.inf) > got.min(axis=1, initial=np.inf)
         idx = np.flatnonzero(ok & (value < AFFINE_VALUE))
         if idx.size:

@@ -27,10 +27,16 @@ those bound to its ``out``/``inout`` slots. From these tables, with no machine r
 Tree search prunes with def-use, independence, symmetry, constant reads and, at the last
 step, completion (:meth:`agents.tree.SearchTree.candidates`);
 :class:`agents.priors.DataflowPrior` scores with fresh values.
+
+The boolean tables :attr:`Dataflow.reads` and :attr:`Dataflow.writes` (candidates x
+entries) are also kept as bit sets, one ``uint64`` word per 64 entries per candidate, so
+that each rule a search asks for at every node is a few word operations per candidate
+rather than a pass over the whole boolean table.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import weakref
 
@@ -82,6 +88,17 @@ class Dataflow:
         const[read_only] = True
         self.reads_only_constants = self.reads.any(axis=1) & ~(self.reads & ~const).any(axis=1)
         self.scratch_classes = _scratch_classes(task, pointer_names, self.index)
+        self.read_bits, self.write_bits = _pack(self.reads), _pack(self.writes)
+
+    def _mask(self, entries) -> np.ndarray:
+        """The bit set (words) of ``entries`` (indices or a boolean mask over entries)."""
+        flags = np.zeros(len(self.index), dtype=bool)
+        flags[entries] = True
+        return _pack(flags[None])[0]
+
+    def _bit(self, bits: np.ndarray, entry: int) -> np.ndarray:
+        """Per candidate: whether ``entry``'s bit is set in ``bits``."""
+        return (bits[:, entry // 64] >> np.uint64(entry % 64)) & np.uint64(1) != 0
 
     def canonical(self, program: Program) -> np.ndarray:
         """Per candidate: its writes to the pool's scratch buffers keep ``program``'s first
@@ -97,9 +114,10 @@ class Dataflow:
             unused = [m for m in members if not written[m]]
             if len(unused) < 2:
                 continue
-            w = self.writes[:, unused]
             # the unused buffers an action writes must be a prefix of them in index order
-            keep &= ~(w[:, 1:] & ~w[:, :-1]).any(axis=1)
+            w = [self._bit(self.write_bits, m) for m in unused]
+            for before, after in itertools.pairwise(w):
+                keep &= ~(after & ~before)
         return keep
 
     def _entry(self, name: str) -> int:
@@ -133,13 +151,14 @@ class Dataflow:
         """Per candidate: reads only defined entries after ``program`` and writes no
         constant (a constant is a value the task gives; a program compiled into a skill
         turns it into an immediate operand, which nothing can write)."""
-        return ~(self.reads & ~self.defined(program)).any(axis=1) & ~self.writes_constant
+        undefined = self._mask(~self.defined(program))
+        return ~_hits(self.read_bits, undefined) & ~self.writes_constant
 
     def dependent(self, action: int) -> np.ndarray:
         """Per candidate: conflicts with ``action`` (one writes what the other reads or
         writes), so the two orders may differ."""
-        ra, wa = self.reads[action], self.writes[action]
-        return (self.writes & (ra | wa)).any(axis=1) | (self.reads & wa).any(axis=1)
+        ra, wa = self.read_bits[action], self.write_bits[action]
+        return _hits(self.write_bits, ra | wa) | _hits(self.read_bits, wa)
 
     def unconsumed(self, program: Program) -> list[list[int]]:
         """The entries written by each step of ``program`` that wrote no output and none of
@@ -166,7 +185,7 @@ class Dataflow:
         (:meth:`unconsumed`)."""
         keep = self.writes_output.copy()
         for writes in self.unconsumed(program):
-            keep &= self.reads[:, writes].any(axis=1)
+            keep &= _hits(self.read_bits, self._mask(writes))
         return keep
 
     def fresh(self, program: Program) -> np.ndarray:
@@ -180,6 +199,24 @@ class Dataflow:
     def fresh_reads(self, program: Program) -> np.ndarray:
         """Per candidate: how many fresh entries (:meth:`fresh`) it reads."""
         return (self.reads & self.fresh(program)).sum(axis=1)
+
+
+def _pack(flags: np.ndarray) -> np.ndarray:
+    """Boolean rows ``(n, entries)`` as bit sets ``(n, words)`` of ``uint64`` (entry ``j``
+    is bit ``j % 64`` of word ``j // 64``)."""
+    n, p = flags.shape
+    words = max(1, -(-p // 64))
+    padded = np.zeros((n, words * 64), dtype=np.uint64)
+    padded[:, :p] = flags
+    shifts = np.arange(64, dtype=np.uint64)
+    return (padded.reshape(n, words, 64) << shifts).sum(axis=2, dtype=np.uint64)
+
+
+def _hits(bits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row of ``bits``: whether it shares a set bit with ``mask`` (both bit sets)."""
+    if bits.shape[1] == 1:
+        return (bits[:, 0] & mask[0]) != 0
+    return ((bits & mask) != 0).any(axis=1)
 
 
 def _scratch_classes(

@@ -77,8 +77,8 @@ class EnumerativeSearch(Agent):
             lengths=self._lengths,
             result_memo=self.result_memo,
             fault_memo=self.fault_memo,
+            chunk=self.batch_size,
         )
-        tree.ev.chunk_hint = self.batch_size
         self.visit_order = []
         depth_limit = self.max_depth or ctx.max_calls
         frontier: list[Node] = [tree.root]

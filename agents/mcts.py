@@ -142,8 +142,8 @@ class MCTS(Agent):
             lengths=self._lengths,
             fault_memo=self.fault_memo,
             result_memo=self.result_memo,
+            chunk=self.batch_size,
         )
-        tree.ev.chunk_hint = self.batch_size
         self._rng = ctx.rng
         self._depth = self.max_depth or min(DEFAULT_MAX_DEPTH, ctx.max_calls)
         self._simulations = 0

@@ -37,7 +37,7 @@ FAULT_PATIENCE = 3
 """Faults (at different nodes, never a clean run) after which the fault memo drops an action."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """A distinct machine data state, and the first program found that reaches it."""
 
@@ -60,11 +60,12 @@ class Node:
     """Nothing more to search below: at the depth limit, dead, or fully searched."""
     alternatives: int = 0
     """Other programs reaching this node that were verified (after its own failed)."""
-    contents: dict[int, bytes] = field(default_factory=dict, repr=False)
-    """Cache: pointer entry -> its buffer's bytes in ``memory`` (for the memos' keys)."""
+    contents: dict = field(default_factory=dict, repr=False)
+    """Cache: pointer entry -> its buffer's bytes in ``memory``, and a tuple of entries ->
+    the tuple of their bytes (for the memos' keys)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Edge:
     """An evaluated action from a node to its child, with MCTS statistics."""
 
@@ -105,6 +106,8 @@ class SearchTree:
             read data and different previous written data, and never otherwise, is taken to
             overwrite its outputs whole: then the data it reads alone decides (a
             heuristic, as the fault memo's patience is).
+        chunk: the most actions one :meth:`expand` is given; batched mode builds the
+            machines for that many children with the evaluator, before the search starts.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class SearchTree:
         lengths: Sequence[int] | None = None,
         fault_memo: bool = False,
         result_memo: bool = False,
+        chunk: int = 1,
     ) -> None:
         self.ctx = ctx
         self.fault_memo = fault_memo
@@ -125,7 +129,7 @@ class SearchTree:
         """Per skill: evidence that it overwrites what it writes (+1 per confirmation;
         -inf once refuted): the same action on the same read data gave the same written
         data from different previous written data."""
-        self._action_entries: dict[int, tuple[tuple[int, ...], ...]] = {}
+        self._action_entries: dict[int, tuple] = {}
         self._columns: dict[int, slice] = {}
         self.memo_skips = 0
         self._faulted: set[tuple[int, tuple[bytes, ...]]] = set()
@@ -133,7 +137,11 @@ class SearchTree:
         self._ran_clean: set[int] = set()
         self.fault_skips = 0
         self.ev = ActionEvaluator(ctx, batched=batched, lengths=lengths)
+        self.ev.reserve(chunk)
         self._dataflow: Dataflow | None = None
+        if fault_memo or result_memo:  # the memos read the tables: built before the search
+            ev = self.ev
+            self._dataflow = dataflow_of(ctx.library, ctx.task, ev.table, ev.pointer_names)
         r = self.ev.root()
         self.root = Node(r.key, r.memory, [], r.potential, r.success, 0, value=r.value)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
@@ -154,14 +162,13 @@ class SearchTree:
         actions, priors = [int(a) for a in actions], list(priors)
         keep = list(range(len(actions)))
         if self.fault_memo:
+            faulted, count, clean = self._faulted, self._fault_count, self._ran_clean
+            entries, data = self._entries, self._data
             keep = [
                 i
                 for i in keep
-                if self._fault_key(node, actions[i]) not in self._faulted
-                and not (
-                    self._fault_count.get(actions[i], 0) >= FAULT_PATIENCE
-                    and actions[i] not in self._ran_clean
-                )
+                if (actions[i], data(node, entries(actions[i])[2])) not in faulted
+                and not (count.get(actions[i], 0) >= FAULT_PATIENCE and actions[i] not in clean)
             ]
             self.fault_skips += len(actions) - len(keep)
         if self.result_memo:
@@ -215,17 +222,20 @@ class SearchTree:
             raise Found(found)
         return new
 
-    def _entries(self, action: int) -> tuple[tuple[int, ...], ...]:
-        """Pointer entries (buffers only) ``action`` binds, writes and reads."""
-        if action not in self._action_entries:
+    def _entries(self, action: int) -> tuple:
+        """Pointer entries (buffers only) ``action`` binds, writes and reads, and its skill."""
+        hit = self._action_entries.get(action)
+        if hit is None:
             flow, buffers, names = self.dataflow, self.ev.image.buffers, self.ev.pointer_names
 
             def pick(mask: np.ndarray) -> tuple[int, ...]:
                 return tuple(int(p) for p in np.flatnonzero(mask) if names[p] in buffers)
 
             reads, writes = flow.reads[action], flow.writes[action]
-            self._action_entries[action] = (pick(reads | writes), pick(writes), pick(reads))
-        return self._action_entries[action]
+            skill = self.ev.decode(action)[0]
+            hit = (pick(reads | writes), pick(writes), pick(reads), skill)
+            self._action_entries[action] = hit
+        return hit
 
     def _column(self, ptr: int) -> slice:
         """Memory columns of pointer entry ``ptr``'s buffer."""
@@ -236,23 +246,27 @@ class SearchTree:
         return self._columns[ptr]
 
     def _data(self, node: Node, ptrs: tuple[int, ...]) -> tuple[bytes, ...]:
-        """The contents of entries ``ptrs`` at ``node`` (cached per node and entry)."""
+        """The contents of entries ``ptrs`` at ``node`` (cached with the node: every buffer
+        entry's contents the first time one is asked for, and each tuple asked for)."""
         cache = node.contents
-        out = []
-        for p in ptrs:
-            if p not in cache:
-                cache[p] = np.ascontiguousarray(node.memory[:, self._column(p)]).tobytes()
-            out.append(cache[p])
-        return tuple(out)
+        hit = cache.get(ptrs)
+        if hit is None:
+            if not cache:
+                ev = self.ev
+                for p, name in enumerate(ev.pointer_names):
+                    if name in ev.image.buffers:
+                        column = self._column(p)
+                        cache[p] = np.ascontiguousarray(node.memory[:, column]).tobytes()
+            hit = cache[ptrs] = tuple([cache[p] for p in ptrs])
+        return hit
 
     def _remember(self, node: Node, o: Outcome) -> None:
         """Record an evaluated action's result for the result memo."""
-        bound, written, read = self._entries(o.action)
+        bound, written, read, skill = self._entries(o.action)
         result = tuple(
-            np.ascontiguousarray(o.memory[:, self._column(p)]).tobytes() for p in written
+            [np.ascontiguousarray(o.memory[:, self._column(p)]).tobytes() for p in written]
         )
         self._results[(o.action, self._data(node, bound))] = result
-        skill = self.ev.decode(o.action)[0]
         key, prev = (o.action, self._data(node, read)), self._data(node, written)
         seen = self._by_reads.get(key)
         if seen is None:
@@ -263,9 +277,9 @@ class SearchTree:
 
     def _known_result(self, node: Node, action: int) -> bool:
         """Whether the result memo says ``action`` at ``node`` is a no-op or a transposition."""
-        bound, written, read = self._entries(action)
+        bound, written, read, skill = self._entries(action)
         hit = self._results.get((action, self._data(node, bound)))
-        if hit is None and self._overwrites.get(self.ev.decode(action)[0], 0) >= OVERWRITE_EVIDENCE:
+        if hit is None and self._overwrites.get(skill, 0) >= OVERWRITE_EVIDENCE:
             seen = self._by_reads.get((action, self._data(node, read)))
             hit = None if seen is None else seen[1]
         if hit is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import numpy as np
@@ -90,6 +91,27 @@ def test_ctrl_c_returns_best_so_far_marked_interrupted():
     r = solve("VectorAdd", agent=Interrupted(), budget=10)
     assert r.interrupted and r.success and r.actions_evaluated == 1
     validate_result(r.to_dict())
+
+
+def test_search_runs_with_the_heap_frozen_and_solve_restores_it():
+    seen = []
+
+    class Records(Agent):
+        def search(self, ctx: SolveContext):
+            seen.append(gc.get_freeze_count())
+            raise KeyboardInterrupt  # the heap is unfrozen on the way out too
+
+    assert gc.get_freeze_count() == 0
+    solve("VectorAdd", agent=Records(), budget=10)
+    assert seen[0] > 0 and gc.get_freeze_count() == 0
+    gc.freeze()  # an outer freeze (a caller's own, or a solve inside a solve) is kept
+    try:
+        frozen = gc.get_freeze_count()
+        solve("VectorAdd", agent=Records(), budget=10)
+        # not frozen again (that would add the objects solve made), nor unfrozen after
+        assert 0 < seen[1] <= frozen and 0 < gc.get_freeze_count() <= frozen
+    finally:
+        gc.unfreeze()
 
 
 def test_registering_an_agent_is_one_line_and_user_tasks_work():

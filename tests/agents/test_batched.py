@@ -69,6 +69,13 @@ def test_vectorised_score_is_the_workspace_score():
     assert bad.potential == float(np.concatenate(fracs).mean())
 
 
+def test_halt_is_not_evaluated():
+    ctx = SolveContext(resolve_task("VectorAdd"), builtin_library(), 10, 0, n_examples=4)
+    ev = ActionEvaluator(ctx, batched=True)
+    with pytest.raises(ValueError, match="HALT"):
+        ev.evaluate(ev.root_memory, [ev.table.halt_index])
+
+
 def test_search_lengths_default_and_errors():
     assert default_search_lengths((1, 2, 4, 8)) == (8,)
     ctx = SolveContext(resolve_task("VectorAdd"), builtin_library(), 10, 0)

@@ -40,6 +40,41 @@ def test_scratch_symmetry_writes_pool_buffers_in_index_order():
     assert ("len", ("x", "tmp_s1")) in allowed and ("len", ("x", "tmp_s0")) in allowed
 
 
+def test_bit_set_rules_equal_the_boolean_tables():
+    """The rules run on bit sets; here they are recomputed from the boolean tables."""
+    tree = _tree("Mean")
+    flow, ev = tree.dataflow, tree.ev
+    rng = np.random.default_rng(0)
+    programs = [[]]
+    for _ in range(12):  # random programs of up to three valid steps
+        steps = rng.choice(ev.valid_actions, size=int(rng.integers(1, 4)))
+        programs.append([ev.step_names(int(a)) for a in steps])
+    programs.append([("reduce@1", ["&s_add@1", "x", "out"]), ("len@1", ["x", "tmp_s0"])])
+    for program in programs:
+        defined = flow.defined(program)
+        readable = ~(flow.reads & ~defined).any(axis=1) & ~flow.writes_constant
+        assert np.array_equal(flow.readable(program), readable)
+        completes = flow.writes_output.copy()
+        for writes in flow.unconsumed(program):
+            completes &= flow.reads[:, writes].any(axis=1)
+        assert np.array_equal(flow.completes(program), completes)
+        written = np.zeros(flow.writes.shape[1], dtype=bool)
+        for skill, names in program:
+            for slot, name in zip(tree.ctx.library.get(skill).slots, names, strict=True):
+                if slot.role in ("out", "inout"):
+                    written[flow._entry(name)] = True
+        canonical = np.ones(len(flow.writes), dtype=bool)
+        for members in flow.scratch_classes:
+            w = flow.writes[:, [m for m in members if not written[m]]]
+            canonical &= ~(w[:, 1:] & ~w[:, :-1]).any(axis=1)
+        assert np.array_equal(flow.canonical(program), canonical)
+    assert any(len(m) >= 2 for m in flow.scratch_classes)  # the symmetry rule is exercised
+    for a in rng.choice(ev.valid_actions, size=20):
+        ra, wa = flow.reads[a], flow.writes[a]
+        dependent = (flow.writes & (ra | wa)).any(axis=1) | (flow.reads & wa).any(axis=1)
+        assert np.array_equal(flow.dependent(int(a)), dependent)
+
+
 def test_constant_reads_and_last_step_completion():
     tree = _tree("Mean")
     root = _names(tree, tree.candidates(tree.root, dataflow=True, commute=False, constants=True))
