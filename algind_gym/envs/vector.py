@@ -43,8 +43,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from algind_gym.envs.actions import HALT
 from algind_gym.envs.batch import CallTable, bind_and_call, score_many
+from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
@@ -88,9 +88,17 @@ class AlgIndVectorEnv(VectorEnv):
             kwargs.setdefault("max_calls", max_episode_steps)
         kwargs.setdefault("library", builtin_library())
         first = SkillCompositionEnv(task, **kwargs)
+        first.__class__ = ColumnEnv  # its episode scalars live in self._columns
         # the other sub-environments share the first one's static parts (action table,
         # observation builder, spaces, episode indexes); episode state is set at reset
         self.envs = [first] + [_shallow_copy(first) for _ in range(num_envs - 1)]
+        self._columns = EpisodeColumns(num_envs)
+        for i, env in enumerate(self.envs):
+            env._columns, env._column = self._columns, i
+        self._fault_names = np.full(max(Fault) + 1, None, dtype=object)
+        for f in Fault:
+            if f != Fault.NONE:
+                self._fault_names[f] = f.name
         self.num_envs = num_envs
         self.render_mode = first.render_mode
         self.single_observation_space = first.observation_space
@@ -117,6 +125,16 @@ class AlgIndVectorEnv(VectorEnv):
         for s, acc in enumerate(table.slot_accepts):
             self._accepts[s, : acc.shape[0]] = acc
         self._masks = np.repeat(first.action_masks()[None], num_envs, axis=0)
+        # per-episode arrays of all sub-environments (each env's are views of its rows)
+        self._episode = {
+            "calls": np.full((num_envs, first.max_calls, 1 + a), -1.0, np.float32),
+            "written": np.zeros((num_envs, table.n_pointers), dtype=bool),
+            "skill_calls": np.zeros((num_envs, len(table.skills)), dtype=np.float32),
+        }
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._writes = np.zeros((len(table.skills), a), dtype=bool)
+        for s, js in enumerate(first._writes):
+            self._writes[s, list(js)] = True
         lay = first._probe_image.layout
         self._code_start = lay.block("code").start
         # every workspace is laid out for max_length (longer lengths are refused), so every
@@ -139,6 +157,10 @@ class AlgIndVectorEnv(VectorEnv):
         self._cells[self._rows[i]] = env.state.cells
         env.state = MachineState(layout, self._cells[i * self.k : (i + 1) * self.k])
         self._workspaces[i][env.ws.length] = env.ws
+        self._lengths[i] = env.ws.length
+        for key, arr in self._episode.items():
+            arr[i] = getattr(env, f"_{key}")
+            setattr(env, f"_{key}", arr[i])
 
     @property
     def machines(self) -> MachineState:
@@ -151,49 +173,46 @@ class AlgIndVectorEnv(VectorEnv):
 
         The code block is the same in every fresh machine of the shared layout and is never
         written (protected), so only the cells before it and the skill slots are written.
-        Fast path, for all envs of the group at once: the fresh machine of the image, then
-        the workspaces' uninitialised values (outputs, scratch) and the examples' inputs
-        (stacked, :attr:`Workspace.stacked_examples`), as ``Workspace.reset`` writes them.
-        It is checked against :meth:`Workspace.reset` on the first episode of every length;
-        if they ever differ (a workspace that initialises more than the inputs), every later
-        reset copies ``ws.reset()`` instead.
+        Fast path, for all envs of the group at once: the fresh machine of the image (the
+        cells before the code in one slice copy, the skill slots per env), then the
+        workspaces' uninitialised values (outputs, scratch,
+        :attr:`Workspace.uninitialised_block`) and the examples' inputs
+        (:attr:`Workspace.stacked_examples`) in one write, as ``Workspace.reset`` writes
+        them. It is checked against :meth:`Workspace.reset` on the first episode of every
+        length; if they ever differ (a workspace that initialises more than the inputs),
+        every later reset copies ``ws.reset()`` instead.
         """
         cells, cs, slots, k = self._cells, self._code_start, self._slot_cols, self.k
         wss = [self.envs[i].ws for i in group]
-        rows = self._rows[group].ravel()
         length = wss[0].length
         if self._fast_reset:
-            if length not in self._templates:
-                ws = wss[0]
-                row = ws.image.new_state(1, cells.dtype).cells[0]
-                spans = [
-                    (a.name, *ws.image.buffers[a.name]) for a in ws.task.args if a.role != "out"
-                ]
-                inputs = [(n, addr, b.size) for n, addr, b in spans if b.size]
-                uninit = [
-                    (n, ws.image.buffers[n][0], ws.image.buffers[n][1].size)
-                    for n in ws.uninitialised
-                ]
-                self._templates[length] = (row, [x for x in uninit if x[2]], inputs)
-            row, uninit, inputs = self._templates[length]
-            # skill slots of all rows at once, by flat index (fast); the rest per env by
-            # slices (far faster than row indexes)
-            head, slot_values = row[:cs], row[slots]
-            for i, ws in zip(group, wss, strict=True):
-                r = slice(i * k, (i + 1) * k)
-                cells[r, :cs] = head
-                cells[r, slots] = slot_values
-                values = ws.uninitialised
-                for name, addr, size in uninit:
-                    cells[r, addr : addr + size] = values[name].reshape(k, size)
-                values = ws.stacked_examples
-                for name, addr, size in inputs:
-                    cells[r, addr : addr + size] = values[name].reshape(k, size)
+            plan = self._templates.get(length)
+            if plan is None:
+                plan = self._templates[length] = self._reset_plan(wss[0])
+            head, slot_values, cols, pieces = plan
+            g = np.asarray(group)
+            cells3 = cells.reshape(self.num_envs, k, -1)
+            cells3[g, :, :cs] = head
+            for i in group:
+                cells[i * k : (i + 1) * k, slots] = slot_values
+            values = []
+            for name, size in pieces:  # in the order of cols
+                if name is None:
+                    values.append(np.stack([ws.uninitialised_block for ws in wss]))
+                else:
+                    v = np.stack([ws.stacked_examples[name] for ws in wss])
+                    values.append(v.reshape(len(group), k, size))
+            if values:
+                v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
+                if isinstance(cols, slice):
+                    cells3[g, :, cols] = v
+                else:
+                    cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
             if length in self._checked:
                 return
             self._checked.add(length)
             want = wss[0].reset().cells
-            first = cells[rows[:k]]
+            first = cells[group[0] * k : (group[0] + 1) * k]
             if np.array_equal(first[:, :cs], want[:, :cs]) and np.array_equal(
                 first[:, slots], want[:, slots]
             ):
@@ -203,6 +222,28 @@ class AlgIndVectorEnv(VectorEnv):
             fresh, r = ws.reset().cells, slice(i * k, (i + 1) * k)
             cells[r, :cs] = fresh[:, :cs]
             cells[r, slots] = fresh[:, slots]
+
+    def _reset_plan(self, ws) -> tuple:
+        """What :meth:`_fresh_machines` writes at ``ws``'s length: the fresh machine's cells
+        before the code and its skill-slot values; the columns of the data it writes (a
+        slice when they are adjacent) and the pieces of that data in order, ``(None,
+        width)`` for the uninitialised block and ``(name, size)`` per input."""
+        row = ws.image.new_state(1, self._cells.dtype).cells[0]
+        pieces = []
+        unc = ws.uninitialised_columns
+        if unc.size:
+            pieces.append((None, unc.size, unc))
+        for a in ws.task.args:
+            addr, buf = ws.image.buffers[a.name]
+            if a.role != "out" and buf.size:
+                pieces.append((a.name, buf.size, np.arange(addr, addr + buf.size)))
+        if unc.size and np.array_equal(unc, np.arange(unc[0], unc[0] + unc.size)):
+            pieces.sort(key=lambda p: int(p[2][0]))  # every piece is contiguous: by address
+        cols = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.int64)
+        if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
+            cols = slice(int(cols[0]), int(cols[0]) + cols.size)
+        head = row[: self._code_start].copy()
+        return head, row[self._slot_cols], cols, [(n, size) for n, size, _ in pieces]
 
     def _autoreset_envs(self, ids: np.ndarray, score: bool = True) -> None:
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place:
@@ -224,16 +265,28 @@ class AlgIndVectorEnv(VectorEnv):
             ws.refill(seed)
             env.ws, env._ws_recipe = ws, (length, seed)
             by_length.setdefault(length, []).append(i)
+        self._lengths[ids] = [self.envs[i].ws.length for i in ids.tolist()]
+        ep = self._episode
+        ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         for group in by_length.values():
             self._fresh_machines(group)
             for i in group:
-                self.envs[i]._begin_episode()
+                self.envs[i]._begin_episode(arrays=False)
         if not score:
             return
-        envs = [self.envs[i] for i in ids]
-        score_many(envs, self._cells, self._rows[ids])
-        for env in envs:
-            env.potential = env._scored[0]
+        self._score(ids)
+        self._columns.potential[ids] = self._columns.scored_potential[ids]
+
+    def _score(self, ids: np.ndarray) -> None:
+        """Score envs ``ids`` (:func:`score_many`) into the ``scored_*`` columns."""
+        c = self._columns
+        c.scored_potential[ids], c.scored_success[ids] = score_many(
+            [self.envs[i] for i in ids.tolist()],
+            self._cells,
+            self._rows[ids],
+            self._lengths[ids],
+            store=False,
+        )
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
@@ -283,16 +336,7 @@ class AlgIndVectorEnv(VectorEnv):
             slot_ok = self._accepts[s[:, None], j[None, :], binds]
             used = j[None, :] < self._calltable.arity[s][:, None]
             valid = ~halt & (slot_ok | ~used).all(axis=1)
-        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)]).tolist()
-        names, binds_l, halt_l, skills_l = (
-            table.skills,
-            binds.tolist(),
-            halt.tolist(),
-            skills.tolist(),
-        )
-        for r, i in enumerate(run.tolist()):
-            key = HALT if halt_l[r] else names[skills_l[r]]
-            envs[i]._pending = (key, tuple(binds_l[r][: arity[r]]))
+        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)])
         ex = run[valid]
         steps = np.zeros(n, dtype=np.int64)
         fault = np.zeros(n, dtype=np.int64)
@@ -325,26 +369,20 @@ class AlgIndVectorEnv(VectorEnv):
             fault[ex] = f[np.arange(ex.size), first]
         scored = np.concatenate([ex, resets])  # the calls that ran and the new episodes
         if scored.size:
-            score_many([envs[i] for i in scored], cells, self._rows[scored])
-        for i in resets.tolist():
-            envs[i].potential = envs[i]._scored[0]
+            self._score(scored)
+        c = self._columns
+        c.potential[resets] = c.scored_potential[resets]
         t1 = clock()
         self.timings["score"] += t1 - t2
         rewards = np.zeros(n)
         terms = np.zeros(n, dtype=bool)
         truncs = np.zeros(n, dtype=bool)
-        ran = np.zeros(n, dtype=bool)
-        ran[ex] = True
-        steps_l, fault_l, ran_l = steps.tolist(), fault.tolist(), ran.tolist()
-        run_l = run.tolist()
-        if run_l:
-            done = [
-                envs[i]._finish(
-                    envs[i]._pending if ran_l[i] else None, steps_l[i], fault_l[i], errors.get(i)
-                )
-                for i in run_l
-            ]
-            rewards[run], terms[run], truncs[run] = np.array(done).T
+        if run.size:
+            rewards[run], terms[run], truncs[run] = self._book(
+                run, halt, valid, skills, binds, arity, steps, fault, errors
+            )
+        if ex.size:
+            self._record(ex, skills[valid], binds[valid], arity[valid])
         t3 = clock()
         self.timings["book"] += t3 - t1
         obs = self._observe()
@@ -355,47 +393,98 @@ class AlgIndVectorEnv(VectorEnv):
         self.timings["book"] += clock() - t4
         return obs, rewards, terms, truncs, infos
 
+    def _book(self, run, halt, valid, skills, binds, arity, steps, fault, errors):
+        """:meth:`SkillCompositionEnv._finish` for the envs ``run`` at once, on the episode
+        columns (per env in Python only: the program of the envs whose call ran and the
+        error text of invalid actions and faults). The arguments are per env of ``run``
+        (``halt``, ``valid``, ``skills``, ``binds``, ``arity``: the decoded actions) or per
+        sub-environment (``steps``, ``fault``: instructions and first fault of the call;
+        ``errors``: binding errors by env). Returns ``(reward, terminated, truncated)``
+        per env of ``run``, the same values as ``_finish`` computes."""
+        c, envs, first = self._columns, self.envs, self.envs[0]
+        names = first.actions.skills
+        c.t[run] += 1
+        c.step_instructions[run] = steps[run]
+        reward = np.zeros(run.size)
+        term = halt.copy()
+        c.last_error[run[halt]] = None
+        invalid = np.flatnonzero(~halt & ~valid)
+        reward[invalid] -= first.invalid_penalty
+        binds_l, skills_l, arity_l = binds.tolist(), skills.tolist(), arity.tolist()
+        for r in invalid.tolist():
+            bound = binds_l[r][: arity_l[r]]
+            c.last_error[run[r]] = f"invalid action: {names[skills_l[r]]} {bound}"
+        pos = np.flatnonzero(valid)
+        ex = run[pos]
+        text = c.text
+        for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
+            call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
+            env = envs[i]
+            env.history.append(call)
+            program = text[i]
+            if program is not None:
+                line = env._call_text(*call)
+                text[i] = f"{program}\n{line}" if program else line
+        c.instructions[ex] += steps[ex]
+        reward[pos] -= first.call_cost
+        codes = fault[ex]
+        bad = codes != 0
+        for i, code in zip(ex[bad].tolist(), codes[bad].tolist(), strict=True):
+            c.last_error[i] = errors.get(i) or f"fault {Fault(code).name}"
+        c.fault[ex[bad]] = codes[bad]
+        reward[pos[bad]] -= first.fault_penalty
+        term[pos[bad]] = True
+        good, at = ex[~bad], pos[~bad]
+        potential, success = c.scored_potential[good], c.scored_success[good]
+        if first.reward_mode == "dense":
+            reward[at] += potential - c.potential[good]
+        else:
+            reward[at] += np.where(success, 1.0, 0.0)
+        c.potential[good], c.success[good] = potential, success
+        term[at] = success
+        # as gymnasium's TimeLimit does: the call limit truncates even on the last call's success
+        trunc = c.t[run] >= first.max_calls
+        c.finished[run], c.terminated[run], c.truncated[run] = term | trunc, term, trunc
+        return reward, term, trunc
+
+    def _record(self, ex: np.ndarray, skills: np.ndarray, binds: np.ndarray, arity) -> None:
+        """Write the calls that ran in envs ``ex`` (after their ``_finish``) into the episode
+        arrays, as :meth:`SkillCompositionEnv._finish` does for one env: the call's row of
+        ``_calls`` (``[skill, pointers...]``), its skill's count, the entries it wrote."""
+        ep, envs = self._episode, self.envs
+        at = [len(envs[i].history) - 1 for i in ex.tolist()]
+        row = np.concatenate([skills[:, None], binds], axis=1)
+        used = np.arange(row.shape[1])[None, :] <= arity[:, None]
+        calls = ep["calls"]
+        calls[ex, at] = np.where(used, row, calls[ex, at])
+        ep["skill_calls"][ex, skills] += 1
+        w = self._writes[skills] & used[:, 1:]
+        ep["written"][np.broadcast_to(ex[:, None], w.shape)[w], binds[w]] = True
+
     def _observe(self) -> dict[str, np.ndarray]:
         first = self.envs[0]
-        return first._obs.observe_many(self.envs, self._cells)
+        return first._obs.observe_many(self.envs, self._cells, self._lengths, self._episode)
 
     def _infos(self) -> dict[str, Any]:
         """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
         per key (the single env's value types) and an all-true ``_key`` mask."""
-        envs, n = self.envs, self.num_envs
-        rows = [
-            (
-                e.success,
-                None if e.fault == 0 else e.fault.name,
-                e.last_error,
-                e.program_text(),
-                len(e.history),
-                e.instructions,
-                e.step_instructions,
-                e.ws.length,
-                e.potential,
-            )
-            for e in envs
-        ]
-        cols = list(zip(*rows, strict=True))
+        envs, n, c = self.envs, self.num_envs, self._columns
+        for i in np.flatnonzero(np.equal(c.text, None)).tolist():  # after a restore
+            envs[i].program_text()
         values = {
-            "success": np.array(cols[0], dtype=bool),
-            "fault": list(cols[1]),
-            "error": list(cols[2]),
-            "program": list(cols[3]),
-            "calls": np.array(cols[4], dtype=int),
-            "instructions": np.array(cols[5], dtype=int),
-            "step_instructions": np.array(cols[6], dtype=int),
-            "length": np.array(cols[7], dtype=int),
-            "potential": np.array(cols[8], dtype=float),
+            "success": c.success.copy(),
+            "fault": self._fault_names[c.fault],
+            "error": c.last_error.copy(),
+            "program": c.text.copy(),
+            "calls": np.array([len(e.history) for e in envs], dtype=int),
+            "instructions": c.instructions.astype(int),
+            "step_instructions": c.step_instructions.astype(int),
+            "length": self._lengths.astype(int),
+            "potential": c.potential.copy(),
             "action_mask": self._masks.copy(),
         }
         infos: dict[str, Any] = {}
         for key, v in values.items():
-            if isinstance(v, list):
-                arr = np.empty(n, dtype=object)
-                arr[:] = v
-                v = arr
             infos[key], infos[f"_{key}"] = v, np.ones(n, dtype=bool)
         return infos
 

@@ -166,11 +166,28 @@ class Workspace:
         self.max_steps = task.budget(self.capacity)
         self._fit: list | None = None  # refill's shape checks, built on first use
         self._uninitialised_plan = _uninitialised_plan(self.image, self._uninitialised_names())
-        self.uninitialised: dict[str, np.ndarray] = _draw_uninitialised(
-            self._uninitialised_plan, batch, rng
-        )
+        self.uninitialised_block: np.ndarray = _draw_block(self._uninitialised_plan, batch, rng)
+        """``(batch, width)``: the :attr:`uninitialised` values of every buffer side by side,
+        in the order of :attr:`uninitialised_columns`."""
+        self._uninitialised: dict[str, np.ndarray] | None = None
+
+    @property
+    def uninitialised(self) -> dict[str, np.ndarray]:
         """Per output and scratch buffer, the ``(batch, *shape)`` values it holds after
-        :meth:`reset` (see :func:`uninitialised_values`)."""
+        :meth:`reset` (see :func:`uninitialised_values`); views of
+        :attr:`uninitialised_block`."""
+        if self._uninitialised is None:
+            self._uninitialised = _block_views(self._uninitialised_plan, self.uninitialised_block)
+        return self._uninitialised
+
+    @cached_property
+    def uninitialised_columns(self) -> np.ndarray:
+        """The machine cells that :attr:`uninitialised_block`'s columns go to."""
+        cols = [
+            np.arange(self.image.buffers[name][0], self.image.buffers[name][0] + b - a)
+            for name, a, b, _ in self._uninitialised_plan[0]
+        ]
+        return np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
 
     def _draw(self, seed: int) -> np.random.Generator:
         """Set the examples of ``seed`` (:meth:`TaskSpec.draw`), stacked and per example;
@@ -339,7 +356,8 @@ class Workspace:
                     f"workspace's buffer {name!r}; build a new Workspace instead"
                 )
         self.seed = seed
-        self.uninitialised = _draw_uninitialised(self._uninitialised_plan, self.batch, rng)
+        self.uninitialised_block = _draw_block(self._uninitialised_plan, self.batch, rng)
+        self._uninitialised = None
 
     # ---- end env-fast block ----
 
@@ -380,9 +398,17 @@ def _uninitialised_plan(image: MachineImage, names: Sequence[str]) -> tuple[list
 
 
 def _draw_uninitialised(plan: tuple[list, int], batch: int, rng: np.random.Generator) -> dict:
-    spans, width = plan
-    block = rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, width))
-    return {name: block[:, a:b].reshape(batch, *shape) for name, a, b, shape in spans}
+    return _block_views(plan, _draw_block(plan, batch, rng))
+
+
+def _draw_block(plan: tuple[list, int], batch: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``(batch, width)`` uninitialised values of every buffer of ``plan``, one draw."""
+    return rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, plan[1]))
+
+
+def _block_views(plan: tuple[list, int], block: np.ndarray) -> dict[str, np.ndarray]:
+    """Per buffer of ``plan``, its ``(batch, *shape)`` view of ``block``."""
+    return {name: block[:, a:b].reshape(block.shape[0], *shape) for name, a, b, shape in plan[0]}
 
 
 def _task_buffers(
