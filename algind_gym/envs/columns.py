@@ -39,6 +39,16 @@ class EpisodeColumns:
         self.last_error = np.full(n, None, dtype=object)
         self.text = np.full(n, "", dtype=object)
 
+    def begin(self, ids: np.ndarray) -> None:
+        """A new episode's scalars for envs ``ids``: what
+        :meth:`SkillCompositionEnv._begin_episode` sets (except the potential, which the
+        caller sets once the new machines are scored)."""
+        for a in (self.t, self.instructions, self.step_instructions, self.fault):
+            a[ids] = 0
+        for a in (self.success, self.finished, self.terminated, self.truncated):
+            a[ids] = False
+        self.last_error[ids], self.text[ids] = None, ""
+
 
 class _Column:
     """An attribute stored at the env's entry of an :class:`EpisodeColumns` array."""

@@ -346,27 +346,29 @@ class SkillCompositionEnv(gym.Env):
         """A training length, uniformly (the same draw as ``np_random.choice(lengths)``)."""
         return int(self.lengths[int(self.np_random.integers(len(self.lengths)))])
 
-    def _begin_episode(self, arrays: bool = True) -> None:
+    def _begin_episode(self, batched: bool = False) -> None:
         """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines).
-        ``arrays=False``: the caller has already cleared the per-episode arrays in place
-        (the vector env does so for many episodes at once)."""
+        ``batched=True``: the caller has already cleared the per-episode arrays and the
+        episode scalars below in place (the vector env does so for many episodes at once,
+        :meth:`EpisodeColumns.begin <algind_gym.envs.columns.EpisodeColumns.begin>`)."""
         length = self.ws.length
         if length not in self._indexes:
             self._indexes[length] = EpisodeIndex.of(self.ws)
         self._index = self._indexes[length]
         self._want = self._index.expected(self.ws)
-        if arrays:
-            self._calls = np.full((self.max_calls, 1 + self.actions.max_arity), -1.0, np.float32)
-            self._written = np.zeros(self.actions.n_pointers, dtype=bool)
-            self._skill_calls = np.zeros(len(self.actions.skills), dtype=np.float32)
-        self.t = 0
         self.history: list[tuple[str, tuple[int, ...]]] = []
+        self._template = None
+        if batched:
+            return
+        self._calls = np.full((self.max_calls, 1 + self.actions.max_arity), -1.0, np.float32)
+        self._written = np.zeros(self.actions.n_pointers, dtype=bool)
+        self._skill_calls = np.zeros(len(self.actions.skills), dtype=np.float32)
+        self.t = 0
         self._text: str | None = ""  # program_text(), extended per call (None: recompute)
         self.instructions = self.step_instructions = 0
         self.fault = Fault.NONE
         self.success = self.finished = False
         self._ended = (False, False)
-        self._template = None
         self.last_error: str | None = None
 
     def step(self, action):

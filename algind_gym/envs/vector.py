@@ -252,6 +252,7 @@ class AlgIndVectorEnv(VectorEnv):
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
         by_length: dict[int, list[int]] = {}
+        lengths = []
         for i in ids.tolist():
             env = self.envs[i]
             length = env._draw_length()
@@ -265,13 +266,15 @@ class AlgIndVectorEnv(VectorEnv):
             ws.refill(seed)
             env.ws, env._ws_recipe = ws, (length, seed)
             by_length.setdefault(length, []).append(i)
-        self._lengths[ids] = [self.envs[i].ws.length for i in ids.tolist()]
+            lengths.append(length)
+        self._lengths[ids] = lengths
         ep = self._episode
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
+        self._columns.begin(ids)
         for group in by_length.values():
             self._fresh_machines(group)
             for i in group:
-                self.envs[i]._begin_episode(arrays=False)
+                self.envs[i]._begin_episode(batched=True)
         if not score:
             return
         self._score(ids)
