@@ -46,6 +46,7 @@ from gymnasium.vector.utils import batch_space
 from algind_gym.envs.batch import CallTable, bind_and_call, score_many
 from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
+from algind_gym.envs.seeding import Reseedable, pcg64_states
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
@@ -144,6 +145,7 @@ class AlgIndVectorEnv(VectorEnv):
         self._slot_cols = np.flatnonzero(~lay.protected_mask[self._code_start :])
         self._slot_cols += self._code_start
         self._fast_reset, self._checked, self._templates = True, set(), {}
+        self._rng = Reseedable()
         self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
 
     # ------------------------------------------------------------- batching
@@ -252,21 +254,24 @@ class AlgIndVectorEnv(VectorEnv):
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
         by_length: dict[int, list[int]] = {}
-        lengths = []
-        for i in ids.tolist():
+        ids_l = ids.tolist()
+        lengths, seeds = [], []
+        for i in ids_l:
             env = self.envs[i]
-            length = env._draw_length()
-            seed = int(env.np_random.integers(2**63 - 1))
+            lengths.append(env._draw_length())
+            seeds.append(int(env.np_random.integers(2**63 - 1)))
+        states = pcg64_states(np.array(seeds, dtype=np.uint64))
+        for i, length, seed, state in zip(ids_l, lengths, seeds, states, strict=True):
+            env = self.envs[i]
             ws = self._workspaces[i].get(length)
             if ws is None:  # first episode of this length here: share the image of another
                 proto = self._prototypes.get(length)
                 if proto is None:
                     proto = self._prototypes[length] = env._workspace(length, seed)
                 ws = self._workspaces[i][length] = copy.copy(proto)
-            ws.refill(seed)
+            ws.refill(seed, self._rng.seeded(state))  # = default_rng(seed), seeded faster
             env.ws, env._ws_recipe = ws, (length, seed)
             by_length.setdefault(length, []).append(i)
-            lengths.append(length)
         self._lengths[ids] = lengths
         ep = self._episode
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0

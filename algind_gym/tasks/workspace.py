@@ -189,10 +189,11 @@ class Workspace:
         ]
         return np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
 
-    def _draw(self, seed: int) -> np.random.Generator:
+    def _draw(self, seed: int, rng: np.random.Generator | None = None) -> np.random.Generator:
         """Set the examples of ``seed`` (:meth:`TaskSpec.draw`), stacked and per example;
-        returns the generator, which then draws the uninitialised values."""
-        rng = np.random.default_rng(seed)
+        returns the generator, which then draws the uninitialised values. ``rng``: a
+        generator in the state ``default_rng(seed)`` starts in (see :meth:`refill`)."""
+        rng = np.random.default_rng(seed) if rng is None else rng
         self.stacked_examples, self.stacked_expected = self.task.draw(rng, self.length, self.batch)
         """The K examples' entries and expected outputs, each with a leading axis of K."""
         self._examples: list[Example] | None = None
@@ -330,19 +331,22 @@ class Workspace:
         return Score(np.where(live, frac, 0.0), ok & live, faults)
 
     # ---- env-fast: in-place refill for the vector env's autoreset (owned by algind_gym.envs) ----
-    def refill(self, seed: int) -> None:
+    def refill(self, seed: int, rng: np.random.Generator | None = None) -> None:
         """Draw new examples from ``seed`` at the same length, keeping the image.
 
         Afterwards the workspace holds what ``Workspace(library, task, length, seed=seed,
         ...)`` would, without rebuilding the image (layout, linked code, pointer table):
         the same generator and oracle calls as the constructor, in the same order.
-        :meth:`reset` then gives fresh machines for the new examples.
+        :meth:`reset` then gives fresh machines for the new examples. ``rng``: a generator
+        in the state ``numpy.random.default_rng(seed)`` starts in, to draw from instead of
+        building that one (the vector env seeds many at once,
+        :mod:`algind_gym.envs.seeding`).
 
         Raises:
             ValueError: the new examples' shapes differ from the image's buffers.
         """
         old = self.stacked_examples, self.stacked_expected, self._examples, self._expected
-        rng = self._draw(seed)
+        rng = self._draw(seed, rng)
         if self._fit is None:
             self._fit = [
                 (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
