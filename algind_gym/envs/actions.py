@@ -38,6 +38,7 @@ buffer with a fixed value) and ``skill`` (a skill reference).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,6 +206,7 @@ def build_action_table(
     inputs = {a.name for a in task.args if a.role == "in"}
     skills = tuple(k for k in library.keys() if k in image.programs)  # noqa: SIM118 (iterating a library yields skills)
     arity, accepts_all, candidates, valid = [], [], [], []
+    kinds = [base_type(p.type) for p in pointers]
     for si, key in enumerate(skills):
         sk = library.get(key)
         slots = sk.slots
@@ -219,8 +221,7 @@ def build_action_table(
         for slot in slots:
             kind = base_type(slot.type)
             opts = []
-            for pi, p in enumerate(pointers):
-                pkind = base_type(p.type)
+            for pi, (p, pkind) in enumerate(zip(pointers, kinds, strict=True)):
                 if kind == "skill":
                     ok = pkind == "skill" and accepts(slot.type, p.type)
                 else:
@@ -228,14 +229,18 @@ def build_action_table(
                 if ok:
                     opts.append(pi)
             choices.append(opts)
-        for binds in itertools.product(*choices):
-            candidates.append((si, tuple(binds)))
-            valid.append(all(acc[j, p] for j, p in enumerate(binds)))
-            if len(candidates) > max_candidates:
-                raise ActionSpaceTooLarge(
-                    f"task {task.name}: more than {max_candidates} candidate actions; "
-                    "use action_encoding='multidiscrete' or a smaller library"
-                )
+        if len(candidates) + math.prod(len(c) for c in choices) > max_candidates:
+            raise ActionSpaceTooLarge(
+                f"task {task.name}: more than {max_candidates} candidate actions; "
+                "use action_encoding='multidiscrete' or a smaller library"
+            )
+        combos = list(itertools.product(*choices))
+        candidates.extend((si, binds) for binds in combos)
+        if slots and combos:  # valid: every slot accepts its pointer
+            b = np.array(combos, dtype=np.int64)
+            valid.extend(acc[np.arange(len(slots)), b].all(axis=1).tolist())
+        else:
+            valid.extend([True] * len(combos))
     return ActionTable(
         slots=tuple(library.get(k).slots for k in skills),
         pointer_names=tuple(p.name for p in pointers),
