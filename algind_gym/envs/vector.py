@@ -53,6 +53,10 @@ from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
 
+BATCH_SEEDING = 16
+"""Autoresets of at least this many sub-environments at once seed their example generators
+together (:mod:`algind_gym.envs.seeding`); fewer build ``default_rng(seed)`` each."""
+
 
 class AlgIndVectorEnv(VectorEnv):
     """``num_envs`` :class:`SkillCompositionEnv` run as one batch (see the module docstring).
@@ -260,7 +264,10 @@ class AlgIndVectorEnv(VectorEnv):
             env = self.envs[i]
             lengths.append(env._draw_length())
             seeds.append(int(env.np_random.integers(2**63 - 1)))
-        states = pcg64_states(np.array(seeds, dtype=np.uint64))
+        if len(seeds) >= BATCH_SEEDING:
+            states = pcg64_states(np.array(seeds, dtype=np.uint64))
+        else:  # a few: default_rng in refill (the same generator; no compiled loop to load)
+            states = [None] * len(seeds)
         for i, length, seed, state in zip(ids_l, lengths, seeds, states, strict=True):
             env = self.envs[i]
             ws = self._workspaces[i].get(length)
@@ -269,7 +276,7 @@ class AlgIndVectorEnv(VectorEnv):
                 if proto is None:
                     proto = self._prototypes[length] = env._workspace(length, seed)
                 ws = self._workspaces[i][length] = copy.copy(proto)
-            ws.refill(seed, self._rng.seeded(state))  # = default_rng(seed), seeded faster
+            ws.refill(seed, None if state is None else self._rng.seeded(state))
             env.ws, env._ws_recipe = ws, (length, seed)
             by_length.setdefault(length, []).append(i)
         self._lengths[ids] = lengths
