@@ -38,6 +38,8 @@ class EpisodeColumns:
         self.scored_success = np.zeros(n, dtype=bool)
         self.last_error = np.full(n, None, dtype=object)
         self.text = np.full(n, "", dtype=object)
+        self.history = np.empty(n, dtype=object)
+        self.history[:] = [[] for _ in range(n)]
 
     def begin(self, ids: np.ndarray) -> None:
         """A new episode's scalars for envs ``ids``: what
@@ -106,6 +108,7 @@ class ColumnEnv(SkillCompositionEnv):
     fault = _Column("fault", Fault)
     last_error = _Column("last_error", _obj)
     _text = _Column("text", _obj)
+    history = _Column("history", _obj)
     _ended = _Pair("terminated", "truncated", bool)
     _scored = _Pair("scored_potential", "scored_success", float)
 

@@ -431,14 +431,13 @@ class AlgIndVectorEnv(VectorEnv):
             c.last_error[run[r]] = f"invalid action: {names[skills_l[r]]} {bound}"
         pos = np.flatnonzero(valid)
         ex = run[pos]
-        text = c.text
+        text, history, lines = c.text, c.history, first._texts
         for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
             call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
-            env = envs[i]
-            env.history.append(call)
+            history[i].append(call)
             program = text[i]
             if program is not None:
-                line = env._call_text(*call)
+                line = lines.get(call) or envs[i]._call_text(*call)
                 text[i] = f"{program}\n{line}" if program else line
         c.instructions[ex] += steps[ex]
         reward[pos] -= first.call_cost
@@ -466,8 +465,9 @@ class AlgIndVectorEnv(VectorEnv):
         """Write the calls that ran in envs ``ex`` (after their ``_finish``) into the episode
         arrays, as :meth:`SkillCompositionEnv._finish` does for one env: the call's row of
         ``_calls`` (``[skill, pointers...]``), its skill's count, the entries it wrote."""
-        ep, envs = self._episode, self.envs
-        at = [len(envs[i].history) - 1 for i in ex.tolist()]
+        ep = self._episode
+        history = self._columns.history
+        at = [len(history[i]) - 1 for i in ex.tolist()]
         row = np.concatenate([skills[:, None], binds], axis=1)
         used = np.arange(row.shape[1])[None, :] <= arity[:, None]
         calls = ep["calls"]
@@ -491,7 +491,7 @@ class AlgIndVectorEnv(VectorEnv):
             "fault": self._fault_names[c.fault],
             "error": c.last_error.copy(),
             "program": c.text.copy(),
-            "calls": np.array([len(e.history) for e in envs], dtype=int),
+            "calls": np.fromiter(map(len, c.history), dtype=int, count=n),
             "instructions": c.instructions.astype(int),
             "step_instructions": c.step_instructions.astype(int),
             "length": self._lengths.astype(int),
