@@ -11,9 +11,18 @@ them (:mod:`algind_gym.envs.batch`):
    calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
    side; machines without a call, fresh ones included, stay halted and frozen);
-4. score the calls that ran and the new episodes at once (grouped by length), book each
-   step, observe all sub-environments at once (:meth:`ObservationBuilder.observe_many`),
-   and build the infos as arrays.
+4. score the calls that ran and the new episodes at once (grouped by length), book the
+   step of every sub-environment at once (:meth:`AlgIndVectorEnv._book`, the array form of
+   ``SkillCompositionEnv._finish``), observe all sub-environments at once
+   (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays.
+
+The episode state of the sub-environments lives in vector-wide arrays: their scalars
+(call count, potential, success, fault, error, program text, history) in
+:class:`~algind_gym.envs.columns.EpisodeColumns` (each sub-environment is a
+:class:`~algind_gym.envs.columns.ColumnEnv` that reads and writes its entry, so its own
+methods still work), and their per-episode arrays (calls so far, entries written, skill
+counts) as views of ``(num_envs, ...)`` arrays. Only the program of the envs whose call ran
+(and the error text of invalid actions and faults) is built per env in Python.
 
 All lengths up to ``max_length`` share one layout, which is what lets every environment
 live in one batch.
@@ -21,7 +30,9 @@ live in one batch.
 Autoreset follows gymnasium 1.x's default, ``AutoresetMode.NEXT_STEP`` (declared in
 ``metadata``): the step after an episode ends resets that sub-environment and returns
 its first observation with reward 0. An autoreset draws the length and example seed
-exactly as :meth:`SkillCompositionEnv.reset` does, but refills a workspace kept per
+exactly as :meth:`SkillCompositionEnv.reset` does (when many reset at once, their
+``default_rng(seed)`` generators are seeded together, :mod:`algind_gym.envs.seeding`),
+but refills a workspace kept per
 length (:meth:`Workspace.refill <algind_gym.tasks.workspace.Workspace.refill>`; the
 first one of a length is a shallow copy of a workspace of that length, so all
 sub-environments share one image per length) and rewrites the machine rows in place

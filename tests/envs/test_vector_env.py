@@ -129,3 +129,31 @@ def test_workspace_refill_equals_a_new_workspace():
     np.testing.assert_array_equal(ws.reset().cells, new.reset().cells)
     for a, b in zip(ws.expected, new.expected, strict=True):
         np.testing.assert_array_equal(a["out"], b["out"])
+
+
+def test_sub_environments_keep_their_own_methods():
+    """A sub-environment's episode scalars live in the vector env's arrays; snapshot,
+    restore and pickling still see (and change) exactly that episode."""
+    import pickle
+
+    from algind_gym.envs import SkillCompositionEnv
+
+    env = AlgIndVectorEnv(2, "DotProduct", backend="reference", n_examples=2, max_calls=4)
+    env.reset(seed=0)
+    first = env.envs[0]
+    mul = first.encode("zipmap", ["&s_mul", "x", "y", "tmp_v0"])
+    snap = first.snapshot()
+    _, _, _, _, info = env.step(np.array([mul, mul]))
+    assert info["calls"].tolist() == [1, 1] and first.t == 1 and len(first.history) == 1
+    clone = pickle.loads(pickle.dumps(first))
+    assert type(clone) is SkillCompositionEnv
+    assert (clone.t, clone.program_text(), clone.potential) == (
+        1,
+        first.program_text(),
+        first.potential,
+    )
+    first.restore(snap)  # back to the start of its episode, in the vector env's arrays too
+    assert env._columns.t[0] == 0 and env._columns.history[0] == [] and first.t == 0
+    _, _, _, _, info = env.step(np.array([mul, mul]))
+    assert info["calls"].tolist() == [1, 2]
+    assert info["program"][0] == info["program"][1].splitlines()[0]
