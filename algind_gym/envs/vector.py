@@ -12,7 +12,8 @@ them (:mod:`algind_gym.envs.batch`):
    single backend call (each machine has its own PC, so different skills run side by
    side; machines without a call, fresh ones included, stay halted and frozen);
 4. score the calls that ran and the new episodes at once (grouped by length), book the
-   step of every sub-environment at once (:meth:`AlgIndVectorEnv._book`, the array form of
+   step of every sub-environment at once (:meth:`EpisodeColumns.book
+   <algind_gym.envs.columns.EpisodeColumns.book>`, the array form of
    ``SkillCompositionEnv._finish``), observe all sub-environments at once
    (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays.
 
@@ -111,10 +112,6 @@ class AlgIndVectorEnv(VectorEnv):
         self._columns = EpisodeColumns(num_envs)
         for i, env in enumerate(self.envs):
             env._columns, env._column = self._columns, i
-        self._fault_names = np.full(max(Fault) + 1, None, dtype=object)
-        for f in Fault:
-            if f != Fault.NONE:
-                self._fault_names[f] = f.name
         self.num_envs = num_envs
         self.render_mode = first.render_mode
         self.single_observation_space = first.observation_space
@@ -404,8 +401,8 @@ class AlgIndVectorEnv(VectorEnv):
         terms = np.zeros(n, dtype=bool)
         truncs = np.zeros(n, dtype=bool)
         if run.size:
-            rewards[run], terms[run], truncs[run] = self._book(
-                run, halt, valid, skills, binds, arity, steps, fault, errors
+            rewards[run], terms[run], truncs[run] = self._columns.book(
+                envs, run, halt, valid, skills, binds, arity, steps, fault, errors
             )
         if ex.size:
             self._record(ex, skills[valid], binds[valid], arity[valid])
@@ -418,59 +415,6 @@ class AlgIndVectorEnv(VectorEnv):
         infos = self._infos()
         self.timings["book"] += clock() - t4
         return obs, rewards, terms, truncs, infos
-
-    def _book(self, run, halt, valid, skills, binds, arity, steps, fault, errors):
-        """:meth:`SkillCompositionEnv._finish` for the envs ``run`` at once, on the episode
-        columns (per env in Python only: the program of the envs whose call ran and the
-        error text of invalid actions and faults). The arguments are per env of ``run``
-        (``halt``, ``valid``, ``skills``, ``binds``, ``arity``: the decoded actions) or per
-        sub-environment (``steps``, ``fault``: instructions and first fault of the call;
-        ``errors``: binding errors by env). Returns ``(reward, terminated, truncated)``
-        per env of ``run``, the same values as ``_finish`` computes."""
-        c, envs, first = self._columns, self.envs, self.envs[0]
-        names = first.actions.skills
-        c.t[run] += 1
-        c.step_instructions[run] = steps[run]
-        reward = np.zeros(run.size)
-        term = halt.copy()
-        c.last_error[run[halt]] = None
-        invalid = np.flatnonzero(~halt & ~valid)
-        reward[invalid] -= first.invalid_penalty
-        binds_l, skills_l, arity_l = binds.tolist(), skills.tolist(), arity.tolist()
-        for r in invalid.tolist():
-            bound = binds_l[r][: arity_l[r]]
-            c.last_error[run[r]] = f"invalid action: {names[skills_l[r]]} {bound}"
-        pos = np.flatnonzero(valid)
-        ex = run[pos]
-        text, history, lines = c.text, c.history, first._texts
-        for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
-            call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
-            history[i].append(call)
-            program = text[i]
-            if program is not None:
-                line = lines.get(call) or envs[i]._call_text(*call)
-                text[i] = f"{program}\n{line}" if program else line
-        c.instructions[ex] += steps[ex]
-        reward[pos] -= first.call_cost
-        codes = fault[ex]
-        bad = codes != 0
-        for i, code in zip(ex[bad].tolist(), codes[bad].tolist(), strict=True):
-            c.last_error[i] = errors.get(i) or f"fault {Fault(code).name}"
-        c.fault[ex[bad]] = codes[bad]
-        reward[pos[bad]] -= first.fault_penalty
-        term[pos[bad]] = True
-        good, at = ex[~bad], pos[~bad]
-        potential, success = c.scored_potential[good], c.scored_success[good]
-        if first.reward_mode == "dense":
-            reward[at] += potential - c.potential[good]
-        else:
-            reward[at] += np.where(success, 1.0, 0.0)
-        c.potential[good], c.success[good] = potential, success
-        term[at] = success
-        # as gymnasium's TimeLimit does: the call limit truncates even on the last call's success
-        trunc = c.t[run] >= first.max_calls
-        c.finished[run], c.terminated[run], c.truncated[run] = term | trunc, term, trunc
-        return reward, term, trunc
 
     def _record(self, ex: np.ndarray, skills: np.ndarray, binds: np.ndarray, arity) -> None:
         """Write the calls that ran in envs ``ex`` (after their ``_finish``) into the episode
@@ -492,27 +436,7 @@ class AlgIndVectorEnv(VectorEnv):
         return first._obs.observe_many(self.envs, self._cells, self._lengths, self._episode)
 
     def _infos(self) -> dict[str, Any]:
-        """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
-        per key (the single env's value types) and an all-true ``_key`` mask."""
-        envs, n, c = self.envs, self.num_envs, self._columns
-        for i in np.flatnonzero(np.equal(c.text, None)).tolist():  # after a restore
-            envs[i].program_text()
-        values = {
-            "success": c.success.copy(),
-            "fault": self._fault_names[c.fault],
-            "error": c.last_error.copy(),
-            "program": c.text.copy(),
-            "calls": np.fromiter(map(len, c.history), dtype=int, count=n),
-            "instructions": c.instructions.astype(int),
-            "step_instructions": c.step_instructions.astype(int),
-            "length": self._lengths.astype(int),
-            "potential": c.potential.copy(),
-            "action_mask": self._masks.copy(),
-        }
-        infos: dict[str, Any] = {}
-        for key, v in values.items():
-            infos[key], infos[f"_{key}"] = v, np.ones(n, dtype=bool)
-        return infos
+        return self._columns.infos(self.envs, self._lengths, self._masks)
 
     def action_masks(self) -> np.ndarray:
         """Per-environment masks stacked, shape ``(num_envs, mask size)``."""
