@@ -38,6 +38,8 @@ buffer with a fixed value) and ``skill`` (a skill reference).
 from __future__ import annotations
 
 import itertools
+import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +109,13 @@ class ActionTable:
         return np.array([len(self.skills) + 1] + [self.n_pointers] * self.max_arity, dtype=np.int64)
 
     def multidiscrete_mask(self) -> np.ndarray:
+        mask = self.__dict__.get("_md_mask")
+        if mask is None:
+            mask = self._multidiscrete_mask()
+            object.__setattr__(self, "_md_mask", mask)
+        return mask.copy()
+
+    def _multidiscrete_mask(self) -> np.ndarray:
         skill_ok = np.zeros(len(self.skills) + 1, dtype=bool)
         skill_ok[-1] = True
         slots = np.zeros((self.max_arity, self.n_pointers), dtype=bool)
@@ -196,15 +205,45 @@ class ActionTable:
         return index.get((self.skills.index(skill), tuple(int(p) for p in bindings)))
 
 
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per library: action tables by what they are built from (:func:`build_action_table`)."""
+
+
 def build_action_table(
     image: MachineImage, task: TaskSpec, max_candidates: int = 200_000
 ) -> ActionTable:
-    """Enumerate candidate actions for ``task`` on ``image`` (see the module docstring)."""
+    """Enumerate candidate actions for ``task`` on ``image`` (see the module docstring).
+
+    A table depends only on the library's skills in the image, the pointer table's entries
+    (name, type, skill, read-only, constant) and the task's arguments, never on a length or
+    on examples, so it is built once per library and such inputs and then shared (read-only
+    arrays): every environment of a task, and every sub-environment of a ``SyncVectorEnv``,
+    gets the same table.
+    """
+    library = image.library
+    key = (
+        tuple(k for k in library.keys() if k in image.programs),  # noqa: SIM118
+        pointer_roles(image, task),
+        tuple((p.name, p.type, p.skill, p.read_only) for p in image.pointers),
+        tuple(task.args),
+        max_candidates,
+    )
+    tables = _TABLES.setdefault(library, {})
+    table = tables.get(key)
+    if table is None:
+        if len(tables) >= 256:
+            tables.clear()
+        table = tables[key] = _build_action_table(image, task, max_candidates)
+    return table
+
+
+def _build_action_table(image: MachineImage, task: TaskSpec, max_candidates: int) -> ActionTable:
     library = image.library
     pointers = image.pointers
     inputs = {a.name for a in task.args if a.role == "in"}
     skills = tuple(k for k in library.keys() if k in image.programs)  # noqa: SIM118 (iterating a library yields skills)
     arity, accepts_all, candidates, valid = [], [], [], []
+    kinds = [base_type(p.type) for p in pointers]
     for si, key in enumerate(skills):
         sk = library.get(key)
         slots = sk.slots
@@ -219,8 +258,7 @@ def build_action_table(
         for slot in slots:
             kind = base_type(slot.type)
             opts = []
-            for pi, p in enumerate(pointers):
-                pkind = base_type(p.type)
+            for pi, (p, pkind) in enumerate(zip(pointers, kinds, strict=True)):
                 if kind == "skill":
                     ok = pkind == "skill" and accepts(slot.type, p.type)
                 else:
@@ -228,14 +266,21 @@ def build_action_table(
                 if ok:
                     opts.append(pi)
             choices.append(opts)
-        for binds in itertools.product(*choices):
-            candidates.append((si, tuple(binds)))
-            valid.append(all(acc[j, p] for j, p in enumerate(binds)))
-            if len(candidates) > max_candidates:
-                raise ActionSpaceTooLarge(
-                    f"task {task.name}: more than {max_candidates} candidate actions; "
-                    "use action_encoding='multidiscrete' or a smaller library"
-                )
+        if len(candidates) + math.prod(len(c) for c in choices) > max_candidates:
+            raise ActionSpaceTooLarge(
+                f"task {task.name}: more than {max_candidates} candidate actions; "
+                "use action_encoding='multidiscrete' or a smaller library"
+            )
+        combos = list(itertools.product(*choices))
+        candidates.extend((si, binds) for binds in combos)
+        if slots and combos:  # valid: every slot accepts its pointer
+            b = np.array(combos, dtype=np.int64)
+            valid.extend(acc[np.arange(len(slots)), b].all(axis=1).tolist())
+        else:
+            valid.extend([True] * len(combos))
+    valid = np.array(valid, dtype=bool)
+    for a in (valid, *accepts_all):
+        a.flags.writeable = False  # shared by every env built from the same inputs
     return ActionTable(
         slots=tuple(library.get(k).slots for k in skills),
         pointer_names=tuple(p.name for p in pointers),
@@ -246,6 +291,6 @@ def build_action_table(
         max_arity=max(arity, default=0),
         n_pointers=len(pointers),
         candidates=tuple(candidates),
-        valid=np.array(valid, dtype=bool),
+        valid=valid,
         slot_accepts=tuple(accepts_all),
     )

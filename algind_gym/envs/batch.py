@@ -135,20 +135,33 @@ def data_summary(cells: np.ndarray, rows: np.ndarray, index: EpisodeIndex) -> np
     return np.stack([mean, lo.min(axis=1), hi.max(axis=1)], axis=-1)
 
 
-def groups(envs) -> dict[int, list[int]]:
-    """Positions of ``envs`` by episode length (episodes of a length share a pointer table)."""
+def groups(envs, lengths: np.ndarray | None = None) -> dict[int, list[int]]:
+    """Positions of ``envs`` by episode length (episodes of a length share a pointer table);
+    ``lengths``: their episode lengths when the caller keeps them in an array."""
     out: dict[int, list[int]] = {}
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        for n in np.unique(lengths).tolist():
+            out[n] = np.flatnonzero(lengths == n).tolist()
+        return out
     for i, env in enumerate(envs):
         out.setdefault(env.ws.length, []).append(i)
     return out
 
 
-def score_many(envs, cells: np.ndarray, rows: np.ndarray) -> None:
-    """Score each env's machines ``cells[rows[i]]`` and store the result on the env:
-    ``_scored`` = (the mean fraction over its K machines, all K right) and
-    ``_out_fraction`` (per non-empty output entry, over the K machines)."""
+def score_many(
+    envs, cells: np.ndarray, rows: np.ndarray, lengths=None, store: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score each env's machines ``cells[rows[i]]``: per env the mean fraction over its K
+    machines (0 for a faulted machine) and whether all K are right, returned as two arrays
+    in the order of ``envs``. Sets ``_out_fraction`` (per non-empty output entry, over the K
+    machines) on every env, and ``_scored`` = (fraction, all right) unless ``store=False``.
+    ``lengths``: the envs' episode lengths, if the caller has them in an array (see
+    :func:`groups`)."""
     k = rows.shape[1]
-    for group in groups(envs).values():
+    potential = np.zeros(len(envs))
+    solved = np.zeros(len(envs), dtype=bool)
+    for group in groups(envs, lengths).values():
         first = envs[group[0]]
         index, task = first._index, first.task
         faults = cells[rows[group], first._fault_col] != Fault.NONE  # (n, K)
@@ -164,10 +177,14 @@ def score_many(envs, cells: np.ndarray, rows: np.ndarray) -> None:
                 sc = envs[i].ws.score(envs[i].state)
                 frac[g], ok[g] = sc.fraction, sc.success
             out_frac = np.repeat(frac.mean(axis=1, keepdims=True), index.out_p.size, axis=1)
-        potential = np.where(faults, 0.0, frac).mean(axis=1).tolist()
-        solved = (ok & ~faults).all(axis=1).tolist()
-        for e, p, ok_, of in zip(members, potential, solved, out_frac, strict=True):
-            e._scored, e._out_fraction = (p, ok_), of
+        potential[group] = np.where(faults, 0.0, frac).mean(axis=1)
+        solved[group] = (ok & ~faults).all(axis=1)
+        for e, of in zip(members, out_frac, strict=True):
+            e._out_fraction = of
+    if store:
+        for e, p, ok_ in zip(envs, potential.tolist(), solved.tolist(), strict=True):
+            e._scored = (p, ok_)
+    return potential, solved
 
 
 @dataclass

@@ -346,24 +346,29 @@ class SkillCompositionEnv(gym.Env):
         """A training length, uniformly (the same draw as ``np_random.choice(lengths)``)."""
         return int(self.lengths[int(self.np_random.integers(len(self.lengths)))])
 
-    def _begin_episode(self) -> None:
-        """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines)."""
+    def _begin_episode(self, batched: bool = False) -> None:
+        """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines).
+        ``batched=True``: the caller has already cleared the per-episode arrays and the
+        episode scalars below in place (the vector env does so for many episodes at once,
+        :meth:`EpisodeColumns.begin <algind_gym.envs.columns.EpisodeColumns.begin>`)."""
         length = self.ws.length
         if length not in self._indexes:
             self._indexes[length] = EpisodeIndex.of(self.ws)
         self._index = self._indexes[length]
         self._want = self._index.expected(self.ws)
+        self.history: list[tuple[str, tuple[int, ...]]] = []
+        self._template = None
+        if batched:
+            return
         self._calls = np.full((self.max_calls, 1 + self.actions.max_arity), -1.0, np.float32)
         self._written = np.zeros(self.actions.n_pointers, dtype=bool)
         self._skill_calls = np.zeros(len(self.actions.skills), dtype=np.float32)
         self.t = 0
-        self.history: list[tuple[str, tuple[int, ...]]] = []
         self._text: str | None = ""  # program_text(), extended per call (None: recompute)
         self.instructions = self.step_instructions = 0
         self.fault = Fault.NONE
         self.success = self.finished = False
         self._ended = (False, False)
-        self._template = None
         self.last_error: str | None = None
 
     def step(self, action):
@@ -397,9 +402,13 @@ class SkillCompositionEnv(gym.Env):
             return None
         return skill, binds
 
-    def _finish(self, plan, steps: int, fault: int, error: str | None) -> tuple[float, bool, bool]:
+    def _finish(
+        self, plan, steps: int, fault: int, error: str | None, record: bool = True
+    ) -> tuple[float, bool, bool]:
         """Book a step: ``steps`` instructions, the first ``fault`` of the K machines and the
-        binding ``error`` of the call (if it ran; then it has been scored)."""
+        binding ``error`` of the call (if it ran; then it has been scored). ``record=False``:
+        the caller writes the call into ``_calls``, ``_skill_calls`` and ``_written`` (the
+        vector env does so for all its sub-environments at once)."""
         skill, binds = self._pending
         self.t += 1
         self.step_instructions = steps
@@ -415,11 +424,12 @@ class SkillCompositionEnv(gym.Env):
             if self._text is not None:
                 line = self._call_text(skill, binds)
                 self._text = f"{self._text}\n{line}" if self._text else line
-            s = self._skill_pos[skill]
-            self._calls[len(self.history) - 1, : 1 + len(binds)] = (s, *binds)
-            self._skill_calls[s] += 1
-            for j in self._writes[s]:
-                self._written[binds[j]] = True
+            if record:
+                s = self._skill_pos[skill]
+                self._calls[len(self.history) - 1, : 1 + len(binds)] = (s, *binds)
+                self._skill_calls[s] += 1
+                for j in self._writes[s]:
+                    self._written[binds[j]] = True
             self.instructions += self.step_instructions
             reward -= self.call_cost
             if fault:
@@ -547,7 +557,11 @@ class SkillCompositionEnv(gym.Env):
         self.finished = any(self._ended)
         self.last_error = snap["last_error"]
         for k, v in snap["arrays"].items():
-            setattr(self, k, v.copy())
+            mine = getattr(self, k, None)
+            if k in _CALL_ARRAYS and mine is not None and mine.shape == v.shape:
+                mine[...] = v  # in place: a vector env's sub-environment keeps its views
+            else:
+                setattr(self, k, v.copy())
         self._index, self._want, self._scored = snap["index"]
         self.np_random.bit_generator.state = snap["rng"]
 
@@ -634,7 +648,9 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-_EPISODE_ARRAYS = ("_calls", "_written", "_skill_calls", "_out_fraction")
+_CALL_ARRAYS = ("_calls", "_written", "_skill_calls")
+"""Per-episode arrays written per call (in a vector env, views of its arrays)."""
+_EPISODE_ARRAYS = (*_CALL_ARRAYS, "_out_fraction")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:

@@ -39,6 +39,13 @@ def _f32(v: np.ndarray) -> np.ndarray:
     return np.clip(out, -_F32, _F32, out=out)
 
 
+def _stacked(envs, stacked: dict[str, np.ndarray] | None, key: str) -> np.ndarray:
+    """The envs' per-episode array ``key`` stacked: the caller's, else from the envs."""
+    if stacked is not None:
+        return stacked[key]
+    return np.stack([getattr(e, f"_{key}") for e in envs])
+
+
 class ObservationBuilder:
     """Builds the observation space once and fills observations from machine rows."""
 
@@ -90,18 +97,27 @@ class ObservationBuilder:
         )
 
     # ----------------------------------------------------------------- batch
-    def observe_many(self, envs, cells: np.ndarray) -> dict[str, np.ndarray]:
+    def observe_many(
+        self,
+        envs,
+        cells: np.ndarray,
+        lengths: np.ndarray | None = None,
+        stacked: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Observations of ``envs``, whose machines are the rows of ``cells`` in order
         (env ``i`` has rows ``i*K .. (i+1)*K``); each key gets a leading axis of
-        ``len(envs)``."""
+        ``len(envs)``. A caller that keeps them in arrays passes the envs' episode
+        ``lengths`` and ``stacked`` per-episode arrays (``"calls"``, ``"written"``,
+        ``"skill_calls"``: the envs' ``_calls``, ``_written``, ``_skill_calls`` stacked;
+        read, not kept)."""
         n = len(envs)
         rows = np.arange(n * self.k).reshape(n, self.k)
         if self.mode == "tables":
-            return self._tables(envs, cells, rows)
+            return self._tables(envs, cells, rows, groups(envs, lengths), stacked)
         cells3 = cells.reshape(n, self.k, -1)
         out = {
             "pointer_types": _f32(cells3[:, 0, self._types]),
-            "calls": np.stack([e._calls for e in envs]),
+            "calls": _stacked(envs, stacked, "calls").copy(),
         }
         if self.mode == "state":
             cells_obs = np.zeros((n, self.k, self.shapes["cells"][1]), dtype=np.float32)
@@ -114,7 +130,7 @@ class ObservationBuilder:
             out["registers"] = _f32(cells3[:, :, : self.n_registers])
             out["pointers"] = _f32(cells3[:, 0, self._pointer_block])
             data = np.zeros((n, self.k, self.n_pointers, self.data_window), dtype=np.float32)
-            for length, group in groups(envs).items():
+            for length, group in groups(envs, lengths).items():
                 idx, ok = self._compact_cols(envs[group[0]].ws, length)
                 got = cells[rows[group][:, :, None, None], idx[None, None]]
                 data[group] = np.where(ok, _f32(got), np.float32(0))
@@ -133,20 +149,20 @@ class ObservationBuilder:
             self._compact_index[length] = (idx, ok)
         return self._compact_index[length]
 
-    def _tables(self, envs, cells: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def _tables(self, envs, cells: np.ndarray, rows: np.ndarray, by_length, stacked):
         t = self.tables
         n, n_p, n_s = len(envs), t.n_pointers, t.n_skills
         pointers = np.repeat(t.pointers[None], n, axis=0)
-        for group in groups(envs).values():
+        for group in by_length.values():
             index = envs[group[0]]._index
             pointers[group, :n_p, 10:12] = index.shape_features
             summary = data_summary(cells, rows[group], index)
             pointers[np.ix_(group, index.data_p, [13, 14, 15])] = _f32(symlog(summary))
             out_frac = np.stack([envs[i]._out_fraction for i in group])
             pointers[np.ix_(group, index.out_p, [16])] = out_frac[:, :, None]
-        pointers[:, :n_p, 17] = np.stack([e._written for e in envs])
+        pointers[:, :n_p, 17] = _stacked(envs, stacked, "written")
         skills = np.repeat(t.skills[None], n, axis=0)
-        skills[:, :n_s, 7] = np.stack([e._skill_calls for e in envs])
+        skills[:, :n_s, 7] = _stacked(envs, stacked, "skill_calls")
         glob = np.array(
             [[e.t, e.max_calls - e.t, e.potential, np.log2(1.0 + e.ws.length)] for e in envs],
             dtype=np.float32,

@@ -11,9 +11,19 @@ them (:mod:`algind_gym.envs.batch`):
    calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
    side; machines without a call, fresh ones included, stay halted and frozen);
-4. score the calls that ran and the new episodes at once (grouped by length), book each
-   step, observe all sub-environments at once (:meth:`ObservationBuilder.observe_many`),
-   and build the infos as arrays.
+4. score the calls that ran and the new episodes at once (grouped by length), book the
+   step of every sub-environment at once (:meth:`EpisodeColumns.book
+   <algind_gym.envs.columns.EpisodeColumns.book>`, the array form of
+   ``SkillCompositionEnv._finish``), observe all sub-environments at once
+   (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays.
+
+The episode state of the sub-environments lives in vector-wide arrays: their scalars
+(call count, potential, success, fault, error, program text, history) in
+:class:`~algind_gym.envs.columns.EpisodeColumns` (each sub-environment is a
+:class:`~algind_gym.envs.columns.ColumnEnv` that reads and writes its entry, so its own
+methods still work), and their per-episode arrays (calls so far, entries written, skill
+counts) as views of ``(num_envs, ...)`` arrays. Only the program of the envs whose call ran
+(and the error text of invalid actions and faults) is built per env in Python.
 
 All lengths up to ``max_length`` share one layout, which is what lets every environment
 live in one batch.
@@ -21,7 +31,9 @@ live in one batch.
 Autoreset follows gymnasium 1.x's default, ``AutoresetMode.NEXT_STEP`` (declared in
 ``metadata``): the step after an episode ends resets that sub-environment and returns
 its first observation with reward 0. An autoreset draws the length and example seed
-exactly as :meth:`SkillCompositionEnv.reset` does, but refills a workspace kept per
+exactly as :meth:`SkillCompositionEnv.reset` does (when many reset at once, their
+``default_rng(seed)`` generators are seeded together, :mod:`algind_gym.envs.seeding`),
+but refills a workspace kept per
 length (:meth:`Workspace.refill <algind_gym.tasks.workspace.Workspace.refill>`; the
 first one of a length is a shallow copy of a workspace of that length, so all
 sub-environments share one image per length) and rewrites the machine rows in place
@@ -43,14 +55,19 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from algind_gym.envs.actions import HALT
 from algind_gym.envs.batch import CallTable, bind_and_call, score_many
+from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
+from algind_gym.envs.seeding import Reseedable, pcg64_states
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
+
+BATCH_SEEDING = 16
+"""Autoresets of at least this many sub-environments at once seed their example generators
+together (:mod:`algind_gym.envs.seeding`); fewer build ``default_rng(seed)`` each."""
 
 
 class AlgIndVectorEnv(VectorEnv):
@@ -88,9 +105,13 @@ class AlgIndVectorEnv(VectorEnv):
             kwargs.setdefault("max_calls", max_episode_steps)
         kwargs.setdefault("library", builtin_library())
         first = SkillCompositionEnv(task, **kwargs)
+        first.__class__ = ColumnEnv  # its episode scalars live in self._columns
         # the other sub-environments share the first one's static parts (action table,
         # observation builder, spaces, episode indexes); episode state is set at reset
         self.envs = [first] + [_shallow_copy(first) for _ in range(num_envs - 1)]
+        self._columns = EpisodeColumns(num_envs)
+        for i, env in enumerate(self.envs):
+            env._columns, env._column = self._columns, i
         self.num_envs = num_envs
         self.render_mode = first.render_mode
         self.single_observation_space = first.observation_space
@@ -117,6 +138,16 @@ class AlgIndVectorEnv(VectorEnv):
         for s, acc in enumerate(table.slot_accepts):
             self._accepts[s, : acc.shape[0]] = acc
         self._masks = np.repeat(first.action_masks()[None], num_envs, axis=0)
+        # per-episode arrays of all sub-environments (each env's are views of its rows)
+        self._episode = {
+            "calls": np.full((num_envs, first.max_calls, 1 + a), -1.0, np.float32),
+            "written": np.zeros((num_envs, table.n_pointers), dtype=bool),
+            "skill_calls": np.zeros((num_envs, len(table.skills)), dtype=np.float32),
+        }
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._writes = np.zeros((len(table.skills), a), dtype=bool)
+        for s, js in enumerate(first._writes):
+            self._writes[s, list(js)] = True
         lay = first._probe_image.layout
         self._code_start = lay.block("code").start
         # every workspace is laid out for max_length (longer lengths are refused), so every
@@ -126,6 +157,7 @@ class AlgIndVectorEnv(VectorEnv):
         self._slot_cols = np.flatnonzero(~lay.protected_mask[self._code_start :])
         self._slot_cols += self._code_start
         self._fast_reset, self._checked, self._templates = True, set(), {}
+        self._rng = Reseedable()
         self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
 
     # ------------------------------------------------------------- batching
@@ -139,6 +171,10 @@ class AlgIndVectorEnv(VectorEnv):
         self._cells[self._rows[i]] = env.state.cells
         env.state = MachineState(layout, self._cells[i * self.k : (i + 1) * self.k])
         self._workspaces[i][env.ws.length] = env.ws
+        self._lengths[i] = env.ws.length
+        for key, arr in self._episode.items():
+            arr[i] = getattr(env, f"_{key}")
+            setattr(env, f"_{key}", arr[i])
 
     @property
     def machines(self) -> MachineState:
@@ -151,49 +187,46 @@ class AlgIndVectorEnv(VectorEnv):
 
         The code block is the same in every fresh machine of the shared layout and is never
         written (protected), so only the cells before it and the skill slots are written.
-        Fast path, for all envs of the group at once: the fresh machine of the image, then
-        the workspaces' uninitialised values (outputs, scratch) and the examples' inputs
-        (stacked, :attr:`Workspace.stacked_examples`), as ``Workspace.reset`` writes them.
-        It is checked against :meth:`Workspace.reset` on the first episode of every length;
-        if they ever differ (a workspace that initialises more than the inputs), every later
-        reset copies ``ws.reset()`` instead.
+        Fast path, for all envs of the group at once: the fresh machine of the image (the
+        cells before the code in one slice copy, the skill slots per env), then the
+        workspaces' uninitialised values (outputs, scratch,
+        :attr:`Workspace.uninitialised_block`) and the examples' inputs
+        (:attr:`Workspace.stacked_examples`) in one write, as ``Workspace.reset`` writes
+        them. It is checked against :meth:`Workspace.reset` on the first episode of every
+        length; if they ever differ (a workspace that initialises more than the inputs),
+        every later reset copies ``ws.reset()`` instead.
         """
         cells, cs, slots, k = self._cells, self._code_start, self._slot_cols, self.k
         wss = [self.envs[i].ws for i in group]
-        rows = self._rows[group].ravel()
         length = wss[0].length
         if self._fast_reset:
-            if length not in self._templates:
-                ws = wss[0]
-                row = ws.image.new_state(1, cells.dtype).cells[0]
-                spans = [
-                    (a.name, *ws.image.buffers[a.name]) for a in ws.task.args if a.role != "out"
-                ]
-                inputs = [(n, addr, b.size) for n, addr, b in spans if b.size]
-                uninit = [
-                    (n, ws.image.buffers[n][0], ws.image.buffers[n][1].size)
-                    for n in ws.uninitialised
-                ]
-                self._templates[length] = (row, [x for x in uninit if x[2]], inputs)
-            row, uninit, inputs = self._templates[length]
-            # skill slots of all rows at once, by flat index (fast); the rest per env by
-            # slices (far faster than row indexes)
-            head, slot_values = row[:cs], row[slots]
-            for i, ws in zip(group, wss, strict=True):
-                r = slice(i * k, (i + 1) * k)
-                cells[r, :cs] = head
-                cells[r, slots] = slot_values
-                values = ws.uninitialised
-                for name, addr, size in uninit:
-                    cells[r, addr : addr + size] = values[name].reshape(k, size)
-                values = ws.stacked_examples
-                for name, addr, size in inputs:
-                    cells[r, addr : addr + size] = values[name].reshape(k, size)
+            plan = self._templates.get(length)
+            if plan is None:
+                plan = self._templates[length] = self._reset_plan(wss[0])
+            head, slot_values, cols, pieces = plan
+            g = np.asarray(group)
+            cells3 = cells.reshape(self.num_envs, k, -1)
+            cells3[g, :, :cs] = head
+            for i in group:
+                cells[i * k : (i + 1) * k, slots] = slot_values
+            values = []
+            for name, size in pieces:  # in the order of cols
+                if name is None:
+                    values.append(np.stack([ws.uninitialised_block for ws in wss]))
+                else:
+                    v = np.stack([ws.stacked_examples[name] for ws in wss])
+                    values.append(v.reshape(len(group), k, size))
+            if values:
+                v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
+                if isinstance(cols, slice):
+                    cells3[g, :, cols] = v
+                else:
+                    cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
             if length in self._checked:
                 return
             self._checked.add(length)
             want = wss[0].reset().cells
-            first = cells[rows[:k]]
+            first = cells[group[0] * k : (group[0] + 1) * k]
             if np.array_equal(first[:, :cs], want[:, :cs]) and np.array_equal(
                 first[:, slots], want[:, slots]
             ):
@@ -204,6 +237,28 @@ class AlgIndVectorEnv(VectorEnv):
             cells[r, :cs] = fresh[:, :cs]
             cells[r, slots] = fresh[:, slots]
 
+    def _reset_plan(self, ws) -> tuple:
+        """What :meth:`_fresh_machines` writes at ``ws``'s length: the fresh machine's cells
+        before the code and its skill-slot values; the columns of the data it writes (a
+        slice when they are adjacent) and the pieces of that data in order, ``(None,
+        width)`` for the uninitialised block and ``(name, size)`` per input."""
+        row = ws.image.new_state(1, self._cells.dtype).cells[0]
+        pieces = []
+        unc = ws.uninitialised_columns
+        if unc.size:
+            pieces.append((None, unc.size, unc))
+        for a in ws.task.args:
+            addr, buf = ws.image.buffers[a.name]
+            if a.role != "out" and buf.size:
+                pieces.append((a.name, buf.size, np.arange(addr, addr + buf.size)))
+        if unc.size and np.array_equal(unc, np.arange(unc[0], unc[0] + unc.size)):
+            pieces.sort(key=lambda p: int(p[2][0]))  # every piece is contiguous: by address
+        cols = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.int64)
+        if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
+            cols = slice(int(cols[0]), int(cols[0]) + cols.size)
+        head = row[: self._code_start].copy()
+        return head, row[self._slot_cols], cols, [(n, size) for n, size, _ in pieces]
+
     def _autoreset_envs(self, ids: np.ndarray, score: bool = True) -> None:
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place:
         per env the draws of its RNG and its examples (:meth:`Workspace.refill`), then per
@@ -211,29 +266,50 @@ class AlgIndVectorEnv(VectorEnv):
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
         by_length: dict[int, list[int]] = {}
-        for i in ids.tolist():
+        ids_l = ids.tolist()
+        lengths, seeds = [], []
+        for i in ids_l:
             env = self.envs[i]
-            length = env._draw_length()
-            seed = int(env.np_random.integers(2**63 - 1))
+            lengths.append(env._draw_length())
+            seeds.append(int(env.np_random.integers(2**63 - 1)))
+        if len(seeds) >= BATCH_SEEDING:
+            states = pcg64_states(np.array(seeds, dtype=np.uint64))
+        else:  # a few: default_rng in refill (the same generator; no compiled loop to load)
+            states = [None] * len(seeds)
+        for i, length, seed, state in zip(ids_l, lengths, seeds, states, strict=True):
+            env = self.envs[i]
             ws = self._workspaces[i].get(length)
             if ws is None:  # first episode of this length here: share the image of another
                 proto = self._prototypes.get(length)
                 if proto is None:
                     proto = self._prototypes[length] = env._workspace(length, seed)
                 ws = self._workspaces[i][length] = copy.copy(proto)
-            ws.refill(seed)
+            ws.refill(seed, None if state is None else self._rng.seeded(state))
             env.ws, env._ws_recipe = ws, (length, seed)
             by_length.setdefault(length, []).append(i)
+        self._lengths[ids] = lengths
+        ep = self._episode
+        ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
+        self._columns.begin(ids)
         for group in by_length.values():
             self._fresh_machines(group)
             for i in group:
-                self.envs[i]._begin_episode()
+                self.envs[i]._begin_episode(batched=True)
         if not score:
             return
-        envs = [self.envs[i] for i in ids]
-        score_many(envs, self._cells, self._rows[ids])
-        for env in envs:
-            env.potential = env._scored[0]
+        self._score(ids)
+        self._columns.potential[ids] = self._columns.scored_potential[ids]
+
+    def _score(self, ids: np.ndarray) -> None:
+        """Score envs ``ids`` (:func:`score_many`) into the ``scored_*`` columns."""
+        c = self._columns
+        c.scored_potential[ids], c.scored_success[ids] = score_many(
+            [self.envs[i] for i in ids.tolist()],
+            self._cells,
+            self._rows[ids],
+            self._lengths[ids],
+            store=False,
+        )
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
@@ -283,16 +359,7 @@ class AlgIndVectorEnv(VectorEnv):
             slot_ok = self._accepts[s[:, None], j[None, :], binds]
             used = j[None, :] < self._calltable.arity[s][:, None]
             valid = ~halt & (slot_ok | ~used).all(axis=1)
-        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)]).tolist()
-        names, binds_l, halt_l, skills_l = (
-            table.skills,
-            binds.tolist(),
-            halt.tolist(),
-            skills.tolist(),
-        )
-        for r, i in enumerate(run.tolist()):
-            key = HALT if halt_l[r] else names[skills_l[r]]
-            envs[i]._pending = (key, tuple(binds_l[r][: arity[r]]))
+        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)])
         ex = run[valid]
         steps = np.zeros(n, dtype=np.int64)
         fault = np.zeros(n, dtype=np.int64)
@@ -325,26 +392,20 @@ class AlgIndVectorEnv(VectorEnv):
             fault[ex] = f[np.arange(ex.size), first]
         scored = np.concatenate([ex, resets])  # the calls that ran and the new episodes
         if scored.size:
-            score_many([envs[i] for i in scored], cells, self._rows[scored])
-        for i in resets.tolist():
-            envs[i].potential = envs[i]._scored[0]
+            self._score(scored)
+        c = self._columns
+        c.potential[resets] = c.scored_potential[resets]
         t1 = clock()
         self.timings["score"] += t1 - t2
         rewards = np.zeros(n)
         terms = np.zeros(n, dtype=bool)
         truncs = np.zeros(n, dtype=bool)
-        ran = np.zeros(n, dtype=bool)
-        ran[ex] = True
-        steps_l, fault_l, ran_l = steps.tolist(), fault.tolist(), ran.tolist()
-        run_l = run.tolist()
-        if run_l:
-            done = [
-                envs[i]._finish(
-                    envs[i]._pending if ran_l[i] else None, steps_l[i], fault_l[i], errors.get(i)
-                )
-                for i in run_l
-            ]
-            rewards[run], terms[run], truncs[run] = np.array(done).T
+        if run.size:
+            rewards[run], terms[run], truncs[run] = self._columns.book(
+                envs, run, halt, valid, skills, binds, arity, steps, fault, errors
+            )
+        if ex.size:
+            self._record(ex, skills[valid], binds[valid], arity[valid])
         t3 = clock()
         self.timings["book"] += t3 - t1
         obs = self._observe()
@@ -355,49 +416,27 @@ class AlgIndVectorEnv(VectorEnv):
         self.timings["book"] += clock() - t4
         return obs, rewards, terms, truncs, infos
 
+    def _record(self, ex: np.ndarray, skills: np.ndarray, binds: np.ndarray, arity) -> None:
+        """Write the calls that ran in envs ``ex`` (after their ``_finish``) into the episode
+        arrays, as :meth:`SkillCompositionEnv._finish` does for one env: the call's row of
+        ``_calls`` (``[skill, pointers...]``), its skill's count, the entries it wrote."""
+        ep = self._episode
+        history = self._columns.history
+        at = [len(history[i]) - 1 for i in ex.tolist()]
+        row = np.concatenate([skills[:, None], binds], axis=1)
+        used = np.arange(row.shape[1])[None, :] <= arity[:, None]
+        calls = ep["calls"]
+        calls[ex, at] = np.where(used, row, calls[ex, at])
+        ep["skill_calls"][ex, skills] += 1
+        w = self._writes[skills] & used[:, 1:]
+        ep["written"][np.broadcast_to(ex[:, None], w.shape)[w], binds[w]] = True
+
     def _observe(self) -> dict[str, np.ndarray]:
         first = self.envs[0]
-        return first._obs.observe_many(self.envs, self._cells)
+        return first._obs.observe_many(self.envs, self._cells, self._lengths, self._episode)
 
     def _infos(self) -> dict[str, Any]:
-        """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
-        per key (the single env's value types) and an all-true ``_key`` mask."""
-        envs, n = self.envs, self.num_envs
-        rows = [
-            (
-                e.success,
-                None if e.fault == 0 else e.fault.name,
-                e.last_error,
-                e.program_text(),
-                len(e.history),
-                e.instructions,
-                e.step_instructions,
-                e.ws.length,
-                e.potential,
-            )
-            for e in envs
-        ]
-        cols = list(zip(*rows, strict=True))
-        values = {
-            "success": np.array(cols[0], dtype=bool),
-            "fault": list(cols[1]),
-            "error": list(cols[2]),
-            "program": list(cols[3]),
-            "calls": np.array(cols[4], dtype=int),
-            "instructions": np.array(cols[5], dtype=int),
-            "step_instructions": np.array(cols[6], dtype=int),
-            "length": np.array(cols[7], dtype=int),
-            "potential": np.array(cols[8], dtype=float),
-            "action_mask": self._masks.copy(),
-        }
-        infos: dict[str, Any] = {}
-        for key, v in values.items():
-            if isinstance(v, list):
-                arr = np.empty(n, dtype=object)
-                arr[:] = v
-                v = arr
-            infos[key], infos[f"_{key}"] = v, np.ones(n, dtype=bool)
-        return infos
+        return self._columns.infos(self.envs, self._lengths, self._masks)
 
     def action_masks(self) -> np.ndarray:
         """Per-environment masks stacked, shape ``(num_envs, mask size)``."""

@@ -101,11 +101,25 @@ def accepts(slot_type: str, value_type: str) -> bool:
         >>> accepts("skill(scalar,scalar)", "skill(scalar,scalar)")
         True
     """
+    key = (slot_type, value_type)
+    known = (
+        _ACCEPTS.get(key) if isinstance(slot_type, str) and isinstance(value_type, str) else None
+    )
+    if known is not None:
+        return known
     sb, ssig = parse_type(slot_type)
     vb, vsig = parse_type(value_type)
     if sb == "skill" or vb == "skill":
-        return sb == vb and (ssig is None or ssig == vsig)
-    return sb == vb or (sb == "vector" and vb == "matrix")
+        ok = sb == vb and (ssig is None or ssig == vsig)
+    else:
+        ok = sb == vb or (sb == "vector" and vb == "matrix")
+    if len(_ACCEPTS) < 100_000:  # action tables ask about the same few pairs very often
+        _ACCEPTS[key] = ok
+    return ok
+
+
+_ACCEPTS: dict[tuple[str, str], bool] = {}
+"""Answers of :func:`accepts` by (slot type, value type), both valid type strings."""
 
 
 @dataclass(frozen=True)

@@ -166,16 +166,34 @@ class Workspace:
         self.max_steps = task.budget(self.capacity)
         self._fit: list | None = None  # refill's shape checks, built on first use
         self._uninitialised_plan = _uninitialised_plan(self.image, self._uninitialised_names())
-        self.uninitialised: dict[str, np.ndarray] = _draw_uninitialised(
-            self._uninitialised_plan, batch, rng
-        )
-        """Per output and scratch buffer, the ``(batch, *shape)`` values it holds after
-        :meth:`reset` (see :func:`uninitialised_values`)."""
+        self.uninitialised_block: np.ndarray = _draw_block(self._uninitialised_plan, batch, rng)
+        """``(batch, width)``: the :attr:`uninitialised` values of every buffer side by side,
+        in the order of :attr:`uninitialised_columns`."""
+        self._uninitialised: dict[str, np.ndarray] | None = None
 
-    def _draw(self, seed: int) -> np.random.Generator:
+    @property
+    def uninitialised(self) -> dict[str, np.ndarray]:
+        """Per output and scratch buffer, the ``(batch, *shape)`` values it holds after
+        :meth:`reset` (see :func:`uninitialised_values`); views of
+        :attr:`uninitialised_block`."""
+        if self._uninitialised is None:
+            self._uninitialised = _block_views(self._uninitialised_plan, self.uninitialised_block)
+        return self._uninitialised
+
+    @cached_property
+    def uninitialised_columns(self) -> np.ndarray:
+        """The machine cells that :attr:`uninitialised_block`'s columns go to."""
+        cols = [
+            np.arange(self.image.buffers[name][0], self.image.buffers[name][0] + b - a)
+            for name, a, b, _ in self._uninitialised_plan[0]
+        ]
+        return np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+
+    def _draw(self, seed: int, rng: np.random.Generator | None = None) -> np.random.Generator:
         """Set the examples of ``seed`` (:meth:`TaskSpec.draw`), stacked and per example;
-        returns the generator, which then draws the uninitialised values."""
-        rng = np.random.default_rng(seed)
+        returns the generator, which then draws the uninitialised values. ``rng``: a
+        generator in the state ``default_rng(seed)`` starts in (see :meth:`refill`)."""
+        rng = np.random.default_rng(seed) if rng is None else rng
         self.stacked_examples, self.stacked_expected = self.task.draw(rng, self.length, self.batch)
         """The K examples' entries and expected outputs, each with a leading axis of K."""
         self._examples: list[Example] | None = None
@@ -313,19 +331,22 @@ class Workspace:
         return Score(np.where(live, frac, 0.0), ok & live, faults)
 
     # ---- env-fast: in-place refill for the vector env's autoreset (owned by algind_gym.envs) ----
-    def refill(self, seed: int) -> None:
+    def refill(self, seed: int, rng: np.random.Generator | None = None) -> None:
         """Draw new examples from ``seed`` at the same length, keeping the image.
 
         Afterwards the workspace holds what ``Workspace(library, task, length, seed=seed,
         ...)`` would, without rebuilding the image (layout, linked code, pointer table):
         the same generator and oracle calls as the constructor, in the same order.
-        :meth:`reset` then gives fresh machines for the new examples.
+        :meth:`reset` then gives fresh machines for the new examples. ``rng``: a generator
+        in the state ``numpy.random.default_rng(seed)`` starts in, to draw from instead of
+        building that one (the vector env seeds many at once,
+        :mod:`algind_gym.envs.seeding`).
 
         Raises:
             ValueError: the new examples' shapes differ from the image's buffers.
         """
         old = self.stacked_examples, self.stacked_expected, self._examples, self._expected
-        rng = self._draw(seed)
+        rng = self._draw(seed, rng)
         if self._fit is None:
             self._fit = [
                 (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
@@ -339,7 +360,8 @@ class Workspace:
                     f"workspace's buffer {name!r}; build a new Workspace instead"
                 )
         self.seed = seed
-        self.uninitialised = _draw_uninitialised(self._uninitialised_plan, self.batch, rng)
+        self.uninitialised_block = _draw_block(self._uninitialised_plan, self.batch, rng)
+        self._uninitialised = None
 
     # ---- end env-fast block ----
 
@@ -380,9 +402,17 @@ def _uninitialised_plan(image: MachineImage, names: Sequence[str]) -> tuple[list
 
 
 def _draw_uninitialised(plan: tuple[list, int], batch: int, rng: np.random.Generator) -> dict:
-    spans, width = plan
-    block = rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, width))
-    return {name: block[:, a:b].reshape(batch, *shape) for name, a, b, shape in spans}
+    return _block_views(plan, _draw_block(plan, batch, rng))
+
+
+def _draw_block(plan: tuple[list, int], batch: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``(batch, width)`` uninitialised values of every buffer of ``plan``, one draw."""
+    return rng.uniform(-UNINITIALISED_SCALE, UNINITIALISED_SCALE, (batch, plan[1]))
+
+
+def _block_views(plan: tuple[list, int], block: np.ndarray) -> dict[str, np.ndarray]:
+    """Per buffer of ``plan``, its ``(batch, *shape)`` view of ``block``."""
+    return {name: block[:, a:b].reshape(block.shape[0], *shape) for name, a, b, shape in plan[0]}
 
 
 def _task_buffers(

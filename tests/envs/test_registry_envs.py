@@ -25,12 +25,15 @@ FAST = {"backend": "reference", "n_examples": 2}
 MODES = ("state", "compact", "tables")
 
 
-def make(env_id: str, **kw) -> gym.Env:
-    spec = gym.spec(env_id)
+def short_lengths(env_id: str) -> tuple[int]:
+    """The task's shortest training length (at least 1): every env here runs at it."""
     from algind_gym.tasks import get_task
 
-    short = min(get_task(spec.kwargs["task"]).train_lengths)
-    return gym.make(env_id, **{**FAST, "lengths": (max(short, 1),), **kw})
+    return (max(min(get_task(gym.spec(env_id).kwargs["task"]).train_lengths), 1),)
+
+
+def make(env_id: str, **kw) -> gym.Env:
+    return gym.make(env_id, **{**FAST, "lengths": short_lengths(env_id), **kw})
 
 
 def valid_actions(env) -> np.ndarray:
@@ -136,7 +139,7 @@ def test_render_modes(env_id):
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_make_vec_sync_and_vector_agree(env_id):
-    kw = {**FAST, "lengths": make(env_id).unwrapped.lengths}
+    kw = {**FAST, "lengths": short_lengths(env_id)}
     sync = gym.make_vec(env_id, num_envs=3, vectorization_mode="sync", **kw)
     vect = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point", **kw)
     assert type(vect).__name__ == "AlgIndVectorEnv"

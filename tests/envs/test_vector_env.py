@@ -8,7 +8,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import algind_gym  # noqa: F401
-from algind_gym.envs import AlgIndVectorEnv
+from algind_gym.envs import AlgIndVectorEnv, vector
 
 
 def test_metadata_declares_next_step_autoreset():
@@ -57,7 +57,9 @@ def test_lengths_beyond_the_shared_layout_get_a_clear_error():
         ("Mean", {"action_encoding": "multidiscrete"}),
     ],
 )
-def test_vector_env_equals_sync_through_autoresets(task, kw):
+def test_vector_env_equals_sync_through_autoresets(task, kw, monkeypatch):
+    # every autoreset seeds its generators together, as a large vector env does
+    monkeypatch.setattr(vector, "BATCH_SEEDING", 1 if task != "Mean" else 10**9)
     kw = {"backend": "reference", "n_examples": 2, "max_calls": 3, **kw}
     env_id = f"AlgInd/{task}-v0"
     sync = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", **kw)
@@ -127,3 +129,31 @@ def test_workspace_refill_equals_a_new_workspace():
     np.testing.assert_array_equal(ws.reset().cells, new.reset().cells)
     for a, b in zip(ws.expected, new.expected, strict=True):
         np.testing.assert_array_equal(a["out"], b["out"])
+
+
+def test_sub_environments_keep_their_own_methods():
+    """A sub-environment's episode scalars live in the vector env's arrays; snapshot,
+    restore and pickling still see (and change) exactly that episode."""
+    import pickle
+
+    from algind_gym.envs import SkillCompositionEnv
+
+    env = AlgIndVectorEnv(2, "DotProduct", backend="reference", n_examples=2, max_calls=4)
+    env.reset(seed=0)
+    first = env.envs[0]
+    mul = first.encode("zipmap", ["&s_mul", "x", "y", "tmp_v0"])
+    snap = first.snapshot()
+    _, _, _, _, info = env.step(np.array([mul, mul]))
+    assert info["calls"].tolist() == [1, 1] and first.t == 1 and len(first.history) == 1
+    clone = pickle.loads(pickle.dumps(first))
+    assert type(clone) is SkillCompositionEnv
+    assert (clone.t, clone.program_text(), clone.potential) == (
+        1,
+        first.program_text(),
+        first.potential,
+    )
+    first.restore(snap)  # back to the start of its episode, in the vector env's arrays too
+    assert env._columns.t[0] == 0 and env._columns.history[0] == [] and first.t == 0
+    _, _, _, _, info = env.step(np.array([mul, mul]))
+    assert info["calls"].tolist() == [1, 2]
+    assert info["program"][0] == info["program"][1].splitlines()[0]

@@ -1,0 +1,201 @@
+"""Episode state of a vector env's sub-environments, one array per attribute.
+
+:class:`~algind_gym.envs.vector.AlgIndVectorEnv` books a step of all its sub-environments
+with array operations (:meth:`AlgIndVectorEnv.step`), so the per-episode scalars of every
+sub-environment live in :class:`EpisodeColumns`: one array per attribute, one entry per
+sub-environment, and a step of all of them is booked there
+(:meth:`EpisodeColumns.book`). Each sub-environment is a :class:`ColumnEnv`, a
+:class:`~algind_gym.envs.SkillCompositionEnv` whose scalar attributes (``t``,
+``potential``, ``success``, ``fault``, ...) read and write its entry of those arrays
+through descriptors, so its own methods (``step``, ``snapshot``, ``restore``, ``render``,
+pickling) behave exactly as in a single environment and always agree with the vector
+env's arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from algind_gym.envs.composition import SkillCompositionEnv
+from algind_gym.machine.isa import Fault
+
+
+class EpisodeColumns:
+    """Per-episode scalars of ``n`` sub-environments, one array each (see the module)."""
+
+    def __init__(self, n: int) -> None:
+        self.t = np.zeros(n, dtype=np.int64)
+        self.instructions = np.zeros(n, dtype=np.int64)
+        self.step_instructions = np.zeros(n, dtype=np.int64)
+        self.potential = np.zeros(n)
+        self.success = np.zeros(n, dtype=bool)
+        self.finished = np.zeros(n, dtype=bool)
+        self.fault = np.zeros(n, dtype=np.int64)
+        self.terminated = np.zeros(n, dtype=bool)
+        self.truncated = np.zeros(n, dtype=bool)
+        self.scored_potential = np.zeros(n)
+        self.scored_success = np.zeros(n, dtype=bool)
+        self.last_error = np.full(n, None, dtype=object)
+        self.text = np.full(n, "", dtype=object)
+        self.history = np.empty(n, dtype=object)
+        self.history[:] = [[] for _ in range(n)]
+
+    def begin(self, ids: np.ndarray) -> None:
+        """A new episode's scalars for envs ``ids``: what
+        :meth:`SkillCompositionEnv._begin_episode` sets (except the potential, which the
+        caller sets once the new machines are scored)."""
+        for a in (self.t, self.instructions, self.step_instructions, self.fault):
+            a[ids] = 0
+        for a in (self.success, self.finished, self.terminated, self.truncated):
+            a[ids] = False
+        self.last_error[ids], self.text[ids] = None, ""
+
+    def book(self, envs, run, halt, valid, skills, binds, arity, steps, fault, errors):
+        """:meth:`SkillCompositionEnv._finish` for the sub-environments ``envs[run]`` at
+        once, on these columns (per env in Python only: the program of the envs whose call
+        ran and the error text of invalid actions and faults). The arguments are per env of
+        ``run`` (``halt``, ``valid``, ``skills``, ``binds``, ``arity``: the decoded actions)
+        or per sub-environment (``steps``, ``fault``: instructions and first fault of the
+        call; ``errors``: binding errors by env). Returns ``(reward, terminated,
+        truncated)`` per env of ``run``, the same values as ``_finish`` computes."""
+        c, first = self, envs[0]
+        names = first.actions.skills
+        c.t[run] += 1
+        c.step_instructions[run] = steps[run]
+        reward = np.zeros(run.size)
+        term = halt.copy()
+        c.last_error[run[halt]] = None
+        invalid = np.flatnonzero(~halt & ~valid)
+        reward[invalid] -= first.invalid_penalty
+        binds_l, skills_l, arity_l = binds.tolist(), skills.tolist(), arity.tolist()
+        for r in invalid.tolist():
+            bound = binds_l[r][: arity_l[r]]
+            c.last_error[run[r]] = f"invalid action: {names[skills_l[r]]} {bound}"
+        pos = np.flatnonzero(valid)
+        ex = run[pos]
+        text, history, lines = c.text, c.history, first._texts
+        for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
+            call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
+            history[i].append(call)
+            program = text[i]
+            if program is not None:
+                line = lines.get(call) or envs[i]._call_text(*call)
+                text[i] = f"{program}\n{line}" if program else line
+        c.instructions[ex] += steps[ex]
+        reward[pos] -= first.call_cost
+        codes = fault[ex]
+        bad = codes != 0
+        for i, code in zip(ex[bad].tolist(), codes[bad].tolist(), strict=True):
+            c.last_error[i] = errors.get(i) or f"fault {Fault(code).name}"
+        c.fault[ex[bad]] = codes[bad]
+        reward[pos[bad]] -= first.fault_penalty
+        term[pos[bad]] = True
+        good, at = ex[~bad], pos[~bad]
+        potential, success = c.scored_potential[good], c.scored_success[good]
+        if first.reward_mode == "dense":
+            reward[at] += potential - c.potential[good]
+        else:
+            reward[at] += np.where(success, 1.0, 0.0)
+        c.potential[good], c.success[good] = potential, success
+        term[at] = success
+        # as gymnasium's TimeLimit does: the call limit truncates even on the last call's success
+        trunc = c.t[run] >= first.max_calls
+        c.finished[run], c.terminated[run], c.truncated[run] = term | trunc, term, trunc
+        return reward, term, trunc
+
+    def infos(self, envs, lengths: np.ndarray, masks: np.ndarray) -> dict[str, Any]:
+        """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
+        per key (the single env's value types) and an all-true ``_key`` mask; ``lengths``
+        and ``masks`` are the envs' episode lengths and action masks."""
+        n = len(envs)
+        for i in np.flatnonzero(np.equal(self.text, None)).tolist():  # after a restore
+            envs[i].program_text()
+        values = {
+            "success": self.success.copy(),
+            "fault": _FAULT_NAMES[self.fault],
+            "error": self.last_error.copy(),
+            "program": self.text.copy(),
+            "calls": np.fromiter(map(len, self.history), dtype=int, count=n),
+            "instructions": self.instructions.astype(int),
+            "step_instructions": self.step_instructions.astype(int),
+            "length": lengths.astype(int),
+            "potential": self.potential.copy(),
+            "action_mask": masks.copy(),
+        }
+        out: dict[str, Any] = {}
+        for key, v in values.items():
+            out[key], out[f"_{key}"] = v, np.ones(n, dtype=bool)
+        return out
+
+
+_FAULT_NAMES = np.full(max(Fault) + 1, None, dtype=object)
+"""``info["fault"]`` by fault code: None for no fault, else the fault's name."""
+for _f in Fault:
+    if _f != Fault.NONE:
+        _FAULT_NAMES[_f] = _f.name
+
+
+class _Column:
+    """An attribute stored at the env's entry of an :class:`EpisodeColumns` array."""
+
+    def __init__(self, array: str, cast: Any) -> None:
+        self.array, self.cast = array, cast
+
+    def __get__(self, env, owner=None):
+        if env is None:
+            return self
+        return self.cast(getattr(env._columns, self.array)[env._column])
+
+    def __set__(self, env, value) -> None:
+        getattr(env._columns, self.array)[env._column] = value
+
+
+def _obj(v):
+    return v
+
+
+class _Pair:
+    """A 2-tuple attribute stored in two arrays (``_ended``, ``_scored``)."""
+
+    def __init__(self, first: str, second: str, cast: Any) -> None:
+        self.first, self.second, self.cast = first, second, cast
+
+    def __get__(self, env, owner=None):
+        if env is None:
+            return self
+        c, i = env._columns, env._column
+        return self.cast(getattr(c, self.first)[i]), bool(getattr(c, self.second)[i])
+
+    def __set__(self, env, value) -> None:
+        c, i = env._columns, env._column
+        getattr(c, self.first)[i], getattr(c, self.second)[i] = value
+
+
+def _restore_env(state: dict[str, Any]) -> SkillCompositionEnv:
+    env = SkillCompositionEnv.__new__(SkillCompositionEnv)
+    env.__setstate__(state)
+    return env
+
+
+class ColumnEnv(SkillCompositionEnv):
+    """A :class:`SkillCompositionEnv` whose episode scalars are entries of a vector env's
+    :class:`EpisodeColumns` (set ``_columns`` and ``_column``, its index, first).
+    Pickles (and copies) as a plain :class:`SkillCompositionEnv` with the same episode."""
+
+    t = _Column("t", int)
+    instructions = _Column("instructions", int)
+    step_instructions = _Column("step_instructions", int)
+    potential = _Column("potential", float)
+    success = _Column("success", bool)
+    finished = _Column("finished", bool)
+    fault = _Column("fault", Fault)
+    last_error = _Column("last_error", _obj)
+    _text = _Column("text", _obj)
+    history = _Column("history", _obj)
+    _ended = _Pair("terminated", "truncated", bool)
+    _scored = _Pair("scored_potential", "scored_success", float)
+
+    def __reduce_ex__(self, protocol):
+        return _restore_env, (self.__getstate__(),)
