@@ -169,12 +169,12 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             f"T = 1, ..., {args.steps} steps in turn, an equal share of {args.iterations} "
             "iterations each"
             if args.deepen
-            else f"T = {args.steps} steps (one step: a last op that reads no channel), {args.iterations} "
-            "iterations"
+            else f"T = {args.steps} steps (one step: a last op that reads no channel), "
+            f"{args.iterations} iterations"
         )
         + f", {args.restarts} restart(s) per length, temperature 1 -> {args.tau_end} per "
-        "restart, K examples per iteration at one training length (`default_examples`: >= 4 and >= 8 output values), the "
-        "composer's other options at their defaults"
+        "restart, K examples per iteration at one training length (`default_examples`: "
+        ">= 4 and >= 8 output values), the composer's other options at their defaults"
         + (f", stopped after {args.max_wall:.0f} s of wall time. " if args.max_wall else ". ")
         + "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
         "same task and seed. Library: built-ins + reference skills of the task's "
@@ -225,13 +225,17 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
     cold = [
         f"{r['task']} seed {r['seed']}"
         for r in rows
-        if r["agent"] == "gradient-description" and not r.get("warm") and not r["success"]
+        if r["agent"] == "gradient-description"
+        and not r.get("warm")
+        and not r["success"]
+        and (r.get("iterations") or 0) <= 1
     ]
     if cold:
         lines += [
             "",
-            "Failed `--init description` runs measured before the table warmed up the "
-            "description prior's encoder (its loading, 10-20 s, counted in their 30 s): "
+            "`--init description` runs measured before the table warmed up the description "
+            "prior's encoder that failed within one iteration (the first such run of a "
+            "process was charged the encoder's loading, 10-20 s of its 30 s): "
             + ", ".join(cold)
             + ".",
         ]
