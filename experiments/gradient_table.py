@@ -41,8 +41,13 @@ from pathlib import Path
 from agents import BudgetExhausted, solve
 from agents.result import SolveResult
 from algind_gym.atomic import atomic_write_text
-from algind_gym.tasks import list_tasks
-from algind_gym.tasks.reference import reference_library_for
+from algind_gym.skills.library import SkillLibrary
+from algind_gym.tasks import get_task, list_tasks
+from algind_gym.tasks.reference import (
+    REFERENCE_SOLUTIONS,
+    build_reference_library,
+    reference_library_for,
+)
 
 RESULTS = Path(__file__).parent / "results"
 AGENTS = ("gradient-uniform", "gradient-description", "mcts-uniform")
@@ -51,6 +56,14 @@ AGENTS = ("gradient-uniform", "gradient-description", "mcts-uniform")
 def table_tasks() -> list[str]:
     """Every level-1 and level-2 task (both tracks) and MatVec, in curriculum order."""
     return [t.name for t in list_tasks() if t.level <= 2] + ["MatVec"]
+
+
+def table_library(task: str) -> SkillLibrary:
+    """``reference_library_for(task)``; for a task without a reference solution (CarryIn,
+    Digit10) the built-ins plus the reference skills of its prerequisites."""
+    if task in REFERENCE_SOLUTIONS:
+        return reference_library_for(task)
+    return build_reference_library(get_task(task).prerequisites)
 
 
 def wall_clock_stop(wall_s: float | None):
@@ -69,7 +82,7 @@ def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> S
     return solve(
         task,
         agent="gradient",
-        library=reference_library_for(task),
+        library=table_library(task),
         budget=10**9,
         seed=seed,
         progress=wall_clock_stop(args.max_wall),
@@ -78,14 +91,24 @@ def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> S
         restarts=args.restarts,
         init=init,
         tau_end=args.tau_end,
+        top_k=args.top_k,
+        private=not args.shared,
+        deepen=args.deepen,
     )
+
+
+def warm_up() -> None:
+    """Load the description prior's sentence encoder once, untimed, so that the first
+    ``--init description`` run of a process is not charged the loading (rows measured after
+    this existed carry ``"warm": true``)."""
+    solve("VectorAdd", agent="gradient", steps=1, iterations=1, init="description", budget=10**6)
 
 
 def run_mcts(task: str, seed: int, wall_s: float) -> SolveResult:
     return solve(
         task,
         agent="mcts",
-        library=reference_library_for(task),
+        library=table_library(task),
         budget=10**9,
         seed=seed,
         progress=wall_clock_stop(wall_s),
@@ -110,6 +133,11 @@ def record(task: str, seed: int, agent: str, r: SolveResult) -> dict:
         "excluded_ops": sorted(r.stats.get("excluded_ops", {})),
         "nonfinite_losses": r.stats.get("nonfinite_losses"),
         "final_loss": r.stats.get("final_loss"),
+        "checked": r.stats.get("checked"),
+        "success_rank": r.stats.get("success_rank"),
+        "ops_per_step": r.stats.get("ops_per_step"),
+        "deepening_stopped": r.stats.get("deepening_stopped"),
+        "warm": True,
     }
 
 
@@ -135,19 +163,30 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         "# Gradient composer vs MCTS (uniform prior) at equal wall time",
         "",
-        f"Seeds: {seeds}; gradient: up to T = {args.steps} steps (T = 1, 2, ... in turn, an "
-        f"equal share of {args.iterations} iterations each, {args.restarts} restart(s) per "
-        f"length), temperature 1 -> {args.tau_end} per restart, K examples per iteration at "
-        "one training length (`default_examples`: >= 4 and >= 8 output values), the "
-        "composer's other options at their defaults"
+        f"Seeds: {seeds}; gradient ({'shared scratch' if args.shared else 'private channels'}, "
+        f"up to {args.top_k} new programs run exactly per iteration): "
+        + (
+            f"T = 1, ..., {args.steps} steps in turn, an equal share of {args.iterations} "
+            "iterations each"
+            if args.deepen
+            else f"T = {args.steps} steps (one step: a last op that reads no channel), "
+            f"{args.iterations} iterations"
+        )
+        + f", {args.restarts} restart(s) per length, temperature 1 -> {args.tau_end} per "
+        "restart, K examples per iteration at one training length (`default_examples`: "
+        ">= 4 and >= 8 output values), the composer's other options at their defaults"
         + (f", stopped after {args.max_wall:.0f} s of wall time. " if args.max_wall else ". ")
         + "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
         "same task and seed. Library: built-ins + reference skills of the task's "
-        "prerequisites. Success = verified on fresh inputs at every length incl. 8x.",
+        "prerequisites (`table_library`). Success = verified on fresh inputs at every length "
+        "incl. 8x.",
         "",
         "Columns per agent: successes / runs; mean iterations to success (gradient) or "
         "actions (MCTS) and mean wall seconds over the successful runs; mean accuracy at 8x "
-        "the longest training length over all runs.",
+        "the longest training length over all runs; for the gradient composer, the mean "
+        "number of discrete programs run exactly per run (the argmax and the top-k "
+        "discretisations, `stats['checked']`) and, over the successes, the mean place of the "
+        "verified program in its iteration's list (`rank`; 0 = the argmax program).",
         "",
         "| task | " + " | ".join(AGENTS) + " |",
         "| --- | " + " | ".join("---" for _ in AGENTS) + " |",
@@ -169,14 +208,37 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
                 if agent.startswith("gradient"):
                     it = sum(r["iterations_to_success"] or 0 for r in ok) / len(ok)
                     text += f", {it:.1f} it"
+                    ranks = [r["success_rank"] for r in ok if r.get("success_rank") is not None]
+                    if ranks:
+                        text += f", rank {sum(ranks) / len(ranks):.1f}"
                 else:
                     text += f", {sum(r['actions'] for r in ok) / len(ok):.0f} act"
                 text += f", {sum(r['wall_s'] for r in ok) / len(ok):.0f} s"
-            cells.append(f"{text}, acc8x {acc:.2f}")
+            text += f", acc8x {acc:.2f}"
+            if agent.startswith("gradient") and any(r.get("checked") for r in rs):
+                text += f", {sum(r.get('checked') or 0 for r in rs) / len(rs):.0f} run exactly"
+            cells.append(text)
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     missing = [t for t in table_tasks() if t not in {r["task"] for r in rows}]
     if missing:
         lines += ["", f"Not measured in this run (time ran out): {', '.join(missing)}."]
+    cold = [
+        f"{r['task']} seed {r['seed']}"
+        for r in rows
+        if r["agent"] == "gradient-description"
+        and not r.get("warm")
+        and not r["success"]
+        and (r.get("iterations") or 0) <= 1
+    ]
+    if cold:
+        lines += [
+            "",
+            "`--init description` runs measured before the table warmed up the description "
+            "prior's encoder that failed within one iteration (the first such run of a "
+            "process was charged the encoder's loading, 10-20 s of its 30 s): "
+            + ", ".join(cold)
+            + ".",
+        ]
     errors = {(r["task"], r["agent"]): r["error"] for r in rows if r.get("error")}
     if errors:
         lines += ["", "Errors:", ""]
@@ -198,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--restarts", type=int, default=2)
     p.add_argument("--tau-end", type=float, default=0.1, help="final softmax temperature")
+    p.add_argument("--top-k", type=int, default=16, help="new programs run exactly per iteration")
+    p.add_argument("--shared", action="store_true", help="shared scratch (no private channels)")
+    p.add_argument(
+        "--deepen", action="store_true", help="train T = 1, 2, ... in turn (default: only T)"
+    )
     p.add_argument("--tasks", nargs="+", default=None)
     p.add_argument(
         "--max-wall", type=float, default=None, help="wall seconds per gradient run (default none)"
@@ -209,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.is_file() else []
     done = {(r["task"], r["seed"], r["agent"]) for r in rows}
     if not args.render_only:
+        warm_up()
         for task in args.tasks or table_tasks():
             for seed in args.seeds:
                 if all((task, seed, a) in done for a in AGENTS):

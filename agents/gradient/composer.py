@@ -30,9 +30,19 @@ small share of a scratch buffer beside ~30 other writers' results, so every step
 DotProduct from four skills was not found in 2 x 20 iterations with it and is with these
 (experiments/results/gradient_table.md has the figures and the failures).
 
-After every iteration the argmax program (skips dropped) is run exactly on the training
-examples with the fast CPU; when it is right there it is verified on fresh inputs at every
-length (``ctx.verify``) and the search stops only when that passes. Steps the verified
+Private channels (default, ``private=True``; :mod:`agents.gradient.dag`): every op of an
+inner step writes a buffer of its own instead of mixing its result into shared scratch
+buffers by alpha, reading slots load only buffers that hold values (inputs, constants,
+earlier steps' channels), and later steps' W^in choose among the channels; the last step
+is the alpha mixture above. ``private=False`` gives the shared-buffer form.
+
+After every iteration the argmax program (skips dropped) and, with private channels, up to
+``top_k`` further programs not run before (each last-step op's most probable reads,
+:func:`~agents.gradient.dag.top_programs`) are run exactly on training examples with the
+fast CPU; one that is right there is verified on fresh inputs at every length
+(``ctx.verify``) and the search stops only when that passes (``stats["checked"]`` counts
+the programs run, ``stats["success_rank"]`` is the place of the verified one in the
+iteration's list, 0 = argmax). Steps the verified
 program does not need (a write that a later step overwrites) are then dropped, each
 removal kept only if the shorter program verifies as well. ``init="description"``
 starts alpha from the description prior (equation 4; :mod:`agents.gradient.prior`).
@@ -52,13 +62,22 @@ and the instructions the CPU executed, so budgets compare with the search agents
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from agents.api import Agent, SolveContext, register_agent
+from agents.gradient.dag import (
+    Plan,
+    build_plan,
+    channel_zeros,
+    readable,
+    top_programs,
+    usage,
+    widen,
+)
 from agents.gradient.monitor import Monitor
 from agents.gradient.ops import Op, SoftStep, enumerate_ops
 from agents.gradient.soft import (
@@ -81,6 +100,19 @@ from algind_gym.machine.isa import Fault
 from algind_gym.tasks import TaskSpec, Workspace
 
 INITS = ("uniform", "description")
+
+
+@dataclass
+class Level:
+    """What one program length trains: its steps, their alpha inits, and the private
+    channels' plan (None: the shared-buffer form)."""
+
+    depth: int
+    steps: list[SoftStep]
+    alpha_init: list[np.ndarray | None]
+    plan: Plan | None = None
+
+
 DTYPES = {"float32": (np.float32, torch.float32), "float64": (np.float64, torch.float64)}
 
 
@@ -111,6 +143,7 @@ class GradientComposer(Agent):
             skills: relative loss 0.09, wrong program); ``tau_end=tau_start`` turns it off.
         gumbel: straight-through Gumbel-softmax instead of the plain softmax.
         noise: std of the logits' random initialisation (what differs between restarts).
+        w_noise: std of W^in's initial logits (see :func:`~agents.gradient.soft.init_params`).
         fresh_bias: initial W^in logit bonus of buffers an earlier step may have written.
         scaled_loss: weight of the correlation term (0 turns it off).
         expected_last: judge the last step's ops one by one (False: the mixture's loss).
@@ -123,6 +156,14 @@ class GradientComposer(Agent):
         prior_scale: alpha logits = ``prior_scale * log prior`` for ``init="description"``.
         patience: iterations without a 1% loss improvement that end a restart.
         skills: restrict the library to these skills (names or keys); default all.
+        private: private channels (:mod:`agents.gradient.dag`): every op of an inner step
+            keeps its result in a buffer of its own and later steps' W^in choose among
+            them; reading slots load only defined buffers (dataflow). False: the plain form,
+            inner ops mixed by alpha into shared scratch buffers.
+        top_k: the most programs not run before that are run exactly after an iteration
+            (private channels): the argmax program and then each last-step op's most
+            probable discretisations (:func:`~agents.gradient.dag.top_programs`).
+        max_ops: the most ops of one step (more is a clear error, or ends the deepening).
         dtype: ``"float32"`` (default) or ``"float64"`` cells for the soft run.
         out: folder for the alpha plot (``alpha.png``) and TensorBoard logs (``tb/``).
         verbose: show a rich progress bar and the timing summary on stderr.
@@ -142,6 +183,7 @@ class GradientComposer(Agent):
         tau_end: float = 0.1,
         gumbel: bool = False,
         noise: float = 0.1,
+        w_noise: float = 1.0,
         prior_scale: float = 2.0,
         fresh_bias: float = 2.0,
         scaled_loss: float = 1.0,
@@ -150,6 +192,9 @@ class GradientComposer(Agent):
         patience: int = 25,
         deepen: bool = True,
         skills: list[str] | None = None,
+        private: bool = True,
+        top_k: int = 16,
+        max_ops: int = 400,
         dtype: str = "float32",
         out: str | None = None,
         verbose: bool = False,
@@ -171,26 +216,44 @@ class GradientComposer(Agent):
         self.steps, self.iterations, self.init, self.restarts = steps, iterations, init, restarts
         self.lr, self.beta2, self.examples, self.length = lr, beta2, examples, length
         self.tau_start, self.tau_end, self.gumbel, self.noise = tau_start, tau_end, gumbel, noise
+        self.w_noise = w_noise
         self.prior_scale, self.patience, self.dtype = prior_scale, patience, dtype
         self.fresh_bias, self.scaled_loss = fresh_bias, scaled_loss
         self.expected_last, self.plain_ramp = expected_last, plain_ramp
         self.deepen = deepen
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        self.private, self.top_k, self.max_ops = private, top_k, max_ops
         self.skills = ",".join(skills) if skills else None
         self.out, self.verbose = out, verbose
 
     # ----------------------------------------------------------------- set-up
     def _ops(self, ctx: SolveContext, ws: Workspace) -> tuple[list[Op], list[Op]]:
-        """All ops, and the ops that can write a task output (the last step's)."""
+        """All ops, and the ops that can write a task output (the last step's); with
+        private channels, only ops that read defined buffers (the first step's)."""
         skills = self.skills.split(",") if self.skills else None
-        ops = enumerate_ops(ctx.library, ctx.task, ws.image, skills)
-        final = [to_outputs(op, set(ctx.task.outputs)) for op in ops]
-        final = [op for op in final if op is not None]
+        read_from = readable(ws.image, defined_buffers(ws)) if self.private else None
+        outputs = set(ctx.task.outputs)
+        final = enumerate_ops(
+            ctx.library, ctx.task, ws.image, skills, self.max_ops, read_from, outputs=outputs
+        )
         if not final:
             raise ValueError(
                 f"task {ctx.task.name}: no skill of the library can write its output(s) "
                 f"{list(ctx.task.outputs)} (no type-compatible written slot); add a skill "
                 "that produces that type or check the task's signature"
             )
+        if self.private and self.steps == 1:
+            return [], final  # no inner step
+        try:
+            ops = enumerate_ops(
+                ctx.library, ctx.task, ws.image, skills, self.max_ops, read_from, self.private
+            )
+        except ValueError as e:
+            if not self.private:
+                raise
+            ctx.stats["deepening_stopped"] = f"T = 2: {e}"
+            return [], final  # programs of one step only
         return ops, final
 
     def _state(self, ws: Workspace, dtype: torch.dtype) -> tuple[dict, dict]:
@@ -265,6 +328,8 @@ class GradientComposer(Agent):
         # Probe: a uniform forward pass; ops faulting on every example are excluded.
         excluded: dict[str, str] = {}
         for op_list in (ops, final):
+            if not op_list:
+                continue
             probe = build(op_list)
             state, _ = self._state(probe_ws, dtype)
             par = init_params(op_list, torch.Generator().manual_seed(0), None, 0.0)
@@ -288,16 +353,72 @@ class GradientComposer(Agent):
                 f"task {ctx.task.name}: every op that can write {list(ctx.task.outputs)} "
                 f"faults on soft inputs ({excluded}); no differentiable path to the outputs"
             )
-        soft_steps = [build(o) for o in (ops, final)] if self.steps > 1 else [None, build(final)]
-        alpha_init = self._alpha_init(ctx, [ops, final] if self.steps > 1 else [final], length)
-        if self.steps == 1:
-            alpha_init = [None, *alpha_init]
         depths = list(range(1, self.steps + 1)) if self.deepen else [self.steps]
+        if self.private:
+            if not ops:
+                depths = [1]
+            levels = self._private_levels(ctx, probe_ws, depths, set(excluded), build)
+        else:
+            soft_steps = [build(ops), build(final)] if self.steps > 1 else [None, build(final)]
+            inits = self._alpha_init(ctx, [ops, final] if self.steps > 1 else [final], length)
+            if self.steps == 1:
+                inits = [None, *inits]
+            levels = [
+                Level(
+                    d,
+                    [soft_steps[0]] * (d - 1) + [soft_steps[1]],
+                    [inits[0]] * (d - 1) + [inits[1]],
+                )
+                for d in depths
+            ]
         monitor = Monitor(self.out, [], self.verbose)
         try:
-            return self._train(ctx, soft_steps, alpha_init, depths, monitor, k, length, dtype)
+            return self._train(ctx, levels, monitor, k, length, dtype)
         finally:
             monitor.close(ctx)
+
+    def _private_levels(
+        self, ctx: SolveContext, ws: Workspace, depths: list[int], excluded: set[str], build
+    ) -> list[Level]:
+        """One :class:`Level` per program length with private channels
+        (:mod:`agents.gradient.dag`); a length whose steps exceed ``max_ops`` ops ends the
+        list (reported in ``stats["deepening_stopped"]``)."""
+        defined = defined_buffers(ws)
+        levels: list[Level] = []
+        for depth in depths:
+            try:
+                plan = build_plan(
+                    ctx.library,
+                    ctx.task,
+                    ws.image,
+                    depth,
+                    defined,
+                    self.skills.split(",") if self.skills else None,
+                    excluded,
+                    self.max_ops,
+                )
+            except ValueError as e:
+                if not levels:
+                    raise
+                ctx.stats["deepening_stopped"] = f"T = {depth}: {e}"
+                break
+            if not plan.steps_ops[-1]:
+                continue  # no op of the last step can read what it needs
+            steps = [build(o) for o in plan.steps_ops]
+            for step in steps[:-1]:
+                step.private = True
+            inits: list[np.ndarray | None] = [None] * depth
+            if self.init == "description":
+                widened = widen(plan.steps_ops[-1], ws.image)
+                inits[-1] = self._alpha_init(ctx, [widened], ws.length)[0]
+            levels.append(Level(depth, steps, inits, plan))
+        ctx.stats["ops_per_step"] = {lv.depth: [len(s.ops) for s in lv.steps] for lv in levels}
+        if not levels:
+            raise ValueError(
+                f"task {ctx.task.name}: no op can write {list(ctx.task.outputs)} from "
+                "buffers a program has written (dataflow)"
+            )
+        return levels
 
     def _alpha_init(
         self, ctx: SolveContext, steps_ops: list[list[Op]], length: int
@@ -316,30 +437,26 @@ class GradientComposer(Agent):
     def _train(
         self,
         ctx: SolveContext,
-        soft_steps: list[SoftStep | None],
-        alpha_inits: list[np.ndarray | None],
-        depths: list[int],
+        levels: list[Level],
         monitor: Monitor,
         k: int,
         length: int,
         dtype: torch.dtype,
     ) -> Program | None:
-        """Train programs of each length in ``depths`` in turn (an equal share of the
-        iterations each, the remainder to the last); ``soft_steps`` and ``alpha_inits`` are
-        ``[inner step, last step]``."""
+        """Train each level (program length) in turn, an equal share of the iterations
+        each, the remainder to the last."""
         stats = ctx.stats
-        stats.update(iterations=0, restarts_run=0, nonfinite_losses=0, faults={})
+        stats.update(iterations=0, restarts_run=0, nonfinite_losses=0, faults={}, checked=0)
         cpu_s = backward_s = 0.0
         start = time.perf_counter()
         tried: dict[tuple, float] = {}
         used = 0
-        for n, depth in enumerate(depths):
-            steps = [soft_steps[0]] * (depth - 1) + [soft_steps[1]]
-            alpha_init = [alpha_inits[0]] * (depth - 1) + [alpha_inits[1]]
+        for n, level in enumerate(levels):
+            steps, alpha_init, plan = level.steps, level.alpha_init, level.plan
             monitor.relabel([[SKIP] + [op.label for op in step.ops] for step in steps])
-            stats["depth"] = depth
+            stats["depth"] = level.depth
             limit = (
-                self.iterations if n == len(depths) - 1 else used + self.iterations // len(depths)
+                self.iterations if n == len(levels) - 1 else used + self.iterations // len(levels)
             )
             for r in range(self.restarts):
                 cap = (limit - used) // (self.restarts - r)
@@ -348,7 +465,7 @@ class GradientComposer(Agent):
                 stats["restarts_run"] = stats.get("restarts_run", 0) + 1
                 gen = torch.Generator().manual_seed(int(ctx.seed) * 1009 + r)
                 params = [
-                    init_params(step.ops, gen, a0, self.noise)
+                    init_params(step.ops, gen, a0, self.noise, self.w_noise)
                     for step, a0 in zip(steps, alpha_init, strict=True)
                 ]
                 tensors = [t for p in params for t in p.tensors()]
@@ -365,6 +482,8 @@ class GradientComposer(Agent):
                     )
                     state, expected = self._state(ws, dtype)
                     defined = defined_buffers(ws)
+                    if plan is not None:
+                        state.update(channel_zeros(plan, k, dtype))
                     final, fstats = soft_forward(
                         state,
                         steps,
@@ -375,6 +494,7 @@ class GradientComposer(Agent):
                         defined,
                         self.fresh_bias,
                         branches=self.expected_last,
+                        balanced=plan is not None,
                     )
                     loss = loss_fn(final, expected)
                     plain = 1.0 if not self.plain_ramp else (i + 1) / cap
@@ -410,8 +530,14 @@ class GradientComposer(Agent):
                         objective.backward()
                         backward_s += time.perf_counter() - t0
                         opt.step()
-                    program = self.discretise(steps, params, defined)
-                    alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
+                    if plan is None:
+                        programs = [self.discretise(steps, params, defined)]
+                        alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
+                    else:
+                        top = top_programs(plan, params, self.fresh_bias)
+                        programs = [p for _, p in top]
+                        alphas = usage(plan, params, tau, self.fresh_bias)
+                    program = programs[0] if programs else []
                     train_s = time.perf_counter() - start
                     stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
                     stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
@@ -428,9 +554,18 @@ class GradientComposer(Agent):
                         env_steps=len(steps),
                         instructions=fstats.instructions,
                     )
-                    if program and self._check(ctx, program, tried, k):
-                        stats.update(iterations_to_success=used, final_loss=value)
-                        return self._prune(ctx, program, tried, k)
+                    new = 0
+                    for rank, candidate in enumerate(programs):
+                        if not candidate or self._key(candidate) in tried:
+                            continue
+                        if new >= self.top_k and rank > 0:
+                            break
+                        new += 1
+                        if self._check(ctx, candidate, tried, k):
+                            stats.update(
+                                iterations_to_success=used, final_loss=value, success_rank=rank
+                            )
+                            return self._prune(ctx, candidate, tried, k)
                     stats["final_loss"] = value
                     if bad >= 3:
                         break  # the loss stays non-finite: this restart is dead
@@ -442,11 +577,16 @@ class GradientComposer(Agent):
                             break
         return None
 
+    @staticmethod
+    def _key(program: Program) -> tuple:
+        return tuple((s, tuple(b)) for s, b in program)
+
     def _check(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> bool:
         """Exact run of the argmax program on training examples, then full verification."""
-        key = tuple((s, tuple(b)) for s, b in program)
+        key = self._key(program)
         if key in tried:
             return False
+        ctx.stats["checked"] = ctx.stats.get("checked", 0) + 1
         ws = Workspace(
             ctx.library,
             ctx.task,
@@ -501,21 +641,6 @@ def default_examples(ctx: SolveContext, length: int) -> int:
     ws = Workspace(ctx.library, ctx.task, length, batch=1, seed=ctx.seed)
     cells = sum(np.asarray(ws.expected[0][n]).size for n in ctx.task.outputs)
     return max(1, min(ctx.n_examples, max(4, -(-8 // max(cells, 1)))))
-
-
-def to_outputs(op: Op, outputs: set[str]) -> Op | None:
-    """``op`` for the last step: each written slot that may bind a task output binds only
-    the outputs (a last step's write to scratch could not change the result); None when no
-    written slot may bind one."""
-    if not op.writes(outputs):
-        return None
-    slots = tuple(
-        replace(s, candidates=tuple(c for c in s.candidates if c in outputs))
-        if s.written and outputs & set(s.candidates)
-        else s
-        for s in op.slots
-    )
-    return Op(op.skill, slots)
 
 
 def ctx_outputs(ws: Workspace) -> tuple[str, ...]:

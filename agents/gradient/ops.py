@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -100,9 +100,20 @@ def enumerate_ops(
     image: MachineImage,
     skills: list[str] | None = None,
     max_ops: int = 400,
+    read_from: dict[ShapeClass, list[str]] | None = None,
+    no_inout: bool = False,
+    outputs: set[str] | None = None,
 ) -> list[Op]:
     """Every op of ``library`` (latest versions, or only ``skills``, which then also limits
     the skills a combinator's ``f`` may take) on a workspace ``image``.
+
+    ``read_from`` (dataflow restriction): the buffers a reading slot may load, per shape
+    class (e.g. the inputs and constants, plus what earlier steps wrote); a reading slot's
+    candidates are those, and a shape class with none is no option for it, so an op that
+    could only read uninitialised memory is not enumerated. None: every buffer is readable.
+    ``no_inout``: leave out skills with a slot that is both read and written.
+    ``outputs``: keep only ops that can write one of these, their written slots bound to
+    them only (:func:`to_outputs`; a last step's ops); ``max_ops`` counts the ops kept.
 
     Raises:
         ValueError: when more than ``max_ops`` ops arise (restrict ``skills``).
@@ -118,6 +129,8 @@ def enumerate_ops(
         if wanted is not None and sk.key not in wanted:
             continue
         if sk.key not in image.programs or not sk.slots:
+            continue
+        if no_inout and any(slot.role == "inout" for slot in sk.slots):
             continue
         choices: list[list[Slot]] = []
         for slot in sk.slots:
@@ -136,17 +149,51 @@ def enumerate_ops(
                     if slot.role in ("out", "inout") and name in protected:
                         continue
                     by_class.setdefault(cls, []).append(name)
+                if read_from is not None and slot.role == "in":
+                    # a reading slot loads only readable buffers
+                    by_class = {
+                        cls: list(names)
+                        for cls, names in read_from.items()
+                        if names and accepts(slot.type, cls[0])
+                    }
+                elif read_from is not None and slot.role == "inout":
+                    # read and written in place: readable and writable
+                    by_class = {
+                        cls: [n for n in names if n in read_from.get(cls, ())]
+                        for cls, names in by_class.items()
+                    }
+                    by_class = {cls: names for cls, names in by_class.items() if names}
                 for cls, names in by_class.items():
                     opts.append(Slot(slot.name, slot.role, shape=cls, candidates=tuple(names)))
             choices.append(opts)
         for combo in itertools.product(*choices):
-            ops.append(Op(sk.key, tuple(combo)))
+            op = Op(sk.key, tuple(combo))
+            if outputs is not None:
+                op = to_outputs(op, outputs)
+                if op is None:
+                    continue
+            ops.append(op)
             if len(ops) > max_ops:
                 raise ValueError(
                     f"task {task.name}: more than {max_ops} candidate ops; pass skills=[...] "
                     "to the gradient composer to restrict the library"
                 )
     return ops
+
+
+def to_outputs(op: Op, outputs: set[str]) -> Op | None:
+    """``op`` for the last step: each written slot that may bind a task output binds only
+    the outputs (a last step's write to scratch could not change the result); None when no
+    written slot may bind one."""
+    if not op.writes(outputs):
+        return None
+    slots = tuple(
+        replace(s, candidates=tuple(c for c in s.candidates if c in outputs))
+        if s.written and outputs & set(s.candidates)
+        else s
+        for s in op.slots
+    )
+    return Op(op.skill, slots)
 
 
 @dataclass
@@ -183,6 +230,9 @@ class SoftStep:
         dtype: cell dtype of the soft run (float32 halves the backward pass's traffic).
         stack_size: default ``256 + 8 * slot cells`` (enough for the built-in skills at
             training lengths; an overflow is a fault the caller reports).
+        private: the ops' written slots are private channels
+            (:mod:`agents.gradient.dag`): the soft forward stores each op's result
+            unmixed instead of mixing it into shared buffers by alpha.
     """
 
     def __init__(
@@ -194,8 +244,10 @@ class SoftStep:
         backend,
         dtype=np.float64,
         stack_size: int | None = None,
+        private: bool = False,
     ) -> None:
         self.ops, self.k, self.max_steps = ops, k, max_steps
+        self.private = private
         # Rows run one op each, so ops share slot buffers: the n-th data slot of class c of
         # any op uses buffer ``c<i>_<n>`` (a few buffers in all, a small state per row).
         class_ids: dict[ShapeClass, int] = {}

@@ -55,9 +55,18 @@ class StepParams:
 
 
 def init_params(
-    ops: list[Op], generator: torch.Generator, alpha_init: np.ndarray | None, noise: float
+    ops: list[Op],
+    generator: torch.Generator,
+    alpha_init: np.ndarray | None,
+    noise: float,
+    w_noise: float | None = None,
 ) -> StepParams:
-    """Logits with a little seeded noise (restarts differ); ``alpha_init`` over ``[skip, *ops]``."""
+    """Logits with seeded noise (restarts differ); ``alpha_init`` over ``[skip, *ops]``.
+
+    ``w_noise`` (default ``noise``): std of W^in's initial logits. Larger than alpha's, it
+    breaks the symmetry of two slots of one op that read the same candidates: at equal
+    mixtures their gradients are equal (``zipmap(s_mul)`` for x * y sits on a saddle
+    between x * x and y * y)."""
     n = len(ops) + 1
     base = torch.zeros(n, dtype=torch.float64) if alpha_init is None else torch.tensor(alpha_init)
     alpha = (
@@ -68,7 +77,8 @@ def init_params(
         for j in op.data_slots:
             m = len(op.slots[j].candidates)
             if m > 1:
-                logits = noise * torch.randn(m, generator=generator, dtype=torch.float64)
+                std = noise if w_noise is None else w_noise
+                logits = std * torch.randn(m, generator=generator, dtype=torch.float64)
                 w_in[(v, j)] = logits.requires_grad_()
     return StepParams(alpha, w_in)
 
@@ -114,6 +124,7 @@ def soft_forward(
     defined: set[str] | None = None,
     fresh_bias: float = 0.0,
     branches: bool = False,
+    balanced: bool = False,
 ) -> tuple[dict[str, torch.Tensor], ForwardStats]:
     """Run the T soft steps from ``state`` (name -> ``(K, size)``); return the final state.
 
@@ -122,7 +133,9 @@ def soft_forward(
     written (:func:`read_bias`), never uninitialised memory. None: every buffer is defined.
     ``fresh_bias``: added to the W^in logits of the buffers an earlier step may have written
     (see :func:`read_bias`). ``branches``: also keep the last step's per-op states
-    (:attr:`ForwardStats.branches`, for :func:`expected_loss`).
+    (:attr:`ForwardStats.branches`, for :func:`expected_loss`). ``balanced``: see
+    :func:`read_bias`. A step with ``private`` set (:mod:`agents.gradient.dag`) stores each
+    op's result unmixed in its channel (0 where the op faulted); its alpha is not used.
     """
     stats = ForwardStats([])
     dtype = next(iter(state.values())).dtype
@@ -138,7 +151,9 @@ def soft_forward(
             for j in op.data_slots:
                 cands = op.slots[j].candidates
                 if (v, j) in par.w_in:
-                    logits = par.w_in[(v, j)] + read_bias(op, j, defined, fresh, fresh_bias)
+                    logits = par.w_in[(v, j)] + read_bias(
+                        op, j, defined, fresh, fresh_bias, balanced
+                    )
                     w = relax(logits, tau, gumbel, generator).to(dtype)
                     mix[(v, j)] = w
                     stacked = torch.stack([state[c] for c in cands])
@@ -158,6 +173,15 @@ def soft_forward(
                 run.faults[v][hit] = OUT_OF_RANGE
                 ok_np[v] &= ~hit
         ok = torch.from_numpy(ok_np)
+        if getattr(step, "private", False):
+            state = dict(state)
+            for v, op in enumerate(step.ops):
+                for j, result in run.outputs[v].items():
+                    name = op.slots[j].candidates[0]
+                    state[name] = torch.where(ok[v][:, None], result, torch.zeros_like(result))
+                    defined.add(name)
+                    fresh.add(name)
+            continue
         weights = a[1:, None] * ok.to(dtype)  # (n_ops, K)
         norm = a[0] + weights.sum(0)  # (K,) > 0: skip never faults
         weights = weights / norm
@@ -191,6 +215,7 @@ def read_bias(
     defined: set[str],
     fresh: set[str] = frozenset(),
     fresh_bias: float = 0.0,
+    balanced: bool = False,
 ) -> torch.Tensor:
     """0 for the candidates a slot may load, -inf for uninitialised buffers when the slot
     reads (role ``in``/``inout``); a write-only slot may target any candidate. A slot with no
@@ -199,7 +224,12 @@ def read_bias(
     A reading slot adds ``fresh_bias`` to the candidates in ``fresh`` (buffers an earlier
     step may have written): a dataflow prior that a later step consumes what an earlier one
     produced, so the first steps get a gradient through the later ones' choices. It uses
-    nothing about the task but which buffers the program itself may have written."""
+    nothing about the task but which buffers the program itself may have written.
+
+    ``balanced`` (private channels, :mod:`agents.gradient.dag`): the bias of a fresh
+    candidate is ``fresh_bias + log(n_old / n_fresh)``, so that the fresh buffers *as a
+    group* get ``exp(fresh_bias)`` times the weight of the others as a group, however many
+    channels there are."""
     cands = op.slots[slot].candidates
     bias = torch.zeros(len(cands), dtype=torch.float64)
     if op.slots[slot].role == "out":
@@ -207,8 +237,14 @@ def read_bias(
     undefined = torch.tensor([c not in defined for c in cands])
     if bool(undefined.all()):
         return bias
-    if fresh_bias:
-        bias = bias + fresh_bias * torch.tensor([c in fresh for c in cands], dtype=bias.dtype)
+    is_fresh = torch.tensor([c in fresh for c in cands], dtype=bias.dtype)
+    if balanced:
+        n_fresh = float(is_fresh.sum())
+        n_old = len(cands) - n_fresh
+        if n_fresh and n_old:
+            bias = bias + (fresh_bias + math.log(n_old / n_fresh)) * is_fresh
+    elif fresh_bias:
+        bias = bias + fresh_bias * is_fresh
     return bias.masked_fill(undefined, float("-inf"))
 
 
