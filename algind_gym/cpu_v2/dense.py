@@ -158,9 +158,9 @@ class DensePass:
         b, n_heads = xc.shape[0], h.n_heads
         q = (xc @ h.W_Q).reshape(b, n_heads, -1)  # (B, H, d_k)
         if h.cell_shared is not None:
-            scores = q @ (xl @ h.cell_shared).swapaxes(1, 2)  # (B, H, N)
+            scores = q @ _lin(xl, h.cell_shared).swapaxes(1, 2)  # (B, H, N)
         else:
-            keys = (xl @ h.W_K).reshape(b, xl.shape[1], n_heads, -1)
+            keys = _lin(xl, h.W_K).reshape(b, xl.shape[1], n_heads, -1)
             scores = self.ops.einsum("bnhd,bhd->bhn", keys, q)
         sink = (q * h.k_sink).sum(-1)[..., None]
         hit = (scores == self.ops.amax(scores)) & (scores > sink)  # hard attention
@@ -174,10 +174,10 @@ class DensePass:
         b, n_heads = xc.shape[0], h.n_heads
         k = (xc @ h.W_K).reshape(b, n_heads, -1)  # (B, H, d_k)
         if h.cell_shared is not None:
-            qs = (xl @ h.cell_shared).swapaxes(1, 2)  # (B, d_k, N)
+            qs = _lin(xl, h.cell_shared).swapaxes(1, 2)  # (B, d_k, N)
             scores, sink = k @ qs, h.k_sink @ qs  # (B, H, N)
         else:
-            qs = (xl @ h.W_Q).reshape(b, xl.shape[1], n_heads, -1)
+            qs = _lin(xl, h.W_Q).reshape(b, xl.shape[1], n_heads, -1)
             scores = self.ops.einsum("bnhd,bhd->bhn", qs, k)
             sink = self.ops.einsum("bnhd,hd->bhn", qs, h.k_sink)
         att = self.ops.cast(scores > sink, xl)
@@ -197,9 +197,9 @@ class DensePass:
 
     def _mlp(self, m: StackedMLP, x):
         """``W_2 act(W_1 x + b_1)`` of the concatenated non-bank blocks."""
-        xi = x @ m.P_in if m.P_in is not None else x
-        pre = xi @ m.W_1 + m.b_1
-        pre_b = xi @ m.W_1b + m.b_1b if m.n_linear < pre.shape[-1] else None
+        xi = _lin(x, m.P_in) if m.P_in is not None else x
+        pre = _lin(xi, m.W_1) + m.b_1
+        pre_b = _lin(xi, m.W_1b) + m.b_1b if m.n_linear < pre.shape[-1] else None
         parts = []
         for op, act, lo, hi in m.groups:
             z = pre[..., lo:hi]
@@ -209,15 +209,18 @@ class DensePass:
                 z = z / pre_b[..., lo - m.n_linear : hi - m.n_linear]
             parts.append(self._activation(act, z))
         h = self.ops.cat(parts) if len(parts) > 1 else parts[0]
-        return h @ m.W_2 if m.P_out is None else (h @ m.W_2) @ m.P_out
+        return _lin(h, m.W_2) if m.P_out is None else _lin(_lin(h, m.W_2), m.P_out)
 
     def _banks(self, m: StackedBanks, x):
-        """``G`` step banks side by side: ``x P_in`` per bank, steps, ``W_2`` per bank."""
+        """``G`` step banks side by side: ``x P_in`` per bank, steps, ``W_2`` per bank
+        (as ``G`` matmuls over every token of ``x``)."""
         lead = tuple(x.shape[:-1])
         g, n_in, _ = m.W_1.shape
-        pre = (x @ m.P_in).reshape(*lead, g, 1, n_in) @ m.W_1 + m.b_1  # (..., G, 1, H)
+        xi = _lin(x, m.P_in).reshape(-1, g, n_in).swapaxes(0, 1)  # (G, tokens, n_in)
+        pre = xi @ m.W_1 + m.b_1  # (G, tokens, H)
         h = self.ops.cast((pre > 0) | ((pre == 0) & m.ge), pre)  # step_ge or step_gt
-        return (h @ m.W_2).reshape(*lead, -1) @ m.P_out
+        y = (h @ m.W_2).swapaxes(0, 1).reshape(*lead, -1)  # (..., G n_out)
+        return _lin(y, m.P_out)
 
     def _mlp_sum(self, mlps: list, x):
         """The sum of a side's MLP outputs (the concatenated blocks, then each bank group)."""
@@ -226,6 +229,14 @@ class DensePass:
             y = self._mlp(m, x) if isinstance(m, StackedMLP) else self._banks(m, x)
             total = y if total is None else total + y
         return total
+
+
+def _lin(x, w):
+    """``x @ w`` for ``x`` of any rank as one 2-d matmul over the rows of ``x`` (numpy
+    would otherwise run one small matmul per leading index)."""
+    if x.ndim == 2:
+        return x @ w
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
 
 
 def _convert(layer: StackedLayer, t) -> StackedLayer:
