@@ -5,8 +5,10 @@ This is a genuine transformer compiled from the micro-op table ``MICROCODE``
 ``W_Q``, ``W_K``, ``W_V``, ``W_O``, and MLP blocks with weight matrices ``W_1``/``W_2``
 (:mod:`algind_gym.cpu_v2.circuit` builds them, :mod:`algind_gym.cpu_v2.blocks` defines the
 blocks). Three executors run the same compiled matrices: dense (every matmul over every
-cell token), fused torch ops, and one numba loop (:mod:`algind_gym.cpu_v2.kernel`).
-All three match the reference interpreter bit for bit.
+cell token, each layer stacked into one multi-head attention per kind of head and a few
+wide MLPs: :mod:`algind_gym.cpu_v2.stacked`, run on numpy for inference and on torch for
+autograd by :mod:`algind_gym.cpu_v2.dense`), fused torch ops, and one numba loop
+(:mod:`algind_gym.cpu_v2.kernel`). All three match the reference interpreter bit for bit.
 
 It is still much slower than :mod:`algind_gym.cpu`: in one side-by-side run of
 ``experiments/bench_cpu.py`` (divergent workload, float32, one numba thread) on a shared,
