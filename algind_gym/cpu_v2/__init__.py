@@ -12,8 +12,8 @@ autograd by :mod:`algind_gym.cpu_v2.dense`), fused torch ops, and one numba loop
 
 It is still much slower than :mod:`algind_gym.cpu`: in one side-by-side run of
 ``experiments/bench_cpu.py`` (divergent workload, float32, one numba thread) on a shared,
-heavily loaded 2-core machine its numba kernel ran 8x slower than the default kernel at
-batch 1, 22x at batch 8 and 55x at batch 4096 (0.11x the reference interpreter there).
+heavily loaded 2-core machine its numba kernel ran 5x slower than the default kernel at
+batch 1, 29x at batch 8 and 84x at batch 4096 (0.06x the reference interpreter there).
 Hence opt-in: ``make_backend("transformer-v2")`` (numba), ``"transformer-v2-torch"`` and
 ``"transformer-v2-dense"`` (:data:`algind_gym.cpu.backend.OPT_IN_BACKENDS`);
 ``algind-gym cpu-info`` prints its blocks, heads, ``d_model``, parameters and non-zeros per
