@@ -14,7 +14,8 @@ ratios are the comparable figures):
    :mod:`algind_gym.cpu.bench`), with v2 / reference and v1 / v2;
 2. the fixed cost of a call (``run`` with 0 and with 1 step, batch 1);
 3. the time of one environment step: a 100-instruction run on 8 machines;
-4. the dense paths (v1 and v2) at batch 1 on a state of about 1024 cells;
+4. the dense paths (v1 and v2) at batch 1 on a state of about 1024 cells, per wall-clock
+   second and per CPU-second of this process (the second moves less with other load);
 5. the issue's targets for v2, each with the measured figure and "met" or "not met".
 """
 
@@ -79,7 +80,10 @@ def main() -> None:
         row = bench_dense_cells(1024, steps=20, dtype=dt, backend=name)
         dense[name] = row["instructions_per_s"]
         out["dense"].append(row)
-        print(f"  {name:22s} {row['n_cells']} cells: {row['instructions_per_s']:.3g} instr/s")
+        print(
+            f"  {name:22s} {row['n_cells']} cells: {row['instructions_per_s']:.3g} instr/s "
+            f"({row['instructions_per_cpu_s']:.3g} per CPU-second of this process)"
+        )
 
     print("\n5. issue 14's targets for v2 (measured in this run)")
     big = max(b for _, b in rate)

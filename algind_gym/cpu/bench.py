@@ -119,14 +119,15 @@ def bench_backend(
     if str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     peak0 = _peak_bytes(device)
-    executed, elapsed = 0, 0.0
+    executed, elapsed, cpu = 0, 0.0, 0.0
     while elapsed < min_seconds or executed == 0:
         state = bench_machines(batch, workload, dtype, layout=bench_layout(memory_size))
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         be.run(state, steps)
         if str(device).startswith("cuda"):
             torch.cuda.synchronize()
         elapsed += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         executed += int(state.register("icount").sum())
     peak = _peak_bytes(device)
     return {
@@ -139,6 +140,9 @@ def bench_backend(
         "instructions": executed,
         "seconds": elapsed,
         "instructions_per_s": executed / elapsed,
+        # CPU time of this process (all its threads): less sensitive to other processes
+        # on a shared machine than the wall-clock rate above.
+        "instructions_per_cpu_s": executed / max(cpu, 1e-9),
         "peak_memory_mb": (peak if str(device).startswith("cuda") else peak - peak0) / 2**20,
     }
 

@@ -31,7 +31,6 @@ from algind_gym.machine.isa import BY_CODE, MAX_OPCODE, Fault
 from algind_gym.machine.state import MachineState
 
 _MAX_EXAMPLES = 5
-_REFILL_EVERY = 8
 
 
 def _bits(cells: np.ndarray) -> np.ndarray:
@@ -120,19 +119,20 @@ def verify_cpu(
                 state.cells[bad] = ref.cells[bad]
         age += 1
         step += 1
-        if step % _REFILL_EVERY == 0 or not (active & ref.running).any():
-            done = active & (~ref.running | (age >= steps))
-            faults.update(Fault(int(f)).name for f in ref.faults[done] if 0 <= f <= max(Fault))
-            active &= ~done
-            slots = np.flatnonzero(~active)[: programs - issued]
-            if slots.size:
-                fresh = random_machines(slots.size, rng, dt, garbage).cells
-                ref.cells[slots] = fresh
-                for state in copies.values():
-                    state.cells[slots] = fresh
-                age[slots] = 0
-                active[slots] = True
-                issued += slots.size
+        # Refill after every step: each program is generated once whatever the cadence,
+        # while a slot left stopped still costs a dense pass its full share of the batch.
+        done = active & (~ref.running | (age >= steps))
+        faults.update(Fault(int(f)).name for f in ref.faults[done] if 0 <= f <= max(Fault))
+        active &= ~done
+        slots = np.flatnonzero(~active)[: programs - issued]
+        if slots.size:
+            fresh = random_machines(slots.size, rng, dt, garbage).cells
+            ref.cells[slots] = fresh
+            for state in copies.values():
+                state.cells[slots] = fresh
+            age[slots] = 0
+            active[slots] = True
+            issued += slots.size
     random_checked = checked
     lengths: list[int] = []
     while checked - random_checked < structured_steps:

@@ -5,13 +5,15 @@ This is a genuine transformer compiled from the micro-op table ``MICROCODE``
 ``W_Q``, ``W_K``, ``W_V``, ``W_O``, and MLP blocks with weight matrices ``W_1``/``W_2``
 (:mod:`algind_gym.cpu_v2.circuit` builds them, :mod:`algind_gym.cpu_v2.blocks` defines the
 blocks). Three executors run the same compiled matrices: dense (every matmul over every
-cell token), fused torch ops, and one numba loop (:mod:`algind_gym.cpu_v2.kernel`).
-All three match the reference interpreter bit for bit.
+cell token, each layer stacked into one multi-head attention per kind of head and a few
+wide MLPs: :mod:`algind_gym.cpu_v2.stacked`, run on numpy for inference and on torch for
+autograd by :mod:`algind_gym.cpu_v2.dense`), fused torch ops, and one numba loop
+(:mod:`algind_gym.cpu_v2.kernel`). All three match the reference interpreter bit for bit.
 
 It is still much slower than :mod:`algind_gym.cpu`: in one side-by-side run of
 ``experiments/bench_cpu.py`` (divergent workload, float32, one numba thread) on a shared,
-heavily loaded 2-core machine its numba kernel ran 8x slower than the default kernel at
-batch 1, 22x at batch 8 and 55x at batch 4096 (0.11x the reference interpreter there).
+heavily loaded 2-core machine its numba kernel ran 5x slower than the default kernel at
+batch 1, 29x at batch 8 and 84x at batch 4096 (0.06x the reference interpreter there).
 Hence opt-in: ``make_backend("transformer-v2")`` (numba), ``"transformer-v2-torch"`` and
 ``"transformer-v2-dense"`` (:data:`algind_gym.cpu.backend.OPT_IN_BACKENDS`);
 ``algind-gym cpu-info`` prints its blocks, heads, ``d_model``, parameters and non-zeros per

@@ -21,7 +21,11 @@ the sink's. An MLP unit is evaluated only if one of its ``W_1`` input channels i
 or it is active on a zero input (otherwise its pre-activation is its bias and it adds
 nothing); a unit whose gate pre-activation is zero, or whose output is zero, adds nothing
 and is skipped; a step bank is a binary search plus one prefix-sum row; the cell MLP runs
-only on the cells the write heads select. Nothing here knows an opcode: change a matrix
+only on the cells the write heads select. One loop evaluates the MLP blocks of a layer on
+a token's stream, first on each selected cell token, then on the CPU token. (A helper
+function for one hidden unit, inlined with ``@njit(inline="always")``, made a pass about
+twice as slow, 3.5 against 6.9 us per instruction side by side: numba's inlining left
+reference counting of its array arguments inside the unit loop.) Nothing here knows an opcode: change a matrix
 entry and this kernel changes with the dense transformer (``tests/cpu_v2`` checks it).
 
 Cost (measured with ``experiments/bench_cpu.py``): a call is a few microseconds (the
@@ -448,46 +452,77 @@ def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
                                 target[nw] = j
                                 head[nw] = h
                                 nw += 1
-                    for a in range(nw):
-                        j = target[a]
-                        first = True
-                        for b in range(a):
-                            if target[b] == j:
-                                first = False
-                        if not first:
-                            continue
-                        # The token of cell j: its embedding plus every write head selecting it.
-                        for c in range(dl):
-                            tokv[c] = consts[j, c]
-                        tokv[0] = cells[i, j]
-                        tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
-                        for b in range(a, nw):
-                            if target[b] == j:
-                                hb = head[b]
-                                for t in range(v_ptr[hb], v_ptr[hb + 1]):
-                                    tokv[v_dst[t]] += x[v_src[t]]
-                        out_v = zero
-                        out_s = zero
-                        for blk in range(cell_blk_ptr[layer], cell_blk_ptr[layer + 1]):
+                    # ---- MLP blocks: first on each cell token a write head selects (the
+                    # cell MLP), then on the CPU token. One loop for both: ``vec`` is the
+                    # token's stream; hidden units read it, outputs go to the pending adds.
+                    for a in range(nw + 1):
+                        if a < nw:
+                            j = target[a]
+                            first = True
+                            for b in range(a):
+                                if target[b] == j:
+                                    first = False
+                            if not first:
+                                continue
+                            # Cell j's token: its embedding plus every write head selecting it.
+                            for c in range(dl):
+                                tokv[c] = consts[j, c]
+                            tokv[0] = cells[i, j]
+                            tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                            for b in range(a, nw):
+                                if target[b] == j:
+                                    hb = head[b]
+                                    for t in range(v_ptr[hb], v_ptr[hb + 1]):
+                                        tokv[v_dst[t]] += x[v_src[t]]
+                            vec = tokv
+                            b0, b1 = cell_blk_ptr[layer], cell_blk_ptr[layer + 1]
+                        else:
+                            vec = x
+                            b0, b1 = blk_ptr[layer], blk_ptr[layer + 1]
+                        n_pend = 0
+                        for blk in range(b0, b1):
+                            u0, u1 = blk_unit[blk], blk_unit[blk + 1]
+                            if blk_bank[blk]:
+                                s = zero
+                                for t in range(bkp[blk], bkp[blk + 1]):
+                                    s += bkv[t] * vec[bkc[t]]
+                                lo, hi = 0, u1 - u0  # count of active units (they form a prefix)
+                                while lo < hi:
+                                    mid = (lo + hi) // 2
+                                    z = s + u_b1[u0 + mid]
+                                    if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
+                                        lo = mid + 1
+                                    else:
+                                        hi = mid
+                                row = pf_off[blk] + lo * (pf_out_ptr[blk + 1] - pf_out_ptr[blk])
+                                for t in range(pf_out_ptr[blk], pf_out_ptr[blk + 1]):
+                                    val = pf_vals[row + t - pf_out_ptr[blk]]
+                                    if val != zero:
+                                        pend_ch[n_pend] = pf_out[t]
+                                        pend_val[n_pend] = val
+                                        n_pend += 1
+                                continue
+                            # Only the units that one non-zero input touches (and the few
+                            # that are active on a zero input) can add anything.
                             stamp += 1
                             for e in range(in_ptr[blk], in_ptr[blk + 1]):
-                                if tokv[in_ch[e]] != zero:
+                                if vec[in_ch[e]] != zero:
                                     for t in range(col_ptr[e], col_ptr[e + 1]):
                                         mark[col_unit[t]] = stamp
-                            for u in range(blk_unit[blk], blk_unit[blk + 1]):
+                            for u in range(u0, u1):
                                 if mark[u] != stamp and u_always[u] == 0:
                                     continue
                                 pre = zero
                                 for t in range(w1p[u], w1p[u + 1]):
-                                    pre += w1v[t] * tokv[w1c[t]]
+                                    pre += w1v[t] * vec[w1c[t]]
                                 pre = pre + u_b1[u]
                                 op = u_op[u]
                                 if op != _LINEAR:
                                     if op == _MUL and pre == zero:
-                                        continue  # a closed gate: the product is a zero, which adds nothing
+                                        continue  # a closed gate: the product is a zero, adds nothing
                                     pb = zero
                                     for t in range(w1bp[u], w1bp[u + 1]):
-                                        pb += w1bv[t] * tokv[w1bc[t]]
+                                        pb += w1bv[t] * vec[w1bc[t]]
                                     pb = pb + u_b1b[u]
                                     pre = pre * pb if op == _MUL else pre / pb
                                 act = u_act[u]
@@ -504,78 +539,23 @@ def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
                                 if hval == zero:
                                     continue
                                 for t in range(w2p[u], w2p[u + 1]):
-                                    if w2c[t] == new_v:
-                                        out_v += w2v[t] * hval
-                                    elif w2c[t] == new_s:
-                                        out_s += w2v[t] * hval
-                        v = tokv[new_v] + out_v
-                        sgn = tokv[new_s] + out_s
-                        cells[i, j] = (one - (sgn + sgn)) * abs(v)
-                    # ---- MLP blocks of this layer: hidden units read x, outputs added after.
-                    for blk in range(blk_ptr[layer], blk_ptr[layer + 1]):
-                        u0, u1 = blk_unit[blk], blk_unit[blk + 1]
-                        if blk_bank[blk]:
-                            s = zero
-                            for t in range(bkp[blk], bkp[blk + 1]):
-                                s += bkv[t] * x[bkc[t]]
-                            lo, hi = 0, u1 - u0  # count of active units (they form a prefix)
-                            while lo < hi:
-                                mid = (lo + hi) // 2
-                                z = s + u_b1[u0 + mid]
-                                if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
-                                    lo = mid + 1
-                                else:
-                                    hi = mid
-                            row = pf_off[blk] + lo * (pf_out_ptr[blk + 1] - pf_out_ptr[blk])
-                            for t in range(pf_out_ptr[blk], pf_out_ptr[blk + 1]):
-                                val = pf_vals[row + t - pf_out_ptr[blk]]
-                                if val != zero:
-                                    pend_ch[n_pend] = pf_out[t]
-                                    pend_val[n_pend] = val
+                                    pend_ch[n_pend] = w2c[t]
+                                    pend_val[n_pend] = w2v[t] * hval
                                     n_pend += 1
-                            continue
-                        # Only the units that one non-zero input touches (and the few
-                        # that are active on a zero input) can add anything.
-                        stamp += 1
-                        for e in range(in_ptr[blk], in_ptr[blk + 1]):
-                            if x[in_ch[e]] != zero:
-                                for t in range(col_ptr[e], col_ptr[e + 1]):
-                                    mark[col_unit[t]] = stamp
-                        for u in range(u0, u1):
-                            if mark[u] != stamp and u_always[u] == 0:
-                                continue
-                            pre = zero
-                            for t in range(w1p[u], w1p[u + 1]):
-                                pre += w1v[t] * x[w1c[t]]
-                            pre = pre + u_b1[u]
-                            op = u_op[u]
-                            if op != _LINEAR:
-                                if op == _MUL and pre == zero:
-                                    continue  # a closed gate: the product is a zero, which adds nothing
-                                pb = zero
-                                for t in range(w1bp[u], w1bp[u + 1]):
-                                    pb += w1bv[t] * x[w1bc[t]]
-                                pb = pb + u_b1b[u]
-                                pre = pre * pb if op == _MUL else pre / pb
-                            act = u_act[u]
-                            if act == _ID:
-                                hval = pre
-                            elif act == _STEP_GE:
-                                hval = one if pre >= zero else zero
-                            elif act == _STEP_GT:
-                                hval = one if pre > zero else zero
-                            elif act == _SATURATE:
-                                hval = big if pre > big else (-big if pre < -big else pre)
-                            else:
-                                hval = zero if math.isfinite(pre) else one
-                            if hval == zero:
-                                continue
-                            for t in range(w2p[u], w2p[u + 1]):
-                                pend_ch[n_pend] = w2c[t]
-                                pend_val[n_pend] = w2v[t] * hval
-                                n_pend += 1
-                    for t in range(n_pend):
-                        x[pend_ch[t]] += pend_val[t]
+                        if a < nw:  # the unembedding of the new cell token: W_2 h, then add
+                            out_v = zero
+                            out_s = zero
+                            for t in range(n_pend):
+                                if pend_ch[t] == new_v:
+                                    out_v += pend_val[t]
+                                elif pend_ch[t] == new_s:
+                                    out_s += pend_val[t]
+                            v = tokv[new_v] + out_v
+                            sgn = tokv[new_s] + out_s
+                            cells[i, j] = (one - (sgn + sgn)) * abs(v)
+                        else:
+                            for t in range(n_pend):
+                                x[pend_ch[t]] += pend_val[t]
             # The driver's rule (``interpreter.run``): still running after the budget.
             if budget != zero and cells[i, 4] == zero and math.trunc(cells[i, 5]) == zero:
                 cells[i, 5] = budget

@@ -3,12 +3,10 @@
 :class:`TorchCircuit` holds every matrix of a :class:`~algind_gym.cpu_v2.blocks.Circuit` as
 tensors of the model's dtype. Its two forward passes run the same blocks:
 
-* :meth:`TorchCircuit.dense`: the transformer as written. Embedding, then per layer
-  ``x = x + Attention(x)`` and ``x = x + MLP(x)``, then the unembedding. Attention scores
-  are ``(x W_Q)(x W_K)^T`` over all cell tokens and the sink, hard attention keeps the
-  maximum, values are ``x W_V W_O``; MLPs are ``W_2 act(W_1 x + b_1)`` (bilinear units
-  multiply or divide two pre-activations). Only matmuls, elementwise activations and
-  comparisons: no gathers, no ``where``.
+* :meth:`TorchCircuit.dense`: the transformer as written (:mod:`algind_gym.cpu_v2.dense`
+  over the stacked layers of :mod:`algind_gym.cpu_v2.stacked`), on torch tensors so that
+  autograd works; :class:`~algind_gym.cpu_v2.model.TransformerCPU` runs the same pass on
+  numpy arrays when no gradient is needed.
 * :meth:`TorchCircuit.fused`: the same blocks using their sparsity. A read head's hard
   attention is resolved by decoding its query's +/-1 code (the argmax of the scores is the
   cell whose code has the query's signs); a write head's by decoding its key, and the
@@ -34,6 +32,7 @@ from torch import Tensor
 
 from algind_gym.cpu_v2.assemble import assemble_head, assemble_mlp
 from algind_gym.cpu_v2.blocks import Circuit
+from algind_gym.cpu_v2.dense import DensePass
 
 ID, STEP_GE, STEP_GT, SATURATE, NONFINITE = range(5)
 LINEAR, MUL, DIV = range(3)
@@ -119,6 +118,8 @@ class TorchCircuit:
         def t(x, dt=dtype):
             return torch.as_tensor(np.ascontiguousarray(x), dtype=dt, device=device)
 
+        self._dense: DensePass | None = None  # built on first use
+
         self.constants = t(c.cell_constants[:, 2:])  # every cell channel but v and s
         cpu0 = np.zeros(self.dc)
         cpu0[c.cpu["cpu"]] = 1
@@ -148,13 +149,9 @@ class TorchCircuit:
 
     def _heads(self, heads: list[dict], t, constants: np.ndarray) -> dict:
         side = "W_K" if heads[0]["W_Q"].shape[0] == self.dc else "W_Q"
-        cell_w = [h[side] for h in heads]  # the cell-token side of the scores
-        shared = all(np.array_equal(cell_w[0], w) for w in cell_w)
         out = {
             "W_Q": t(np.stack([h["W_Q"] for h in heads])),  # (H, D_query, d_k)
             "W_K": t(np.stack([h["W_K"] for h in heads])),  # (H, D_key, d_k)
-            # Heads with the same cell-side matrix share one matmul (the same numbers).
-            "cell_shared": t(cell_w[0]) if shared else None,
             "k_sink": t(np.stack([h["k_sink"] for h in heads])),  # (H, d_k)
             "W_VO": t(np.stack([h["W_V"] @ h["W_O"] for h in heads])),  # (H, D_key, D_query)
         }
@@ -179,43 +176,11 @@ class TorchCircuit:
 
     # ------------------------------------------------------------------------- dense
     def dense(self, cells: Tensor) -> Tensor:
-        """The forward pass as a transformer (see the module docstring): ``(B, N)``."""
-        xl = self.embed_cells(cells)
-        xc = self.cpu0.expand(cells.shape[0], -1)
-        for entry in self.layers:
-            r = entry["reads"]
-            if r is not None:
-                q = torch.einsum("bc,hcd->bhd", xc, r["W_Q"])
-                if r["cell_shared"] is not None:
-                    keys = xl @ r["cell_shared"]  # (B, N, d_k), one matmul for every head
-                    scores = torch.einsum("bnd,bhd->bhn", keys, q)
-                else:
-                    scores = torch.einsum("bnc,hcd,bhd->bhn", xl, r["W_K"], q)
-                sink = (q * r["k_sink"]).sum(-1, keepdim=True)
-                top = scores.amax(-1, keepdim=True)
-                att = ((scores == top) & (scores > sink)).to(xl.dtype)  # hard attention
-                # att (x W_V W_O) computed as (att x) W_V W_O: one live term either way.
-                read = torch.einsum("bhn,bnc->bhc", att, xl)
-                xc = xc + torch.einsum("bhc,hcq->bq", read, r["W_VO"])
-            w = entry["writes"]
-            if w is not None:
-                k = torch.einsum("bc,hcd->bhd", xc, w["W_K"])
-                if w["cell_shared"] is not None:
-                    qs = xl @ w["cell_shared"]  # (B, N, d_k), one matmul for every head
-                    scores = torch.einsum("bnd,bhd->bhn", qs, k)
-                    sink = torch.einsum("bnd,hd->bhn", qs, w["k_sink"])
-                else:
-                    qs = torch.einsum("bnc,hcd->bhnd", xl, w["W_Q"])
-                    scores = torch.einsum("bhnd,bhd->bhn", qs, k)
-                    sink = torch.einsum("bhnd,hd->bhn", qs, w["k_sink"])
-                att = (scores > sink).to(xl.dtype)
-                values = torch.einsum("bc,hcq->bhq", xc, w["W_VO"])
-                xl = xl + torch.einsum("bhn,bhq->bnq", att, values)
-            if entry["cpu_mlps"]:
-                xc = xc + sum(m(xc) for m in entry["cpu_mlps"])
-            if entry["cell_mlps"]:
-                xl = xl + sum(m(xl) for m in entry["cell_mlps"])
-        return self.unembed(xl[..., self.new_v], xl[..., self.new_s])
+        """The forward pass as a transformer (:class:`~algind_gym.cpu_v2.dense.DensePass`
+        on torch tensors): ``(B, N)``."""
+        if self._dense is None:
+            self._dense = DensePass(self.circuit, self.dtype, "torch", self.device)
+        return self.unembed(*self._dense.stream(cells))
 
     # ------------------------------------------------------------------------- fused
     def _decode(self, code: Tensor) -> Tensor:

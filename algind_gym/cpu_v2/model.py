@@ -11,7 +11,8 @@ parameter count and the non-zeros of every matrix.
 Three executors run the same compiled matrices:
 
 * ``path="dense"``: the transformer as written, with matmuls over every cell token
-  (:meth:`~algind_gym.cpu_v2.layers.TorchCircuit.dense`);
+  (:class:`~algind_gym.cpu_v2.dense.DensePass`: on numpy arrays for inference on CPU, on
+  torch tensors when autograd or another device needs them);
 * ``path="fused"``, ``kernel="torch"``: the same blocks with hard attention resolved by
   decoding the query's code and the cell MLP evaluated only on the cells the write heads
   select (:meth:`~algind_gym.cpu_v2.layers.TorchCircuit.fused`); differentiable;
@@ -41,6 +42,7 @@ from torch import Tensor, nn
 from algind_gym.cpu_v2 import kernel as _kernel
 from algind_gym.cpu_v2.blocks import Circuit
 from algind_gym.cpu_v2.circuit import compile_circuit
+from algind_gym.cpu_v2.dense import DensePass
 from algind_gym.cpu_v2.layers import TorchCircuit
 from algind_gym.machine.layout import Layout
 
@@ -140,6 +142,7 @@ class TransformerCPU(nn.Module):
         self.device = device
         self._blocks: TorchCircuit | None = None  # the torch tensors, built on first use
         self._numba_program = None
+        self._dense_np: DensePass | None = None  # the numpy dense pass, built on first use
         self._runs_numpy: bool | None = None
 
     @property
@@ -184,10 +187,25 @@ class TransformerCPU(nn.Module):
             out = cells if inplace and cells.is_contiguous() else cells.contiguous().clone()
             self._numba_run(out, 1)
             return out
-        out = self.blocks.dense(cells) if self.path == "dense" else self.blocks.fused(cells)
+        if self.path == "dense" and self._dense_numpy_applies(cells):
+            out = torch.from_numpy(self.dense_numpy(cells.detach().numpy()))
+        elif self.path == "dense":
+            out = self.blocks.dense(cells)
+        else:
+            out = self.blocks.fused(cells)
         if inplace and not (cells.requires_grad and torch.is_grad_enabled()):
             return cells.copy_(out)
         return out
+
+    def _dense_numpy_applies(self, cells: Tensor) -> bool:
+        return cells.device.type == "cpu" and not (cells.requires_grad and torch.is_grad_enabled())
+
+    def dense_numpy(self, cells: np.ndarray) -> np.ndarray:
+        """One dense forward pass on numpy ``cells`` ``(B, N)`` (a new array): the same
+        matrices and operations as the torch dense pass, without torch's per-call cost."""
+        if self._dense_np is None:
+            self._dense_np = DensePass(self.compiled, self._np_dtype, "numpy")
+        return self._dense_np(cells)
 
     def _check_cells(self, cells: Tensor) -> None:
         if cells.dim() != 2 or cells.shape[1] != self.n_cells:

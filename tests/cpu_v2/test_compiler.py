@@ -104,7 +104,7 @@ def test_block_count_does_not_depend_on_memory_size():
 
 
 def _run_all(circuit, state: MachineState, steps: int) -> dict[str, np.ndarray]:
-    """Final cells of the dense, torch-fused and numba executors of ``circuit``."""
+    """Final cells of the dense (numpy and torch), torch-fused and numba executors."""
     out = {}
     for name, path, kernel in (
         ("dense", "dense", "torch"),
@@ -115,6 +115,11 @@ def _run_all(circuit, state: MachineState, steps: int) -> dict[str, np.ndarray]:
         cells = torch.from_numpy(state.cells.copy())
         model.run(cells, steps)
         out[name] = cells.numpy()
+    torch_dense = TransformerCPU(state.layout, state.dtype, path="dense", circuit=circuit).blocks
+    cells = torch.from_numpy(state.cells.copy())
+    for _ in range(steps):  # the dense pass on torch tensors (``run`` takes numpy's)
+        cells = torch_dense.dense(cells)
+    out["dense-torch"] = cells.numpy()
     return out
 
 
@@ -134,6 +139,7 @@ def _assert_mutation_seen_everywhere(circuit, state: MachineState) -> None:
     got = _run_all(circuit, state, 5)
     assert np.array_equal(bits(got["dense"]), bits(got["fused"]))
     assert np.array_equal(bits(got["dense"]), bits(got["numba"]))
+    assert np.array_equal(bits(got["dense"]), bits(got["dense-torch"]))
     assert not np.array_equal(bits(got["dense"]), bits(ref.cells)), "the mutation changed nothing"
 
 

@@ -1,0 +1,257 @@
+"""The dense forward pass over the stacked layers, in torch (autograd) or numpy (inference).
+
+:class:`DensePass` runs the transformer as written: the embedding of every cell as a token,
+then per layer ``x = x + Attention(x)`` and ``x = x + MLP(x)`` over the CPU token and every
+cell token, with the matrices of :mod:`algind_gym.cpu_v2.stacked` (one multi-head attention
+per kind of head, one concatenated MLP and a few batched step banks per side). Attention
+scores are ``(x W_Q)(x W_K)^T`` over all cell tokens and the sink, hard attention keeps the
+maximum, values are ``x W_V W_O``; MLPs are ``W_2 act(W_1 x + b_1)`` (bilinear units
+multiply or divide two pre-activations). Only matmuls, elementwise activations and
+comparisons: no gathers, no ``where``.
+
+The same code runs on torch tensors and on numpy arrays (the small ``_TorchOps`` /
+``_NumpyOps`` shims name the few calls that differ). numpy is the inference path on CPU:
+at batch 1 the pass is many small operations (about ten per attention and per MLP), and
+numpy's matmul of a skinny ``(1024, 37) @ (37, 11)`` took 12 us against torch's 73 us on
+this machine (``experiments/bench_cpu.py`` prints the dense figures). Both give the same bits: every
+output of a matmul here has the same non-zero terms in either library (see the exactness
+note of :mod:`algind_gym.cpu_v2.stacked`), and the tests compare them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from algind_gym.cpu_v2.blocks import ACTIVATIONS, OPS, Circuit
+from algind_gym.cpu_v2.stacked import (
+    StackedBanks,
+    StackedHeads,
+    StackedLayer,
+    StackedMLP,
+    stack_circuit,
+)
+
+ID, STEP_GE, STEP_GT, SATURATE, NONFINITE = (ACTIVATIONS.index(a) for a in ACTIVATIONS)
+LINEAR, MUL, DIV = (OPS.index(o) for o in OPS)
+
+
+class _TorchOps:
+    einsum = staticmethod(torch.einsum)
+    isfinite = staticmethod(torch.isfinite)
+    signbit = staticmethod(torch.signbit)
+
+    @staticmethod
+    def cat(xs: list) -> torch.Tensor:
+        return torch.cat(xs, -1)
+
+    @staticmethod
+    def amax(x: torch.Tensor) -> torch.Tensor:
+        return x.amax(-1, keepdim=True)
+
+    @staticmethod
+    def expand(x: torch.Tensor, shape: tuple) -> torch.Tensor:
+        return x.expand(shape)
+
+    @staticmethod
+    def cast(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return x.to(like.dtype)
+
+    @staticmethod
+    def array(x: np.ndarray, dtype, device, is_bool: bool = False) -> torch.Tensor:
+        dt = torch.bool if is_bool else dtype
+        return torch.as_tensor(np.ascontiguousarray(x), dtype=dt, device=device)
+
+
+class _NumpyOps:
+    einsum = staticmethod(np.einsum)
+    isfinite = staticmethod(np.isfinite)
+    signbit = staticmethod(np.signbit)
+
+    @staticmethod
+    def cat(xs: list) -> np.ndarray:
+        return np.concatenate(xs, -1)
+
+    @staticmethod
+    def amax(x: np.ndarray) -> np.ndarray:
+        return x.max(-1, keepdims=True)
+
+    @staticmethod
+    def expand(x: np.ndarray, shape: tuple) -> np.ndarray:
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def cast(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+        return x.astype(like.dtype)
+
+    @staticmethod
+    def array(x: np.ndarray, dtype, device, is_bool: bool = False) -> np.ndarray:
+        return np.ascontiguousarray(x, dtype=bool if is_bool else dtype)
+
+
+class DensePass:
+    """The dense pass of a compiled circuit on one array library (module docstring).
+
+    Args:
+        circuit: the compiled model.
+        dtype: ``torch.float32``/``torch.float64`` for ``lib="torch"``, a numpy float dtype
+            for ``lib="numpy"``.
+        lib: ``"torch"`` or ``"numpy"``.
+        device: the torch device (ignored by numpy).
+    """
+
+    def __init__(self, circuit: Circuit, dtype, lib: str = "torch", device="cpu") -> None:
+        if lib not in ("torch", "numpy"):
+            raise ValueError(f"lib must be 'torch' or 'numpy', got {lib!r}")
+        self.ops = _TorchOps if lib == "torch" else _NumpyOps
+        self.big = float(
+            np.finfo(np.float32 if dtype in (torch.float32, np.float32) else np.float64).max
+        )
+
+        def t(x, is_bool: bool = False):
+            return self.ops.array(x, dtype, device, is_bool)
+
+        c = circuit
+        self.constants = t(c.cell_constants[:, 2:])  # every cell channel but v and s
+        cpu0 = np.zeros(len(c.cpu))
+        cpu0[c.cpu["cpu"]] = 1
+        self.cpu0 = t(cpu0[None])
+        self.new_v, self.new_s = c.cell["new.v"], c.cell["new.s"]
+        self.layers = [_convert(layer, t) for layer in stack_circuit(c)]
+
+    def embed(self, cells):
+        """Cell tokens ``(B, N, D_cell)``: value, sign bit, constants, zero work channels."""
+        b, n = cells.shape
+        ops = self.ops
+        sign = ops.cast(ops.signbit(cells), cells)
+        consts = ops.expand(self.constants, (b, n, self.constants.shape[-1]))
+        return ops.cat([cells[..., None], sign[..., None], consts])
+
+    def stream(self, cells) -> tuple:
+        """The final value and sign-bit channels of every cell token, each ``(B, N)``."""
+        xl = self.embed(cells)
+        xc = self.ops.expand(self.cpu0, (cells.shape[0], self.cpu0.shape[-1]))
+        for layer in self.layers:
+            dc = self._read(layer.reads, xc, xl) if layer.reads is not None else None
+            if layer.writes is not None:
+                xl = xl + self._write(layer.writes, xc, xl)
+            if dc is not None:
+                xc = xc + dc
+            if layer.mlps["cpu"]:
+                xc = xc + self._mlp_sum(layer.mlps["cpu"], xc)
+            if layer.mlps["cell"]:
+                xl = xl + self._mlp_sum(layer.mlps["cell"], xl)
+        return xl[..., self.new_v], xl[..., self.new_s]
+
+    def __call__(self, cells):
+        """One forward pass: the new cells ``(1 - 2 sign) * |value|`` (numpy or torch)."""
+        with np.errstate(all="ignore"):  # a divide unit's 0/0 is guarded, as in torch
+            v, s = self.stream(cells)
+            return (1 - 2 * s) * abs(v)
+
+    # ------------------------------------------------------------------ blocks
+    def _read(self, h: StackedHeads, xc, xl):
+        """Read heads: queries from the CPU token ``xc (B, D_cpu)``, keys on the cell tokens
+        ``xl (B, N, D_cell)`` and the sink; hard attention; the CPU token's update."""
+        b, n_heads = xc.shape[0], h.n_heads
+        q = (xc @ h.W_Q).reshape(b, n_heads, -1)  # (B, H, d_k)
+        if h.cell_shared is not None:
+            scores = q @ _lin(xl, h.cell_shared).swapaxes(1, 2)  # (B, H, N)
+        else:
+            keys = _lin(xl, h.W_K).reshape(b, xl.shape[1], n_heads, -1)
+            scores = self.ops.einsum("bnhd,bhd->bhn", keys, q)
+        sink = (q * h.k_sink).sum(-1)[..., None]
+        hit = (scores == self.ops.amax(scores)) & (scores > sink)  # hard attention
+        att = self.ops.cast(hit, xl)
+        # att (x W_V W_O) computed as (att x) W_V W_O: one live term either way.
+        return (att @ xl).reshape(b, -1) @ h.W_VO
+
+    def _write(self, h: StackedHeads, xc, xl):
+        """Write heads: queries from every cell token, keys on the CPU token and the sink;
+        a cell attends to each head whose score beats the sink's; the cell tokens' update."""
+        b, n_heads = xc.shape[0], h.n_heads
+        k = (xc @ h.W_K).reshape(b, n_heads, -1)  # (B, H, d_k)
+        if h.cell_shared is not None:
+            qs = _lin(xl, h.cell_shared).swapaxes(1, 2)  # (B, d_k, N)
+            scores, sink = k @ qs, h.k_sink @ qs  # (B, H, N)
+        else:
+            qs = _lin(xl, h.W_Q).reshape(b, xl.shape[1], n_heads, -1)
+            scores = self.ops.einsum("bnhd,bhd->bhn", qs, k)
+            sink = self.ops.einsum("bnhd,hd->bhn", qs, h.k_sink)
+        att = self.ops.cast(scores > sink, xl)
+        values = (xc @ h.W_VO).reshape(b, n_heads, -1)  # (B, H, D_cell)
+        return att.swapaxes(1, 2) @ values
+
+    def _activation(self, kind: int, z):
+        if kind == ID:
+            return z
+        if kind == STEP_GE:
+            return self.ops.cast(z >= 0, z)
+        if kind == STEP_GT:
+            return self.ops.cast(z > 0, z)
+        if kind == SATURATE:
+            return z.clip(-self.big, self.big)
+        return self.ops.cast(~self.ops.isfinite(z), z)
+
+    def _mlp(self, m: StackedMLP, x):
+        """``W_2 act(W_1 x + b_1)`` of the concatenated non-bank blocks."""
+        xi = _lin(x, m.P_in) if m.P_in is not None else x
+        pre = _lin(xi, m.W_1) + m.b_1
+        pre_b = _lin(xi, m.W_1b) + m.b_1b if m.n_linear < pre.shape[-1] else None
+        parts = []
+        for op, act, lo, hi in m.groups:
+            z = pre[..., lo:hi]
+            if op == MUL:
+                z = z * pre_b[..., lo - m.n_linear : hi - m.n_linear]
+            elif op == DIV:
+                z = z / pre_b[..., lo - m.n_linear : hi - m.n_linear]
+            parts.append(self._activation(act, z))
+        h = self.ops.cat(parts) if len(parts) > 1 else parts[0]
+        return _lin(h, m.W_2) if m.P_out is None else _lin(_lin(h, m.W_2), m.P_out)
+
+    def _banks(self, m: StackedBanks, x):
+        """``G`` step banks side by side: ``x P_in`` per bank, steps, ``W_2`` per bank
+        (as ``G`` matmuls over every token of ``x``)."""
+        lead = tuple(x.shape[:-1])
+        g, n_in, _ = m.W_1.shape
+        xi = _lin(x, m.P_in).reshape(-1, g, n_in).swapaxes(0, 1)  # (G, tokens, n_in)
+        pre = xi @ m.W_1 + m.b_1  # (G, tokens, H)
+        h = self.ops.cast((pre > 0) | ((pre == 0) & m.ge), pre)  # step_ge or step_gt
+        y = (h @ m.W_2).swapaxes(0, 1).reshape(*lead, -1)  # (..., G n_out)
+        return _lin(y, m.P_out)
+
+    def _mlp_sum(self, mlps: list, x):
+        """The sum of a side's MLP outputs (the concatenated blocks, then each bank group)."""
+        total = None
+        for m in mlps:
+            y = self._mlp(m, x) if isinstance(m, StackedMLP) else self._banks(m, x)
+            total = y if total is None else total + y
+        return total
+
+
+def _lin(x, w):
+    """``x @ w`` for ``x`` of any rank as one 2-d matmul over the rows of ``x`` (numpy
+    would otherwise run one small matmul per leading index)."""
+    if x.ndim == 2:
+        return x @ w
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+
+
+def _convert(layer: StackedLayer, t) -> StackedLayer:
+    """``layer`` with every array converted by ``t`` (a bank's ``ge`` flags as booleans)."""
+
+    def conv(obj):
+        if obj is None:
+            return None
+        values = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if isinstance(v, np.ndarray):
+                v = t(v, is_bool=f.name == "ge")
+            values[f.name] = v
+        return dataclasses.replace(obj, **values)
+
+    mlps = {side: [conv(m) for m in ms] for side, ms in layer.mlps.items()}
+    return StackedLayer(layer.name, conv(layer.reads), conv(layer.writes), mlps)
