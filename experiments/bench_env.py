@@ -90,6 +90,33 @@ def measure(env_id: str, n: int, acts: list[np.ndarray], args, kw) -> tuple[dict
     return sync, vec
 
 
+def bench_rows(
+    task: str,
+    envs: list[int],
+    *,
+    steps: int = 24,
+    warmup: int = 12,
+    repeats: int = 3,
+    backend: str = "transformer",
+    examples: int = 8,
+) -> list[dict]:
+    """For each number of environments, the sync row and the vector row (with its ratio to
+    sync and the breakdown of its step time): what ``main`` prints, for other scripts
+    (``experiments/throughput.py``)."""
+    env_id = f"AlgInd/{task}-v0"
+    kw = {"n_examples": examples, "backend": backend}
+    mask = gym.make(env_id, **kw).unwrapped.action_masks()
+    valid = np.flatnonzero(mask)  # HALT (last) included
+    opts = argparse.Namespace(repeats=repeats, warmup=warmup)
+    rows = []
+    for n in envs:
+        rng = np.random.default_rng(n)
+        acts = [rng.choice(valid, size=n) for _ in range(warmup + steps)]
+        sync, vec = measure(env_id, n, acts, opts, kw)
+        rows += [sync, vec]
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", default="DotProduct")
@@ -102,15 +129,15 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     env_id = f"AlgInd/{args.task}-v0"
-    kw = {"n_examples": args.examples, "backend": args.backend}
-    mask = gym.make(env_id, **kw).unwrapped.action_masks()
-    valid = np.flatnonzero(mask)  # HALT (last) included
-    rows = []
-    for n in (int(x) for x in args.envs.split(",")):
-        rng = np.random.default_rng(n)
-        acts = [rng.choice(valid, size=n) for _ in range(args.warmup + args.steps)]
-        sync, vec = measure(env_id, n, acts, args, kw)
-        rows += [sync, vec]
+    rows = bench_rows(
+        args.task,
+        [int(x) for x in args.envs.split(",")],
+        steps=args.steps,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        backend=args.backend,
+        examples=args.examples,
+    )
     if args.json:
         print(json.dumps(rows))
         return

@@ -56,32 +56,32 @@ def cpu_table(rows: list[dict]) -> str:
 
 def env_table(rows: list[dict]) -> str:
     out = [
-        "| kind | backend | envs | env steps/s | instructions/s | vector / sync |",
+        "| envs | mode | backend | env steps/s | vector / sync | CPU call share of the step |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        speedup = f"{r['speedup_vs_sync']:.1f}x" if "speedup_vs_sync" in r else ""
+        vector = r["mode"] != "sync"
+        speedup = f"{r['speedup_vs_sync']:.1f}x" if vector else ""
+        share = f"{100 * r['breakdown']['cpu']:.0f}%" if vector else ""
         out.append(
-            f"| {r['kind']} | {r['backend']} | {r['envs']} | {r['env_steps_per_s']:,.1f} | "
-            f"{r['instructions_per_s']:,.0f} | {speedup} |"
+            f"| {r['envs']} | {'vector' if vector else 'sync'} | {r['backend']} | "
+            f"{r['env_steps_per_s']:,.0f} | {speedup} | {share} |"
         )
     return "\n".join(out) + "\n"
 
 
 def env_rows(task: str, envs: list[int], steps: int, examples: int) -> list[dict]:
-    """The rows ``experiments/bench_env.py`` prints, from its own functions."""
+    """The rows ``experiments/bench_env.py`` prints, from its own function: one environment
+    on the reference and torch backends (6 timed steps, one round: they are slow), then the
+    sync and vector envs at each size on the default backend."""
     be = _bench_env_module()
-    env_id = f"AlgInd/{task}-v0"
-    kw = {"n_examples": examples}
-    rows = [
-        be.bench_single(env_id, steps, backend=b, **kw)
-        for b in ("reference", "transformer-torch", "transformer")
-    ]
-    for n in envs:
-        sync = be.bench_vector(env_id, "sync", n, steps, backend="transformer", **kw)
-        vec = be.bench_vector(env_id, "vector_entry_point", n, steps, backend="transformer", **kw)
-        vec["speedup_vs_sync"] = vec["env_steps_per_s"] / sync["env_steps_per_s"]
-        rows += [sync, vec]
+    rows = []
+    for backend in ("reference", "transformer-torch"):  # slow backends: one short round
+        short = {"steps": 6, "warmup": 2, "repeats": 1}
+        for r in be.bench_rows(task, [1], backend=backend, examples=examples, **short):
+            rows.append({**r, "backend": backend})
+    for r in be.bench_rows(task, envs, steps=steps, backend="transformer", examples=examples):
+        rows.append({**r, "backend": "transformer"})
     return rows
 
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--batches", default="1,64,1024")
     p.add_argument("--envs", default="1,16,256")
     p.add_argument("--task", default="DotProduct")
-    p.add_argument("--steps", type=int, default=6, help="env steps per measurement")
+    p.add_argument("--steps", type=int, default=24, help="timed env steps per measurement")
     p.add_argument("--examples", type=int, default=8)
     p.add_argument("--out", type=Path, default=HERE / "results" / "throughput.md")
     args = p.parse_args(argv)
@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> Path:
         cpu_table(cpu),
         "## Environments\n",
         f"`AlgInd/{args.task}-v0`, K={args.examples} examples per environment, uniformly "
-        f"random valid actions, {args.steps - 1} timed steps (`experiments/bench_env.py`).\n",
+        f"random valid actions (HALT included, so episodes end and autoreset), {args.steps} "
+        "timed steps after 12 untimed ones, best of 3 alternating rounds "
+        "(`experiments/bench_env.py`); the reference and torch backends: 6 timed steps "
+        "after 2, one round.\n",
         env_table(env),
     ]
     atomic_write_text(args.out, "\n".join(md))
