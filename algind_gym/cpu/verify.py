@@ -37,6 +37,15 @@ def _bits(cells: np.ndarray) -> np.ndarray:
     return cells.view(np.int32 if cells.dtype == np.float32 else np.int64)
 
 
+def _opcodes_fetched(cells: np.ndarray, running: np.ndarray, n: int) -> np.ndarray:
+    """How many of the ``running`` machines fetch each valid opcode at their PC now."""
+    pc = cells[:, 0]
+    fetch = running & (pc >= 0) & (pc <= n - 4) & (np.floor(pc) == pc)
+    ops = cells[fetch, pc[fetch].astype(np.int64)]
+    ops = ops[(np.floor(ops) == ops) & (ops >= 0) & (ops <= MAX_OPCODE)].astype(np.int64)
+    return np.bincount(ops, minlength=MAX_OPCODE + 1)
+
+
 def verify_cpu(
     programs: int = 2048,
     steps: int = 256,
@@ -93,11 +102,7 @@ def verify_cpu(
     while active.any():
         running = active & (ref.cells[:, 4] == 0) & (ref.cells[:, 5] == 0)
         checked += int(running.sum())
-        pc = ref.cells[:, 0]
-        fetch = running & (pc >= 0) & (pc <= n - 4) & (np.floor(pc) == pc)
-        ops = ref.cells[fetch, pc[fetch].astype(np.int64)]
-        ops = ops[(np.floor(ops) == ops) & (ops >= 0) & (ops <= MAX_OPCODE)].astype(np.int64)
-        opcode_counts += np.bincount(ops, minlength=MAX_OPCODE + 1)
+        opcode_counts += _opcodes_fetched(ref.cells, running, n)
         interpreter.step(ref)
         for name, engine in engines.items():
             state = copies[name]
@@ -195,11 +200,7 @@ def _lockstep(ref, engines, steps, per_backend, examples, opcode_counts) -> tupl
             running = running[running]
         checked += int(running.sum())
         length[rows] += 1
-        pc = ref.cells[:, 0]
-        fetch = running & (pc >= 0) & (pc <= n - 4) & (np.floor(pc) == pc)
-        ops = ref.cells[fetch, pc[fetch].astype(np.int64)]
-        ops = ops[(np.floor(ops) == ops) & (ops >= 0) & (ops <= MAX_OPCODE)].astype(np.int64)
-        opcode_counts += np.bincount(ops, minlength=MAX_OPCODE + 1)
+        opcode_counts += _opcodes_fetched(ref.cells, running, n)
         interpreter.step(ref)
         for name, engine in engines.items():
             state = copies[name]
