@@ -11,6 +11,26 @@ it. ``run`` converts numpy to torch once (on CPU ``torch.from_numpy`` shares the
 there is no copy at all), loops the forward pass, and copies back once. Its driver
 semantics are those of :func:`algind_gym.machine.interpreter.run`: stop when no machine is
 running, and give ``BUDGET_EXHAUSTED`` to machines still running after ``max_steps``.
+
+Write ranges
+------------
+``run(state, max_steps, written=w)`` also reports, per machine, which cells the run may have
+changed, so that a caller that restores machines (the vector env's autoreset) can rewrite
+only those. ``w`` is a ``(B, 2)`` int64 array of ``[lo, hi]`` cell indices, made by
+:func:`empty_write_ranges` (``lo > hi``: nothing written); ``run`` widens each row in place
+to cover every cell written by that machine's *memory write head* during the call, so the
+ranges accumulate over calls until the caller resets them. Not included: the six
+protected registers PC, SP, FP, HALT, FAULT, ICOUNT (every instruction writes them, and
+``run`` may set FAULT to ``BUDGET_EXHAUSTED``); MODE is included when an instruction
+writes it and not when an instruction without a memory write rewrites its own value. So
+after the call, every cell of a machine outside ``[lo, hi]`` and outside those six
+registers holds what it held before. The numba kernel (``"transformer"`` on CPU) reports
+exact ranges; backends that do not track writes (``"reference"``, ``"transformer-torch"``,
+``"transformer-dense"``, a kernel that falls back to the torch ops) widen every row to the
+whole row ``[0, n_cells - 1]``, a conservative answer that is always correct. For any
+backend object, :func:`run_recording_writes` passes ``written`` where the backend's ``run``
+accepts it (:data:`RECORDS_WRITES` names those) and otherwise runs plainly and widens every
+row to the whole row (the v2 backends, user objects).
 """
 
 from __future__ import annotations
@@ -21,7 +41,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from algind_gym.cpu.model import TransformerCPU
+from algind_gym.cpu.model import TransformerCPU, check_write_ranges, widen_to_whole_rows
 from algind_gym.machine import interpreter
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import Layout
@@ -40,6 +60,22 @@ _CHECK_EVERY = 16
 Extra steps on a batch where nothing runs are no-ops, so results do not depend on it."""
 
 
+def empty_write_ranges(batch: int) -> np.ndarray:
+    """``(batch, 2)`` int64 write ranges that record nothing yet: ``[2**63 - 1, -1]`` per row
+    (``lo > hi``; see "Write ranges" in the module docs).
+
+    Example:
+        >>> empty_write_ranges(2).tolist()
+        [[9223372036854775807, -1], [9223372036854775807, -1]]
+    """
+    if batch < 0:
+        raise ValueError(f"batch must be >= 0, got {batch}")
+    out = np.empty((batch, 2), dtype=np.int64)
+    out[:, 0] = np.iinfo(np.int64).max
+    out[:, 1] = -1
+    return out
+
+
 class Backend(Protocol):
     """What every backend offers."""
 
@@ -54,14 +90,24 @@ class ReferenceBackend:
     """The numpy reference interpreter behind the backend interface."""
 
     name = "reference"
+    records_writes = True  # run accepts ``written`` (and answers with whole rows)
 
     def step(self, state: MachineState) -> MachineState:
         """Execute one instruction on every running machine (in place)."""
         return interpreter.step(state)
 
-    def run(self, state: MachineState, max_steps: int = 10_000) -> MachineState:
-        """Run until all machines stop or ``max_steps`` (in place)."""
-        return interpreter.run(state, max_steps)
+    def run(
+        self, state: MachineState, max_steps: int = 10_000, written: np.ndarray | None = None
+    ) -> MachineState:
+        """Run until all machines stop or ``max_steps`` (in place). ``written``: write
+        ranges (module docs); the interpreter does not track them, so every row becomes
+        the whole row."""
+        if written is not None:
+            check_write_ranges(written, state.batch)
+        interpreter.run(state, max_steps)
+        if written is not None:
+            widen_to_whole_rows(written, state.layout.n_cells)
+        return state
 
 
 @dataclass
@@ -76,6 +122,7 @@ class TransformerBackend:
     device: str | torch.device = "cpu"
     kernel: str = "auto"
     _models: dict = field(default_factory=dict, repr=False)
+    records_writes = True  # run accepts ``written`` (see the module docs)
 
     @property
     def name(self) -> str:
@@ -109,17 +156,27 @@ class TransformerBackend:
         self._back(state, cells)
         return state
 
-    def run(self, state: MachineState, max_steps: int = 10_000) -> MachineState:
-        """Run until all machines stop or ``max_steps`` (in place); see the module docs."""
+    def run(
+        self, state: MachineState, max_steps: int = 10_000, written: np.ndarray | None = None
+    ) -> MachineState:
+        """Run until all machines stop or ``max_steps`` (in place); see the module docs.
+
+        ``written``: optional ``(B, 2)`` int64 write ranges, widened in place ("Write
+        ranges" in the module docs): exact on the numba kernel, whole rows otherwise.
+        """
         if max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+        if written is not None:
+            check_write_ranges(written, state.batch)
         cpu = self.model(state.layout, state.dtype)
         cells = self._to_torch(state)
         with torch.inference_mode():
             done = 0
             if cpu.uses_numba(cells):  # every machine's loop in one call
-                cpu.run(cells, max_steps)
+                cpu.run(cells, max_steps, written)
                 done = max_steps
+            elif written is not None:
+                widen_to_whole_rows(written, state.layout.n_cells)
             while done < max_steps and bool(_running(cells).any()):
                 for _ in range(min(_CHECK_EVERY, max_steps - done)):
                     cells = cpu(cells, inplace=True)
@@ -128,6 +185,20 @@ class TransformerBackend:
             cells[:, _FAULT] = torch.where(still, float(Fault.BUDGET_EXHAUSTED), cells[:, _FAULT])
         self._back(state, cells)
         return state
+
+
+def run_recording_writes(
+    backend, state: MachineState, max_steps: int, written: np.ndarray
+) -> MachineState:
+    """``backend.run(state, max_steps)`` that also widens the write ranges ``written`` (module
+    docs): through ``run``'s ``written`` argument where the backend has one
+    (``records_writes``), else by widening every row to the whole row after a plain run."""
+    if getattr(backend, "records_writes", False):
+        return backend.run(state, max_steps, written=written)
+    check_write_ranges(written, state.batch)
+    out = backend.run(state, max_steps)
+    widen_to_whole_rows(written, state.layout.n_cells)
+    return out
 
 
 def _running(cells: torch.Tensor) -> torch.Tensor:

@@ -472,12 +472,14 @@ class TransformerCPU(nn.Module):
             return False
         return _kernel.AVAILABLE
 
-    def _numba_run(self, cells: Tensor, n_steps: int) -> None:
-        """``n_steps`` forward passes per machine on the compiled loop, in place."""
+    def _numba_run(self, cells: Tensor, n_steps: int, written: np.ndarray | None = None) -> None:
+        """``n_steps`` forward passes per machine on the compiled loop, in place; widens
+        ``written`` (see :meth:`run`) when given."""
         if self._numba_args is None:  # the tables never change: built on first use
             self._numba_args = self._kernel_tables()
+        rec = _NO_RANGES if written is None else written
         with torch.no_grad():
-            err = _kernel.fused_run(cells.detach().numpy(), int(n_steps), *self._numba_args)
+            err = _kernel.fused_run(cells.detach().numpy(), int(n_steps), *self._numba_args, rec)
         if err:  # pragma: no cover - would be a compiler bug, never a program's fault
             raise RuntimeError(f"fused kernel error {err}: a write outside the state")
 
@@ -511,23 +513,35 @@ class TransformerCPU(nn.Module):
             int(self._mode_address),
         )
 
-    def run(self, cells: Tensor, n_steps: int) -> Tensor:
+    def run(self, cells: Tensor, n_steps: int, written: np.ndarray | None = None) -> Tensor:
         """``n_steps`` forward passes on ``cells`` in place (no autograd); returns ``cells``.
 
         Equal to calling ``self(cells, inplace=True)`` ``n_steps`` times. On the numba
         kernel each machine's loop runs in one call and stops once the machine is frozen.
+
+        Args:
+            cells: ``(B, N)`` contiguous machines, modified in place.
+            n_steps: forward passes per machine.
+            written: optional ``(B, 2)`` int64 write ranges, widened in place (the contract
+                of :meth:`TransformerBackend.run <algind_gym.cpu.backend.TransformerBackend.run>`):
+                on the numba kernel, by exactly the cells this call's memory write head
+                wrote; on the torch ops, which do not record them, to the whole row.
         """
         if n_steps < 0:
             raise ValueError(f"n_steps must be >= 0, got {n_steps}")
         self._check_cells(cells)
         if not cells.is_contiguous():
             raise ValueError("run works in place and needs contiguous cells")
+        if written is not None:
+            check_write_ranges(written, cells.shape[0])
         with torch.no_grad():
             if self.uses_numba(cells):
-                self._numba_run(cells, n_steps)
+                self._numba_run(cells, n_steps, written)
                 return cells
             for _ in range(n_steps):
                 cells = self(cells, inplace=True)
+        if written is not None:
+            widen_to_whole_rows(written, self.n_cells)
         return cells
 
     def _faults(
@@ -580,6 +594,37 @@ class TransformerCPU(nn.Module):
         )
         rank = (conds.view(torch.uint8) * ranks).amax(0)
         return self._fault_by_rank.index_select(0, rank.to(torch.int32))
+
+
+_NO_RANGES = np.zeros((0, 2), dtype=np.int64)
+"""What the kernel gets when no write ranges are asked for (it records nothing)."""
+
+
+def check_write_ranges(written: np.ndarray, batch: int) -> None:
+    """Clear error unless ``written`` is a writable ``(batch, 2)`` C-contiguous int64 array."""
+    ok = (
+        isinstance(written, np.ndarray)
+        and written.dtype == np.int64
+        and written.shape == (batch, 2)
+        and written.flags.c_contiguous
+        and written.flags.writeable
+    )
+    if not ok:
+        got = (
+            f"{written.dtype} array of shape {written.shape}"
+            if isinstance(written, np.ndarray)
+            else type(written).__name__
+        )
+        raise ValueError(
+            f"written must be a writable C-contiguous int64 array of shape ({batch}, 2), "
+            f"got {got}; make one with algind_gym.cpu.backend.empty_write_ranges({batch})"
+        )
+
+
+def widen_to_whole_rows(written: np.ndarray, n_cells: int) -> None:
+    """The conservative answer: every row's range becomes (at least) ``[0, n_cells - 1]``."""
+    written[:, 0] = 0
+    written[:, 1] = n_cells - 1
 
 
 class _BatchIndex(NamedTuple):
