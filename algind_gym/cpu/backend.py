@@ -16,21 +16,26 @@ Write ranges
 ------------
 ``run(state, max_steps, written=w)`` also reports, per machine, which cells the run may have
 changed, so that a caller that restores machines (the vector env's autoreset) can rewrite
-only those. ``w`` is a ``(B, 2)`` int64 array of ``[lo, hi]`` cell indices, made by
-:func:`empty_write_ranges` (``lo > hi``: nothing written); ``run`` widens each row in place
-to cover every cell written by that machine's *memory write head* during the call, so the
-ranges accumulate over calls until the caller resets them. Not included: the six
-protected registers PC, SP, FP, HALT, FAULT, ICOUNT (every instruction writes them, and
-``run`` may set FAULT to ``BUDGET_EXHAUSTED``); MODE is included when an instruction
-writes it and not when an instruction without a memory write rewrites its own value. So
-after the call, every cell of a machine outside ``[lo, hi]`` and outside those six
-registers holds what it held before. The numba kernel (``"transformer"`` on CPU) reports
-exact ranges; backends that do not track writes (``"reference"``, ``"transformer-torch"``,
-``"transformer-dense"``, a kernel that falls back to the torch ops) widen every row to the
-whole row ``[0, n_cells - 1]``, a conservative answer that is always correct. For any
-backend object, :func:`run_recording_writes` passes ``written`` where the backend's ``run``
-accepts it (:data:`RECORDS_WRITES` names those) and otherwise runs plainly and widens every
-row to the whole row (the v2 backends, user objects).
+only those. ``w`` is a ``(B, 4)`` int64 array made by :func:`empty_write_ranges`: two
+``[lo, hi]`` ranges of cell indices per machine (``lo > hi``: nothing written), columns 0-1
+for cells below the memory block (general registers, stack, pointer table) and columns 2-3
+for the memory block and above (data, outputs, scratch; skill slots), split at
+:func:`~algind_gym.cpu.model.write_split`. Two ranges, because programs write both the
+stack (calls, frames) and the data far above it, and one range would span everything
+between. ``run`` widens each range in place to cover every cell written by that
+machine's *memory write head* during the call, so the ranges accumulate over calls until
+the caller resets them. Not included: the six protected registers PC, SP, FP, HALT,
+FAULT, ICOUNT (every instruction writes them, and ``run`` may set FAULT to
+``BUDGET_EXHAUSTED``); MODE is included when an instruction writes it and not when an
+instruction without a memory write rewrites its own value. So after the call, every cell
+of a machine outside its two ranges and outside those six registers holds what it held
+before. The numba kernel (``"transformer"`` on CPU) reports exact ranges; backends that do
+not track writes (``"reference"``, ``"transformer-torch"``, ``"transformer-dense"``, a
+kernel that falls back to the torch ops) widen both ranges to the whole row, a
+conservative answer that is always correct. For any backend object,
+:func:`run_recording_writes` passes ``written`` where the backend's ``run`` accepts it
+(its ``records_writes`` attribute is true) and otherwise runs plainly and widens every row
+to the whole row (the v2 backends, user objects).
 """
 
 from __future__ import annotations
@@ -61,18 +66,17 @@ Extra steps on a batch where nothing runs are no-ops, so results do not depend o
 
 
 def empty_write_ranges(batch: int) -> np.ndarray:
-    """``(batch, 2)`` int64 write ranges that record nothing yet: ``[2**63 - 1, -1]`` per row
-    (``lo > hi``; see "Write ranges" in the module docs).
+    """``(batch, 4)`` int64 write ranges that record nothing yet: ``[2**63 - 1, -1]`` twice
+    per row (``lo > hi``; see "Write ranges" in the module docs).
 
     Example:
-        >>> empty_write_ranges(2).tolist()
-        [[9223372036854775807, -1], [9223372036854775807, -1]]
+        >>> empty_write_ranges(1).tolist()
+        [[9223372036854775807, -1, 9223372036854775807, -1]]
     """
     if batch < 0:
         raise ValueError(f"batch must be >= 0, got {batch}")
-    out = np.empty((batch, 2), dtype=np.int64)
-    out[:, 0] = np.iinfo(np.int64).max
-    out[:, 1] = -1
+    out = np.empty((batch, 4), dtype=np.int64)
+    out[:] = (np.iinfo(np.int64).max, -1, np.iinfo(np.int64).max, -1)
     return out
 
 
@@ -106,7 +110,7 @@ class ReferenceBackend:
             check_write_ranges(written, state.batch)
         interpreter.run(state, max_steps)
         if written is not None:
-            widen_to_whole_rows(written, state.layout.n_cells)
+            widen_to_whole_rows(written, state.layout)
         return state
 
 
@@ -161,7 +165,7 @@ class TransformerBackend:
     ) -> MachineState:
         """Run until all machines stop or ``max_steps`` (in place); see the module docs.
 
-        ``written``: optional ``(B, 2)`` int64 write ranges, widened in place ("Write
+        ``written``: optional ``(B, 4)`` int64 write ranges, widened in place ("Write
         ranges" in the module docs): exact on the numba kernel, whole rows otherwise.
         """
         if max_steps < 0:
@@ -176,7 +180,7 @@ class TransformerBackend:
                 cpu.run(cells, max_steps, written)
                 done = max_steps
             elif written is not None:
-                widen_to_whole_rows(written, state.layout.n_cells)
+                widen_to_whole_rows(written, state.layout)
             while done < max_steps and bool(_running(cells).any()):
                 for _ in range(min(_CHECK_EVERY, max_steps - done)):
                     cells = cpu(cells, inplace=True)
@@ -197,7 +201,7 @@ def run_recording_writes(
         return backend.run(state, max_steps, written=written)
     check_write_ranges(written, state.batch)
     out = backend.run(state, max_steps)
-    widen_to_whole_rows(written, state.layout.n_cells)
+    widen_to_whole_rows(written, state.layout)
     return out
 
 

@@ -24,12 +24,13 @@ extra passes would be no-ops). The tests and ``algind-gym verify-cpu`` check thi
 against the eager fused path, the dense path and the reference interpreter, bit for bit,
 in float32 and float64.
 
-Write ranges: given a ``(B, 2)`` int64 array, :func:`fused_run` widens row ``i`` in place
-to ``[min(lo, w), max(hi, w)]`` over every cell ``w`` that machine ``i``'s memory write
-head writes (two comparisons on local integers per write, stored once per machine); the
-six protected-register heads and the MODE rewrite of an instruction that writes nothing
-are not recorded (the contract is in :mod:`algind_gym.cpu.backend`, "Write ranges"). A
-``(0, 2)`` array records nothing.
+Write ranges: given a ``(B, 4)`` int64 array, :func:`fused_run` widens row ``i`` in place:
+``[lo, hi]`` in columns 0-1 to cover every cell ``w < split`` that machine ``i``'s memory
+write head writes (general registers, stack, pointer table), columns 2-3 every cell
+``w >= split`` (the memory block and above). That is three comparisons on local integers
+per write, stored once per machine; the six protected-register heads and the MODE rewrite
+of an instruction that writes nothing are not recorded (the contract is in
+:mod:`algind_gym.cpu.backend`, "Write ranges"). A ``(0, 4)`` array records nothing.
 
 Exactness notes: every arithmetic operation is on two values of the state's dtype
 (constants are passed in an array of that dtype, never as Python literals, which numba
@@ -105,15 +106,16 @@ def fused_run(
     check_hi,
     mode_address,
     written,
+    split,
 ):
     """``n_steps`` forward passes on every machine of ``cells`` ``(B, N)``, in place.
 
     A machine's loop stops once it is halted or faulted (frozen: further passes are
     no-ops). Returns an error code (0 = fine).
 
-    ``written`` is ``(B, 2)`` int64 or ``(0, 2)`` (not recorded): row ``i`` is widened in
-    place to ``[min(lo, w), max(hi, w)]`` over every cell ``w`` the memory write head of
-    machine ``i`` writes in this call (see the module docs).
+    ``written`` is ``(B, 4)`` int64 or ``(0, 4)`` (not recorded): row ``i``'s ``[lo, hi]``
+    pairs are widened in place over every cell ``w`` the memory write head of machine ``i``
+    writes in this call, columns 0-1 for ``w < split``, 2-3 for the others (module docs).
     """
     n = cells.shape[1]
     record = written.shape[0] > 0
@@ -127,9 +129,9 @@ def fused_run(
     last, last_op, n_f = k[C_LAST], k[C_LAST_OP], k[C_N]
     halt_col, write_col = control.shape[1] - 2, control.shape[1] - 1
     for i in range(cells.shape[0]):
-        lo, hi = n, -1
+        lo, hi, lo_m, hi_m = n, -1, n, -1
         if record:
-            lo, hi = written[i, 0], written[i, 1]
+            lo, hi, lo_m, hi_m = written[i, 0], written[i, 1], written[i, 2], written[i, 3]
         for _ in range(n_steps):
             if cells[i, reg_read[4]] != zero or cells[i, reg_read[5]] != zero:
                 break  # frozen: every further pass is a no-op
@@ -284,13 +286,18 @@ def fused_run(
                 if w >= n:
                     return ERR_WRITE_OUT_OF_RANGE
                 cells[i, w] = value
-                if w < lo:
-                    lo = w
-                if w > hi:
-                    hi = w
+                if w < split:
+                    if w < lo:
+                        lo = w
+                    if w > hi:
+                        hi = w
+                else:
+                    if w < lo_m:
+                        lo_m = w
+                    if w > hi_m:
+                        hi_m = w
             else:
                 cells[i, mode_address] = mode
         if record:
-            written[i, 0] = lo
-            written[i, 1] = hi
+            written[i, 0], written[i, 1], written[i, 2], written[i, 3] = lo, hi, lo_m, hi_m
     return 0

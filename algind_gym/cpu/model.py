@@ -198,6 +198,7 @@ class TransformerCPU(nn.Module):
         buf("_mode_address", np.asarray(layout.register("mode")), torch.int64)
         self._batch_cache: dict[int, _BatchIndex] = {}
         self.kernel: Kernel = kernel
+        self._split = write_split(layout)  # where the two write ranges meet (see ``run``)
         self._numba_args: tuple | None = None  # numpy views of the tables (built lazily)
         # Heads with constant queries (register reads and writes) attend the same way for
         # every input: their attention is computed once from the compiled weights.
@@ -479,7 +480,8 @@ class TransformerCPU(nn.Module):
             self._numba_args = self._kernel_tables()
         rec = _NO_RANGES if written is None else written
         with torch.no_grad():
-            err = _kernel.fused_run(cells.detach().numpy(), int(n_steps), *self._numba_args, rec)
+            c = cells.detach().numpy()
+            err = _kernel.fused_run(c, int(n_steps), *self._numba_args, rec, self._split)
         if err:  # pragma: no cover - would be a compiler bug, never a program's fault
             raise RuntimeError(f"fused kernel error {err}: a write outside the state")
 
@@ -522,10 +524,10 @@ class TransformerCPU(nn.Module):
         Args:
             cells: ``(B, N)`` contiguous machines, modified in place.
             n_steps: forward passes per machine.
-            written: optional ``(B, 2)`` int64 write ranges, widened in place (the contract
-                of :meth:`TransformerBackend.run <algind_gym.cpu.backend.TransformerBackend.run>`):
-                on the numba kernel, by exactly the cells this call's memory write head
-                wrote; on the torch ops, which do not record them, to the whole row.
+            written: optional ``(B, 4)`` int64 write ranges, widened in place (the contract
+                is in :mod:`algind_gym.cpu.backend`, "Write ranges"): on the numba kernel,
+                by exactly the cells this call's memory write head wrote; on the torch ops,
+                which do not record them, to the whole row.
         """
         if n_steps < 0:
             raise ValueError(f"n_steps must be >= 0, got {n_steps}")
@@ -541,7 +543,7 @@ class TransformerCPU(nn.Module):
             for _ in range(n_steps):
                 cells = self(cells, inplace=True)
         if written is not None:
-            widen_to_whole_rows(written, self.n_cells)
+            widen_to_whole_rows(written, self.layout)
         return cells
 
     def _faults(
@@ -596,16 +598,22 @@ class TransformerCPU(nn.Module):
         return self._fault_by_rank.index_select(0, rank.to(torch.int32))
 
 
-_NO_RANGES = np.zeros((0, 2), dtype=np.int64)
+_NO_RANGES = np.zeros((0, 4), dtype=np.int64)
 """What the kernel gets when no write ranges are asked for (it records nothing)."""
 
 
+def write_split(layout: Layout) -> int:
+    """The first cell of the second write range: the start of the memory block (the first
+    range covers registers, stack and pointer table; see :mod:`algind_gym.cpu.backend`)."""
+    return layout.block("memory").start
+
+
 def check_write_ranges(written: np.ndarray, batch: int) -> None:
-    """Clear error unless ``written`` is a writable ``(batch, 2)`` C-contiguous int64 array."""
+    """Clear error unless ``written`` is a writable ``(batch, 4)`` C-contiguous int64 array."""
     ok = (
         isinstance(written, np.ndarray)
         and written.dtype == np.int64
-        and written.shape == (batch, 2)
+        and written.shape == (batch, 4)
         and written.flags.c_contiguous
         and written.flags.writeable
     )
@@ -616,15 +624,16 @@ def check_write_ranges(written: np.ndarray, batch: int) -> None:
             else type(written).__name__
         )
         raise ValueError(
-            f"written must be a writable C-contiguous int64 array of shape ({batch}, 2), "
+            f"written must be a writable C-contiguous int64 array of shape ({batch}, 4), "
             f"got {got}; make one with algind_gym.cpu.backend.empty_write_ranges({batch})"
         )
 
 
-def widen_to_whole_rows(written: np.ndarray, n_cells: int) -> None:
-    """The conservative answer: every row's range becomes (at least) ``[0, n_cells - 1]``."""
-    written[:, 0] = 0
-    written[:, 1] = n_cells - 1
+def widen_to_whole_rows(written: np.ndarray, layout: Layout) -> None:
+    """The conservative answer: every row's ranges become the whole row, ``[0, split - 1]``
+    and ``[split, n_cells - 1]`` (:func:`write_split`)."""
+    split = write_split(layout)
+    written[:] = (0, split - 1, split, layout.n_cells - 1)
 
 
 class _BatchIndex(NamedTuple):
