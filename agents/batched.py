@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.api import SolveContext
+from algind_gym.cpu.backend import empty_write_ranges, run_recording_writes
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
 from algind_gym.machine.state import MachineState
@@ -99,10 +100,16 @@ class TimedBackend:
         self.seconds = 0.0
         self.calls = 0
 
-    def run(self, state: MachineState, max_steps: int = 10_000) -> MachineState:
+    def run(
+        self, state: MachineState, max_steps: int = 10_000, written: np.ndarray | None = None
+    ) -> MachineState:
+        """The inner backend's ``run``; ``written``: write ranges to widen
+        (:func:`~algind_gym.cpu.backend.run_recording_writes`)."""
         start = time.perf_counter()
         try:
-            return self.inner.run(state, max_steps)
+            if written is None:
+                return self.inner.run(state, max_steps)
+            return run_recording_writes(self.inner, state, max_steps, written)
         finally:
             self.seconds += time.perf_counter() - start
             self.calls += 1
@@ -239,7 +246,7 @@ class ActionEvaluator:
             if not len(actions):
                 return []
             if self.batched:
-                return self._evaluate_batched(memory, list(actions))
+                return self._evaluate_batched(memory, np.asarray(actions, dtype=np.int64))
             return [self._evaluate_one(memory, int(a)) for a in actions]
         finally:
             self.wall_seconds += time.perf_counter() - start
@@ -278,11 +285,11 @@ class ActionEvaluator:
             oks.append(s.success)
         return np.concatenate(fracs), np.concatenate(oks)
 
-    def _evaluate_batched(self, memory: np.ndarray, actions: list[int]) -> list[Outcome]:
+    def _evaluate_batched(self, memory: np.ndarray, actions: np.ndarray) -> list[Outcome]:
         n, r = len(actions), self.rows
         if self._batch is None or self._batch.capacity < n:
             self._batch = _BatchBuffer(self, max(n, self.chunk_hint))
-        after, faults, steps = self._batch.run(memory, np.asarray(actions, dtype=np.int64))
+        after, faults, steps = self._batch.run(memory, actions)
         # every per-child number as one array operation over the children, on their
         # memories only: a (children, rows, memory) copy; a child's memory is a view of it
         # and its state key the bytes of that view
@@ -303,17 +310,18 @@ class ActionEvaluator:
         instructions = steps.reshape(n, r).sum(axis=1).tolist()
         values = self._value(after, potential, faults).tolist()
         potential = potential.tolist()
+        # state keys: slices of the bytes of all the children's memories (one copy)
+        data, size = after.tobytes(), after[0].nbytes
         out = []
-        for c, a in enumerate(actions):
+        for c, a in enumerate(actions.tolist()):
             if faulted[c]:
                 out.append(Outcome(a, None, None, 0.0, False, True, instructions[c]))
                 continue
-            mem = after[c]
             out.append(
                 Outcome(
                     a,
-                    mem,
-                    mem.tobytes(),
+                    after[c],
+                    data[c * size : (c + 1) * size],
                     potential[c],
                     success[c],
                     False,
@@ -327,21 +335,34 @@ class ActionEvaluator:
 class _BatchBuffer:
     """The machines of one batched expansion, kept between expansions.
 
-    ``capacity`` children x ``rows`` machines, allocated (and checked finite) once. Before
-    each expansion of ``n`` children, only the low part of the first ``n x rows`` machines
-    is rewritten: registers, stack and pointer table from a copy of the root machines'
-    prepared once with the top-level call set up (``machine.program.call``: the HALT
-    address pushed as the return address, MODE, HALT and FAULT cleared), then the node's
-    memory and every child's entry point. The code above them never changes (code is
-    write protected; the argument slots are rebound by every call before they are read).
+    ``capacity`` children x ``rows`` machines, allocated (and checked finite) once, their
+    low part (registers, stack, pointer table) set to a copy of the root machines' prepared
+    once with the top-level call set up (``machine.program.call``: the HALT address pushed
+    as the return address, MODE, HALT and FAULT cleared): the *ready* machines.
+
+    Before each expansion of ``n`` children, the first ``n x rows`` machines are made ready
+    again by rewriting only what the runs since a machine was last made ready may have
+    changed, which the backend reports (the write ranges of
+    :func:`~algind_gym.cpu.backend.run_recording_writes`, kept per machine in ``written``
+    and accumulated over the runs a machine sat out): every register; the cells below the
+    memory block from the first cell up to the highest one any of the ``n x rows``
+    machines wrote there (the stack a call used, a few dozen cells, instead of the whole
+    1,172-cell stack block); the node's memory; and, on a machine that wrote above the
+    memory block (a combinator binding its callee's slots), the cells of that range that
+    are not write protected (a protected cell is never written: code, headers), from the
+    root machines (backends that do not track writes report whole rows, and then every
+    machine's writable cells are rewritten). So a child's
+    machines are bit for bit the node's machines with the call set up, as the
+    one-at-a-time path builds them, apart from argument slots that an earlier
+    expansion's bindings wrote (every call binds its own slots before reading them).
     Every child's bindings are loaded into its skill's slots with one gather and one
-    scatter over the flat cells (what ``MachineImage.execute_rows`` does call by call,
-    for actions the action table already validated), and the backend runs those machines,
-    and only those, in one call. Each action's call plan (entry point, slot and pointer
-    columns) is computed for the whole action table when the buffer is built and kept in
-    arrays indexed by action. Only contiguous runs of each machine's cells are touched
-    around the call (its low part, its slots, its registers and memory after it), which
-    keeps the bookkeeping of a batch of thousands of machines small beside the call.
+    scatter over the flat cells (what ``MachineImage.execute_rows`` does call by call, for
+    actions the action table already validated) and its entry point into PC, and the
+    backend runs those machines, and only those, in one call. Each action's call plan
+    (entry point, slot and pointer columns) is computed for the whole action table when
+    the buffer is built and kept in arrays indexed by action. Only contiguous runs of each
+    machine's cells are touched around the call, which keeps the memory traffic of a batch
+    of thousands of machines small beside the call.
     """
 
     def __init__(self, ev: ActionEvaluator, capacity: int) -> None:
@@ -351,7 +372,6 @@ class _BatchBuffer:
         self.low = ev.mem.start
         if lay.block("code").start < ev.mem.stop:
             raise AssertionError("the code block must lie above memory")
-        self.cells = np.tile(ev.root_cells, (capacity, 1))
         self.n_registers = lay.block("registers").size
         self.pc, self.fault = lay.register("pc"), lay.register("fault")
         self.icount = lay.register("icount")
@@ -364,8 +384,16 @@ class _BatchBuffer:
         ready[:, lay.register("sp")] = sp + 1
         for name in ("mode", "halt", "fault"):
             ready[:, lay.register(name)] = 0
-        self.low_part = np.concatenate([ready, ev.root_memory], axis=1)
-        """The low part of a child's machines (memory: the node's, written per expansion)."""
+        self.ready = ready
+        """The low part of a child's machines (below the memory block)."""
+        self.cells = np.tile(ev.root_cells, (capacity, 1))
+        self.cells.reshape(capacity, r, -1)[:, :, : self.low] = ready[None]
+        self.written = empty_write_ranges(capacity * r)
+        self._nothing_written = empty_write_ranges(1)
+        self.writable_above = ev.mem.stop + np.flatnonzero(~lay.protected_mask[ev.mem.stop :])
+        """The cells above the memory block that a program may write (skill slots)."""
+        """Per machine: the cells the runs since it was last made ready may have changed
+        (the backend's write ranges, accumulated)."""
         self.icount_before = np.tile(ready[:, self.icount], capacity)
         self.row_base = (np.arange(capacity * r, dtype=np.int64) * ev.root_cells.shape[1]).reshape(
             capacity, r, 1
@@ -423,9 +451,7 @@ class _BatchBuffer:
             raise ValueError("HALT is not an action to evaluate: it runs nothing")
         m = n * r
         cells = self.cells[:m]
-        # registers, stack, pointer table and memory of every child: one copy per machine
-        self.low_part[:, self.low :] = memory
-        cells.reshape(n, r, -1)[:, :, : ev.mem.stop] = self.low_part[None]
+        self._make_ready(cells.reshape(n, r, -1), self.written[:m], memory)
         cells[:, self.pc] = self.entry[actions].reshape(-1)
         # every child's bindings into its skill's slots: one gather and one scatter
         base = self.row_base[:n]
@@ -435,11 +461,34 @@ class _BatchBuffer:
             state = copy.copy(self.state)
             state.cells = cells
             self._states[n] = state
-        ev.backend.run(self._states[n], ev.max_steps)
-        registers = cells[:, : self.n_registers].copy()
-        steps = (registers[:, self.icount] - self.icount_before[:m]).astype(np.int64)
-        faults = registers[:, self.fault].astype(np.int64) != Fault.NONE
+        ev.backend.run(self._states[n], ev.max_steps, written=self.written[:m])
+        steps = (cells[:, self.icount] - self.icount_before[:m]).astype(np.int64)
+        faults = cells[:, self.fault].astype(np.int64) != Fault.NONE
         return cells[:, ev.mem].copy(), faults, steps
+
+    def _make_ready(self, cells: np.ndarray, written: np.ndarray, memory: np.ndarray) -> None:
+        """Make the machines ``cells`` ``(n, rows, cells)`` ready with the node's ``memory``,
+        rewriting what their write ranges ``written`` ``(n x rows, 4)`` say may have changed
+        (class docstring), and reset those ranges."""
+        mem = self.ev.mem
+        # below the memory block: every register, then the stack up to the highest cell
+        # written (the ranges start at the first stack cell a call pushes, so one prefix
+        # covers them all)
+        top = min(max(int(written[:, 1].max()) + 1, self.n_registers), self.low)
+        cells[:, :, :top] = self.ready[None, :, :top]
+        cells[:, :, mem] = memory
+        rows = np.flatnonzero(written[:, 3] >= mem.stop)
+        if rows.size:  # writes above the memory block (skill slots): from the root machines
+            # the writable cells (not write protected) of every machine's range, as one
+            # flat index (row-major): a protected cell is never written
+            first = np.searchsorted(self.writable_above, written[rows, 2], "left")
+            count = np.searchsorted(self.writable_above, written[rows, 3], "right") - first
+            at = np.repeat(first - np.cumsum(count) + count, count)
+            column = self.writable_above[at + np.arange(int(count.sum()))]
+            row = np.repeat(rows, count)
+            n_cells = cells.shape[2]
+            cells.reshape(-1)[row * n_cells + column] = self.ev.root_cells[row % self.rows, column]
+        written[:] = self._nothing_written
 
 
 class _VectorScorer:
@@ -492,6 +541,8 @@ class _VectorScorer:
             f = np.ones((n, self.k)) if total == 0 else hits / total
             frac.append(np.where(fault, 0.0, f))
             ok.append((hits == total) & ~fault)
+        if len(frac) == 1:
+            return frac[0], ok[0]
         return np.concatenate(frac, axis=1), np.concatenate(ok, axis=1)
 
 
@@ -528,6 +579,8 @@ class ScalarValue:
         _, counts = np.unique(want, return_counts=True)
         self.chance = float(counts.max() / want.size)
         self.varies = np.unique(want).size >= 3
+        self._centred = want - want.mean()
+        self._scale = max(float(np.abs(want).max()), 1.0)
 
     @classmethod
     def for_workspaces(cls, workspaces: list[Workspace]) -> ScalarValue | None:
@@ -568,10 +621,9 @@ class ScalarValue:
             # least squares want = a * got + c for every node at once
             x = got[idx]
             xc = x - x.mean(axis=1, keepdims=True)
-            yc = self.want - self.want.mean()
+            yc = self._centred
             a = (xc @ yc) / (xc * xc).sum(axis=1)
             resid = yc[None] - a[:, None] * xc
-            scale = max(float(np.abs(self.want).max()), 1.0)
-            affine = (np.abs(resid).max(axis=1) <= 1e-9 * scale) & (np.abs(a) > 1e-12)
+            affine = (np.abs(resid).max(axis=1) <= 1e-9 * self._scale) & (np.abs(a) > 1e-12)
             value[idx[affine]] = AFFINE_VALUE
         return value

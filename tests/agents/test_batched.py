@@ -9,6 +9,7 @@ from agents.api import SolveContext, resolve_task
 from agents.batched import ActionEvaluator, default_search_lengths, state_key
 from algind_gym.machine.state import MachineState
 from algind_gym.skills import builtin_library
+from algind_gym.skills.image import resolve_backend
 
 
 def evaluators(task: str) -> tuple[ActionEvaluator, ActionEvaluator]:
@@ -81,3 +82,61 @@ def test_search_lengths_default_and_errors():
     ctx = SolveContext(resolve_task("VectorAdd"), builtin_library(), 10, 0)
     with pytest.raises(ValueError, match="outside"):
         ActionEvaluator(ctx, lengths=[999])
+
+
+class _Recorder:
+    """A backend that keeps a copy of every batch of machines it is asked to run; with
+    ``ranges=False`` it does not report write ranges (callers then assume whole rows)."""
+
+    def __init__(self, ranges: bool) -> None:
+        self.inner = resolve_backend("transformer")
+        self.name = "recorder"
+        self.records_writes = ranges
+        self.seen: list[np.ndarray] = []
+
+    def run(self, state, max_steps=10_000, written=None):
+        self.seen.append(state.cells.copy())
+        if written is None:
+            return self.inner.run(state, max_steps)
+        return self.inner.run(state, max_steps, written=written)
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["write ranges", "whole rows"])
+def test_batched_machines_are_the_one_at_a_time_machines_bit_for_bit(ranges):
+    """Each child's machines handed to the CPU equal, bit for bit, the machines the
+    one-at-a-time path hands it for the same action and node, over batches from nodes of
+    several depths and sizes (so machines are reused after runs that wrote their stack,
+    memory and other skills' slots, or faulted). The only cells allowed to differ: argument
+    slots that an earlier batch's bindings wrote into the same machines (every call binds
+    its own slots before reading them)."""
+
+    def make(batched: bool) -> tuple[ActionEvaluator, _Recorder]:
+        rec = _Recorder(ranges)
+        task, lib = resolve_task("DotProduct"), builtin_library()
+        ctx = SolveContext(task, lib, 10**6, 0, n_examples=4, backend=rec)
+        return ActionEvaluator(ctx, batched=batched, lengths=[1, 8]), rec
+
+    (one, rec_one), (many, rec_many) = make(False), make(True)
+    rng = np.random.default_rng(0)
+    node, checked, faults = many.root_memory, 0, 0
+    bound_before: list[set[int]] = [set() for _ in range(40)]  # per child position
+    for size in (40, 7, 40, 25, 40):
+        actions = rng.choice(many.valid_actions, size, replace=False)
+        rec_one.seen.clear(), rec_many.seen.clear()
+        a = one.evaluate(node, actions)
+        b = many.evaluate(node, actions)
+        assert all(same(x, y) for x, y in zip(a, b, strict=True))
+        (batch,) = rec_many.seen
+        batch = batch.reshape(len(actions), many.rows, -1)
+        for c, action in enumerate(actions):
+            got, want = batch[c], rec_one.seen[c]
+            bound = set(many._batch.dst[action].tolist())
+            keep = np.ones(got.shape[1], dtype=bool)
+            keep[sorted(bound_before[c] - bound)] = False
+            assert np.array_equal(got[:, keep].view(np.int64), want[:, keep].view(np.int64))
+            bound_before[c] |= bound
+            checked += 1
+        faults += sum(o.fault for o in b)
+        # the next batch runs from a child of this one (memory, stack and scratch differ)
+        node = next(o.memory for o in b if not o.fault and o.key != state_key(node))
+    assert checked == 152 and faults > 0
