@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.api import SolveContext
+from agents.prepare import prepare
 from algind_gym.cpu.backend import empty_write_ranges, run_recording_writes
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
@@ -340,29 +341,21 @@ class _BatchBuffer:
     once with the top-level call set up (``machine.program.call``: the HALT address pushed
     as the return address, MODE, HALT and FAULT cleared): the *ready* machines.
 
-    Before each expansion of ``n`` children, the first ``n x rows`` machines are made ready
-    again by rewriting only what the runs since a machine was last made ready may have
-    changed, which the backend reports (the write ranges of
-    :func:`~algind_gym.cpu.backend.run_recording_writes`, kept per machine in ``written``
-    and accumulated over the runs a machine sat out): every register; the cells below the
-    memory block from the first cell up to the highest one any of the ``n x rows``
-    machines wrote there (the stack a call used, a few dozen cells, instead of the whole
-    1,172-cell stack block); the node's memory; and, on a machine that wrote above the
-    memory block (a combinator binding its callee's slots), the cells of that range that
-    are not write protected (a protected cell is never written: code, headers), from the
-    root machines (backends that do not track writes report whole rows, and then every
-    machine's writable cells are rewritten). So a child's
-    machines are bit for bit the node's machines with the call set up, as the
-    one-at-a-time path builds them, apart from argument slots that an earlier
-    expansion's bindings wrote (every call binds its own slots before reading them).
-    Every child's bindings are loaded into its skill's slots with one gather and one
-    scatter over the flat cells (what ``MachineImage.execute_rows`` does call by call, for
-    actions the action table already validated) and its entry point into PC, and the
-    backend runs those machines, and only those, in one call. Each action's call plan
-    (entry point, slot and pointer columns) is computed for the whole action table when
-    the buffer is built and kept in arrays indexed by action. Only contiguous runs of each
-    machine's cells are touched around the call, which keeps the memory traffic of a batch
-    of thousands of machines small beside the call.
+    Before each expansion of ``n`` children, :func:`agents.prepare.prepare` makes the
+    first ``n x rows`` machines ready again, rewriting only what the runs since a machine's
+    last use may have changed according to the backend's write ranges (kept per machine in
+    ``written``, accumulated over the runs a machine sat out): its registers, the stack
+    cells a call used (a few dozen, instead of the whole 1,172-cell stack block), the
+    node's memory, and any writable cells above the memory block (slots a combinator bound
+    for its callee); then it sets up every child's call (entry point and bindings, what
+    ``MachineImage.execute_rows`` does for an action the action table validated). So a
+    child's machines are bit for bit the node's machines with the call set up, as the
+    one-at-a-time path builds them, apart from argument slots that an earlier expansion's
+    bindings wrote (every call binds its own slots before reading them). Backends that do
+    not track writes report whole rows, and then all of that is rewritten. The backend runs
+    those machines, and only those, in one call. Each action's call plan (entry point, slot
+    and pointer columns) is computed for the whole action table when the buffer is built
+    and kept in arrays indexed by action.
     """
 
     def __init__(self, ev: ActionEvaluator, capacity: int) -> None:
@@ -389,15 +382,11 @@ class _BatchBuffer:
         self.cells = np.tile(ev.root_cells, (capacity, 1))
         self.cells.reshape(capacity, r, -1)[:, :, : self.low] = ready[None]
         self.written = empty_write_ranges(capacity * r)
-        self._nothing_written = empty_write_ranges(1)
-        self.writable_above = ev.mem.stop + np.flatnonzero(~lay.protected_mask[ev.mem.stop :])
-        """The cells above the memory block that a program may write (skill slots)."""
         """Per machine: the cells the runs since it was last made ready may have changed
         (the backend's write ranges, accumulated)."""
+        self.writable_above = ev.mem.stop + np.flatnonzero(~lay.protected_mask[ev.mem.stop :])
+        """The cells above the memory block that a program may write (skill slots)."""
         self.icount_before = np.tile(ready[:, self.icount], capacity)
-        self.row_base = (np.arange(capacity * r, dtype=np.int64) * ev.root_cells.shape[1]).reshape(
-            capacity, r, 1
-        )
         self._plan(ev)
         self.state = MachineState(lay, self.cells, check_registers=False)
         self._states: dict[int, MachineState] = {capacity: self.state}
@@ -438,6 +427,8 @@ class _BatchBuffer:
         pad = np.full((1, dst.shape[1]), pad_cell, np.int64)
         self.dst = np.concatenate([dst, pad])
         self.src = np.concatenate([src, pad])
+        if self.src.max() >= self.low:
+            raise AssertionError("the pointer table must lie below memory")
         self.is_halt = np.zeros(n_cand + 1, dtype=bool)
         self.is_halt[-1] = True
 
@@ -451,12 +442,23 @@ class _BatchBuffer:
             raise ValueError("HALT is not an action to evaluate: it runs nothing")
         m = n * r
         cells = self.cells[:m]
-        self._make_ready(cells.reshape(n, r, -1), self.written[:m], memory)
-        cells[:, self.pc] = self.entry[actions].reshape(-1)
-        # every child's bindings into its skill's slots: one gather and one scatter
-        base = self.row_base[:n]
-        flat = cells.reshape(-1)
-        flat[base + self.dst[actions][:, None]] = flat[base + self.src[actions][:, None]]
+        mem = ev.mem
+        prepare(
+            self.cells,
+            self.written,
+            self.ready,
+            memory,
+            ev.root_cells,
+            self.writable_above,
+            actions,
+            self.entry,
+            self.dst,
+            self.src,
+            self.pc,
+            self.n_registers,
+            mem.start,
+            mem.stop,
+        )
         if n not in self._states:
             state = copy.copy(self.state)
             state.cells = cells
@@ -465,30 +467,6 @@ class _BatchBuffer:
         steps = (cells[:, self.icount] - self.icount_before[:m]).astype(np.int64)
         faults = cells[:, self.fault].astype(np.int64) != Fault.NONE
         return cells[:, ev.mem].copy(), faults, steps
-
-    def _make_ready(self, cells: np.ndarray, written: np.ndarray, memory: np.ndarray) -> None:
-        """Make the machines ``cells`` ``(n, rows, cells)`` ready with the node's ``memory``,
-        rewriting what their write ranges ``written`` ``(n x rows, 4)`` say may have changed
-        (class docstring), and reset those ranges."""
-        mem = self.ev.mem
-        # below the memory block: every register, then the stack up to the highest cell
-        # written (the ranges start at the first stack cell a call pushes, so one prefix
-        # covers them all)
-        top = min(max(int(written[:, 1].max()) + 1, self.n_registers), self.low)
-        cells[:, :, :top] = self.ready[None, :, :top]
-        cells[:, :, mem] = memory
-        rows = np.flatnonzero(written[:, 3] >= mem.stop)
-        if rows.size:  # writes above the memory block (skill slots): from the root machines
-            # the writable cells (not write protected) of every machine's range, as one
-            # flat index (row-major): a protected cell is never written
-            first = np.searchsorted(self.writable_above, written[rows, 2], "left")
-            count = np.searchsorted(self.writable_above, written[rows, 3], "right") - first
-            at = np.repeat(first - np.cumsum(count) + count, count)
-            column = self.writable_above[at + np.arange(int(count.sum()))]
-            row = np.repeat(rows, count)
-            n_cells = cells.shape[2]
-            cells.reshape(-1)[row * n_cells + column] = self.ev.root_cells[row % self.rows, column]
-        written[:] = self._nothing_written
 
 
 class _VectorScorer:
