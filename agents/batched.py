@@ -310,26 +310,16 @@ class ActionEvaluator:
         success = ok.all(axis=1).tolist()
         instructions = steps.reshape(n, r).sum(axis=1).tolist()
         values = self._value(after, potential, faults).tolist()
-        potential = potential.tolist()
         # state keys: slices of the bytes of all the children's memories (one copy)
         data, size = after.tobytes(), after[0].nbytes
         out = []
-        for c, a in enumerate(actions.tolist()):
-            if faulted[c]:
-                out.append(Outcome(a, None, None, 0.0, False, True, instructions[c]))
-                continue
-            out.append(
-                Outcome(
-                    a,
-                    after[c],
-                    data[c * size : (c + 1) * size],
-                    potential[c],
-                    success[c],
-                    False,
-                    instructions[c],
-                    values[c],
-                )
-            )
+        columns = (actions.tolist(), faulted, potential.tolist(), success, instructions, values)
+        for c, (a, f, p, s, i, v) in enumerate(zip(*columns, strict=True)):
+            if f:
+                out.append(Outcome(a, None, None, 0.0, False, True, i))
+            else:
+                key = data[c * size : (c + 1) * size]
+                out.append(Outcome(a, after[c], key, p, s, False, i, v))
         return out
 
 

@@ -21,13 +21,14 @@ def evaluators(task: str) -> tuple[ActionEvaluator, ActionEvaluator]:
 
 
 def same(a, b) -> bool:
-    return (a.action, a.key, a.potential, a.success, a.fault, a.instructions) == (
+    return (a.action, a.key, a.potential, a.success, a.fault, a.instructions, a.value) == (
         b.action,
         b.key,
         b.potential,
         b.success,
         b.fault,
         b.instructions,
+        b.value,
     )
 
 
