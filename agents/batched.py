@@ -314,12 +314,11 @@ class ActionEvaluator:
         data, size = after.tobytes(), after[0].nbytes
         out = []
         columns = (actions.tolist(), faulted, potential.tolist(), success, instructions, values)
-        for c, (a, f, p, s, i, v) in enumerate(zip(*columns, strict=True)):
+        for c, (a, f, p, s, i, v, mem) in enumerate(zip(*columns, list(after), strict=True)):
             if f:
                 out.append(Outcome(a, None, None, 0.0, False, True, i))
             else:
-                key = data[c * size : (c + 1) * size]
-                out.append(Outcome(a, after[c], key, p, s, False, i, v))
+                out.append(Outcome(a, mem, data[c * size : (c + 1) * size], p, s, False, i, v))
         return out
 
 
