@@ -12,9 +12,10 @@ Two execution modes compute the same bits:
   :meth:`~algind_gym.skills.image.MachineImage.execute` and is scored with
   :meth:`~algind_gym.tasks.workspace.Workspace.score`, exactly what an environment step does;
 * batched (``batched=True``): every action gets its own copy of the node's machines, rows
-  of one array kept between expansions (``_BatchBuffer``); each action's top-level call
-  is set up on its rows with array operations (the action table's call plans are arrays
-  indexed by action) and one backend ``run`` executes them all (the way
+  of one array kept between expansions (:class:`~agents.batch_buffer.BatchBuffer`); one
+  compiled loop makes them ready from what the previous runs wrote and sets up each
+  action's top-level call (the action table's call plans are arrays indexed by action),
+  and one backend ``run`` executes them all (the way
   :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); scores,
   values and state keys are array operations over the children's memory blocks, so the
   Python work per child is building its :class:`Outcome`.
@@ -39,7 +40,6 @@ run in one CPU call.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,10 +47,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.api import SolveContext
-from agents.prepare import prepare
-from algind_gym.cpu.backend import empty_write_ranges, run_recording_writes
+from agents.batch_buffer import BatchBuffer
+from algind_gym.cpu.backend import run_recording_writes
 from algind_gym.machine.isa import Fault
-from algind_gym.machine.layout import DESCRIPTOR_WIDTH
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks import Workspace
@@ -183,7 +182,7 @@ class ActionEvaluator:
         self.wall_seconds = 0.0
         self.library = ctx.library
         self.chunk_hint = 1
-        self._batch: _BatchBuffer | None = None
+        self._batch: BatchBuffer | None = None
 
     @property
     def pointer_names(self) -> list[str]:
@@ -194,7 +193,7 @@ class ActionEvaluator:
         the machines of that many children now (before a search starts timing)."""
         self.chunk_hint = max(int(chunk), 1)
         if self.batched and (self._batch is None or self._batch.capacity < self.chunk_hint):
-            self._batch = _BatchBuffer(self, self.chunk_hint)
+            self._batch = BatchBuffer(self, self.chunk_hint)
 
     @property
     def cpu_seconds(self) -> float:
@@ -289,7 +288,7 @@ class ActionEvaluator:
     def _evaluate_batched(self, memory: np.ndarray, actions: np.ndarray) -> list[Outcome]:
         n, r = len(actions), self.rows
         if self._batch is None or self._batch.capacity < n:
-            self._batch = _BatchBuffer(self, max(n, self.chunk_hint))
+            self._batch = BatchBuffer(self, max(n, self.chunk_hint))
         after, faults, steps = self._batch.run(memory, actions)
         # every per-child number as one array operation over the children, on their
         # memories only: a (children, rows, memory) copy; a child's memory is a view of it
@@ -320,142 +319,6 @@ class ActionEvaluator:
             else:
                 out.append(Outcome(a, mem, data[c * size : (c + 1) * size], p, s, False, i, v))
         return out
-
-
-class _BatchBuffer:
-    """The machines of one batched expansion, kept between expansions.
-
-    ``capacity`` children x ``rows`` machines, allocated (and checked finite) once, their
-    low part (registers, stack, pointer table) set to a copy of the root machines' prepared
-    once with the top-level call set up (``machine.program.call``: the HALT address pushed
-    as the return address, MODE, HALT and FAULT cleared): the *ready* machines.
-
-    Before each expansion of ``n`` children, :func:`agents.prepare.prepare` makes the
-    first ``n x rows`` machines ready again, rewriting only what the runs since a machine's
-    last use may have changed according to the backend's write ranges (kept per machine in
-    ``written``, accumulated over the runs a machine sat out): its registers, the stack
-    cells a call used (a few dozen, instead of the whole 1,172-cell stack block), the
-    node's memory, and any writable cells above the memory block (slots a combinator bound
-    for its callee); then it sets up every child's call (entry point and bindings, what
-    ``MachineImage.execute_rows`` does for an action the action table validated). So a
-    child's machines are bit for bit the node's machines with the call set up, as the
-    one-at-a-time path builds them, apart from argument slots that an earlier expansion's
-    bindings wrote (every call binds its own slots before reading them). Backends that do
-    not track writes report whole rows, and then all of that is rewritten. The backend runs
-    those machines, and only those, in one call. Each action's call plan (entry point, slot
-    and pointer columns) is computed for the whole action table when the buffer is built
-    and kept in arrays indexed by action.
-    """
-
-    def __init__(self, ev: ActionEvaluator, capacity: int) -> None:
-        lay = ev.layout
-        self.ev, self.capacity, self.rows = ev, capacity, ev.rows
-        r = self.rows
-        self.low = ev.mem.start
-        if lay.block("code").start < ev.mem.stop:
-            raise AssertionError("the code block must lie above memory")
-        self.n_registers = lay.block("registers").size
-        self.pc, self.fault = lay.register("pc"), lay.register("fault")
-        self.icount = lay.register("icount")
-        # the root machines' registers, stack and pointer table, the call set up
-        ready = ev.root_cells[:, : self.low].copy()
-        sp = ready[:, lay.register("sp")].astype(np.int64)
-        if (sp >= self.low).any():
-            raise AssertionError("the stack must lie below memory")
-        ready[np.arange(r), sp] = lay.halt_address
-        ready[:, lay.register("sp")] = sp + 1
-        for name in ("mode", "halt", "fault"):
-            ready[:, lay.register(name)] = 0
-        self.ready = ready
-        """The low part of a child's machines (below the memory block)."""
-        self.cells = np.tile(ev.root_cells, (capacity, 1))
-        self.cells.reshape(capacity, r, -1)[:, :, : self.low] = ready[None]
-        self.written = empty_write_ranges(capacity * r)
-        """Per machine: the cells the runs since it was last made ready may have changed
-        (the backend's write ranges, accumulated)."""
-        self.writable_above = ev.mem.stop + np.flatnonzero(~lay.protected_mask[ev.mem.stop :])
-        """The cells above the memory block that a program may write (skill slots)."""
-        self.icount_before = np.tile(ready[:, self.icount], capacity)
-        self._plan(ev)
-        self.state = MachineState(lay, self.cells, check_registers=False)
-        self._states: dict[int, MachineState] = {capacity: self.state}
-        """Per number of children: a state over the buffer's first machines (a view of
-        the cells checked when the buffer was built)."""
-
-    def _plan(self, ev: ActionEvaluator) -> None:
-        """Every candidate action's call plan as arrays indexed by action: the entry point
-        of its skill per row (``entry``; HALT's row is -1), the slot columns its bindings
-        go to and the pointer-table columns they come from (padded to the longest with a
-        pointer cell copied onto itself)."""
-        table, lay = ev.table, ev.layout
-        n_cand = len(table.candidates)
-        skill = np.fromiter((c[0] for c in table.candidates), np.int64, n_cand)
-        binds = np.zeros((n_cand, max(table.max_arity, 1)), dtype=np.int64)
-        for i, (_, b) in enumerate(table.candidates):
-            binds[i, : len(b)] = b
-        blocks = [lay.skill(ev.library.get(key).block_name) for key in table.skills]
-        # per skill: entry point (the header's output entry) and slot columns; per
-        # pointer: its descriptor's columns
-        offsets = np.arange(DESCRIPTOR_WIDTH)
-        headers = np.array([sb.header for sb in blocks], dtype=np.int64)
-        entries = ev.root_cells[:, headers].T  # (skills, rows)
-        slots = np.zeros((len(blocks), binds.shape[1] * DESCRIPTOR_WIDTH), dtype=np.int64)
-        for s, sb in enumerate(blocks):
-            for i in range(table.arity[s]):
-                slots[s, i * DESCRIPTOR_WIDTH : (i + 1) * DESCRIPTOR_WIDTH] = sb.slot(i) + offsets
-        pointers = np.array([lay.pointer(p) for p in range(table.n_pointers)], dtype=np.int64)
-        self.entry = np.concatenate([entries[skill], np.full((1, self.rows), -1.0)])
-        src = (pointers[binds][:, :, None] + offsets).reshape(n_cand, -1)
-        dst = slots[skill]
-        # a column past the skill's arity copies the first pointer cell onto itself
-        unused = np.arange(dst.shape[1])[None] >= (
-            np.asarray(table.arity, dtype=np.int64)[skill][:, None] * DESCRIPTOR_WIDTH
-        )
-        pad_cell = int(pointers[0]) if len(pointers) else 0
-        dst[unused] = src[unused] = pad_cell
-        pad = np.full((1, dst.shape[1]), pad_cell, np.int64)
-        self.dst = np.concatenate([dst, pad])
-        self.src = np.concatenate([src, pad])
-        if self.src.max() >= self.low:
-            raise AssertionError("the pointer table must lie below memory")
-        self.is_halt = np.zeros(n_cand + 1, dtype=bool)
-        self.is_halt[-1] = True
-
-    def run(
-        self, memory: np.ndarray, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Run ``actions`` from the node with ``memory``; returns, for the ``n x rows``
-        machines, their memory after the call (a new array), faults and steps."""
-        ev, r, n = self.ev, self.rows, len(actions)
-        if self.is_halt[actions].any():
-            raise ValueError("HALT is not an action to evaluate: it runs nothing")
-        m = n * r
-        cells = self.cells[:m]
-        mem = ev.mem
-        prepare(
-            self.cells,
-            self.written,
-            self.ready,
-            memory,
-            ev.root_cells,
-            self.writable_above,
-            actions,
-            self.entry,
-            self.dst,
-            self.src,
-            self.pc,
-            self.n_registers,
-            mem.start,
-            mem.stop,
-        )
-        if n not in self._states:
-            state = copy.copy(self.state)
-            state.cells = cells
-            self._states[n] = state
-        ev.backend.run(self._states[n], ev.max_steps, written=self.written[:m])
-        steps = (cells[:, self.icount] - self.icount_before[:m]).astype(np.int64)
-        faults = cells[:, self.fault].astype(np.int64) != Fault.NONE
-        return cells[:, ev.mem].copy(), faults, steps
 
 
 class _VectorScorer:

@@ -1,0 +1,243 @@
+"""The machines of a batched expansion: kept between expansions, made ready by one compiled loop.
+
+:class:`BatchBuffer` holds the machines an :class:`~agents.batched.ActionEvaluator` runs
+its batches on and reuses them for every expansion. Before an expansion each child's
+machines must be the node's machines with the child's call set up, bit for bit what the
+one-at-a-time path builds. What the runs since a machine's last use may have changed is
+known from the backend's write ranges
+(:func:`~algind_gym.cpu.backend.run_recording_writes`: per machine, a range below the
+memory block and one from it up), so :func:`prepare` rewrites, machine by machine:
+
+1. every register, from the ready machine (the root machine with the top-level call set
+   up: the HALT address pushed, MODE, HALT and FAULT cleared);
+2. the cells of its range below the memory block (the stack a call used, a few dozen of
+   the 1,172 stack cells), from the ready machine;
+3. the memory block, from the node's memory;
+4. the cells of its range above the memory block that are not write protected (skill
+   slots a combinator bound for its callee; a protected cell is never written), from the
+   root machine;
+5. then the call: the entry point of the action's skill into PC and the action's bindings
+   (pointer-table descriptors of the ready machine) into the skill's argument slots, as
+   ``MachineImage.execute_rows`` does for an action the action table validated;
+
+and marks the machine's ranges empty. The loop touches each machine's cells once, instead
+of a dozen array operations each sweeping every machine. Without numba (a dependency, so
+only a broken install) the same loop runs in Python, slowly.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from algind_gym.cpu.backend import empty_write_ranges
+from algind_gym.machine.isa import Fault
+from algind_gym.machine.layout import DESCRIPTOR_WIDTH
+from algind_gym.machine.state import MachineState
+
+if TYPE_CHECKING:
+    from agents.batched import ActionEvaluator
+
+NOTHING = np.iinfo(np.int64).max
+"""The ``lo`` of an empty write range (``hi`` is -1)."""
+
+
+def _prepare_py(
+    cells: np.ndarray,
+    written: np.ndarray,
+    ready: np.ndarray,
+    memory: np.ndarray,
+    root: np.ndarray,
+    writable: np.ndarray,
+    actions: np.ndarray,
+    entry: np.ndarray,
+    dst: np.ndarray,
+    src: np.ndarray,
+    pc: int,
+    n_registers: int,
+    mem_start: int,
+    mem_stop: int,
+) -> None:
+    """Make machines ``cells[: len(actions) * rows]`` ready for ``actions`` from
+    the node with ``memory`` ``(rows, memory size)`` (module docstring).
+
+    Args:
+        cells: ``(machines, cells)`` the batch's machines, child-major, changed in place.
+        written: ``(machines, 4)`` their write ranges since their last use; emptied.
+        ready: ``(rows, memory start)`` the ready machines' cells below the memory block.
+        root: ``(rows, cells)`` the root machines.
+        writable: sorted cells above the memory block that are not write protected.
+        actions: the children's actions; ``entry`` ``(actions, rows)`` their skills' entry
+            points; ``dst``/``src`` ``(actions, width)`` slot cells and the pointer-table
+            cells bound to them (padded with a pointer cell copied onto itself).
+        pc, n_registers, mem_start, mem_stop: the PC register, the register count and the
+            memory block's bounds.
+    """
+    rows = ready.shape[0]
+    for c in range(actions.shape[0]):
+        a = actions[c]
+        for g in range(rows):
+            i = c * rows + g
+            for k in range(n_registers):
+                cells[i, k] = ready[g, k]
+            lo, hi = max(written[i, 0], n_registers), min(written[i, 1], mem_start - 1)
+            for k in range(lo, hi + 1):
+                cells[i, k] = ready[g, k]
+            for k in range(mem_start, mem_stop):
+                cells[i, k] = memory[g, k - mem_start]
+            if written[i, 3] >= mem_stop:
+                j = np.searchsorted(writable, written[i, 2])
+                while j < writable.shape[0] and writable[j] <= written[i, 3]:
+                    cells[i, writable[j]] = root[g, writable[j]]
+                    j += 1
+            written[i, 0], written[i, 1] = NOTHING, -1
+            written[i, 2], written[i, 3] = NOTHING, -1
+            cells[i, pc] = entry[a, g]
+            for j in range(dst.shape[1]):
+                cells[i, dst[a, j]] = ready[g, src[a, j]]
+
+
+try:  # numba is a dependency; without it the same loop runs (slowly) in Python
+    import numba
+
+    prepare = numba.njit(cache=True, nogil=True)(_prepare_py)
+except ImportError:  # pragma: no cover
+    prepare = _prepare_py
+
+
+class BatchBuffer:
+    """The machines of one batched expansion, kept between expansions.
+
+    ``capacity`` children x ``rows`` machines, allocated (and checked finite) once, their
+    low part (registers, stack, pointer table) set to a copy of the root machines' prepared
+    once with the top-level call set up (``machine.program.call``: the HALT address pushed
+    as the return address, MODE, HALT and FAULT cleared): the *ready* machines.
+
+    Before each expansion of ``n`` children, :func:`prepare` makes the
+    first ``n x rows`` machines ready again, rewriting only what the runs since a machine's
+    last use may have changed according to the backend's write ranges (kept per machine in
+    ``written``, accumulated over the runs a machine sat out): its registers, the stack
+    cells a call used (a few dozen, instead of the whole 1,172-cell stack block), the
+    node's memory, and any writable cells above the memory block (slots a combinator bound
+    for its callee); then it sets up every child's call (entry point and bindings, what
+    ``MachineImage.execute_rows`` does for an action the action table validated). So a
+    child's machines are bit for bit the node's machines with the call set up, as the
+    one-at-a-time path builds them, apart from argument slots that an earlier expansion's
+    bindings wrote (every call binds its own slots before reading them). Backends that do
+    not track writes report whole rows, and then all of that is rewritten. The backend runs
+    those machines, and only those, in one call. Each action's call plan (entry point, slot
+    and pointer columns) is computed for the whole action table when the buffer is built
+    and kept in arrays indexed by action.
+    """
+
+    def __init__(self, ev: ActionEvaluator, capacity: int) -> None:
+        lay = ev.layout
+        self.ev, self.capacity, self.rows = ev, capacity, ev.rows
+        r = self.rows
+        self.low = ev.mem.start
+        if lay.block("code").start < ev.mem.stop:
+            raise AssertionError("the code block must lie above memory")
+        self.n_registers = lay.block("registers").size
+        self.pc, self.fault = lay.register("pc"), lay.register("fault")
+        self.icount = lay.register("icount")
+        # the root machines' registers, stack and pointer table, the call set up
+        ready = ev.root_cells[:, : self.low].copy()
+        sp = ready[:, lay.register("sp")].astype(np.int64)
+        if (sp >= self.low).any():
+            raise AssertionError("the stack must lie below memory")
+        ready[np.arange(r), sp] = lay.halt_address
+        ready[:, lay.register("sp")] = sp + 1
+        for name in ("mode", "halt", "fault"):
+            ready[:, lay.register(name)] = 0
+        self.ready = ready
+        """The low part of a child's machines (below the memory block)."""
+        self.cells = np.tile(ev.root_cells, (capacity, 1))
+        self.cells.reshape(capacity, r, -1)[:, :, : self.low] = ready[None]
+        self.written = empty_write_ranges(capacity * r)
+        """Per machine: the cells the runs since it was last made ready may have changed
+        (the backend's write ranges, accumulated)."""
+        self.writable_above = ev.mem.stop + np.flatnonzero(~lay.protected_mask[ev.mem.stop :])
+        """The cells above the memory block that a program may write (skill slots)."""
+        self.icount_before = np.tile(ready[:, self.icount], capacity)
+        self._plan(ev)
+        self.state = MachineState(lay, self.cells, check_registers=False)
+        self._states: dict[int, MachineState] = {capacity: self.state}
+        """Per number of children: a state over the buffer's first machines (a view of
+        the cells checked when the buffer was built)."""
+
+    def _plan(self, ev: ActionEvaluator) -> None:
+        """Every candidate action's call plan as arrays indexed by action: the entry point
+        of its skill per row (``entry``; HALT's row is -1), the slot columns its bindings
+        go to and the pointer-table columns they come from (padded to the longest with a
+        pointer cell copied onto itself)."""
+        table, lay = ev.table, ev.layout
+        n_cand = len(table.candidates)
+        skill = np.fromiter((c[0] for c in table.candidates), np.int64, n_cand)
+        binds = np.zeros((n_cand, max(table.max_arity, 1)), dtype=np.int64)
+        for i, (_, b) in enumerate(table.candidates):
+            binds[i, : len(b)] = b
+        blocks = [lay.skill(ev.library.get(key).block_name) for key in table.skills]
+        # per skill: entry point (the header's output entry) and slot columns; per
+        # pointer: its descriptor's columns
+        offsets = np.arange(DESCRIPTOR_WIDTH)
+        headers = np.array([sb.header for sb in blocks], dtype=np.int64)
+        entries = ev.root_cells[:, headers].T  # (skills, rows)
+        slots = np.zeros((len(blocks), binds.shape[1] * DESCRIPTOR_WIDTH), dtype=np.int64)
+        for s, sb in enumerate(blocks):
+            for i in range(table.arity[s]):
+                slots[s, i * DESCRIPTOR_WIDTH : (i + 1) * DESCRIPTOR_WIDTH] = sb.slot(i) + offsets
+        pointers = np.array([lay.pointer(p) for p in range(table.n_pointers)], dtype=np.int64)
+        self.entry = np.concatenate([entries[skill], np.full((1, self.rows), -1.0)])
+        src = (pointers[binds][:, :, None] + offsets).reshape(n_cand, -1)
+        dst = slots[skill]
+        # a column past the skill's arity copies the first pointer cell onto itself
+        unused = np.arange(dst.shape[1])[None] >= (
+            np.asarray(table.arity, dtype=np.int64)[skill][:, None] * DESCRIPTOR_WIDTH
+        )
+        pad_cell = int(pointers[0]) if len(pointers) else 0
+        dst[unused] = src[unused] = pad_cell
+        pad = np.full((1, dst.shape[1]), pad_cell, np.int64)
+        self.dst = np.concatenate([dst, pad])
+        self.src = np.concatenate([src, pad])
+        if self.src.max() >= self.low:
+            raise AssertionError("the pointer table must lie below memory")
+        self.is_halt = np.zeros(n_cand + 1, dtype=bool)
+        self.is_halt[-1] = True
+
+    def run(
+        self, memory: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run ``actions`` from the node with ``memory``; returns, for the ``n x rows``
+        machines, their memory after the call (a new array), faults and steps."""
+        ev, r, n = self.ev, self.rows, len(actions)
+        if self.is_halt[actions].any():
+            raise ValueError("HALT is not an action to evaluate: it runs nothing")
+        m = n * r
+        cells = self.cells[:m]
+        mem = ev.mem
+        prepare(
+            self.cells,
+            self.written,
+            self.ready,
+            memory,
+            ev.root_cells,
+            self.writable_above,
+            actions,
+            self.entry,
+            self.dst,
+            self.src,
+            self.pc,
+            self.n_registers,
+            mem.start,
+            mem.stop,
+        )
+        if n not in self._states:
+            state = copy.copy(self.state)
+            state.cells = cells
+            self._states[n] = state
+        ev.backend.run(self._states[n], ev.max_steps, written=self.written[:m])
+        steps = (cells[:, self.icount] - self.icount_before[:m]).astype(np.int64)
+        faults = cells[:, self.fault].astype(np.int64) != Fault.NONE
+        return cells[:, ev.mem].copy(), faults, steps
