@@ -160,6 +160,7 @@ class TransformerCPU(nn.Module):
         self.layout = layout
         self.path: Path = path
         self.dtype = _torch_dtype(dtype)
+        self.np_dtype = _np_dtype(self.dtype)
         self.compiled: CompiledCPU = compile_cpu(layout)
         c = self.compiled
         self.n_cells = layout.n_cells
@@ -476,14 +477,49 @@ class TransformerCPU(nn.Module):
     def _numba_run(self, cells: Tensor, n_steps: int, written: np.ndarray | None = None) -> None:
         """``n_steps`` forward passes per machine on the compiled loop, in place; widens
         ``written`` (see :meth:`run`) when given."""
+        with torch.no_grad():
+            self._kernel_call(cells.detach().numpy(), n_steps, written)
+
+    def _kernel_call(self, c: np.ndarray, n_steps: int, written: np.ndarray | None) -> None:
+        """The numba kernel on the numpy array ``c`` (shares memory with the caller's)."""
         if self._numba_args is None:  # the tables never change: built on first use
             self._numba_args = self._kernel_tables()
         rec = _NO_RANGES if written is None else written
-        with torch.no_grad():
-            c = cells.detach().numpy()
-            err = _kernel.fused_run(c, int(n_steps), *self._numba_args, rec, self._split)
+        err = _kernel.fused_run(c, int(n_steps), *self._numba_args, rec, self._split)
         if err:  # pragma: no cover - would be a compiler bug, never a program's fault
             raise RuntimeError(f"fused kernel error {err}: a write outside the state")
+
+    def runs_on_arrays(self) -> bool:
+        """Whether :meth:`run_array` can run this CPU's passes (the numba kernel on CPU)."""
+        device = torch.device(self.address_code.device)
+        return (
+            self.path == "fused"
+            and self.kernel != "torch"
+            and device.type == "cpu"
+            and _kernel.AVAILABLE
+        )
+
+    def run_array(self, cells: np.ndarray, n_steps: int, written: np.ndarray | None = None) -> None:
+        """:meth:`run` on a numpy array, without a torch call (the numba kernel only: check
+        :meth:`runs_on_arrays` first). Same results as :meth:`run` on
+        ``torch.from_numpy(cells)``; used by the backend, whose calls are often one short
+        run on a few machines, where torch's per-call costs would dominate.
+        """
+        if not self.runs_on_arrays():
+            raise RuntimeError("run_array needs the numba kernel on CPU; use run")
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        if cells.ndim != 2 or cells.shape[1] != self.n_cells:
+            raise ValueError(
+                f"cells has shape {cells.shape}; this CPU needs (batch, {self.n_cells})"
+            )
+        if cells.dtype != self.np_dtype:
+            raise TypeError(f"cells are {cells.dtype}; this CPU was compiled for {self.dtype}")
+        if not cells.flags.c_contiguous or not cells.flags.writeable:
+            raise ValueError("run_array works in place and needs a writeable C-contiguous array")
+        if written is not None:
+            check_write_ranges(written, cells.shape[0])
+        self._kernel_call(cells, n_steps, written)
 
     def _kernel_tables(self) -> tuple:
         """The compiled tables the kernel reads, as numpy arrays (no copies of the state)."""

@@ -49,6 +49,41 @@ def test_zero_budget_and_negative_budget(backends):
         backends["transformer"].run(state, -1)
 
 
+def test_backend_alternating_layouts_and_dtypes_get_their_own_cpu(backends):
+    """The backend remembers the previous call's layout by identity; alternating between
+    two layouts and two dtypes must still run each on its own compiled CPU."""
+    a = random_machines(6, 3, np.float32)
+    b = bench_machines(5, "divergent", np.float64)  # another layout, another dtype
+    be = make_backend("transformer")
+    for state in (a, b, a, b):
+        expected = backends["reference"].run(state.copy(), max_steps=40)
+        assert_same(expected, be.run(state.copy(), max_steps=40), "alternating layouts")
+
+
+def test_run_array_matches_run_and_names_bad_arrays():
+    state = random_machines(16, 4, np.float64)
+    cpu = TransformerCPU(state.layout, torch.float64)
+    if not cpu.runs_on_arrays():
+        pytest.skip("numba is not installed: run_array needs the numba kernel")
+    on_tensor = torch.from_numpy(state.cells.copy())
+    cpu.run(on_tensor, 60)
+    on_array = state.cells.copy()
+    cpu.run_array(on_array, 60)
+    np.testing.assert_array_equal(on_array, on_tensor.numpy())
+    with pytest.raises(TypeError, match="compiled for"):
+        cpu.run_array(np.zeros(state.cells.shape, np.float32), 1)
+    with pytest.raises(ValueError, match="needs \\(batch"):
+        cpu.run_array(state.cells[:, :-1].copy(), 1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cpu.run_array(np.asfortranarray(state.cells), 1)
+    with pytest.raises(ValueError, match="n_steps"):
+        cpu.run_array(state.cells.copy(), -1)
+    torch_cpu = TransformerCPU(state.layout, torch.float64, kernel="torch")
+    assert not torch_cpu.runs_on_arrays()
+    with pytest.raises(RuntimeError, match="use run"):
+        torch_cpu.run_array(state.cells.copy(), 1)
+
+
 def test_forward_is_functional_by_default():
     state = random_machines(4, 2, np.float64)
     cpu = TransformerCPU(state.layout, torch.float64)
