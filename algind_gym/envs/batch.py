@@ -213,7 +213,13 @@ class CallTable:
 
 
 def bind_and_call(
-    cells: np.ndarray, layout, table: CallTable, rows: np.ndarray, skills: np.ndarray, binds
+    cells: np.ndarray,
+    layout,
+    table: CallTable,
+    rows: np.ndarray,
+    skills: np.ndarray,
+    binds,
+    written: np.ndarray | None = None,
 ) -> np.ndarray:
     """Load bindings into skill slots and start top-level calls, one per group of rows.
 
@@ -224,6 +230,11 @@ def bind_and_call(
         rows: ``(n, K)`` machine rows of each call.
         skills: ``(n,)`` skill index per call (validated actions only).
         binds: ``(n, max_arity)`` pointer index per slot (entries beyond the arity ignored).
+        written: optional ``(batch, 4)`` write ranges (:mod:`algind_gym.cpu.backend`,
+            "Write ranges"), widened in place by what this writes besides the protected
+            registers: MODE, the return address pushed on the stack and the slot
+            descriptors, so that the ranges of a step cover the host's writes as well as
+            the CPU's.
 
     Returns:
         ``(n,)`` bool: the call's stack was full, so its live rows got ``BINDING_FAULT``
@@ -265,6 +276,16 @@ def bind_and_call(
     g = go.ravel()
     sp = regs[g, col["sp"]].astype(np.int64)
     cells[r, sp] = layout.halt_address
+    if written is not None:
+        d = table.slot_addr[s]
+        lo = np.where(used, d, np.iinfo(np.int64).max).min(axis=1)
+        hi = np.where(used, d + (DESCRIPTOR_WIDTH - 1), -1).max(axis=1)
+        w = written[r]
+        w[:, 0] = np.minimum(w[:, 0], layout.register("mode"))
+        w[:, 1] = np.maximum(w[:, 1], sp)
+        w[:, 2] = np.minimum(w[:, 2], lo)
+        w[:, 3] = np.maximum(w[:, 3], hi)
+        written[r] = w
     mine = regs[g]
     mine[:, col["sp"]] = sp + 1
     for name in ("mode", "halt", "fault"):
