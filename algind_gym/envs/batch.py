@@ -32,6 +32,11 @@ from algind_gym.machine.layout import DESCRIPTOR_WIDTH
 from algind_gym.skills.image import BINDING_FAULT
 from algind_gym.tasks.workspace import Workspace
 
+try:  # numba is a dependency; without it the numpy version of bind_and_call runs
+    import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
 
 def _segments(image, names_or_ptrs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Columns of the non-empty buffers, the start of each in them, their sizes."""
@@ -213,7 +218,13 @@ class CallTable:
 
 
 def bind_and_call(
-    cells: np.ndarray, layout, table: CallTable, rows: np.ndarray, skills: np.ndarray, binds
+    cells: np.ndarray,
+    layout,
+    table: CallTable,
+    rows: np.ndarray,
+    skills: np.ndarray,
+    binds,
+    written: np.ndarray | None = None,
 ) -> np.ndarray:
     """Load bindings into skill slots and start top-level calls, one per group of rows.
 
@@ -224,11 +235,48 @@ def bind_and_call(
         rows: ``(n, K)`` machine rows of each call.
         skills: ``(n,)`` skill index per call (validated actions only).
         binds: ``(n, max_arity)`` pointer index per slot (entries beyond the arity ignored).
+        written: optional ``(batch, 4)`` write ranges (:mod:`algind_gym.cpu.backend`,
+            "Write ranges"), widened in place by what this writes besides the protected
+            registers: MODE, the return address pushed on the stack and the slot
+            descriptors, so that the ranges of a step cover the host's writes as well as
+            the CPU's.
 
     Returns:
         ``(n,)`` bool: the call's stack was full, so its live rows got ``BINDING_FAULT``
         and nothing ran there (what :meth:`MachineImage.execute_rows` does).
+
+    On C-contiguous cells with numba installed this is one compiled loop over the calls
+    (:func:`_bind_and_call_loop`, the same writes in the same order); otherwise numpy.
     """
+    if COMPILED and cells.flags.c_contiguous and cells.shape[0]:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        full = np.zeros(rows.shape[0], dtype=np.bool_)
+        rec = _NO_RANGES if written is None else written
+        reg = {n: layout.register(n) for n in ("pc", "sp", "mode", "halt", "fault")}
+        err = _bind_and_call_loop(
+            cells,
+            rows,
+            np.ascontiguousarray(skills, dtype=np.int64),
+            np.ascontiguousarray(binds, dtype=np.int64).reshape(rows.shape[0], -1),
+            table.arity,
+            table.slot_addr,
+            table.headers,
+            table.pointer_addr,
+            np.array([reg[n] for n in ("pc", "sp", "mode", "halt", "fault")], np.int64),
+            layout.stack_end,
+            layout.halt_address,
+            float(BINDING_FAULT),
+            rec,
+            full,
+        )
+        if err:  # pragma: no cover - a live machine's SP is always inside its stack
+            raise RuntimeError("bind_and_call: a live machine's SP is outside its row")
+        return full
+    return _bind_and_call_numpy(cells, layout, table, rows, skills, binds, written)
+
+
+def _bind_and_call_numpy(cells, layout, table, rows, skills, binds, written) -> np.ndarray:
+    """:func:`bind_and_call` with numpy array operations."""
     # The registers of a machine are one short run of cells: read them for all rows at
     # once, update the copy and write it back (one memory access per row, not one per
     # register; the rows are far apart in memory).
@@ -265,6 +313,16 @@ def bind_and_call(
     g = go.ravel()
     sp = regs[g, col["sp"]].astype(np.int64)
     cells[r, sp] = layout.halt_address
+    if written is not None:
+        d = table.slot_addr[s]
+        lo = np.where(used, d, np.iinfo(np.int64).max).min(axis=1)
+        hi = np.where(used, d + (DESCRIPTOR_WIDTH - 1), -1).max(axis=1)
+        w = written[r]
+        w[:, 0] = np.minimum(w[:, 0], layout.register("mode"))
+        w[:, 1] = np.maximum(w[:, 1], sp)
+        w[:, 2] = np.minimum(w[:, 2], lo)
+        w[:, 3] = np.maximum(w[:, 3], hi)
+        written[r] = w
     mine = regs[g]
     mine[:, col["sp"]] = sp + 1
     for name in ("mode", "halt", "fault"):
@@ -273,3 +331,74 @@ def bind_and_call(
     regs[g] = mine
     cells[flat, reg.start : reg.end] = regs
     return full
+
+
+def _bind_and_call_py(
+    cells,
+    rows,
+    skills,
+    binds,
+    arity,
+    slot_addr,
+    headers,
+    pointer_addr,
+    reg,
+    stack_end,
+    halt_address,
+    binding_fault,
+    written,
+    full,
+):
+    """:func:`bind_and_call` per call and row (compiled by numba): what the numpy version
+    does, in the same order. ``reg``: the addresses of PC, SP, MODE, HALT, FAULT. Returns 1
+    if a live row's SP is outside its row (never for a valid state), else 0."""
+    pc, sp_col, mode, halt, fault = reg[0], reg[1], reg[2], reg[3], reg[4]
+    n_cells = cells.shape[1]
+    record = written.shape[0] > 0
+    for c in range(rows.shape[0]):
+        s = skills[c]
+        is_full = False
+        for j in range(rows.shape[1]):
+            r = rows[c, j]
+            if cells[r, fault] == 0 and cells[r, sp_col] >= stack_end:
+                is_full = True
+        full[c] = is_full
+        for j in range(rows.shape[1]):
+            r = rows[c, j]
+            if cells[r, fault] != 0:
+                continue
+            if is_full:
+                cells[r, fault] = binding_fault
+                continue
+            lo, hi = n_cells, -1
+            for a in range(arity[s]):
+                dst, src = slot_addr[s, a], pointer_addr[binds[c, a]]
+                for f in range(DESCRIPTOR_WIDTH):
+                    cells[r, dst + f] = cells[r, src + f]
+                lo = min(lo, dst)
+                hi = max(hi, dst + DESCRIPTOR_WIDTH - 1)
+            sp = int(cells[r, sp_col])
+            if sp < 0 or sp >= n_cells:
+                return 1
+            cells[r, sp] = halt_address
+            cells[r, sp_col] = sp + 1
+            cells[r, mode] = 0
+            cells[r, halt] = 0
+            cells[r, fault] = 0
+            cells[r, pc] = cells[r, headers[s]]
+            if record:
+                written[r, 0] = min(written[r, 0], mode)
+                written[r, 1] = max(written[r, 1], sp)
+                written[r, 2] = min(written[r, 2], lo)
+                written[r, 3] = max(written[r, 3], hi)
+    return 0
+
+
+_NO_RANGES = np.zeros((0, 4), dtype=np.int64)
+
+COMPILED = numba is not None
+"""Whether :func:`bind_and_call` runs the compiled loop (numba installed)."""
+
+_bind_and_call_loop = (
+    numba.njit(cache=True, nogil=True, boundscheck=False)(_bind_and_call_py) if COMPILED else None
+)

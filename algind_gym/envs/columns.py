@@ -41,6 +41,10 @@ class EpisodeColumns:
         self.text = np.full(n, "", dtype=object)
         self.history = np.empty(n, dtype=object)
         self.history[:] = [[] for _ in range(n)]
+        self.untracked = np.zeros(n, dtype=bool)
+        """Sub-environments whose machine rows changed outside the vector env's step (their
+        own ``step``, ``reset`` or ``restore``): their next autoreset rewrites whole rows
+        (:class:`~algind_gym.envs.fresh.FreshRows`)."""
 
     def begin(self, ids: np.ndarray) -> None:
         """A new episode's scalars for envs ``ids``: what
@@ -199,3 +203,17 @@ class ColumnEnv(SkillCompositionEnv):
 
     def __reduce_ex__(self, protocol):
         return _restore_env, (self.__getstate__(),)
+
+    # Called directly (not through the vector env), these change the machine rows in ways
+    # the vector env's write ranges do not see: the next autoreset restores whole rows.
+    def step(self, action):
+        self._columns.untracked[self._column] = True
+        return super().step(action)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self._columns.untracked[self._column] = True
+        return super().reset(seed=seed, options=options)
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self._columns.untracked[self._column] = True
+        super().restore(snap)

@@ -39,7 +39,11 @@ first one of a length is a shallow copy of a workspace of that length, so all
 sub-environments share one image per length) and rewrites the machine rows in place
 instead of building a new workspace (per length, for all its sub-environments at once;
 the examples come from the task's batched generator, :meth:`TaskSpec.draw
-<algind_gym.tasks.spec.TaskSpec.draw>`, as in a single environment). Trajectories
+<algind_gym.tasks.spec.TaskSpec.draw>`, as in a single environment). Of the fresh
+machine's template it rewrites only what can have changed: registers, pointer table and
+memory, and the stack cells and skill slots that the episode's calls wrote, known from the
+write ranges that the backend and :func:`~algind_gym.envs.batch.bind_and_call` report
+(:mod:`algind_gym.envs.fresh`). Trajectories
 equal those of ``SyncVectorEnv`` over single environments with the same seeds (tested).
 A sub-environment's :meth:`~SkillCompositionEnv.snapshot` stays valid until that
 sub-environment autoresets.
@@ -55,9 +59,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from algind_gym.cpu.backend import run_recording_writes
 from algind_gym.envs.batch import CallTable, bind_and_call, score_many
 from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
+from algind_gym.envs.fresh import FreshRows
 from algind_gym.envs.seeding import Reseedable, pcg64_states
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
@@ -149,14 +155,11 @@ class AlgIndVectorEnv(VectorEnv):
         for s, js in enumerate(first._writes):
             self._writes[s, list(js)] = True
         lay = first._probe_image.layout
-        self._code_start = lay.block("code").start
         # every workspace is laid out for max_length (longer lengths are refused), so every
         # episode has the instruction budget of that capacity
         self._budget = first.task.budget(first.max_length)
         self._n_registers = lay.block("registers").end  # (cells 0 .. end hold them all)
-        self._slot_cols = np.flatnonzero(~lay.protected_mask[self._code_start :])
-        self._slot_cols += self._code_start
-        self._fast_reset, self._checked, self._templates = True, set(), {}
+        self._fresh: FreshRows | None = None  # built with the shared array (first reset)
         self._rng = Reseedable()
         self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
 
@@ -168,7 +171,9 @@ class AlgIndVectorEnv(VectorEnv):
         if self._cells is None or self._cells.shape[1] != layout.n_cells:
             self._cells = np.zeros((self.num_envs * self.k, layout.n_cells), dtype=env.state.dtype)
             self._layout = layout
+            self._fresh = FreshRows(layout, self.num_envs, self.k, self._columns.untracked)
         self._cells[self._rows[i]] = env.state.cells
+        self._fresh.fresh_envs(np.array([i]))
         env.state = MachineState(layout, self._cells[i * self.k : (i + 1) * self.k])
         self._workspaces[i][env.ws.length] = env.ws
         self._lengths[i] = env.ws.length
@@ -180,84 +185,6 @@ class AlgIndVectorEnv(VectorEnv):
     def machines(self) -> MachineState:
         """All ``num_envs * K`` machines as one state (rows ``i*K .. (i+1)*K`` are env ``i``)."""
         return self._machines
-
-    def _fresh_machines(self, group: list[int]) -> None:
-        """Write what ``ws.reset()`` returns into the rows of the envs ``group`` (all of one
-        length, each with its new workspace), in place.
-
-        The code block is the same in every fresh machine of the shared layout and is never
-        written (protected), so only the cells before it and the skill slots are written.
-        Fast path, for all envs of the group at once: the fresh machine of the image (the
-        cells before the code in one slice copy, the skill slots per env), then the
-        workspaces' uninitialised values (outputs, scratch,
-        :attr:`Workspace.uninitialised_block`) and the examples' inputs
-        (:attr:`Workspace.stacked_examples`) in one write, as ``Workspace.reset`` writes
-        them. It is checked against :meth:`Workspace.reset` on the first episode of every
-        length; if they ever differ (a workspace that initialises more than the inputs),
-        every later reset copies ``ws.reset()`` instead.
-        """
-        cells, cs, slots, k = self._cells, self._code_start, self._slot_cols, self.k
-        wss = [self.envs[i].ws for i in group]
-        length = wss[0].length
-        if self._fast_reset:
-            plan = self._templates.get(length)
-            if plan is None:
-                plan = self._templates[length] = self._reset_plan(wss[0])
-            head, slot_values, cols, pieces = plan
-            g = np.asarray(group)
-            cells3 = cells.reshape(self.num_envs, k, -1)
-            cells3[g, :, :cs] = head
-            for i in group:
-                cells[i * k : (i + 1) * k, slots] = slot_values
-            values = []
-            for name, size in pieces:  # in the order of cols
-                if name is None:
-                    values.append(np.stack([ws.uninitialised_block for ws in wss]))
-                else:
-                    v = np.stack([ws.stacked_examples[name] for ws in wss])
-                    values.append(v.reshape(len(group), k, size))
-            if values:
-                v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
-                if isinstance(cols, slice):
-                    cells3[g, :, cols] = v
-                else:
-                    cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
-            if length in self._checked:
-                return
-            self._checked.add(length)
-            want = wss[0].reset().cells
-            first = cells[group[0] * k : (group[0] + 1) * k]
-            if np.array_equal(first[:, :cs], want[:, :cs]) and np.array_equal(
-                first[:, slots], want[:, slots]
-            ):
-                return
-            self._fast_reset = False
-        for i, ws in zip(group, wss, strict=True):
-            fresh, r = ws.reset().cells, slice(i * k, (i + 1) * k)
-            cells[r, :cs] = fresh[:, :cs]
-            cells[r, slots] = fresh[:, slots]
-
-    def _reset_plan(self, ws) -> tuple:
-        """What :meth:`_fresh_machines` writes at ``ws``'s length: the fresh machine's cells
-        before the code and its skill-slot values; the columns of the data it writes (a
-        slice when they are adjacent) and the pieces of that data in order, ``(None,
-        width)`` for the uninitialised block and ``(name, size)`` per input."""
-        row = ws.image.new_state(1, self._cells.dtype).cells[0]
-        pieces = []
-        unc = ws.uninitialised_columns
-        if unc.size:
-            pieces.append((None, unc.size, unc))
-        for a in ws.task.args:
-            addr, buf = ws.image.buffers[a.name]
-            if a.role != "out" and buf.size:
-                pieces.append((a.name, buf.size, np.arange(addr, addr + buf.size)))
-        if unc.size and np.array_equal(unc, np.arange(unc[0], unc[0] + unc.size)):
-            pieces.sort(key=lambda p: int(p[2][0]))  # every piece is contiguous: by address
-        cols = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.int64)
-        if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
-            cols = slice(int(cols[0]), int(cols[0]) + cols.size)
-        head = row[: self._code_start].copy()
-        return head, row[self._slot_cols], cols, [(n, size) for n, size, _ in pieces]
 
     def _autoreset_envs(self, ids: np.ndarray, score: bool = True) -> None:
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place:
@@ -292,7 +219,7 @@ class AlgIndVectorEnv(VectorEnv):
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
         for group in by_length.values():
-            self._fresh_machines(group)
+            self._fresh.reset(self._cells, group, [self.envs[i].ws for i in group])
             for i in group:
                 self.envs[i]._begin_episode(batched=True)
         if not score:
@@ -375,12 +302,14 @@ class AlgIndVectorEnv(VectorEnv):
             rows = self._rows[ex]
             flat, icount = rows.ravel(), self._layout.register("icount")
             before = cells[flat, icount]
+            written = self._fresh.written
             full = bind_and_call(
-                cells, self._layout, self._calltable, rows, skills[valid], binds[valid]
+                cells, self._layout, self._calltable, rows, skills[valid], binds[valid], written
             )
             errors = {int(i): "the stack is full" for i in ex[full]}
             t3 = clock()
-            resolve_backend(envs[0].backend).run(self._machines, self._budget)
+            backend = resolve_backend(envs[0].backend)
+            run_recording_writes(backend, self._machines, self._budget, written)
             t4 = clock()
             self.timings["bind"] += t3 - t2
             self.timings["cpu"] += t4 - t3

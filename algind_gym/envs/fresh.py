@@ -1,0 +1,229 @@
+"""Fresh machines in place: the vector env's autoreset rewrites only what an episode changed.
+
+:class:`FreshRows` turns the K machine rows of sub-environments whose episode ended back
+into what :meth:`Workspace.reset <algind_gym.tasks.workspace.Workspace.reset>` returns for
+their new examples, in the shared array of all machines, without building new states.
+
+A fresh machine is the image's template row (the same code block for every length of the
+shared layout: code never changes, it is protected) plus the examples' inputs and the
+uninitialised values of outputs and scratch. Of the template, a reset rewrites:
+
+* the registers, the pointer table and the memory block, always (a few hundred cells:
+  they differ between lengths, and an episode writes most of them);
+* of the stack (more than a thousand cells, mostly never touched), only the cells up to
+  the highest one written since the row was fresh;
+* of the skill slots (descriptors W^in writes), only those between the lowest and the
+  highest slot cell written since then.
+
+"Written since then" comes from :attr:`FreshRows.written`, one pair of write ranges per
+machine (:mod:`algind_gym.cpu.backend`, "Write ranges"): the vector env passes it to the
+backend's ``run`` (the numba kernel reports exact ranges, other backends whole rows) and
+to :func:`~algind_gym.envs.batch.bind_and_call` (the host's own writes: the pushed return
+address and the slot descriptors). Everything else a step does to the cells is in the
+registers. Skipping the rest is exact only because the cells outside the ranges still hold
+their fresh values, so:
+
+* sub-environments whose rows changed some other way (their own ``step``, ``reset`` or
+  ``restore`` called directly, see :class:`~algind_gym.envs.columns.ColumnEnv`) are marked
+  in :attr:`FreshRows.untracked` and get the whole template;
+* the shortcut is used only while the fresh rows of all lengths seen agree on the stack and
+  the slots (they do for images built from one layout; checked once per length);
+* the first reset of every length is also compared with ``Workspace.reset`` (registers,
+  stack, pointer table, memory and slots); if they ever differ (a workspace that
+  initialises more than the inputs), every later reset copies ``Workspace.reset``.
+
+``tests/envs/test_fresh_rows.py`` compares reset rows byte for byte with freshly built
+machines after random episodes with HALT and faults.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from algind_gym.cpu.backend import empty_write_ranges
+
+try:  # numba is a dependency; without it the numpy path below does the same writes
+    import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+
+class FreshRows:
+    """Rewrites the machine rows of resetting sub-environments (see the module docstring).
+
+    Args:
+        layout: the shared layout of all machines.
+        num_envs: sub-environments; env ``i`` owns rows ``i*k .. (i+1)*k - 1``.
+        k: machines (examples) per sub-environment.
+        untracked: the ``(num_envs,)`` bool array of :attr:`untracked` to use (the vector
+            env passes :attr:`EpisodeColumns.untracked
+            <algind_gym.envs.columns.EpisodeColumns.untracked>`); a new one by default.
+    """
+
+    def __init__(self, layout, num_envs: int, k: int, untracked: np.ndarray | None = None) -> None:
+        self.k = k
+        self.code_start = layout.block("code").start
+        self.registers_end = layout.block("registers").end
+        self.pointers_start = layout.block("pointers").start
+        slots = np.flatnonzero(~layout.protected_mask[self.code_start :])
+        self.slot_cols = slots + self.code_start
+        self.written = empty_write_ranges(num_envs * k)
+        """Write ranges of every machine since its row was last fresh (``(num_envs * k, 4)``)."""
+        self.untracked = np.zeros(num_envs, dtype=bool) if untracked is None else untracked
+        """Sub-environments whose rows changed outside the tracked writes: restore whole."""
+        self._empty = empty_write_ranges(1)[0]
+        self._plans: dict[int, tuple] = {}
+        self._checked: set[int] = set()
+        self._fast = True  # False: copy Workspace.reset (a check failed)
+        self._ranged = True  # False: every length's fresh rows do not agree on stack/slots
+        self._reference: tuple[np.ndarray, np.ndarray] | None = None
+
+    def fresh_envs(self, env_ids: np.ndarray) -> None:
+        """Mark the rows of ``env_ids`` as fresh (the caller wrote whole fresh machines)."""
+        rows = (np.asarray(env_ids)[:, None] * self.k + np.arange(self.k)).ravel()
+        self.written[rows] = self._empty
+        self.untracked[env_ids] = False
+
+    def reset(self, cells: np.ndarray, group: list[int], wss: list) -> None:
+        """Write what ``ws.reset()`` returns for each workspace of ``wss`` into the rows of
+        the envs ``group`` (all of one length), in place; then those rows are fresh."""
+        k, cs, slots = self.k, self.code_start, self.slot_cols
+        g = np.asarray(group)
+        rows = (g[:, None] * k + np.arange(k)).ravel()
+        length = wss[0].length
+        if not self._fast:
+            for i, ws in zip(group, wss, strict=True):
+                fresh, r = ws.reset().cells, slice(i * k, (i + 1) * k)
+                cells[r, :cs] = fresh[:, :cs]
+                cells[r, slots] = fresh[:, slots]
+            self.fresh_envs(g)
+            return
+        plan = self._plans.get(length)
+        if plan is None:
+            plan = self._plans[length] = self._plan(ws=wss[0], cells=cells)
+        row, cols, pieces = plan
+        cells3 = cells.reshape(-1, k, cells.shape[1])
+        self._template(cells, cells3, g, rows, row)
+        self.fresh_envs(g)
+        values = []
+        for name, size in pieces:  # in the order of cols
+            if name is None:
+                values.append(np.stack([ws.uninitialised_block for ws in wss]))
+            else:
+                v = np.stack([ws.stacked_examples[name] for ws in wss])
+                values.append(v.reshape(len(group), k, size))
+        if values:
+            v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
+            if isinstance(cols, slice):
+                cells3[g, :, cols] = v
+            else:
+                cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
+        if length in self._checked:
+            return
+        self._checked.add(length)
+        want = wss[0].reset().cells
+        first = cells[group[0] * k : (group[0] + 1) * k]
+        if _same(first[:, :cs], want[:, :cs]) and _same(first[:, slots], want[:, slots]):
+            return
+        self._fast = False
+        self.reset(cells, group, wss)
+
+    def _template(self, cells, cells3, g, rows, row) -> None:
+        """The fresh row ``row``'s registers, pointer table and memory, and its stack and
+        slots where they were written (all of them for untracked envs): per machine in a
+        compiled loop (:func:`restore_rows`), or with numpy for the union of the rows'
+        ranges."""
+        slots, cs = self.slot_cols, self.code_start
+        head, slot_values = row[:cs], row[slots]
+        if not self._ranged or self.untracked[g].any():
+            cells3[g, :, : self.code_start] = head
+            cells[rows[:, None], slots[None, :]] = slot_values
+            return
+        if COMPILED and cells.flags.c_contiguous:
+            restore_rows(
+                cells,
+                rows,
+                self.written,
+                row,
+                self.registers_end,
+                self.pointers_start,
+                cs,
+                slots,
+            )
+            return
+        w = self.written[rows]
+        top = max(self.registers_end, int(w[:, 1].max()) + 1)
+        if top >= self.pointers_start:
+            cells3[g, :, : self.code_start] = head
+        else:
+            ptr = self.pointers_start
+            cells3[g, :, :top] = head[:top]
+            cells3[g, :, ptr : self.code_start] = head[ptr:]
+        i0 = int(np.searchsorted(slots, w[:, 2].min(), "left"))
+        i1 = int(np.searchsorted(slots, w[:, 3].max(), "right"))
+        if i1 > i0:
+            cells[rows[:, None], slots[None, i0:i1]] = slot_values[i0:i1]
+
+    def _plan(self, ws, cells: np.ndarray) -> tuple:
+        """What :meth:`reset` writes at ``ws``'s length: the fresh machine's row; the columns of the data it writes (a slice when they
+        are adjacent) and the pieces of that data in order, ``(None, width)`` for the
+        uninitialised block and ``(name, size)`` per input."""
+        row = ws.image.new_state(1, cells.dtype).cells[0]
+        pieces = []
+        unc = ws.uninitialised_columns
+        if unc.size:
+            pieces.append((None, unc.size, unc))
+        for a in ws.task.args:
+            addr, buf = ws.image.buffers[a.name]
+            if a.role != "out" and buf.size:
+                pieces.append((a.name, buf.size, np.arange(addr, addr + buf.size)))
+        if unc.size and np.array_equal(unc, np.arange(unc[0], unc[0] + unc.size)):
+            pieces.sort(key=lambda p: int(p[2][0]))  # every piece is contiguous: by address
+        cols = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.int64)
+        if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
+            cols = slice(int(cols[0]), int(cols[0]) + cols.size)
+        row = row.copy()
+        head, slot_values = row[: self.code_start], row[self.slot_cols]
+        # the shortcut needs the same stack and slots in the fresh rows of every length
+        stack = head[self.registers_end : self.pointers_start]
+        if self._reference is None:
+            self._reference = (stack, slot_values)
+        elif not (_same(stack, self._reference[0]) and _same(slot_values, self._reference[1])):
+            self._ranged = False
+        return row, cols, [(n, size) for n, size, _ in pieces]
+
+
+def _restore_rows(cells, rows, written, row, registers_end, pointers_start, code_start, slots):
+    """Per machine ``r`` of ``rows``: ``row``'s registers, its stack up to the highest cell of
+    ``written[r]``'s first range, its pointer table and memory, and its skill slots (sorted
+    columns ``slots``) inside ``written[r]``'s second range, written into ``cells[r]``."""
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        top = written[r, 1] + 1
+        if top < registers_end:
+            top = registers_end
+        if top > pointers_start:
+            top = pointers_start
+        for c in range(top):
+            cells[r, c] = row[c]
+        for c in range(pointers_start, code_start):
+            cells[r, c] = row[c]
+        lo, hi = written[r, 2], written[r, 3]
+        if lo <= hi:
+            i0 = np.searchsorted(slots, lo)
+            i1 = np.searchsorted(slots, hi, side="right")
+            for i in range(i0, i1):
+                cells[r, slots[i]] = row[slots[i]]
+
+
+COMPILED = numba is not None
+"""Whether :func:`restore_rows` is the compiled loop (else the numpy path is used)."""
+
+restore_rows = (
+    numba.njit(cache=True, nogil=True, boundscheck=False)(_restore_rows) if COMPILED else None
+)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit for bit equal (``-0.0`` differs from ``0.0``)."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
