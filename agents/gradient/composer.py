@@ -61,56 +61,22 @@ and the instructions the CPU executed, so budgets compare with the search agents
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 import torch
 
 from agents.api import Agent, SolveContext, register_agent
-from agents.gradient.dag import (
-    Plan,
-    build_plan,
-    channel_zeros,
-    readable,
-    top_programs,
-    usage,
-    widen,
-)
+from agents.gradient.dag import build_plan, readable, widen
 from agents.gradient.monitor import Monitor
 from agents.gradient.ops import Op, SoftStep, enumerate_ops
-from agents.gradient.soft import (
-    OUT_OF_RANGE,
-    SKIP,
-    StepParams,
-    anneal,
-    entropy,
-    expected_loss,
-    init_params,
-    loss_fn,
-    read_bias,
-    relax,
-    scaled_loss_fn,
-    soft_forward,
-)
+from agents.gradient.population import repeat_rows
+from agents.gradient.soft import init_params, soft_forward
+from agents.gradient.train import Level, train
 from agents.result import Program
 from algind_gym.cpu.backend import make_backend
 from algind_gym.machine.isa import Fault
 from algind_gym.tasks import TaskSpec, Workspace
 
 INITS = ("uniform", "description")
-
-
-@dataclass
-class Level:
-    """What one program length trains: its steps, their alpha inits, and the private
-    channels' plan (None: the shared-buffer form)."""
-
-    depth: int
-    steps: list[SoftStep]
-    alpha_init: list[np.ndarray | None]
-    plan: Plan | None = None
 
 
 DTYPES = {"float32": (np.float32, torch.float32), "float64": (np.float64, torch.float64)}
@@ -131,8 +97,17 @@ class GradientComposer(Agent):
         steps: T, program steps (>= 1).
         iterations: N, gradient iterations over all restarts.
         init: ``"uniform"`` (alpha logits 0) or ``"description"`` (the description prior).
-        restarts: seeds tried; each gets an equal share of the remaining iterations.
-        lr: Adam learning rate.
+        restarts: sequential restarts (new seeds); each gets an equal share of the
+            remaining iterations.
+        population: P members trained side by side as extra rows of the same batched
+            CPU calls (:mod:`agents.gradient.population`); every member's argmax program
+            is checked after each iteration.
+        exploit_every: every this many iterations the worst quarter of the members is
+            replaced by a perturbed copy of the best (0: never).
+        lr: Adam learning rate (at the start of a restart).
+        lr_end: learning rate at the end of a restart (cosine schedule; None: constant).
+        entropy: weight of the entropy schedule (``+entropy`` -> ``-entropy`` over a
+            restart, :mod:`agents.gradient.train`; 0: off).
         beta2: Adam's second-moment decay; lower than torch's 0.999 so that the step size
             follows a gradient that shrinks as an op's weight shrinks (short runs).
         examples: K examples per iteration (default :func:`default_examples`).
@@ -161,8 +136,9 @@ class GradientComposer(Agent):
             them; reading slots load only defined buffers (dataflow). False: the plain form,
             inner ops mixed by alpha into shared scratch buffers.
         top_k: the most programs not run before that are run exactly after an iteration
-            (private channels): the argmax program and then each last-step op's most
-            probable discretisations (:func:`~agents.gradient.dag.top_programs`).
+            besides the members' argmax programs (private channels): the best member's
+            other most probable discretisations (:func:`~agents.gradient.dag.top_programs`);
+            0 checks the argmax programs only (what training alone finds).
         max_ops: the most ops of one step (more is a clear error, or ends the deepening).
         dtype: ``"float32"`` (default) or ``"float64"`` cells for the soft run.
         out: folder for the alpha plot (``alpha.png``) and TensorBoard logs (``tb/``).
@@ -175,7 +151,11 @@ class GradientComposer(Agent):
         iterations: int = 100,
         init: str = "uniform",
         restarts: int = 3,
+        population: int = 1,
+        exploit_every: int = 0,
         lr: float = 0.2,
+        lr_end: float | None = None,
+        entropy: float = 0.0,
         beta2: float = 0.95,
         examples: int | None = None,
         length: int | None = None,
@@ -221,8 +201,14 @@ class GradientComposer(Agent):
         self.fresh_bias, self.scaled_loss = fresh_bias, scaled_loss
         self.expected_last, self.plain_ramp = expected_last, plain_ramp
         self.deepen = deepen
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+            raise ValueError(f"population must be an integer >= 1, got {population!r}")
+        if exploit_every < 0:
+            raise ValueError(f"exploit_every must be >= 0, got {exploit_every}")
+        self.population, self.exploit_every = population, exploit_every
+        self.lr_end, self.entropy = lr_end, entropy
         self.private, self.top_k, self.max_ops = private, top_k, max_ops
         self.skills = ",".join(skills) if skills else None
         self.out, self.verbose = out, verbose
@@ -281,38 +267,6 @@ class GradientComposer(Agent):
         }
         return state, expected
 
-    def discretise(
-        self, steps: list[SoftStep], params: list[StepParams], defined: set[str] | None = None
-    ) -> Program:
-        """The argmax program: per step the most likely op (skips dropped) with its most
-        likely buffer per data slot, among the buffers the soft forward lets it read."""
-        program: Program = []
-        defined = None if defined is None else set(defined)
-        written: set[str] = set()
-        for step, par in zip(steps, params, strict=True):
-            i = int(par.alpha.detach().argmax())
-            if i == 0:
-                continue
-            v = i - 1
-            op = step.ops[v]
-            names = []
-            for j, s in enumerate(op.slots):
-                if s.skill is not None:
-                    names.append(f"&{s.skill}")
-                elif (v, j) in par.w_in:
-                    logits = par.w_in[(v, j)].detach()
-                    if defined is not None:
-                        logits = logits + read_bias(op, j, defined, written, self.fresh_bias)
-                    names.append(s.candidates[int(logits.argmax())])
-                else:
-                    names.append(s.candidates[0])
-            program.append((op.skill, names))
-            if defined is not None:
-                outs = {n for j, n in enumerate(names) if op.slots[j].role not in ("in", "skill")}
-                defined |= outs
-                written |= outs
-        return program
-
     # ----------------------------------------------------------------- search
     def search(self, ctx: SolveContext) -> Program | None:
         np_dtype, dtype = DTYPES[self.dtype]
@@ -323,7 +277,9 @@ class GradientComposer(Agent):
         backend = make_backend("transformer-torch")
 
         def build(op_list: list[Op]) -> SoftStep:
-            return SoftStep(ctx.library, op_list, k, probe_ws.max_steps, backend, dtype=np_dtype)
+            # rows per op: every member's K examples (agents.gradient.population)
+            rows = k * self.population
+            return SoftStep(ctx.library, op_list, rows, probe_ws.max_steps, backend, np_dtype)
 
         # Probe: a uniform forward pass; ops faulting on every example are excluded.
         excluded: dict[str, str] = {}
@@ -331,8 +287,9 @@ class GradientComposer(Agent):
             if not op_list:
                 continue
             probe = build(op_list)
-            state, _ = self._state(probe_ws, dtype)
-            par = init_params(op_list, torch.Generator().manual_seed(0), None, 0.0)
+            state = repeat_rows(self._state(probe_ws, dtype)[0], self.population)
+            gen = torch.Generator().manual_seed(0)
+            par = init_params(op_list, gen, None, 0.0, population=self.population)
             with torch.no_grad():
                 _, fstats = soft_forward(state, [probe], [par], 1.0, False, torch.Generator())
             ctx.charge(actions=len(op_list), env_steps=1, instructions=fstats.instructions)
@@ -373,7 +330,17 @@ class GradientComposer(Agent):
             ]
         monitor = Monitor(self.out, [], self.verbose)
         try:
-            return self._train(ctx, levels, monitor, k, length, dtype)
+            return train(
+                self,
+                ctx,
+                levels,
+                monitor,
+                k,
+                length,
+                dtype,
+                lambda ws: self._state(ws, dtype),
+                defined_buffers,
+            )
         finally:
             monitor.close(ctx)
 
@@ -433,205 +400,6 @@ class GradientComposer(Agent):
             out.append(self.prior_scale * np.log(prior))
         ctx.stats["prior_source"] = source
         return out
-
-    def _train(
-        self,
-        ctx: SolveContext,
-        levels: list[Level],
-        monitor: Monitor,
-        k: int,
-        length: int,
-        dtype: torch.dtype,
-    ) -> Program | None:
-        """Train each level (program length) in turn, an equal share of the iterations
-        each, the remainder to the last."""
-        stats = ctx.stats
-        stats.update(iterations=0, restarts_run=0, nonfinite_losses=0, faults={}, checked=0)
-        cpu_s = backward_s = 0.0
-        start = time.perf_counter()
-        tried: dict[tuple, float] = {}
-        used = 0
-        for n, level in enumerate(levels):
-            steps, alpha_init, plan = level.steps, level.alpha_init, level.plan
-            monitor.relabel([[SKIP] + [op.label for op in step.ops] for step in steps])
-            stats["depth"] = level.depth
-            limit = (
-                self.iterations if n == len(levels) - 1 else used + self.iterations // len(levels)
-            )
-            for r in range(self.restarts):
-                cap = (limit - used) // (self.restarts - r)
-                if cap < 1:
-                    continue
-                stats["restarts_run"] = stats.get("restarts_run", 0) + 1
-                gen = torch.Generator().manual_seed(int(ctx.seed) * 1009 + r)
-                params = [
-                    init_params(step.ops, gen, a0, self.noise, self.w_noise)
-                    for step, a0 in zip(steps, alpha_init, strict=True)
-                ]
-                tensors = [t for p in params for t in p.tensors()]
-                opt = torch.optim.Adam(tensors, lr=self.lr, betas=(0.9, self.beta2))
-                best, since, bad = float("inf"), 0, 0
-                for i in range(cap):
-                    tau = anneal(self.tau_start, self.tau_end, i, cap)
-                    ws = Workspace(
-                        ctx.library,
-                        ctx.task,
-                        length,
-                        batch=k,
-                        seed=int(ctx.rng.integers(2**31 - 1)),
-                    )
-                    state, expected = self._state(ws, dtype)
-                    defined = defined_buffers(ws)
-                    if plan is not None:
-                        state.update(channel_zeros(plan, k, dtype))
-                    final, fstats = soft_forward(
-                        state,
-                        steps,
-                        params,
-                        tau,
-                        self.gumbel,
-                        gen,
-                        defined,
-                        self.fresh_bias,
-                        branches=self.expected_last,
-                        balanced=plan is not None,
-                    )
-                    loss = loss_fn(final, expected)
-                    plain = 1.0 if not self.plain_ramp else (i + 1) / cap
-                    if self.expected_last:
-                        objective = expected_loss(
-                            fstats.branches, expected, self.scaled_loss, plain
-                        )
-                    else:
-                        objective = plain * torch.log1p(loss)
-                        if self.scaled_loss:
-                            objective = objective + self.scaled_loss * scaled_loss_fn(
-                                final, expected
-                            )
-                    cpu_s += fstats.cpu_s
-                    used += 1
-                    stats["iterations"] = used
-                    self._count_faults(stats, steps, fstats.faults)
-                    value = float(loss.detach())
-                    if not (np.isfinite(value) and bool(torch.isfinite(objective.detach()))):
-                        # Never silent: counted, reported, and the update is skipped.
-                        stats["nonfinite_losses"] += 1
-                        bad += 1
-                        stats["last_nonfinite"] = (
-                            f"restart {r}, iteration {i}: loss {value}, objective "
-                            f"{float(objective.detach())}"
-                        )
-                    else:
-                        bad = 0
-                        opt.zero_grad()
-                        t0 = time.perf_counter()
-                        # log(1 + loss): an iteration with a wild loss cannot dominate Adam's
-                        # moment estimates (and stall the run while they decay)
-                        objective.backward()
-                        backward_s += time.perf_counter() - t0
-                        opt.step()
-                    if plan is None:
-                        programs = [self.discretise(steps, params, defined)]
-                        alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
-                    else:
-                        top = top_programs(plan, params, self.fresh_bias)
-                        programs = [p for _, p in top]
-                        alphas = usage(plan, params, tau, self.fresh_bias)
-                    program = programs[0] if programs else []
-                    train_s = time.perf_counter() - start
-                    stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
-                    stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
-                    monitor.log(
-                        used,
-                        value,
-                        tau,
-                        alphas,
-                        [entropy(torch.from_numpy(a)) for a in alphas],
-                        program,
-                    )
-                    ctx.charge(
-                        actions=sum(len(s.ops) for s in steps),
-                        env_steps=len(steps),
-                        instructions=fstats.instructions,
-                    )
-                    new = 0
-                    for rank, candidate in enumerate(programs):
-                        if not candidate or self._key(candidate) in tried:
-                            continue
-                        if new >= self.top_k and rank > 0:
-                            break
-                        new += 1
-                        if self._check(ctx, candidate, tried, k):
-                            stats.update(
-                                iterations_to_success=used, final_loss=value, success_rank=rank
-                            )
-                            return self._prune(ctx, candidate, tried, k)
-                    stats["final_loss"] = value
-                    if bad >= 3:
-                        break  # the loss stays non-finite: this restart is dead
-                    if value < best * 0.99:
-                        best, since = value, 0
-                    else:
-                        since += 1
-                        if since >= self.patience:
-                            break
-        return None
-
-    @staticmethod
-    def _key(program: Program) -> tuple:
-        return tuple((s, tuple(b)) for s, b in program)
-
-    def _check(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> bool:
-        """Exact run of the argmax program on training examples, then full verification."""
-        key = self._key(program)
-        if key in tried:
-            return False
-        ctx.stats["checked"] = ctx.stats.get("checked", 0) + 1
-        ws = Workspace(
-            ctx.library,
-            ctx.task,
-            max(ctx.task.train_lengths),
-            batch=k,
-            seed=int(ctx.rng.integers(2**31 - 1)),
-        )
-        machines = ws.reset()
-        results = ws.run_program(machines, program, "transformer")
-        ctx.charge(
-            actions=len(program),
-            env_steps=len(program),
-            instructions=int(sum(r.steps.sum() for r in results)),
-        )
-        score = float(ws.score(machines).fraction.mean())
-        tried[key] = score
-        ctx.offer(program, score)
-        if score < 1.0:
-            return False
-        return all(v == 1.0 for v in ctx.verify(program).values())
-
-    def _prune(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> Program:
-        """Drop steps the verified program does not need (e.g. a step whose output a later
-        step overwrites), keeping each removal only if the shorter program verifies too."""
-        i = 0
-        while len(program) > 1 and i < len(program):
-            shorter = program[:i] + program[i + 1 :]
-            if self._check(ctx, shorter, tried, k):
-                program = shorter
-                ctx.stats["pruned_steps"] = ctx.stats.get("pruned_steps", 0) + 1
-            else:
-                i += 1
-        return program
-
-    @staticmethod
-    def _count_faults(
-        stats: dict[str, Any], steps: list[SoftStep], faults: list[np.ndarray]
-    ) -> None:
-        counts = stats["faults"]
-        for step, f in zip(steps, faults, strict=True):
-            for op, row in zip(step.ops, f, strict=True):
-                for code in row[row != 0]:
-                    entry = counts.setdefault(op.full_label, {})
-                    name = "OUT_OF_RANGE" if code == OUT_OF_RANGE else Fault(int(code)).name
-                    entry[name] = entry.get(name, 0) + 1
 
 
 def default_examples(ctx: SolveContext, length: int) -> int:

@@ -135,12 +135,12 @@ def test_division_by_zero_is_reported_in_the_result():
 
 
 def test_a_non_finite_loss_is_counted_and_reported_never_used(monkeypatch):
-    import agents.gradient.composer as composer
+    import agents.gradient.soft as soft
 
     def nan_loss(state, expected):
         return sum(v.sum() for v in state.values()) * float("nan")
 
-    monkeypatch.setattr(composer, "loss_fn", nan_loss)
+    monkeypatch.setattr(soft, "loss_fn", nan_loss)
     steps = []  # every Adam update: a non-finite loss must never reach one
     adam_step = torch.optim.Adam.step
     monkeypatch.setattr(
@@ -226,11 +226,12 @@ def test_description_init_marginalises_the_search_prior():
 
 def test_verified_program_loses_steps_it_does_not_need():
     from agents.api import SolveContext
+    from agents.gradient.verify import prune
 
     ctx = SolveContext(get_task("VectorAdd"), builtin_library(), 1000, 0)
     dead = ("zipmap", ["&s_mul", "y", "y", "out"])  # overwritten by the next step
     live = ("zipmap", ["&s_add", "x", "y", "out"])
-    assert GradientComposer()._prune(ctx, [dead, live], {}, 4) == [live]
+    assert prune(ctx, [dead, live], {}, 4) == [live]
     assert ctx.stats["pruned_steps"] == 1 and ctx.actions_evaluated > 0
 
 
