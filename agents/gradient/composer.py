@@ -7,56 +7,32 @@ and per op and data slot logits W^in over the type-compatible workspace buffers 
 slot's shape. The forward pass (:func:`agents.gradient.soft.soft_forward`) loads each slot
 with a softmax(W^in)-weighted mixture, runs every op of the step on the K examples in one
 batched call of the torch-kernel Transformer CPU (autograd through the data path), and mixes
-the results with softmax(alpha). Adam updates alpha and W^in on K fresh examples every
-iteration, optionally while the softmax temperature anneals (``tau_start`` -> ``tau_end``)
-or through straight-through Gumbel-softmax samples (``gumbel=True``). Restarts (new seeds)
-split the iteration budget; a restart ends early when the loss stops improving.
-
-The objective (defaults; each can be switched off, which gives the paper's plain form):
-
-* the loss is the relative squared error of the task's outputs (:func:`~agents.gradient.soft.loss_fn`),
-  optimised as ``log(1 + loss)`` so that one wild iteration cannot stall Adam;
-* ``expected_last``: the last step's ops are judged one by one (the objective averaged
-  over the last step's alternatives, :func:`~agents.gradient.soft.expected_loss`) rather
-  than as one mixture; the earlier steps stay mixtures (equation 2);
-* ``scaled_loss``: plus a correlation term (:func:`~agents.gradient.soft.scaled_loss_fn`)
-  that rewards the share of the right result in a mixture;
-* ``fresh_bias``: reading slots start biased towards buffers an earlier step wrote;
-* the last step's written slots bind only task outputs (:func:`to_outputs`).
-
-Why: with the plain objective, a right op of a first step reaches the loss only as a
-small share of a scratch buffer beside ~30 other writers' results, so every step drifts to
-*skip* or to a constant (the output 0 has relative loss 1, any noisy mixture more);
-DotProduct from four skills was not found in 2 x 20 iterations with it and is with these
-(experiments/results/gradient_table.md has the figures and the failures).
+the results with softmax(alpha). :mod:`agents.gradient.train` trains alpha and W^in with
+Adam on K fresh examples per iteration (objective, schedules, a population of members in
+the same calls, :mod:`agents.gradient.population`); :mod:`agents.gradient.verify` runs the
+discretised programs exactly and verifies them. This module sets the run up: the candidate
+ops of every step, the probe that excludes ops faulting on soft inputs, one
+:class:`~agents.gradient.train.Level` per program length, the initial soft state.
 
 Private channels (default, ``private=True``; :mod:`agents.gradient.dag`): every op of an
 inner step writes a buffer of its own instead of mixing its result into shared scratch
 buffers by alpha, reading slots load only buffers that hold values (inputs, constants,
 earlier steps' channels), and later steps' W^in choose among the channels; the last step
 is the alpha mixture above. ``private=False`` gives the shared-buffer form.
-
-After every iteration the argmax program (skips dropped) and, with private channels, up to
-``top_k`` further programs not run before (each last-step op's most probable reads,
-:func:`~agents.gradient.dag.top_programs`) are run exactly on training examples with the
-fast CPU; one that is right there is verified on fresh inputs at every length
-(``ctx.verify``) and the search stops only when that passes (``stats["checked"]`` counts
-the programs run, ``stats["success_rank"]`` is the place of the verified one in the
-iteration's list, 0 = argmax). Steps the verified
-program does not need (a write that a later step overwrites) are then dropped, each
-removal kept only if the shorter program verifies as well. ``init="description"``
-starts alpha from the description prior (equation 4; :mod:`agents.gradient.prior`).
+``init="description"`` starts alpha from the description prior (equation 4;
+:mod:`agents.gradient.prior`).
 
 Restrictions (documented deviations): training runs at one length (default: the smallest
 training length >= 3, with all ops of a step sharing that layout); the last step only holds
-ops that can write a task output, and their written slots bind only task outputs; ops whose machines fault on every example of the first
-(uniform) forward pass -- e.g. ``gather`` with soft indices -- are excluded and listed in
-``stats["excluded_ops"]``; the soft run uses float32 cells by default (the verification is
-exact float64).
+ops that can write a task output, and their written slots bind only task outputs
+(:func:`~agents.gradient.ops.to_outputs`); ops whose machines fault on every example of the
+first (uniform) forward pass -- e.g. ``gather`` with soft indices -- are excluded and listed
+in ``stats["excluded_ops"]``; the soft run uses float32 cells by default (the verification
+is exact float64).
 
-Accounting: every iteration charges ``ctx`` one action per op run (all steps), T env steps
-and the instructions the CPU executed, so budgets compare with the search agents';
-``stats["iterations"]`` counts iterations.
+Accounting: every iteration charges ``ctx`` one action per op run (all steps, all members),
+T env steps and the instructions the CPU executed, so budgets compare with the search
+agents'; ``stats["iterations"]`` counts iterations.
 """
 
 from __future__ import annotations
@@ -110,13 +86,15 @@ class GradientComposer(Agent):
             restart, :mod:`agents.gradient.train`; 0: off).
         beta2: Adam's second-moment decay; lower than torch's 0.999 so that the step size
             follows a gradient that shrinks as an op's weight shrinks (short runs).
-        examples: K examples per iteration (default :func:`default_examples`).
+        examples: K examples per member and iteration (default :func:`default_examples`).
         length: training length (default :func:`training_length`).
         tau_start, tau_end: softmax temperature, annealed exponentially per restart
             (default 1 -> 0.1). Without annealing the mixture settles on blends of ops that
             fit the examples while their argmax program does not (DotProduct from four
             skills: relative loss 0.09, wrong program); ``tau_end=tau_start`` turns it off.
-        gumbel: straight-through Gumbel-softmax instead of the plain softmax.
+        gumbel: straight-through Gumbel-softmax instead of the plain softmax: True for
+            alpha and W^in, ``"reads"`` for W^in only (each slot reads one buffer in the
+            forward pass; see :func:`~agents.gradient.soft.soft_forward`).
         noise: std of the logits' random initialisation (what differs between restarts).
         w_noise: std of W^in's initial logits (see :func:`~agents.gradient.soft.init_params`).
         fresh_bias: initial W^in logit bonus of buffers an earlier step may have written.
@@ -150,18 +128,18 @@ class GradientComposer(Agent):
         steps: int = 2,
         iterations: int = 100,
         init: str = "uniform",
-        restarts: int = 3,
-        population: int = 1,
-        exploit_every: int = 0,
-        lr: float = 0.2,
-        lr_end: float | None = None,
+        restarts: int = 1,
+        population: int = 4,
+        exploit_every: int = 4,
+        lr: float = 0.5,
+        lr_end: float | None = 0.05,
         entropy: float = 0.0,
         beta2: float = 0.95,
         examples: int | None = None,
         length: int | None = None,
         tau_start: float = 1.0,
         tau_end: float = 0.1,
-        gumbel: bool = False,
+        gumbel: bool | str = False,
         noise: float = 0.1,
         w_noise: float = 1.0,
         prior_scale: float = 2.0,
@@ -191,6 +169,8 @@ class GradientComposer(Agent):
             raise ValueError(f"examples must be >= 1, got {examples}")
         if not 0 < tau_end <= tau_start:
             raise ValueError(f"need 0 < tau_end <= tau_start, got {tau_end}, {tau_start}")
+        if gumbel not in (False, True, "reads"):
+            raise ValueError(f"gumbel must be False, True or 'reads', got {gumbel!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.steps, self.iterations, self.init, self.restarts = steps, iterations, init, restarts
@@ -271,7 +251,7 @@ class GradientComposer(Agent):
     def search(self, ctx: SolveContext) -> Program | None:
         np_dtype, dtype = DTYPES[self.dtype]
         length = self.length or training_length(ctx.task)
-        k = self.examples or default_examples(ctx, length)
+        k = self.examples or default_examples(ctx, length, self.population)
         probe_ws = Workspace(ctx.library, ctx.task, length, batch=k, seed=ctx.seed)
         ops, final = self._ops(ctx, probe_ws)
         backend = make_backend("transformer-torch")
@@ -402,13 +382,14 @@ class GradientComposer(Agent):
         return out
 
 
-def default_examples(ctx: SolveContext, length: int) -> int:
-    """K per iteration: at least 4, and enough for 8 output values (8 for a scalar output,
-    whose loss and correlation over 4 numbers are mostly noise), at most the solve's
-    ``n_examples``."""
+def default_examples(ctx: SolveContext, length: int, population: int = 1) -> int:
+    """K per member and iteration: at least 4, and enough for 8 output values over all
+    ``population`` members (one member alone: 8 for a scalar output, whose loss and
+    correlation over 4 numbers are mostly noise; the members' running mean losses average
+    over iterations), at most the solve's ``n_examples``."""
     ws = Workspace(ctx.library, ctx.task, length, batch=1, seed=ctx.seed)
     cells = sum(np.asarray(ws.expected[0][n]).size for n in ctx.task.outputs)
-    return max(1, min(ctx.n_examples, max(4, -(-8 // max(cells, 1)))))
+    return max(1, min(ctx.n_examples, max(4, -(-8 // max(cells * population, 1)))))
 
 
 def ctx_outputs(ws: Workspace) -> tuple[str, ...]:

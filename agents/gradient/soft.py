@@ -125,7 +125,7 @@ def soft_forward(
     steps: list[SoftStep],
     params: list[StepParams],
     tau: float,
-    gumbel: bool,
+    gumbel: bool | str,
     generator: torch.Generator,
     defined: set[str] | None = None,
     fresh_bias: float = 0.0,
@@ -142,6 +142,9 @@ def soft_forward(
     (:attr:`ForwardStats.branches`, for :func:`expected_loss`). ``balanced``: see
     :func:`read_bias`. A step with ``private`` set (:mod:`agents.gradient.dag`) stores each
     op's result unmixed in its channel (0 where the op faulted); its alpha is not used.
+    ``gumbel``: straight-through Gumbel-softmax samples (:func:`relax`) for alpha and W^in
+    (True or ``"all"``) or for W^in only (``"reads"``: every slot reads one buffer in the
+    forward pass, while the ops of a step stay an exact softmax(alpha) expectation).
     """
     stats = ForwardStats([])
     dtype = next(iter(state.values())).dtype
@@ -152,7 +155,8 @@ def soft_forward(
     limit = VALUE_LIMIT * scale.clamp_min(1.0)[:, None]  # (K, 1)
     fresh: set[str] = set()
     for step, par in zip(steps, params, strict=True):
-        a = per_row(relax(par.alpha, tau, gumbel, generator).to(dtype), rows).T  # (n+1, R|1)
+        hard_alpha = gumbel is True or gumbel == "all"
+        a = per_row(relax(par.alpha, tau, hard_alpha, generator).to(dtype), rows).T  # (n+1, R|1)
         inputs: dict[tuple[int, int], torch.Tensor] = {}
         mix: dict[tuple[int, int], torch.Tensor] = {}
         for v, op in enumerate(step.ops):
@@ -162,7 +166,7 @@ def soft_forward(
                     logits = par.w_in[(v, j)] + read_bias(
                         op, j, defined, fresh, fresh_bias, balanced
                     )
-                    w = relax(logits, tau, gumbel, generator).to(dtype)
+                    w = relax(logits, tau, bool(gumbel), generator).to(dtype)
                     stacked = torch.stack([state[c] for c in cands])
                     if w.dim() == 1:
                         inputs[(v, j)] = torch.einsum("c,cks->ks", w, stacked)

@@ -14,6 +14,21 @@ over a restart's n iterations:
   first keep the distributions broad (explore), then push them to commit, so that the
   argmax program is what the mixture computes.
 
+The objective (defaults; each can be switched off, which gives the paper's plain form):
+
+* the loss is the relative squared error of the task's outputs (:func:`~agents.gradient.soft.loss_fn`),
+  optimised as ``log(1 + loss)`` so that one wild iteration cannot stall Adam;
+* ``expected_last``: the last step's ops are judged one by one (the objective averaged
+  over the last step's alternatives, :func:`~agents.gradient.soft.expected_loss`) rather
+  than as one mixture; the earlier steps stay mixtures (equation 2);
+* ``scaled_loss``: plus a correlation term (:func:`~agents.gradient.soft.scaled_loss_fn`)
+  that rewards the share of the right result in a mixture;
+* ``fresh_bias``: reading slots start biased towards buffers an earlier step wrote.
+
+Why: with the plain objective, a right op of a first step reaches the loss only as a
+small share of a scratch buffer beside ~30 other writers' results, so every step drifts to
+*skip* or to a constant (the output 0 has relative loss 1, any noisy mixture more).
+
 After every iteration the members' argmax programs (best member by loss first) and then up
 to ``top_k`` further discretisations of the best member
 (:func:`~agents.gradient.dag.top_programs`) are run exactly (:func:`~agents.gradient.verify.check`).
