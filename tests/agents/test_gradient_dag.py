@@ -80,7 +80,8 @@ def test_solves_dot_product_from_the_built_in_library():
     output, 49 first-step ops), verified at 8x the longest training length: the composer's
     defaults (a population of 4 members batched as rows), seed 0, 12 iterations. Not every
     seed within this budget (experiments/results/gradient_table_notes.md)."""
-    r = solve("DotProduct", agent="gradient", budget=10**7, seed=0, steps=2, iterations=12)
+    kw = dict(steps=2, iterations=12, deepen=False)  # T = 2 from the start
+    r = solve("DotProduct", agent="gradient", budget=10**7, seed=0, **kw)
     assert r.success, r.stats
     assert r.generalisation["64"] == 1.0
     assert r.program[0][0] == "zipmap@1" and r.program[0][1][0] == "&s_mul@1"
