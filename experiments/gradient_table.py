@@ -92,6 +92,12 @@ def run_gradient(task: str, seed: int, init: str, args: argparse.Namespace) -> S
         init=init,
         tau_end=args.tau_end,
         top_k=args.top_k,
+        population=args.population,
+        exploit_every=args.exploit_every,
+        lr=args.lr,
+        lr_end=args.lr_end,
+        gumbel={"none": False, "all": True, "reads": "reads"}[args.gumbel],
+        examples=args.examples,
         private=not args.shared,
         deepen=args.deepen,
     )
@@ -135,6 +141,8 @@ def record(task: str, seed: int, agent: str, r: SolveResult) -> dict:
         "final_loss": r.stats.get("final_loss"),
         "checked": r.stats.get("checked"),
         "success_rank": r.stats.get("success_rank"),
+        "success_source": r.stats.get("success_source"),
+        "success_member": r.stats.get("success_member"),
         "ops_per_step": r.stats.get("ops_per_step"),
         "deepening_stopped": r.stats.get("deepening_stopped"),
         "warm": True,
@@ -160,6 +168,7 @@ def error_record(task: str, seed: int, agent: str, error: str) -> dict:
 
 def render(rows: list[dict], args: argparse.Namespace) -> str:
     seeds = sorted({r["seed"] for r in rows})
+    agents = [a for a in AGENTS if any(r["agent"] == a for r in rows)]
     lines = [
         "# Gradient composer vs MCTS (uniform prior) at equal wall time",
         "",
@@ -172,9 +181,13 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             else f"T = {args.steps} steps (one step: a last op that reads no channel), "
             f"{args.iterations} iterations"
         )
-        + f", {args.restarts} restart(s) per length, temperature 1 -> {args.tau_end} per "
-        "restart, K examples per iteration at one training length (`default_examples`: "
-        ">= 4 and >= 8 output values), the composer's other options at their defaults"
+        + f", {args.restarts} restart(s) per length, a population of {args.population} "
+        f"member(s) batched as rows (selection every {args.exploit_every or 'no'} "
+        f"iterations), Adam lr {args.lr} -> {args.lr_end or args.lr} (cosine), Gumbel "
+        f"{args.gumbel}, temperature 1 -> {args.tau_end} per restart, K = "
+        f"{args.examples or 'default_examples (>= 4 and >= 8 output values)'} examples per "
+        "member and iteration at one training length, the composer's other options at "
+        "their defaults"
         + (f", stopped after {args.max_wall:.0f} s of wall time. " if args.max_wall else ". ")
         + "MCTS: uniform prior, stopped at the wall time of the slower gradient run of the "
         "same task and seed. Library: built-ins + reference skills of the task's "
@@ -186,14 +199,16 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "the longest training length over all runs; for the gradient composer, the mean "
         "number of discrete programs run exactly per run (the argmax and the top-k "
         "discretisations, `stats['checked']`) and, over the successes, the mean place of the "
-        "verified program in its iteration's list (`rank`; 0 = the argmax program).",
+        "verified program in its iteration's list (`rank`; 0 = an argmax program) and how "
+        "many successes were a member's argmax program after training (`argmax n/m`; the "
+        "others came from the top-k listing, `stats['success_source']`).",
         "",
-        "| task | " + " | ".join(AGENTS) + " |",
-        "| --- | " + " | ".join("---" for _ in AGENTS) + " |",
+        "| task | " + " | ".join(agents) + " |",
+        "| --- | " + " | ".join("---" for _ in agents) + " |",
     ]
     for task in dict.fromkeys(r["task"] for r in rows):
         cells = []
-        for agent in AGENTS:
+        for agent in agents:
             rs = [r for r in rows if r["task"] == task and r["agent"] == agent]
             if not rs:
                 cells.append("-")
@@ -211,6 +226,9 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
                     ranks = [r["success_rank"] for r in ok if r.get("success_rank") is not None]
                     if ranks:
                         text += f", rank {sum(ranks) / len(ranks):.1f}"
+                    argmax = sum(r.get("success_source") == "argmax" for r in ok)
+                    if any(r.get("success_source") for r in ok):
+                        text += f", argmax {argmax}/{len(ok)}"
                 else:
                     text += f", {sum(r['actions'] for r in ok) / len(ok):.0f} act"
                 text += f", {sum(r['wall_s'] for r in ok) / len(ok):.0f} s"
@@ -261,11 +279,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restarts", type=int, default=2)
     p.add_argument("--tau-end", type=float, default=0.1, help="final softmax temperature")
     p.add_argument("--top-k", type=int, default=16, help="new programs run exactly per iteration")
+    p.add_argument("--population", type=int, default=1, help="members batched as rows")
+    p.add_argument("--exploit-every", type=int, default=0, help="population selection period")
+    p.add_argument("--lr", type=float, default=0.2, help="Adam learning rate at the start")
+    p.add_argument("--lr-end", type=float, default=None, help="cosine schedule's end (none)")
+    p.add_argument("--gumbel", choices=("none", "all", "reads"), default="none")
+    p.add_argument("--examples", type=int, default=None, help="K per member (default auto)")
     p.add_argument("--shared", action="store_true", help="shared scratch (no private channels)")
     p.add_argument(
         "--deepen", action="store_true", help="train T = 1, 2, ... in turn (default: only T)"
     )
     p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument(
+        "--inits",
+        nargs="+",
+        choices=("uniform", "description"),
+        default=["uniform", "description"],
+        help="alpha initialisations to run (default both)",
+    )
     p.add_argument(
         "--max-wall", type=float, default=None, help="wall seconds per gradient run (default none)"
     )
@@ -276,13 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.is_file() else []
     done = {(r["task"], r["seed"], r["agent"]) for r in rows}
     if not args.render_only:
-        warm_up()
+        if "description" in args.inits:
+            warm_up()
         for task in args.tasks or table_tasks():
             for seed in args.seeds:
-                if all((task, seed, a) in done for a in AGENTS):
+                agents = [f"gradient-{i}" for i in args.inits] + ["mcts-uniform"]
+                if all((task, seed, a) in done for a in agents):
                     continue
                 new = []
-                for init in ("uniform", "description"):
+                for init in args.inits:
                     try:
                         r = run_gradient(task, seed, init, args)
                     except ValueError as e:  # e.g. more candidate ops than the composer takes

@@ -7,110 +7,52 @@ and per op and data slot logits W^in over the type-compatible workspace buffers 
 slot's shape. The forward pass (:func:`agents.gradient.soft.soft_forward`) loads each slot
 with a softmax(W^in)-weighted mixture, runs every op of the step on the K examples in one
 batched call of the torch-kernel Transformer CPU (autograd through the data path), and mixes
-the results with softmax(alpha). Adam updates alpha and W^in on K fresh examples every
-iteration, optionally while the softmax temperature anneals (``tau_start`` -> ``tau_end``)
-or through straight-through Gumbel-softmax samples (``gumbel=True``). Restarts (new seeds)
-split the iteration budget; a restart ends early when the loss stops improving.
-
-The objective (defaults; each can be switched off, which gives the paper's plain form):
-
-* the loss is the relative squared error of the task's outputs (:func:`~agents.gradient.soft.loss_fn`),
-  optimised as ``log(1 + loss)`` so that one wild iteration cannot stall Adam;
-* ``expected_last``: the last step's ops are judged one by one (the objective averaged
-  over the last step's alternatives, :func:`~agents.gradient.soft.expected_loss`) rather
-  than as one mixture; the earlier steps stay mixtures (equation 2);
-* ``scaled_loss``: plus a correlation term (:func:`~agents.gradient.soft.scaled_loss_fn`)
-  that rewards the share of the right result in a mixture;
-* ``fresh_bias``: reading slots start biased towards buffers an earlier step wrote;
-* the last step's written slots bind only task outputs (:func:`to_outputs`).
-
-Why: with the plain objective, a right op of a first step reaches the loss only as a
-small share of a scratch buffer beside ~30 other writers' results, so every step drifts to
-*skip* or to a constant (the output 0 has relative loss 1, any noisy mixture more);
-DotProduct from four skills was not found in 2 x 20 iterations with it and is with these
-(experiments/results/gradient_table.md has the figures and the failures).
+the results with softmax(alpha). :mod:`agents.gradient.train` trains alpha and W^in with
+Adam on K fresh examples per iteration (objective, schedules, a population of members in
+the same calls, :mod:`agents.gradient.population`); :mod:`agents.gradient.verify` runs the
+discretised programs exactly and verifies them. This module sets the run up: the candidate
+ops of every step, the probe that excludes ops faulting on soft inputs, one
+:class:`~agents.gradient.train.Level` per program length, the initial soft state.
 
 Private channels (default, ``private=True``; :mod:`agents.gradient.dag`): every op of an
 inner step writes a buffer of its own instead of mixing its result into shared scratch
 buffers by alpha, reading slots load only buffers that hold values (inputs, constants,
 earlier steps' channels), and later steps' W^in choose among the channels; the last step
 is the alpha mixture above. ``private=False`` gives the shared-buffer form.
-
-After every iteration the argmax program (skips dropped) and, with private channels, up to
-``top_k`` further programs not run before (each last-step op's most probable reads,
-:func:`~agents.gradient.dag.top_programs`) are run exactly on training examples with the
-fast CPU; one that is right there is verified on fresh inputs at every length
-(``ctx.verify``) and the search stops only when that passes (``stats["checked"]`` counts
-the programs run, ``stats["success_rank"]`` is the place of the verified one in the
-iteration's list, 0 = argmax). Steps the verified
-program does not need (a write that a later step overwrites) are then dropped, each
-removal kept only if the shorter program verifies as well. ``init="description"``
-starts alpha from the description prior (equation 4; :mod:`agents.gradient.prior`).
+``init="description"`` starts alpha from the description prior (equation 4;
+:mod:`agents.gradient.prior`).
 
 Restrictions (documented deviations): training runs at one length (default: the smallest
 training length >= 3, with all ops of a step sharing that layout); the last step only holds
-ops that can write a task output, and their written slots bind only task outputs; ops whose machines fault on every example of the first
-(uniform) forward pass -- e.g. ``gather`` with soft indices -- are excluded and listed in
-``stats["excluded_ops"]``; the soft run uses float32 cells by default (the verification is
-exact float64).
+ops that can write a task output, and their written slots bind only task outputs
+(:func:`~agents.gradient.ops.to_outputs`); ops whose machines fault on every example of the
+first (uniform) forward pass -- e.g. ``gather`` with soft indices -- are excluded and listed
+in ``stats["excluded_ops"]``; the soft run uses float32 cells by default (the verification
+is exact float64).
 
-Accounting: every iteration charges ``ctx`` one action per op run (all steps), T env steps
-and the instructions the CPU executed, so budgets compare with the search agents';
-``stats["iterations"]`` counts iterations.
+Accounting: every iteration charges ``ctx`` one action per op run (all steps, all members),
+T env steps and the instructions the CPU executed, so budgets compare with the search
+agents'; ``stats["iterations"]`` counts iterations.
 """
 
 from __future__ import annotations
-
-import time
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from agents.api import Agent, SolveContext, register_agent
-from agents.gradient.dag import (
-    Plan,
-    build_plan,
-    channel_zeros,
-    readable,
-    top_programs,
-    usage,
-    widen,
-)
+from agents.gradient.dag import build_plan, readable, widen
 from agents.gradient.monitor import Monitor
 from agents.gradient.ops import Op, SoftStep, enumerate_ops
-from agents.gradient.soft import (
-    OUT_OF_RANGE,
-    SKIP,
-    StepParams,
-    anneal,
-    entropy,
-    expected_loss,
-    init_params,
-    loss_fn,
-    read_bias,
-    relax,
-    scaled_loss_fn,
-    soft_forward,
-)
+from agents.gradient.population import repeat_rows
+from agents.gradient.soft import init_params, soft_forward
+from agents.gradient.train import Level, train
 from agents.result import Program
 from algind_gym.cpu.backend import make_backend
 from algind_gym.machine.isa import Fault
 from algind_gym.tasks import TaskSpec, Workspace
 
 INITS = ("uniform", "description")
-
-
-@dataclass
-class Level:
-    """What one program length trains: its steps, their alpha inits, and the private
-    channels' plan (None: the shared-buffer form)."""
-
-    depth: int
-    steps: list[SoftStep]
-    alpha_init: list[np.ndarray | None]
-    plan: Plan | None = None
 
 
 DTYPES = {"float32": (np.float32, torch.float32), "float64": (np.float64, torch.float64)}
@@ -131,17 +73,28 @@ class GradientComposer(Agent):
         steps: T, program steps (>= 1).
         iterations: N, gradient iterations over all restarts.
         init: ``"uniform"`` (alpha logits 0) or ``"description"`` (the description prior).
-        restarts: seeds tried; each gets an equal share of the remaining iterations.
-        lr: Adam learning rate.
+        restarts: sequential restarts (new seeds); each gets an equal share of the
+            remaining iterations.
+        population: P members trained side by side as extra rows of the same batched
+            CPU calls (:mod:`agents.gradient.population`); every member's argmax program
+            is checked after each iteration.
+        exploit_every: every this many iterations the worst quarter of the members is
+            replaced by a perturbed copy of the best (0: never).
+        lr: Adam learning rate (at the start of a restart).
+        lr_end: learning rate at the end of a restart (cosine schedule; None: constant).
+        entropy: weight of the entropy schedule (``+entropy`` -> ``-entropy`` over a
+            restart, :mod:`agents.gradient.train`; 0: off).
         beta2: Adam's second-moment decay; lower than torch's 0.999 so that the step size
             follows a gradient that shrinks as an op's weight shrinks (short runs).
-        examples: K examples per iteration (default :func:`default_examples`).
+        examples: K examples per member and iteration (default :func:`default_examples`).
         length: training length (default :func:`training_length`).
         tau_start, tau_end: softmax temperature, annealed exponentially per restart
             (default 1 -> 0.1). Without annealing the mixture settles on blends of ops that
             fit the examples while their argmax program does not (DotProduct from four
             skills: relative loss 0.09, wrong program); ``tau_end=tau_start`` turns it off.
-        gumbel: straight-through Gumbel-softmax instead of the plain softmax.
+        gumbel: straight-through Gumbel-softmax instead of the plain softmax: True for
+            alpha and W^in, ``"reads"`` for W^in only (each slot reads one buffer in the
+            forward pass; see :func:`~agents.gradient.soft.soft_forward`).
         noise: std of the logits' random initialisation (what differs between restarts).
         w_noise: std of W^in's initial logits (see :func:`~agents.gradient.soft.init_params`).
         fresh_bias: initial W^in logit bonus of buffers an earlier step may have written.
@@ -161,8 +114,9 @@ class GradientComposer(Agent):
             them; reading slots load only defined buffers (dataflow). False: the plain form,
             inner ops mixed by alpha into shared scratch buffers.
         top_k: the most programs not run before that are run exactly after an iteration
-            (private channels): the argmax program and then each last-step op's most
-            probable discretisations (:func:`~agents.gradient.dag.top_programs`).
+            besides the members' argmax programs (private channels): the best member's
+            other most probable discretisations (:func:`~agents.gradient.dag.top_programs`);
+            0 checks the argmax programs only (what training alone finds).
         max_ops: the most ops of one step (more is a clear error, or ends the deepening).
         dtype: ``"float32"`` (default) or ``"float64"`` cells for the soft run.
         out: folder for the alpha plot (``alpha.png``) and TensorBoard logs (``tb/``).
@@ -174,14 +128,18 @@ class GradientComposer(Agent):
         steps: int = 2,
         iterations: int = 100,
         init: str = "uniform",
-        restarts: int = 3,
-        lr: float = 0.2,
+        restarts: int = 1,
+        population: int = 4,
+        exploit_every: int = 4,
+        lr: float = 0.5,
+        lr_end: float | None = 0.05,
+        entropy: float = 0.0,
         beta2: float = 0.95,
         examples: int | None = None,
         length: int | None = None,
         tau_start: float = 1.0,
         tau_end: float = 0.1,
-        gumbel: bool = False,
+        gumbel: bool | str = False,
         noise: float = 0.1,
         w_noise: float = 1.0,
         prior_scale: float = 2.0,
@@ -211,6 +169,8 @@ class GradientComposer(Agent):
             raise ValueError(f"examples must be >= 1, got {examples}")
         if not 0 < tau_end <= tau_start:
             raise ValueError(f"need 0 < tau_end <= tau_start, got {tau_end}, {tau_start}")
+        if gumbel not in (False, True, "reads"):
+            raise ValueError(f"gumbel must be False, True or 'reads', got {gumbel!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.steps, self.iterations, self.init, self.restarts = steps, iterations, init, restarts
@@ -221,8 +181,14 @@ class GradientComposer(Agent):
         self.fresh_bias, self.scaled_loss = fresh_bias, scaled_loss
         self.expected_last, self.plain_ramp = expected_last, plain_ramp
         self.deepen = deepen
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+            raise ValueError(f"population must be an integer >= 1, got {population!r}")
+        if exploit_every < 0:
+            raise ValueError(f"exploit_every must be >= 0, got {exploit_every}")
+        self.population, self.exploit_every = population, exploit_every
+        self.lr_end, self.entropy = lr_end, entropy
         self.private, self.top_k, self.max_ops = private, top_k, max_ops
         self.skills = ",".join(skills) if skills else None
         self.out, self.verbose = out, verbose
@@ -281,49 +247,19 @@ class GradientComposer(Agent):
         }
         return state, expected
 
-    def discretise(
-        self, steps: list[SoftStep], params: list[StepParams], defined: set[str] | None = None
-    ) -> Program:
-        """The argmax program: per step the most likely op (skips dropped) with its most
-        likely buffer per data slot, among the buffers the soft forward lets it read."""
-        program: Program = []
-        defined = None if defined is None else set(defined)
-        written: set[str] = set()
-        for step, par in zip(steps, params, strict=True):
-            i = int(par.alpha.detach().argmax())
-            if i == 0:
-                continue
-            v = i - 1
-            op = step.ops[v]
-            names = []
-            for j, s in enumerate(op.slots):
-                if s.skill is not None:
-                    names.append(f"&{s.skill}")
-                elif (v, j) in par.w_in:
-                    logits = par.w_in[(v, j)].detach()
-                    if defined is not None:
-                        logits = logits + read_bias(op, j, defined, written, self.fresh_bias)
-                    names.append(s.candidates[int(logits.argmax())])
-                else:
-                    names.append(s.candidates[0])
-            program.append((op.skill, names))
-            if defined is not None:
-                outs = {n for j, n in enumerate(names) if op.slots[j].role not in ("in", "skill")}
-                defined |= outs
-                written |= outs
-        return program
-
     # ----------------------------------------------------------------- search
     def search(self, ctx: SolveContext) -> Program | None:
         np_dtype, dtype = DTYPES[self.dtype]
         length = self.length or training_length(ctx.task)
-        k = self.examples or default_examples(ctx, length)
+        k = self.examples or default_examples(ctx, length, self.population)
         probe_ws = Workspace(ctx.library, ctx.task, length, batch=k, seed=ctx.seed)
         ops, final = self._ops(ctx, probe_ws)
         backend = make_backend("transformer-torch")
 
         def build(op_list: list[Op]) -> SoftStep:
-            return SoftStep(ctx.library, op_list, k, probe_ws.max_steps, backend, dtype=np_dtype)
+            # rows per op: every member's K examples (agents.gradient.population)
+            rows = k * self.population
+            return SoftStep(ctx.library, op_list, rows, probe_ws.max_steps, backend, np_dtype)
 
         # Probe: a uniform forward pass; ops faulting on every example are excluded.
         excluded: dict[str, str] = {}
@@ -331,8 +267,9 @@ class GradientComposer(Agent):
             if not op_list:
                 continue
             probe = build(op_list)
-            state, _ = self._state(probe_ws, dtype)
-            par = init_params(op_list, torch.Generator().manual_seed(0), None, 0.0)
+            state = repeat_rows(self._state(probe_ws, dtype)[0], self.population)
+            gen = torch.Generator().manual_seed(0)
+            par = init_params(op_list, gen, None, 0.0, population=self.population)
             with torch.no_grad():
                 _, fstats = soft_forward(state, [probe], [par], 1.0, False, torch.Generator())
             ctx.charge(actions=len(op_list), env_steps=1, instructions=fstats.instructions)
@@ -373,7 +310,17 @@ class GradientComposer(Agent):
             ]
         monitor = Monitor(self.out, [], self.verbose)
         try:
-            return self._train(ctx, levels, monitor, k, length, dtype)
+            return train(
+                self,
+                ctx,
+                levels,
+                monitor,
+                k,
+                length,
+                dtype,
+                lambda ws: self._state(ws, dtype),
+                defined_buffers,
+            )
         finally:
             monitor.close(ctx)
 
@@ -434,213 +381,15 @@ class GradientComposer(Agent):
         ctx.stats["prior_source"] = source
         return out
 
-    def _train(
-        self,
-        ctx: SolveContext,
-        levels: list[Level],
-        monitor: Monitor,
-        k: int,
-        length: int,
-        dtype: torch.dtype,
-    ) -> Program | None:
-        """Train each level (program length) in turn, an equal share of the iterations
-        each, the remainder to the last."""
-        stats = ctx.stats
-        stats.update(iterations=0, restarts_run=0, nonfinite_losses=0, faults={}, checked=0)
-        cpu_s = backward_s = 0.0
-        start = time.perf_counter()
-        tried: dict[tuple, float] = {}
-        used = 0
-        for n, level in enumerate(levels):
-            steps, alpha_init, plan = level.steps, level.alpha_init, level.plan
-            monitor.relabel([[SKIP] + [op.label for op in step.ops] for step in steps])
-            stats["depth"] = level.depth
-            limit = (
-                self.iterations if n == len(levels) - 1 else used + self.iterations // len(levels)
-            )
-            for r in range(self.restarts):
-                cap = (limit - used) // (self.restarts - r)
-                if cap < 1:
-                    continue
-                stats["restarts_run"] = stats.get("restarts_run", 0) + 1
-                gen = torch.Generator().manual_seed(int(ctx.seed) * 1009 + r)
-                params = [
-                    init_params(step.ops, gen, a0, self.noise, self.w_noise)
-                    for step, a0 in zip(steps, alpha_init, strict=True)
-                ]
-                tensors = [t for p in params for t in p.tensors()]
-                opt = torch.optim.Adam(tensors, lr=self.lr, betas=(0.9, self.beta2))
-                best, since, bad = float("inf"), 0, 0
-                for i in range(cap):
-                    tau = anneal(self.tau_start, self.tau_end, i, cap)
-                    ws = Workspace(
-                        ctx.library,
-                        ctx.task,
-                        length,
-                        batch=k,
-                        seed=int(ctx.rng.integers(2**31 - 1)),
-                    )
-                    state, expected = self._state(ws, dtype)
-                    defined = defined_buffers(ws)
-                    if plan is not None:
-                        state.update(channel_zeros(plan, k, dtype))
-                    final, fstats = soft_forward(
-                        state,
-                        steps,
-                        params,
-                        tau,
-                        self.gumbel,
-                        gen,
-                        defined,
-                        self.fresh_bias,
-                        branches=self.expected_last,
-                        balanced=plan is not None,
-                    )
-                    loss = loss_fn(final, expected)
-                    plain = 1.0 if not self.plain_ramp else (i + 1) / cap
-                    if self.expected_last:
-                        objective = expected_loss(
-                            fstats.branches, expected, self.scaled_loss, plain
-                        )
-                    else:
-                        objective = plain * torch.log1p(loss)
-                        if self.scaled_loss:
-                            objective = objective + self.scaled_loss * scaled_loss_fn(
-                                final, expected
-                            )
-                    cpu_s += fstats.cpu_s
-                    used += 1
-                    stats["iterations"] = used
-                    self._count_faults(stats, steps, fstats.faults)
-                    value = float(loss.detach())
-                    if not (np.isfinite(value) and bool(torch.isfinite(objective.detach()))):
-                        # Never silent: counted, reported, and the update is skipped.
-                        stats["nonfinite_losses"] += 1
-                        bad += 1
-                        stats["last_nonfinite"] = (
-                            f"restart {r}, iteration {i}: loss {value}, objective "
-                            f"{float(objective.detach())}"
-                        )
-                    else:
-                        bad = 0
-                        opt.zero_grad()
-                        t0 = time.perf_counter()
-                        # log(1 + loss): an iteration with a wild loss cannot dominate Adam's
-                        # moment estimates (and stall the run while they decay)
-                        objective.backward()
-                        backward_s += time.perf_counter() - t0
-                        opt.step()
-                    if plan is None:
-                        programs = [self.discretise(steps, params, defined)]
-                        alphas = [relax(p.alpha.detach(), tau, False, gen).numpy() for p in params]
-                    else:
-                        top = top_programs(plan, params, self.fresh_bias)
-                        programs = [p for _, p in top]
-                        alphas = usage(plan, params, tau, self.fresh_bias)
-                    program = programs[0] if programs else []
-                    train_s = time.perf_counter() - start
-                    stats.update(cpu_forward_s=cpu_s, cpu_backward_s=backward_s, train_s=train_s)
-                    stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
-                    monitor.log(
-                        used,
-                        value,
-                        tau,
-                        alphas,
-                        [entropy(torch.from_numpy(a)) for a in alphas],
-                        program,
-                    )
-                    ctx.charge(
-                        actions=sum(len(s.ops) for s in steps),
-                        env_steps=len(steps),
-                        instructions=fstats.instructions,
-                    )
-                    new = 0
-                    for rank, candidate in enumerate(programs):
-                        if not candidate or self._key(candidate) in tried:
-                            continue
-                        if new >= self.top_k and rank > 0:
-                            break
-                        new += 1
-                        if self._check(ctx, candidate, tried, k):
-                            stats.update(
-                                iterations_to_success=used, final_loss=value, success_rank=rank
-                            )
-                            return self._prune(ctx, candidate, tried, k)
-                    stats["final_loss"] = value
-                    if bad >= 3:
-                        break  # the loss stays non-finite: this restart is dead
-                    if value < best * 0.99:
-                        best, since = value, 0
-                    else:
-                        since += 1
-                        if since >= self.patience:
-                            break
-        return None
 
-    @staticmethod
-    def _key(program: Program) -> tuple:
-        return tuple((s, tuple(b)) for s, b in program)
-
-    def _check(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> bool:
-        """Exact run of the argmax program on training examples, then full verification."""
-        key = self._key(program)
-        if key in tried:
-            return False
-        ctx.stats["checked"] = ctx.stats.get("checked", 0) + 1
-        ws = Workspace(
-            ctx.library,
-            ctx.task,
-            max(ctx.task.train_lengths),
-            batch=k,
-            seed=int(ctx.rng.integers(2**31 - 1)),
-        )
-        machines = ws.reset()
-        results = ws.run_program(machines, program, "transformer")
-        ctx.charge(
-            actions=len(program),
-            env_steps=len(program),
-            instructions=int(sum(r.steps.sum() for r in results)),
-        )
-        score = float(ws.score(machines).fraction.mean())
-        tried[key] = score
-        ctx.offer(program, score)
-        if score < 1.0:
-            return False
-        return all(v == 1.0 for v in ctx.verify(program).values())
-
-    def _prune(self, ctx: SolveContext, program: Program, tried: dict, k: int) -> Program:
-        """Drop steps the verified program does not need (e.g. a step whose output a later
-        step overwrites), keeping each removal only if the shorter program verifies too."""
-        i = 0
-        while len(program) > 1 and i < len(program):
-            shorter = program[:i] + program[i + 1 :]
-            if self._check(ctx, shorter, tried, k):
-                program = shorter
-                ctx.stats["pruned_steps"] = ctx.stats.get("pruned_steps", 0) + 1
-            else:
-                i += 1
-        return program
-
-    @staticmethod
-    def _count_faults(
-        stats: dict[str, Any], steps: list[SoftStep], faults: list[np.ndarray]
-    ) -> None:
-        counts = stats["faults"]
-        for step, f in zip(steps, faults, strict=True):
-            for op, row in zip(step.ops, f, strict=True):
-                for code in row[row != 0]:
-                    entry = counts.setdefault(op.full_label, {})
-                    name = "OUT_OF_RANGE" if code == OUT_OF_RANGE else Fault(int(code)).name
-                    entry[name] = entry.get(name, 0) + 1
-
-
-def default_examples(ctx: SolveContext, length: int) -> int:
-    """K per iteration: at least 4, and enough for 8 output values (8 for a scalar output,
-    whose loss and correlation over 4 numbers are mostly noise), at most the solve's
-    ``n_examples``."""
+def default_examples(ctx: SolveContext, length: int, population: int = 1) -> int:
+    """K per member and iteration: at least 4, and enough for 8 output values over all
+    ``population`` members (one member alone: 8 for a scalar output, whose loss and
+    correlation over 4 numbers are mostly noise; the members' running mean losses average
+    over iterations), at most the solve's ``n_examples``."""
     ws = Workspace(ctx.library, ctx.task, length, batch=1, seed=ctx.seed)
     cells = sum(np.asarray(ws.expected[0][n]).size for n in ctx.task.outputs)
-    return max(1, min(ctx.n_examples, max(4, -(-8 // max(cells, 1)))))
+    return max(1, min(ctx.n_examples, max(4, -(-8 // max(cells * population, 1)))))
 
 
 def ctx_outputs(ws: Workspace) -> tuple[str, ...]:

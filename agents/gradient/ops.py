@@ -248,6 +248,8 @@ class SoftStep:
     ) -> None:
         self.ops, self.k, self.max_steps = ops, k, max_steps
         self.private = private
+        self.compact = True
+        """Step only the rows still running (False: every row, for benchmarks)."""
         # Rows run one op each, so ops share slot buffers: the n-th data slot of class c of
         # any op uses buffer ``c<i>_<n>`` (a few buffers in all, a small state per row).
         class_ids: dict[ShapeClass, int] = {}
@@ -323,9 +325,17 @@ class SoftStep:
             running = (cells[:, halt] == 0) & (cells[:, fault] == 0)
             if not bool(running.any()):
                 break
+            # Only the running rows are stepped: a halted or faulted machine is frozen, and
+            # a pass costs time per row (every row holds the whole state), so rows of
+            # quick ops stop costing once they return.
+            live = running.nonzero().squeeze(1) if self.compact else None
+            if live is not None and len(live) == len(cells):
+                live = None
+            sub = cells if live is None else cells.index_select(0, live)
             for _ in range(min(_CHECK_EVERY, self.max_steps - done)):
-                cells = self.cpu(cells)
+                sub = self.cpu(sub)
                 done += 1
+            cells = sub if live is None else cells.index_copy(0, live, sub)
         cpu_s = time.perf_counter() - start
         raw = cells.detach()
         faults = raw[:, fault].numpy().astype(np.int64).copy()

@@ -60,17 +60,23 @@ def init_params(
     alpha_init: np.ndarray | None,
     noise: float,
     w_noise: float | None = None,
+    population: int | None = None,
 ) -> StepParams:
     """Logits with seeded noise (restarts differ); ``alpha_init`` over ``[skip, *ops]``.
 
     ``w_noise`` (default ``noise``): std of W^in's initial logits. Larger than alpha's, it
     breaks the symmetry of two slots of one op that read the same candidates: at equal
     mixtures their gradients are equal (``zipmap(s_mul)`` for x * y sits on a saddle
-    between x * x and y * y)."""
+    between x * x and y * y).
+
+    ``population``: P members with their own noise, as a leading axis of every tensor
+    (alpha ``(P, n_ops + 1)``, W^in ``(P, m)``; :mod:`agents.gradient.population`); None
+    gives one member without that axis."""
     n = len(ops) + 1
+    lead = () if population is None else (population,)
     base = torch.zeros(n, dtype=torch.float64) if alpha_init is None else torch.tensor(alpha_init)
     alpha = (
-        base + noise * torch.randn(n, generator=generator, dtype=torch.float64)
+        base + noise * torch.randn(*lead, n, generator=generator, dtype=torch.float64)
     ).requires_grad_()
     w_in = {}
     for v, op in enumerate(ops):
@@ -78,7 +84,7 @@ def init_params(
             m = len(op.slots[j].candidates)
             if m > 1:
                 std = noise if w_noise is None else w_noise
-                logits = std * torch.randn(m, generator=generator, dtype=torch.float64)
+                logits = std * torch.randn(*lead, m, generator=generator, dtype=torch.float64)
                 w_in[(v, j)] = logits.requires_grad_()
     return StepParams(alpha, w_in)
 
@@ -86,13 +92,13 @@ def init_params(
 def relax(
     logits: torch.Tensor, tau: float, gumbel: bool, generator: torch.Generator
 ) -> torch.Tensor:
-    """softmax(logits / tau), or a straight-through Gumbel-softmax sample (hard forward,
-    soft gradient) when ``gumbel``."""
+    """softmax(logits / tau) over the last axis, or a straight-through Gumbel-softmax sample
+    (hard forward, soft gradient) when ``gumbel``."""
     if not gumbel:
-        return torch.softmax(logits / tau, 0)
+        return torch.softmax(logits / tau, -1)
     u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp_(1e-12, 1 - 1e-12)
-    soft = torch.softmax((logits - torch.log(-torch.log(u))) / tau, 0)
-    hard = torch.zeros_like(soft).scatter_(0, soft.argmax().view(1), 1.0)
+    soft = torch.softmax((logits - torch.log(-torch.log(u))) / tau, -1)
+    hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0)
     return hard - soft.detach() + soft
 
 
@@ -119,7 +125,7 @@ def soft_forward(
     steps: list[SoftStep],
     params: list[StepParams],
     tau: float,
-    gumbel: bool,
+    gumbel: bool | str,
     generator: torch.Generator,
     defined: set[str] | None = None,
     fresh_bias: float = 0.0,
@@ -136,15 +142,21 @@ def soft_forward(
     (:attr:`ForwardStats.branches`, for :func:`expected_loss`). ``balanced``: see
     :func:`read_bias`. A step with ``private`` set (:mod:`agents.gradient.dag`) stores each
     op's result unmixed in its channel (0 where the op faulted); its alpha is not used.
+    ``gumbel``: straight-through Gumbel-softmax samples (:func:`relax`) for alpha and W^in
+    (True or ``"all"``) or for W^in only (``"reads"``: every slot reads one buffer in the
+    forward pass, while the ops of a step stay an exact softmax(alpha) expectation).
     """
     stats = ForwardStats([])
     dtype = next(iter(state.values())).dtype
+    rows = next(iter(state.values())).shape[0]
+    members = params[0].alpha.shape[0] if params[0].alpha.dim() == 2 else 1
     defined = set(state) if defined is None else set(defined)
     scale = torch.stack([state[n].detach().abs().amax(1) for n in sorted(defined)]).amax(0)
     limit = VALUE_LIMIT * scale.clamp_min(1.0)[:, None]  # (K, 1)
     fresh: set[str] = set()
     for step, par in zip(steps, params, strict=True):
-        a = relax(par.alpha, tau, gumbel, generator).to(dtype)
+        hard_alpha = gumbel is True or gumbel == "all"
+        a = per_row(relax(par.alpha, tau, hard_alpha, generator).to(dtype), rows).T  # (n+1, R|1)
         inputs: dict[tuple[int, int], torch.Tensor] = {}
         mix: dict[tuple[int, int], torch.Tensor] = {}
         for v, op in enumerate(step.ops):
@@ -154,12 +166,17 @@ def soft_forward(
                     logits = par.w_in[(v, j)] + read_bias(
                         op, j, defined, fresh, fresh_bias, balanced
                     )
-                    w = relax(logits, tau, gumbel, generator).to(dtype)
-                    mix[(v, j)] = w
+                    w = relax(logits, tau, bool(gumbel), generator).to(dtype)
                     stacked = torch.stack([state[c] for c in cands])
-                    inputs[(v, j)] = torch.einsum("c,cks->ks", w, stacked)
+                    if w.dim() == 1:
+                        inputs[(v, j)] = torch.einsum("c,cks->ks", w, stacked)
+                    else:  # one W^in per member: rows p*K .. p*K+K-1 are member p's
+                        stacked = stacked.reshape(len(cands), members, -1, stacked.shape[-1])
+                        mixed = torch.einsum("pc,cpks->pks", w, stacked)
+                        inputs[(v, j)] = mixed.reshape(rows, -1)
+                    mix[(v, j)] = per_row(w, rows)
                 else:
-                    mix[(v, j)] = torch.ones(1, dtype=dtype)
+                    mix[(v, j)] = torch.ones(1, 1, dtype=dtype)
                     inputs[(v, j)] = state[cands[0]]
         run = step.run(inputs)
         stats.faults.append(run.faults)
@@ -182,7 +199,7 @@ def soft_forward(
                     defined.add(name)
                     fresh.add(name)
             continue
-        weights = a[1:, None] * ok.to(dtype)  # (n_ops, K)
+        weights = a[1:] * ok.to(dtype)  # (n_ops, R)
         norm = a[0] + weights.sum(0)  # (K,) > 0: skip never faults
         weights = weights / norm
         new = dict(state)
@@ -197,7 +214,7 @@ def soft_forward(
                 for c, name in enumerate(op.slots[j].candidates):
                     old = state[name]
                     r = torch.where(ok[v][:, None], result, old)
-                    delta = mix[(v, j)][c] * (r - old)
+                    delta = mix[(v, j)][:, c, None] * (r - old)
                     new[name] = new[name] + weights[v][:, None] * delta
                     if branch is not None:
                         branch[name] = branch[name] + delta
@@ -207,6 +224,14 @@ def soft_forward(
                 stats.branches.append((weights[v], branch))
         state = new
     return state, stats
+
+
+def per_row(w: torch.Tensor, rows: int) -> torch.Tensor:
+    """Weights ``(c,)`` as ``(1, c)``, or one member's weights per row: ``(P, c)`` ->
+    ``(rows, c)`` (member p owns rows ``p*K .. p*K+K-1``, ``K = rows // P``)."""
+    if w.dim() == 1:
+        return w[None, :]
+    return w.repeat_interleave(rows // w.shape[0], 0)
 
 
 def read_bias(
@@ -252,22 +277,30 @@ REL_EPS = 1e-2
 """Added to the oracle's mean square in :func:`loss_fn` (outputs that are all zero)."""
 
 
+def _by_member(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``(P*K, s)`` state rows -> ``(P, K, s)``, with ``K = rows`` (the oracle's rows)."""
+    return x.reshape(-1, rows, x.shape[-1])
+
+
 def loss_fn(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Relative squared error of the task's outputs against the oracle: per output, the mean
-    squared error over elements and examples divided by the oracle's mean square (plus
-    :data:`REL_EPS`); averaged over the outputs. 1 is the error of predicting zeros."""
+    """Relative squared error of the task's outputs against the oracle, per member: per
+    output, the mean squared error over elements and examples divided by the oracle's mean
+    square (plus :data:`REL_EPS`); averaged over the outputs. 1 is the error of predicting
+    zeros. Shape ``(P,)``: the state holds P members' rows over the oracle's K examples
+    (``P = 1`` without a population)."""
     terms = [
-        ((state[n] - want) ** 2).mean() / ((want**2).mean() + REL_EPS)
+        ((_by_member(state[n], len(want)) - want) ** 2).mean((1, 2)) / ((want**2).mean() + REL_EPS)
         for n, want in expected.items()
     ]
-    return torch.stack(terms).mean()
+    return torch.stack(terms).mean(0)
 
 
 def scaled_loss_fn(
     state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
 ) -> torch.Tensor:
     """:func:`loss_fn` after the best affine fit ``c p + d`` with ``c >= 0`` of each output
-    (over elements and examples): ``1 - max(0, corr(p, t))^2``, 1 when ``p`` is constant.
+    (over elements and examples): ``1 - max(0, corr(p, t))^2``, 1 when ``p`` is constant;
+    per member ``(P,)``.
 
     A soft mixture that holds the right result only as a small share beside other ops'
     results (and constants such as the pool's ``one``) has a plain loss above 1 (worse than
@@ -276,11 +309,12 @@ def scaled_loss_fn(
     ``out = x``: the composer adds the plain loss."""
     terms = []
     for n, want in expected.items():
-        p, t = state[n].reshape(-1), want.reshape(-1)
-        p, t = p - p.mean(), t - t.mean()
-        corr = (p @ t) / (p.norm() * t.norm() + 1e-6)
+        p = _by_member(state[n], len(want)).flatten(1)
+        t = want.reshape(-1)
+        p, t = p - p.mean(1, keepdim=True), t - t.mean()
+        corr = (p @ t) / (p.norm(dim=1) * t.norm() + 1e-6)
         terms.append(1 - corr.clamp_min(0) ** 2)
-    return torch.stack(terms).mean()
+    return torch.stack(terms).mean(0)
 
 
 def expected_loss(
@@ -291,20 +325,21 @@ def expected_loss(
 ) -> torch.Tensor:
     """The objective averaged over the last step's alternatives instead of taken of their
     mixture: ``sum_b w_b (plain log(1 + loss(S_b)) + scaled * scaled_loss(S_b))`` with ``w_b`` the
-    branch's weight averaged over the examples.
+    branch's weight averaged over a member's examples; per member ``(P,)``.
 
     Of a mixture, an op's result is judged together with what the other ops add, so a
     right op with a small weight is drowned by uncorrelated results and every weight drifts
     to the least noisy choice (*skip*); judged one by one, each op of the last step is
     compared with the others on its own result (a relaxation of the expected loss of the
     program distribution over the last step; the earlier steps stay mixtures)."""
+    k = len(next(iter(expected.values())))
     terms = []
     for w, st in branches:
         value = plain * torch.log1p(loss_fn(st, expected))
         if scaled:
             value = value + scaled * scaled_loss_fn(st, expected)
-        terms.append(w.mean() * value)
-    return torch.stack(terms).sum()
+        terms.append(w.reshape(-1, k).mean(1) * value)
+    return torch.stack(terms).sum(0)
 
 
 def anneal(start: float, end: float, i: int, n: int) -> float:
