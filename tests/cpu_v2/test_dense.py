@@ -29,7 +29,7 @@ def test_each_layer_is_one_attention_per_head_kind_and_few_mlps():
         general = [m for m in stacked.mlps["cpu"] if isinstance(m, StackedMLP)]
         assert len(general) == int(any(not m.bank for m in layer.mlps if m.side == "cpu"))
     hidden = sum(
-        m.W_1.shape[-1] if isinstance(m, StackedMLP) else m.W_1.shape[0] * m.W_1.shape[-1]
+        m.W_1.shape[-1] if isinstance(m, StackedMLP) else m.W_1.shape[0] * m.W_1.shape[1]
         for s in layers
         for ms in s.mlps.values()
         for m in ms
