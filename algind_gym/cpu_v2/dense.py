@@ -17,8 +17,8 @@ depends on the compiled weights and the layout alone; :meth:`DensePass._fixed_co
 computes it with the same matmul on an all-zero state and falls back to the per-pass
 matmul for any head whose matrix has a weight on the value or sign channel.
 
-On numpy the pass also avoids allocations: the embedding is written into a buffer kept per
-shape, and the MLP activations are applied in place on slices of the pre-activations
+On numpy the pass also avoids allocations: the embedding is written into a buffer kept for
+the last shape, and the MLP activations are applied in place on slices of the pre-activations
 (``out=``), one ufunc per group of units; torch (autograd) takes the out-of-place forms.
 
 The same code runs on torch tensors and on numpy arrays (the small ``_TorchOps`` /
@@ -142,7 +142,7 @@ class DensePass:
         self.new_v, self.new_s = c.cell["new.v"], c.cell["new.s"]
         self.layers = [_convert(layer, t) for layer in stack_circuit(c)]
         self.fixed = self._fixed_codes(t(np.zeros((1, c.cell_constants.shape[0]))))
-        self._tokens: dict[tuple, np.ndarray] = {}  # numpy: embedding buffers by shape
+        self._tokens: tuple | None = None  # numpy: (shape and dtype, embedding buffer)
 
     def _fixed_codes(self, zero_cells) -> list[tuple]:
         """Per layer, ``(keys, queries)``: the read heads' ``x W_K`` and the write heads'
@@ -178,12 +178,14 @@ class DensePass:
         return ops.cat([cells[..., None], sign[..., None], consts])
 
     def _embed_numpy(self, cells: np.ndarray) -> np.ndarray:
-        """:meth:`embed` into a buffer kept per shape (only the value and sign channels
-        change between passes; the pass never writes into the tokens in place)."""
+        """:meth:`embed` into a buffer kept for the last shape (only the value and sign
+        channels change between passes; the pass never writes into the tokens in place)."""
         key = (cells.shape, cells.dtype)
-        x = self._tokens.get(key)
-        if x is None:
-            x = self._tokens[key] = np.asarray(self.embed(cells))
+        if self._tokens is not None and self._tokens[0] == key:
+            x = self._tokens[1]
+        else:
+            x = np.asarray(self.embed(cells))
+            self._tokens = (key, x)
         x[..., 0] = cells
         np.signbit(cells, out=x[..., 1])
         return x
