@@ -214,6 +214,7 @@ def cmd_verify_cpu(args: argparse.Namespace) -> int:
         print_result=not args.json,
         structured_steps=args.structured_steps,
         structured_tasks=args.structured_tasks.split(",") if args.structured_tasks else None,
+        structured_minimal=args.structured_minimal,
     )
     if args.json:
         print(json.dumps(result, default=str))
@@ -338,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument(
                 "--structured-tasks", help="comma-separated tasks for those (default: all)"
+            )
+            p.add_argument(
+                "--structured-minimal",
+                action="store_true",
+                help="place them on minimal layouts (only the skills called; the dense paths)",
             )
             p.add_argument("--json", action="store_true")
         if name == "bench-cpu":

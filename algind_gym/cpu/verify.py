@@ -13,6 +13,9 @@ Random programs stop after a few steps on average, so ``structured_steps`` adds 
 inputs (16 machines per call), and mutated copies of them (a changed operand, two swapped
 instructions), run in lockstep on every backend for up to 4096 steps each. The result reports how many checked
 steps came from each source and the distribution of the structured programs' lengths.
+``structured_minimal`` places those programs on minimal layouts (only the skills they call,
+a small stack: :func:`~algind_gym.cpu_v2.structured.minimal_image`), which the dense passes
+can afford.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def verify_cpu(
     print_result: bool = True,
     structured_steps: int = 0,
     structured_tasks: Sequence[str] | None = None,
+    structured_minimal: bool = False,
 ) -> dict:
     """Run ``programs`` random programs for up to ``steps`` steps on every backend.
 
@@ -72,11 +76,13 @@ def verify_cpu(
         structured_steps: then check at least this many steps of structured programs
             (see the module docstring), each run up to 4096 steps.
         structured_tasks: the tasks whose reference solutions are used (default: all).
+        structured_minimal: run them on minimal layouts (see the module docstring).
 
     Returns:
         ``{"mismatches", "steps_checked", "random_steps", "structured_steps",
         "structured_programs", "structured_length_percentiles",
-        "structured_steps_in_programs_of_100_or_more", "programs", "dtype", "seed",
+        "structured_steps_in_programs_of_100_or_more", "structured_cells", "programs",
+        "dtype", "seed",
         "backends", "per_backend", "faults", "opcodes", "examples", "seconds"}``.
         ``steps_checked`` counts (machine, step) pairs where the machine was running on
         the reference; ``mismatches`` counts (backend, machine, step) triples whose state
@@ -140,13 +146,17 @@ def verify_cpu(
             issued += slots.size
     random_checked = checked
     lengths: list[int] = []
+    cells: list[int] = []  # cells of each structured layout
     while checked - random_checked < structured_steps:
-        states = structured_machines(rng, dt, batch=16, tasks=structured_tasks)
+        states = structured_machines(
+            rng, dt, batch=16, tasks=structured_tasks, minimal=structured_minimal
+        )
         states += [mutate(st, rng) for st in states]
         by_layout: dict = {}
         for st in states:
             by_layout.setdefault(st.layout, []).append(st.cells)
         for layout, rows in by_layout.items():
+            cells.append(layout.n_cells)
             ref = MachineState(layout, np.concatenate(rows), check_registers=False)
             # Fresh backends per layout: each compiles its models for this layout only, and
             # they are freed afterwards (dozens of large layouts would not fit in memory).
@@ -164,6 +174,7 @@ def verify_cpu(
         "structured_programs": len(lengths),
         "structured_length_percentiles": percentiles,
         "structured_steps_in_programs_of_100_or_more": int(sum(x for x in lengths if x >= 100)),
+        "structured_cells": [min(cells), max(cells)] if cells else [],
         "backends": list(backends),
         "programs": programs,
         "dtype": dt.name,
@@ -247,6 +258,12 @@ def print_verify(result: dict) -> None:
         f"{result['structured_steps']:,} steps in {result['structured_programs']} machines, "
         f"{result['structured_steps_in_programs_of_100_or_more']:,} of them in programs of "
         f">= 100 steps; program length percentiles {result['structured_length_percentiles']}"
+        + (
+            f"; layouts of {result['structured_cells'][0]:,}-{result['structured_cells'][1]:,}"
+            " cells"
+            if result["structured_cells"]
+            else ""
+        )
     )
     console.print(f"final faults: {result['faults']}")
     console.print(f"opcodes executed: {len(result['opcodes'])} distinct")

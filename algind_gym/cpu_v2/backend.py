@@ -4,9 +4,11 @@ torch ops) and ``"transformer-v2-dense"`` (the transformer with every matmul ove
 token). They have ``.name``, ``.step(state)`` and ``.run(state, max_steps)`` like the
 backends of :mod:`algind_gym.cpu.backend`, which creates them lazily for these names.
 
-Each backend compiles one :class:`TransformerCPU` per (layout, dtype) and keeps it. ``run``
-converts numpy to torch once (on CPU ``torch.from_numpy`` shares the memory, so there is no
-copy at all), loops the forward pass, and copies back once. Its driver semantics are those
+Each backend compiles one :class:`TransformerCPU` per (layout, dtype) and keeps it. On CPU
+the numba kernel and the dense pass run on the state's numpy array itself (the dense pass
+is :meth:`TransformerCPU.dense_numpy`, the same matrices and operations as the torch dense
+pass, without a torch call per step); otherwise ``run`` converts numpy to torch once (on
+CPU ``torch.from_numpy`` shares the memory), loops the forward pass, and copies back once. Its driver semantics are those
 of :func:`algind_gym.machine.interpreter.run`: stop when no machine is running, and give
 ``BUDGET_EXHAUSTED`` to machines still running after ``max_steps``. Every entry point first
 checks that the state's cells are finite (:func:`check_state`).
@@ -87,6 +89,9 @@ class TransformerBackend:
             cpu.run_numpy(_contiguous(state), 1)
             return state
         check_state(state)
+        if self._dense_numpy(cpu):
+            state.cells[...] = cpu.dense_numpy(state.cells)
+            return state
         cells = self._to_torch(state)
         with torch.inference_mode():
             cells = cpu(cells, inplace=True)
@@ -103,6 +108,9 @@ class TransformerBackend:
             cpu.run_numpy(_contiguous(state), max_steps, float(Fault.BUDGET_EXHAUSTED))
             return state
         check_state(state)
+        if self._dense_numpy(cpu):
+            _run_dense_numpy(cpu, state, max_steps)
+            return state
         cells = self._to_torch(state)
         with torch.inference_mode():
             done = 0
@@ -117,6 +125,27 @@ class TransformerBackend:
             cells[:, _FAULT] = torch.where(still, float(Fault.BUDGET_EXHAUSTED), cells[:, _FAULT])
         self._back(state, cells)
         return state
+
+    def _dense_numpy(self, cpu: TransformerCPU) -> bool:
+        """Whether the dense path runs on numpy here (on CPU: no torch call per step)."""
+        return self.path == "dense" and torch.device(self.device).type == "cpu"
+
+
+def _run_dense_numpy(cpu: TransformerCPU, state: MachineState, max_steps: int) -> None:
+    """:meth:`TransformerBackend.run`'s loop on numpy arrays, the same passes as torch's."""
+    cells, done = state.cells, 0
+    while done < max_steps and bool(_running_np(cells).any()):
+        for _ in range(min(_CHECK_EVERY, max_steps - done)):
+            cells = cpu.dense_numpy(cells)
+            done += 1
+    cells[_running_np(cells), _FAULT] = float(Fault.BUDGET_EXHAUSTED)
+    if cells is not state.cells:
+        state.cells[...] = cells
+
+
+def _running_np(cells: np.ndarray) -> np.ndarray:
+    """:attr:`MachineState.running` of numpy ``cells``: HALT == 0 and int(FAULT) == 0."""
+    return (cells[:, _HALT] == 0) & (np.trunc(cells[:, _FAULT]) == 0)
 
 
 def _contiguous(state: MachineState) -> np.ndarray:

@@ -9,6 +9,18 @@ maximum, values are ``x W_V W_O``; MLPs are ``W_2 act(W_1 x + b_1)`` (bilinear u
 multiply or divide two pre-activations). Only matmuls, elementwise activations and
 comparisons: no gathers, no ``where``.
 
+One thing is computed once instead of per pass, and only where it is a constant: the
+address-code heads' keys ``x W_K`` over the cell tokens (read heads) and queries ``x W_Q``
+(write heads). Those matrices read only the cells' constant channels (address code,
+``one``), and the cell tokens are still the embedding when they are used, so the result
+depends on the compiled weights and the layout alone; :meth:`DensePass._fixed_codes`
+computes it with the same matmul on an all-zero state and falls back to the per-pass
+matmul for any head whose matrix has a weight on the value or sign channel.
+
+On numpy the pass also avoids allocations: the embedding is written into a buffer kept for
+the last shape, and the MLP activations are applied in place on slices of the pre-activations
+(``out=``), one ufunc per group of units; torch (autograd) takes the out-of-place forms.
+
 The same code runs on torch tensors and on numpy arrays (the small ``_TorchOps`` /
 ``_NumpyOps`` shims name the few calls that differ). numpy is the inference path on CPU:
 at batch 1 the pass is many small operations (about ten per attention and per MLP), and
@@ -56,6 +68,10 @@ class _TorchOps:
         return x.expand(shape)
 
     @staticmethod
+    def permute(x: torch.Tensor, axes: tuple) -> torch.Tensor:
+        return x.permute(axes)
+
+    @staticmethod
     def cast(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return x.to(like.dtype)
 
@@ -83,6 +99,10 @@ class _NumpyOps:
         return np.broadcast_to(x, shape)
 
     @staticmethod
+    def permute(x: np.ndarray, axes: tuple) -> np.ndarray:
+        return x.transpose(axes)
+
+    @staticmethod
     def cast(x: np.ndarray, like: np.ndarray) -> np.ndarray:
         return x.astype(like.dtype)
 
@@ -106,6 +126,7 @@ class DensePass:
         if lib not in ("torch", "numpy"):
             raise ValueError(f"lib must be 'torch' or 'numpy', got {lib!r}")
         self.ops = _TorchOps if lib == "torch" else _NumpyOps
+        self.numpy = lib == "numpy"
         self.big = float(
             np.finfo(np.float32 if dtype in (torch.float32, np.float32) else np.float64).max
         )
@@ -120,6 +141,33 @@ class DensePass:
         self.cpu0 = t(cpu0[None])
         self.new_v, self.new_s = c.cell["new.v"], c.cell["new.s"]
         self.layers = [_convert(layer, t) for layer in stack_circuit(c)]
+        self.fixed = self._fixed_codes(t(np.zeros((1, c.cell_constants.shape[0]))))
+        self._tokens: tuple | None = None  # numpy: (shape and dtype, embedding buffer)
+
+    def _fixed_codes(self, zero_cells) -> list[tuple]:
+        """Per layer, ``(keys, queries)``: the read heads' ``x W_K`` and the write heads'
+        ``x W_Q`` over the cell tokens, computed once here wherever they are fixed.
+
+        They are fixed where the cell tokens are still the embedding (no earlier layer has
+        written to them) and the matrix ignores the value and sign channels (the address-
+        code heads only read the code and constant channels): then ``x W`` depends only on
+        the compiled weights and the cells' constant embedding. They are computed by the
+        same matmul on the embedding of an all-zero state, whose value and sign entries
+        differ from a real state's only where they meet zero weights, so every non-zero
+        term, and hence every score, is the same. ``None`` where this does not hold (a
+        weight on the value channel, e.g. after a mutation): the pass computes it.
+        """
+        x = self.embed(zero_cells)
+        out, untouched = [], True
+        for layer in self.layers:
+            keys = queries = None
+            if untouched and layer.reads is not None:
+                keys = _fixed(x, layer.reads, layer.reads.W_K)
+            if untouched and layer.writes is not None:
+                queries = _fixed(x, layer.writes, layer.writes.W_Q)
+            out.append((keys, queries))
+            untouched = untouched and layer.writes is None and not layer.mlps["cell"]
+        return out
 
     def embed(self, cells):
         """Cell tokens ``(B, N, D_cell)``: value, sign bit, constants, zero work channels."""
@@ -129,14 +177,27 @@ class DensePass:
         consts = ops.expand(self.constants, (b, n, self.constants.shape[-1]))
         return ops.cat([cells[..., None], sign[..., None], consts])
 
+    def _embed_numpy(self, cells: np.ndarray) -> np.ndarray:
+        """:meth:`embed` into a buffer kept for the last shape (only the value and sign
+        channels change between passes; the pass never writes into the tokens in place)."""
+        key = (cells.shape, cells.dtype)
+        if self._tokens is not None and self._tokens[0] == key:
+            x = self._tokens[1]
+        else:
+            x = np.asarray(self.embed(cells))
+            self._tokens = (key, x)
+        x[..., 0] = cells
+        np.signbit(cells, out=x[..., 1])
+        return x
+
     def stream(self, cells) -> tuple:
         """The final value and sign-bit channels of every cell token, each ``(B, N)``."""
-        xl = self.embed(cells)
+        xl = self._embed_numpy(cells) if self.numpy else self.embed(cells)
         xc = self.ops.expand(self.cpu0, (cells.shape[0], self.cpu0.shape[-1]))
-        for layer in self.layers:
-            dc = self._read(layer.reads, xc, xl) if layer.reads is not None else None
+        for layer, (keys, queries) in zip(self.layers, self.fixed, strict=True):
+            dc = self._read(layer.reads, xc, xl, keys) if layer.reads is not None else None
             if layer.writes is not None:
-                xl = xl + self._write(layer.writes, xc, xl)
+                xl = xl + self._write(layer.writes, xc, xl, queries)
             if dc is not None:
                 xc = xc + dc
             if layer.mlps["cpu"]:
@@ -152,32 +213,37 @@ class DensePass:
             return (1 - 2 * s) * abs(v)
 
     # ------------------------------------------------------------------ blocks
-    def _read(self, h: StackedHeads, xc, xl):
+    def _read(self, h: StackedHeads, xc, xl, keys=None):
         """Read heads: queries from the CPU token ``xc (B, D_cpu)``, keys on the cell tokens
-        ``xl (B, N, D_cell)`` and the sink; hard attention; the CPU token's update."""
-        b, n_heads = xc.shape[0], h.n_heads
+        ``xl (B, N, D_cell)`` (or the fixed ``keys``) and the sink; hard attention; the CPU
+        token's update."""
+        b, n, n_heads = xc.shape[0], xl.shape[1], h.n_heads
         q = (xc @ h.W_Q).reshape(b, n_heads, -1)  # (B, H, d_k)
         if h.cell_shared is not None:
-            scores = q @ _lin(xl, h.cell_shared).swapaxes(1, 2)  # (B, H, N)
+            kt = keys if keys is not None else _lin(xl, h.cell_shared).swapaxes(1, 2)
+            scores = q @ kt  # (B, H, N)
         else:
-            keys = _lin(xl, h.W_K).reshape(b, xl.shape[1], n_heads, -1)
-            scores = self.ops.einsum("bnhd,bhd->bhn", keys, q)
+            k = keys if keys is not None else _lin(xl, h.W_K)
+            k = self.ops.expand(k, (b, n, k.shape[-1])).reshape(b, n, n_heads, -1)
+            scores = self.ops.einsum("bnhd,bhd->bhn", k, q)
         sink = (q * h.k_sink).sum(-1)[..., None]
         hit = (scores == self.ops.amax(scores)) & (scores > sink)  # hard attention
         att = self.ops.cast(hit, xl)
         # att (x W_V W_O) computed as (att x) W_V W_O: one live term either way.
         return (att @ xl).reshape(b, -1) @ h.W_VO
 
-    def _write(self, h: StackedHeads, xc, xl):
-        """Write heads: queries from every cell token, keys on the CPU token and the sink;
-        a cell attends to each head whose score beats the sink's; the cell tokens' update."""
-        b, n_heads = xc.shape[0], h.n_heads
+    def _write(self, h: StackedHeads, xc, xl, queries=None):
+        """Write heads: queries from every cell token (or the fixed ``queries``), keys on the
+        CPU token and the sink; a cell attends to each head whose score beats the sink's;
+        the cell tokens' update."""
+        b, n, n_heads = xc.shape[0], xl.shape[1], h.n_heads
         k = (xc @ h.W_K).reshape(b, n_heads, -1)  # (B, H, d_k)
         if h.cell_shared is not None:
-            qs = _lin(xl, h.cell_shared).swapaxes(1, 2)  # (B, d_k, N)
+            qs = queries if queries is not None else _lin(xl, h.cell_shared).swapaxes(1, 2)
             scores, sink = k @ qs, h.k_sink @ qs  # (B, H, N)
         else:
-            qs = _lin(xl, h.W_Q).reshape(b, xl.shape[1], n_heads, -1)
+            qs = queries if queries is not None else _lin(xl, h.W_Q)
+            qs = self.ops.expand(qs, (b, n, qs.shape[-1])).reshape(b, n, n_heads, -1)
             scores = self.ops.einsum("bnhd,bhd->bhn", qs, k)
             sink = self.ops.einsum("bnhd,hd->bhn", qs, h.k_sink)
         att = self.ops.cast(scores > sink, xl)
@@ -195,31 +261,52 @@ class DensePass:
             return z.clip(-self.big, self.big)
         return self.ops.cast(~self.ops.isfinite(z), z)
 
+    def _activation_inplace(self, kind: int, z: np.ndarray) -> None:
+        """:meth:`_activation` on a numpy slice, written into the slice (no new arrays)."""
+        if kind == STEP_GE:
+            np.greater_equal(z, 0, out=z)
+        elif kind == STEP_GT:
+            np.greater(z, 0, out=z)
+        elif kind == SATURATE:
+            np.clip(z, -self.big, self.big, out=z)
+        elif kind == NONFINITE:
+            np.logical_not(np.isfinite(z), out=z)
+
     def _mlp(self, m: StackedMLP, x):
         """``W_2 act(W_1 x + b_1)`` of the concatenated non-bank blocks."""
         xi = _lin(x, m.P_in) if m.P_in is not None else x
         pre = _lin(xi, m.W_1) + m.b_1
         pre_b = _lin(xi, m.W_1b) + m.b_1b if m.n_linear < pre.shape[-1] else None
-        parts = []
-        for op, act, lo, hi in m.groups:
-            z = pre[..., lo:hi]
-            if op == MUL:
-                z = z * pre_b[..., lo - m.n_linear : hi - m.n_linear]
-            elif op == DIV:
-                z = z / pre_b[..., lo - m.n_linear : hi - m.n_linear]
-            parts.append(self._activation(act, z))
-        h = self.ops.cat(parts) if len(parts) > 1 else parts[0]
+        if self.numpy:  # every group's activation in place on its slice of ``pre``
+            for op, act, lo, hi in m.groups:
+                z = pre[..., lo:hi]
+                if op == MUL:
+                    np.multiply(z, pre_b[..., lo - m.n_linear : hi - m.n_linear], out=z)
+                elif op == DIV:
+                    np.divide(z, pre_b[..., lo - m.n_linear : hi - m.n_linear], out=z)
+                self._activation_inplace(act, z)
+            h = pre
+        else:
+            parts = []
+            for op, act, lo, hi in m.groups:
+                z = pre[..., lo:hi]
+                if op == MUL:
+                    z = z * pre_b[..., lo - m.n_linear : hi - m.n_linear]
+                elif op == DIV:
+                    z = z / pre_b[..., lo - m.n_linear : hi - m.n_linear]
+                parts.append(self._activation(act, z))
+            h = self.ops.cat(parts) if len(parts) > 1 else parts[0]
         return _lin(h, m.W_2) if m.P_out is None else _lin(_lin(h, m.W_2), m.P_out)
 
     def _banks(self, m: StackedBanks, x):
         """``G`` step banks side by side: ``x P_in`` per bank, steps, ``W_2`` per bank
-        (as ``G`` matmuls over every token of ``x``)."""
+        (as ``G`` matmuls over every token of ``x``, the tokens as columns)."""
         lead = tuple(x.shape[:-1])
-        g, n_in, _ = m.W_1.shape
-        xi = _lin(x, m.P_in).reshape(-1, g, n_in).swapaxes(0, 1)  # (G, tokens, n_in)
-        pre = xi @ m.W_1 + m.b_1  # (G, tokens, H)
-        h = self.ops.cast((pre > 0) | ((pre == 0) & m.ge), pre)  # step_ge or step_gt
-        y = (h @ m.W_2).swapaxes(0, 1).reshape(*lead, -1)  # (..., G n_out)
+        g, _, n_in = m.W_1.shape
+        xi = self.ops.permute(_lin(x, m.P_in).reshape(-1, g, n_in), (1, 2, 0))  # (G, n_in, tokens)
+        pre = m.W_1 @ xi + m.b_1  # (G, H, tokens)
+        h = self.ops.cast((pre > 0) | ((pre == 0) & m.ge), pre)  # step_gt or step_ge
+        y = self.ops.permute(m.W_2 @ h, (2, 0, 1)).reshape(*lead, -1)  # (..., G n_out)
         return _lin(y, m.P_out)
 
     def _mlp_sum(self, mlps: list, x):
@@ -229,6 +316,20 @@ class DensePass:
             y = self._mlp(m, x) if isinstance(m, StackedMLP) else self._banks(m, x)
             total = y if total is None else total + y
         return total
+
+
+def _fixed(x, h: StackedHeads, w):
+    """``x W`` of the cell side of heads ``h`` (``(1, d_k, N)`` for a shared matrix, as the
+    pass uses it, else ``(1, N, H d_k)``), or ``None`` if ``W`` reads the value or sign
+    channel (see :meth:`DensePass._fixed_codes`)."""
+    w = h.cell_shared if h.cell_shared is not None else w
+    if bool((w[:2] != 0).any()):
+        return None
+    out = _lin(x, w)
+    if h.cell_shared is None:
+        return out
+    kt = out.swapaxes(1, 2)
+    return kt.contiguous() if isinstance(kt, torch.Tensor) else np.ascontiguousarray(kt)
 
 
 def _lin(x, w):
