@@ -64,3 +64,29 @@ def test_table_markdown_averages_seeds_and_counts_a_duplicate_row_once():
     # a seed that never solved an episode: no mean, its value shown as "-"
     assert cells[7] == "- (100 / - / 300)"
     assert cells[9] == "20"
+
+
+def test_prior_markdown_counts_solved_seeds_and_marks_unsolved_ones():
+    prior = _load("rl_prior")
+
+    def row(seed, name, success, actions):
+        return {
+            "seed": seed,
+            "budget": 1000,
+            "task": "Max",
+            "prior": name,
+            "success": success,
+            "actions_evaluated": actions,
+        }
+
+    data = {
+        "clones": {"0": {"demonstrations": ["Copy"], "pairs": 4, "accuracy": 1.0}},
+        "rows": [
+            row(0, "uniform", False, 1000),
+            row(1, "uniform", True, 127),
+            row(0, "learned", True, 64),
+        ],
+    }
+    lines = prior.markdown(data).splitlines()
+    assert lines[0].startswith("Seed 0: learned prior cloned on 1 level-1 programs (Copy)")
+    assert "| Max | solved 1/2: >1000 / 127 | solved 1/1: 64 / - |" in lines
