@@ -93,7 +93,8 @@ def _cell(values: list, digits: int = 2) -> str:
 
 def markdown(rows: list[dict]) -> str:
     """One line per (algo, policy, envs, budget): mean over seeds (each seed's value); a row
-    measured twice (same configuration and seed, e.g. by two processes) counts once."""
+    measured twice (same configuration and seed, e.g. by two processes) counts once. Lines
+    follow the task order of ``TABLE_TASKS``, then transformer before MLP, then algorithm."""
     unique = {(r["algo"], r["policy"], r["envs"], r["seed"], r["budget"]): r for r in rows}
     groups: dict[tuple, list[dict]] = {}
     for r in sorted(unique.values(), key=lambda r: r["seed"]):
@@ -103,7 +104,16 @@ def markdown(rows: list[dict]) -> str:
         "| accuracy 8x | first solved episode (timestep) | greedy success >= 0.9 at | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for (envs, algo, policy, ts), rs in groups.items():
+    order = {t: i for i, t in enumerate(TABLE_TASKS)}
+    algos = ("maskable_ppo", "ppo", "a2c", "dqn")
+
+    def key(g):
+        envs, algo, policy, ts = g
+        task = envs.split(",")[-1]
+        rank = algos.index(algo) if algo in algos else len(algos)
+        return (order.get(task, len(order)), envs, ts, policy != "transformer", rank, algo)
+
+    for (envs, algo, policy, ts), rs in sorted(groups.items(), key=lambda kv: key(kv[0])):
         out.append(
             f"| {envs} | {algo} | {policy} | {ts} | {len(rs)} | "
             f"{_cell([r['success_rate'] for r in rs])} | "

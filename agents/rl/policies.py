@@ -152,7 +152,9 @@ class TablesPolicyNet(nn.Module):
         glob_tok = (self.glob_in(obs["globals"]) + self.kind[2]).unsqueeze(1)
         tokens = torch.cat([glob_tok, ptr_tok, skill_tok], dim=1)
         pad = torch.cat([torch.zeros_like(ptr_present[:, :1]), ~ptr_present, ~skill_present], dim=1)
-        h = self.norm(self.encoder(tokens, src_key_padding_mask=pad))
+        # no mask when no row is padding (one task per batch, rows trimmed): PyTorch's
+        # inference fast path then skips its masked softmax, a fifth of a rollout step's time
+        h = self.norm(self.encoder(tokens, src_key_padding_mask=pad if pad.any() else None))
         return {
             "allowed": self.slot_allowed(obs, ptr_present, n_s),
             "glob": h[:, 0],
@@ -209,54 +211,75 @@ class TablesPolicyNet(nn.Module):
             allowed = allowed & (writes_only.unsqueeze(-1) | has_value[:, None, None, :])
         return allowed
 
-    def pointer_logits(
-        self, obs, enc, skill: torch.Tensor, pointers: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, A, P)`` masked logits of every slot of the chosen ``skill``, slot ``j``
-        given the ``pointers`` bound to slots ``< j`` (teacher forcing; later entries of
-        ``pointers`` are not read), and the ``(B, A)`` flags of the slots the skill has."""
-        b, n_p = enc["ptr"].shape[:2]
+    def slot_context(self, obs, enc, skill: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What every slot's logits share once the ``skill`` is chosen: its slot queries,
+        the pointer keys, the allowed pointers and the ``(B, A)`` flags of the slots it has
+        (computed once per action, then reused slot by slot)."""
+        b = enc["ptr"].shape[0]
         n_s = enc["skill"].shape[1]
         halt = skill >= self.n_skills
         s = skill.clamp(max=max(n_s - 1, 0))
         rows = torch.arange(b, device=skill.device)
         cls = obs["slot_class"][rows, s].round().long()  # (B, A)
         used = (cls >= 0) & ~halt.unsqueeze(-1)
+        return {
+            "used": used,
+            "query": self.slot_query(enc["skill"][rows, s]).view(b, self.arity, self.d),
+            "key": self.pointer_key(enc["ptr"]) / math.sqrt(self.d),  # (B, P', d)
+            "allowed": enc["allowed"][rows, s] & used.unsqueeze(-1),  # (B, A, P')
+        }
+
+    def slot_logits(
+        self, enc, ctx: dict[str, torch.Tensor], pointers: torch.Tensor, slots: slice
+    ) -> torch.Tensor:
+        """``(B, len(slots), P)`` masked logits of the given slots, slot ``j`` given the
+        ``pointers`` bound to slots ``< j`` (later entries of ``pointers`` are not read)."""
+        n_p = enc["ptr"].shape[1]
+        used = ctx["used"]
         # what the earlier slots chose: the exclusive running sum of their pointer tokens
         chosen = torch.gather(
             enc["ptr"], 1, pointers.clamp(0, n_p - 1).unsqueeze(-1).expand(-1, -1, self.d)
         ) * used.unsqueeze(-1)
-        before = torch.cumsum(chosen, dim=1) - chosen
-        h_s = enc["skill"][rows, s]  # (B, d)
-        q = self.slot_query(h_s).view(b, self.arity, self.d) + self.prev_query(before)
-        k = self.pointer_key(enc["ptr"])  # (B, P', d)
-        scores = torch.einsum("bad,bpd->bap", q, k) / math.sqrt(self.d)
-        allowed = enc["allowed"][rows, s] & used.unsqueeze(-1)  # (B, A, P')
+        before = (torch.cumsum(chosen, dim=1) - chosen)[:, slots]
+        q = ctx["query"][:, slots] + self.prev_query(before)
+        scores = torch.einsum("bad,bpd->bap", q, ctx["key"])
+        allowed = ctx["allowed"][:, slots]
         scores = F.pad(scores.masked_fill(~allowed, NEG), (0, self.n_pointers - n_p), value=NEG)
         # a slot the skill does not have: pointer 0 with probability 1
         fixed = torch.full_like(scores[:1, :1], NEG)
         fixed[..., 0] = 0.0
-        logits = torch.where(used.unsqueeze(-1), scores, fixed)
-        return logits, used
+        return torch.where(used[:, slots].unsqueeze(-1), scores, fixed)
+
+    def pointer_logits(
+        self, obs, enc, skill: torch.Tensor, pointers: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, A, P)`` masked logits of every slot of the chosen ``skill``, slot ``j``
+        given the ``pointers`` bound to slots ``< j`` (teacher forcing; later entries of
+        ``pointers`` are not read), and the ``(B, A)`` flags of the slots the skill has."""
+        ctx = self.slot_context(obs, enc, skill)
+        return self.slot_logits(enc, ctx, pointers, slice(None)), ctx["used"]
 
     # ----------------------------------------------------------- distribution
     def act(self, obs, deterministic: bool = False):
         """Sample (or take the mode of) an action; returns ``(actions, values, log_prob)``.
 
-        The skill first, then the slots in order, each given the earlier ones."""
+        The skill first, then the slots in order, each given the earlier ones; the
+        skill's slot queries, the pointer keys and masks are computed once per action."""
         enc = self.encode(obs)
         sd = torch.distributions.Categorical(logits=self.skill_logits(obs, enc))
         skill = sd.probs.argmax(-1) if deterministic else sd.sample()
+        ctx = self.slot_context(obs, enc, skill)
+        used = ctx["used"]
         ptrs = torch.zeros(skill.shape[0], self.arity, dtype=torch.long, device=skill.device)
+        log_prob = sd.log_prob(skill)
         for j in range(self.arity):
-            pl, used = self.pointer_logits(obs, enc, skill, ptrs)
             if not used[:, j].any():
                 break  # no skill in the batch has slot j (nor any later one)
-            pd = torch.distributions.Categorical(logits=pl[:, j])
+            pd = torch.distributions.Categorical(
+                logits=self.slot_logits(enc, ctx, ptrs, slice(j, j + 1))[:, 0]
+            )
             ptrs[:, j] = pd.probs.argmax(-1) if deterministic else pd.sample()
-        pl, used = self.pointer_logits(obs, enc, skill, ptrs)
-        pd = torch.distributions.Categorical(logits=pl)
-        log_prob = sd.log_prob(skill) + (pd.log_prob(ptrs) * used).sum(-1)
+            log_prob = log_prob + pd.log_prob(ptrs[:, j]) * used[:, j]
         actions = torch.cat([skill.unsqueeze(-1), ptrs], dim=-1)
         return actions, self.value(enc["glob"]), log_prob
 

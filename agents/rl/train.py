@@ -266,8 +266,10 @@ def train(
         :mod:`agents.rl.evaluate` for what the rates mean), the training timestep of the
         first solved training episode, the first evaluation at which the greedy policy
         reached success rate 0.9 (``timesteps_to_greedy_success``), and throughput
-        figures over ``learn`` (evaluations included): ``steps_per_s`` and
-        ``env_time_fraction``, the share of it spent inside the vector env.
+        figures over ``learn`` (evaluations included): ``steps_per_s``,
+        ``steps_per_cpu_s`` (per second of this process's CPU time, which other processes
+        on a shared machine disturb less than wall time) and ``env_time_fraction``, the
+        share of wall time spent inside the vector env.
     """
     start = time.perf_counter()
     set_threads(threads)
@@ -337,6 +339,7 @@ def train(
     callback = TrainingCallback(meta, out_dir, eval_freq, n_eval_episodes, seed)
     remaining = max(total - model.num_timesteps, 0)
     learn_start, start_steps = time.perf_counter(), model.num_timesteps
+    learn_cpu = time.process_time()
     try:
         model.learn(
             remaining,
@@ -349,6 +352,7 @@ def train(
         callback.checkpoint()
         raise
     learn_s = time.perf_counter() - learn_start
+    learn_cpu = time.process_time() - learn_cpu
     final = evaluate_lengths(
         model, meta, n_episodes=n_eval_episodes, seed=seed + 2_000_003, cache=callback._envs
     )
@@ -373,6 +377,9 @@ def train(
         "seed": seed,
         "steps_per_s": (model.num_timesteps - start_steps) / learn_s if learn_s > 0 else None,
         "env_time_fraction": vec.env_time_s / learn_s if learn_s > 0 else None,
+        "steps_per_cpu_s": (
+            (model.num_timesteps - start_steps) / learn_cpu if learn_cpu > 0 else None
+        ),
         "model": model_path,
     }
     venv.close()
