@@ -8,21 +8,11 @@ benchmarks themselves, never in tests).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.experiment_scripts import load_experiment
 
 
 def test_env_rows_come_from_bench_env_and_render_as_a_table():
-    throughput = _load("throughput")
+    throughput = load_experiment("throughput")
     rows = throughput.env_rows("VectorAdd", [2], steps=2, examples=2)
     kinds = [(r["backend"], r["envs"], r["mode"] != "sync") for r in rows]
     assert kinds == [

@@ -4,26 +4,16 @@ benchmarks themselves, never in tests)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from tests.experiment_scripts import load_experiment
 
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("sb3_contrib")
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_bench_rl_reports_both_vector_envs_and_their_ratio(capsys):
-    bench = _load("bench_rl")
+    bench = load_experiment("bench_rl")
     rows = bench.main(["--timesteps", "64", "--n-envs", "2"])
     for mode in ("vector_entry_point", "sync"):
         r = rows[mode]
@@ -54,7 +44,7 @@ def _row(seed, success, first, algo="maskable_ppo"):
 
 
 def test_table_markdown_averages_seeds_and_counts_a_duplicate_row_once():
-    table = _load("rl_table")
+    table = load_experiment("rl_table")
     rows = [_row(0, 1.0, 100), _row(1, 0.5, None), _row(2, 0.0, 300), _row(2, 0.0, 300)]
     lines = table.markdown(rows).splitlines()
     assert len(lines) == 3  # header, rule, one configuration
@@ -67,7 +57,7 @@ def test_table_markdown_averages_seeds_and_counts_a_duplicate_row_once():
 
 
 def test_prior_markdown_counts_solved_seeds_and_marks_unsolved_ones():
-    prior = _load("rl_prior")
+    prior = load_experiment("rl_prior")
 
     def row(seed, name, success, actions):
         return {
