@@ -14,6 +14,7 @@ the vector env) and the observation has a fixed size.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -212,6 +213,7 @@ class SkillCompositionEnv(gym.Env):
         self.call_cost, self.invalid_penalty = float(call_cost), float(invalid_penalty)
         self.fault_penalty, self.dtype, self.render_mode = float(fault_penalty), dtype, render_mode
 
+        self._workspaces: dict[int, Workspace] = {}  # the first workspace of each length
         probe = self._workspace(self.max_length, seed=0)
         self._probe_image = probe.image
         self.actions: ActionTable = build_action_table(probe.image, self.task)
@@ -253,7 +255,20 @@ class SkillCompositionEnv(gym.Env):
 
     # ---------------------------------------------------------------- helpers
     def _workspace(self, length: int, seed: int) -> Workspace:
-        return Workspace(
+        """The workspace of ``length`` with the examples of ``seed``. The first one of a
+        length is built (image, layout, linked code); later ones are shallow copies of it,
+        refilled with the new examples (:meth:`Workspace.refill`, which gives what a new
+        workspace would, sharing the image): a reset then costs about the examples. Every
+        call returns a new object, so a snapshot's workspace never changes."""
+        first = self._workspaces.get(length)
+        if first is not None:
+            ws = copy.copy(first)
+            try:
+                ws.refill(seed)
+                return ws
+            except ValueError:  # examples of another shape than the first one's: build anew
+                pass
+        ws = Workspace(
             self.library,
             self.task,
             length,
@@ -262,6 +277,8 @@ class SkillCompositionEnv(gym.Env):
             dtype=self.dtype,
             capacity=self.max_length,
         )
+        self._workspaces.setdefault(length, ws)
+        return ws
 
     def encode(self, skill: str, bindings: list[int | str]) -> int | np.ndarray:
         """The action for ``skill`` with ``bindings`` (pointer names or indices); HALT: ``("HALT", [])``.
