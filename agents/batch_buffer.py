@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from algind_gym.cpu.backend import empty_write_ranges
+from algind_gym.cpu.backend import NOTHING_WRITTEN, empty_write_ranges
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
 from algind_gym.machine.state import MachineState
@@ -40,8 +40,7 @@ from algind_gym.machine.state import MachineState
 if TYPE_CHECKING:
     from agents.batched import ActionEvaluator
 
-NOTHING = np.iinfo(np.int64).max
-"""The ``lo`` of an empty write range (``hi`` is -1)."""
+NOTHING = NOTHING_WRITTEN  # the lo of an empty write range (hi is -1), as numba sees it
 
 
 def _prepare_py(

@@ -65,6 +65,10 @@ _CHECK_EVERY = 16
 Extra steps on a batch where nothing runs are no-ops, so results do not depend on it."""
 
 
+NOTHING_WRITTEN = int(np.iinfo(np.int64).max)
+"""The ``lo`` of an empty write range (its ``hi`` is -1): see "Write ranges" above."""
+
+
 def empty_write_ranges(batch: int) -> np.ndarray:
     """``(batch, 4)`` int64 write ranges that record nothing yet: ``[2**63 - 1, -1]`` twice
     per row (``lo > hi``; see "Write ranges" in the module docs).
@@ -76,7 +80,7 @@ def empty_write_ranges(batch: int) -> np.ndarray:
     if batch < 0:
         raise ValueError(f"batch must be >= 0, got {batch}")
     out = np.empty((batch, 4), dtype=np.int64)
-    out[:] = (np.iinfo(np.int64).max, -1, np.iinfo(np.int64).max, -1)
+    out[:] = (NOTHING_WRITTEN, -1, NOTHING_WRITTEN, -1)
     return out
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from algind_gym.cpu.backend import NOTHING_WRITTEN
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
 from algind_gym.skills.image import BINDING_FAULT
@@ -315,7 +316,7 @@ def _bind_and_call_numpy(cells, layout, table, rows, skills, binds, written) -> 
     cells[r, sp] = layout.halt_address
     if written is not None:
         d = table.slot_addr[s]
-        lo = np.where(used, d, np.iinfo(np.int64).max).min(axis=1)
+        lo = np.where(used, d, NOTHING_WRITTEN).min(axis=1)
         hi = np.where(used, d + (DESCRIPTOR_WIDTH - 1), -1).max(axis=1)
         w = written[r]
         w[:, 0] = np.minimum(w[:, 0], layout.register("mode"))
