@@ -60,9 +60,19 @@ def state_key(memory: np.ndarray) -> bytes:
 
     Two partial programs that leave the same inputs, outputs, scratch and constants on
     every search example are one node. The one place a key is computed, so that it can
-    follow the environments' own state key when they offer one.
+    follow the environments' own state key when they offer one. The bytes are laid out
+    column by column (``memory`` ``(rows, memory size)`` in Fortran order: a memory cell's
+    values on every row together), so the contents of a buffer, a run of memory columns,
+    are one slice of the key (:func:`key_slice`).
     """
-    return np.ascontiguousarray(memory).tobytes()
+    return np.asarray(memory).tobytes(order="F")
+
+
+def key_slice(columns: slice, rows: int, itemsize: int) -> slice:
+    """The bytes of :func:`state_key` that hold memory columns ``columns`` of ``rows`` rows
+    of ``itemsize``-byte cells."""
+    step = rows * itemsize
+    return slice(columns.start * step, columns.stop * step)
 
 
 @dataclass(slots=True)
@@ -183,10 +193,13 @@ class ActionEvaluator:
         self.library = ctx.library
         self.chunk_hint = 1
         self._batch: BatchBuffer | None = None
+        self._pointer_names = tuple(self.workspaces[0].pointer_names)
+        self._steps: dict[int, tuple[str, tuple[str, ...]]] = {}
+        """Cache: action -> ``(skill key, pointer names)`` (:meth:`step_names`)."""
 
     @property
     def pointer_names(self) -> list[str]:
-        return self.workspaces[0].pointer_names
+        return list(self._pointer_names)
 
     def reserve(self, chunk: int) -> None:
         """Expect up to ``chunk`` actions per :meth:`evaluate` call: in batched mode, build
@@ -232,10 +245,13 @@ class ActionEvaluator:
         return self.table.decode_discrete(int(action))
 
     def step_names(self, action: int) -> tuple[str, list[str]]:
-        """``(skill key, [pointer names])``: an action as a program step."""
-        skill, binds = self.decode(action)
-        names = self.pointer_names
-        return skill, [names[p] for p in binds]
+        """``(skill key, [pointer names])``: an action as a program step (a new list)."""
+        hit = self._steps.get(action)
+        if hit is None:
+            skill, binds = self.decode(action)
+            names = self._pointer_names
+            hit = self._steps[action] = (skill, tuple([names[p] for p in binds]))
+        return hit[0], list(hit[1])
 
     # ----------------------------------------------------------- evaluation
     def evaluate(self, memory: np.ndarray, actions: Sequence[int]) -> list[Outcome]:
@@ -309,8 +325,9 @@ class ActionEvaluator:
         success = ok.all(axis=1).tolist()
         instructions = steps.reshape(n, r).sum(axis=1).tolist()
         values = self._value(after, potential, faults).tolist()
-        # state keys: slices of the bytes of all the children's memories (one copy)
-        data, size = after.tobytes(), after[0].nbytes
+        # state keys: slices of the bytes of all the children's memories (one copy), each
+        # child's column by column as state_key lays them out
+        data, size = after.transpose(0, 2, 1).tobytes(), after[0].nbytes
         out = []
         columns = (actions.tolist(), faulted, potential.tolist(), success, instructions, values)
         for c, (a, f, p, s, i, v, mem) in enumerate(zip(*columns, list(after), strict=True)):

@@ -89,6 +89,10 @@ class Dataflow:
         self.reads_only_constants = self.reads.any(axis=1) & ~(self.reads & ~const).any(axis=1)
         self.scratch_classes = _scratch_classes(task, pointer_names, self.index)
         self.read_bits, self.write_bits = _pack(self.reads), _pack(self.writes)
+        self._steps: dict[tuple, tuple[list[int], list[int]]] = {}
+        """Cache: a program step ``(skill, names)`` -> the entries it reads and writes."""
+        self._write_bit: dict[int, np.ndarray] = {}
+        """Cache: entry -> per candidate, whether it writes that entry."""
 
     def _mask(self, entries) -> np.ndarray:
         """The bit set (words) of ``entries`` (indices or a boolean mask over entries)."""
@@ -115,10 +119,17 @@ class Dataflow:
             if len(unused) < 2:
                 continue
             # the unused buffers an action writes must be a prefix of them in index order
-            w = [self._bit(self.write_bits, m) for m in unused]
+            w = [self._writes_entry(m) for m in unused]
             for before, after in itertools.pairwise(w):
                 keep &= ~(after & ~before)
         return keep
+
+    def _writes_entry(self, entry: int) -> np.ndarray:
+        """Per candidate: whether it writes ``entry`` (cached)."""
+        hit = self._write_bit.get(entry)
+        if hit is None:
+            hit = self._write_bit[entry] = self._bit(self.write_bits, entry)
+        return hit
 
     def _entry(self, name: str) -> int:
         """Index of an entry; a skill reference may omit its version (``&s_add``)."""
@@ -130,14 +141,18 @@ class Dataflow:
         """Per step, the entries it reads and writes."""
         out = []
         for skill, names in program:
-            reads, writes = [], []
-            for slot, name in zip(self.library.get(skill).slots, names, strict=True):
-                i = self._entry(name)
-                if slot.role in ("in", "inout"):
-                    reads.append(i)
-                if slot.role in ("out", "inout"):
-                    writes.append(i)
-            out.append((reads, writes))
+            key = (skill, tuple(names))
+            step = self._steps.get(key)
+            if step is None:
+                reads, writes = [], []
+                for slot, name in zip(self.library.get(skill).slots, names, strict=True):
+                    i = self._entry(name)
+                    if slot.role in ("in", "inout"):
+                        reads.append(i)
+                    if slot.role in ("out", "inout"):
+                        writes.append(i)
+                step = self._steps[key] = (reads, writes)
+            out.append(step)
         return out
 
     def defined(self, program: Program) -> np.ndarray:
