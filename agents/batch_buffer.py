@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from agents.batched import ActionEvaluator
 
 NOTHING = NOTHING_WRITTEN  # the lo of an empty write range (hi is -1), as numba sees it
+NO_FAULT = int(Fault.NONE)
 
 
 def _prepare_py(
@@ -98,12 +99,102 @@ def _prepare_py(
                 cells[i, dst[a, j]] = ready[g, src[a, j]]
 
 
-try:  # numba is a dependency; without it the same loop runs (slowly) in Python
+def _collect_py(
+    cells: np.ndarray,
+    icount_before: np.ndarray,
+    icount: int,
+    fault: int,
+    mem_start: int,
+    columns: np.ndarray,
+    want: np.ndarray,
+    bound: np.ndarray,
+    exact: bool,
+    total: np.ndarray,
+    after: np.ndarray,
+    steps: np.ndarray,
+    faulted: np.ndarray,
+    frac: np.ndarray,
+    ok: np.ndarray,
+) -> None:
+    """What the first ``len(after)`` machines of ``cells`` computed, in one pass over them.
+
+    Fills, per machine: ``after`` its memory block; ``steps`` the instructions it ran
+    (ICOUNT less ``icount_before``); ``faulted`` whether its FAULT register is set; and its
+    score against the oracle, the numbers ``Workspace.score`` gives: ``frac`` the fraction
+    of its output cells right (0 when it faulted; 1 when the task has no output cells) and
+    ``ok`` all of them right without a fault. A cell is right when ``got == want``
+    (``exact``) or ``|got - want| <= bound`` (``bound = atol + rtol * |want|``, as
+    :meth:`~algind_gym.tasks.spec.Tolerance.close` computes it), in float64.
+
+    Args:
+        columns: ``(rows, cells)`` per row of a child (search example), the memory columns
+            of its output cells, padded with -1; ``want``/``bound`` their targets and
+            bounds; ``total`` ``(rows,)`` the number of output cells.
+    """
+    rows = columns.shape[0]
+    size = after.shape[1]
+    for i in range(after.shape[0]):
+        g = i % rows
+        for k in range(size):
+            after[i, k] = cells[i, mem_start + k]
+        steps[i] = np.int64(cells[i, icount] - icount_before[i])
+        f = np.int64(cells[i, fault]) != NO_FAULT
+        faulted[i] = f
+        hits = 0
+        for j in range(columns.shape[1]):
+            c = columns[g, j]
+            if c < 0:
+                break
+            got = np.float64(after[i, c])
+            if got == want[g, j] if exact else np.abs(got - want[g, j]) <= bound[g, j]:
+                hits += 1
+        if f:
+            frac[i], ok[i] = 0.0, False
+        else:
+            frac[i] = 1.0 if total[g] == 0 else hits / total[g]
+            ok[i] = hits == total[g]
+
+
+try:  # numba is a dependency; without it the same loops run (slowly) in Python
     import numba
 
     prepare = numba.njit(cache=True, nogil=True)(_prepare_py)
+    collect = numba.njit(cache=True, nogil=True)(_collect_py)
 except ImportError:  # pragma: no cover
-    prepare = _prepare_py
+    prepare, collect = _prepare_py, _collect_py
+
+
+class Targets:
+    """What a batch's machines are scored against, per row of a child (search example):
+    the memory columns of the task's output cells, their expected values and tolerance
+    bounds (the arguments of :func:`collect`).
+
+    Args:
+        columns: per row, the output cells' memory columns.
+        want: per row, their expected values (float64), aligned with ``columns``.
+        tolerance: the task's :class:`~algind_gym.tasks.spec.Tolerance`.
+    """
+
+    def __init__(self, columns: list[np.ndarray], want: list[np.ndarray], tolerance) -> None:
+        rows = len(columns)
+        width = max([len(c) for c in columns] + [1])
+        self.columns = np.full((rows, width), -1, dtype=np.int64)
+        self.want = np.zeros((rows, width))
+        self.total = np.zeros(rows, dtype=np.int64)
+        for g, (c, w) in enumerate(zip(columns, want, strict=True)):
+            self.columns[g, : len(c)] = c
+            self.want[g, : len(w)] = w
+            self.total[g] = len(c)
+        self.exact = bool(tolerance.exact)
+        self.bound = tolerance.atol + tolerance.rtol * np.abs(self.want)
+
+    @classmethod
+    def none(cls, rows: int) -> Targets:
+        """No output cells (the task scores itself; the scores :func:`collect` gives are
+        then not used)."""
+        from algind_gym.tasks.spec import EXACT
+
+        return cls([np.zeros(0, np.int64)] * rows, [np.zeros(0)] * rows, EXACT)
 
 
 class BatchBuffer:
@@ -206,10 +297,12 @@ class BatchBuffer:
         self.is_halt[-1] = True
 
     def run(
-        self, memory: np.ndarray, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, memory: np.ndarray, actions: np.ndarray, targets: Targets
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Run ``actions`` from the node with ``memory``; returns, for the ``n x rows``
-        machines, their memory after the call (a new array), faults and steps."""
+        machines, their memory after the call (a new array), faults, steps, and the
+        fraction of output cells right and success against ``targets``
+        (:func:`collect`)."""
         ev, r, n = self.ev, self.rows, len(actions)
         if self.is_halt[actions].any():
             raise ValueError("HALT is not an action to evaluate: it runs nothing")
@@ -237,6 +330,13 @@ class BatchBuffer:
             state.cells = cells
             self._states[n] = state
         ev.backend.run(self._states[n], ev.max_steps, written=self.written[:m])
-        steps = (cells[:, self.icount] - self.icount_before[:m]).astype(np.int64)
-        faults = cells[:, self.fault].astype(np.int64) != Fault.NONE
-        return cells[:, ev.mem].copy(), faults, steps
+        after = np.empty((m, mem.stop - mem.start), dtype=cells.dtype)
+        steps, faults = np.empty(m, dtype=np.int64), np.empty(m, dtype=bool)
+        frac, ok = np.empty(m), np.empty(m, dtype=bool)
+        t = targets
+        collect(
+            cells, self.icount_before, self.icount, self.fault, mem.start,
+            t.columns, t.want, t.bound, t.exact, t.total,
+            after, steps, faults, frac, ok,
+        )  # fmt: skip
+        return after, faults, steps, frac, ok

@@ -47,12 +47,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.api import SolveContext
-from agents.batch_buffer import BatchBuffer
+from agents.batch_buffer import BatchBuffer, Targets
 from algind_gym.cpu.backend import run_recording_writes
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks import Workspace
+from algind_gym.tasks.spec import Tolerance
 
 
 def state_key(memory: np.ndarray) -> bytes:
@@ -187,7 +188,7 @@ class ActionEvaluator:
         mask[table.halt_index] = False
         self.valid_actions = np.flatnonzero(mask)
         self.backend = TimedBackend(ctx.backend)
-        self._scorer = _VectorScorer(self.workspaces) if task.scorer is None else None
+        self._targets = output_targets(self.workspaces)
         self.value = ScalarValue.for_workspaces(self.workspaces)
         self.wall_seconds = 0.0
         self.library = ctx.library
@@ -305,15 +306,15 @@ class ActionEvaluator:
         n, r = len(actions), self.rows
         if self._batch is None or self._batch.capacity < n:
             self._batch = BatchBuffer(self, max(n, self.chunk_hint))
-        after, faults, steps = self._batch.run(memory, actions)
+        targets = self._targets or Targets.none(r)
+        after, faults, steps, frac, ok = self._batch.run(memory, actions, targets)
         # every per-child number as one array operation over the children, on their
         # memories only: a (children, rows, memory) copy; a child's memory is a view of it
         # and its state key the bytes of that view
         after = after.reshape(n, r, -1)
         faults = faults.reshape(n, r)
-        if self._scorer is not None:
-            frac, ok = self._scorer(after, faults)
-        else:  # a task with its own scorer: score child by child on rebuilt machines
+        frac, ok = frac.reshape(n, r), ok.reshape(n, r)
+        if self._targets is None:  # a task with its own scorer: child by child, rebuilt machines
             frac, ok = np.zeros((n, r)), np.zeros((n, r), dtype=bool)
             for c in range(n):
                 cells = self._node_cells(after[c], 1)
@@ -338,59 +339,38 @@ class ActionEvaluator:
         return out
 
 
-class _VectorScorer:
-    """``Workspace.score`` for many nodes at once, as array operations (same numbers).
-
-    Every output buffer of every search example is compared with the oracle's expected
-    values (computed once per workspace) under the task's tolerance; the fraction of
-    elements right is ``hits / total`` per example, as :meth:`TaskSpec.score_example` does.
-    It reads the nodes' memory blocks (the outputs lie in memory) and which machines
-    faulted.
+def output_targets(workspaces: list[Workspace]) -> Targets | None:
+    """What the batched path scores children against, per search example: the memory
+    columns of the task's output cells and the oracle's expected values (computed once per
+    workspace), under the task's tolerance. :func:`~agents.batch_buffer.collect` then gives
+    ``Workspace.score``'s numbers: the fraction of output elements right per example, as
+    :meth:`TaskSpec.score_example` counts them. None for a task with its own scorer or a
+    tolerance that is not :class:`~algind_gym.tasks.spec.Tolerance`'s ``close`` (those are
+    scored child by child through ``Workspace.score``).
     """
-
-    def __init__(self, workspaces: list[Workspace]) -> None:
-        task = workspaces[0].task
-        mem = workspaces[0].image.layout.block("memory")
-        self.tolerance = task.tolerance
-        self.k = workspaces[0].batch
-        self.groups = []
-        for ws in workspaces:
-            parts = []
-            for name in task.outputs:
-                addr, buf = ws.image.buffers[name]
-                if not mem.start <= addr <= addr + buf.size <= mem.start + mem.size:
-                    raise AssertionError(f"output {name!r} must lie in the memory block")
-                want = np.stack(
-                    [np.asarray(e[name], dtype=np.float64).reshape(-1) for e in ws.expected]
+    task = workspaces[0].task
+    if task.scorer is not None or type(task.tolerance).close is not Tolerance.close:
+        return None
+    mem = workspaces[0].image.layout.block("memory")
+    columns, want = [], []
+    for ws in workspaces:
+        cols, vals = [], []
+        for name in task.outputs:
+            addr, buf = ws.image.buffers[name]
+            if not mem.start <= addr <= addr + buf.size <= mem.start + mem.size:
+                raise AssertionError(f"output {name!r} must lie in the memory block")
+            w = np.stack([np.asarray(e[name], dtype=np.float64).reshape(-1) for e in ws.expected])
+            if w.shape[1] != buf.size:
+                raise ValueError(
+                    f"task {task.name}: the oracle's {name!r} has {w.shape[1]} elements, "
+                    f"its buffer {buf.size}"
                 )
-                if want.shape[1] != buf.size:
-                    raise ValueError(
-                        f"task {task.name}: the oracle's {name!r} has {want.shape[1]} elements, "
-                        f"its buffer {buf.size}"
-                    )
-                parts.append((addr - mem.start, buf.size, want))
-            self.groups.append(parts)
-
-    def __call__(self, memory: np.ndarray, faulted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``memory`` ``(nodes, rows, memory size)`` and ``faulted`` ``(nodes, rows)`` ->
-        fraction and success, ``(nodes, rows)``."""
-        n = memory.shape[0]
-        frac, ok = [], []
-        for g, parts in enumerate(self.groups):
-            rows = memory[:, g * self.k : (g + 1) * self.k]
-            hits = np.zeros((n, self.k), dtype=np.int64)
-            total = 0
-            for addr, size, want in parts:
-                got = rows[:, :, addr : addr + size]
-                hits += np.count_nonzero(self.tolerance.close(got, want[None]), axis=2)
-                total += size
-            fault = faulted[:, g * self.k : (g + 1) * self.k]
-            f = np.ones((n, self.k)) if total == 0 else hits / total
-            frac.append(np.where(fault, 0.0, f))
-            ok.append((hits == total) & ~fault)
-        if len(frac) == 1:
-            return frac[0], ok[0]
-        return np.concatenate(frac, axis=1), np.concatenate(ok, axis=1)
+            cols.append(np.arange(buf.size) + (addr - mem.start))
+            vals.append(w)
+        for k in range(ws.batch):
+            columns.append(np.concatenate(cols) if cols else np.zeros(0, np.int64))
+            want.append(np.concatenate([v[k] for v in vals]) if vals else np.zeros(0))
+    return Targets(columns, want, task.tolerance)
 
 
 AFFINE_VALUE = 0.5

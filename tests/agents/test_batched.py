@@ -10,6 +10,8 @@ from agents.batched import ActionEvaluator, default_search_lengths, state_key
 from algind_gym.machine.state import MachineState
 from algind_gym.skills import builtin_library
 from algind_gym.skills.image import resolve_backend
+from algind_gym.tasks import EXACT, ArgSpec, TaskSpec
+from algind_gym.tasks.spec import Tolerance
 
 
 def evaluators(task: str) -> tuple[ActionEvaluator, ActionEvaluator]:
@@ -51,6 +53,61 @@ def test_batched_outcomes_equal_one_at_a_time_from_root_and_depth_one(task):
     b = many.evaluate(node.memory, deeper)
     assert all(same(x, y) for x, y in zip(a, b, strict=True))
     assert many.cpu_seconds > 0 and many.backend.calls < one.backend.calls
+
+
+class _LooseTolerance(Tolerance):
+    """A tolerance with its own ``close`` (the batched path must then score through
+    ``Workspace.score``)."""
+
+    def close(self, got, want):
+        return np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)) <= 1.0
+
+
+def _own_score(example, outputs):
+    right = float(np.mean(outputs["out"] == example["x"] + example["y"]))
+    return right, right == 1.0
+
+
+def _user_task(name: str, **kw) -> TaskSpec:
+    return TaskSpec(
+        name,
+        "Add two vectors elementwise.",
+        (ArgSpec("x", "vector"), ArgSpec("y", "vector"), ArgSpec("out", "vector", "out")),
+        lambda r, n: {"x": r.integers(0, 4, n).astype(float), "y": r.integers(0, 4, n) * 1.0},
+        lambda e: {"out": e["x"] + e["y"]},
+        kw.pop("tolerance", EXACT),
+        train_lengths=(2, 5),
+        test_lengths=(8,),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        resolve_task("Sort"),  # exact tolerance
+        _user_task("AddOwnScore", scorer=_own_score),
+        _user_task("AddLoose", tolerance=_LooseTolerance()),
+    ],
+    ids=["exact", "own scorer", "own tolerance"],
+)
+def test_batched_scores_equal_one_at_a_time_for_every_kind_of_scoring(task):
+    """The batched path's compiled scoring (exact or toleranced) and its fallback for tasks
+    that score themselves give the one-at-a-time numbers, from the root and a child."""
+
+    def make(batched: bool) -> ActionEvaluator:
+        ctx = SolveContext(task, builtin_library(), 10**6, 0, n_examples=4)
+        return ActionEvaluator(ctx, batched=batched, lengths=[1, max(task.train_lengths)])
+
+    one, many = make(False), make(True)
+    assert (many._targets is None) == (task.name != "Sort")
+    actions = np.random.default_rng(0).permutation(one.valid_actions)[:60]
+    node = one.root_memory
+    for _ in range(2):
+        a, b = one.evaluate(node, actions), many.evaluate(node, actions)
+        assert all(same(x, y) for x, y in zip(a, b, strict=True))
+        assert len({o.potential for o in a}) > 1  # the scores tell children apart
+        node = next(o.memory for o in b if not o.fault and o.key != state_key(node))
 
 
 def test_vectorised_score_is_the_workspace_score():
