@@ -37,11 +37,47 @@ Exactness notes: every arithmetic operation is on two values of the state's dtyp
 would widen to float64); numba compiles without ``fastmath``, so there is no contraction
 into FMAs and no reassociation; ``np.floor``/``np.trunc`` keep the float type.
 
+Threads
+-------
+This section is the one place that states the thread policy (the README's CPU section
+points here). Machines are independent, so a batched call can run on several cores:
+:func:`fused_range` is the kernel over a range of machines, :func:`fused_run` the serial
+driver (the whole batch on the calling thread) and :func:`fused_run_parallel` the parallel
+one (chunks of machines on numba's threads with ``prange``, each chunk with its own
+scratch arrays and error code). Both run the same compiled kernel on each machine, so the
+results are bit-identical whatever the thread count (tested in tests/cpu/test_parallel.py).
+:func:`run_machines` chooses:
+
+* threads: the ``threads`` argument of :func:`~algind_gym.cpu.backend.make_backend`,
+  :class:`~algind_gym.cpu.backend.TransformerBackend` and
+  :class:`~algind_gym.cpu.model.TransformerCPU`; None means ``$ALGIND_CPU_THREADS`` if set,
+  else numba's pool size ``NUMBA_NUM_THREADS`` (the number of cores unless set). Values
+  outside ``1..NUMBA_NUM_THREADS`` are refused at construction. A call uses at most
+  ``numba.get_num_threads()`` threads of the calling thread, so a program that lowered it
+  with ``numba.set_num_threads`` (RL training: ``agents/rl/train.py``) keeps its count;
+* calls on fewer than :data:`PARALLEL_MIN_ROWS` machines, or with 0 steps, run the serial
+  driver: starting threads costs more than they save there (``experiments/bench_cpu.py``
+  prints serial against parallel at 8..4096 machines and 0, 1 and 100 steps);
+* one parallel call at a time per process: a call made while another Python thread is
+  inside the parallel driver runs the serial driver instead of waiting (numba's
+  ``workqueue`` layer aborts the process on concurrent launches; the lock makes that
+  impossible for this kernel whatever the layer);
+* threading layer: unless the user chose one (``NUMBA_THREADING_LAYER``), importing this
+  module sets numba's to ``"forksafe"`` (TBB, a non-GNU OpenMP, else ``workqueue``):
+  numba's default picks GNU OpenMP where TBB is missing, and a process forked after a
+  parallel call (``multiprocessing``'s fork, a forked vector env) then terminates at its
+  first parallel call ("fork() called from a process already using GNU OpenMP"). The
+  choice applies to every numba ``parallel=True`` function of the process and has no
+  effect once some parallel function has run.
+
 Inference only: no autograd and CPU only. The model falls back to the eager fused path
 when gradients are needed or the tensors are on another device.
 """
 
 from __future__ import annotations
+
+import os
+import threading
 
 import numpy as np
 
@@ -53,6 +89,9 @@ except ImportError:  # pragma: no cover - exercised only without numba
 AVAILABLE = numba is not None
 """Whether the compiled kernel can be used (numba imports)."""
 
+if AVAILABLE and numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "forksafe"  # see "Threads" in the module docs
+
 # Layout of the ``consts`` array (the state's dtype).
 C_ZERO, C_ONE, C_WIDTH, C_BASE, C_END, C_N, C_LAST, C_LAST_OP = range(8)
 N_CONSTS = 8
@@ -60,11 +99,32 @@ N_CONSTS = 8
 # Error codes returned by the kernels (never expected; a nonzero one is a bug report).
 ERR_WRITE_OUT_OF_RANGE = 1
 
+THREADS_ENV = "ALGIND_CPU_THREADS"
+"""Environment variable with the default thread count of a batched call (see "Threads")."""
+
+PARALLEL_MIN_ROWS = 64
+"""Calls on fewer machines than this run the serial driver (see "Threads")."""
+
+_PARALLEL_LOCK = threading.Lock()
+
 
 def _njit(fn):
     if numba is None:  # pragma: no cover
         return fn
     return numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")(fn)
+
+
+def _kernel_njit(fn):
+    """The machine-range kernel: compiled once, called (not inlined) by both drivers."""
+    if numba is None:  # pragma: no cover
+        return fn
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
+
+
+def _parallel_njit(fn):
+    if numba is None:  # pragma: no cover
+        return fn
+    return numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)(fn)
 
 
 @_njit
@@ -91,9 +151,12 @@ def _check(v, lo, hi):
     return f == v
 
 
-@_njit
-def fused_run(
+@_kernel_njit
+def fused_range(
     cells,
+    start,
+    stop,
+    stride,
     n_steps,
     control,
     n_selects,
@@ -108,14 +171,17 @@ def fused_run(
     written,
     split,
 ):
-    """``n_steps`` forward passes on every machine of ``cells`` ``(B, N)``, in place.
+    """``n_steps`` forward passes on machines ``range(start, stop, stride)`` of ``cells``
+    ``(B, N)``, in place; the other machines are not touched.
 
     A machine's loop stops once it is halted or faulted (frozen: further passes are
-    no-ops). Returns an error code (0 = fine).
+    no-ops). Returns an error code (0 = fine); on an error it returns at once, leaving
+    the machine it was running part-way.
 
     ``written`` is ``(B, 4)`` int64 or ``(0, 4)`` (not recorded): row ``i``'s ``[lo, hi]``
     pairs are widened in place over every cell ``w`` the memory write head of machine ``i``
     writes in this call, columns 0-1 for ``w < split``, 2-3 for the others (module docs).
+    The scratch arrays (``cand3`` ...) are allocated here, so each call has its own.
     """
     n = cells.shape[1]
     record = written.shape[0] > 0
@@ -128,7 +194,7 @@ def fused_run(
     zero, one, width, base, end = k[C_ZERO], k[C_ONE], k[C_WIDTH], k[C_BASE], k[C_END]
     last, last_op, n_f = k[C_LAST], k[C_LAST_OP], k[C_N]
     halt_col, write_col = control.shape[1] - 2, control.shape[1] - 1
-    for i in range(cells.shape[0]):
+    for i in range(start, stop, stride):
         lo, hi, lo_m, hi_m = n, -1, n, -1
         if record:
             lo, hi, lo_m, hi_m = written[i, 0], written[i, 1], written[i, 2], written[i, 3]
@@ -301,3 +367,166 @@ def fused_run(
         if record:
             written[i, 0], written[i, 1], written[i, 2], written[i, 3] = lo, hi, lo_m, hi_m
     return 0
+
+
+@_kernel_njit
+def fused_run(
+    cells,
+    n_steps,
+    control,
+    n_selects,
+    fault_by_rank,
+    protected,
+    k,
+    reg_read,
+    reg_write,
+    check_lo,
+    check_hi,
+    mode_address,
+    written,
+    split,
+):
+    """The serial driver: :func:`fused_range` over every machine of ``cells``, one thread.
+
+    Returns the error code (0 = fine).
+    """
+    return fused_range(
+        cells,
+        0,
+        cells.shape[0],
+        1,
+        n_steps,
+        control,
+        n_selects,
+        fault_by_rank,
+        protected,
+        k,
+        reg_read,
+        reg_write,
+        check_lo,
+        check_hi,
+        mode_address,
+        written,
+        split,
+    )
+
+
+@_parallel_njit
+def fused_run_parallel(
+    cells,
+    n_steps,
+    control,
+    n_selects,
+    fault_by_rank,
+    protected,
+    k,
+    reg_read,
+    reg_write,
+    check_lo,
+    check_hi,
+    mode_address,
+    written,
+    split,
+    n_chunks,
+):
+    """The parallel driver: ``n_chunks`` chunks of machines on numba's threads (``prange``).
+
+    Chunk ``c`` runs :func:`fused_range` over machines ``c, c + n_chunks, ...`` (strided,
+    so that machines that stop early are spread over the chunks); each chunk has its own
+    scratch arrays and its own error code (a ``prange`` body cannot return). Machines are
+    independent, so every machine's result equals the serial driver's bit for bit.
+    Returns the first nonzero chunk error code in chunk order (0 = fine); after an error
+    the other chunks have still run, so only the error code, not the cells, matches the
+    serial driver then (an error is a bug report, never a program's fault).
+    """
+    errors = np.zeros(n_chunks, np.int64)
+    for c in numba.prange(n_chunks):
+        errors[c] = fused_range(
+            cells,
+            c,
+            cells.shape[0],
+            n_chunks,
+            n_steps,
+            control,
+            n_selects,
+            fault_by_rank,
+            protected,
+            k,
+            reg_read,
+            reg_write,
+            check_lo,
+            check_hi,
+            mode_address,
+            written,
+            split,
+        )
+    for c in range(n_chunks):
+        if errors[c] != 0:
+            return errors[c]
+    return 0
+
+
+def max_threads() -> int:
+    """The most threads a call can use: numba's pool size (``NUMBA_NUM_THREADS``, read by
+    numba at import; it defaults to the number of cores). 1 without numba."""
+    return int(numba.config.NUMBA_NUM_THREADS) if numba is not None else 1
+
+
+def resolve_threads(threads: int | None = None) -> int:
+    """The thread count of a batched call: ``threads``, else ``$ALGIND_CPU_THREADS``, else
+    :func:`max_threads`; a clear error for anything outside ``1..max_threads()``.
+
+    Example:
+        >>> resolve_threads(1)
+        1
+    """
+    source = "threads"
+    if threads is None:
+        text = os.environ.get(THREADS_ENV, "").strip()
+        if not text:
+            return max_threads()
+        source = f"${THREADS_ENV}"
+        try:
+            threads = int(text)
+        except ValueError:
+            raise ValueError(
+                f"{source} must be an integer thread count, got {text!r}; unset it to use "
+                f"all {max_threads()} numba threads"
+            ) from None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"{source} must be an int or None, got {threads!r}")
+    top = max_threads()
+    if not 1 <= threads <= top:
+        raise ValueError(
+            f"{source} must be in 1..{top}, got {threads} ({top} is numba's thread pool, "
+            "NUMBA_NUM_THREADS: set it before numba's first import for more)"
+        )
+    return int(threads)
+
+
+def run_machines(
+    cells: np.ndarray,
+    n_steps: int,
+    tables: tuple,
+    written: np.ndarray,
+    split: int,
+    threads: int = 1,
+    min_rows: int = PARALLEL_MIN_ROWS,
+) -> int:
+    """The thread policy ("Threads" in the module docs): ``n_steps`` passes on ``cells`` in
+    place through the parallel driver or the serial one; returns the kernel's error code.
+
+    ``tables`` are the arguments ``control`` ... ``mode_address`` of :func:`fused_run`.
+    The parallel driver runs when ``threads > 1``, there are at least ``min_rows``
+    machines, numba's thread count in the calling thread (``numba.get_num_threads()``) is
+    above 1, and no other Python thread is inside a parallel call; else the serial one.
+    """
+    rows = cells.shape[0]
+    if threads > 1 and rows >= min_rows and n_steps > 0:
+        chunks = min(threads, numba.get_num_threads(), rows)
+        if chunks > 1 and _PARALLEL_LOCK.acquire(blocking=False):
+            try:
+                return int(fused_run_parallel(cells, n_steps, *tables, written, split, chunks))
+            finally:
+                _PARALLEL_LOCK.release()
+    return int(fused_run(cells, n_steps, *tables, written, split))
