@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agents import batch_loops
 from agents.api import SolveContext, resolve_task
 from agents.batched import ActionEvaluator, default_search_lengths, state_key
 from algind_gym.machine.state import MachineState
@@ -198,3 +199,40 @@ def test_batched_machines_are_the_one_at_a_time_machines_bit_for_bit(ranges):
         # the next batch runs from a child of this one (memory, stack and scratch differ)
         node = next(o.memory for o in b if not o.fault and o.key != state_key(node))
     assert checked == 152 and faults > 0
+
+
+def test_chunked_loops_equal_the_serial_loops_bit_for_bit():
+    """The parallel drivers of prepare and collect (strided chunks of machines; here 3
+    chunks over a batch that 3 does not divide, on however many threads numba has) leave
+    the same cells, write ranges and readings as the serial loops."""
+    pytest.importorskip("numba")
+    ctx = SolveContext(resolve_task("DotProduct"), builtin_library(), 10**6, 0, n_examples=4)
+    ev = ActionEvaluator(ctx, batched=True, lengths=[1, 8])
+    actions = np.random.default_rng(1).choice(ev.valid_actions, 13, replace=False)
+    ev.evaluate(ev.root_memory, actions)  # machines with write ranges to rewrite
+    buf = ev._batch
+    node = next(o.memory for o in ev.evaluate(ev.root_memory, actions) if not o.fault)
+    m, mem = len(actions) * ev.rows, ev.mem
+    results = []
+    for chunks in (None, 3):
+        cells, written = buf.cells.copy(), buf.written.copy()
+        args = (cells, written, buf.ready, node, ev.root_cells, buf.writable_above, actions)
+        args += (buf.entry, buf.dst, buf.src, buf.pc, buf.n_registers, mem.start, mem.stop)
+        if chunks is None:
+            batch_loops.prepare(0, 1, *args)
+        else:
+            batch_loops.PARALLEL[batch_loops.prepare](chunks, *args)
+        t = ev._targets
+        out = (np.empty((m, mem.stop - mem.start)), np.empty(m, np.int64), np.empty(m, bool))
+        out += (np.empty(m), np.empty(m, bool))
+        args = (cells, buf.icount_before, buf.icount, buf.fault, mem.start, t.columns, t.want)
+        args += (t.bound, t.exact, t.total, *out)
+        if chunks is None:
+            batch_loops.collect(0, 1, *args)
+        else:
+            batch_loops.PARALLEL[batch_loops.collect](chunks, *args)
+        results.append((cells, written, *out))
+    for a, b in zip(*results, strict=True):  # bit for bit (floats compared as their bits)
+        bits = np.int64 if a.dtype == np.float64 else a.dtype
+        assert np.array_equal(a.view(bits), b.view(bits))
+    assert (results[0][1][:m, 1] == -1).all()  # the ranges were emptied

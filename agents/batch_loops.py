@@ -1,0 +1,189 @@
+"""The compiled loops of a batched expansion, machine by machine, on one thread or several.
+
+Two loops run over the machines of a batch (:class:`~agents.batch_buffer.BatchBuffer`),
+one before and one after the CPU call; both touch each machine's cells once, where a
+dozen array operations would each sweep every machine:
+
+* :func:`prepare` makes the machines ready for the children's calls (what it rewrites and
+  why is in :mod:`agents.batch_buffer`);
+* :func:`collect` reads back what each machine computed: its memory block, instructions,
+  fault, and its score against the oracle (``Workspace.score``'s numbers).
+
+Machines are independent, so each loop is written over a range of machines
+(``first, first + step, ...``) and has a serial driver (``first=0, step=1``) and a
+parallel one (``chunks`` strided ranges on numba's threads with ``prange``); every
+machine's result is the same bit for bit whichever runs. :func:`run_loop` chooses by the
+CPU kernel's thread policy (:mod:`algind_gym.cpu.kernel`, "Threads"): the backend's thread
+count, serial below :data:`~algind_gym.cpu.kernel.PARALLEL_MIN_ROWS` machines or when
+another Python thread is inside a parallel call (the kernel's lock), else parallel. The
+batched CPU call itself follows the same policy, so a batch uses the machine's cores
+before, during and after the call. Without numba (a dependency, so only a broken install)
+the loops run serially in Python, slowly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from algind_gym.cpu import kernel as cpu_kernel
+from algind_gym.cpu.backend import NOTHING_WRITTEN
+from algind_gym.machine.isa import Fault
+
+NOTHING = NOTHING_WRITTEN  # the lo of an empty write range (hi is -1), as numba sees it
+NO_FAULT = int(Fault.NONE)
+
+
+def _prepare(
+    first: int,
+    step: int,
+    cells: np.ndarray,
+    written: np.ndarray,
+    ready: np.ndarray,
+    memory: np.ndarray,
+    root: np.ndarray,
+    writable: np.ndarray,
+    actions: np.ndarray,
+    entry: np.ndarray,
+    dst: np.ndarray,
+    src: np.ndarray,
+    pc: int,
+    n_registers: int,
+    mem_start: int,
+    mem_stop: int,
+) -> None:
+    """Make machines ``first, first + step, ...`` of ``cells[: len(actions) * rows]``
+    ready for ``actions`` from the node with ``memory`` ``(rows, memory size)``
+    (:mod:`agents.batch_buffer`).
+
+    Args:
+        cells: ``(machines, cells)`` the batch's machines, child-major, changed in place.
+        written: ``(machines, 4)`` their write ranges since their last use; emptied.
+        ready: ``(rows, memory start)`` the ready machines' cells below the memory block.
+        root: ``(rows, cells)`` the root machines.
+        writable: sorted cells above the memory block that are not write protected.
+        actions: the children's actions; ``entry`` ``(actions, rows)`` their skills' entry
+            points; ``dst``/``src`` ``(actions, width)`` slot cells and the pointer-table
+            cells bound to them (padded with a pointer cell copied onto itself).
+        pc, n_registers, mem_start, mem_stop: the PC register, the register count and the
+            memory block's bounds.
+    """
+    rows = ready.shape[0]
+    for i in range(first, actions.shape[0] * rows, step):
+        c = i // rows
+        g = i - c * rows
+        a = actions[c]
+        for k in range(n_registers):
+            cells[i, k] = ready[g, k]
+        lo, hi = max(written[i, 0], n_registers), min(written[i, 1], mem_start - 1)
+        for k in range(lo, hi + 1):
+            cells[i, k] = ready[g, k]
+        for k in range(mem_start, mem_stop):
+            cells[i, k] = memory[g, k - mem_start]
+        if written[i, 3] >= mem_stop:
+            j = np.searchsorted(writable, written[i, 2])
+            while j < writable.shape[0] and writable[j] <= written[i, 3]:
+                cells[i, writable[j]] = root[g, writable[j]]
+                j += 1
+        written[i, 0], written[i, 1] = NOTHING, -1
+        written[i, 2], written[i, 3] = NOTHING, -1
+        cells[i, pc] = entry[a, g]
+        for j in range(dst.shape[1]):
+            cells[i, dst[a, j]] = ready[g, src[a, j]]
+
+
+def _collect(
+    first: int,
+    step: int,
+    cells: np.ndarray,
+    icount_before: np.ndarray,
+    icount: int,
+    fault: int,
+    mem_start: int,
+    columns: np.ndarray,
+    want: np.ndarray,
+    bound: np.ndarray,
+    exact: bool,
+    total: np.ndarray,
+    after: np.ndarray,
+    steps: np.ndarray,
+    faulted: np.ndarray,
+    frac: np.ndarray,
+    ok: np.ndarray,
+) -> None:
+    """What machines ``first, first + step, ...`` of the first ``len(after)`` of
+    ``cells`` computed.
+
+    Fills, per machine: ``after`` its memory block; ``steps`` the instructions it ran
+    (ICOUNT less ``icount_before``); ``faulted`` whether its FAULT register is set; and its
+    score against the oracle, the numbers ``Workspace.score`` gives: ``frac`` the fraction
+    of its output cells right (0 when it faulted; 1 when the task has no output cells) and
+    ``ok`` all of them right without a fault. A cell is right when ``got == want``
+    (``exact``) or ``|got - want| <= bound`` (``bound = atol + rtol * |want|``, as
+    :meth:`~algind_gym.tasks.spec.Tolerance.close` computes it), in float64.
+
+    Args:
+        columns: ``(rows, cells)`` per row of a child (search example), the memory columns
+            of its output cells, padded with -1; ``want``/``bound`` their targets and
+            bounds; ``total`` ``(rows,)`` the number of output cells.
+    """
+    rows = columns.shape[0]
+    size = after.shape[1]
+    for i in range(first, after.shape[0], step):
+        g = i % rows
+        for k in range(size):
+            after[i, k] = cells[i, mem_start + k]
+        steps[i] = np.int64(cells[i, icount] - icount_before[i])
+        f = np.int64(cells[i, fault]) != NO_FAULT
+        faulted[i] = f
+        hits = 0
+        for j in range(columns.shape[1]):
+            c = columns[g, j]
+            if c < 0:
+                break
+            got = np.float64(after[i, c])
+            if got == want[g, j] if exact else np.abs(got - want[g, j]) <= bound[g, j]:
+                hits += 1
+        if f:
+            frac[i], ok[i] = 0.0, False
+        else:
+            frac[i] = 1.0 if total[g] == 0 else hits / total[g]
+            ok[i] = hits == total[g]
+
+
+numba = cpu_kernel.numba  # None without numba
+if numba is not None:
+    prepare = numba.njit(cache=True, nogil=True)(_prepare)
+    collect = numba.njit(cache=True, nogil=True)(_collect)
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def _prepare_chunks(chunks, *args):  # pragma: no cover - compiled
+        for c in numba.prange(chunks):
+            prepare(c, chunks, *args)
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def _collect_chunks(chunks, *args):  # pragma: no cover - compiled
+        for c in numba.prange(chunks):
+            collect(c, chunks, *args)
+
+    PARALLEL = {prepare: _prepare_chunks, collect: _collect_chunks}
+else:  # pragma: no cover
+    prepare, collect, PARALLEL = _prepare, _collect, {}
+
+
+def run_loop(loop: Callable, machines: int, threads: int, *args) -> None:
+    """Run ``loop`` (:func:`prepare` or :func:`collect`) over ``machines`` machines with
+    ``args``: serially, or in ``min(threads, numba's threads, machines)`` chunks on
+    numba's threads by the CPU kernel's thread policy (module docstring)."""
+    chunked = PARALLEL.get(loop)
+    if chunked is not None and threads > 1 and machines >= cpu_kernel.PARALLEL_MIN_ROWS:
+        chunks = min(threads, numba.get_num_threads(), machines)
+        lock = cpu_kernel._PARALLEL_LOCK  # one parallel launch at a time per process
+        if chunks > 1 and lock.acquire(blocking=False):
+            try:
+                chunked(chunks, *args)
+                return
+            finally:
+                lock.release()
+    loop(0, 1, *args)
