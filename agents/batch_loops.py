@@ -9,6 +9,9 @@ dozen array operations would each sweep every machine:
 * :func:`collect` reads back what each machine computed: its memory block, instructions,
   fault, and its score against the oracle (``Workspace.score``'s numbers).
 
+(:func:`scalar_values`, the search's value of scalar-output nodes, is a compiled loop too,
+serial: it reads one cell per machine.)
+
 Machines are independent, so each loop is written over a range of machines
 (``first, first + step, ...``) and has a serial driver (``first=0, step=1``) and a
 parallel one (``chunks`` strided ranges on numba's threads with ``prange``); every
@@ -152,10 +155,61 @@ def _collect(
             ok[i] = hits == total[g]
 
 
+def _scalar_values(
+    memory: np.ndarray,
+    faulted: np.ndarray,
+    potential: np.ndarray,
+    address: int,
+    chance: float,
+    varies: bool,
+    centred: np.ndarray,
+    scale: float,
+    affine_value: float,
+    value: np.ndarray,
+) -> None:
+    """:class:`~agents.batched.ScalarValue` of nodes with memory ``(nodes, rows, memory
+    size)``, faulted machines ``(nodes, rows)`` and potentials ``(nodes,)``, into
+    ``value``: the potential corrected for ``chance``; ``affine_value`` when it is lower
+    and the output at ``address`` (finite, on no faulted machine, not constant) fits
+    ``centred`` (the targets less their mean) as ``a * out + c`` by least squares, within
+    ``1e-9 * scale`` on every row, with ``|a| > 1e-12``. The sums run in row order."""
+    rows = memory.shape[1]
+    for i in range(memory.shape[0]):
+        v = potential[i]
+        if chance < 1:
+            v = max(0.0, (v - chance) / (1 - chance))
+        value[i] = v
+        if not varies or not v < affine_value:
+            continue
+        ok, lo, hi, total = True, np.inf, -np.inf, 0.0
+        for g in range(rows):
+            x = np.float64(memory[i, g, address])
+            if faulted[i, g] or not np.isfinite(x):
+                ok = False
+                break
+            lo, hi, total = min(lo, x), max(hi, x), total + x
+        if not ok or not hi > lo:
+            continue
+        mean = total / rows
+        sxy = sxx = 0.0
+        for g in range(rows):
+            xc = np.float64(memory[i, g, address]) - mean
+            sxy += xc * centred[g]
+            sxx += xc * xc
+        a = sxy / sxx
+        worst = 0.0
+        for g in range(rows):
+            xc = np.float64(memory[i, g, address]) - mean
+            worst = max(worst, abs(centred[g] - a * xc))
+        if worst <= 1e-9 * scale and abs(a) > 1e-12:
+            value[i] = affine_value
+
+
 numba = cpu_kernel.numba  # None without numba
 if numba is not None:
     prepare = numba.njit(cache=True, nogil=True)(_prepare)
     collect = numba.njit(cache=True, nogil=True)(_collect)
+    scalar_values = numba.njit(cache=True, nogil=True)(_scalar_values)
 
     @numba.njit(cache=True, nogil=True, parallel=True)
     def _prepare_chunks(chunks, *args):  # pragma: no cover - compiled
@@ -169,7 +223,7 @@ if numba is not None:
 
     PARALLEL = {prepare: _prepare_chunks, collect: _collect_chunks}
 else:  # pragma: no cover
-    prepare, collect, PARALLEL = _prepare, _collect, {}
+    prepare, collect, scalar_values, PARALLEL = _prepare, _collect, _scalar_values, {}
 
 
 def run_loop(loop: Callable, machines: int, threads: int, *args) -> None:

@@ -48,6 +48,7 @@ import numpy as np
 
 from agents.api import SolveContext
 from agents.batch_buffer import BatchBuffer, Targets
+from agents.batch_loops import scalar_values
 from algind_gym.cpu.backend import run_recording_writes
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
@@ -394,7 +395,8 @@ class ScalarValue:
       operations from it (a heuristic: such a relation may not be computable).
 
     A node that solves every example has value 1. The number is identical in the batched
-    and one-at-a-time evaluators (the same array code on the same memory).
+    and one-at-a-time evaluators (the same compiled loop,
+    :func:`~agents.batch_loops.scalar_values`, on the same memory).
 
     Args:
         address: the output's column in the memory block.
@@ -435,22 +437,9 @@ class ScalarValue:
         """Values of nodes with memory ``(nodes, rows, memory size)``, faulted machines
         ``(nodes, rows)`` and potentials ``(nodes,)``."""
         p = np.asarray(potential, dtype=np.float64)
-        value = (
-            p.copy() if self.chance >= 1 else np.maximum(0.0, (p - self.chance) / (1 - self.chance))
-        )
-        if not self.varies:
-            return value
-        got = memory[:, :, self.address].astype(np.float64)
-        ok = np.isfinite(got).all(axis=1) & ~faulted.any(axis=1)
-        ok &= got.max(axis=1, initial=-np.inf) > got.min(axis=1, initial=np.inf)
-        idx = np.flatnonzero(ok & (value < AFFINE_VALUE))
-        if idx.size:
-            # least squares want = a * got + c for every node at once
-            x = got[idx]
-            xc = x - x.mean(axis=1, keepdims=True)
-            yc = self._centred
-            a = (xc @ yc) / (xc * xc).sum(axis=1)
-            resid = yc[None] - a[:, None] * xc
-            affine = (np.abs(resid).max(axis=1) <= 1e-9 * self._scale) & (np.abs(a) > 1e-12)
-            value[idx[affine]] = AFFINE_VALUE
+        value = np.empty(len(p))
+        scalar_values(
+            memory, faulted, p, self.address, self.chance, self.varies, self._centred,
+            self._scale, AFFINE_VALUE, value,
+        )  # fmt: skip
         return value

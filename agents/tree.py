@@ -129,7 +129,7 @@ class SearchTree:
         """Per skill: evidence that it overwrites what it writes (+1 per confirmation;
         -inf once refuted): the same action on the same read data gave the same written
         data from different previous written data."""
-        self._action_entries: dict[int, tuple] = {}
+        self._action_entries: list[tuple] | None = None
         self._key_slices: dict[int, slice] | None = None
         self._buffer_mask: np.ndarray | None = None
         self.memo_skips = 0
@@ -144,6 +144,7 @@ class SearchTree:
         if fault_memo or result_memo:  # the memos read the tables: built before the search
             ev = self.ev
             self._dataflow = dataflow_of(ctx.library, ctx.task, ev.table, ev.pointer_names)
+            self._build_entries()  # before the search starts
         r = self.ev.root()
         self.root = Node(r.key, r.memory, [], r.potential, r.success, 0, value=r.value)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
@@ -234,18 +235,26 @@ class SearchTree:
 
     def _entries(self, action: int) -> tuple:
         """Pointer entries (buffers only) ``action`` binds, writes and reads, and its skill."""
-        hit = self._action_entries.get(action)
-        if hit is None:
-            flow, is_buffer = self.dataflow, self._is_buffer
+        if self._action_entries is None:
+            self._build_entries()
+        return self._action_entries[action]
 
-            def pick(mask: np.ndarray) -> tuple[int, ...]:
-                return tuple(np.flatnonzero(mask & is_buffer).tolist())
+    def _build_entries(self) -> None:
+        """:meth:`_entries` of every action at once, from the dataflow tables."""
+        flow, is_buffer, table = self.dataflow, self._is_buffer, self.ev.table
+        n = len(table.candidates)
 
-            reads, writes = flow.reads[action], flow.writes[action]
-            skill = self.ev.decode(action)[0]
-            hit = (pick(reads | writes), pick(writes), pick(reads), skill)
-            self._action_entries[action] = hit
-        return hit
+        def per_action(mask: np.ndarray) -> list[tuple[int, ...]]:
+            rows, cols = np.nonzero(mask & is_buffer)
+            ends = np.searchsorted(rows, np.arange(n + 1)).tolist()
+            cols = cols.tolist()
+            return [tuple(cols[ends[a] : ends[a + 1]]) for a in range(n)]
+
+        skills = [table.skills[s] for s, _ in table.candidates]
+        bound = per_action(flow.reads | flow.writes)
+        self._action_entries = list(
+            zip(bound, per_action(flow.writes), per_action(flow.reads), skills, strict=True)
+        )
 
     @property
     def _is_buffer(self) -> np.ndarray:
