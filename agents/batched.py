@@ -322,7 +322,7 @@ class ActionEvaluator:
                 cells[:, self.layout.register("fault")] = faults[c]
                 fr, sc = self._score_one_rows(MachineState(self.layout, cells))
                 frac[c], ok[c] = fr, sc
-        potential = frac.mean(axis=1)
+        potential = np.add.reduce(frac, axis=1) / r  # frac.mean(axis=1), without its wrapper
         faulted = faults.any(axis=1).tolist()
         success = ok.all(axis=1).tolist()
         instructions = steps.reshape(n, r).sum(axis=1).tolist()

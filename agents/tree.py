@@ -144,7 +144,7 @@ class SearchTree:
         if fault_memo or result_memo:  # the memos read the tables: built before the search
             ev = self.ev
             self._dataflow = dataflow_of(ctx.library, ctx.task, ev.table, ev.pointer_names)
-            self._build_entries()  # before the search starts
+            self._build_entries()  # before the search starts (and the key slices)
         r = self.ev.root()
         self.root = Node(r.key, r.memory, [], r.potential, r.success, 0, value=r.value)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
@@ -193,6 +193,7 @@ class SearchTree:
         self.created: list[Node] = []
         found: Program | None = None
         fault_memo, result_memo, remember = self.fault_memo, self.result_memo, self._remember
+        clean, child_of = self._ran_clean, self._child
         for o, p in zip(outcomes, priors, strict=True):
             if o.fault:
                 if fault_memo:
@@ -200,10 +201,10 @@ class SearchTree:
                     self._faulted.setdefault(action, set()).add(reads)
                     self._fault_count[action] = self._fault_count.get(action, 0) + 1
             else:
-                self._ran_clean.add(o.action)
+                clean.add(o.action)
                 if result_memo:
                     remember(node, o)
-            edge, created = self._child(node, o, float(p))
+            edge, created = child_of(node, o, float(p))
             if edge is None:
                 continue
             new.append(edge)
@@ -289,12 +290,13 @@ class SearchTree:
         return hit
 
     def _remember(self, node: Node, o: Outcome) -> None:
-        """Record an evaluated action's result for the result memo."""
-        bound, written, read, skill = self._entries(o.action)
-        key, slices = o.key, self.key_slices
+        """Record an evaluated action's result for the result memo (the tables are built:
+        the memo is on)."""
+        bound, written, read, skill = self._action_entries[o.action]
+        key, slices, data = o.key, self._key_slices, self._data
         result = tuple([key[slices[p]] for p in written])
-        self._results[(o.action, self._data(node, bound))] = result
-        key, prev = (o.action, self._data(node, read)), self._data(node, written)
+        self._results[(o.action, data(node, bound))] = result
+        key, prev = (o.action, data(node, read)), data(node, written)
         seen = self._by_reads.get(key)
         if seen is None:
             self._by_reads[key] = (prev, result)
@@ -306,16 +308,17 @@ class SearchTree:
         """Whether the result memo says ``action`` at ``node`` is a no-op or a transposition."""
         if action not in self._ran_clean:
             return False  # never ran without a fault: nothing remembered
-        bound, written, read, skill = self._entries(action)
-        hit = self._results.get((action, self._data(node, bound)))
+        bound, written, read, skill = self._action_entries[action]  # built: the memo is on
+        data = self._data
+        hit = self._results.get((action, data(node, bound)))
         if hit is None and self._overwrites.get(skill, 0) >= OVERWRITE_EVIDENCE:
-            seen = self._by_reads.get((action, self._data(node, read)))
+            seen = self._by_reads.get((action, data(node, read)))
             hit = None if seen is None else seen[1]
         if hit is None:
             return False
-        if hit == self._data(node, written):
+        if hit == data(node, written):
             return True  # a no-op
-        key, slices = bytearray(node.key), self.key_slices  # the key of the data it would leave
+        key, slices = bytearray(node.key), self._key_slices  # the key of the data it would leave
         for p, data in zip(written, hit, strict=True):
             key[slices[p]] = data
         return bytes(key) in self.nodes
