@@ -244,11 +244,11 @@ class MCTS(Agent):
         edges = [e for e in node.edges if not e.child.closed and e.child.key not in on_path]
         if not edges:
             return None
-        # one pass over the edges: columns prior, visits, mean value
-        stats = np.array([(e.prior, e.n, e.w / e.n if e.n else e.child.value) for e in edges])
-        p, n, q = (np.ascontiguousarray(c) for c in stats.T)
+        p = np.array([e.prior for e in edges])
         total = p.sum()
         p = p / total if total > 0 else np.full(len(edges), 1.0 / len(edges))
+        n = np.array([e.n for e in edges], dtype=np.float64)
+        q = np.array([e.w / e.n if e.n else e.child.value for e in edges])
         u = q + self.c_puct * p * math.sqrt(node.visits + 1) / (1.0 + n)
         return edges[int(np.argmax(u))]
 
