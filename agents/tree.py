@@ -60,6 +60,8 @@ class Node:
     """Nothing more to search below: at the depth limit, dead, or fully searched."""
     alternatives: int = 0
     """Other programs reaching this node that were verified (after its own failed)."""
+    stats: object = field(default=None, repr=False)
+    """An agent's statistics of the node's edges (MCTS: arrays for PUCT selection)."""
     contents: dict = field(default_factory=dict, repr=False)
     """Cache: pointer entry -> its buffer's bytes in ``memory``, and a tuple of entries ->
     the tuple of their bytes (for the memos' keys)."""
