@@ -55,9 +55,15 @@ results are bit-identical whatever the thread count (tested in tests/cpu/test_pa
   outside ``1..NUMBA_NUM_THREADS`` are refused at construction. A call uses at most
   ``numba.get_num_threads()`` threads of the calling thread, so a program that lowered it
   with ``numba.set_num_threads`` (RL training: ``agents/rl/train.py``) keeps its count;
-* calls on fewer than :data:`PARALLEL_MIN_ROWS` machines, or with 0 steps, run the serial
-  driver: starting threads costs more than they save there (``experiments/bench_cpu.py``
-  prints serial against parallel at 8..4096 machines and 0, 1 and 100 steps);
+* calls on fewer than :data:`PARALLEL_MIN_ROWS` (256) machines, or with 0 steps, run the
+  serial driver, so one environment's step (K machines) and ``SyncVectorEnv``'s calls never
+  pay for threads. ``experiments/bench_cpu.py`` (section 2b) prints one thread against
+  forced parallel and the default policy at 8..4096 machines and 0, 1 and 100 steps. On
+  the shared 2-core machine (load 7-14 from other jobs) a parallel launch waited 150-700 us
+  for the threads to be scheduled, so parallel lost below about 4096 machines at 1 step and
+  paid from 128-256 machines at 100 steps in one run and nowhere in another; 256 is a
+  conservative choice for that machine, not an idle measurement (a model's
+  ``TransformerCPU.parallel_min_rows`` overrides it);
 * one parallel call at a time per process: a call made while another Python thread is
   inside the parallel driver runs the serial driver instead of waiting (numba's
   ``workqueue`` layer aborts the process on concurrent launches; the lock makes that
@@ -102,7 +108,7 @@ ERR_WRITE_OUT_OF_RANGE = 1
 THREADS_ENV = "ALGIND_CPU_THREADS"
 """Environment variable with the default thread count of a batched call (see "Threads")."""
 
-PARALLEL_MIN_ROWS = 64
+PARALLEL_MIN_ROWS = 256
 """Calls on fewer machines than this run the serial driver (see "Threads")."""
 
 _PARALLEL_LOCK = threading.Lock()
