@@ -153,12 +153,14 @@ def test_policy_runs_small_calls_and_one_thread_serially(calls):
 @needs_threads
 def test_policy_runs_large_calls_in_parallel_and_yields_to_a_busy_lock(calls):
     _policy(16)
-    assert calls == [("parallel", 2)]
+    assert calls == [("parallel", min(16, 2 * K.CHUNKS_PER_THREAD))]  # chunks per thread
     with K._PARALLEL_LOCK:  # another thread inside the parallel driver
         _policy(64)
     assert calls[-1] == ("serial", None)
     _policy(64)
-    assert calls[-1] == ("parallel", 2)
+    assert calls[-1] == ("parallel", 2 * K.CHUNKS_PER_THREAD)
+    _policy(3, min_rows=2)  # never more chunks than machines
+    assert calls[-1] == ("parallel", 3)
 
 
 @needs_threads
