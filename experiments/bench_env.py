@@ -138,7 +138,7 @@ def bench_rows(
     """For each number of environments, the sync row and the vector row (with its ratio to
     sync and the breakdown of its step time): what ``main`` prints, for other scripts
     (``experiments/throughput.py``). On the ``"transformer"`` backend with more than one
-    CPU thread (``threads``, default: the kernel's policy, :mod:`algind_gym.cpu.kernel`),
+    CPU thread (``threads``, default: the kernel's policy, :mod:`algind_gym.cpu.threads`),
     the vector row also holds the same env on one thread, measured in the same rounds."""
     env_id = f"AlgInd/{task}-v0"
     kw = {"n_examples": examples, "backend": backend}

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import algind_gym  # noqa: F401
-from algind_gym.cpu import kernel, make_backend
+from algind_gym.cpu import kernel, make_backend, threads
 from algind_gym.envs import AlgIndVectorEnv, vector
 
 
@@ -69,7 +69,7 @@ def test_vector_env_equals_sync_through_autoresets(task, kw, monkeypatch):
     kw = {"backend": "reference", "n_examples": 2, "max_calls": 3, **kw}
     sync_kw, parallel_calls = kw, []
     if kw["backend"] == "parallel":
-        monkeypatch.setattr(kernel, "PARALLEL_MIN_ROWS", 2)  # read when a model is built
+        monkeypatch.setattr(threads, "PARALLEL_MIN_ROWS", 2)  # read when a model is built
         run_parallel = kernel.fused_run_parallel
         monkeypatch.setattr(
             kernel,
@@ -77,7 +77,7 @@ def test_vector_env_equals_sync_through_autoresets(task, kw, monkeypatch):
             lambda *a: parallel_calls.append(a[0].shape[0]) or run_parallel(*a),
         )
         sync_kw = {**kw, "backend": make_backend("transformer", threads=1)}
-        kw = {**kw, "backend": make_backend("transformer", threads=kernel.max_threads())}
+        kw = {**kw, "backend": make_backend("transformer", threads=threads.max_threads())}
     env_id = f"AlgInd/{task}-v0"
     sync = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", **sync_kw)
     vect = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point", **kw)
@@ -103,7 +103,7 @@ def test_vector_env_equals_sync_through_autoresets(task, kw, monkeypatch):
             np.testing.assert_array_equal(s1[4][key], s2[4][key], err_msg=key)
         resets += int((s1[2] | s1[3]).sum())
     assert resets >= 4  # episodes ended and the next steps autoreset them
-    if sync_kw is not kw and kernel.max_threads() > 1:  # the vector env's 8 rows ran parallel
+    if sync_kw is not kw and threads.max_threads() > 1:  # the vector env's 8 rows ran parallel
         assert parallel_calls and set(parallel_calls) == {8}
 
 
