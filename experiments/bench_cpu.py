@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from algind_gym.cpu.bench import bench_backend, bench_call, bench_dense_cells, bench_thread_policy
-from algind_gym.cpu.kernel import max_threads
+from algind_gym.cpu.threads import max_threads
 
 FAST = ("reference", "transformer", "transformer-v2")
 PARALLEL = "v1-parallel"  # the v1 kernel on every numba thread ("transformer" rows: one)
@@ -88,7 +88,7 @@ def main() -> None:
 
     print(
         f"\n2b. v1 thread policy: us per call, 1 thread / {max_threads()} threads forced "
-        "parallel / default policy (kernel.py, 'Threads')"
+        "parallel / default policy (cpu/threads.py)"
     )
     for row in bench_thread_policy(threads=max_threads(), dtype=dt):
         out.setdefault("thread_policy", []).append(row)

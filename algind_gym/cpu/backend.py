@@ -46,8 +46,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from algind_gym.cpu.kernel import resolve_threads
 from algind_gym.cpu.model import TransformerCPU, check_write_ranges, widen_to_whole_rows
+from algind_gym.cpu.threads import resolve_threads
 from algind_gym.machine import interpreter
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import Layout
@@ -126,7 +126,7 @@ class TransformerBackend:
     ``kernel`` is the fused path's kernel (see :class:`TransformerCPU`): "auto" (numba on
     CPU where installed) or "torch" (eager torch ops). ``threads``: threads of a batched
     call on the numba kernel (None: ``$ALGIND_CPU_THREADS`` or numba's thread count; the
-    policy is in :mod:`algind_gym.cpu.kernel`, "Threads"); results do not depend on it.
+    policy is in :mod:`algind_gym.cpu.threads`); results do not depend on it.
     """
 
     path: str = "fused"
@@ -246,8 +246,8 @@ def make_backend(
     :data:`OPT_IN_BACKENDS`).
 
     ``threads`` sets the threads of the numba kernel's batched calls (``"transformer"``;
-    None: ``$ALGIND_CPU_THREADS`` or numba's thread count, :mod:`algind_gym.cpu.kernel`,
-    "Threads"); the other backends have no such kernel and refuse a value.
+    None: ``$ALGIND_CPU_THREADS`` or numba's thread count, :mod:`algind_gym.cpu.threads`);
+    the other backends have no such kernel and refuse a value.
 
     Example:
         >>> make_backend().name, make_backend("transformer-torch").name

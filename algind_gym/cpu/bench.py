@@ -208,7 +208,7 @@ def bench_call(
     timing), so ``steps=0`` and ``steps=1`` give the fixed cost of a call and ``steps=100``
     at batch 8 the cost of one environment step that runs a 100-instruction program.
     ``threads`` and ``parallel_min_rows`` (``"transformer"`` only) set the kernel's thread
-    policy (:mod:`algind_gym.cpu.kernel`, "Threads"); None keeps the defaults.
+    policy (:mod:`algind_gym.cpu.threads`); None keeps the defaults.
     Returns ``{"backend", "batch", "steps", "calls", "seconds_per_call"}`` (the best of
     five rounds, each of at least ``min_seconds / 5``).
     """
@@ -247,12 +247,12 @@ def bench_thread_policy(
 ) -> list[dict]:
     """Seconds per ``"transformer"`` call at each batch and step count, three ways in one run:
     one thread (the serial driver), ``threads`` threads forced onto the parallel driver
-    at every batch, and the default policy (:mod:`algind_gym.cpu.kernel`, "Threads").
+    at every batch, and the default policy (:mod:`algind_gym.cpu.threads`).
 
     Returns one dict per (batch, steps): ``serial_s``, ``parallel_s``, ``policy_s`` and
     ``threads``.
     """
-    from algind_gym.cpu.kernel import resolve_threads
+    from algind_gym.cpu.threads import resolve_threads
 
     t = resolve_threads(threads)
     rows = []

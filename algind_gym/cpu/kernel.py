@@ -12,19 +12,20 @@ in the same order, on scalars instead of ``(features, B)`` rows. Nothing here kn
 opcodes: what an instruction does is entirely in the control table that
 :func:`~algind_gym.cpu.control.control_table` derives from the compiled decode table.
 
-The forward pass is written out inside :func:`fused_run` rather than in a helper called per
-step: numba reference-counts every array passed to a call (an atomic increment and
+The forward pass is written out inside :func:`fused_range` rather than in a helper called
+per step: numba reference-counts every array passed to a call (an atomic increment and
 decrement each), and with a dozen table arguments that cost three times the arithmetic
-(110 ns against 34 ns per instruction, measured). The helpers take scalars only.
+(110 ns against 34 ns per instruction, measured). The helpers take scalars only; the
+drivers call :func:`fused_range` once per chunk of machines, not per step.
 
-Machines are independent, so :func:`fused_run` loops the forward pass per machine
+Machines are independent, so :func:`fused_range` loops the forward pass per machine
 (``S(t + 1) = E(S(t))`` for one machine row, which stays in cache) and stops a machine's
 loop once it is frozen (halted or faulted machines are unchanged by a forward pass, so the
 extra passes would be no-ops). The tests and ``algind-gym verify-cpu`` check this kernel
 against the eager fused path, the dense path and the reference interpreter, bit for bit,
 in float32 and float64.
 
-Write ranges: given a ``(B, 4)`` int64 array, :func:`fused_run` widens row ``i`` in place:
+Write ranges: given a ``(B, 4)`` int64 array, the kernel widens row ``i`` in place:
 ``[lo, hi]`` in columns 0-1 to cover every cell ``w < split`` that machine ``i``'s memory
 write head writes (general registers, stack, pointer table), columns 2-3 every cell
 ``w >= split`` (the memory block and above). That is three comparisons on local integers
@@ -37,47 +38,18 @@ Exactness notes: every arithmetic operation is on two values of the state's dtyp
 would widen to float64); numba compiles without ``fastmath``, so there is no contraction
 into FMAs and no reassociation; ``np.floor``/``np.trunc`` keep the float type.
 
-Threads
--------
-This section is the one place that states the thread policy (the README's CPU section
-points here). Machines are independent, so a batched call can run on several cores:
-:func:`fused_range` is the kernel over a range of machines, :func:`fused_run` the serial
-driver (the whole batch on the calling thread) and :func:`fused_run_parallel` the parallel
-one (chunks of machines on numba's threads with ``prange``, each chunk with its own
-scratch arrays and error code). Both run the same compiled kernel on each machine, so the
-results are bit-identical whatever the thread count (tested in tests/cpu/test_parallel.py).
-:func:`run_machines` chooses:
-
-* threads: the ``threads`` argument of :func:`~algind_gym.cpu.backend.make_backend`,
-  :class:`~algind_gym.cpu.backend.TransformerBackend` and
-  :class:`~algind_gym.cpu.model.TransformerCPU`; None means ``$ALGIND_CPU_THREADS`` if set,
-  else numba's pool size ``NUMBA_NUM_THREADS`` (the number of cores unless set). Values
-  outside ``1..NUMBA_NUM_THREADS`` are refused at construction. A call uses at most
-  ``numba.get_num_threads()`` threads of the calling thread, so a program that lowered it
-  with ``numba.set_num_threads`` (RL training: ``agents/rl/train.py``) keeps its count;
-* calls on fewer than :data:`PARALLEL_MIN_ROWS` machines, or with 0 steps, run the serial
-  driver: starting threads costs more than they save there (``experiments/bench_cpu.py``
-  prints serial against parallel at 8..4096 machines and 0, 1 and 100 steps);
-* one parallel call at a time per process: a call made while another Python thread is
-  inside the parallel driver runs the serial driver instead of waiting (numba's
-  ``workqueue`` layer aborts the process on concurrent launches; the lock makes that
-  impossible for this kernel whatever the layer);
-* threading layer: unless the user chose one (``NUMBA_THREADING_LAYER``), importing this
-  module sets numba's to ``"forksafe"`` (TBB, a non-GNU OpenMP, else ``workqueue``):
-  numba's default picks GNU OpenMP where TBB is missing, and a process forked after a
-  parallel call (``multiprocessing``'s fork, a forked vector env) then terminates at its
-  first parallel call ("fork() called from a process already using GNU OpenMP"). The
-  choice applies to every numba ``parallel=True`` function of the process and has no
-  effect once some parallel function has run.
+Threads: :func:`fused_range` is the kernel over a range of machines, :func:`fused_run` the
+serial driver (the whole batch on the calling thread) and :func:`fused_run_parallel` the
+parallel one (chunks of machines on numba's threads with ``prange``, each chunk with its own
+scratch arrays and error code); both run the same compiled kernel on each machine, so the
+results are bit-identical whatever the thread count. Which one a call takes, and with how
+many threads, is the policy of :mod:`algind_gym.cpu.threads`.
 
 Inference only: no autograd and CPU only. The model falls back to the eager fused path
 when gradients are needed or the tensors are on another device.
 """
 
 from __future__ import annotations
-
-import os
-import threading
 
 import numpy as np
 
@@ -90,7 +62,7 @@ AVAILABLE = numba is not None
 """Whether the compiled kernel can be used (numba imports)."""
 
 if AVAILABLE and numba.config.THREADING_LAYER == "default":
-    numba.config.THREADING_LAYER = "forksafe"  # see "Threads" in the module docs
+    numba.config.THREADING_LAYER = "forksafe"  # see algind_gym/cpu/threads.py
 
 # Layout of the ``consts`` array (the state's dtype).
 C_ZERO, C_ONE, C_WIDTH, C_BASE, C_END, C_N, C_LAST, C_LAST_OP = range(8)
@@ -98,14 +70,6 @@ N_CONSTS = 8
 
 # Error codes returned by the kernels (never expected; a nonzero one is a bug report).
 ERR_WRITE_OUT_OF_RANGE = 1
-
-THREADS_ENV = "ALGIND_CPU_THREADS"
-"""Environment variable with the default thread count of a batched call (see "Threads")."""
-
-PARALLEL_MIN_ROWS = 64
-"""Calls on fewer machines than this run the serial driver (see "Threads")."""
-
-_PARALLEL_LOCK = threading.Lock()
 
 
 def _njit(fn):
@@ -464,69 +428,3 @@ def fused_run_parallel(
         if errors[c] != 0:
             return errors[c]
     return 0
-
-
-def max_threads() -> int:
-    """The most threads a call can use: numba's pool size (``NUMBA_NUM_THREADS``, read by
-    numba at import; it defaults to the number of cores). 1 without numba."""
-    return int(numba.config.NUMBA_NUM_THREADS) if numba is not None else 1
-
-
-def resolve_threads(threads: int | None = None) -> int:
-    """The thread count of a batched call: ``threads``, else ``$ALGIND_CPU_THREADS``, else
-    :func:`max_threads`; a clear error for anything outside ``1..max_threads()``.
-
-    Example:
-        >>> resolve_threads(1)
-        1
-    """
-    source = "threads"
-    if threads is None:
-        text = os.environ.get(THREADS_ENV, "").strip()
-        if not text:
-            return max_threads()
-        source = f"${THREADS_ENV}"
-        try:
-            threads = int(text)
-        except ValueError:
-            raise ValueError(
-                f"{source} must be an integer thread count, got {text!r}; unset it to use "
-                f"all {max_threads()} numba threads"
-            ) from None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"{source} must be an int or None, got {threads!r}")
-    top = max_threads()
-    if not 1 <= threads <= top:
-        raise ValueError(
-            f"{source} must be in 1..{top}, got {threads} ({top} is numba's thread pool, "
-            "NUMBA_NUM_THREADS: set it before numba's first import for more)"
-        )
-    return int(threads)
-
-
-def run_machines(
-    cells: np.ndarray,
-    n_steps: int,
-    tables: tuple,
-    written: np.ndarray,
-    split: int,
-    threads: int = 1,
-    min_rows: int = PARALLEL_MIN_ROWS,
-) -> int:
-    """The thread policy ("Threads" in the module docs): ``n_steps`` passes on ``cells`` in
-    place through the parallel driver or the serial one; returns the kernel's error code.
-
-    ``tables`` are the arguments ``control`` ... ``mode_address`` of :func:`fused_run`.
-    The parallel driver runs when ``threads > 1``, there are at least ``min_rows``
-    machines, numba's thread count in the calling thread (``numba.get_num_threads()``) is
-    above 1, and no other Python thread is inside a parallel call; else the serial one.
-    """
-    rows = cells.shape[0]
-    if threads > 1 and rows >= min_rows and n_steps > 0:
-        chunks = min(threads, numba.get_num_threads(), rows)
-        if chunks > 1 and _PARALLEL_LOCK.acquire(blocking=False):
-            try:
-                return int(fused_run_parallel(cells, n_steps, *tables, written, split, chunks))
-            finally:
-                _PARALLEL_LOCK.release()
-    return int(fused_run(cells, n_steps, *tables, written, split))

@@ -71,6 +71,7 @@ import torch
 from torch import Tensor, nn
 
 from algind_gym.cpu import kernel as _kernel
+from algind_gym.cpu import threads as _threads
 from algind_gym.cpu.compiler import CompiledCPU, compile_cpu
 from algind_gym.cpu.control import N_SELECTS, control_table
 from algind_gym.machine.isa import WIDTH
@@ -124,8 +125,8 @@ class TransformerCPU(nn.Module):
             (numba where it applies and is installed, else torch). Calls that need
             autograd, and tensors on other devices, always take the torch ops.
         threads: threads of a batched call on the numba kernel (None: ``$ALGIND_CPU_THREADS``
-            or numba's thread count); the policy is in :mod:`algind_gym.cpu.kernel`,
-            "Threads". Results do not depend on it.
+            or numba's thread count); the policy is in :mod:`algind_gym.cpu.threads`.
+            Results do not depend on it.
 
     Example:
         >>> import torch
@@ -205,8 +206,8 @@ class TransformerCPU(nn.Module):
         self.kernel: Kernel = kernel
         self._split = write_split(layout)  # where the two write ranges meet (see ``run``)
         self._numba_args: tuple | None = None  # numpy views of the tables (built lazily)
-        self.threads = _kernel.resolve_threads(threads)
-        self.parallel_min_rows = _kernel.PARALLEL_MIN_ROWS  # see kernel.py, "Threads"
+        self.threads = _threads.resolve_threads(threads)
+        self.parallel_min_rows = _threads.PARALLEL_MIN_ROWS  # see algind_gym/cpu/threads.py
         # Heads with constant queries (register reads and writes) attend the same way for
         # every input: their attention is computed once from the compiled weights.
         with torch.no_grad():
@@ -491,7 +492,7 @@ class TransformerCPU(nn.Module):
         if self._numba_args is None:  # the tables never change: built on first use
             self._numba_args = self._kernel_tables()
         rec = _NO_RANGES if written is None else written
-        err = _kernel.run_machines(
+        err = _threads.run_machines(
             c,
             int(n_steps),
             self._numba_args,

@@ -1,5 +1,5 @@
-"""The parallel driver of the numba kernel and its thread policy (:mod:`algind_gym.cpu.kernel`,
-"Threads"): bit-identical to the serial driver on random programs (faults, HALT, batches
+"""The parallel driver of the numba kernel (:mod:`algind_gym.cpu.kernel`) and its thread policy
+(:mod:`algind_gym.cpu.threads`): bit-identical to the serial driver on random programs (faults, HALT, batches
 not divisible by the chunk count, write ranges, the error code), the policy's choices, its
 argument errors, and two processes that used to abort: Python threads calling at once on
 numba's ``workqueue`` layer, and a forked child after a parallel call."""
@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algind_gym.cpu import kernel as K
+from algind_gym.cpu import threads as T
 from algind_gym.cpu.backend import empty_write_ranges, make_backend
 from algind_gym.cpu.fuzz import fuzz_layout, random_machines
 from algind_gym.cpu.model import TransformerCPU
@@ -29,7 +30,7 @@ LAYOUT = fuzz_layout()
 _CPUS = {
     np.dtype(dt).name: TransformerCPU(LAYOUT, dt, kernel="numba") for dt in (np.float32, np.float64)
 }
-MULTI = K.max_threads() > 1
+MULTI = T.max_threads() > 1
 needs_threads = pytest.mark.skipif(not MULTI, reason="numba has one thread (NUMBA_NUM_THREADS=1)")
 
 
@@ -107,7 +108,7 @@ def test_backend_threads_equal_one_thread(rows, dtype):
     """Through the backend (the policy picks each driver) with write ranges: bit-identical."""
     start = random_machines(rows, rows, dtype, garbage=0.05)
     results = []
-    for threads in (1, K.max_threads()):
+    for threads in (1, T.max_threads()):
         be = make_backend("transformer", threads=threads)
         be.model(LAYOUT, start.dtype).parallel_min_rows = 2
         s, w = start.copy(), empty_write_ranges(rows)
@@ -120,7 +121,7 @@ def test_backend_threads_equal_one_thread(rows, dtype):
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Which driver :func:`K.run_machines` calls ("serial" / "parallel", chunk count)."""
+    """Which driver :func:`T.run_machines` calls ("serial" / "parallel", chunk count)."""
     seen: list = []
     serial, parallel = K.fused_run, K.fused_run_parallel
 
@@ -140,7 +141,7 @@ def calls(monkeypatch):
 def _policy(rows: int, steps: int = 3, threads: int = 2, min_rows: int = 16) -> None:
     tables, split = _tables(np.float32)
     cells = random_machines(rows, 1).cells
-    K.run_machines(cells, steps, tables, np.empty((0, 4), np.int64), split, threads, min_rows)
+    T.run_machines(cells, steps, tables, np.empty((0, 4), np.int64), split, threads, min_rows)
 
 
 def test_policy_runs_small_calls_and_one_thread_serially(calls):
@@ -153,12 +154,14 @@ def test_policy_runs_small_calls_and_one_thread_serially(calls):
 @needs_threads
 def test_policy_runs_large_calls_in_parallel_and_yields_to_a_busy_lock(calls):
     _policy(16)
-    assert calls == [("parallel", 2)]
-    with K._PARALLEL_LOCK:  # another thread inside the parallel driver
+    assert calls == [("parallel", min(16, 2 * T.CHUNKS_PER_THREAD))]  # chunks per thread
+    with T._PARALLEL_LOCK:  # another thread inside the parallel driver
         _policy(64)
     assert calls[-1] == ("serial", None)
     _policy(64)
-    assert calls[-1] == ("parallel", 2)
+    assert calls[-1] == ("parallel", 2 * T.CHUNKS_PER_THREAD)
+    _policy(3, min_rows=2)  # never more chunks than machines
+    assert calls[-1] == ("parallel", 3)
 
 
 @needs_threads
@@ -174,18 +177,18 @@ def test_policy_keeps_the_callers_numba_thread_count(calls):
 
 
 def test_threads_argument_errors(monkeypatch):
-    top = K.max_threads()
-    assert K.resolve_threads(None) == top
-    monkeypatch.setenv(K.THREADS_ENV, "1")
-    assert K.resolve_threads(None) == 1
+    top = T.max_threads()
+    assert T.resolve_threads(None) == top
+    monkeypatch.setenv(T.THREADS_ENV, "1")
+    assert T.resolve_threads(None) == 1
     assert make_backend("transformer").threads == 1
-    monkeypatch.setenv(K.THREADS_ENV, "two")
+    monkeypatch.setenv(T.THREADS_ENV, "two")
     with pytest.raises(ValueError, match=r"\$ALGIND_CPU_THREADS must be an integer.*'two'"):
         make_backend("transformer")
-    monkeypatch.setenv(K.THREADS_ENV, str(top + 1))
+    monkeypatch.setenv(T.THREADS_ENV, str(top + 1))
     with pytest.raises(ValueError, match=rf"\$ALGIND_CPU_THREADS must be in 1\.\.{top}"):
         TransformerCPU(LAYOUT)
-    monkeypatch.delenv(K.THREADS_ENV)
+    monkeypatch.delenv(T.THREADS_ENV)
     for bad in (0, -1, top + 1):
         with pytest.raises(ValueError, match=rf"threads must be in 1\.\.{top}, got {bad}"):
             make_backend("transformer", threads=bad)
