@@ -36,7 +36,7 @@ import numpy as np
 
 from agents.batch_loops import collect, prepare, run_loop
 from algind_gym.cpu.backend import empty_write_ranges
-from algind_gym.cpu.kernel import resolve_threads
+from algind_gym.cpu.threads import resolve_threads
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
 from algind_gym.machine.state import MachineState
 
@@ -133,8 +133,8 @@ class BatchBuffer:
         self.icount_before = np.tile(ready[:, self.icount], capacity)
         threads = getattr(ev.backend.inner, "threads", None)
         self.threads = resolve_threads(threads if isinstance(threads, int) else None)
-        """Threads of the loops before and after the CPU call: the backend's (the CPU
-        kernel's thread policy, :mod:`algind_gym.cpu.kernel`)."""
+        """Threads the loops before and after the CPU call may use: the backend's (the CPU
+        kernel's thread policy, :mod:`algind_gym.cpu.threads`)."""
         self._plan(ev)
         self.state = MachineState(lay, self.cells, check_registers=False)
         self._states: dict[int, MachineState] = {capacity: self.state}

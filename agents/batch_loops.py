@@ -16,7 +16,7 @@ Machines are independent, so each loop is written over a range of machines
 (``first, first + step, ...``) and has a serial driver (``first=0, step=1``) and a
 parallel one (``chunks`` strided ranges on numba's threads with ``prange``); every
 machine's result is the same bit for bit whichever runs. :func:`run_loop` chooses by the
-CPU kernel's thread policy (:mod:`algind_gym.cpu.kernel`, "Threads": the backend's thread
+CPU kernel's thread policy (:mod:`algind_gym.cpu.threads`: the backend's thread
 count; serial when another Python thread is inside a parallel call, the kernel's lock),
 with its own threshold, :data:`LOOP_PARALLEL_MIN_MACHINES`: these loops copy about a
 hundred cells per machine, far less work than a CPU call, so waking numba's threads pays
@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from algind_gym.cpu import kernel as cpu_kernel
+from algind_gym.cpu import threads as cpu_threads
 from algind_gym.cpu.backend import NOTHING_WRITTEN
 from algind_gym.machine.isa import Fault
 
@@ -41,8 +41,9 @@ NO_FAULT = int(Fault.NONE)
 LOOP_PARALLEL_MIN_MACHINES = 4096
 """Batches of fewer machines run :func:`prepare` and :func:`collect` serially. Measured on
 512 machines (Mean, 2 threads, loaded machine): prepare 36 us serial against 85 us at best
-(258 us median) in 2 chunks, collect 23 us against 73 us; 4,096 is a guess at where the
-cost of waking the threads is repaid, not measured on an idle machine."""
+(258 us median) in 2 chunks, collect 23 us against 73 us. 4,096 follows the CPU kernel's
+measurement of comparable work (:mod:`algind_gym.cpu.threads`: its parallel driver lost
+below about 4,096 machines at one step); not measured on an idle machine."""
 
 
 def _prepare(
@@ -212,7 +213,7 @@ def _scalar_values(
             value[i] = affine_value
 
 
-numba = cpu_kernel.numba  # None without numba
+numba = cpu_threads.numba  # None without numba
 if numba is not None:
     prepare = numba.njit(cache=True, nogil=True)(_prepare)
     collect = numba.njit(cache=True, nogil=True)(_collect)
@@ -240,7 +241,7 @@ def run_loop(loop: Callable, machines: int, threads: int, *args) -> None:
     chunked = PARALLEL.get(loop)
     if chunked is not None and threads > 1 and machines >= LOOP_PARALLEL_MIN_MACHINES:
         chunks = min(threads, numba.get_num_threads(), machines)
-        lock = cpu_kernel._PARALLEL_LOCK  # one parallel launch at a time per process
+        lock = cpu_threads._PARALLEL_LOCK  # one parallel launch at a time per process
         if chunks > 1 and lock.acquire(blocking=False):
             try:
                 chunked(chunks, *args)

@@ -18,7 +18,7 @@ Two execution modes compute the same bits:
   and one backend ``run`` executes them all (the way
   :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); a second
   compiled loop reads back every machine's memory block, instructions, fault and score
-  (:mod:`agents.batch_loops`; both loops and the call run on the backend's threads), and
+  (:mod:`agents.batch_loops`; the call runs on the backend's threads), and
   values and state keys are array operations over the children's memory blocks, so the
   Python work per child is building its :class:`Outcome`.
 

@@ -20,11 +20,12 @@ longest training length, as one environment holds):
    same tree), reporting actions evaluated per second of the whole search, the CPU
    instructions per second and the fraction of the search's wall time inside the CPU call.
 
-Threads: a batched CPU call, and the compiled loops before and after it
-(:mod:`agents.batch_loops`), run on the threads of the CPU kernel's policy
-(:mod:`algind_gym.cpu.kernel`, "Threads": ``$ALGIND_CPU_THREADS``, else numba's thread
-count, the number of cores unless ``NUMBA_NUM_THREADS`` says otherwise); one action at a
-time is 8 machines, below the parallel threshold, so it runs on one. The script prints
+Threads: a batched CPU call runs on the threads of the CPU kernel's policy
+(:mod:`algind_gym.cpu.threads`: ``$ALGIND_CPU_THREADS``, else numba's thread count, the
+number of cores unless ``NUMBA_NUM_THREADS`` says otherwise); the compiled loops before
+and after it (:mod:`agents.batch_loops`) stay serial on batches of this size (below
+``LOOP_PARALLEL_MIN_MACHINES``); one action at a time is 8 machines, below the parallel
+threshold, so it runs on one. The script prints
 the thread count and, when it is above 1, also times the batched modes on one thread in
 the same run, so that a reader sees how much of each figure comes from the extra cores.
 
@@ -52,7 +53,7 @@ from agents.api import SolveContext, frozen_heap, resolve_task
 from agents.batched import ActionEvaluator
 from algind_gym.atomic import atomic_write_text
 from algind_gym.cpu.backend import make_backend
-from algind_gym.cpu.kernel import resolve_threads
+from algind_gym.cpu.threads import resolve_threads
 from algind_gym.skills import builtin_library
 
 EVALUATION_TARGET = 10.0
@@ -279,8 +280,8 @@ def main() -> None:
     threads = resolve_threads()
     report = {"threads": threads, "evaluation": [], "search": []}
     print(
-        f"threads of a batched call and its loops: {threads} (the CPU kernel's policy; "
-        "one action at a time runs on 1)"
+        f"threads of a batched CPU call: {threads} (the CPU kernel's policy; one action at a "
+        "time runs on 1)"
     )
     print(
         f"evaluation of {args.actions} breadth-first actions, K=8 at the longest train length"
