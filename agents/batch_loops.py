@@ -241,11 +241,9 @@ def run_loop(loop: Callable, machines: int, threads: int, *args) -> None:
     chunked = PARALLEL.get(loop)
     if chunked is not None and threads > 1 and machines >= LOOP_PARALLEL_MIN_MACHINES:
         chunks = min(threads, numba.get_num_threads(), machines)
-        lock = cpu_threads._PARALLEL_LOCK  # one parallel launch at a time per process
-        if chunks > 1 and lock.acquire(blocking=False):
-            try:
-                chunked(chunks, *args)
-                return
-            finally:
-                lock.release()
+        if chunks > 1:
+            with cpu_threads.parallel_launch() as ok:  # one parallel launch per process
+                if ok:
+                    chunked(chunks, *args)
+                    return
     loop(0, 1, *args)

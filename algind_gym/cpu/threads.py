@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -67,6 +69,27 @@ CHUNKS_PER_THREAD = 8
 time."""
 
 _PARALLEL_LOCK = threading.Lock()
+
+
+@contextmanager
+def parallel_launch() -> Iterator[bool]:
+    """The process's one parallel launch at a time: yields True while holding it (run the
+    parallel driver), or False at once if another Python thread holds it (run the serial
+    driver instead of waiting). Every ``parallel=True`` driver of the package goes through
+    this, since numba's ``workqueue`` layer aborts the process on concurrent launches.
+
+    Example:
+        >>> with parallel_launch() as ok, parallel_launch() as nested:
+        ...     ok, nested
+        (True, False)
+    """
+    if not _PARALLEL_LOCK.acquire(blocking=False):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _PARALLEL_LOCK.release()
 
 
 def max_threads() -> int:
@@ -128,12 +151,14 @@ def run_machines(
     rows = cells.shape[0]
     if threads > 1 and rows >= min_rows and n_steps > 0:
         used = min(threads, numba.get_num_threads())
-        if used > 1 and _PARALLEL_LOCK.acquire(blocking=False):
-            chunks = min(rows, CHUNKS_PER_THREAD * used)
-            try:  # chunks taken one at a time by whichever thread is free (dynamic)
-                with numba.parallel_chunksize(1):
-                    err = kernel.fused_run_parallel(cells, n_steps, *tables, written, split, chunks)
-                return int(err)
-            finally:
-                _PARALLEL_LOCK.release()
+        if used > 1:
+            with parallel_launch() as ok:
+                if ok:  # chunks taken one at a time by whichever thread is free (dynamic)
+                    chunks = min(rows, CHUNKS_PER_THREAD * used)
+                    with numba.parallel_chunksize(1):
+                        return int(
+                            kernel.fused_run_parallel(
+                                cells, n_steps, *tables, written, split, chunks
+                            )
+                        )
     return int(kernel.fused_run(cells, n_steps, *tables, written, split))

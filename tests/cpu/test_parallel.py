@@ -155,7 +155,8 @@ def test_policy_runs_small_calls_and_one_thread_serially(calls):
 def test_policy_runs_large_calls_in_parallel_and_yields_to_a_busy_lock(calls):
     _policy(16)
     assert calls == [("parallel", min(16, 2 * T.CHUNKS_PER_THREAD))]  # chunks per thread
-    with T._PARALLEL_LOCK:  # another thread inside the parallel driver
+    with T.parallel_launch() as held:  # another thread inside the parallel driver
+        assert held
         _policy(64)
     assert calls[-1] == ("serial", None)
     _policy(64)
