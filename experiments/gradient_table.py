@@ -138,6 +138,8 @@ def record(task: str, seed: int, agent: str, r: SolveResult) -> dict:
         "acc_8x": r.generalisation.get(long, 0.0),
         "excluded_ops": sorted(r.stats.get("excluded_ops", {})),
         "nonfinite_losses": r.stats.get("nonfinite_losses"),
+        "iterations_per_s": r.stats.get("iterations_per_s"),
+        "grad_row_share": r.stats.get("grad_row_share"),
         "final_loss": r.stats.get("final_loss"),
         "checked": r.stats.get("checked"),
         "success_rank": r.stats.get("success_rank"),

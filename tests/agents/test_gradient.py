@@ -342,3 +342,31 @@ def test_population_and_schedules_are_validated():
         GradientComposer(gumbel="soft")
     with pytest.raises(ValueError, match="exploit_every"):
         GradientComposer(exploit_every=-1)
+
+
+def test_hybrid_run_gives_the_same_values_and_gradients_as_torch_on_every_row():
+    # s_lt's results are comparisons (piecewise constant): values only, on the exact kernel
+    ops, step, state, expected = _soft_setup("VectorAdd", ["zipmap", "s_add", "s_mul", "s_lt"])
+    assert [op.label for op in ops] == [
+        "zipmap@1[s_add@1]",
+        "zipmap@1[s_mul@1]",
+        "zipmap@1[s_lt@1]",
+    ]
+    results = []
+    for hybrid in (False, True):
+        step.hybrid = hybrid
+        gen = torch.Generator().manual_seed(0)
+        par = init_params(ops, gen, None, 0.5)
+        final, stats = soft_forward(state, [step], [par], 1.0, False, gen)
+        loss_fn(final, expected).sum().backward()
+        grads = [
+            torch.zeros_like(t) if t.grad is None else t.grad for t in par.tensors()
+        ]  # None: no row of that op on the torch ops (its gradient is 0)
+        results.append((final["out"].detach(), stats, grads))
+    (out_a, st_a, g_a), (out_b, st_b, g_b) = results
+    assert step.values_only.tolist() == [False, False, True]
+    assert torch.equal(out_a, out_b) and st_a.instructions == st_b.instructions > 0
+    assert all((fa == fb).all() for fa, fb in zip(st_a.faults, st_b.faults, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(g_a, g_b, strict=True))
+    assert (g_b[0] != 0).all()  # alpha, s_lt's entry included: its values enter the mixture
+    assert st_a.grad_rows == st_a.rows == 9 and st_b.grad_rows == 6
