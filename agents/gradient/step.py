@@ -104,6 +104,9 @@ class SoftStep:
         """Values of every row on the exact (numba) kernel and only the rows that carry a
         gradient on the torch ops (:meth:`run`); False: every row on the torch ops."""
         self.values_only: np.ndarray | None = None
+        self.probe = "perturb"
+        """How :attr:`values_only` is found: ``"perturb"`` (:meth:`_perturb_probe`, on the
+        exact kernel, cheap) or ``"autograd"`` (:meth:`_probe`, a full torch pass)."""
         """Per op: its outputs have no gradient with respect to its inputs (found by
         :meth:`_probe` on the first call that needs gradients); None until then."""
         # Rows run one op each, so ops share slot buffers: the n-th data slot of class c of
@@ -195,7 +198,10 @@ class SoftStep:
             sub, pos, grad_rows = None, None, 0
             if grad:
                 if self.values_only is None:
-                    self.values_only = self._probe(base, keys, inputs, idx)
+                    if self.probe == "autograd":
+                        self.values_only = self._probe(base, keys, inputs, idx)
+                    else:
+                        self.values_only = self._perturb_probe(base, raw, keys, inputs, idx)
                 rows = self._grad_rows(inputs, raw[:, fault] == 0)
                 grad_rows = len(rows)
                 if grad_rows:
@@ -279,6 +285,33 @@ class SoftStep:
         rows_of_key = (here >= 0).nonzero().squeeze(1)
         offsets = self._slot_index[key][rows_of_key] - (v * self.k + rows_of_key)[:, None] * n
         return here[rows_of_key][:, None] * n + offsets, rows_of_key
+
+    def _perturb_probe(self, base, raw, keys, inputs, idx, trials: int = 2) -> np.ndarray:
+        """:attr:`values_only` on the exact kernel: an op is values only when, on every row,
+        its outputs and fault code stay bit for bit the same after each of ``trials``
+        random perturbations of all its inputs (each value moved by ``1e-4 (|value| + 1)``,
+        random signs; hundreds of float32 ulps) -- locally constant in the data, so its gradient is 0.
+        A comparison that flips makes the op count as carrying a gradient (the safe side);
+        a smooth op could only be missed if such a move of every input left every output
+        unchanged in float32 on every row, i.e. a gradient that is negligible anyway."""
+        gen = torch.Generator().manual_seed(0)
+        fault = self._regs[_FAULT]
+        vals = torch.cat([inputs[key].detach().reshape(-1) for key in keys]).to(raw.dtype)
+        changed = np.zeros(len(self.ops), dtype=bool)
+        for _ in range(trials):
+            sign = torch.randint(0, 2, vals.shape, generator=gen).to(vals.dtype) * 2 - 1
+            moved = base.clone()
+            moved.view(-1)[idx] = vals + sign * (1e-4 * vals.abs() + 1e-4)
+            self._exact.run_array(moved.numpy(), self.max_steps)
+            diff = (moved[:, fault] != raw[:, fault]).reshape(len(self.ops), self.k)
+            changed |= diff.any(1).numpy()
+            for v, op in enumerate(self.ops):
+                for j in op.data_slots:
+                    if op.slots[j].written:
+                        a = raw.view(-1)[self._slot_index[(v, j)]].numpy()
+                        b = moved.view(-1)[self._slot_index[(v, j)]].numpy()
+                        changed[v] |= not np.array_equal(a, b, equal_nan=True)
+        return ~changed
 
     def _probe(self, base, keys, inputs, idx) -> np.ndarray:
         """Which ops are *values only*: on this call's inputs (every row on the torch ops,

@@ -353,8 +353,8 @@ def test_hybrid_run_gives_the_same_values_and_gradients_as_torch_on_every_row():
         "zipmap@1[s_lt@1]",
     ]
     results = []
-    for hybrid in (False, True):
-        step.hybrid = hybrid
+    for hybrid, probe in ((False, None), (True, "perturb"), (True, "autograd")):
+        step.hybrid, step.probe, step.values_only = hybrid, probe, None
         gen = torch.Generator().manual_seed(0)
         par = init_params(ops, gen, None, 0.5)
         final, stats = soft_forward(state, [step], [par], 1.0, False, gen)
@@ -362,11 +362,14 @@ def test_hybrid_run_gives_the_same_values_and_gradients_as_torch_on_every_row():
         grads = [
             torch.zeros_like(t) if t.grad is None else t.grad for t in par.tensors()
         ]  # None: no row of that op on the torch ops (its gradient is 0)
+        if hybrid:  # both probes find the comparison op, and only it
+            assert step.values_only.tolist() == [False, False, True], probe
         results.append((final["out"].detach(), stats, grads))
-    (out_a, st_a, g_a), (out_b, st_b, g_b) = results
-    assert step.values_only.tolist() == [False, False, True]
-    assert torch.equal(out_a, out_b) and st_a.instructions == st_b.instructions > 0
-    assert all((fa == fb).all() for fa, fb in zip(st_a.faults, st_b.faults, strict=True))
-    assert all(torch.equal(a, b) for a, b in zip(g_a, g_b, strict=True))
-    assert (g_b[0] != 0).all()  # alpha, s_lt's entry included: its values enter the mixture
-    assert st_a.grad_rows == st_a.rows == 9 and st_b.grad_rows == 6
+    (out_a, st_a, g_a), *hybrids = results
+    assert st_a.grad_rows == st_a.rows == 9
+    for out_b, st_b, g_b in hybrids:
+        assert torch.equal(out_a, out_b) and st_a.instructions == st_b.instructions > 0
+        assert all((fa == fb).all() for fa, fb in zip(st_a.faults, st_b.faults, strict=True))
+        assert all(torch.equal(a, b) for a, b in zip(g_a, g_b, strict=True))
+        assert (g_b[0] != 0).all()  # alpha, s_lt's entry included: its values enter the mix
+        assert st_b.grad_rows == 6
