@@ -302,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--max-wall", type=float, default=None, help="wall seconds per gradient run (default none)"
     )
+    p.add_argument(
+        "--no-mcts",
+        action="store_true",
+        help="skip MCTS (run it in the process of the other init; shorter processes)",
+    )
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "gradient_table"))
     args = p.parse_args(argv)
@@ -313,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             warm_up()
         for task in args.tasks or table_tasks():
             for seed in args.seeds:
-                agents = [f"gradient-{i}" for i in args.inits] + ["mcts-uniform"]
+                agents = [f"gradient-{i}" for i in args.inits]
+                agents += [] if args.no_mcts else ["mcts-uniform"]
                 if all((task, seed, a) in done for a in agents):
                     continue
                 new = []
@@ -324,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                         new.append(error_record(task, seed, f"gradient-{init}", str(e)))
                         continue
                     new.append(record(task, seed, f"gradient-{init}", r))
-                wall = max(x["wall_s"] for x in new) or (args.max_wall or 60.0)
-                new.append(record(task, seed, "mcts-uniform", run_mcts(task, seed, wall)))
+                if not args.no_mcts:
+                    wall = max(x["wall_s"] for x in new) or (args.max_wall or 60.0)
+                    new.append(record(task, seed, "mcts-uniform", run_mcts(task, seed, wall)))
                 rows += new
                 for x in new:
                     print(json.dumps(x), flush=True)
