@@ -203,7 +203,8 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "discretisations, `stats['checked']`) and, over the successes, the mean place of the "
         "verified program in its iteration's list (`rank`; 0 = an argmax program) and how "
         "many successes were a member's argmax program after training (`argmax n/m`; the "
-        "others came from the top-k listing, `stats['success_source']`).",
+        "others came from the top-k listing, `stats['success_source']`); where recorded, "
+        "the mean iterations run per run and the mean training iterations per second.",
         "",
         "| task | " + " | ".join(agents) + " |",
         "| --- | " + " | ".join("---" for _ in agents) + " |",
@@ -237,6 +238,10 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             text += f", acc8x {acc:.2f}"
             if agent.startswith("gradient") and any(r.get("checked") for r in rs):
                 text += f", {sum(r.get('checked') or 0 for r in rs) / len(rs):.0f} run exactly"
+            if agent.startswith("gradient") and any(r.get("iterations_per_s") for r in rs):
+                its = sum(r.get("iterations") or 0 for r in rs) / len(rs)
+                rate = sum(r.get("iterations_per_s") or 0 for r in rs) / len(rs)
+                text += f", {its:.1f} it run at {rate:.3f} it/s"
             cells.append(text)
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     missing = [t for t in table_tasks() if t not in {r["task"] for r in rows}]
