@@ -138,6 +138,8 @@ def record(task: str, seed: int, agent: str, r: SolveResult) -> dict:
         "acc_8x": r.generalisation.get(long, 0.0),
         "excluded_ops": sorted(r.stats.get("excluded_ops", {})),
         "nonfinite_losses": r.stats.get("nonfinite_losses"),
+        "iterations_per_s": r.stats.get("iterations_per_s"),
+        "grad_row_share": r.stats.get("grad_row_share"),
         "final_loss": r.stats.get("final_loss"),
         "checked": r.stats.get("checked"),
         "success_rank": r.stats.get("success_rank"),
@@ -201,7 +203,8 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "discretisations, `stats['checked']`) and, over the successes, the mean place of the "
         "verified program in its iteration's list (`rank`; 0 = an argmax program) and how "
         "many successes were a member's argmax program after training (`argmax n/m`; the "
-        "others came from the top-k listing, `stats['success_source']`).",
+        "others came from the top-k listing, `stats['success_source']`); where recorded, "
+        "the mean iterations run per run and the mean training iterations per second.",
         "",
         "| task | " + " | ".join(agents) + " |",
         "| --- | " + " | ".join("---" for _ in agents) + " |",
@@ -235,6 +238,10 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             text += f", acc8x {acc:.2f}"
             if agent.startswith("gradient") and any(r.get("checked") for r in rs):
                 text += f", {sum(r.get('checked') or 0 for r in rs) / len(rs):.0f} run exactly"
+            if agent.startswith("gradient") and any(r.get("iterations_per_s") for r in rs):
+                its = sum(r.get("iterations") or 0 for r in rs) / len(rs)
+                rate = sum(r.get("iterations_per_s") or 0 for r in rs) / len(rs)
+                text += f", {its:.1f} it run at {rate:.3f} it/s"
             cells.append(text)
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     missing = [t for t in table_tasks() if t not in {r["task"] for r in rows}]
@@ -300,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--max-wall", type=float, default=None, help="wall seconds per gradient run (default none)"
     )
+    p.add_argument(
+        "--no-mcts",
+        action="store_true",
+        help="skip MCTS (run it in the process of the other init; shorter processes)",
+    )
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "gradient_table"))
     args = p.parse_args(argv)
@@ -311,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             warm_up()
         for task in args.tasks or table_tasks():
             for seed in args.seeds:
-                agents = [f"gradient-{i}" for i in args.inits] + ["mcts-uniform"]
+                agents = [f"gradient-{i}" for i in args.inits]
+                agents += [] if args.no_mcts else ["mcts-uniform"]
                 if all((task, seed, a) in done for a in agents):
                     continue
                 new = []
@@ -322,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
                         new.append(error_record(task, seed, f"gradient-{init}", str(e)))
                         continue
                     new.append(record(task, seed, f"gradient-{init}", r))
-                wall = max(x["wall_s"] for x in new) or (args.max_wall or 60.0)
-                new.append(record(task, seed, "mcts-uniform", run_mcts(task, seed, wall)))
+                if not args.no_mcts:
+                    wall = max(x["wall_s"] for x in new) or (args.max_wall or 60.0)
+                    new.append(record(task, seed, "mcts-uniform", run_mcts(task, seed, wall)))
                 rows += new
                 for x in new:
                     print(json.dumps(x), flush=True)

@@ -119,6 +119,9 @@ class GradientComposer(Agent):
             0 checks the argmax programs only (what training alone finds).
         max_ops: the most ops of one step (more is a clear error, or ends the deepening).
         dtype: ``"float32"`` (default) or ``"float64"`` cells for the soft run.
+        hybrid: every row's values on the exact (numba) kernel and only the rows that carry
+            a gradient on the torch ops (:meth:`~agents.gradient.ops.SoftStep.run`; same
+            losses and gradients, less time); False: every row on the torch ops.
         out: folder for the alpha plot (``alpha.png``) and TensorBoard logs (``tb/``).
         verbose: show a rich progress bar and the timing summary on stderr.
     """
@@ -154,6 +157,7 @@ class GradientComposer(Agent):
         top_k: int = 16,
         max_ops: int = 400,
         dtype: str = "float32",
+        hybrid: bool = True,
         out: str | None = None,
         verbose: bool = False,
     ) -> None:
@@ -192,6 +196,7 @@ class GradientComposer(Agent):
         self.private, self.top_k, self.max_ops = private, top_k, max_ops
         self.skills = ",".join(skills) if skills else None
         self.out, self.verbose = out, verbose
+        self.hybrid = hybrid
 
     # ----------------------------------------------------------------- set-up
     def _ops(self, ctx: SolveContext, ws: Workspace) -> tuple[list[Op], list[Op]]:
@@ -259,7 +264,9 @@ class GradientComposer(Agent):
         def build(op_list: list[Op]) -> SoftStep:
             # rows per op: every member's K examples (agents.gradient.population)
             rows = k * self.population
-            return SoftStep(ctx.library, op_list, rows, probe_ws.max_steps, backend, np_dtype)
+            step = SoftStep(ctx.library, op_list, rows, probe_ws.max_steps, backend, np_dtype)
+            step.hybrid = self.hybrid
+            return step
 
         # Probe: a uniform forward pass; ops faulting on every example are excluded.
         excluded: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""The candidate *ops* of the gradient composer and the differentiable batched step.
+"""The candidate *ops* of the gradient composer (what one entry of alpha selects).
 
 An op is what one entry of the paper's alpha (equation 2) selects. Data slots are mixed
 softly (W^in), but a skill-typed slot (a combinator's ``f``) and the shape of a data slot
@@ -10,31 +10,17 @@ compatible ``f`` (``zipmap[&s_add]``, ``zipmap[&s_mul]``, ...). Written slots (r
 ``inout``) never bind a task input or a constant, as in the environments' action mask (a
 constant becomes an immediate value when a program is compiled into a skill).
 
-:class:`SoftStep` runs every op of one program step on the Transformer CPU in **one**
-batched call: the rows ``v*K .. v*K+K-1`` of one state are op ``v`` on the K examples. Each
-op's data slots are bound to slot buffers (shared between ops by shape class, since a row
-runs one op) into which the mixed input values are written differentiably (one ``index_put``); then the torch-kernel
-CPU is looped with autograd until every row has returned, and the slot buffers are read
-back. Gradients reach the mixed inputs (hence alpha and W^in) through the data path of the
-CPU (reads, ALU, writes); addresses and control flow are discrete, so a skill that uses a
-soft value as an address (``gather``'s indices) faults, and the caller excludes it.
-
-Approximation: an op reads copies of its inputs, so a discrete program that binds the
-same buffer to an input and an output slot of a skill that reads after writing could
-behave differently from its soft version (no built-in elementwise skill does).
+The batched differentiable step that runs the ops is
+:class:`~agents.gradient.step.SoftStep` (re-exported here).
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass, replace
 
-import numpy as np
-import torch
-
-from algind_gym.machine.isa import Fault
-from algind_gym.skills.image import Buffer, MachineImage, build_image
+from agents.gradient.step import SoftStep, StepRun
+from algind_gym.skills.image import MachineImage
 from algind_gym.skills.library import SkillLibrary
 from algind_gym.skills.signature import accepts, base_type
 from algind_gym.tasks import TaskSpec
@@ -42,8 +28,16 @@ from algind_gym.tasks import TaskSpec
 ShapeClass = tuple[str, int, int]
 """``(type, rows, cols)`` of a buffer: buffers of one class can be mixed elementwise."""
 
-_HALT, _FAULT, _ICOUNT = "halt", "fault", "icount"
-_CHECK_EVERY = 16
+__all__ = [
+    "Op",
+    "ShapeClass",
+    "Slot",
+    "SoftStep",
+    "StepRun",
+    "buffer_classes",
+    "enumerate_ops",
+    "to_outputs",
+]
 
 
 @dataclass(frozen=True)
@@ -194,158 +188,3 @@ def to_outputs(op: Op, outputs: set[str]) -> Op | None:
         for s in op.slots
     )
     return Op(op.skill, slots)
-
-
-@dataclass
-class StepRun:
-    """What one batched call produced: per op the written slots' values and fault codes."""
-
-    outputs: list[dict[int, torch.Tensor]]
-    """Per op: written slot index -> values ``(K, size)``."""
-    faults: np.ndarray
-    """``(n_ops, K)`` fault codes."""
-    instructions: int
-    cpu_s: float
-
-
-class _BindOnly:
-    """A backend whose ``run`` does nothing: lets ``execute_rows`` bind and call, not run."""
-
-    name = "bind-only"
-
-    def run(self, state, max_steps=0):
-        return state
-
-
-class SoftStep:
-    """One machine image holding every op's slot buffers; runs ops on soft inputs.
-
-    Args:
-        library: the skills.
-        ops: the ops (see :func:`enumerate_ops`).
-        k: examples per op (rows per op).
-        max_steps: instruction budget of one call.
-        backend: a CPU backend from :func:`algind_gym.cpu.backend.make_backend` whose
-            ``model(layout, dtype)`` gives a torch-kernel :class:`TransformerCPU`.
-        dtype: cell dtype of the soft run (float32 halves the backward pass's traffic).
-        stack_size: default ``256 + 8 * slot cells`` (enough for the built-in skills at
-            training lengths; an overflow is a fault the caller reports).
-        private: the ops' written slots are private channels
-            (:mod:`agents.gradient.dag`): the soft forward stores each op's result
-            unmixed instead of mixing it into shared buffers by alpha.
-    """
-
-    def __init__(
-        self,
-        library: SkillLibrary,
-        ops: list[Op],
-        k: int,
-        max_steps: int,
-        backend,
-        dtype=np.float64,
-        stack_size: int | None = None,
-        private: bool = False,
-    ) -> None:
-        self.ops, self.k, self.max_steps = ops, k, max_steps
-        self.private = private
-        self.compact = True
-        """Step only the rows still running (False: every row, for benchmarks)."""
-        # Rows run one op each, so ops share slot buffers: the n-th data slot of class c of
-        # any op uses buffer ``c<i>_<n>`` (a few buffers in all, a small state per row).
-        class_ids: dict[ShapeClass, int] = {}
-        need: dict[tuple[int, int], ShapeClass] = {}
-        self._slot_buffer: dict[tuple[int, int], str] = {}
-        for v, op in enumerate(ops):
-            seen: dict[ShapeClass, int] = {}
-            for j in op.data_slots:
-                cls = op.slots[j].shape
-                ci = class_ids.setdefault(cls, len(class_ids))
-                n = seen.get(cls, 0)
-                seen[cls] = n + 1
-                name = f"c{ci}_{n}"
-                need[(ci, n)] = cls
-                self._slot_buffer[(v, j)] = name
-        buffers = [Buffer(f"c{ci}_{n}", *cls) for (ci, n), cls in sorted(need.items())]
-        cells = sum(b.size for b in buffers)
-        skills = sorted(
-            {op.skill for op in ops} | {s.skill for op in ops for s in op.slots if s.skill}
-        )
-        self.image = build_image(
-            library, buffers, skills=skills, stack_size=stack_size or 256 + 8 * cells
-        )
-        self.layout = self.image.layout
-        self.dtype = dtype
-        self.cpu = backend.model(self.layout, dtype)
-        self._template: torch.Tensor | None = None
-        n = self.layout.n_cells
-        # flat cell indices of every op's data slots over its K rows: (K, size) blocks
-        self._slot_index: dict[tuple[int, int], torch.Tensor] = {}
-        for (v, j), name in self._slot_buffer.items():
-            rows = np.arange(v * k, (v + 1) * k)
-            addr, buf = self.image.buffers[name]
-            idx = rows[:, None] * n + addr + np.arange(buf.size)[None, :]
-            self._slot_index[(v, j)] = torch.from_numpy(idx.astype(np.int64))
-        self._regs = {r: self.layout.register(r) for r in (_HALT, _FAULT, _ICOUNT)}
-
-    @property
-    def batch(self) -> int:
-        return len(self.ops) * self.k
-
-    def template(self) -> torch.Tensor:
-        """Cells of all rows with every op's slots bound and its call started (cached)."""
-        if self._template is None:
-            state = self.image.new_state(self.batch, self.dtype)
-            calls = []
-            for v, op in enumerate(self.ops):
-                binds = [
-                    self.image.pointer_index(
-                        f"&{s.skill}" if s.skill else self._slot_buffer[(v, j)]
-                    )
-                    for j, s in enumerate(op.slots)
-                ]
-                calls.append((slice(v * self.k, (v + 1) * self.k), op.skill, binds))
-            results = self.image.execute_rows(state, calls, _BindOnly(), self.max_steps)
-            for op, res in zip(self.ops, results, strict=True):
-                if res.error is not None:  # pragma: no cover - enumerate_ops only makes valid ops
-                    raise RuntimeError(f"op {op.label} cannot be bound: {res.error}")
-            self._template = torch.from_numpy(state.cells.copy())
-        return self._template
-
-    def run(self, inputs: dict[tuple[int, int], torch.Tensor]) -> StepRun:
-        """Run every op with slot ``(v, j)`` holding ``inputs[(v, j)]`` ``(K, size)``."""
-        base = self.template()
-        keys = list(inputs)
-        idx = torch.cat([self._slot_index[key].reshape(-1) for key in keys])
-        vals = torch.cat([inputs[key].reshape(-1) for key in keys])
-        cells = base.reshape(-1).index_put((idx,), vals).reshape(base.shape)
-        halt, fault, icount = (self._regs[r] for r in (_HALT, _FAULT, _ICOUNT))
-        start = time.perf_counter()
-        done = 0
-        while done < self.max_steps:
-            running = (cells[:, halt] == 0) & (cells[:, fault] == 0)
-            if not bool(running.any()):
-                break
-            # Only the running rows are stepped: a halted or faulted machine is frozen, and
-            # a pass costs time per row (every row holds the whole state), so rows of
-            # quick ops stop costing once they return.
-            live = running.nonzero().squeeze(1) if self.compact else None
-            if live is not None and len(live) == len(cells):
-                live = None
-            sub = cells if live is None else cells.index_select(0, live)
-            for _ in range(min(_CHECK_EVERY, self.max_steps - done)):
-                sub = self.cpu(sub)
-                done += 1
-            cells = sub if live is None else cells.index_copy(0, live, sub)
-        cpu_s = time.perf_counter() - start
-        raw = cells.detach()
-        faults = raw[:, fault].numpy().astype(np.int64).copy()
-        still = (raw[:, halt] == 0) & (raw[:, fault] == 0)
-        faults[still.numpy()] = int(Fault.BUDGET_EXHAUSTED)
-        instructions = int((raw[:, icount] - base[:, icount]).sum())
-        flat = cells.reshape(-1)
-        outputs: list[dict[int, torch.Tensor]] = []
-        for v, op in enumerate(self.ops):
-            outputs.append(
-                {j: flat[self._slot_index[(v, j)]] for j in op.data_slots if op.slots[j].written}
-            )
-        return StepRun(outputs, faults.reshape(len(self.ops), self.k), instructions, cpu_s)

@@ -115,6 +115,10 @@ class ForwardStats:
     faults: list[np.ndarray]
     instructions: int = 0
     cpu_s: float = 0.0
+    rows: int = 0
+    """Rows of the batched calls (every op's K examples, all steps)."""
+    grad_rows: int = 0
+    """Of those, the rows that ran on the torch ops with autograd (:meth:`SoftStep.run`)."""
     branches: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = field(default_factory=list)
     """With ``branches=True``: the last step's alternatives, ``(weight (K,), state)`` for
     skip and for every op that ran on some example (weights sum to 1 per example)."""
@@ -182,6 +186,8 @@ def soft_forward(
         stats.faults.append(run.faults)
         stats.instructions += run.instructions
         stats.cpu_s += run.cpu_s
+        stats.rows += step.batch
+        stats.grad_rows += run.grad_rows
         ok_np = run.faults == 0  # (n_ops, K)
         for v, outs in enumerate(run.outputs):
             for r in outs.values():  # out-of-range results count as faults (see module doc)

@@ -172,6 +172,8 @@ def train(
                     coef = cfg.entropy * (1.0 - 2.0 * i / max(cap - 1, 1))
                     objective = objective - coef * mean_entropy(params, tau)
                 clock["cpu"] += fstats.cpu_s
+                clock["rows"] = clock.get("rows", 0) + fstats.rows
+                clock["grad_rows"] = clock.get("grad_rows", 0) + fstats.grad_rows
                 used += 1
                 stats["iterations"] = used
                 count_faults(stats, steps, fstats.faults)
@@ -191,6 +193,9 @@ def train(
                     opt.zero_grad()
                     t0 = time.perf_counter()
                     total.backward()
+                    for t in tensors:  # an op with no row on the torch ops: its gradient is 0
+                        if t.grad is None:
+                            t.grad = torch.zeros_like(t)
                     clock["backward"] += time.perf_counter() - t0
                     opt.step()
                     sched.step()
@@ -201,7 +206,10 @@ def train(
                 value = float(values[order[0]])
                 train_s = time.perf_counter() - clock["start"]
                 stats.update(
-                    cpu_forward_s=clock["cpu"], cpu_backward_s=clock["backward"], train_s=train_s
+                    cpu_forward_s=clock["cpu"],
+                    cpu_backward_s=clock["backward"],
+                    train_s=train_s,
+                    grad_row_share=clock["grad_rows"] / max(clock["rows"], 1),
                 )
                 stats["iterations_per_s"] = used / train_s if train_s > 0 else 0.0
                 alphas = (
