@@ -17,16 +17,16 @@ depends on the compiled weights and the layout alone; :meth:`DensePass._fixed_co
 computes it with the same matmul on an all-zero state and falls back to the per-pass
 matmul for any head whose matrix has a weight on the value or sign channel.
 
-On numpy the pass also avoids allocations: the embedding is written into a buffer kept for
-the last shape, and the MLP activations are applied in place on slices of the pre-activations
-(``out=``), one ufunc per group of units; torch (autograd) takes the out-of-place forms.
-
-The same code runs on torch tensors and on numpy arrays (the small ``_TorchOps`` /
-``_NumpyOps`` shims name the few calls that differ). numpy is the inference path on CPU:
-at batch 1 the pass is many small operations (about ten per attention and per MLP), and
-numpy's matmul of a skinny ``(1024, 37) @ (37, 11)`` took 12 us against torch's 73 us on
-this machine (``experiments/bench_cpu.py`` prints the dense figures). Both give the same bits: every
-output of a matmul here has the same non-zero terms in either library (see the exactness
+On numpy, the inference path on CPU, a call runs the same matrices rearranged once by
+:class:`~algind_gym.cpu_v2.dense_numpy.NumpyDense` (fewer, larger calls: at batch 1 most
+of the pass was the cost of the calls themselves; see that module for what is rearranged
+and why it is exact); the methods here are its generic code for what it does not plan
+(keys that depend on the values, after a weight mutation). torch (autograd) runs the
+code below as written; it runs on numpy arrays too (the ``_TorchOps`` / ``_NumpyOps`` shims
+name the few calls that differ). numpy's matmul of a skinny ``(1024, 37) @ (37, 11)`` took 12 us
+against torch's 73 us on this machine (``experiments/bench_cpu.py`` prints the dense
+figures, ``experiments/profile_dense.py`` the time of each block). Both give the same
+bits: every output of a matmul has the same non-zero terms in either (see the exactness
 note of :mod:`algind_gym.cpu_v2.stacked`), and the tests compare them.
 """
 
