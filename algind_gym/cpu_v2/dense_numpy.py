@@ -404,7 +404,7 @@ class NumpyDense:
                 xl[cell.out] += cell(xl)
             elif cell is not None:
                 xl = xl + g._mlp_sum(cell, xl.T).T
-        return xl[self.new_v].reshape(b, n), xl[self.new_s].reshape(b, n)
+        return xl[self.new_v].reshape(b, n).copy(), xl[self.new_s].reshape(b, n).copy()
 
     def __call__(self, cells: np.ndarray) -> np.ndarray:
         """One forward pass: the new cells ``(1 - 2 sign) * |value|``."""
