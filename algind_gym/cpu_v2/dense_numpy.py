@@ -33,10 +33,9 @@ of summation; every hidden value is finite):
    write heads' ``W_O`` only its non-zero columns (a skipped column adds nothing, and the
    sign of a zero in a channel is restored by the sign-bit channel), and a write head's
    sink scores, like its fixed queries (:meth:`DensePass._fixed_codes`), are computed
-   once. Hard attention is ``s == max s`` and the sink wins unless ``max s > sink``, the
-   rule of the torch pass; the sink's value is zero, so the heads' output is multiplied
-   by ``[max s > sink]`` (a 0/1 gate on the ``(H, c)`` output instead of the ``(H, N)``
-   weights: it differs only in the sign of a zero).
+   once. Hard attention is ``(s == max s) * (max s > sink)``, the rule of the torch pass.
+   (The gate must act on the weights, not on the heads' output: a query that matches no
+   cell ties every cell at score 0, and the sum of every cell could overflow.)
 6. **Unembedding folded in.** When the last layer's cell MLP is the last block on the
    cell tokens, its ``W_2`` is multiplied by the unembedding's one-hot projection onto
    ``new.v``/``new.s`` (each entry of the product is one entry of ``W_2``): the pass
@@ -280,10 +279,9 @@ class _ReadHeads:
         top = scores.max(-1, keepdims=True)
         sink = (self.k_sink @ q).transpose(2, 0, 1)  # (B, H, 1)
         att = np.equal(scores, top, out=scores)  # hard attention, in place
+        att *= top > sink  # the sink wins ties: no cell is attended
         values = xl[self.lo : self.hi].reshape(self.hi - self.lo, b, -1).transpose(1, 2, 0)
-        r = att @ values  # (B, H, c)
-        r *= top > sink  # the sink wins: its value, zero
-        return self.W_VO @ r.reshape(b, -1).T
+        return self.W_VO @ (att @ values).reshape(b, -1).T
 
 
 class _WriteHeads:

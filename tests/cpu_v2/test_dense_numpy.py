@@ -82,3 +82,19 @@ def test_one_output_matmul_only_where_shared_channels_get_integers():
     assert not _can_merge([a, b * 0.5], [np.ones(2), np.ones(1)])  # a weight 1.5
     assert not _can_merge([a, b], [np.ones(2), np.array([EXACT_SUM])])  # a sum too large
     assert _can_merge([a, np.array([[0.0, 0.0]])], [np.full(2, np.inf), np.ones(1)])
+
+
+def test_a_query_that_matches_no_cell_reads_nothing_even_when_cells_are_huge(dtype):
+    """The sink wins: the attention weights are zero, so the read is 0, not a sum of every
+    cell (every cell ties at score 0 with a zero query; their sum overflows here)."""
+    c = compile_circuit(LAYOUT, dtype)
+    state = random_machines(4, 9, dtype, garbage=0.0)
+    memory = LAYOUT.block("memory")
+    state.cells[:, memory.start : memory.end] = np.finfo(dtype).max / 4
+    state.set_register("pc", np.array([-3.0, 0.5, 1e9, LAYOUT.n_cells + 7.0]))  # no cell
+    planned = DensePass(c, dtype, "numpy")
+    reference = DensePass(c, _torch_dtype(dtype))
+    a = planned(state.cells.copy())
+    b = reference(torch.from_numpy(state.cells.copy())).numpy()
+    assert np.isfinite(a).all()
+    assert np.array_equal(bits(a), bits(b))
