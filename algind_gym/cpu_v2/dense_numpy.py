@@ -23,6 +23,8 @@ of summation; every hidden value is finite):
 3. **Steps.** A step bank's units are reordered, ``step_ge`` units first, each kind padded
    to the group's widest: two comparisons instead of a per-unit mask (its ``W_2 h`` is a
    sum of small integers, exact in any order; a padded unit has a zero ``W_2`` column).
+   A bank's units share one ``W_1`` row, so ``w . x`` is one column of the input matmul
+   (:class:`_Bank`); a small group (:data:`SMALL_BANK`) joins the concatenated MLP.
 4. **One output matmul per layer side** over ``[h | bank outputs]`` against the stacked
    ``W_2 P_out`` and the banks' ``P_out``, where every channel that two of those blocks
    write receives only integers (steps and constants times integer weights, checked at
@@ -33,7 +35,7 @@ of summation; every hidden value is finite):
    write heads' ``W_O`` only its non-zero columns (a skipped column adds nothing, and the
    sign of a zero in a channel is restored by the sign-bit channel), and a write head's
    sink scores, like its fixed queries (:meth:`DensePass._fixed_codes`), are computed
-   once. Hard attention is ``(s == max s) * (max s > sink)``, the rule of the torch pass.
+   once; read heads that share one sink key score it as one more key column. Hard attention is ``(s == max s) * (max s > sink)``, the rule of the torch pass.
    (The gate must act on the weights, not on the heads' output: a query that matches no
    cell ties every cell at score 0, and the sum of every cell could overflow.)
 6. **Unembedding folded in.** When the last layer's cell MLP is the last block on the
@@ -66,6 +68,9 @@ LINEAR, MUL, DIV = (OPS.index(o) for o in OPS)
 EXACT_SUM = 2.0**20
 """Bound on the sum of integer terms that one output matmul may merge (float32 keeps every
 integer up to ``2**24`` exactly)."""
+SMALL_BANK = 128
+"""A step bank group with at most this many units (padding included) joins the concatenated
+MLP as plain step units (item 3)."""
 
 
 class _MLPSide:
@@ -80,11 +85,19 @@ class _MLPSide:
         self.acts: list[tuple[int, int, int]] = []
         self.mul = self.div = None
         self.h = 0
-        if general:
-            self._general(general[0], d, w_in, b_in, w_out, bound)
+        units = _mlp_units(general[0], d) if general else None
+        big_banks = []
+        for g in (m for m in blocks if isinstance(m, StackedBanks)):
+            small = _bank_units(g, d) if g.W_1.shape[0] * g.W_1.shape[1] <= SMALL_BANK else None
+            if small is not None and (units is None or _can_merge(*_outputs(units, small))):
+                units = small if units is None else _join(units, small)
+            else:
+                big_banks.append(g)
+        if units is not None:
+            self._general(units, w_in, b_in, w_out, bound)
         self.banks = []
         z = self.h
-        for g in (m for m in blocks if isinstance(m, StackedBanks)):
+        for g in big_banks:
             bank = _Bank(g, sum(w.shape[1] for w in w_in), z, dtype)
             self.banks.append(bank)
             w_in.append(bank.w_in)
@@ -111,18 +124,11 @@ class _MLPSide:
         edges = np.cumsum([0] + [w.shape[1] for w in self.W_out])
         self.spans = list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
 
-    def _general(self, m: StackedMLP, d: int, w_in, b_in, w_out, bound) -> None:
+    def _general(self, units: dict, w_in, b_in, w_out, bound) -> None:
         """The concatenated MLP's columns, ordered by activation (item 2)."""
-        p_in = m.P_in if m.P_in is not None else np.eye(d)
-        w1 = p_in @ m.W_1  # a one-hot P_in: every entry is one entry of W_1
-        wb = np.zeros((d, len(m.b_1)))
-        wb[:, m.n_linear :] = p_in @ m.W_1b
-        b1b = np.concatenate([np.zeros(m.n_linear), m.b_1b])
-        ops, acts = np.zeros(len(m.b_1), int), np.zeros(len(m.b_1), int)
-        for op, act, lo, hi in m.groups:
-            ops[lo:hi], acts[lo:hi] = op, act
-        order = np.argsort(acts * len(OPS) + ops, kind="stable")
-        ops, acts, w1, b1 = ops[order], acts[order], w1[:, order], m.b_1[order]
+        order = np.argsort(units["act"] * len(OPS) + units["op"], kind="stable")
+        ops, acts, w1, b1 = (units[k][..., order] for k in ("op", "act", "W_1", "b_1"))
+        wb, b1b = units["W_1b"], units["b_1b"]
         self.h = len(order)
         w_in.append(w1)
         b_in.append(b1)
@@ -135,10 +141,8 @@ class _MLPSide:
             idx = np.flatnonzero(acts == act)
             if len(idx):
                 self.acts.append((act, int(idx[0]), int(idx[-1]) + 1))
-        w_out.append((m.W_2 if m.P_out is None else m.W_2 @ m.P_out)[order])
-        steps = (acts == STEP_GE) | (acts == STEP_GT)
-        consts = (ops == LINEAR) & (acts == 0) & ~w1.any(0) & (b1 == np.round(b1))
-        bound.append(np.where(steps, 1.0, np.where(consts, np.abs(b1), np.inf)))
+        w_out.append(units["W_2"][order])
+        bound.append(units["bound"][order])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The sum of the side's MLP outputs for tokens ``x`` ``(D, T)`` on the channels
@@ -175,6 +179,69 @@ class _MLPSide:
             y = w @ z[lo:hi]
             total = y if total is None else total + y
         return total
+
+
+def _mlp_units(m: StackedMLP, d: int) -> dict:
+    """The concatenated MLP's units: ``W_1``/``W_1b`` ``(d, h)`` on the whole side (a one-hot
+    ``P_in`` folded in: every entry is one entry of ``W_1``), biases, op and activation per
+    unit, ``W_2 P_out`` ``(h, d)`` and each hidden value's bound (see :func:`_can_merge`)."""
+    p_in = m.P_in if m.P_in is not None else np.eye(d)
+    h = len(m.b_1)
+    wb = np.zeros((d, h))
+    wb[:, m.n_linear :] = p_in @ m.W_1b
+    ops, acts = np.zeros(h, int), np.zeros(h, int)
+    for op, act, lo, hi in m.groups:
+        ops[lo:hi], acts[lo:hi] = op, act
+    w1 = p_in @ m.W_1
+    steps = (acts == STEP_GE) | (acts == STEP_GT)
+    consts = (ops == LINEAR) & (acts == 0) & ~w1.any(0) & (np.round(m.b_1) == m.b_1)
+    return {
+        "W_1": w1,
+        "b_1": m.b_1,
+        "W_1b": wb,
+        "b_1b": np.concatenate([np.zeros(m.n_linear), m.b_1b]),
+        "op": ops,
+        "act": acts,
+        "W_2": m.W_2 if m.P_out is None else m.W_2 @ m.P_out,
+        "bound": np.where(steps, 1.0, np.where(consts, np.abs(m.b_1), np.inf)),
+    }
+
+
+def _bank_units(g: StackedBanks, d: int) -> dict:
+    """A small bank group's units as plain step units of the concatenated MLP (its padding
+    dropped): one call less per group; each unit keeps its own ``W_1`` row and bias."""
+    n_g, n_h, n_in = g.W_1.shape
+    n_out = g.W_2.shape[1]
+    cols, b1, acts, rows = [], [], [], []
+    for j in range(n_g):
+        for u in range(n_h):
+            if not (g.W_1[j, u].any() or g.b_1[j, u, 0] or g.W_2[j, :, u].any()):
+                continue  # padding: adds nothing
+            cols.append(g.P_in[:, j * n_in : (j + 1) * n_in] @ g.W_1[j, u])
+            b1.append(g.b_1[j, u, 0])
+            acts.append(STEP_GE if g.ge[j, u, 0] else STEP_GT)
+            rows.append(g.W_2[j, :, u] @ g.P_out[j * n_out : (j + 1) * n_out])
+    h = len(b1)
+    return {
+        "W_1": np.stack(cols, 1) if h else np.zeros((d, 0)),
+        "b_1": np.asarray(b1, dtype=float),
+        "W_1b": np.zeros((d, h)),
+        "b_1b": np.zeros(h),
+        "op": np.full(h, LINEAR),
+        "act": np.asarray(acts, dtype=int),
+        "W_2": np.stack(rows) if h else np.zeros((0, d)),
+        "bound": np.ones(h),
+    }
+
+
+def _outputs(*units: dict) -> tuple[list, list]:
+    """``(W_2 pieces, bounds)`` of unit sets, for :func:`_can_merge`."""
+    return [u["W_2"] for u in units], [u["bound"] for u in units]
+
+
+def _join(a: dict, b: dict) -> dict:
+    """Two unit sets as one (their units side by side)."""
+    return {k: np.concatenate([a[k], b[k]], 1 if a[k].ndim == 2 and k != "W_2" else 0) for k in a}
 
 
 def _can_merge(w_out: list[np.ndarray], bound: list[np.ndarray]) -> bool:
@@ -264,6 +331,9 @@ class _ReadHeads:
         self.W_Q = np.ascontiguousarray(h.W_Q.T[:, self.inp])
         self.keys = np.ascontiguousarray(keys[0])
         self.k_sink = np.ascontiguousarray(h.k_sink[:, None, :])  # (H, 1, d_k)
+        self.n_cells = self.keys.shape[1]
+        if (h.k_sink == h.k_sink[0]).all():  # one sink key for all heads: one more column
+            self.keys = np.ascontiguousarray(np.concatenate([self.keys, h.k_sink[:1].T], 1))
         vo = h.W_VO.reshape(self.n, d_cell, -1)  # rows: head-major (H D_cell, D_cpu)
         rows = np.flatnonzero((vo != 0).any((0, 2)))
         self.lo, self.hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 1)
@@ -275,9 +345,12 @@ class _ReadHeads:
         """The CPU token's update on the channels ``self.out``."""
         b = xc.shape[1]
         q = (self.W_Q @ xc[self.inp]).reshape(self.n, self.d_k, b)
-        scores = q.transpose(2, 0, 1) @ self.keys  # (B, H, N)
+        scores = q.transpose(2, 0, 1) @ self.keys  # (B, H, N), or N + 1 with the sink
+        if scores.shape[2] > self.n_cells:
+            scores, sink = scores[..., : self.n_cells], scores[..., self.n_cells :]
+        else:
+            sink = (self.k_sink @ q).transpose(2, 0, 1)  # (B, H, 1)
         top = scores.max(-1, keepdims=True)
-        sink = (self.k_sink @ q).transpose(2, 0, 1)  # (B, H, 1)
         att = np.equal(scores, top, out=scores)  # hard attention, in place
         att *= top > sink  # the sink wins ties: no cell is attended
         values = xl[self.lo : self.hi].reshape(self.hi - self.lo, b, -1).transpose(1, 2, 0)
