@@ -23,7 +23,8 @@ import torch
 from algind_gym.cpu.bench import bench_layout, bench_machines
 from algind_gym.cpu_v2.circuit import compile_circuit
 from algind_gym.cpu_v2.dense import DensePass
-from algind_gym.cpu_v2.dense_numpy import _MLPSide, _ReadHeads, _WriteHeads
+from algind_gym.cpu_v2.dense_mlp import MLPSide
+from algind_gym.cpu_v2.dense_numpy import _ReadHeads, _WriteHeads
 
 
 def macs(block, n: int, tokens: int) -> int:
@@ -61,7 +62,7 @@ def main() -> None:
             if block is not None:
                 names[id(block)] = f"layer {i:2d} {kind}"
     originals = {}
-    for cls in (_ReadHeads, _WriteHeads, _MLPSide):
+    for cls in (_ReadHeads, _WriteHeads, MLPSide):
         originals[cls] = cls.__call__
 
         def timed(self, *a, _f=cls.__call__):

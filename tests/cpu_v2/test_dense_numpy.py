@@ -9,14 +9,8 @@ import torch
 from algind_gym.cpu.fuzz import fuzz_layout, random_machines
 from algind_gym.cpu_v2.circuit import compile_circuit
 from algind_gym.cpu_v2.dense import DensePass
-from algind_gym.cpu_v2.dense_numpy import (
-    EXACT_SUM,
-    _Bank,
-    _can_merge,
-    _MLPSide,
-    _ReadHeads,
-    _WriteHeads,
-)
+from algind_gym.cpu_v2.dense_mlp import EXACT_SUM, MLPSide, _Bank, _can_merge
+from algind_gym.cpu_v2.dense_numpy import _ReadHeads, _WriteHeads
 from tests.cpu.conftest import bits
 
 LAYOUT = fuzz_layout()
@@ -45,7 +39,7 @@ def test_every_layer_of_the_compiled_circuit_is_planned(dtype):
         r in (_ReadHeads, type(None)) and w in (_WriteHeads, type(None)) for r, w, *_ in kinds
     )
     assert all(
-        cpu in (_MLPSide, type(None)) and cell in (_MLPSide, type(None)) for *_, cpu, cell in kinds
+        cpu in (MLPSide, type(None)) and cell in (MLPSide, type(None)) for *_, cpu, cell in kinds
     )
     assert any(isinstance(r, _ReadHeads) for r, *_ in plan)
     assert any(isinstance(w, _WriteHeads) for _, w, *_ in plan)
