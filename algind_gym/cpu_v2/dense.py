@@ -17,16 +17,16 @@ depends on the compiled weights and the layout alone; :meth:`DensePass._fixed_co
 computes it with the same matmul on an all-zero state and falls back to the per-pass
 matmul for any head whose matrix has a weight on the value or sign channel.
 
-On numpy the pass also avoids allocations: the embedding is written into a buffer kept for
-the last shape, and the MLP activations are applied in place on slices of the pre-activations
-(``out=``), one ufunc per group of units; torch (autograd) takes the out-of-place forms.
-
-The same code runs on torch tensors and on numpy arrays (the small ``_TorchOps`` /
-``_NumpyOps`` shims name the few calls that differ). numpy is the inference path on CPU:
-at batch 1 the pass is many small operations (about ten per attention and per MLP), and
-numpy's matmul of a skinny ``(1024, 37) @ (37, 11)`` took 12 us against torch's 73 us on
-this machine (``experiments/bench_cpu.py`` prints the dense figures). Both give the same bits: every
-output of a matmul here has the same non-zero terms in either library (see the exactness
+On numpy, the inference path on CPU, a call runs the same matrices rearranged once by
+:class:`~algind_gym.cpu_v2.dense_numpy.NumpyDense` (fewer, larger calls: at batch 1 most
+of the pass was the cost of the calls themselves; see that module for what is rearranged
+and why it is exact); the methods here are its generic code for what it does not plan
+(keys that depend on the values, after a weight mutation). torch (autograd) runs the
+code below as written; it runs on numpy arrays too (the ``_TorchOps`` / ``_NumpyOps`` shims
+name the few calls that differ). numpy's matmul of a skinny ``(1024, 37) @ (37, 11)`` took 12 us
+against torch's 73 us on this machine (``experiments/bench_cpu.py`` prints the dense
+figures, ``experiments/profile_dense.py`` the time of each block). Both give the same
+bits: every output of a matmul has the same non-zero terms in either (see the exactness
 note of :mod:`algind_gym.cpu_v2.stacked`), and the tests compare them.
 """
 
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from algind_gym.cpu_v2.blocks import ACTIVATIONS, OPS, Circuit
+from algind_gym.cpu_v2.dense_numpy import NumpyDense
 from algind_gym.cpu_v2.stacked import (
     StackedBanks,
     StackedHeads,
@@ -142,7 +143,7 @@ class DensePass:
         self.new_v, self.new_s = c.cell["new.v"], c.cell["new.s"]
         self.layers = [_convert(layer, t) for layer in stack_circuit(c)]
         self.fixed = self._fixed_codes(t(np.zeros((1, c.cell_constants.shape[0]))))
-        self._tokens: tuple | None = None  # numpy: (shape and dtype, embedding buffer)
+        self._plan: NumpyDense | None = None  # numpy: the planned pass
 
     def _fixed_codes(self, zero_cells) -> list[tuple]:
         """Per layer, ``(keys, queries)``: the read heads' ``x W_K`` and the write heads'
@@ -177,22 +178,11 @@ class DensePass:
         consts = ops.expand(self.constants, (b, n, self.constants.shape[-1]))
         return ops.cat([cells[..., None], sign[..., None], consts])
 
-    def _embed_numpy(self, cells: np.ndarray) -> np.ndarray:
-        """:meth:`embed` into a buffer kept for the last shape (only the value and sign
-        channels change between passes; the pass never writes into the tokens in place)."""
-        key = (cells.shape, cells.dtype)
-        if self._tokens is not None and self._tokens[0] == key:
-            x = self._tokens[1]
-        else:
-            x = np.asarray(self.embed(cells))
-            self._tokens = (key, x)
-        x[..., 0] = cells
-        np.signbit(cells, out=x[..., 1])
-        return x
-
     def stream(self, cells) -> tuple:
         """The final value and sign-bit channels of every cell token, each ``(B, N)``."""
-        xl = self._embed_numpy(cells) if self.numpy else self.embed(cells)
+        if self.numpy:
+            return self.planned().stream(cells)
+        xl = self.embed(cells)
         xc = self.ops.expand(self.cpu0, (cells.shape[0], self.cpu0.shape[-1]))
         for layer, (keys, queries) in zip(self.layers, self.fixed, strict=True):
             dc = self._read(layer.reads, xc, xl, keys) if layer.reads is not None else None
@@ -208,9 +198,17 @@ class DensePass:
 
     def __call__(self, cells):
         """One forward pass: the new cells ``(1 - 2 sign) * |value|`` (numpy or torch)."""
-        with np.errstate(all="ignore"):  # a divide unit's 0/0 is guarded, as in torch
-            v, s = self.stream(cells)
-            return (1 - 2 * s) * abs(v)
+        if self.numpy:
+            return self.planned()(cells)
+        v, s = self.stream(cells)
+        return (1 - 2 * s) * abs(v)
+
+    def planned(self) -> NumpyDense:
+        """The numpy pass planned from these matrices (built on first use, from the
+        fixed codes as they are then)."""
+        if self._plan is None:
+            self._plan = NumpyDense(self)
+        return self._plan
 
     # ------------------------------------------------------------------ blocks
     def _read(self, h: StackedHeads, xc, xl, keys=None):
