@@ -37,6 +37,7 @@ evaluations replace it); torch and numba at one thread (``train``'s default).
     nice -n 10 python experiments/rl_dotproduct.py --seeds 0,1,2 --work /tmp/rl_dot \\
         --out experiments/results/rl_dotproduct_seeds.json
     python experiments/rl_dotproduct.py --markdown experiments/results/rl_dotproduct_seeds.json
+    python experiments/rl_dotproduct.py --progress --work /tmp/rl_dot   # runs in progress
 """
 
 from __future__ import annotations
@@ -236,6 +237,29 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def progress(work: Path) -> str:
+    """Every chunk evaluation recorded so far under ``work`` (finished or not), one line
+    per chunk: greedy success rate at the training lengths per task, and the timestep of
+    the first solved (sampled) training episode within that chunk."""
+    out = [
+        "| seed | stage | timesteps | greedy success per task | first solved episode in the chunk |"
+    ]
+    out.append("| --- | --- | --- | --- | --- |")
+    for path in sorted(work.glob("seed*/state.json")):
+        state = json.loads(path.read_text())
+        for key in ("stage1", "stage2", "mlp"):
+            for c in state.get(key, {}).get("chunks", []):
+                rates = ", ".join(
+                    f"{e.split('/')[1][:-3]} {v:.2f}" for e, v in c["per_env"].items()
+                )
+                first = c["first_solved_episode"]
+                out.append(
+                    f"| {path.parent.name[4:]} | {key} | {c['timesteps']} | {rates} "
+                    f"| {'-' if first is None else first} |"
+                )
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="DotProduct curriculum with an automatic switch")
     p.add_argument("--seeds", default="0")
@@ -252,7 +276,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", default="rl_dotproduct_work")
     p.add_argument("--out", default=str(RESULTS / "rl_dotproduct_seeds.json"))
     p.add_argument("--markdown", nargs="+", metavar="JSON")
+    p.add_argument("--progress", action="store_true", help="print --work's chunk evaluations")
     args = p.parse_args(argv)
+    if args.progress:
+        sys.stdout.write(progress(Path(args.work)))
+        return
     if args.markdown:
         rows = [r for f in args.markdown for r in json.loads(Path(f).read_text())]
         sys.stdout.write(markdown(rows))

@@ -114,3 +114,6 @@ def test_dotproduct_curriculum_switches_by_its_rule_and_a_rerun_resumes(tmp_path
     assert json.loads((tmp_path / "rows.json").read_text()) == [row]
     table = dot.markdown([row])
     assert "| 3 | transformer | 512 (rule) | 512 (budget) | 1024 |" in table
+    lines = dot.progress(tmp_path / "w").splitlines()
+    assert "| 3 | stage1 | 512 | Sum " in lines[2] and "DotProduct" in lines[2]
+    assert lines[3].startswith("| 3 | stage2 | 512 | DotProduct ")
