@@ -13,6 +13,8 @@ Presets (``--tasks`` and ``--algos`` narrow them):
 * ``grid`` -- MaskablePPO and PPO without masks (MLP policy) on every level-1 task, Sum,
   DotProduct and MatVec.
 * ``transformer`` -- MaskablePPO with the transformer policy on the same tasks.
+* ``ppo-transformer`` -- PPO without masks with the transformer policy on the same tasks
+  (against ``transformer``: the masks' effect for the task-agnostic policy).
 * ``dqn-a2c`` -- masked DQN and A2C (MLP) on the same tasks.
 * ``dotproduct`` -- MaskablePPO on DotProduct: the MLP policy and the transformer.
 
@@ -43,6 +45,7 @@ TABLE_TASKS = [i.split("/")[1][:-3] for i in resolve_env_ids(level=1)] + [
 PRESETS: dict[str, list[tuple[str, str, str]]] = {
     "grid": [(a, "mlp", t) for t in TABLE_TASKS for a in ("maskable_ppo", "ppo")],
     "transformer": [("maskable_ppo", "transformer", t) for t in TABLE_TASKS],
+    "ppo-transformer": [("ppo", "transformer", t) for t in TABLE_TASKS],
     "dqn-a2c": [(a, "mlp", t) for t in TABLE_TASKS for a in ("dqn", "a2c")],
     "dotproduct": [
         ("maskable_ppo", "mlp", "DotProduct"),

@@ -59,8 +59,14 @@ ignored.
 **Use** (:func:`transformer_policy_class`): ``ppo`` gets
 :class:`TransformerActorCriticPolicy`, ``maskable_ppo``
 :class:`MaskableTransformerPolicy`. ``policy_kwargs``: ``d_model`` (32), ``n_heads`` (4),
-``n_layers`` (2), ``dim_feedforward`` (64), ``dataflow`` (True), plus SB3's
-``optimizer_class`` / ``optimizer_kwargs``. The action space must be the fixed one of
+``n_layers`` (2), ``dim_feedforward`` (64), ``dataflow`` (True), ``use_masks`` (True), plus
+SB3's ``optimizer_class`` / ``optimizer_kwargs``.
+
+*Without masks* (``use_masks=False``; ``ppo.yml``'s transformer entry, the unmasked
+baseline): the skill mask, the class masks and the dataflow rule are ignored; the policy
+still picks only rows that exist in the task (not padding) and fills only the chosen
+skill's slots, so it acts in the task's full skill x pointer product and an invalid action
+ends the episode with the environment's fault penalty, as for PPO with the MLP policy. The action space must be the fixed one of
 :mod:`agents.rl.tables` (``MultiDiscrete([S + 1] + [P] * A)``).
 """
 
@@ -103,9 +109,11 @@ class TablesPolicyNet(nn.Module):
         n_layers: int = 2,
         dim_feedforward: int = 64,
         dataflow: bool = True,
+        use_masks: bool = True,
     ) -> None:
         super().__init__()
         self.dataflow = bool(dataflow)
+        self.use_masks = bool(use_masks)
         self.n_pointers, ptr_f = observation_space["pointers"].shape
         self.n_skills, skill_f = observation_space["skills"].shape
         self.arity = observation_space["slot_class"].shape[1]
@@ -180,7 +188,9 @@ class TablesPolicyNet(nn.Module):
         counts = allowed.sum(-1)  # (B, S', A)
         log_bind = torch.where(slot_used, counts.clamp(min=1).float().log(), 0.0).sum(-1)
         scores = self.skill_score(enc["skill"]).squeeze(-1) + log_bind
-        ok = enc["skill_present"] & (obs["skill_mask"][:, :n_s] > 0.5)
+        ok = enc["skill_present"]
+        if self.use_masks:
+            ok = ok & (obs["skill_mask"][:, :n_s] > 0.5)
         ok = ok & ((counts > 0) | ~slot_used).all(-1)
         scores = F.pad(scores.masked_fill(~ok, NEG), (0, self.n_skills - n_s), value=NEG)
         logits = torch.cat([scores, self.halt_score(enc["glob"])], dim=-1)
@@ -197,6 +207,8 @@ class TablesPolicyNet(nn.Module):
         n_p = ptr_present.shape[1]
         cls = obs["slot_class"][:, :n_s].round().long()  # (B, S', A)
         b, _, a = cls.shape
+        if not self.use_masks:  # every existing row for every slot the skill has
+            return (cls >= 0).unsqueeze(-1) & ptr_present[:, None, None, :]
         cmask = obs["class_mask"][:, :, :n_p] > 0.5  # (B, C, P')
         allowed = torch.gather(cmask, 1, cls.clamp(min=0).view(b, -1, 1).expand(-1, -1, n_p)).view(
             b, n_s, a, n_p
@@ -315,6 +327,7 @@ class _TablesPolicy:
         n_layers: int = 2,
         dim_feedforward: int = 64,
         dataflow: bool = True,
+        use_masks: bool = True,
         **kwargs: Any,
     ) -> None:
         check_spaces(observation_space, action_space)
@@ -324,6 +337,7 @@ class _TablesPolicy:
             "n_layers": n_layers,
             "dim_feedforward": dim_feedforward,
             "dataflow": dataflow,
+            "use_masks": use_masks,
         }
         kwargs.setdefault("ortho_init", False)
         kwargs.pop("net_arch", None)

@@ -4,6 +4,8 @@ benchmarks themselves, never in tests)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.experiment_scripts import load_experiment
@@ -80,3 +82,38 @@ def test_prior_markdown_counts_solved_seeds_and_marks_unsolved_ones():
     lines = prior.markdown(data).splitlines()
     assert lines[0].startswith("Seed 0: learned prior cloned on 1 level-1 programs (Copy)")
     assert "| Max | solved 1/2: >1000 / 127 | solved 1/1: 64 / - |" in lines
+
+
+def test_dotproduct_curriculum_switches_by_its_rule_and_a_rerun_resumes(tmp_path, monkeypatch):
+    dot = load_experiment("rl_dotproduct")
+    argv = [
+        "--seeds", "3", "--stage1-tasks", "Sum,DotProduct", "--chunk", "512",
+        "--stage1-max", "512", "--stage2-max", "512", "--eval-episodes", "1",
+        "--final-episodes", "1", "--switch-at", "0.0", "--work", str(tmp_path / "w"),
+        "--out", str(tmp_path / "rows.json"),
+    ]  # fmt: skip
+    dot.main(argv)
+    (row,) = json.loads((tmp_path / "rows.json").read_text())
+    # switch-at 0: the rule holds after the first chunk; stage 2 stops at its budget
+    assert row["switch_at_timesteps"] == 512 and row["switch_reason"] == "rule"
+    assert len(row["stage1"]["chunks"]) == 1 and row["stage2_timesteps"] == 512
+    assert row["total_timesteps"] == 1024
+    t = row["transformer"]
+    assert t["longest"] == 64 and set(t["generalisation"]) >= {"1", "64"}
+    assert isinstance(t["program_longest"], str)
+    # the MLP policy gets the same total budget
+    assert row["mlp"]["timesteps"] == 1024
+    assert (tmp_path / "w" / "seed3" / "stage2" / "checkpoint.zip").is_file()
+
+    # a rerun resumes from the recorded state: nothing is trained again
+    def no_training(*a, **k):
+        raise AssertionError("a finished stage was trained again")
+
+    monkeypatch.setattr(dot, "train", no_training)
+    dot.main(argv)
+    assert json.loads((tmp_path / "rows.json").read_text()) == [row]
+    table = dot.markdown([row])
+    assert "| 3 | transformer | 512 (rule) | 512 (budget) | 1024 |" in table
+    lines = dot.progress(tmp_path / "w").splitlines()
+    assert "| 3 | stage1 | 512 | Sum " in lines[2] and "DotProduct" in lines[2]
+    assert lines[3].startswith("| 3 | stage2 | 512 | DotProduct ")
