@@ -61,8 +61,6 @@ except ImportError:  # pragma: no cover - exercised only without numba
 AVAILABLE = numba is not None
 """Whether the compiled kernel can be used (numba imports)."""
 
-if AVAILABLE and numba.config.THREADING_LAYER == "default":
-    numba.config.THREADING_LAYER = "forksafe"  # see algind_gym/cpu/threads.py
 
 # Layout of the ``consts`` array (the state's dtype).
 C_ZERO, C_ONE, C_WIDTH, C_BASE, C_END, C_N, C_LAST, C_LAST_OP = range(8)

@@ -32,17 +32,18 @@ bit-identical whatever the thread count (tested in tests/cpu/test_parallel.py).
   whole call back as with one chunk per thread (on the loaded machine, 1024 machines x 100
   steps: 25.7 ms with 2 static chunks, 19.8 ms with 16 dynamic ones, 14.0 ms serial);
 * one parallel call at a time per process: a call made while another Python thread is
-  inside the parallel driver runs the serial driver instead of waiting (numba's
-  ``workqueue`` layer aborts the process on concurrent launches; the lock makes that
-  impossible for this kernel whatever the layer, but the v2 kernel's parallel calls,
-  :mod:`algind_gym.cpu_v2`, do not take it);
-* threading layer: unless the user chose one (``NUMBA_THREADING_LAYER``), importing
-  :mod:`algind_gym.cpu.kernel` sets numba's to ``"forksafe"`` (TBB, a non-GNU OpenMP, else ``workqueue``):
-  numba's default picks GNU OpenMP where TBB is missing, and a process forked after a
-  parallel call (``multiprocessing``'s fork, a forked vector env) then terminates at its
-  first parallel call ("fork() called from a process already using GNU OpenMP"). The
-  choice applies to every numba ``parallel=True`` function of the process and has no
-  effect once some parallel function has run.
+  inside a parallel driver runs the serial driver instead of waiting
+  (:func:`parallel_launch`; numba's ``workqueue`` layer aborts the process on concurrent
+  launches, and every ``parallel=True`` driver of the package goes through the lock: this
+  kernel, the v2 kernel and the search's batch loops);
+* threading layer: numba's own choice (here GNU OpenMP; ``NUMBA_THREADING_LAYER`` picks
+  another). A process forked after a parallel launch would terminate at its first launch
+  with GNU OpenMP ("fork() called from a process already using GNU OpenMP"), so a child
+  forked after its parent launched (``multiprocessing``'s fork, a forked vector env) runs
+  every call serially (``os.register_at_fork``; same bits). The fork-safe ``workqueue``
+  layer is not the default because its launches are slow: on the idle 2-core machine a
+  1-step call on 256 / 4096 machines took 407 / 1,512 us on 2 threads with ``workqueue``
+  against 89 / 366 us with OpenMP and 40 / 389 us serially (``bench_thread_policy``).
 """
 
 from __future__ import annotations
@@ -69,13 +70,23 @@ CHUNKS_PER_THREAD = 8
 time."""
 
 _PARALLEL_LOCK = threading.Lock()
+_state = {"launched": False, "forked_after_launch": False}
+
+
+def _after_fork_in_child() -> None:
+    if _state["launched"]:  # the parent's threading layer may not survive the fork
+        _state["forked_after_launch"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager
 def parallel_launch() -> Iterator[bool]:
     """The process's one parallel launch at a time: yields True while holding it (run the
-    parallel driver), or False at once if another Python thread holds it (run the serial
-    driver instead of waiting). Every ``parallel=True`` driver of the package goes through
+    parallel driver), or False at once if another Python thread holds it or the process
+    was forked after its parent launched (run the serial driver instead). Every ``parallel=True`` driver of the package goes through
     this, since numba's ``workqueue`` layer aborts the process on concurrent launches.
 
     Example:
@@ -83,10 +94,11 @@ def parallel_launch() -> Iterator[bool]:
         ...     ok, nested
         (True, False)
     """
-    if not _PARALLEL_LOCK.acquire(blocking=False):
+    if _state["forked_after_launch"] or not _PARALLEL_LOCK.acquire(blocking=False):
         yield False
         return
     try:
+        _state["launched"] = True
         yield True
     finally:
         _PARALLEL_LOCK.release()

@@ -204,6 +204,7 @@ _SCRIPT = textwrap.dedent(
     import multiprocessing, threading
     import numba, numpy as np
     from algind_gym.cpu import make_backend
+    from algind_gym.cpu import threads as policy
     from algind_gym.cpu.fuzz import random_machines
 
     be = make_backend("transformer", threads=2)
@@ -222,8 +223,12 @@ _SCRIPT = textwrap.dedent(
         t.start()
     for t in threads:
         t.join()
+    def child(_):  # forked after the parent launched: runs serially, same bits
+        return work() and policy._state["forked_after_launch"]
+
+    assert policy._state["launched"] and not policy._state["forked_after_launch"]
     with multiprocessing.get_context("fork").Pool(2) as pool:
-        assert pool.map(work, range(2)) == [True, True]
+        assert pool.map(child, range(2)) == [True, True]
     print("layer", numba.threading_layer())
     """
 )
@@ -234,7 +239,8 @@ _SCRIPT = textwrap.dedent(
 def test_python_threads_and_forked_children_run_the_parallel_kernel(layer):
     """Three Python threads call the parallel kernel at once (workqueue aborts the process
     on a concurrent launch unless the lock serialises it), then forked children call it
-    (numba's default GNU OpenMP layer terminated them; the module picks "forksafe")."""
+    (with numba's default GNU OpenMP layer they terminated until forked children ran
+    serially, threads.py)."""
     env = dict(os.environ, NUMBA_NUM_THREADS="2")
     env.pop("NUMBA_THREADING_LAYER", None)
     if layer:
