@@ -48,8 +48,10 @@ import math
 
 import numpy as np
 
-from algind_gym.cpu_v2.assemble import assemble_head, assemble_mlp, sparse_mlp
 from algind_gym.cpu_v2.blocks import Circuit
+from algind_gym.cpu_v2.sparse import DECODE, NEVER, SparseLayer, sparse_layers
+from algind_gym.cpu_v2.specialise import _Cache, dispatch_slice, specialise
+from algind_gym.machine.isa import MAX_OPCODE
 
 try:  # numba is a dependency, but a broken install must not break the torch paths
     import numba
@@ -61,130 +63,144 @@ AVAILABLE = numba is not None
 
 _ID, _STEP_GE, _STEP_GT, _SATURATE, _NONFINITE = range(5)
 _LINEAR, _MUL, _DIV = range(3)
-_DECODE, _NEVER = -1, -2
-"""``h_fixed`` of a head whose query depends on the stream (decoded per pass) and of a
-constant head that never beats the sink; a constant head's entry is the cell it selects."""
+_DECODE, _NEVER = DECODE, NEVER
 
 _prange = numba.prange if numba is not None else range
 
 
-def _fixed_target(kind: str, comp, w, table: np.ndarray, sink: np.ndarray, n: int, k: int, dt):
-    """The cell a head with a constant query selects (the same arithmetic as the kernel,
-    on the CPU token's constant channel ``cpu`` = 1), or ``_NEVER``."""
-    q = np.zeros(len(sink), dt)
-    for t in range(len(comp)):
-        q[comp[t]] += dt.type(w[t]) * dt.type(1.0)
-    j = sum(1 << b for b in range(k) if q[b] > 0)
-    if j >= n:
-        return _NEVER
-    score, s_sink = dt.type(0.0), dt.type(0.0)
-    for b in range(len(sink)):
-        score += dt.type(table[j, b]) * q[b]
-        other = q[b] if kind == "read" else dt.type(table[j, b])
-        s_sink += dt.type(sink[b]) * other
-    return int(j) if score > s_sink else _NEVER
+def programs(c: Circuit, dtype, specialised: bool = True) -> tuple[list, int]:
+    """The sparse layers the kernel runs: ``([program, ...], dispatch channel)``.
 
-
-def _csr_triples(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-zeros of ``w`` (rows: stream channels, columns: components) as triples."""
-    rows, cols = np.nonzero(w)
-    return rows, cols, w[rows, cols]
-
-
-def sparse_program(c: Circuit, dtype) -> tuple:
-    """Flatten the sparse forms of every block of ``c`` (see the module docstring)."""
+    With ``specialised`` (and a circuit that fetches an ``op.v`` channel): one program per
+    opcode value ``0..MAX_OPCODE``, then the general program (any other opcode value), then
+    the dispatch prefix (:mod:`algind_gym.cpu_v2.specialise`); otherwise the one general
+    program with every block of ``c`` and dispatch channel -1.
+    """
     dt = np.dtype(dtype)
-    layers = c.layers
-    n_layers = len(layers)
+    layers = sparse_layers(c, dt)
+    disp = c.cpu.index.get("op.v", -1)
+    if not specialised or disp < 0:
+        return [layers], -1
+    skip = dispatch_slice(layers, disp)
+    args = (layers, c.cell_constants, c.meta["n_bits"], len(c.cpu), c.cpu["cpu"], dt)
+    cache = _Cache()
+    unembed = (c.cell["new.v"], c.cell["new.s"])
+    progs = [
+        specialise(*args, dispatch=disp, opcode=op, skip=skip, cache=cache, unembed=unembed)
+        for op in range(MAX_OPCODE + 1)
+    ]
+    progs.append(specialise(*args, skip=skip, cache=cache, unembed=unembed))
+    prefix = [
+        SparseLayer(
+            la.name,
+            read=[h for h in la.read if id(h) in skip],
+            cpu=[b for b in la.cpu if id(b) in skip],
+        )
+        for la in layers
+    ]
+    return [*progs, prefix], disp
+
+
+def sparse_program(c: Circuit, dtype, specialised: bool = True) -> tuple:
+    """Flatten the programs of :func:`programs` into the kernel's arrays (see the module
+    docstring): heads and blocks are stored once and listed per (program, layer)."""
+    dt = np.dtype(dtype)
+    progs, disp = programs(c, dt, specialised)
+    n_layers = len(progs[0])
     # ------------------------------------------------------------- heads
-    rh_ptr, wh_ptr = [], []  # per layer: (first, end) head index of its read / write heads
+    head_ix: dict[int, int] = {}
     q_ptr, q_ch, q_comp, q_w = [0], [], [], []
     v_ptr, v_src, v_dst = [0], [], []
-    sink, table_id, tables, table_keys = [], [], [], {}
-    head_kinds, h_fixed = [], []
-    cpu_ch, n, k = c.cpu["cpu"], c.meta["n_cells"], c.meta["n_bits"]
-    for layer in layers:
-        for kind in ("read", "write"):
-            first = len(head_kinds)
-            for h in layer.heads:
-                if h.kind != kind:
-                    continue
-                a = assemble_head(c, h)
-                side, cell_side = ("W_Q", "W_K") if kind == "read" else ("W_K", "W_Q")
-                r, comp, w = _csr_triples(a[side])
-                q_ch += r.tolist()
-                q_comp += comp.tolist()
-                q_w += w.tolist()
-                q_ptr.append(len(q_ch))
-                src, dst = np.nonzero(a["W_V"] @ a["W_O"])
-                v_src += src.tolist()
-                v_dst += dst.tolist()
-                v_ptr.append(len(v_src))
-                sink.append(a["k_sink"])
-                table = c.cell_constants @ a[cell_side]  # cell keys / queries: constants
-                key = table.tobytes()
-                if key not in table_keys:
-                    table_keys[key] = len(tables)
-                    tables.append(table)
-                table_id.append(table_keys[key])
-                head_kinds.append(kind)
-                # A head whose CPU-side matrix reads only the constant channel has a
-                # constant query (register reads) or key (register writes): the cell it
-                # selects is the same on every pass, so it is resolved here, once.
-                fixed = _DECODE
-                if len(r) and np.all(r == cpu_ch):
-                    fixed = _fixed_target(kind, comp, w, table, a["k_sink"], n, k, dt)
-                h_fixed.append(fixed)
-            (rh_ptr if kind == "read" else wh_ptr).append((first, len(head_kinds)))
-    # ------------------------------------------------------------- MLPs
-    blk_ptr, cell_blk_ptr = [0], [0]
-    blk_bank, blk_unit, blk_side = [], [0], []
+    sink, table_id, tables, table_keys, h_fixed, h_cell = [], [], [], {}, [], []
+    blk_list: list[int] = []
+
+    def head(h) -> int:
+        if id(h) not in head_ix:
+            head_ix[id(h)] = len(h_fixed)
+            for ch, comp, w in h.q:
+                q_ch.append(ch)
+                q_comp.append(comp)
+                q_w.append(w)
+            q_ptr.append(len(q_ch))
+            for src, dst in h.v:
+                v_src.append(src)
+                v_dst.append(dst)
+            v_ptr.append(len(v_src))
+            sink.append(h.sink)
+            key = h.table.tobytes()
+            if key not in table_keys:
+                table_keys[key] = len(tables)
+                tables.append(h.table)
+            table_id.append(table_keys[key])
+            h_fixed.append(h.fixed)
+            cell = (-1, -1, 0)
+            if h.cell is not None:  # its cell MLP when it alone selects a cell
+                cell = (len(blk_list), len(blk_list) + len(h.cell), int(h.keeps_cell))
+                blk_list.extend(block(b) for b in h.cell)
+            h_cell.append(cell)
+        return head_ix[id(h)]
+
+    # ------------------------------------------------------------- MLP blocks
+    blk_ix: dict[int, int] = {}
+    blk_bank, blk_unit = [], [0]
     u_op, u_act, u_b1, u_b1b = [], [], [], []
-    w1 = [[0], [], []]
-    w1b = [[0], [], []]
-    w2 = [[0], [], []]
-    bank_in = [[0], [], []]
-    pf_off, pf_rows, pf_out_ptr, pf_out, pf_vals = [], [], [0], [], []
+    w1, w1b, w2 = ([0], [], []), ([0], [], []), ([0], [], [])
+    bkp, bkc, bkv = [0], [], []
+    pf_off, pf_out_ptr, pf_out, pf_vals = [], [0], [], []
 
-    def extend(store, triple):
-        ptr, cols, vals = triple
-        base = store[0][-1]
-        store[0] += (ptr[1:] + base).tolist()
-        store[1] += cols.tolist()
-        store[2] += vals.tolist()
+    def csr(store, pairs) -> None:
+        for ch, w in pairs:
+            store[1].append(ch)
+            store[2].append(w)
+        store[0].append(len(store[1]))
 
-    for side_list, side in ((blk_ptr, "cpu"), (cell_blk_ptr, "cell")):
-        for layer in layers:
-            for m in layer.mlps:
-                if m.side != side:
-                    continue
-                s = sparse_mlp(assemble_mlp(c, m))
-                blk_bank.append(int(m.bank))
-                blk_side.append(side)
-                u_op += s["op"].tolist()
-                u_act += s["act"].tolist()
-                u_b1 += s["b_1"].tolist()
-                u_b1b += s["b_1b"].tolist()
-                extend(w1, s["w1"])
-                extend(w1b, s["w1b"])
-                extend(w2, s["w2"])
-                blk_unit.append(len(u_op))
-                if m.bank:
-                    cols, vals = s["bank_w"]
-                    bank_in[1] += cols.tolist()
-                    bank_in[2] += vals.tolist()
-                    pf_off.append(len(pf_vals))
-                    pf_rows.append(len(s["prefix"]))
-                    pf_out += s["out"].tolist()
-                    pf_vals += s["prefix"].ravel().tolist()
-                else:
-                    pf_off.append(len(pf_vals))
-                    pf_rows.append(0)
-                bank_in[0].append(len(bank_in[1]))
-                pf_out_ptr.append(len(pf_out))
-            side_list.append(len(blk_bank))
-    assert blk_side[: blk_ptr[-1]] == ["cpu"] * blk_ptr[-1]
-    cell_blk_ptr[0] = blk_ptr[-1]  # block indices are global: cell blocks follow the CPU's
+    def block(b) -> int:
+        if id(b) not in blk_ix:
+            blk_ix[id(b)] = len(blk_bank)
+            blk_bank.append(int(b.bank))
+            for u in b.units:
+                u_op.append(u.op)
+                u_act.append(u.act)
+                u_b1.append(u.b1)
+                u_b1b.append(u.b1b)
+                csr(w1, u.w1)
+                csr(w1b, u.w1b)
+                csr(w2, u.w2)
+            blk_unit.append(len(u_op))
+            csr((bkp, bkc, bkv), b.bank_w)
+            pf_off.append(len(pf_vals))
+            if b.bank:
+                pf_out.extend(int(ch) for ch in b.outs)
+                pf_vals.extend(b.prefix.ravel().tolist())
+            pf_out_ptr.append(len(pf_out))
+        return blk_ix[id(b)]
+
+    # ------------------------------------------------------------- per (program, layer)
+    shape = (len(progs), n_layers, 2)
+    rh, wh, cpu_b, cell_b = (np.zeros(shape, np.int64) for _ in range(4))
+    rh_list, wh_list = [], []
+    n_pend, n_write, max_units = 1, 1, 1
+    for p, prog in enumerate(progs):
+        for li, la in enumerate(prog):
+            for ptr, items, out in ((rh, la.read, rh_list), (wh, la.write, wh_list)):
+                ptr[p, li] = (len(out), len(out) + len(items))
+                out.extend(head(h) for h in items)
+                for h in items:
+                    for b in h.cell or ():
+                        n_pend = max(n_pend, sum(len(u.w2) for u in b.units))
+                        max_units = max(max_units, len(b.units))
+            for ptr, items in ((cpu_b, la.cpu), (cell_b, la.cell)):
+                ptr[p, li] = (len(blk_list), len(blk_list) + len(items))
+                blk_list.extend(block(b) for b in items)
+                adds = sum(
+                    len(b.outs) if b.bank else sum(len(u.w2) for u in b.units) for b in items
+                )
+                n_pend = max(n_pend, adds)
+                for b in items:
+                    if not b.bank:
+                        max_units = max(max_units, len(b.units))
+            n_pend = max(n_pend, sum(len(h.v) for h in la.read))
+            n_write = max(n_write, len(la.write))
     touch = _touch_lists(blk_unit, u_op, u_act, u_b1, w1[0], w1[1])
 
     i64 = np.int64
@@ -192,6 +208,7 @@ def sparse_program(c: Circuit, dtype) -> tuple:
     def arr(x, t=i64):
         return np.ascontiguousarray(np.asarray(x, dtype=t))
 
+    n_ops = len(progs) - 2 if disp >= 0 else 0
     meta = np.asarray(
         [
             c.meta["n_cells"],
@@ -203,15 +220,24 @@ def sparse_program(c: Circuit, dtype) -> tuple:
             c.cell["new.v"],
             c.cell["new.s"],
             n_layers,
-            len(v_dst) + len(w2[1]) + len(pf_out),  # bound on one layer's pending adds
-            len(head_kinds),  # bound on one layer's write heads
+            n_pend,  # bound on one layer's pending adds
+            n_write,  # bound on one layer's write heads
+            disp,  # the opcode channel (-1: one program, no dispatch)
+            n_ops,  # programs 0..n_ops-1: opcode values; n_ops: general
+            len(progs) - 1 if disp >= 0 else 0,  # the program run first
+            max_units,  # bound on the units of one (non-bank) block
         ],
         dtype=i64,
     )
     return (
         meta,
-        arr(rh_ptr),
-        arr(wh_ptr),
+        arr(rh),
+        arr(wh),
+        arr(cpu_b),
+        arr(cell_b),
+        arr(rh_list),
+        arr(wh_list),
+        arr(blk_list),
         arr(q_ptr),
         arr(q_ch),
         arr(q_comp),
@@ -222,8 +248,6 @@ def sparse_program(c: Circuit, dtype) -> tuple:
         arr(np.stack(sink), dt),
         arr(table_id),
         arr(np.stack(tables), dt),
-        arr(blk_ptr),
-        arr(cell_blk_ptr),
         arr(blk_bank),
         arr(blk_unit),
         arr(u_op),
@@ -239,17 +263,17 @@ def sparse_program(c: Circuit, dtype) -> tuple:
         arr(w2[0]),
         arr(w2[1]),
         arr(w2[2], dt),
-        arr(bank_in[0]),
-        arr(bank_in[1]),
-        arr(bank_in[2], dt),
+        arr(bkp),
+        arr(bkc),
+        arr(bkv, dt),
         arr(pf_off),
-        arr(pf_rows),
         arr(pf_out_ptr),
         arr(pf_out),
         arr(pf_vals, dt),
         arr(c.cell_constants, dt),
         arr([0.0, 1.0, np.finfo(dt).max], dt),
         arr(h_fixed),
+        arr(h_cell),
         *(arr(a) for a in touch),
     )
 
@@ -306,53 +330,58 @@ def _njit(fn=None, parallel: bool = False):
 
 def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
     # The program's arrays: views of the two packed buffers (see ``pack``).
-    rh_ptr = ints[ix[0, 0] : ix[0, 1]].reshape((ix[0, 2], ix[0, 3]))
-    wh_ptr = ints[ix[1, 0] : ix[1, 1]].reshape((ix[1, 2], ix[1, 3]))
-    q_ptr = ints[ix[2, 0] : ix[2, 1]]
-    q_ch = ints[ix[3, 0] : ix[3, 1]]
-    q_comp = ints[ix[4, 0] : ix[4, 1]]
-    q_w = floats[ix[5, 0] : ix[5, 1]]
-    v_ptr = ints[ix[6, 0] : ix[6, 1]]
-    v_src = ints[ix[7, 0] : ix[7, 1]]
-    v_dst = ints[ix[8, 0] : ix[8, 1]]
-    sink = floats[ix[9, 0] : ix[9, 1]].reshape((ix[9, 2], ix[9, 3]))
-    table_id = ints[ix[10, 0] : ix[10, 1]]
-    tables = floats[ix[11, 0] : ix[11, 1]].reshape((ix[11, 2], ix[11, 3], ix[11, 4]))
-    blk_ptr = ints[ix[12, 0] : ix[12, 1]]
-    cell_blk_ptr = ints[ix[13, 0] : ix[13, 1]]
-    blk_bank = ints[ix[14, 0] : ix[14, 1]]
-    blk_unit = ints[ix[15, 0] : ix[15, 1]]
-    u_op = ints[ix[16, 0] : ix[16, 1]]
-    u_act = ints[ix[17, 0] : ix[17, 1]]
-    u_b1 = floats[ix[18, 0] : ix[18, 1]]
-    u_b1b = floats[ix[19, 0] : ix[19, 1]]
-    w1p = ints[ix[20, 0] : ix[20, 1]]
-    w1c = ints[ix[21, 0] : ix[21, 1]]
-    w1v = floats[ix[22, 0] : ix[22, 1]]
-    w1bp = ints[ix[23, 0] : ix[23, 1]]
-    w1bc = ints[ix[24, 0] : ix[24, 1]]
-    w1bv = floats[ix[25, 0] : ix[25, 1]]
-    w2p = ints[ix[26, 0] : ix[26, 1]]
-    w2c = ints[ix[27, 0] : ix[27, 1]]
-    w2v = floats[ix[28, 0] : ix[28, 1]]
-    bkp = ints[ix[29, 0] : ix[29, 1]]
-    bkc = ints[ix[30, 0] : ix[30, 1]]
-    bkv = floats[ix[31, 0] : ix[31, 1]]
-    pf_off = ints[ix[32, 0] : ix[32, 1]]
-    pf_out_ptr = ints[ix[34, 0] : ix[34, 1]]
-    pf_out = ints[ix[35, 0] : ix[35, 1]]
-    pf_vals = floats[ix[36, 0] : ix[36, 1]]
-    consts = floats[ix[37, 0] : ix[37, 1]].reshape((ix[37, 2], ix[37, 3]))
-    scalars = floats[ix[38, 0] : ix[38, 1]]
-    h_fixed = ints[ix[39, 0] : ix[39, 1]]
-    u_always = ints[ix[40, 0] : ix[40, 1]]
-    in_ptr = ints[ix[41, 0] : ix[41, 1]]
-    in_ch = ints[ix[42, 0] : ix[42, 1]]
-    col_ptr = ints[ix[43, 0] : ix[43, 1]]
-    col_unit = ints[ix[44, 0] : ix[44, 1]]
+    rh_ptr = ints[ix[0, 0] : ix[0, 1]].reshape((ix[0, 2], ix[0, 3], ix[0, 4]))
+    wh_ptr = ints[ix[1, 0] : ix[1, 1]].reshape((ix[1, 2], ix[1, 3], ix[1, 4]))
+    cpu_ptr = ints[ix[2, 0] : ix[2, 1]].reshape((ix[2, 2], ix[2, 3], ix[2, 4]))
+    cell_ptr = ints[ix[3, 0] : ix[3, 1]].reshape((ix[3, 2], ix[3, 3], ix[3, 4]))
+    rh_list = ints[ix[4, 0] : ix[4, 1]]
+    wh_list = ints[ix[5, 0] : ix[5, 1]]
+    blk_list = ints[ix[6, 0] : ix[6, 1]]
+    q_ptr = ints[ix[7, 0] : ix[7, 1]]
+    q_ch = ints[ix[8, 0] : ix[8, 1]]
+    q_comp = ints[ix[9, 0] : ix[9, 1]]
+    q_w = floats[ix[10, 0] : ix[10, 1]]
+    v_ptr = ints[ix[11, 0] : ix[11, 1]]
+    v_src = ints[ix[12, 0] : ix[12, 1]]
+    v_dst = ints[ix[13, 0] : ix[13, 1]]
+    sink = floats[ix[14, 0] : ix[14, 1]].reshape((ix[14, 2], ix[14, 3]))
+    table_id = ints[ix[15, 0] : ix[15, 1]]
+    tables = floats[ix[16, 0] : ix[16, 1]].reshape((ix[16, 2], ix[16, 3], ix[16, 4]))
+    blk_bank = ints[ix[17, 0] : ix[17, 1]]
+    blk_unit = ints[ix[18, 0] : ix[18, 1]]
+    u_op = ints[ix[19, 0] : ix[19, 1]]
+    u_act = ints[ix[20, 0] : ix[20, 1]]
+    u_b1 = floats[ix[21, 0] : ix[21, 1]]
+    u_b1b = floats[ix[22, 0] : ix[22, 1]]
+    w1p = ints[ix[23, 0] : ix[23, 1]]
+    w1c = ints[ix[24, 0] : ix[24, 1]]
+    w1v = floats[ix[25, 0] : ix[25, 1]]
+    w1bp = ints[ix[26, 0] : ix[26, 1]]
+    w1bc = ints[ix[27, 0] : ix[27, 1]]
+    w1bv = floats[ix[28, 0] : ix[28, 1]]
+    w2p = ints[ix[29, 0] : ix[29, 1]]
+    w2c = ints[ix[30, 0] : ix[30, 1]]
+    w2v = floats[ix[31, 0] : ix[31, 1]]
+    bkp = ints[ix[32, 0] : ix[32, 1]]
+    bkc = ints[ix[33, 0] : ix[33, 1]]
+    bkv = floats[ix[34, 0] : ix[34, 1]]
+    pf_off = ints[ix[35, 0] : ix[35, 1]]
+    pf_out_ptr = ints[ix[36, 0] : ix[36, 1]]
+    pf_out = ints[ix[37, 0] : ix[37, 1]]
+    pf_vals = floats[ix[38, 0] : ix[38, 1]]
+    consts = floats[ix[39, 0] : ix[39, 1]].reshape((ix[39, 2], ix[39, 3]))
+    scalars = floats[ix[40, 0] : ix[40, 1]]
+    h_fixed = ints[ix[41, 0] : ix[41, 1]]
+    h_cell = ints[ix[42, 0] : ix[42, 1]].reshape((ix[42, 2], ix[42, 3]))
+    u_always = ints[ix[43, 0] : ix[43, 1]]
+    in_ptr = ints[ix[44, 0] : ix[44, 1]]
+    in_ch = ints[ix[45, 0] : ix[45, 1]]
+    col_ptr = ints[ix[46, 0] : ix[46, 1]]
+    col_unit = ints[ix[47, 0] : ix[47, 1]]
     n, k, d_k, dc, dl = meta[0], meta[1], meta[2], meta[3], meta[4]
     cpu_ch, new_v, new_s, n_layers = meta[5], meta[6], meta[7], meta[8]
-    n_pend_max, n_heads = meta[9], meta[10]
+    n_pend_max, n_write, disp, n_ops, first = meta[9], meta[10], meta[11], meta[12], meta[13]
+    max_units = meta[14]
     dt = cells.dtype
     zero, one, big = scalars[0], scalars[1], scalars[2]
     n_machines = cells.shape[0]
@@ -367,14 +396,10 @@ def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
         q = np.zeros(d_k, dt)
         pend_ch = np.empty(n_pend_max, np.int64)
         pend_val = np.empty(n_pend_max, dt)
-        target = np.empty(n_heads, np.int64)
-        head = np.empty(n_heads, np.int64)
+        target = np.empty(n_write, np.int64)
+        head = np.empty(n_write, np.int64)
         tokv = np.zeros(dl, dt)
-        mark = np.empty(len(u_op), np.int64)  # only the non-bank units' marks are read
-        for blk in range(len(blk_bank)):
-            if not blk_bank[blk]:
-                for u in range(blk_unit[blk], blk_unit[blk + 1]):
-                    mark[u] = 0
+        mark = np.zeros(max_units, np.int64)  # per unit of the current block: its stamp
         stamp = 0
         for i in range(chunk * n_machines // n_chunks, (chunk + 1) * n_machines // n_chunks):
             for _ in range(n_steps):
@@ -383,14 +408,68 @@ def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
                 for c in range(dc):
                     x[c] = zero
                 x[cpu_ch] = one
-                for layer in range(n_layers):
-                    n_pend = 0
-                    # ---- read heads: decode the query's code, read that cell's channels.
-                    for h in range(rh_ptr[layer, 0], rh_ptr[layer, 1]):
-                        j = h_fixed[h]
-                        if j == _NEVER:
-                            continue
-                        if j == _DECODE:
+                p = first
+                for phase in range(2):
+                    if phase == 1:
+                        if disp < 0:
+                            break
+                        # The opcode the prefix fetched picks the program (see ``programs``).
+                        code = x[disp]
+                        p = n_ops
+                        if code >= zero and code < n_ops and code == math.floor(code):
+                            p = int(code)
+                    for layer in range(n_layers):
+                        n_pend = 0
+                        # ---- read heads: decode the query's code, read that cell's channels.
+                        for e in range(rh_ptr[p, layer, 0], rh_ptr[p, layer, 1]):
+                            h = rh_list[e]
+                            j = h_fixed[h]
+                            if j == _NEVER:
+                                continue
+                            if j == _DECODE:
+                                for b in range(d_k):
+                                    q[b] = zero
+                                for t in range(q_ptr[h], q_ptr[h + 1]):
+                                    q[q_comp[t]] += q_w[t] * x[q_ch[t]]
+                                j = 0
+                                for b in range(k):
+                                    if q[b] > zero:
+                                        j += 1 << b
+                                if j >= n:
+                                    continue
+                                score = zero
+                                s_sink = zero
+                                tb = table_id[h]
+                                for b in range(d_k):
+                                    score += tables[tb, j, b] * q[b]
+                                    s_sink += sink[h, b] * q[b]
+                                if not score > s_sink:
+                                    continue
+                            for t in range(v_ptr[h], v_ptr[h + 1]):
+                                src = v_src[t]
+                                if src == 0:
+                                    val = cells[i, j]
+                                elif src == 1:
+                                    val = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                                else:
+                                    val = consts[j, src]
+                                pend_ch[n_pend] = v_dst[t]
+                                pend_val[n_pend] = val
+                                n_pend += 1
+                        for t in range(n_pend):
+                            x[pend_ch[t]] += pend_val[t]
+                        n_pend = 0
+                        # ---- write heads: decode the key's code; the cell MLP on those cells.
+                        nw = 0
+                        for e in range(wh_ptr[p, layer, 0], wh_ptr[p, layer, 1]):
+                            h = wh_list[e]
+                            if h_fixed[h] >= 0:
+                                target[nw] = h_fixed[h]
+                                head[nw] = h
+                                nw += 1
+                                continue
+                            if h_fixed[h] == _NEVER:
+                                continue
                             for b in range(d_k):
                                 q[b] = zero
                             for t in range(q_ptr[h], q_ptr[h + 1]):
@@ -399,163 +478,131 @@ def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
                             for b in range(k):
                                 if q[b] > zero:
                                     j += 1 << b
-                            if j >= n:
-                                continue
-                            score = zero
-                            s_sink = zero
-                            tb = table_id[h]
-                            for b in range(d_k):
-                                score += tables[tb, j, b] * q[b]
-                                s_sink += sink[h, b] * q[b]
-                            if not score > s_sink:
-                                continue
-                        for t in range(v_ptr[h], v_ptr[h + 1]):
-                            src = v_src[t]
-                            if src == 0:
-                                val = cells[i, j]
-                            elif src == 1:
-                                val = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                            if j < n:
+                                score = zero
+                                s_sink = zero
+                                tb = table_id[h]
+                                for b in range(d_k):
+                                    score += tables[tb, j, b] * q[b]
+                                    s_sink += tables[tb, j, b] * sink[h, b]
+                                if score > s_sink:
+                                    target[nw] = j
+                                    head[nw] = h
+                                    nw += 1
+                        # ---- MLP blocks: first on each cell token a write head selects (the
+                        # cell MLP), then on the CPU token. One loop for both: ``vec`` is the
+                        # token's stream; hidden units read it, outputs go to the pending adds.
+                        for a in range(nw + 1):
+                            if a < nw:
+                                j = target[a]
+                                first_a = True
+                                for b in range(a):
+                                    if target[b] == j:
+                                        first_a = False
+                                if not first_a:
+                                    continue
+                                n_on = 0
+                                for b in range(a, nw):
+                                    if target[b] == j:
+                                        n_on += 1
+                                if n_on == 1 and h_cell[head[a], 2]:
+                                    continue  # a write that keeps the cell's value
+                                # Cell j's token: its embedding plus every write head on it.
+                                for c in range(dl):
+                                    tokv[c] = consts[j, c]
+                                tokv[0] = cells[i, j]
+                                tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
+                                for b in range(a, nw):
+                                    if target[b] == j:
+                                        hb = head[b]
+                                        for t in range(v_ptr[hb], v_ptr[hb + 1]):
+                                            tokv[v_dst[t]] += x[v_src[t]]
+                                vec = tokv
+                                e0, e1 = cell_ptr[p, layer, 0], cell_ptr[p, layer, 1]
+                                if n_on == 1 and h_cell[head[a], 0] >= 0:  # its own cell MLP
+                                    e0, e1 = h_cell[head[a], 0], h_cell[head[a], 1]
                             else:
-                                val = consts[j, src]
-                            pend_ch[n_pend] = v_dst[t]
-                            pend_val[n_pend] = val
-                            n_pend += 1
-                    for t in range(n_pend):
-                        x[pend_ch[t]] += pend_val[t]
-                    n_pend = 0
-                    # ---- write heads: decode the key's code; the cell MLP on selected cells.
-                    nw = 0
-                    for h in range(wh_ptr[layer, 0], wh_ptr[layer, 1]):
-                        if h_fixed[h] >= 0:
-                            target[nw] = h_fixed[h]
-                            head[nw] = h
-                            nw += 1
-                            continue
-                        if h_fixed[h] == _NEVER:
-                            continue
-                        for b in range(d_k):
-                            q[b] = zero
-                        for t in range(q_ptr[h], q_ptr[h + 1]):
-                            q[q_comp[t]] += q_w[t] * x[q_ch[t]]
-                        j = 0
-                        for b in range(k):
-                            if q[b] > zero:
-                                j += 1 << b
-                        if j < n:
-                            score = zero
-                            s_sink = zero
-                            tb = table_id[h]
-                            for b in range(d_k):
-                                score += tables[tb, j, b] * q[b]
-                                s_sink += tables[tb, j, b] * sink[h, b]
-                            if score > s_sink:
-                                target[nw] = j
-                                head[nw] = h
-                                nw += 1
-                    # ---- MLP blocks: first on each cell token a write head selects (the
-                    # cell MLP), then on the CPU token. One loop for both: ``vec`` is the
-                    # token's stream; hidden units read it, outputs go to the pending adds.
-                    for a in range(nw + 1):
-                        if a < nw:
-                            j = target[a]
-                            first = True
-                            for b in range(a):
-                                if target[b] == j:
-                                    first = False
-                            if not first:
-                                continue
-                            # Cell j's token: its embedding plus every write head selecting it.
-                            for c in range(dl):
-                                tokv[c] = consts[j, c]
-                            tokv[0] = cells[i, j]
-                            tokv[1] = one if math.copysign(1.0, cells[i, j]) < 0 else zero
-                            for b in range(a, nw):
-                                if target[b] == j:
-                                    hb = head[b]
-                                    for t in range(v_ptr[hb], v_ptr[hb + 1]):
-                                        tokv[v_dst[t]] += x[v_src[t]]
-                            vec = tokv
-                            b0, b1 = cell_blk_ptr[layer], cell_blk_ptr[layer + 1]
-                        else:
-                            vec = x
-                            b0, b1 = blk_ptr[layer], blk_ptr[layer + 1]
-                        n_pend = 0
-                        for blk in range(b0, b1):
-                            u0, u1 = blk_unit[blk], blk_unit[blk + 1]
-                            if blk_bank[blk]:
-                                s = zero
-                                for t in range(bkp[blk], bkp[blk + 1]):
-                                    s += bkv[t] * vec[bkc[t]]
-                                lo, hi = 0, u1 - u0  # count of active units (they form a prefix)
-                                while lo < hi:
-                                    mid = (lo + hi) // 2
-                                    z = s + u_b1[u0 + mid]
-                                    if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
-                                        lo = mid + 1
+                                vec = x
+                                e0, e1 = cpu_ptr[p, layer, 0], cpu_ptr[p, layer, 1]
+                            n_pend = 0
+                            for e in range(e0, e1):
+                                blk = blk_list[e]
+                                u0, u1 = blk_unit[blk], blk_unit[blk + 1]
+                                if blk_bank[blk]:
+                                    s = zero
+                                    for t in range(bkp[blk], bkp[blk + 1]):
+                                        s += bkv[t] * vec[bkc[t]]
+                                    lo, hi = 0, u1 - u0  # count of active units (a prefix)
+                                    while lo < hi:
+                                        mid = (lo + hi) // 2
+                                        z = s + u_b1[u0 + mid]
+                                        if z > zero or (z == zero and u_act[u0 + mid] == _STEP_GE):
+                                            lo = mid + 1
+                                        else:
+                                            hi = mid
+                                    o0, o1 = pf_out_ptr[blk], pf_out_ptr[blk + 1]
+                                    row = pf_off[blk] + lo * (o1 - o0)
+                                    for t in range(o0, o1):
+                                        val = pf_vals[row + t - o0]
+                                        if val != zero:
+                                            pend_ch[n_pend] = pf_out[t]
+                                            pend_val[n_pend] = val
+                                            n_pend += 1
+                                    continue
+                                # Only the units that one non-zero input touches (and the few
+                                # that are active on a zero input) can add anything.
+                                stamp += 1
+                                for f in range(in_ptr[blk], in_ptr[blk + 1]):
+                                    if vec[in_ch[f]] != zero:
+                                        for t in range(col_ptr[f], col_ptr[f + 1]):
+                                            mark[col_unit[t] - u0] = stamp
+                                for u in range(u0, u1):
+                                    if mark[u - u0] != stamp and u_always[u] == 0:
+                                        continue
+                                    pre = zero
+                                    for t in range(w1p[u], w1p[u + 1]):
+                                        pre += w1v[t] * vec[w1c[t]]
+                                    pre = pre + u_b1[u]
+                                    op = u_op[u]
+                                    if op != _LINEAR:
+                                        if op == _MUL and pre == zero:
+                                            continue  # a closed gate: adds nothing
+                                        pb = zero
+                                        for t in range(w1bp[u], w1bp[u + 1]):
+                                            pb += w1bv[t] * vec[w1bc[t]]
+                                        pb = pb + u_b1b[u]
+                                        pre = pre * pb if op == _MUL else pre / pb
+                                    act = u_act[u]
+                                    if act == _ID:
+                                        hval = pre
+                                    elif act == _STEP_GE:
+                                        hval = one if pre >= zero else zero
+                                    elif act == _STEP_GT:
+                                        hval = one if pre > zero else zero
+                                    elif act == _SATURATE:
+                                        hval = big if pre > big else (-big if pre < -big else pre)
                                     else:
-                                        hi = mid
-                                row = pf_off[blk] + lo * (pf_out_ptr[blk + 1] - pf_out_ptr[blk])
-                                for t in range(pf_out_ptr[blk], pf_out_ptr[blk + 1]):
-                                    val = pf_vals[row + t - pf_out_ptr[blk]]
-                                    if val != zero:
-                                        pend_ch[n_pend] = pf_out[t]
-                                        pend_val[n_pend] = val
+                                        hval = zero if math.isfinite(pre) else one
+                                    if hval == zero:
+                                        continue
+                                    for t in range(w2p[u], w2p[u + 1]):
+                                        pend_ch[n_pend] = w2c[t]
+                                        pend_val[n_pend] = w2v[t] * hval
                                         n_pend += 1
-                                continue
-                            # Only the units that one non-zero input touches (and the few
-                            # that are active on a zero input) can add anything.
-                            stamp += 1
-                            for e in range(in_ptr[blk], in_ptr[blk + 1]):
-                                if vec[in_ch[e]] != zero:
-                                    for t in range(col_ptr[e], col_ptr[e + 1]):
-                                        mark[col_unit[t]] = stamp
-                            for u in range(u0, u1):
-                                if mark[u] != stamp and u_always[u] == 0:
-                                    continue
-                                pre = zero
-                                for t in range(w1p[u], w1p[u + 1]):
-                                    pre += w1v[t] * vec[w1c[t]]
-                                pre = pre + u_b1[u]
-                                op = u_op[u]
-                                if op != _LINEAR:
-                                    if op == _MUL and pre == zero:
-                                        continue  # a closed gate: the product is a zero, adds nothing
-                                    pb = zero
-                                    for t in range(w1bp[u], w1bp[u + 1]):
-                                        pb += w1bv[t] * vec[w1bc[t]]
-                                    pb = pb + u_b1b[u]
-                                    pre = pre * pb if op == _MUL else pre / pb
-                                act = u_act[u]
-                                if act == _ID:
-                                    hval = pre
-                                elif act == _STEP_GE:
-                                    hval = one if pre >= zero else zero
-                                elif act == _STEP_GT:
-                                    hval = one if pre > zero else zero
-                                elif act == _SATURATE:
-                                    hval = big if pre > big else (-big if pre < -big else pre)
-                                else:
-                                    hval = zero if math.isfinite(pre) else one
-                                if hval == zero:
-                                    continue
-                                for t in range(w2p[u], w2p[u + 1]):
-                                    pend_ch[n_pend] = w2c[t]
-                                    pend_val[n_pend] = w2v[t] * hval
-                                    n_pend += 1
-                        if a < nw:  # the unembedding of the new cell token: W_2 h, then add
-                            out_v = zero
-                            out_s = zero
-                            for t in range(n_pend):
-                                if pend_ch[t] == new_v:
-                                    out_v += pend_val[t]
-                                elif pend_ch[t] == new_s:
-                                    out_s += pend_val[t]
-                            v = tokv[new_v] + out_v
-                            sgn = tokv[new_s] + out_s
-                            cells[i, j] = (one - (sgn + sgn)) * abs(v)
-                        else:
-                            for t in range(n_pend):
-                                x[pend_ch[t]] += pend_val[t]
+                            if a < nw:  # the unembedding of the new cell token: W_2 h, then add
+                                out_v = zero
+                                out_s = zero
+                                for t in range(n_pend):
+                                    if pend_ch[t] == new_v:
+                                        out_v += pend_val[t]
+                                    elif pend_ch[t] == new_s:
+                                        out_s += pend_val[t]
+                                v = tokv[new_v] + out_v
+                                sgn = tokv[new_s] + out_s
+                                cells[i, j] = (one - (sgn + sgn)) * abs(v)
+                            else:
+                                for t in range(n_pend):
+                                    x[pend_ch[t]] += pend_val[t]
             # The driver's rule (``interpreter.run``): still running after the budget.
             if budget != zero and cells[i, 4] == zero and math.trunc(cells[i, 5]) == zero:
                 cells[i, 5] = budget
@@ -572,6 +619,11 @@ _run_parallel = _njit(_run_py, parallel=True)
 _ARGS = [
     "rh_ptr",
     "wh_ptr",
+    "cpu_ptr",
+    "cell_ptr",
+    "rh_list",
+    "wh_list",
+    "blk_list",
     "q_ptr",
     "q_ch",
     "q_comp",
@@ -582,8 +634,6 @@ _ARGS = [
     "sink",
     "table_id",
     "tables",
-    "blk_ptr",
-    "cell_blk_ptr",
     "blk_bank",
     "blk_unit",
     "u_op",
@@ -603,13 +653,13 @@ _ARGS = [
     "bkc",
     "bkv",
     "pf_off",
-    "pf_rows",
     "pf_out_ptr",
     "pf_out",
     "pf_vals",
     "consts",
     "scalars",
     "h_fixed",
+    "h_cell",
     "u_always",
     "in_ptr",
     "in_ch",
