@@ -177,11 +177,15 @@ def sparse_program(c: Circuit, dtype, specialised: bool = True) -> tuple:
 
     # ------------------------------------------------------------- per (program, layer)
     shape = (len(progs), n_layers, 2)
-    rh, wh, cpu_b, cell_b = (np.zeros(shape, np.int64) for _ in range(4))
+    rh, wh, cpu_b, cell_b, init = (np.zeros(shape, np.int64) for _ in range(5))
+    init_ch, init_val = [], []
     rh_list, wh_list = [], []
     n_pend, n_write, max_units = 1, 1, 1
     for p, prog in enumerate(progs):
         for li, la in enumerate(prog):
+            init[p, li] = (len(init_ch), len(init_ch) + len(la.init))
+            init_ch.extend(ch for ch, _ in la.init)
+            init_val.extend(v for _, v in la.init)
             for ptr, items, out in ((rh, la.read, rh_list), (wh, la.write, wh_list)):
                 ptr[p, li] = (len(out), len(out) + len(items))
                 out.extend(head(h) for h in items)
@@ -275,6 +279,9 @@ def sparse_program(c: Circuit, dtype, specialised: bool = True) -> tuple:
         arr(h_fixed),
         arr(h_cell),
         *(arr(a) for a in touch),
+        arr(init),
+        arr(init_ch),
+        arr(init_val, dt),
     )
 
 
@@ -378,6 +385,9 @@ def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
     in_ch = ints[ix[45, 0] : ix[45, 1]]
     col_ptr = ints[ix[46, 0] : ix[46, 1]]
     col_unit = ints[ix[47, 0] : ix[47, 1]]
+    init_ptr = ints[ix[48, 0] : ix[48, 1]].reshape((ix[48, 2], ix[48, 3], ix[48, 4]))
+    init_ch = ints[ix[49, 0] : ix[49, 1]]
+    init_val = floats[ix[50, 0] : ix[50, 1]]
     n, k, d_k, dc, dl = meta[0], meta[1], meta[2], meta[3], meta[4]
     cpu_ch, new_v, new_s, n_layers = meta[5], meta[6], meta[7], meta[8]
     n_pend_max, n_write, disp, n_ops, first = meta[9], meta[10], meta[11], meta[12], meta[13]
@@ -419,6 +429,8 @@ def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
                         if code >= zero and code < n_ops and code == math.floor(code):
                             p = int(code)
                     for layer in range(n_layers):
+                        for t in range(init_ptr[p, layer, 0], init_ptr[p, layer, 1]):
+                            x[init_ch[t]] = init_val[t]  # constants of this program
                         n_pend = 0
                         # ---- read heads: decode the query's code, read that cell's channels.
                         for e in range(rh_ptr[p, layer, 0], rh_ptr[p, layer, 1]):
@@ -665,6 +677,9 @@ _ARGS = [
     "in_ch",
     "col_ptr",
     "col_unit",
+    "init_ptr",
+    "init_ch",
+    "init_val",
 ]
 
 

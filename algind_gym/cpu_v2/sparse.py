@@ -88,6 +88,9 @@ class SparseLayer:
     write: list[SparseHead] = field(default_factory=list)
     cpu: list[SparseBlock] = field(default_factory=list)
     cell: list[SparseBlock] = field(default_factory=list)
+    init: list[tuple[int, float]] = field(default_factory=list)
+    """``(channel, value)``: constants the kernel writes into the CPU token's stream when
+    it reaches this layer (see :mod:`algind_gym.cpu_v2.specialise`)."""
 
 
 def fixed_target(h: SparseHead, x: np.ndarray, n: int, k: int, dt) -> int:

@@ -272,7 +272,59 @@ def specialise(
             new.read.append(cache.head(h, j))
             if j == DECODE:
                 live |= {ch for ch, _, _ in h.q}
-    return out
+    return _prefill(out, x, cache)
+
+
+def _is_const_unit(u: SparseUnit) -> bool:
+    return u.op == 0 and u.act == 0 and u.b1 == 1.0 and not u.w1 and not u.w1b
+
+
+def _prefill(layers: list[SparseLayer], x: Stream, cache: _Cache) -> list[SparseLayer]:
+    """Move constants out of the pass: a channel whose every writer is a constant unit and
+    whose every reader comes after its last writer is written once, with its final value
+    ``x``, at the start of the program (``layers[0].init``), instead of by those units."""
+    const_at: dict[int, tuple] = {}  # channel -> last position a constant unit writes it
+    varying: set[int] = set()  # channels some other item writes
+    first_read: dict[int, tuple] = {}
+    for pos, item in _positions(layers):
+        reads = _reads(item)
+        if isinstance(item, SparseHead) and item.fixed != DECODE:
+            reads -= {ch for ch, _, _ in item.q}  # a fixed head's query is not computed
+        for ch in reads:
+            first_read.setdefault(ch, pos)
+        if isinstance(item, SparseBlock) and not item.bank:
+            for u in item.units:
+                for ch, _ in u.w2:
+                    if _is_const_unit(u):
+                        const_at[ch] = max(const_at.get(ch, pos), pos)
+                    else:
+                        varying.add(ch)
+        else:
+            varying |= _writes(item)
+    moved = {
+        ch
+        for ch, pos in const_at.items()
+        if ch not in varying and x.known(ch) and first_read.get(ch, (1 << 30,)) > pos
+    }
+    for la in layers:
+        blocks = []
+        for b in la.cpu:
+            if b.bank or not any(_is_const_unit(u) for u in b.units):
+                blocks.append(b)
+                continue
+            units = []
+            for u in b.units:
+                if _is_const_unit(u):
+                    adds = [(ch, w) for ch, w in u.w2 if ch not in moved]
+                    if len(adds) != len(u.w2):
+                        u = _const_unit(adds) if adds else None
+                if u is not None:
+                    units.append(u)
+            if units:
+                blocks.append(cache.block(b, units))
+        la.cpu = blocks
+    layers[0].init = [(ch, float(x.v[ch][2])) for ch in sorted(moved)]
+    return layers
 
 
 def _zero_inputs(u: SparseUnit, x: Stream) -> frozenset[int]:

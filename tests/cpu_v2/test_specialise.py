@@ -55,9 +55,12 @@ def test_each_opcode_gets_a_smaller_program_and_the_fetch_runs_first():
     assert "decode" in _names(general)
     for op in OPCODES:
         prog = progs[op.code]
-        (decode,) = [b for la in prog for b in la.cpu if b.name == "decode"]
-        assert not decode.bank and all(not u.w1 for u in decode.units), op.name  # constants
+        decode = [b for la in prog for b in la.cpu if b.name == "decode"]
+        assert all(not b.bank and all(not u.w1 for u in b.units) for b in decode), op.name
         assert _work(prog) < _work(general), op.name
+    # Its constant control signals are written into the stream once, at the start.
+    init = dict(progs[BY_NAME["ADD"].code][0].init)
+    assert init[c.cpu["ctl.unit.add"]] == 1.0 and c.cpu["ctl.unit.sub"] not in init
     # ADD reads no stack, frame or indirect address: those banks and heads are gone.
     add = _names(progs[BY_NAME["ADD"].code])
     assert {"decode_a", "decode_b", "decode_c", "read_b", "read_c", "alu"} <= add
