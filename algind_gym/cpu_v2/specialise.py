@@ -37,6 +37,7 @@ from algind_gym.cpu_v2.sparse import (
     DECODE,
     DIV,
     ID,
+    LINEAR,
     MUL,
     NEVER,
     SparseBlock,
@@ -178,6 +179,7 @@ def specialise(
     bank_row: dict[int, list] = {}  # id(bank) -> its constant adds
     head_cell: dict[int, tuple] = {}  # id(write head) -> (its cell MLP, keeps the cell)
     zero_in: dict[int, frozenset] = {}  # id(unit) -> its inputs that are exactly zero
+    gate_one: dict[int, bool] = {}  # id(unit) -> a product whose gate is the constant 1
     for la in layers:
         pend = []
         for h in la.read:
@@ -214,6 +216,7 @@ def specialise(
                 h = unit_output(u, x, dt)
                 unit_val[id(u)] = h
                 zero_in[id(u)] = _zero_inputs(u, x)
+                gate_one[id(u)] = u.op == MUL and x.dot(u.w1, u.b1)[2] == 1.0
                 if h is not ZERO:
                     pend += [(ch, x.scale(h, w)) for ch, w in u.w2]
         for dst, v in pend:
@@ -246,7 +249,7 @@ def specialise(
                 if run:
                     units.append(_const_unit(run))
                     run = []
-                u = _trim(u, adds, zero_in[id(u)])
+                u = _trim(u, adds, zero_in[id(u)], gate_one[id(u)])
                 units.append(u)
                 reads |= {ch for ch, _ in (*u.w1, *u.w1b)}
             if run:
@@ -332,16 +335,22 @@ def _zero_inputs(u: SparseUnit, x: Stream) -> frozenset[int]:
     return frozenset(ch for ch, _ in (*u.w1, *u.w1b) if x.v[ch][:2] == (0.0, 0.0))
 
 
-def _trim(u: SparseUnit, adds: list[tuple[int, float]], zero: frozenset[int]) -> SparseUnit:
+def _trim(
+    u: SparseUnit, adds: list[tuple[int, float]], zero: frozenset[int], gate_one: bool = False
+) -> SparseUnit:
     """``u`` with only the outputs ``adds`` and without its terms on zero inputs.
 
     A term ``w * 0`` changes a sum at most by the sign of a zero, and only a divide unit's
     result depends on that sign (a product's zero factor, a step's or an identity's zero
-    output do not), so a divide unit keeps every term."""
+    output do not), so a divide unit keeps every term. With ``gate_one`` (a product whose
+    first factor is the constant 1) the unit becomes its second factor, computed by the
+    same terms in the same order."""
     w1, w1b = u.w1, u.w1b
     if u.op != DIV and zero:
         w1 = tuple((ch, w) for ch, w in w1 if ch not in zero)
         w1b = tuple((ch, w) for ch, w in w1b if ch not in zero)
+    if gate_one:  # 1 * y is y in IEEE arithmetic: the product is its second factor
+        return SparseUnit(LINEAR, u.act, u.b1b, 0.0, w1b, (), tuple(adds))
     if len(adds) == len(u.w2) and len(w1) == len(u.w1) and len(w1b) == len(u.w1b):
         return u
     return SparseUnit(u.op, u.act, u.b1, u.b1b, w1, w1b, tuple(adds))
