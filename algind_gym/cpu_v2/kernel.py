@@ -1,45 +1,55 @@
 """The compiled matrices in sparse form, executed by one numba loop per machine.
 
-:func:`sparse_program` reads every matrix of a compiled
-:class:`~algind_gym.cpu_v2.blocks.Circuit` (through :mod:`algind_gym.cpu_v2.assemble`, the
-functions that build the dense matrices) and flattens its sparse form into arrays:
+:func:`sparse_program` (:mod:`algind_gym.cpu_v2.program`) flattens the sparse records of a compiled
+:class:`~algind_gym.cpu_v2.blocks.Circuit` (:mod:`algind_gym.cpu_v2.sparse`, read off the
+matrices that :mod:`algind_gym.cpu_v2.assemble` builds) into arrays, each head and MLP block
+stored once and listed per (program, layer):
 
 * per read head: the non-zeros of ``W_Q`` (CPU channel -> query component), the sink's key,
   the keys of the cell tokens (a table per distinct ``W_K``) and the ``W_V W_O`` copies;
-* per write head: the non-zeros of ``W_K``, the queries of the cell tokens, the sink's key
-  and the copies;
+* per write head: the non-zeros of ``W_K``, the queries of the cell tokens, the sink's key,
+  the copies and (specialised programs) its own cell MLP for a cell that it alone selects;
 * per MLP unit: its row of ``W_1`` (and ``W_1b``), bias, op, activation and its column of
   ``W_2``; per step bank: its input row, thresholds and the prefix sums of its ``W_2``;
 * per MLP block: the columns of ``W_1`` (input channel -> units that read it) and which
   units are active on an all-zero input (:func:`_touch_lists`);
-* per head whose CPU-side matrix reads only the constant channel (register reads and
-  writes): the cell it selects, computed once from ``W_Q``/``W_K`` (:func:`_fixed_target`).
+* per head with a constant query or key (register reads and writes): the cell it selects.
 
-:func:`run` executes them. Hard attention is resolved by decoding the query's code: the
-cell whose code has the query's signs is the argmax, and it is read if its score beats
-the sink's. An MLP unit is evaluated only if one of its ``W_1`` input channels is non-zero
-or it is active on a zero input (otherwise its pre-activation is its bias and it adds
-nothing); a unit whose gate pre-activation is zero, or whose output is zero, adds nothing
-and is skipped; a step bank is a binary search plus one prefix-sum row; the cell MLP runs
-only on the cells the write heads select. One loop evaluates the MLP blocks of a layer on
-a token's stream, first on each selected cell token, then on the CPU token. (A helper
-function for one hidden unit, inlined with ``@njit(inline="always")``, made a pass about
-twice as slow, 3.5 against 6.9 us per instruction side by side: numba's inlining left
-reference counting of its array arguments inside the unit loop.) Nothing here knows an opcode: change a matrix
-entry and this kernel changes with the dense transformer (``tests/cpu_v2`` checks it).
+The programs (:func:`~algind_gym.cpu_v2.program.programs`): by default the partial evaluation of
+:mod:`algind_gym.cpu_v2.specialise`, one program per opcode value plus a general one and a
+dispatch prefix (PC read, PC decoder, opcode fetch) that runs first; with
+``specialised=False`` one program with every block of the circuit.
 
-Cost (measured with ``experiments/bench_cpu.py``): a call is a few microseconds (the
-program is two packed buffers whose views are made inside the kernel; the entry check of
-finite cells and the ``BUDGET_EXHAUSTED`` rule run inside it too); a pass evaluates about
-120 MLP units, 90 bank search steps, 12 decoded heads and writes 7 cell tokens. Machines
-are independent, so from :data:`PARALLEL_MIN_BATCH` machines on chunks of them run on
-numba's threads (``prange``); the kernel does no batching across machines otherwise, so
-its instructions/s do not grow with the batch on one thread.
+:func:`run` executes them. A pass runs the prefix, reads the fetched opcode from the stream
+and runs that opcode's program (the general one if the opcode is not an integer in the
+table). Hard attention is resolved by decoding the query's code: the cell whose code has
+the query's signs is the argmax, and it is read if its score beats the sink's. An MLP unit
+is evaluated only if one of its ``W_1`` input channels is non-zero or it is active on a
+zero input (otherwise its pre-activation is its bias and it adds nothing); a unit whose
+gate pre-activation is zero, or whose output is zero, adds nothing and is skipped; a step
+bank is a binary search plus one prefix-sum row; the cell MLP runs only on the cells the
+write heads select. One loop evaluates the MLP blocks of a layer on a token's stream, first
+on each selected cell token, then on the CPU token. (A helper function for one hidden
+unit, inlined with ``@njit(inline="always")``, made a pass about twice as slow: numba's
+inlining left reference counting of its array arguments inside the unit loop.) Nothing
+here knows an opcode: change a matrix entry and this kernel changes with the dense
+transformer (``tests/cpu_v2`` checks it).
 
-Exactness: every sum is over the same non-zero terms as the dense matmul (the other terms
-are zeros, which change at most the sign of a zero in a value channel, and no unit reads
-that sign); numba compiles without fastmath (no FMA contraction, no reassociation); every
-constant is in the state's dtype.
+Cost (``experiments/bench_cpu.py``, section 1b, side by side): the specialised programs
+run about twice as many instructions/s as the general one. On the benchmark's opcode mix
+a pass does, on average, about 8 decoded and 12 fixed heads, 3 bank searches, 50 CPU-side
+MLP units and 6 cell writes (:func:`~algind_gym.cpu_v2.specialise.program_work`), against
+13, 13, 11, 247 (about 120 of them evaluated) and 7 for the general program. A call costs
+a few microseconds (two packed buffers whose views are made inside the kernel; the entry
+check of finite cells and the ``BUDGET_EXHAUSTED`` rule run inside it too). Machines are
+independent, so from :data:`PARALLEL_MIN_BATCH` machines on chunks of them run on numba's
+threads (``prange``); there is no batching across machines otherwise, so instructions/s
+do not grow with the batch on one thread.
+
+Exactness: every sum is over the same non-zero terms as the dense matmul, in its order
+(the other terms are zeros, which change at most the sign of a zero in a value channel,
+and no unit reads that sign); numba compiles without fastmath (no FMA contraction, no
+reassociation); every constant is in the state's dtype.
 """
 
 from __future__ import annotations
@@ -48,10 +58,8 @@ import math
 
 import numpy as np
 
-from algind_gym.cpu_v2.blocks import Circuit
-from algind_gym.cpu_v2.sparse import DECODE, NEVER, SparseLayer, sparse_layers
-from algind_gym.cpu_v2.specialise import _Cache, dispatch_slice, specialise
-from algind_gym.machine.isa import MAX_OPCODE
+from algind_gym.cpu_v2.program import programs, sparse_program
+from algind_gym.cpu_v2.sparse import DECODE, NEVER
 
 try:  # numba is a dependency, but a broken install must not break the torch paths
     import numba
@@ -66,263 +74,7 @@ _LINEAR, _MUL, _DIV = range(3)
 _DECODE, _NEVER = DECODE, NEVER
 
 _prange = numba.prange if numba is not None else range
-
-
-def programs(c: Circuit, dtype, specialised: bool = True) -> tuple[list, int]:
-    """The sparse layers the kernel runs: ``([program, ...], dispatch channel)``.
-
-    With ``specialised`` (and a circuit that fetches an ``op.v`` channel): one program per
-    opcode value ``0..MAX_OPCODE``, then the general program (any other opcode value), then
-    the dispatch prefix (:mod:`algind_gym.cpu_v2.specialise`); otherwise the one general
-    program with every block of ``c`` and dispatch channel -1.
-    """
-    dt = np.dtype(dtype)
-    layers = sparse_layers(c, dt)
-    disp = c.cpu.index.get("op.v", -1)
-    if not specialised or disp < 0:
-        return [layers], -1
-    skip = dispatch_slice(layers, disp)
-    args = (layers, c.cell_constants, c.meta["n_bits"], len(c.cpu), c.cpu["cpu"], dt)
-    cache = _Cache()
-    unembed = (c.cell["new.v"], c.cell["new.s"])
-    progs = [
-        specialise(*args, dispatch=disp, opcode=op, skip=skip, cache=cache, unembed=unembed)
-        for op in range(MAX_OPCODE + 1)
-    ]
-    progs.append(specialise(*args, skip=skip, cache=cache, unembed=unembed))
-    prefix = [
-        SparseLayer(
-            la.name,
-            read=[h for h in la.read if id(h) in skip],
-            cpu=[b for b in la.cpu if id(b) in skip],
-        )
-        for la in layers
-    ]
-    return [*progs, prefix], disp
-
-
-def sparse_program(c: Circuit, dtype, specialised: bool = True) -> tuple:
-    """Flatten the programs of :func:`programs` into the kernel's arrays (see the module
-    docstring): heads and blocks are stored once and listed per (program, layer)."""
-    dt = np.dtype(dtype)
-    progs, disp = programs(c, dt, specialised)
-    n_layers = len(progs[0])
-    # ------------------------------------------------------------- heads
-    head_ix: dict[int, int] = {}
-    q_ptr, q_ch, q_comp, q_w = [0], [], [], []
-    v_ptr, v_src, v_dst = [0], [], []
-    sink, table_id, tables, table_keys, h_fixed, h_cell = [], [], [], {}, [], []
-    blk_list: list[int] = []
-
-    def head(h) -> int:
-        if id(h) not in head_ix:
-            head_ix[id(h)] = len(h_fixed)
-            for ch, comp, w in h.q:
-                q_ch.append(ch)
-                q_comp.append(comp)
-                q_w.append(w)
-            q_ptr.append(len(q_ch))
-            for src, dst in h.v:
-                v_src.append(src)
-                v_dst.append(dst)
-            v_ptr.append(len(v_src))
-            sink.append(h.sink)
-            key = h.table.tobytes()
-            if key not in table_keys:
-                table_keys[key] = len(tables)
-                tables.append(h.table)
-            table_id.append(table_keys[key])
-            h_fixed.append(h.fixed)
-            cell = (-1, -1, 0)
-            if h.cell is not None:  # its cell MLP when it alone selects a cell
-                cell = (len(blk_list), len(blk_list) + len(h.cell), int(h.keeps_cell))
-                blk_list.extend(block(b) for b in h.cell)
-            h_cell.append(cell)
-        return head_ix[id(h)]
-
-    # ------------------------------------------------------------- MLP blocks
-    blk_ix: dict[int, int] = {}
-    blk_bank, blk_unit = [], [0]
-    u_op, u_act, u_b1, u_b1b = [], [], [], []
-    w1, w1b, w2 = ([0], [], []), ([0], [], []), ([0], [], [])
-    bkp, bkc, bkv = [0], [], []
-    pf_off, pf_out_ptr, pf_out, pf_vals = [], [0], [], []
-
-    def csr(store, pairs) -> None:
-        for ch, w in pairs:
-            store[1].append(ch)
-            store[2].append(w)
-        store[0].append(len(store[1]))
-
-    def block(b) -> int:
-        if id(b) not in blk_ix:
-            blk_ix[id(b)] = len(blk_bank)
-            blk_bank.append(int(b.bank))
-            for u in b.units:
-                u_op.append(u.op)
-                u_act.append(u.act)
-                u_b1.append(u.b1)
-                u_b1b.append(u.b1b)
-                csr(w1, u.w1)
-                csr(w1b, u.w1b)
-                csr(w2, u.w2)
-            blk_unit.append(len(u_op))
-            csr((bkp, bkc, bkv), b.bank_w)
-            pf_off.append(len(pf_vals))
-            if b.bank:
-                pf_out.extend(int(ch) for ch in b.outs)
-                pf_vals.extend(b.prefix.ravel().tolist())
-            pf_out_ptr.append(len(pf_out))
-        return blk_ix[id(b)]
-
-    # ------------------------------------------------------------- per (program, layer)
-    shape = (len(progs), n_layers, 2)
-    rh, wh, cpu_b, cell_b, init = (np.zeros(shape, np.int64) for _ in range(5))
-    init_ch, init_val = [], []
-    rh_list, wh_list = [], []
-    n_pend, n_write, max_units = 1, 1, 1
-    for p, prog in enumerate(progs):
-        for li, la in enumerate(prog):
-            init[p, li] = (len(init_ch), len(init_ch) + len(la.init))
-            init_ch.extend(ch for ch, _ in la.init)
-            init_val.extend(v for _, v in la.init)
-            for ptr, items, out in ((rh, la.read, rh_list), (wh, la.write, wh_list)):
-                ptr[p, li] = (len(out), len(out) + len(items))
-                out.extend(head(h) for h in items)
-                for h in items:
-                    for b in h.cell or ():
-                        n_pend = max(n_pend, sum(len(u.w2) for u in b.units))
-                        max_units = max(max_units, len(b.units))
-            for ptr, items in ((cpu_b, la.cpu), (cell_b, la.cell)):
-                ptr[p, li] = (len(blk_list), len(blk_list) + len(items))
-                blk_list.extend(block(b) for b in items)
-                adds = sum(
-                    len(b.outs) if b.bank else sum(len(u.w2) for u in b.units) for b in items
-                )
-                n_pend = max(n_pend, adds)
-                for b in items:
-                    if not b.bank:
-                        max_units = max(max_units, len(b.units))
-            n_pend = max(n_pend, sum(len(h.v) for h in la.read))
-            n_write = max(n_write, len(la.write))
-    touch = _touch_lists(blk_unit, u_op, u_act, u_b1, w1[0], w1[1])
-
-    i64 = np.int64
-
-    def arr(x, t=i64):
-        return np.ascontiguousarray(np.asarray(x, dtype=t))
-
-    n_ops = len(progs) - 2 if disp >= 0 else 0
-    meta = np.asarray(
-        [
-            c.meta["n_cells"],
-            c.meta["n_bits"],
-            c.d_k,
-            len(c.cpu),
-            len(c.cell),
-            c.cpu["cpu"],
-            c.cell["new.v"],
-            c.cell["new.s"],
-            n_layers,
-            n_pend,  # bound on one layer's pending adds
-            n_write,  # bound on one layer's write heads
-            disp,  # the opcode channel (-1: one program, no dispatch)
-            n_ops,  # programs 0..n_ops-1: opcode values; n_ops: general
-            len(progs) - 1 if disp >= 0 else 0,  # the program run first
-            max_units,  # bound on the units of one (non-bank) block
-        ],
-        dtype=i64,
-    )
-    return (
-        meta,
-        arr(rh),
-        arr(wh),
-        arr(cpu_b),
-        arr(cell_b),
-        arr(rh_list),
-        arr(wh_list),
-        arr(blk_list),
-        arr(q_ptr),
-        arr(q_ch),
-        arr(q_comp),
-        arr(q_w, dt),
-        arr(v_ptr),
-        arr(v_src),
-        arr(v_dst),
-        arr(np.stack(sink), dt),
-        arr(table_id),
-        arr(np.stack(tables), dt),
-        arr(blk_bank),
-        arr(blk_unit),
-        arr(u_op),
-        arr(u_act),
-        arr(u_b1, dt),
-        arr(u_b1b, dt),
-        arr(w1[0]),
-        arr(w1[1]),
-        arr(w1[2], dt),
-        arr(w1b[0]),
-        arr(w1b[1]),
-        arr(w1b[2], dt),
-        arr(w2[0]),
-        arr(w2[1]),
-        arr(w2[2], dt),
-        arr(bkp),
-        arr(bkc),
-        arr(bkv, dt),
-        arr(pf_off),
-        arr(pf_out_ptr),
-        arr(pf_out),
-        arr(pf_vals, dt),
-        arr(c.cell_constants, dt),
-        arr([0.0, 1.0, np.finfo(dt).max], dt),
-        arr(h_fixed),
-        arr(h_cell),
-        *(arr(a) for a in touch),
-        arr(init),
-        arr(init_ch),
-        arr(init_val, dt),
-    )
-
-
-def _touch_lists(blk_unit, u_op, u_act, u_b1, w1p, w1c) -> tuple:
-    """Which units of an MLP block can add anything on a given stream (read off ``W_1``).
-
-    A unit whose first pre-activation reads only zero channels has ``pre = b``: it adds
-    nothing unless ``act(b)`` (``op(b, .)``) is non-zero. Such units are marked ``always``;
-    every other unit is evaluated only when one of its ``W_1`` input channels is non-zero.
-    Returns ``(always, in_ptr, in_ch, col_ptr, col_unit)``: per unit the flag; per block its
-    input channels; per (block, channel) the units whose ``W_1`` row reads it (ascending).
-    """
-    always = []
-    for u in range(len(u_op)):
-        b = u_b1[u]
-        if u_op[u] == _DIV:
-            on = True
-        elif u_op[u] == _MUL:
-            on = b != 0  # the kernel skips a closed gate (pre == 0)
-        else:
-            act = u_act[u]
-            on = {
-                _ID: b != 0,
-                _SATURATE: b != 0,
-                _STEP_GE: b >= 0,
-                _STEP_GT: b > 0,
-                _NONFINITE: not math.isfinite(b),
-            }[act]
-        always.append(int(on))
-    in_ptr, in_ch, col_ptr, col_unit = [0], [], [0], []
-    for blk in range(len(blk_unit) - 1):
-        cols: dict[int, list[int]] = {}
-        for u in range(blk_unit[blk], blk_unit[blk + 1]):
-            for t in range(w1p[u], w1p[u + 1]):
-                cols.setdefault(w1c[t], []).append(u)
-        for ch, units in sorted(cols.items()):
-            in_ch.append(ch)
-            col_unit += sorted(set(units))
-            col_ptr.append(len(col_unit))
-        in_ptr.append(len(in_ch))
-    return always, in_ptr, in_ch, col_ptr, col_unit
+__all__ = ["AVAILABLE", "PARALLEL_MIN_BATCH", "pack", "programs", "run", "sparse_program"]
 
 
 def _njit(fn=None, parallel: bool = False):

@@ -420,3 +420,23 @@ def _cell_program(
         )
     )
     return blocks, keeps
+
+
+def program_work(layers: list[SparseLayer]) -> dict[str, int]:
+    """What one pass of a program does at most: heads (decoded / fixed), banks, MLP units
+    (CPU side) and their ``W_2`` entries, write heads whose cell keeps its value, and the
+    constants written at the start."""
+    read = [h for la in layers for h in la.read]
+    write = [h for la in layers for h in la.write]
+    blocks = [b for la in layers for b in la.cpu]
+    units = [u for b in blocks if not b.bank for u in b.units]
+    return {
+        "decoded_heads": sum(h.fixed == DECODE for h in (*read, *write)),
+        "fixed_heads": sum(h.fixed >= 0 for h in (*read, *write)),
+        "banks": sum(b.bank for b in blocks),
+        "units": len(units),
+        "w2_entries": sum(len(u.w2) for u in units),
+        "cell_writes": sum(not h.keeps_cell for h in write),
+        "cell_units": sum(len(b.units) for h in write for b in (h.cell or [])),
+        "constants": sum(len(la.init) for la in layers),
+    }
