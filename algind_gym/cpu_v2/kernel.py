@@ -74,6 +74,8 @@ _LINEAR, _MUL, _DIV = range(3)
 _DECODE, _NEVER = DECODE, NEVER
 
 _prange = numba.prange if numba is not None else range
+_SCAN_MIN = 8
+"""Blocks of more units than this look up which units a non-zero input touches."""
 __all__ = ["AVAILABLE", "PARALLEL_MIN_BATCH", "pack", "programs", "run", "sparse_program"]
 
 
@@ -314,14 +316,17 @@ def _run_py(cells, n_steps, meta, ints, floats, ix, n_chunks, budget):
                                             n_pend += 1
                                     continue
                                 # Only the units that one non-zero input touches (and the few
-                                # that are active on a zero input) can add anything.
-                                stamp += 1
-                                for f in range(in_ptr[blk], in_ptr[blk + 1]):
-                                    if vec[in_ch[f]] != zero:
-                                        for t in range(col_ptr[f], col_ptr[f + 1]):
-                                            mark[col_unit[t] - u0] = stamp
+                                # that are active on a zero input) can add anything. A small
+                                # block evaluates every unit (an untouched one adds nothing).
+                                scan = u1 - u0 > _SCAN_MIN
+                                if scan:
+                                    stamp += 1
+                                    for f in range(in_ptr[blk], in_ptr[blk + 1]):
+                                        if vec[in_ch[f]] != zero:
+                                            for t in range(col_ptr[f], col_ptr[f + 1]):
+                                                mark[col_unit[t] - u0] = stamp
                                 for u in range(u0, u1):
-                                    if mark[u - u0] != stamp and u_always[u] == 0:
+                                    if scan and mark[u - u0] != stamp and u_always[u] == 0:
                                         continue
                                     pre = zero
                                     for t in range(w1p[u], w1p[u + 1]):
