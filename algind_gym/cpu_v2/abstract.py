@@ -10,6 +10,13 @@ both bounds are integers of magnitude below ``2**20`` (otherwise ``[-inf, inf]``
 bounds are exact in float32 and float64, and rounding is monotone, so the rounded sum of
 terms within their bounds stays within the rounded sum of the bounds. A step unit is
 decided by an interval only then.
+
+A value that is not a constant may carry a fourth entry, a tag: ``"bool"`` (a step unit's
+output: exactly 0 or 1) or ``("cell", j, part)``: the value of cell ``j`` (``part`` 0, equal
+up to the sign of a zero) or its sign bit (``part`` 1, equal). A read head copying cell
+``j`` sets it; it survives an add into a channel that is the constant 0, a ``W_2`` weight
+of 1 and a unit that copies one input (``1 * x + 0``, or a product whose gate is the
+constant 1), none of which changes a value but for the sign of a zero.
 """
 
 from __future__ import annotations
@@ -36,6 +43,11 @@ ZERO = object()
 _INF = math.inf
 _SMALL = 2.0**20
 UNKNOWN = (-_INF, _INF, None)
+
+
+def tag(a) -> object:
+    """The tag of abstract value ``a`` (``None`` if it has none)."""
+    return a[3] if a is not ZERO and len(a) > 3 else None
 
 
 def interval(lo: float, hi: float) -> tuple:
@@ -84,12 +96,16 @@ class Stream:
         """``w * a`` (a ``W_2`` entry times a unit's output)."""
         if a[2] is not None:
             return self.const(self.scale_const(a, w))
+        if w == 1.0 and tag(a) is not None:
+            return a
         return _mul_bounds((w, w, None), a)
 
     def add(self, ch: int, a: tuple) -> None:
         """``x[ch] += a`` (the kernel's pending add)."""
         b = self.v[ch]
-        if a[2] is not None and b[2] is not None:
+        if a[2] is None and tag(a) is not None and b[2] is not None and b[2] == 0:
+            self.v[ch] = a  # 0 + a: a, up to the sign of a zero
+        elif a[2] is not None and b[2] is not None:
             self.v[ch] = self.const(b[2] + a[2])
         elif math.isfinite(a[0] + a[1] + b[0] + b[1]):
             self.v[ch] = interval(a[0] + b[0], a[1] + b[1])
@@ -99,9 +115,9 @@ class Stream:
     def head_value(self, consts: np.ndarray, src: int, j: int) -> tuple:
         """What a read head copies from cell ``j`` (``j < 0``: an unknown cell or the sink)."""
         if src == 0:  # the cell's value
-            return UNKNOWN
+            return UNKNOWN if j < 0 else (*UNKNOWN, ("cell", j, 0))
         if src == 1:  # its sign bit
-            return (0.0, 1.0, None)
+            return (0.0, 1.0, None, "bool" if j < 0 else ("cell", j, 1))
         if j >= 0:
             return self.const(consts[j, src])
         col = consts[:, src]
@@ -124,6 +140,9 @@ class Stream:
 
 def unit_output(u: SparseUnit, x: Stream, dt) -> object:
     """A hidden unit's output ``act(pre)``: :data:`ZERO`, a constant or an interval."""
+    copied = _copied(u, x)
+    if copied is not None:
+        return ZERO if copied[:2] == (0.0, 0.0) else copied
     pre = x.dot(u.w1, u.b1)
     if u.op != LINEAR:
         if u.op == MUL and pre[:2] == (0.0, 0.0):
@@ -147,7 +166,7 @@ def unit_output(u: SparseUnit, x: Stream, dt) -> object:
             return one
         if (hi <= 0) if strict else (hi < 0):
             return ZERO
-        out = (0.0, 1.0, None)
+        out = (0.0, 1.0, None, "bool")
     elif u.act == SATURATE:
         if c is not None:
             big = np.finfo(x.dt).max
@@ -164,6 +183,24 @@ def unit_output(u: SparseUnit, x: Stream, dt) -> object:
     if out[:2] == (0.0, 0.0):
         return ZERO
     return out
+
+
+def _copied(u: SparseUnit, x: Stream):
+    """The tagged input a unit copies (``act(1 * x + 0)`` with ``act`` the identity or the
+    saturation, which keeps a finite value; or a product whose gate is the constant 1), or
+    ``None``."""
+    if u.act not in (ID, SATURATE):
+        return None
+    if u.op == LINEAR:
+        terms, b = u.w1, u.b1
+    elif u.op == MUL and x.dot(u.w1, u.b1)[2] == 1.0:
+        terms, b = u.w1b, u.b1b
+    else:
+        return None
+    if len(terms) != 1 or terms[0][1] != 1.0 or b != 0.0:
+        return None
+    a = x.v[terms[0][0]]
+    return a if a[2] is None and tag(a) is not None else None
 
 
 def bank_output(b: SparseBlock, x: Stream, dt) -> tuple[bool, list]:

@@ -30,13 +30,22 @@ only when its bounds are small integers, where the dtype's rounding is exact and
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
-from algind_gym.cpu_v2.abstract import UNKNOWN, ZERO, Stream, bank_output, interval, unit_output
+from algind_gym.cpu_v2.abstract import (
+    UNKNOWN,
+    ZERO,
+    Stream,
+    bank_output,
+    interval,
+    tag,
+    unit_output,
+)
 from algind_gym.cpu_v2.sparse import (
     DECODE,
     DIV,
-    ID,
     LINEAR,
     MUL,
     NEVER,
@@ -369,15 +378,14 @@ def _cell_program(
     cell if ``j`` is :data:`DECODE`): the token is the cell's embedding plus ``h``'s copies
     of the CPU channels ``x``; only units that add to ``unembed`` channels are kept.
 
-    Returns ``(blocks, keeps)``: ``keeps`` is true when what is left is the write-back
-    select with a gate that is the constant 1 on the cell's own value and sign bit (one
-    unit each, ``new.v = 0 + 1 * v``, ``new.s = 0 + 1 * s``): the unembedding
-    ``(1 - 2 new.s) |new.v|`` then gives back the cell's (finite) value, bit for bit."""
+    Returns ``(blocks, keeps)``: ``keeps`` is true when the write provably gives back the
+    cell's value (:func:`_keeps_cell`)."""
     tok = Stream(consts.shape[1], x.dt)
     for ch in range(consts.shape[1]):
         col = consts[:, ch]
         tok.v[ch] = tok.const(col[j]) if j >= 0 else interval(float(col.min()), float(col.max()))
-    tok.v[0], tok.v[1] = UNKNOWN, (0.0, 1.0, None)  # the cell's value and sign bit
+    cell = j if j >= 0 else "self"  # the cell's value and sign bit
+    tok.v[0], tok.v[1] = (*UNKNOWN, ("cell", cell, 0)), (0.0, 1.0, None, ("cell", cell, 1))
     for src, dst in h.v:
         tok.add(dst, x.v[src])
     blocks = []
@@ -402,24 +410,45 @@ def _cell_program(
             units.append(_const_unit(run))
         if units:
             blocks.append(cache.block(b, units))
-    kept = [u for b in blocks for u in b.units]
-    own = {unembed[0]: 0, unembed[1]: 1}  # new.v <- the value channel, new.s <- the sign bit
-    keeps = (
-        not any(b.bank for b in blocks)
-        and len(kept) == 2
-        and {u.w2[0][0] for u in kept if len(u.w2) == 1} == set(own)
-        and all(tok.v[ch][:2] == (0.0, 0.0) for ch in own)
-        and all(
-            u.op == MUL
-            and u.act == ID
-            and u.w1b == ((own[u.w2[0][0]], 1.0),)
-            and u.b1b == 0.0
-            and u.w2[0][1] == 1.0
-            and tok.dot(u.w1, u.b1)[2] == 1.0
-            for u in kept
-        )
+    keeps = not any(b.bank for b in blocks) and _keeps_cell(
+        [u for b in blocks for u in b.units], tok, unembed, j
     )
     return blocks, keeps
+
+
+def _keeps_cell(units: list[SparseUnit], tok: Stream, unembed: tuple[int, int], j) -> bool:
+    """Whether the cell MLP ``units`` on token ``tok`` leave the cell as it was.
+
+    For every 0/1 value of the step outputs (``"bool"`` tags) the units read, the units are
+    evaluated on the token with those values, and ``new.v`` must be the cell's own value
+    (up to the sign of a zero) and ``new.s`` its sign bit (tags ``("cell", j, 0 / 1)``,
+    :mod:`algind_gym.cpu_v2.abstract`): the unembedding ``(1 - 2 new.s) |new.v|`` then gives
+    back the cell's (finite) value bit for bit. Example: the stack-pointer write of an
+    opcode that keeps SP, ``(1 - g) * sp + g * sp'`` with ``sp'`` the SP register read."""
+    cell = j if j >= 0 else "self"
+    bools = sorted({ch for u in units for ch, _ in (*u.w1, *u.w1b) if tag(tok.v[ch]) == "bool"})
+    if len(bools) > 3:
+        return False
+    for case in itertools.product((0.0, 1.0), repeat=len(bools)):
+        t = Stream(0, tok.dt)
+        t.v = list(tok.v)
+        for ch, value in zip(bools, case, strict=True):
+            t.set_const(ch, value)
+        acc = Stream(2, tok.dt)  # the unembedding's sums of new.v and new.s, from 0
+        for u in units:
+            h = unit_output(u, t, t.dt)
+            if h is ZERO:
+                continue
+            for ch, w in u.w2:
+                if ch in unembed:
+                    acc.add(unembed.index(ch), t.scale(h, w))
+        for part, ch in enumerate(unembed):
+            out = Stream(1, tok.dt)
+            out.v[0] = t.v[ch]
+            out.add(0, acc.v[part])
+            if tag(out.v[0]) != ("cell", cell, part):
+                return False
+    return True
 
 
 def program_work(layers: list[SparseLayer]) -> dict[str, int]:

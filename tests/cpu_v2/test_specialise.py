@@ -73,6 +73,10 @@ def test_each_opcode_gets_a_smaller_program_and_the_fetch_runs_first():
         return {h.name: h.keeps_cell for h in layer.write}
 
     assert writes("ADD")["write_halt"] and not writes("HALT")["write_halt"]
+    # ADD's SP write is (1 - g) * sp + g * sp' with sp' the SP read: proved to keep the cell
+    # for both values of the gate g; PUSH changes SP, ENTER changes FP.
+    assert writes("ADD")["write_sp"] and writes("ADD")["write_fp"]
+    assert not writes("PUSH")["write_sp"] and not writes("ENTER")["write_fp"]
     assert not writes("ADD")["write_memory"] and "write_memory" not in writes("JMP")
 
 
