@@ -20,7 +20,17 @@ integer), at kernel build time:
    input is constant becomes its constant prefix row; a head whose query (or key) is
    constant selects a fixed cell (or none), computed once.
 3. **Liveness** (backward): a unit, bank or read head whose outputs no later live item
-   reads is dropped; the write heads (they change cells) are the roots.
+   reads is dropped; the write heads (they change cells) are the roots. A term of a live
+   unit whose input is exactly zero is dropped (not in a divide unit), and a product whose
+   gate is the constant 1 becomes its second factor.
+4. **Constants out of the pass** (:func:`_prefill`): a channel that only constant units
+   write, all before anything reads it, is written once at the program's start.
+5. **Write-back** (:func:`_cell_program`, :func:`_keeps_cell`): each write head gets the
+   cell MLP specialised to a cell that it alone selects, and a write that provably gives
+   back the cell's value for every 0/1 value of its gates (the SP write of an opcode that
+   keeps SP) is skipped by the kernel.
+
+:func:`program_work` counts what a program does per pass (the figures in the README).
 
 Exactness: every remaining sum keeps its terms in the dense matmul's order (only units and
 terms whose value is exactly zero, or whose output is never read, are dropped); constants
