@@ -6,7 +6,8 @@ machines must be the node's machines with the child's call set up, bit for bit w
 one-at-a-time path builds. What the runs since a machine's last use may have changed is
 known from the backend's write ranges
 (:func:`~algind_gym.cpu.backend.run_recording_writes`: per machine, a range below the
-memory block and one from it up), so :func:`prepare` rewrites, machine by machine:
+memory block and one from it up), so :func:`~agents.batch_loops.prepare` rewrites,
+machine by machine:
 
 1. every register, from the ready machine (the root machine with the top-level call set
    up: the HALT address pushed, MODE, HALT and FAULT cleared);
@@ -20,9 +21,10 @@ memory block and one from it up), so :func:`prepare` rewrites, machine by machin
    (pointer-table descriptors of the ready machine) into the skill's argument slots, as
    ``MachineImage.execute_rows`` does for an action the action table validated;
 
-and marks the machine's ranges empty. The loop touches each machine's cells once, instead
-of a dozen array operations each sweeping every machine. Without numba (a dependency, so
-only a broken install) the same loop runs in Python, slowly.
+and marks the machine's ranges empty. After the CPU call,
+:func:`~agents.batch_loops.collect` reads back each machine's memory block, instructions,
+fault and score. Both are compiled loops over the machines, run on the backend's threads
+(:mod:`agents.batch_loops`).
 """
 
 from __future__ import annotations
@@ -32,78 +34,47 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from algind_gym.cpu.backend import NOTHING_WRITTEN, empty_write_ranges
-from algind_gym.machine.isa import Fault
+from agents.batch_loops import collect, prepare, run_loop
+from algind_gym.cpu.backend import empty_write_ranges
+from algind_gym.cpu.threads import resolve_threads
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
 from algind_gym.machine.state import MachineState
 
 if TYPE_CHECKING:
     from agents.batched import ActionEvaluator
 
-NOTHING = NOTHING_WRITTEN  # the lo of an empty write range (hi is -1), as numba sees it
 
-
-def _prepare_py(
-    cells: np.ndarray,
-    written: np.ndarray,
-    ready: np.ndarray,
-    memory: np.ndarray,
-    root: np.ndarray,
-    writable: np.ndarray,
-    actions: np.ndarray,
-    entry: np.ndarray,
-    dst: np.ndarray,
-    src: np.ndarray,
-    pc: int,
-    n_registers: int,
-    mem_start: int,
-    mem_stop: int,
-) -> None:
-    """Make machines ``cells[: len(actions) * rows]`` ready for ``actions`` from
-    the node with ``memory`` ``(rows, memory size)`` (module docstring).
+class Targets:
+    """What a batch's machines are scored against, per row of a child (search example):
+    the memory columns of the task's output cells, their expected values and tolerance
+    bounds (the arguments of :func:`~agents.batch_loops.collect`).
 
     Args:
-        cells: ``(machines, cells)`` the batch's machines, child-major, changed in place.
-        written: ``(machines, 4)`` their write ranges since their last use; emptied.
-        ready: ``(rows, memory start)`` the ready machines' cells below the memory block.
-        root: ``(rows, cells)`` the root machines.
-        writable: sorted cells above the memory block that are not write protected.
-        actions: the children's actions; ``entry`` ``(actions, rows)`` their skills' entry
-            points; ``dst``/``src`` ``(actions, width)`` slot cells and the pointer-table
-            cells bound to them (padded with a pointer cell copied onto itself).
-        pc, n_registers, mem_start, mem_stop: the PC register, the register count and the
-            memory block's bounds.
+        columns: per row, the output cells' memory columns.
+        want: per row, their expected values (float64), aligned with ``columns``.
+        tolerance: the task's :class:`~algind_gym.tasks.spec.Tolerance`.
     """
-    rows = ready.shape[0]
-    for c in range(actions.shape[0]):
-        a = actions[c]
-        for g in range(rows):
-            i = c * rows + g
-            for k in range(n_registers):
-                cells[i, k] = ready[g, k]
-            lo, hi = max(written[i, 0], n_registers), min(written[i, 1], mem_start - 1)
-            for k in range(lo, hi + 1):
-                cells[i, k] = ready[g, k]
-            for k in range(mem_start, mem_stop):
-                cells[i, k] = memory[g, k - mem_start]
-            if written[i, 3] >= mem_stop:
-                j = np.searchsorted(writable, written[i, 2])
-                while j < writable.shape[0] and writable[j] <= written[i, 3]:
-                    cells[i, writable[j]] = root[g, writable[j]]
-                    j += 1
-            written[i, 0], written[i, 1] = NOTHING, -1
-            written[i, 2], written[i, 3] = NOTHING, -1
-            cells[i, pc] = entry[a, g]
-            for j in range(dst.shape[1]):
-                cells[i, dst[a, j]] = ready[g, src[a, j]]
 
+    def __init__(self, columns: list[np.ndarray], want: list[np.ndarray], tolerance) -> None:
+        rows = len(columns)
+        width = max([len(c) for c in columns] + [1])
+        self.columns = np.full((rows, width), -1, dtype=np.int64)
+        self.want = np.zeros((rows, width))
+        self.total = np.zeros(rows, dtype=np.int64)
+        for g, (c, w) in enumerate(zip(columns, want, strict=True)):
+            self.columns[g, : len(c)] = c
+            self.want[g, : len(w)] = w
+            self.total[g] = len(c)
+        self.exact = bool(tolerance.exact)
+        self.bound = tolerance.atol + tolerance.rtol * np.abs(self.want)
 
-try:  # numba is a dependency; without it the same loop runs (slowly) in Python
-    import numba
+    @classmethod
+    def none(cls, rows: int) -> Targets:
+        """No output cells (the task scores itself; the scores ``collect`` gives are
+        then not used)."""
+        from algind_gym.tasks.spec import EXACT
 
-    prepare = numba.njit(cache=True, nogil=True)(_prepare_py)
-except ImportError:  # pragma: no cover
-    prepare = _prepare_py
+        return cls([np.zeros(0, np.int64)] * rows, [np.zeros(0)] * rows, EXACT)
 
 
 class BatchBuffer:
@@ -114,7 +85,7 @@ class BatchBuffer:
     once with the top-level call set up (``machine.program.call``: the HALT address pushed
     as the return address, MODE, HALT and FAULT cleared): the *ready* machines.
 
-    Before each expansion of ``n`` children, :func:`prepare` makes the
+    Before each expansion of ``n`` children, :func:`~agents.batch_loops.prepare` makes the
     first ``n x rows`` machines ready again, rewriting only what the runs since a machine's
     last use may have changed according to the backend's write ranges (kept per machine in
     ``written``, accumulated over the runs a machine sat out): its registers, the stack
@@ -160,6 +131,10 @@ class BatchBuffer:
         self.writable_above = ev.mem.stop + np.flatnonzero(~lay.protected_mask[ev.mem.stop :])
         """The cells above the memory block that a program may write (skill slots)."""
         self.icount_before = np.tile(ready[:, self.icount], capacity)
+        threads = getattr(ev.backend.inner, "threads", None)
+        self.threads = resolve_threads(threads if isinstance(threads, int) else None)
+        """Threads the loops before and after the CPU call may use: the backend's (the CPU
+        kernel's thread policy, :mod:`algind_gym.cpu.threads`)."""
         self._plan(ev)
         self.state = MachineState(lay, self.cells, check_registers=False)
         self._states: dict[int, MachineState] = {capacity: self.state}
@@ -206,17 +181,22 @@ class BatchBuffer:
         self.is_halt[-1] = True
 
     def run(
-        self, memory: np.ndarray, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, memory: np.ndarray, actions: np.ndarray, targets: Targets
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Run ``actions`` from the node with ``memory``; returns, for the ``n x rows``
-        machines, their memory after the call (a new array), faults and steps."""
+        machines, their memory after the call (a new array), faults, steps, and the
+        fraction of output cells right and success against ``targets``
+        (:func:`~agents.batch_loops.collect`)."""
         ev, r, n = self.ev, self.rows, len(actions)
         if self.is_halt[actions].any():
             raise ValueError("HALT is not an action to evaluate: it runs nothing")
         m = n * r
         cells = self.cells[:m]
         mem = ev.mem
-        prepare(
+        run_loop(
+            prepare,
+            m,
+            self.threads,
             self.cells,
             self.written,
             self.ready,
@@ -237,6 +217,14 @@ class BatchBuffer:
             state.cells = cells
             self._states[n] = state
         ev.backend.run(self._states[n], ev.max_steps, written=self.written[:m])
-        steps = (cells[:, self.icount] - self.icount_before[:m]).astype(np.int64)
-        faults = cells[:, self.fault].astype(np.int64) != Fault.NONE
-        return cells[:, ev.mem].copy(), faults, steps
+        after = np.empty((m, mem.stop - mem.start), dtype=cells.dtype)
+        steps, faults = np.empty(m, dtype=np.int64), np.empty(m, dtype=bool)
+        frac, ok = np.empty(m), np.empty(m, dtype=bool)
+        t = targets
+        run_loop(
+            collect, m, self.threads,
+            cells, self.icount_before, self.icount, self.fault, mem.start,
+            t.columns, t.want, t.bound, t.exact, t.total,
+            after, steps, faults, frac, ok,
+        )  # fmt: skip
+        return after, faults, steps, frac, ok

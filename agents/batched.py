@@ -16,7 +16,9 @@ Two execution modes compute the same bits:
   compiled loop makes them ready from what the previous runs wrote and sets up each
   action's top-level call (the action table's call plans are arrays indexed by action),
   and one backend ``run`` executes them all (the way
-  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); scores,
+  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); a second
+  compiled loop reads back every machine's memory block, instructions, fault and score
+  (:mod:`agents.batch_loops`; the call runs on the backend's threads), and
   values and state keys are array operations over the children's memory blocks, so the
   Python work per child is building its :class:`Outcome`.
 
@@ -47,12 +49,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.api import SolveContext
-from agents.batch_buffer import BatchBuffer
+from agents.batch_buffer import BatchBuffer, Targets
+from agents.batch_loops import scalar_values
 from algind_gym.cpu.backend import run_recording_writes
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks import Workspace
+from algind_gym.tasks.spec import Tolerance
 
 
 def state_key(memory: np.ndarray) -> bytes:
@@ -60,9 +64,19 @@ def state_key(memory: np.ndarray) -> bytes:
 
     Two partial programs that leave the same inputs, outputs, scratch and constants on
     every search example are one node. The one place a key is computed, so that it can
-    follow the environments' own state key when they offer one.
+    follow the environments' own state key when they offer one. The bytes are laid out
+    column by column (``memory`` ``(rows, memory size)`` in Fortran order: a memory cell's
+    values on every row together), so the contents of a buffer, a run of memory columns,
+    are one slice of the key (:func:`key_slice`).
     """
-    return np.ascontiguousarray(memory).tobytes()
+    return np.asarray(memory).tobytes(order="F")
+
+
+def key_slice(columns: slice, rows: int, itemsize: int) -> slice:
+    """The bytes of :func:`state_key` that hold memory columns ``columns`` of ``rows`` rows
+    of ``itemsize``-byte cells."""
+    step = rows * itemsize
+    return slice(columns.start * step, columns.stop * step)
 
 
 @dataclass(slots=True)
@@ -177,16 +191,19 @@ class ActionEvaluator:
         mask[table.halt_index] = False
         self.valid_actions = np.flatnonzero(mask)
         self.backend = TimedBackend(ctx.backend)
-        self._scorer = _VectorScorer(self.workspaces) if task.scorer is None else None
+        self._targets = output_targets(self.workspaces)
         self.value = ScalarValue.for_workspaces(self.workspaces)
         self.wall_seconds = 0.0
         self.library = ctx.library
         self.chunk_hint = 1
         self._batch: BatchBuffer | None = None
+        self._pointer_names = tuple(self.workspaces[0].pointer_names)
+        self._steps: dict[int, tuple[str, tuple[str, ...]]] = {}
+        """Cache: action -> ``(skill key, pointer names)`` (:meth:`step_names`)."""
 
     @property
     def pointer_names(self) -> list[str]:
-        return self.workspaces[0].pointer_names
+        return list(self._pointer_names)
 
     def reserve(self, chunk: int) -> None:
         """Expect up to ``chunk`` actions per :meth:`evaluate` call: in batched mode, build
@@ -232,10 +249,13 @@ class ActionEvaluator:
         return self.table.decode_discrete(int(action))
 
     def step_names(self, action: int) -> tuple[str, list[str]]:
-        """``(skill key, [pointer names])``: an action as a program step."""
-        skill, binds = self.decode(action)
-        names = self.pointer_names
-        return skill, [names[p] for p in binds]
+        """``(skill key, [pointer names])``: an action as a program step (a new list)."""
+        hit = self._steps.get(action)
+        if hit is None:
+            skill, binds = self.decode(action)
+            names = self._pointer_names
+            hit = self._steps[action] = (skill, tuple([names[p] for p in binds]))
+        return hit[0], list(hit[1])
 
     # ----------------------------------------------------------- evaluation
     def evaluate(self, memory: np.ndarray, actions: Sequence[int]) -> list[Outcome]:
@@ -289,28 +309,29 @@ class ActionEvaluator:
         n, r = len(actions), self.rows
         if self._batch is None or self._batch.capacity < n:
             self._batch = BatchBuffer(self, max(n, self.chunk_hint))
-        after, faults, steps = self._batch.run(memory, actions)
+        targets = self._targets or Targets.none(r)
+        after, faults, steps, frac, ok = self._batch.run(memory, actions, targets)
         # every per-child number as one array operation over the children, on their
         # memories only: a (children, rows, memory) copy; a child's memory is a view of it
         # and its state key the bytes of that view
         after = after.reshape(n, r, -1)
         faults = faults.reshape(n, r)
-        if self._scorer is not None:
-            frac, ok = self._scorer(after, faults)
-        else:  # a task with its own scorer: score child by child on rebuilt machines
+        frac, ok = frac.reshape(n, r), ok.reshape(n, r)
+        if self._targets is None:  # a task with its own scorer: child by child, rebuilt machines
             frac, ok = np.zeros((n, r)), np.zeros((n, r), dtype=bool)
             for c in range(n):
                 cells = self._node_cells(after[c], 1)
                 cells[:, self.layout.register("fault")] = faults[c]
                 fr, sc = self._score_one_rows(MachineState(self.layout, cells))
                 frac[c], ok[c] = fr, sc
-        potential = frac.mean(axis=1)
+        potential = np.add.reduce(frac, axis=1) / r  # frac.mean(axis=1), without its wrapper
         faulted = faults.any(axis=1).tolist()
         success = ok.all(axis=1).tolist()
         instructions = steps.reshape(n, r).sum(axis=1).tolist()
         values = self._value(after, potential, faults).tolist()
-        # state keys: slices of the bytes of all the children's memories (one copy)
-        data, size = after.tobytes(), after[0].nbytes
+        # state keys: slices of the bytes of all the children's memories (one copy), each
+        # child's column by column as state_key lays them out
+        data, size = after.transpose(0, 2, 1).tobytes(), after[0].nbytes
         out = []
         columns = (actions.tolist(), faulted, potential.tolist(), success, instructions, values)
         for c, (a, f, p, s, i, v, mem) in enumerate(zip(*columns, list(after), strict=True)):
@@ -321,59 +342,38 @@ class ActionEvaluator:
         return out
 
 
-class _VectorScorer:
-    """``Workspace.score`` for many nodes at once, as array operations (same numbers).
-
-    Every output buffer of every search example is compared with the oracle's expected
-    values (computed once per workspace) under the task's tolerance; the fraction of
-    elements right is ``hits / total`` per example, as :meth:`TaskSpec.score_example` does.
-    It reads the nodes' memory blocks (the outputs lie in memory) and which machines
-    faulted.
+def output_targets(workspaces: list[Workspace]) -> Targets | None:
+    """What the batched path scores children against, per search example: the memory
+    columns of the task's output cells and the oracle's expected values (computed once per
+    workspace), under the task's tolerance. :func:`~agents.batch_buffer.collect` then gives
+    ``Workspace.score``'s numbers: the fraction of output elements right per example, as
+    :meth:`TaskSpec.score_example` counts them. None for a task with its own scorer or a
+    tolerance that is not :class:`~algind_gym.tasks.spec.Tolerance`'s ``close`` (those are
+    scored child by child through ``Workspace.score``).
     """
-
-    def __init__(self, workspaces: list[Workspace]) -> None:
-        task = workspaces[0].task
-        mem = workspaces[0].image.layout.block("memory")
-        self.tolerance = task.tolerance
-        self.k = workspaces[0].batch
-        self.groups = []
-        for ws in workspaces:
-            parts = []
-            for name in task.outputs:
-                addr, buf = ws.image.buffers[name]
-                if not mem.start <= addr <= addr + buf.size <= mem.start + mem.size:
-                    raise AssertionError(f"output {name!r} must lie in the memory block")
-                want = np.stack(
-                    [np.asarray(e[name], dtype=np.float64).reshape(-1) for e in ws.expected]
+    task = workspaces[0].task
+    if task.scorer is not None or type(task.tolerance).close is not Tolerance.close:
+        return None
+    mem = workspaces[0].image.layout.block("memory")
+    columns, want = [], []
+    for ws in workspaces:
+        cols, vals = [], []
+        for name in task.outputs:
+            addr, buf = ws.image.buffers[name]
+            if not mem.start <= addr <= addr + buf.size <= mem.start + mem.size:
+                raise AssertionError(f"output {name!r} must lie in the memory block")
+            w = np.stack([np.asarray(e[name], dtype=np.float64).reshape(-1) for e in ws.expected])
+            if w.shape[1] != buf.size:
+                raise ValueError(
+                    f"task {task.name}: the oracle's {name!r} has {w.shape[1]} elements, "
+                    f"its buffer {buf.size}"
                 )
-                if want.shape[1] != buf.size:
-                    raise ValueError(
-                        f"task {task.name}: the oracle's {name!r} has {want.shape[1]} elements, "
-                        f"its buffer {buf.size}"
-                    )
-                parts.append((addr - mem.start, buf.size, want))
-            self.groups.append(parts)
-
-    def __call__(self, memory: np.ndarray, faulted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``memory`` ``(nodes, rows, memory size)`` and ``faulted`` ``(nodes, rows)`` ->
-        fraction and success, ``(nodes, rows)``."""
-        n = memory.shape[0]
-        frac, ok = [], []
-        for g, parts in enumerate(self.groups):
-            rows = memory[:, g * self.k : (g + 1) * self.k]
-            hits = np.zeros((n, self.k), dtype=np.int64)
-            total = 0
-            for addr, size, want in parts:
-                got = rows[:, :, addr : addr + size]
-                hits += np.count_nonzero(self.tolerance.close(got, want[None]), axis=2)
-                total += size
-            fault = faulted[:, g * self.k : (g + 1) * self.k]
-            f = np.ones((n, self.k)) if total == 0 else hits / total
-            frac.append(np.where(fault, 0.0, f))
-            ok.append((hits == total) & ~fault)
-        if len(frac) == 1:
-            return frac[0], ok[0]
-        return np.concatenate(frac, axis=1), np.concatenate(ok, axis=1)
+            cols.append(np.arange(buf.size) + (addr - mem.start))
+            vals.append(w)
+        for k in range(ws.batch):
+            columns.append(np.concatenate(cols) if cols else np.zeros(0, np.int64))
+            want.append(np.concatenate([v[k] for v in vals]) if vals else np.zeros(0))
+    return Targets(columns, want, task.tolerance)
 
 
 AFFINE_VALUE = 0.5
@@ -397,7 +397,8 @@ class ScalarValue:
       operations from it (a heuristic: such a relation may not be computable).
 
     A node that solves every example has value 1. The number is identical in the batched
-    and one-at-a-time evaluators (the same array code on the same memory).
+    and one-at-a-time evaluators (the same compiled loop,
+    :func:`~agents.batch_loops.scalar_values`, on the same memory).
 
     Args:
         address: the output's column in the memory block.
@@ -438,22 +439,9 @@ class ScalarValue:
         """Values of nodes with memory ``(nodes, rows, memory size)``, faulted machines
         ``(nodes, rows)`` and potentials ``(nodes,)``."""
         p = np.asarray(potential, dtype=np.float64)
-        value = (
-            p.copy() if self.chance >= 1 else np.maximum(0.0, (p - self.chance) / (1 - self.chance))
-        )
-        if not self.varies:
-            return value
-        got = memory[:, :, self.address].astype(np.float64)
-        ok = np.isfinite(got).all(axis=1) & ~faulted.any(axis=1)
-        ok &= got.max(axis=1, initial=-np.inf) > got.min(axis=1, initial=np.inf)
-        idx = np.flatnonzero(ok & (value < AFFINE_VALUE))
-        if idx.size:
-            # least squares want = a * got + c for every node at once
-            x = got[idx]
-            xc = x - x.mean(axis=1, keepdims=True)
-            yc = self._centred
-            a = (xc @ yc) / (xc * xc).sum(axis=1)
-            resid = yc[None] - a[:, None] * xc
-            affine = (np.abs(resid).max(axis=1) <= 1e-9 * self._scale) & (np.abs(a) > 1e-12)
-            value[idx[affine]] = AFFINE_VALUE
+        value = np.empty(len(p))
+        scalar_values(
+            memory, faulted, p, self.address, self.chance, self.varies, self._centred,
+            self._scale, AFFINE_VALUE, value,
+        )  # fmt: skip
         return value

@@ -89,6 +89,11 @@ class Dataflow:
         self.reads_only_constants = self.reads.any(axis=1) & ~(self.reads & ~const).any(axis=1)
         self.scratch_classes = _scratch_classes(task, pointer_names, self.index)
         self.read_bits, self.write_bits = _pack(self.reads), _pack(self.writes)
+        self._steps: dict[tuple, tuple[list[int], list[int]]] = {}
+        """Cache: a program step ``(skill, names)`` -> the entries it reads and writes."""
+        self._write_bit: dict[int, np.ndarray] = {}
+        self._cache: dict[str, dict[tuple[int, ...], np.ndarray]] = {}
+        """Cache: entry -> per candidate, whether it writes that entry."""
 
     def _mask(self, entries) -> np.ndarray:
         """The bit set (words) of ``entries`` (indices or a boolean mask over entries)."""
@@ -100,10 +105,27 @@ class Dataflow:
         """Per candidate: whether ``entry``'s bit is set in ``bits``."""
         return (bits[:, entry // 64] >> np.uint64(entry % 64)) & np.uint64(1) != 0
 
+    def _by_written(self, name: str, program: Program, compute) -> np.ndarray:
+        """``compute(program)``, cached (read-only) per set of entries ``program`` writes
+        (what :meth:`readable` and :meth:`canonical` depend on)."""
+        cache = self._cache.setdefault(name, {})
+        key = tuple(sorted({w for _, writes in self._rows(program) for w in writes}))
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) >= CACHE_SIZE:
+                cache.clear()
+            hit = cache[key] = compute(program)
+            hit.flags.writeable = False
+        return hit
+
     def canonical(self, program: Program) -> np.ndarray:
         """Per candidate: its writes to the pool's scratch buffers keep ``program``'s first
         uses in index order within every shape class (module docstring). Each class's
-        buffers never written by ``program`` may only be written lowest-numbered first."""
+        buffers never written by ``program`` may only be written lowest-numbered first.
+        Read-only (cached per set of written entries)."""
+        return self._by_written("canonical", program, self._canonical)
+
+    def _canonical(self, program: Program) -> np.ndarray:
         keep = np.ones(len(self.writes), dtype=bool)
         if not self.scratch_classes:
             return keep
@@ -115,10 +137,17 @@ class Dataflow:
             if len(unused) < 2:
                 continue
             # the unused buffers an action writes must be a prefix of them in index order
-            w = [self._bit(self.write_bits, m) for m in unused]
+            w = [self._writes_entry(m) for m in unused]
             for before, after in itertools.pairwise(w):
                 keep &= ~(after & ~before)
         return keep
+
+    def _writes_entry(self, entry: int) -> np.ndarray:
+        """Per candidate: whether it writes ``entry`` (cached)."""
+        hit = self._write_bit.get(entry)
+        if hit is None:
+            hit = self._write_bit[entry] = self._bit(self.write_bits, entry)
+        return hit
 
     def _entry(self, name: str) -> int:
         """Index of an entry; a skill reference may omit its version (``&s_add``)."""
@@ -130,14 +159,18 @@ class Dataflow:
         """Per step, the entries it reads and writes."""
         out = []
         for skill, names in program:
-            reads, writes = [], []
-            for slot, name in zip(self.library.get(skill).slots, names, strict=True):
-                i = self._entry(name)
-                if slot.role in ("in", "inout"):
-                    reads.append(i)
-                if slot.role in ("out", "inout"):
-                    writes.append(i)
-            out.append((reads, writes))
+            key = (skill, tuple(names))
+            step = self._steps.get(key)
+            if step is None:
+                reads, writes = [], []
+                for slot, name in zip(self.library.get(skill).slots, names, strict=True):
+                    i = self._entry(name)
+                    if slot.role in ("in", "inout"):
+                        reads.append(i)
+                    if slot.role in ("out", "inout"):
+                        writes.append(i)
+                step = self._steps[key] = (reads, writes)
+            out.append(step)
         return out
 
     def defined(self, program: Program) -> np.ndarray:
@@ -150,7 +183,11 @@ class Dataflow:
     def readable(self, program: Program) -> np.ndarray:
         """Per candidate: reads only defined entries after ``program`` and writes no
         constant (a constant is a value the task gives; a program compiled into a skill
-        turns it into an immediate operand, which nothing can write)."""
+        turns it into an immediate operand, which nothing can write). Read-only (cached
+        per set of written entries)."""
+        return self._by_written("readable", program, self._readable)
+
+    def _readable(self, program: Program) -> np.ndarray:
         undefined = self._mask(~self.defined(program))
         return ~_hits(self.read_bits, undefined) & ~self.writes_constant
 
@@ -199,6 +236,11 @@ class Dataflow:
     def fresh_reads(self, program: Program) -> np.ndarray:
         """Per candidate: how many fresh entries (:meth:`fresh`) it reads."""
         return (self.reads & self.fresh(program)).sum(axis=1)
+
+
+CACHE_SIZE = 4096
+"""Entries per cache of :meth:`Dataflow.readable` and :meth:`Dataflow.canonical` (cleared when
+full: a dataflow is shared by every search over its action table)."""
 
 
 def _pack(flags: np.ndarray) -> np.ndarray:

@@ -175,7 +175,7 @@ class MCTS(Agent):
                 break
             if self._may_widen(node):
                 self._widen(node)
-            edge = self._select(node, on_path)
+            edge, i = self._select(node, on_path)
             if edge is None:
                 if node.expanded < len(node.order):
                     self._widen(node)
@@ -184,15 +184,17 @@ class MCTS(Agent):
                 node.closed = True
                 value = node.value
                 break
-            path.append(edge)
+            path.append((edge, node.stats, i))
             node = edge.child
             on_path.add(node.key)
         self._simulations += 1
         root.visits += 1
-        for edge in path:
+        for edge, stats, i in path:
             edge.n += 1
             edge.w += value
             edge.child.visits += 1
+            stats.n[i] += 1
+            stats.w[i] += value
 
     def _may_widen(self, node: Node) -> bool:
         chunks = math.ceil(node.expanded / self.batch_size)
@@ -239,18 +241,23 @@ class MCTS(Agent):
             node.closed = True
         return new
 
-    def _select(self, node: Node, on_path: set[bytes]) -> Edge | None:
-        """The PUCT choice among evaluated children not closed and not on the path."""
-        edges = [e for e in node.edges if not e.child.closed and e.child.key not in on_path]
-        if not edges:
-            return None
-        p = np.array([e.prior for e in edges])
+    def _select(self, node: Node, on_path: set[bytes]) -> tuple[Edge | None, int]:
+        """The PUCT choice among evaluated children not closed and not on the path, and its
+        index in ``node.edges`` (None, -1 when there is none)."""
+        edges = node.edges
+        stats = _EdgeStats.of(node)
+        free = [not e.child.closed and e.child.key not in on_path for e in edges]
+        idx = np.flatnonzero(free)
+        if not idx.size:
+            return None, -1
+        p = stats.prior[idx]
         total = p.sum()
-        p = p / total if total > 0 else np.full(len(edges), 1.0 / len(edges))
-        n = np.array([e.n for e in edges], dtype=np.float64)
-        q = np.array([e.w / e.n if e.n else e.child.value for e in edges])
+        p = p / total if total > 0 else np.full(idx.size, 1.0 / idx.size)
+        n, w = stats.n[idx], stats.w[idx]
+        q = np.divide(w, n, out=stats.value[idx], where=n > 0)  # unvisited: the child's value
         u = q + self.c_puct * p * math.sqrt(node.visits + 1) / (1.0 + n)
-        return edges[int(np.argmax(u))]
+        i = int(idx[np.argmax(u)])
+        return edges[i], i
 
     def tree_signature(self) -> list[tuple]:
         """The searched tree as plain data (node programs, visits, edge statistics), in node
@@ -262,3 +269,32 @@ class MCTS(Agent):
             edges = tuple((e.action, e.child.key, e.n, round(e.w, 12)) for e in node.edges)
             out.append((node.key, tuple(map(str, node.program)), node.visits, edges))
         return out
+
+
+class _EdgeStats:
+    """A node's edge statistics as arrays over ``node.edges`` (kept in ``node.stats``), so
+    that PUCT selection is array arithmetic: ``prior`` and ``value`` (the child's value)
+    are appended as edges are added, ``n`` (visits, float) and ``w`` (summed backed-up
+    values) are updated with each edge's ``Edge.n``/``Edge.w`` (the same additions, so the
+    same numbers)."""
+
+    __slots__ = ("n", "prior", "value", "w")
+
+    def __init__(self) -> None:
+        self.prior, self.value = np.zeros(0), np.zeros(0)
+        self.n, self.w = np.zeros(0), np.zeros(0)
+
+    @classmethod
+    def of(cls, node: Node) -> _EdgeStats:
+        """``node.stats``, extended to every edge of ``node`` (edges are only appended)."""
+        stats = node.stats
+        if stats is None:
+            stats = node.stats = cls()
+        have, edges = len(stats.prior), node.edges
+        if have < len(edges):
+            new = edges[have:]
+            stats.prior = np.concatenate([stats.prior, [e.prior for e in new]])
+            stats.value = np.concatenate([stats.value, [e.child.value for e in new]])
+            stats.n = np.concatenate([stats.n, [float(e.n) for e in new]])
+            stats.w = np.concatenate([stats.w, [e.w for e in new]])
+        return stats

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.api import BudgetExhausted, SolveContext
-from agents.batched import ActionEvaluator, Outcome, state_key
+from agents.batched import ActionEvaluator, Outcome, key_slice
 from agents.dataflow import Dataflow, dataflow_of
 from agents.result import Program
 
@@ -60,6 +60,8 @@ class Node:
     """Nothing more to search below: at the depth limit, dead, or fully searched."""
     alternatives: int = 0
     """Other programs reaching this node that were verified (after its own failed)."""
+    stats: object = field(default=None, repr=False)
+    """An agent's statistics of the node's edges (MCTS: arrays for PUCT selection)."""
     contents: dict = field(default_factory=dict, repr=False)
     """Cache: pointer entry -> its buffer's bytes in ``memory``, and a tuple of entries ->
     the tuple of their bytes (for the memos' keys)."""
@@ -129,10 +131,12 @@ class SearchTree:
         """Per skill: evidence that it overwrites what it writes (+1 per confirmation;
         -inf once refuted): the same action on the same read data gave the same written
         data from different previous written data."""
-        self._action_entries: dict[int, tuple] = {}
-        self._columns: dict[int, slice] = {}
+        self._action_entries: list[tuple] | None = None
+        self._key_slices: dict[int, slice] | None = None
+        self._buffer_mask: np.ndarray | None = None
         self.memo_skips = 0
-        self._faulted: set[tuple[int, tuple[bytes, ...]]] = set()
+        self._faulted: dict[int, set[tuple[bytes, ...]]] = {}
+        """Per action: the contents of the entries it reads wherever it faulted."""
         self._fault_count: dict[int, int] = {}
         self._ran_clean: set[int] = set()
         self.fault_skips = 0
@@ -142,6 +146,7 @@ class SearchTree:
         if fault_memo or result_memo:  # the memos read the tables: built before the search
             ev = self.ev
             self._dataflow = dataflow_of(ctx.library, ctx.task, ev.table, ev.pointer_names)
+            self._build_entries()  # before the search starts (and the key slices)
         r = self.ev.root()
         self.root = Node(r.key, r.memory, [], r.potential, r.success, 0, value=r.value)
         self.nodes: dict[bytes, Node] = {r.key: self.root}
@@ -159,21 +164,26 @@ class SearchTree:
         results are recorded, so nothing evaluated is lost).
         """
         ctx = self.ctx
-        actions, priors = [int(a) for a in actions], list(priors)
+        actions, priors = np.asarray(actions, dtype=np.int64).tolist(), list(priors)
         keep = list(range(len(actions)))
         if self.fault_memo:
             faulted, count, clean = self._faulted, self._fault_count, self._ran_clean
             entries, data = self._entries, self._data
-            keep = [
-                i
-                for i in keep
-                if (actions[i], data(node, entries(actions[i])[2])) not in faulted
-                and not (count.get(actions[i], 0) >= FAULT_PATIENCE and actions[i] not in clean)
-            ]
-            self.fault_skips += len(actions) - len(keep)
+            kept = []
+            for i in keep:
+                a = actions[i]
+                reads = faulted.get(a)  # most actions never faulted: no key to build
+                if reads is not None and data(node, entries(a)[2]) in reads:
+                    continue
+                if count.get(a, 0) >= FAULT_PATIENCE and a not in clean:
+                    continue
+                kept.append(i)
+            self.fault_skips += len(keep) - len(kept)
+            keep = kept
         if self.result_memo:
             before = len(keep)
-            keep = [i for i in keep if not self._known_result(node, actions[i])]
+            known = self._known_result
+            keep = [i for i in keep if not known(node, actions[i])]
             self.memo_skips += before - len(keep)
         considered = len(actions)
         budget = max(ctx.remaining, 0)
@@ -184,15 +194,19 @@ class SearchTree:
         new: list[Edge] = []
         self.created: list[Node] = []
         found: Program | None = None
+        fault_memo, result_memo, remember = self.fault_memo, self.result_memo, self._remember
+        clean, child_of = self._ran_clean, self._child
         for o, p in zip(outcomes, priors, strict=True):
-            if o.fault and self.fault_memo:
-                self._faulted.add(self._fault_key(node, o.action))
-                self._fault_count[o.action] = self._fault_count.get(o.action, 0) + 1
-            elif not o.fault:
-                self._ran_clean.add(o.action)
-            if self.result_memo and not o.fault:
-                self._remember(node, o)
-            edge, created = self._child(node, o, float(p))
+            if o.fault:
+                if fault_memo:
+                    action, reads = self._fault_key(node, o.action)
+                    self._faulted.setdefault(action, set()).add(reads)
+                    self._fault_count[action] = self._fault_count.get(action, 0) + 1
+            else:
+                clean.add(o.action)
+                if result_memo:
+                    remember(node, o)
+            edge, created = child_of(node, o, float(p))
             if edge is None:
                 continue
             new.append(edge)
@@ -224,50 +238,67 @@ class SearchTree:
 
     def _entries(self, action: int) -> tuple:
         """Pointer entries (buffers only) ``action`` binds, writes and reads, and its skill."""
-        hit = self._action_entries.get(action)
-        if hit is None:
-            flow, buffers, names = self.dataflow, self.ev.image.buffers, self.ev.pointer_names
+        if self._action_entries is None:
+            self._build_entries()
+        return self._action_entries[action]
 
-            def pick(mask: np.ndarray) -> tuple[int, ...]:
-                return tuple(int(p) for p in np.flatnonzero(mask) if names[p] in buffers)
+    def _build_entries(self) -> None:
+        """:meth:`_entries` of every action at once, from the dataflow tables."""
+        flow, is_buffer, table = self.dataflow, self._is_buffer, self.ev.table
+        n = len(table.candidates)
 
-            reads, writes = flow.reads[action], flow.writes[action]
-            skill = self.ev.decode(action)[0]
-            hit = (pick(reads | writes), pick(writes), pick(reads), skill)
-            self._action_entries[action] = hit
-        return hit
+        def per_action(mask: np.ndarray) -> list[tuple[int, ...]]:
+            rows, cols = np.nonzero(mask & is_buffer)
+            ends = np.searchsorted(rows, np.arange(n + 1)).tolist()
+            cols = cols.tolist()
+            return [tuple(cols[ends[a] : ends[a + 1]]) for a in range(n)]
 
-    def _column(self, ptr: int) -> slice:
-        """Memory columns of pointer entry ``ptr``'s buffer."""
-        if ptr not in self._columns:
-            ev = self.ev
-            addr, buf = ev.image.buffers[ev.pointer_names[ptr]]
-            self._columns[ptr] = slice(addr - ev.mem.start, addr - ev.mem.start + buf.size)
-        return self._columns[ptr]
+        skills = [table.skills[s] for s, _ in table.candidates]
+        bound = per_action(flow.reads | flow.writes)
+        self._action_entries = list(
+            zip(bound, per_action(flow.writes), per_action(flow.reads), skills, strict=True)
+        )
+
+    @property
+    def _is_buffer(self) -> np.ndarray:
+        """Per pointer entry: whether it names a buffer (of the memory block)."""
+        if self._buffer_mask is None:
+            names = self.ev.pointer_names
+            self._buffer_mask = np.array([p in self.key_slices for p in range(len(names))])
+        return self._buffer_mask
+
+    @property
+    def key_slices(self) -> dict[int, slice]:
+        """Per pointer entry naming a buffer: the bytes of a node's key holding that
+        buffer's contents on every search example (:func:`~agents.batched.key_slice`)."""
+        if self._key_slices is None:
+            ev, out = self.ev, {}
+            rows, itemsize = ev.root_memory.shape[0], ev.root_memory.dtype.itemsize
+            for p, name in enumerate(ev.pointer_names):
+                if name in ev.image.buffers:
+                    addr, buf = ev.image.buffers[name]
+                    start = addr - ev.mem.start
+                    out[p] = key_slice(slice(start, start + buf.size), rows, itemsize)
+            self._key_slices = out
+        return self._key_slices
 
     def _data(self, node: Node, ptrs: tuple[int, ...]) -> tuple[bytes, ...]:
-        """The contents of entries ``ptrs`` at ``node`` (cached with the node: every buffer
-        entry's contents the first time one is asked for, and each tuple asked for)."""
-        cache = node.contents
-        hit = cache.get(ptrs)
+        """The contents of entries ``ptrs`` at ``node``: slices of its key (cached with the
+        node per tuple asked for)."""
+        hit = node.contents.get(ptrs)
         if hit is None:
-            if not cache:
-                ev = self.ev
-                for p, name in enumerate(ev.pointer_names):
-                    if name in ev.image.buffers:
-                        column = self._column(p)
-                        cache[p] = np.ascontiguousarray(node.memory[:, column]).tobytes()
-            hit = cache[ptrs] = tuple([cache[p] for p in ptrs])
+            key, slices = node.key, self.key_slices
+            hit = node.contents[ptrs] = tuple([key[slices[p]] for p in ptrs])
         return hit
 
     def _remember(self, node: Node, o: Outcome) -> None:
-        """Record an evaluated action's result for the result memo."""
-        bound, written, read, skill = self._entries(o.action)
-        result = tuple(
-            [np.ascontiguousarray(o.memory[:, self._column(p)]).tobytes() for p in written]
-        )
-        self._results[(o.action, self._data(node, bound))] = result
-        key, prev = (o.action, self._data(node, read)), self._data(node, written)
+        """Record an evaluated action's result for the result memo (the tables are built:
+        the memo is on)."""
+        bound, written, read, skill = self._action_entries[o.action]
+        key, slices, data = o.key, self._key_slices, self._data
+        result = tuple([key[slices[p]] for p in written])
+        self._results[(o.action, data(node, bound))] = result
+        key, prev = (o.action, data(node, read)), data(node, written)
         seen = self._by_reads.get(key)
         if seen is None:
             self._by_reads[key] = (prev, result)
@@ -277,20 +308,22 @@ class SearchTree:
 
     def _known_result(self, node: Node, action: int) -> bool:
         """Whether the result memo says ``action`` at ``node`` is a no-op or a transposition."""
-        bound, written, read, skill = self._entries(action)
-        hit = self._results.get((action, self._data(node, bound)))
+        if action not in self._ran_clean:
+            return False  # never ran without a fault: nothing remembered
+        bound, written, read, skill = self._action_entries[action]  # built: the memo is on
+        data = self._data
+        hit = self._results.get((action, data(node, bound)))
         if hit is None and self._overwrites.get(skill, 0) >= OVERWRITE_EVIDENCE:
-            seen = self._by_reads.get((action, self._data(node, read)))
+            seen = self._by_reads.get((action, data(node, read)))
             hit = None if seen is None else seen[1]
         if hit is None:
             return False
-        if hit == self._data(node, written):
+        if hit == data(node, written):
             return True  # a no-op
-        memory = node.memory.copy()
-        rows = len(memory)
+        key, slices = bytearray(node.key), self._key_slices  # the key of the data it would leave
         for p, data in zip(written, hit, strict=True):
-            memory[:, self._column(p)] = np.frombuffer(data, dtype=memory.dtype).reshape(rows, -1)
-        return state_key(memory) in self.nodes
+            key[slices[p]] = data
+        return bytes(key) in self.nodes
 
     def _fault_key(self, node: Node, action: int) -> tuple[int, tuple[bytes, ...]]:
         """An action and the contents of the entries it reads at ``node``: what decides

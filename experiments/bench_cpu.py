@@ -11,11 +11,14 @@ ratios are the comparable figures):
 
 1. instructions/s of ``reference``, ``transformer`` (v1 numba kernel) and
    ``transformer-v2`` (v2 numba kernel) per batch size (divergent workload of
-   :mod:`algind_gym.cpu.bench`), with v2 / reference and v1 / v2; then the v2 kernel on
-   the general program (every block of the compiled circuit) against the per-opcode
-   specialised programs (:mod:`algind_gym.cpu_v2.specialise`, the backend's default), the
-   same states through ``kernel.run``, per wall-clock and per CPU-second;
-2. the fixed cost of a call (``run`` with 0 and with 1 step, batch 1);
+   :mod:`algind_gym.cpu.bench`), with v2 / reference and v1 / v2; ``transformer`` is v1 on
+   one thread and ``v1-parallel`` v1 on every numba thread (``NUMBA_NUM_THREADS``); then
+   the v2 kernel on the general program (every block of the compiled circuit) against the
+   per-opcode specialised programs (:mod:`algind_gym.cpu_v2.specialise`, the backend's
+   default), the same states through ``kernel.run``, per wall-clock and per CPU-second;
+2. the fixed cost of a call (``run`` with 0 and with 1 step, batch 1); 2b. the v1 kernel's
+   thread policy: one thread, all threads forced parallel, and the default policy, at
+   8..4096 machines and 0, 1, 100 steps;
 3. the time of one environment step: a 100-instruction run on 8 machines;
 4. the dense paths (v1 and v2) at batch 1 on a state of about 1024 cells, per wall-clock
    second and per CPU-second of this process (the second moves less with other load);
@@ -38,10 +41,13 @@ from algind_gym.cpu.bench import (
     bench_dense_cells,
     bench_layout,
     bench_machines,
+    bench_thread_policy,
 )
+from algind_gym.cpu.threads import max_threads
 from algind_gym.machine.isa import Fault
 
 FAST = ("reference", "transformer", "transformer-v2")
+PARALLEL = "v1-parallel"  # the v1 kernel on every numba thread ("transformer" rows: one)
 
 
 def main() -> None:
@@ -53,23 +59,30 @@ def main() -> None:
     args = parser.parse_args()
     dt = np.dtype(args.dtype)
     threads = os.environ.get("NUMBA_NUM_THREADS", "numba's default")
-    print(f"dtype {dt.name}, NUMBA_NUM_THREADS={threads}")
+    print(
+        f"dtype {dt.name}, NUMBA_NUM_THREADS={threads}, v1 threads: transformer 1, "
+        f"{PARALLEL} {max_threads()}; load average {os.getloadavg()[0]:.2f}"
+    )
     out: dict = {"throughput": [], "calls": [], "dense": []}
 
     print("\n1. instructions/s (divergent workload)")
     rate: dict[tuple[str, int], float] = {}
     for batch in (int(b) for b in args.batches.split(",")):
         steps = 200 if batch < 64 else 30
-        for name in FAST:
-            row = bench_backend(name, batch, steps, dtype=dt, min_seconds=args.min_seconds)
+        for name in (*FAST, PARALLEL):
+            be, t = name, (1 if name == "transformer" else None)
+            if name == PARALLEL:
+                be, t = "transformer", max_threads()
+            row = bench_backend(be, batch, steps, dtype=dt, min_seconds=args.min_seconds, threads=t)
             rate[name, batch] = row["instructions_per_s"]
-            out["throughput"].append(row)
-        r = {n: rate[n, batch] for n in FAST}
+            out["throughput"].append(dict(row, name=name))
+        r = {n: rate[n, batch] for n in (*FAST, PARALLEL)}
         print(
             f"  batch {batch:5d}: "
             + "  ".join(f"{n} {v:.3g}" for n, v in r.items())
             + f"  | v2/reference {r['transformer-v2'] / r['reference']:.2f}x"
             + f"  v1/v2 {r['transformer'] / r['transformer-v2']:.1f}x"
+            + f"  {PARALLEL}/v1 {r[PARALLEL] / r['transformer']:.2f}x"
         )
 
     print("\n1b. v2 numba kernel: general program vs per-opcode specialised programs")
@@ -97,6 +110,24 @@ def main() -> None:
             f"{cost[name, 1, 1] * 1e6:8.1f} us   100 instructions x 8 machines "
             f"{cost[name, 8, 100] * 1e6:9.1f} us"
         )
+
+    print(
+        f"\n2b. v1 thread policy: us per call, 1 thread / {max_threads()} threads forced "
+        "parallel / default policy (cpu/threads.py)"
+    )
+    for row in bench_thread_policy(threads=max_threads(), dtype=dt):
+        out.setdefault("thread_policy", []).append(row)
+        s_, p_, d_ = (row[k] * 1e6 for k in ("serial_s", "parallel_s", "policy_s"))
+        print(
+            f"  {row['steps']:3d} steps x {row['batch']:5d} machines: {s_:9.1f} / {p_:9.1f} / "
+            f"{d_:9.1f}   1 thread / parallel {s_ / p_:5.2f}x   1 thread / policy {s_ / d_:5.2f}x"
+        )
+    try:
+        import numba
+
+        print(f"  numba threading layer: {numba.threading_layer()}")
+    except ValueError:  # no parallel call was made (one thread)
+        pass
 
     print("\n4. dense paths, batch 1, about 1024 cells")
     dense, dense_cpu = {}, {}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import gymnasium as gym
@@ -37,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 import algind_gym  # noqa: F401  (registers the environments)
+from algind_gym.cpu.backend import make_backend
 
 PARTS = ("cpu", "bind", "score", "observe", "reset")
 
@@ -69,23 +71,55 @@ def run(env, mode: str, num_envs: int, actions: list[np.ndarray], warmup: int) -
     return row
 
 
-def measure(env_id: str, n: int, acts: list[np.ndarray], args, kw) -> tuple[dict, dict]:
+ONE_THREAD = "vector, 1 thread"
+
+
+def measure(
+    env_id: str, n: int, acts: list[np.ndarray], args, kw, one_thread: dict | None = None
+) -> tuple[dict, dict]:
     """``--repeats`` rounds of sync then vector on the same actions; the fastest round of
-    each (the least disturbed on a shared machine, as ``timeit`` advises)."""
+    each (the least disturbed on a shared machine, as ``timeit`` advises), and the median
+    over rounds of the per-round ratio. ``one_thread``: the keyword arguments of a third
+    mode, the vector env on one CPU thread, measured in the same rounds (its figures are
+    added to the vector row as ``one_thread_*``)."""
     envs = {m: make(env_id, m, n, **kw) for m in ("sync", "vector_entry_point")}
+    if one_thread is not None:
+        envs[ONE_THREAD] = make(env_id, "vector_entry_point", n, **one_thread)
     rounds: dict[str, list[dict]] = {m: [] for m in envs}
     for _ in range(args.repeats):
         for m, env in envs.items():
-            rounds[m].append(run(env, m, n, acts, args.warmup))
+            rounds[m].append(run(env, "sync" if m == "sync" else "vector", n, acts, args.warmup))
     for env in envs.values():
         env.close()
     best = {m: max(rs, key=lambda r: r["env_steps_per_s"]) for m, rs in rounds.items()}
     sync, vec = best["sync"], best["vector_entry_point"]
+    vec["mode"] = "vector_entry_point"
     vec["speedup_vs_sync"] = vec["env_steps_per_s"] / sync["env_steps_per_s"]
     vec["cpu_time_ratio_vs_sync"] = (sync["process_cpu_seconds"] / sync["env_steps"]) / (
         vec["process_cpu_seconds"] / vec["env_steps"]
     )
-    for m in rounds:
+    per_round = [
+        v["env_steps_per_s"] / s["env_steps_per_s"]
+        for s, v in zip(rounds["sync"], rounds["vector_entry_point"], strict=True)
+    ]
+    vec["median_speedup_vs_sync"] = float(np.median(per_round))
+    vec["median_cpu_share"] = float(
+        np.median([r["breakdown"]["cpu"] for r in rounds["vector_entry_point"]])
+    )
+    if one_thread is not None:
+        one = best[ONE_THREAD]
+        vec["one_thread_env_steps_per_s"] = one["env_steps_per_s"]
+        vec["one_thread_speedup_vs_sync"] = one["env_steps_per_s"] / sync["env_steps_per_s"]
+        vec["one_thread_cpu_share"] = one["breakdown"]["cpu"]
+        vec["one_thread_median_speedup_vs_sync"] = float(
+            np.median(
+                [
+                    v["env_steps_per_s"] / s["env_steps_per_s"]
+                    for s, v in zip(rounds["sync"], rounds[ONE_THREAD], strict=True)
+                ]
+            )
+        )
+    for m in ("sync", "vector_entry_point"):
         best[m]["rounds_env_steps_per_s"] = [r["env_steps_per_s"] for r in rounds[m]]
     return sync, vec
 
@@ -99,12 +133,23 @@ def bench_rows(
     repeats: int = 3,
     backend: str = "transformer",
     examples: int = 8,
+    threads: int | None = None,
 ) -> list[dict]:
     """For each number of environments, the sync row and the vector row (with its ratio to
     sync and the breakdown of its step time): what ``main`` prints, for other scripts
-    (``experiments/throughput.py``)."""
+    (``experiments/throughput.py``). On the ``"transformer"`` backend with more than one
+    CPU thread (``threads``, default: the kernel's policy, :mod:`algind_gym.cpu.threads`),
+    the vector row also holds the same env on one thread, measured in the same rounds."""
     env_id = f"AlgInd/{task}-v0"
     kw = {"n_examples": examples, "backend": backend}
+    one_thread = None
+    t = None
+    if backend == "transformer":
+        be = make_backend(backend, threads=threads)
+        t = be.threads
+        kw["backend"] = be
+        if t > 1:
+            one_thread = dict(kw, backend=make_backend(backend, threads=1))
     mask = gym.make(env_id, **kw).unwrapped.action_masks()
     valid = np.flatnonzero(mask)  # HALT (last) included
     opts = argparse.Namespace(repeats=repeats, warmup=warmup)
@@ -112,7 +157,8 @@ def bench_rows(
     for n in envs:
         rng = np.random.default_rng(n)
         acts = [rng.choice(valid, size=n) for _ in range(warmup + steps)]
-        sync, vec = measure(env_id, n, acts, opts, kw)
+        sync, vec = measure(env_id, n, acts, opts, kw, one_thread)
+        sync["threads"] = vec["threads"] = t
         rows += [sync, vec]
     return rows
 
@@ -126,6 +172,9 @@ def main() -> None:
     p.add_argument("--backend", default="transformer")
     p.add_argument("--examples", type=int, default=8, help="K, examples per environment")
     p.add_argument("--repeats", type=int, default=3, help="rounds per mode; the best is shown")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: the kernel's policy)"
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     env_id = f"AlgInd/{args.task}-v0"
@@ -137,15 +186,18 @@ def main() -> None:
         repeats=args.repeats,
         backend=args.backend,
         examples=args.examples,
+        threads=args.threads,
     )
     if args.json:
         print(json.dumps(rows))
         return
     con = Console(width=150)
+    threads = rows[0]["threads"]
     t = Table(
-        title=f"{env_id}: K={args.examples}, backend {args.backend}, random valid actions "
+        title=f"{env_id}: K={args.examples}, backend {args.backend} "
+        f"({threads or 1} CPU thread(s)), random valid actions "
         f"(HALT included), {args.warmup} warm-up + {args.steps} timed steps, "
-        f"best of {args.repeats} alternating rounds"
+        f"best of {args.repeats} alternating rounds; load average {os.getloadavg()[0]:.1f}"
     )
     cols = (
         "envs",
@@ -153,7 +205,9 @@ def main() -> None:
         "env steps/s",
         "episodes ended",
         "vector/sync",
+        "(median)",
         "(CPU time)",
+        "1 thread",
         *PARTS,
         "other",
     )
@@ -167,7 +221,9 @@ def main() -> None:
             f"{r['env_steps_per_s']:,.0f}",
             str(r["episodes_ended"]),
             f"{r['speedup_vs_sync']:.1f}x" if "speedup_vs_sync" in r else "",
+            f"{r['median_speedup_vs_sync']:.1f}x" if "median_speedup_vs_sync" in r else "",
             f"{r['cpu_time_ratio_vs_sync']:.1f}x" if "cpu_time_ratio_vs_sync" in r else "",
+            f"{r['one_thread_speedup_vs_sync']:.1f}x" if "one_thread_speedup_vs_sync" in r else "",
             *(f"{100 * b[k]:.0f}%" if b else "" for k in (*PARTS, "other")),
         )
     con.print(t)
@@ -175,12 +231,23 @@ def main() -> None:
     for r in at256:
         con.print(
             f"target 1 (256 envs): vector env = {r['speedup_vs_sync']:.1f}x SyncVectorEnv "
+            f"(best round; median of {args.repeats} rounds {r['median_speedup_vs_sync']:.1f}x) "
             f"(target >= 10x)"
         )
         con.print(
             f"target 2 (256 envs): CPU call = {100 * r['breakdown']['cpu']:.1f}% of the vector "
-            f"step's wall time (target >= 50%)"
+            f"step's wall time (median {100 * r['median_cpu_share']:.1f}%) (target >= 50%)"
         )
+        if "one_thread_speedup_vs_sync" in r:
+            con.print(
+                f"threads: {threads} CPU threads; the same vector env on 1 thread = "
+                f"{r['one_thread_speedup_vs_sync']:.1f}x SyncVectorEnv (median "
+                f"{r['one_thread_median_speedup_vs_sync']:.1f}x), CPU call "
+                f"{100 * r['one_thread_cpu_share']:.1f}%: parallelism gives "
+                f"{r['env_steps_per_s'] / r['one_thread_env_steps_per_s']:.2f}x"
+            )
+        else:
+            con.print(f"threads: {threads or 1} CPU thread (no comparison with 1 thread)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ longest training length, as one environment holds):
    same tree), reporting actions evaluated per second of the whole search, the CPU
    instructions per second and the fraction of the search's wall time inside the CPU call.
 
+Threads: a batched CPU call runs on the threads of the CPU kernel's policy
+(:mod:`algind_gym.cpu.threads`: ``$ALGIND_CPU_THREADS``, else numba's thread count, the
+number of cores unless ``NUMBA_NUM_THREADS`` says otherwise); the compiled loops before
+and after it (:mod:`agents.batch_loops`) stay serial on batches of this size (below
+``LOOP_PARALLEL_MIN_MACHINES``); one action at a time is 8 machines, below the parallel
+threshold, so it runs on one. The script prints
+the thread count and, when it is above 1, also times the batched modes on one thread in
+the same run, so that a reader sees how much of each figure comes from the extra cores.
+
 Every measurement is repeated ``--repeat`` times, the modes interleaved (one repeat runs
 every mode once), each repeat of the evaluation with the heap frozen out of the garbage
 collector's full scans as :func:`agents.solve` runs a search (a full scan of the setup's
@@ -43,6 +52,8 @@ from agents import MCTS, solve
 from agents.api import SolveContext, frozen_heap, resolve_task
 from agents.batched import ActionEvaluator
 from algind_gym.atomic import atomic_write_text
+from algind_gym.cpu.backend import make_backend
+from algind_gym.cpu.threads import resolve_threads
 from algind_gym.skills import builtin_library
 
 EVALUATION_TARGET = 10.0
@@ -89,39 +100,50 @@ def _ratios(
 
 
 def bench_evaluation(
-    task: str, n_actions: int, batch: int, repeat: int = 1, min_time: float = 0.0
-) -> dict:
+    task: str, n_actions: int, batch: int, repeat: int = 1, min_time: float = 0.0,
+    threads: int = 1,
+) -> dict:  # fmt: skip
     spec, lib = resolve_task(task), builtin_library()
     length = max(spec.train_lengths)
 
-    def evaluator(batched: bool) -> ActionEvaluator:
-        ctx = SolveContext(spec, lib, 10**9, 0, n_examples=8)
+    def evaluator(batched: bool, threads: int) -> ActionEvaluator:
+        backend = make_backend("transformer", threads=threads)
+        ctx = SolveContext(spec, lib, 10**9, 0, n_examples=8, backend=backend)
         ev = ActionEvaluator(ctx, batched=batched, lengths=[length])
         ev.reserve(batch)
         ev.evaluate(ev.root_memory, ev.valid_actions[:batch])  # compile and warm up
         return ev
 
-    one, many = evaluator(False), evaluator(True)
+    one = evaluator(False, threads)
+    batched_name = f"batched x{batch}"
+    many = {batched_name: evaluator(True, threads)}
+    if threads > 1:
+        many[f"{batched_name}, 1 thread"] = evaluator(True, 1)
     groups = workload(one, n_actions)
     total = sum(len(a) for _, a in groups)
     env = one.env
-    batched_name = f"batched x{batch}"
     runs, same = [], True
     for _ in range(repeat):
         with frozen_heap():  # as inside a search (agents.solve): no full gc scans of setup
             rows, outcomes = _evaluation_repeat(
                 one, many, env, groups, total, length, batch, min_time
             )
-        a, b = outcomes
-        same &= all(
-            (x.key, x.potential, x.fault, x.instructions)
-            == (y.key, y.potential, y.fault, y.instructions)
-            for x, y in zip(a, b, strict=True)
-        )
+        a = outcomes[0]
+        for b in outcomes[1:]:
+            same &= all(
+                (x.key, x.potential, x.fault, x.instructions)
+                == (y.key, y.potential, y.fault, y.instructions)
+                for x, y in zip(a, b, strict=True)
+            )
         runs.append(rows)
     median, lowest = _ratios(runs, batched_name, "one at a time")
     cpu_median, cpu_lowest = _ratios(runs, batched_name, "one at a time", "actions_per_cpu_s")
+    single = {}
+    if threads > 1:
+        s_median, s_lowest = _ratios(runs, f"{batched_name}, 1 thread", "one at a time")
+        single = {"batched_1_thread_over_one": {"median": s_median, "lowest": s_lowest}}
     return {
+        "threads": threads,
         "task": task,
         "actions": total,
         "repeats": repeat,
@@ -129,14 +151,15 @@ def bench_evaluation(
         "modes": _median_rows(runs),
         "batched_over_one": {"median": median, "lowest": lowest},
         "batched_over_one_cpu_time": {"median": cpu_median, "lowest": cpu_lowest},
+        **single,
         "runs": runs,
     }
 
 
 def _evaluation_repeat(one, many, env, groups, total, length, batch, min_time) -> tuple[dict, list]:
     """One repeat of the evaluation modes: their figures and (b)'s and (c)'s outcomes of
-    the last pass. Each mode runs the workload in passes until ``min_time`` seconds."""
-    batched_name = f"batched x{batch}"
+    the last pass (``many``: name -> batched evaluator). Each mode runs the workload in
+    passes until ``min_time`` seconds."""
     rows = {}
     # (a) through the environment: restore a snapshot, step, per action
     env.reset(seed=0, options={"length": length})
@@ -161,7 +184,7 @@ def _evaluation_repeat(one, many, env, groups, total, length, batch, min_time) -
 
     # (b) one at a time, (c) batched: the same machines
     results = {}
-    for name, ev in (("one at a time", one), (batched_name, many)):
+    for name, ev in (("one at a time", one), *many.items()):
         ev.wall_seconds = ev.backend.seconds = 0.0
         start, instr, passes = time.perf_counter(), 0, 0
         cpu_start = time.process_time()
@@ -189,29 +212,46 @@ def _evaluation_repeat(one, many, env, groups, total, length, batch, min_time) -
     return rows, list(results.values())
 
 
-def bench_search(task: str, budget: int, batch: int, repeat: int = 1) -> dict:
+def bench_search(task: str, budget: int, batch: int, repeat: int = 1, threads: int = 1) -> dict:
+    modes = [("one at a time", False, threads), ("batched", True, threads)]
+    if threads > 1:
+        modes.append(("batched, 1 thread", True, 1))
+    backends = {n: make_backend("transformer", threads=t) for n, _, t in modes}
     runs, identical, success = [], True, {}
     for _ in range(repeat):
         rows, trees = {}, []
-        for batched in (False, True):
+        for mode, batched, _ in modes:
             agent = MCTS(batched=batched, batch_size=batch)
-            r = solve(task, agent=agent, budget=budget, seed=0)
+            cpu_start = time.process_time()
+            r = solve(task, agent=agent, budget=budget, seed=0, backend=backends[mode])
+            cpu_s = time.process_time() - cpu_start
             s = r.stats
-            mode = "batched" if batched else "one at a time"
             rows[mode] = {
                 "actions": r.actions_evaluated,
                 "search_s": s["search_time_s"],
                 "actions_per_s": r.actions_evaluated / s["search_time_s"],
                 "instr_per_s": r.instructions / s["search_time_s"],
                 "cpu_call_fraction": s["cpu_call_time_s"] / s["search_time_s"],
+                "solve_cpu_s": cpu_s,
             }
             success[mode] = r.success
             trees.append(agent.tree_signature())
-        identical &= trees[0] == trees[1]
+        identical &= all(t == trees[0] for t in trees[1:])
         runs.append(rows)
     median, lowest = _ratios(runs, "batched", "one at a time")
     shares = [r["batched"]["cpu_call_fraction"] for r in runs]
+    single = {}
+    if threads > 1:
+        one_shares = [r["batched, 1 thread"]["cpu_call_fraction"] for r in runs]
+        single = {
+            "batched_1_thread_cpu_share": {
+                "median": statistics.median(one_shares),
+                "lowest": min(one_shares),
+            }
+        }
     return {
+        "threads": threads,
+        **single,
         "task": task,
         "budget": budget,
         "repeats": repeat,
@@ -237,21 +277,26 @@ def main() -> None:
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
     tasks = args.tasks.split(",")
-    report = {"evaluation": [], "search": []}
+    threads = resolve_threads()
+    report = {"threads": threads, "evaluation": [], "search": []}
+    print(
+        f"threads of a batched CPU call: {threads} (the CPU kernel's policy; one action at a "
+        "time runs on 1)"
+    )
     print(
         f"evaluation of {args.actions} breadth-first actions, K=8 at the longest train length"
         f" (median of {args.repeat} repeats)"
     )
-    print(f"{'task':<12}{'mode':<18}{'actions/s':>11}{'instr/s':>11}{'in CPU':>8}{'speed-up':>10}")
+    print(f"{'task':<12}{'mode':<27}{'actions/s':>11}{'instr/s':>11}{'in CPU':>8}{'speed-up':>10}")
     for task in tasks:
-        r = bench_evaluation(task, args.actions, args.batch, args.repeat, args.min_time)
+        r = bench_evaluation(task, args.actions, args.batch, args.repeat, args.min_time, threads)
         report["evaluation"].append(r)
         base = r["modes"]["env restore+step"]["actions_per_s"]
         one = r["modes"]["one at a time"]["actions_per_s"]
         for mode, m in r["modes"].items():
             frac = f"{m['cpu_call_fraction']:.0%}" if "cpu_call_fraction" in m else "-"
             print(
-                f"{task:<12}{mode:<18}{m['actions_per_s']:>11.0f}{m['instr_per_s']:>11.3g}"
+                f"{task:<12}{mode:<27}{m['actions_per_s']:>11.0f}{m['instr_per_s']:>11.3g}"
                 f"{frac:>8}{m['actions_per_s'] / base:>6.1f}x /{m['actions_per_s'] / one:>4.1f}x"
             )
         ratio, cpu = r["batched_over_one"], r["batched_over_one_cpu_time"]
@@ -263,17 +308,23 @@ def main() -> None:
             f"{'':<12}per second of process CPU time: median {cpu['median']:.1f}x, lowest "
             f"{cpu['lowest']:.1f}x"
         )
+        if "batched_1_thread_over_one" in r:
+            one_t = r["batched_1_thread_over_one"]
+            print(
+                f"{'':<12}batched on 1 thread / one at a time: median {one_t['median']:.1f}x, "
+                f"lowest {one_t['lowest']:.1f}x"
+            )
     print(
         f"\nMCTS search, uniform prior, budget {args.budget} actions, chunks of {args.batch}"
         f" (median of {args.repeat} repeats)"
     )
-    print(f"{'task':<12}{'mode':<15}{'actions/s':>11}{'instr/s':>11}{'in CPU':>8}")
+    print(f"{'task':<12}{'mode':<19}{'actions/s':>11}{'instr/s':>11}{'in CPU':>8}")
     for task in tasks:
-        r = bench_search(task, args.budget, args.batch, args.repeat)
+        r = bench_search(task, args.budget, args.batch, args.repeat, threads)
         report["search"].append(r)
         for mode, m in r["modes"].items():
             print(
-                f"{task:<12}{mode:<15}{m['actions_per_s']:>11.0f}{m['instr_per_s']:>11.3g}"
+                f"{task:<12}{mode:<19}{m['actions_per_s']:>11.0f}{m['instr_per_s']:>11.3g}"
                 f"{m['cpu_call_fraction']:>8.0%}"
             )
         ratio, share = r["batched_over_one"], r["batched_cpu_share"]
@@ -282,6 +333,12 @@ def main() -> None:
             f"{ratio['lowest']:.1f}x; batched time in CPU call: median {share['median']:.0%}, "
             f"lowest {share['lowest']:.0%}; identical trees: {r['identical_trees']}"
         )
+        if "batched_1_thread_cpu_share" in r:
+            one_t = r["batched_1_thread_cpu_share"]
+            print(
+                f"{'':<12}batched on 1 thread: time in CPU call median {one_t['median']:.0%}, "
+                f"lowest {one_t['lowest']:.0%}"
+            )
     print("\ntargets (issue 10), lowest over the repeats:")
     checks = (
         ("evaluation", "batched_over_one", EVALUATION_TARGET,

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from algind_gym.cpu.model import TransformerCPU, check_write_ranges, widen_to_whole_rows
+from algind_gym.cpu.threads import resolve_threads
 from algind_gym.machine import interpreter
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.layout import Layout
@@ -123,15 +124,21 @@ class TransformerBackend:
     """The Transformer CPU (``path`` "fused" or "dense") behind the backend interface.
 
     ``kernel`` is the fused path's kernel (see :class:`TransformerCPU`): "auto" (numba on
-    CPU where installed) or "torch" (eager torch ops).
+    CPU where installed) or "torch" (eager torch ops). ``threads``: threads of a batched
+    call on the numba kernel (None: ``$ALGIND_CPU_THREADS`` or numba's thread count; the
+    policy is in :mod:`algind_gym.cpu.threads`); results do not depend on it.
     """
 
     path: str = "fused"
     device: str | torch.device = "cpu"
     kernel: str = "auto"
+    threads: int | None = None
     _models: dict = field(default_factory=dict, repr=False)
     _last: tuple | None = field(default=None, repr=False)
     records_writes = True  # run accepts ``written`` (see the module docs)
+
+    def __post_init__(self) -> None:
+        self.threads = resolve_threads(self.threads)  # a clear error at construction
 
     @property
     def name(self) -> str:
@@ -147,7 +154,9 @@ class TransformerBackend:
         key = (layout, np.dtype(dtype).name)
         if key not in self._models:
             kernel = self.kernel if self.path == "fused" else "torch"
-            self._models[key] = TransformerCPU(layout, dtype, self.device, self.path, kernel)
+            self._models[key] = TransformerCPU(
+                layout, dtype, self.device, self.path, kernel, self.threads
+            )
         cpu = self._models[key]
         # Hashing a Layout (a frozen dataclass of blocks) costs ~50 us, as much as a short
         # kernel run; identity of the previous call's layout is checked first.
@@ -230,18 +239,29 @@ def _running(cells: torch.Tensor) -> torch.Tensor:
     return (cells[:, _HALT] == 0) & (torch.trunc(cells[:, _FAULT]) == 0)
 
 
-def make_backend(name: str = "transformer", device: str | torch.device = "cpu") -> Backend:
+def make_backend(
+    name: str = "transformer", device: str | torch.device = "cpu", threads: int | None = None
+) -> Backend:
     """Return the execution backend called ``name`` (see :data:`BACKENDS` and
     :data:`OPT_IN_BACKENDS`).
+
+    ``threads`` sets the threads of the numba kernel's batched calls (``"transformer"``;
+    None: ``$ALGIND_CPU_THREADS`` or numba's thread count, :mod:`algind_gym.cpu.threads`);
+    the other backends have no such kernel and refuse a value.
 
     Example:
         >>> make_backend().name, make_backend("transformer-torch").name
         ('transformer', 'transformer-torch')
     """
+    if threads is not None and name != "transformer" and name in BACKENDS + OPT_IN_BACKENDS:
+        raise ValueError(
+            f"threads applies to the 'transformer' backend (its numba kernel), not {name!r}; "
+            "leave threads=None"
+        )
     if name == "reference":
         return ReferenceBackend()
     if name == "transformer":
-        return TransformerBackend("fused", device)
+        return TransformerBackend("fused", device, threads=threads)
     if name == "transformer-torch":
         return TransformerBackend("fused", device, "torch")
     if name == "transformer-dense":

@@ -107,13 +107,15 @@ def bench_backend(
     device: str = "cpu",
     min_seconds: float = 0.5,
     memory_size: int = 64,
+    threads: int | None = None,
 ) -> dict:
     """Time ``backend`` on ``batch`` machines; returns one result row (a dict).
 
     Runs ``steps`` instructions (after a warm-up of the same length), repeating until
-    ``min_seconds`` have passed, through the backend's own ``run``.
+    ``min_seconds`` have passed, through the backend's own ``run``. ``threads``: the
+    ``"transformer"`` kernel's threads (:func:`~algind_gym.cpu.backend.make_backend`).
     """
-    be = make_backend(backend, device)
+    be = make_backend(backend, device, threads=threads)
     state = bench_machines(batch, workload, dtype, layout=bench_layout(memory_size))
     be.run(state, steps)  # warm-up: compile, caches, first-touch memory
     if str(device).startswith("cuda"):
@@ -136,6 +138,7 @@ def bench_backend(
         "workload": workload,
         "dtype": np.dtype(dtype).name,
         "device": str(device),
+        "threads": getattr(be, "threads", 1),
         "n_cells": state.layout.n_cells,
         "instructions": executed,
         "seconds": elapsed,
@@ -191,18 +194,28 @@ def bench_dense_cells(
 
 
 def bench_call(
-    backend: str, batch: int, steps: int, dtype=np.float32, min_seconds: float = 0.5
+    backend: str,
+    batch: int,
+    steps: int,
+    dtype=np.float32,
+    min_seconds: float = 0.5,
+    threads: int | None = None,
+    parallel_min_rows: int | None = None,
 ) -> dict:
     """Seconds per ``run(state, steps)`` call on ``batch`` fresh bench machines.
 
     Every call starts from the same running state (copied in before the call, outside the
     timing), so ``steps=0`` and ``steps=1`` give the fixed cost of a call and ``steps=100``
     at batch 8 the cost of one environment step that runs a 100-instruction program.
+    ``threads`` and ``parallel_min_rows`` (``"transformer"`` only) set the kernel's thread
+    policy (:mod:`algind_gym.cpu.threads`); None keeps the defaults.
     Returns ``{"backend", "batch", "steps", "calls", "seconds_per_call"}`` (the best of
     five rounds, each of at least ``min_seconds / 5``).
     """
-    be = make_backend(backend)
+    be = make_backend(backend, threads=threads)
     start = bench_machines(batch, "divergent", dtype)
+    if parallel_min_rows is not None:
+        be.model(start.layout, start.dtype).parallel_min_rows = parallel_min_rows
     state = start.copy()
     be.run(state, max(steps, 1))  # warm-up: compile, caches
     best, calls = float("inf"), 0
@@ -219,9 +232,44 @@ def bench_call(
         "backend": backend,
         "batch": batch,
         "steps": steps,
+        "threads": getattr(be, "threads", 1),
         "calls": calls,
         "seconds_per_call": best,
     }
+
+
+def bench_thread_policy(
+    batches: Sequence[int] = (8, 16, 32, 64, 128, 256, 1024, 4096),
+    steps: Sequence[int] = (0, 1, 100),
+    threads: int | None = None,
+    dtype=np.float32,
+    min_seconds: float = 0.2,
+) -> list[dict]:
+    """Seconds per ``"transformer"`` call at each batch and step count, three ways in one run:
+    one thread (the serial driver), ``threads`` threads forced onto the parallel driver
+    at every batch, and the default policy (:mod:`algind_gym.cpu.threads`).
+
+    Returns one dict per (batch, steps): ``serial_s``, ``parallel_s``, ``policy_s`` and
+    ``threads``.
+    """
+    from algind_gym.cpu.threads import resolve_threads
+
+    t = resolve_threads(threads)
+    rows = []
+    for n_steps in steps:
+        for batch in batches:
+            args = ("transformer", batch, n_steps, dtype, min_seconds)
+            rows.append(
+                {
+                    "batch": batch,
+                    "steps": n_steps,
+                    "threads": t,
+                    "serial_s": bench_call(*args, threads=1)["seconds_per_call"],
+                    "parallel_s": bench_call(*args, t, 0)["seconds_per_call"],
+                    "policy_s": bench_call(*args, threads=t)["seconds_per_call"],
+                }
+            )
+    return rows
 
 
 def print_bench(rows: list[dict]) -> None:

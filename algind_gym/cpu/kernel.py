@@ -12,19 +12,20 @@ in the same order, on scalars instead of ``(features, B)`` rows. Nothing here kn
 opcodes: what an instruction does is entirely in the control table that
 :func:`~algind_gym.cpu.control.control_table` derives from the compiled decode table.
 
-The forward pass is written out inside :func:`fused_run` rather than in a helper called per
-step: numba reference-counts every array passed to a call (an atomic increment and
+The forward pass is written out inside :func:`fused_range` rather than in a helper called
+per step: numba reference-counts every array passed to a call (an atomic increment and
 decrement each), and with a dozen table arguments that cost three times the arithmetic
-(110 ns against 34 ns per instruction, measured). The helpers take scalars only.
+(110 ns against 34 ns per instruction, measured). The helpers take scalars only; the
+drivers call :func:`fused_range` once per chunk of machines, not per step.
 
-Machines are independent, so :func:`fused_run` loops the forward pass per machine
+Machines are independent, so :func:`fused_range` loops the forward pass per machine
 (``S(t + 1) = E(S(t))`` for one machine row, which stays in cache) and stops a machine's
 loop once it is frozen (halted or faulted machines are unchanged by a forward pass, so the
 extra passes would be no-ops). The tests and ``algind-gym verify-cpu`` check this kernel
 against the eager fused path, the dense path and the reference interpreter, bit for bit,
 in float32 and float64.
 
-Write ranges: given a ``(B, 4)`` int64 array, :func:`fused_run` widens row ``i`` in place:
+Write ranges: given a ``(B, 4)`` int64 array, the kernel widens row ``i`` in place:
 ``[lo, hi]`` in columns 0-1 to cover every cell ``w < split`` that machine ``i``'s memory
 write head writes (general registers, stack, pointer table), columns 2-3 every cell
 ``w >= split`` (the memory block and above). That is three comparisons on local integers
@@ -36,6 +37,13 @@ Exactness notes: every arithmetic operation is on two values of the state's dtyp
 (constants are passed in an array of that dtype, never as Python literals, which numba
 would widen to float64); numba compiles without ``fastmath``, so there is no contraction
 into FMAs and no reassociation; ``np.floor``/``np.trunc`` keep the float type.
+
+Threads: :func:`fused_range` is the kernel over a range of machines, :func:`fused_run` the
+serial driver (the whole batch on the calling thread) and :func:`fused_run_parallel` the
+parallel one (chunks of machines on numba's threads with ``prange``, each chunk with its own
+scratch arrays and error code); both run the same compiled kernel on each machine, so the
+results are bit-identical whatever the thread count. Which one a call takes, and with how
+many threads, is the policy of :mod:`algind_gym.cpu.threads`.
 
 Inference only: no autograd and CPU only. The model falls back to the eager fused path
 when gradients are needed or the tensors are on another device.
@@ -53,6 +61,9 @@ except ImportError:  # pragma: no cover - exercised only without numba
 AVAILABLE = numba is not None
 """Whether the compiled kernel can be used (numba imports)."""
 
+if AVAILABLE and numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "forksafe"  # see algind_gym/cpu/threads.py
+
 # Layout of the ``consts`` array (the state's dtype).
 C_ZERO, C_ONE, C_WIDTH, C_BASE, C_END, C_N, C_LAST, C_LAST_OP = range(8)
 N_CONSTS = 8
@@ -65,6 +76,19 @@ def _njit(fn):
     if numba is None:  # pragma: no cover
         return fn
     return numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")(fn)
+
+
+def _kernel_njit(fn):
+    """The machine-range kernel: compiled once, called (not inlined) by both drivers."""
+    if numba is None:  # pragma: no cover
+        return fn
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
+
+
+def _parallel_njit(fn):
+    if numba is None:  # pragma: no cover
+        return fn
+    return numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)(fn)
 
 
 @_njit
@@ -91,9 +115,12 @@ def _check(v, lo, hi):
     return f == v
 
 
-@_njit
-def fused_run(
+@_kernel_njit
+def fused_range(
     cells,
+    start,
+    stop,
+    stride,
     n_steps,
     control,
     n_selects,
@@ -108,14 +135,17 @@ def fused_run(
     written,
     split,
 ):
-    """``n_steps`` forward passes on every machine of ``cells`` ``(B, N)``, in place.
+    """``n_steps`` forward passes on machines ``range(start, stop, stride)`` of ``cells``
+    ``(B, N)``, in place; the other machines are not touched.
 
     A machine's loop stops once it is halted or faulted (frozen: further passes are
-    no-ops). Returns an error code (0 = fine).
+    no-ops). Returns an error code (0 = fine); on an error it returns at once, leaving
+    the machine it was running part-way.
 
     ``written`` is ``(B, 4)`` int64 or ``(0, 4)`` (not recorded): row ``i``'s ``[lo, hi]``
     pairs are widened in place over every cell ``w`` the memory write head of machine ``i``
     writes in this call, columns 0-1 for ``w < split``, 2-3 for the others (module docs).
+    The scratch arrays (``cand3`` ...) are allocated here, so each call has its own.
     """
     n = cells.shape[1]
     record = written.shape[0] > 0
@@ -128,7 +158,7 @@ def fused_run(
     zero, one, width, base, end = k[C_ZERO], k[C_ONE], k[C_WIDTH], k[C_BASE], k[C_END]
     last, last_op, n_f = k[C_LAST], k[C_LAST_OP], k[C_N]
     halt_col, write_col = control.shape[1] - 2, control.shape[1] - 1
-    for i in range(cells.shape[0]):
+    for i in range(start, stop, stride):
         lo, hi, lo_m, hi_m = n, -1, n, -1
         if record:
             lo, hi, lo_m, hi_m = written[i, 0], written[i, 1], written[i, 2], written[i, 3]
@@ -300,4 +330,101 @@ def fused_run(
                 cells[i, mode_address] = mode
         if record:
             written[i, 0], written[i, 1], written[i, 2], written[i, 3] = lo, hi, lo_m, hi_m
+    return 0
+
+
+@_kernel_njit
+def fused_run(
+    cells,
+    n_steps,
+    control,
+    n_selects,
+    fault_by_rank,
+    protected,
+    k,
+    reg_read,
+    reg_write,
+    check_lo,
+    check_hi,
+    mode_address,
+    written,
+    split,
+):
+    """The serial driver: :func:`fused_range` over every machine of ``cells``, one thread.
+
+    Returns the error code (0 = fine).
+    """
+    return fused_range(
+        cells,
+        0,
+        cells.shape[0],
+        1,
+        n_steps,
+        control,
+        n_selects,
+        fault_by_rank,
+        protected,
+        k,
+        reg_read,
+        reg_write,
+        check_lo,
+        check_hi,
+        mode_address,
+        written,
+        split,
+    )
+
+
+@_parallel_njit
+def fused_run_parallel(
+    cells,
+    n_steps,
+    control,
+    n_selects,
+    fault_by_rank,
+    protected,
+    k,
+    reg_read,
+    reg_write,
+    check_lo,
+    check_hi,
+    mode_address,
+    written,
+    split,
+    n_chunks,
+):
+    """The parallel driver: ``n_chunks`` chunks of machines on numba's threads (``prange``).
+
+    Chunk ``c`` runs :func:`fused_range` over machines ``c, c + n_chunks, ...`` (strided,
+    so that machines that stop early are spread over the chunks); each chunk has its own
+    scratch arrays and its own error code (a ``prange`` body cannot return). Machines are
+    independent, so every machine's result equals the serial driver's bit for bit.
+    Returns the first nonzero chunk error code in chunk order (0 = fine); after an error
+    the other chunks have still run, so only the error code, not the cells, matches the
+    serial driver then (an error is a bug report, never a program's fault).
+    """
+    errors = np.zeros(n_chunks, np.int64)
+    for c in numba.prange(n_chunks):
+        errors[c] = fused_range(
+            cells,
+            c,
+            cells.shape[0],
+            n_chunks,
+            n_steps,
+            control,
+            n_selects,
+            fault_by_rank,
+            protected,
+            k,
+            reg_read,
+            reg_write,
+            check_lo,
+            check_hi,
+            mode_address,
+            written,
+            split,
+        )
+    for c in range(n_chunks):
+        if errors[c] != 0:
+            return errors[c]
     return 0

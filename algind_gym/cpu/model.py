@@ -71,6 +71,7 @@ import torch
 from torch import Tensor, nn
 
 from algind_gym.cpu import kernel as _kernel
+from algind_gym.cpu import threads as _threads
 from algind_gym.cpu.compiler import CompiledCPU, compile_cpu
 from algind_gym.cpu.control import N_SELECTS, control_table
 from algind_gym.machine.isa import WIDTH
@@ -123,6 +124,9 @@ class TransformerCPU(nn.Module):
             machines, :mod:`algind_gym.cpu.kernel`; CPU inference only) or ``"auto"``
             (numba where it applies and is installed, else torch). Calls that need
             autograd, and tensors on other devices, always take the torch ops.
+        threads: threads of a batched call on the numba kernel (None: ``$ALGIND_CPU_THREADS``
+            or numba's thread count); the policy is in :mod:`algind_gym.cpu.threads`.
+            Results do not depend on it.
 
     Example:
         >>> import torch
@@ -147,6 +151,7 @@ class TransformerCPU(nn.Module):
         device: str | torch.device = "cpu",
         path: Path = "fused",
         kernel: Kernel = "auto",
+        threads: int | None = None,
     ) -> None:
         super().__init__()
         if path not in ("fused", "dense"):
@@ -201,6 +206,8 @@ class TransformerCPU(nn.Module):
         self.kernel: Kernel = kernel
         self._split = write_split(layout)  # where the two write ranges meet (see ``run``)
         self._numba_args: tuple | None = None  # numpy views of the tables (built lazily)
+        self.threads = _threads.resolve_threads(threads)
+        self.parallel_min_rows = _threads.PARALLEL_MIN_ROWS  # see algind_gym/cpu/threads.py
         # Heads with constant queries (register reads and writes) attend the same way for
         # every input: their attention is computed once from the compiled weights.
         with torch.no_grad():
@@ -485,7 +492,15 @@ class TransformerCPU(nn.Module):
         if self._numba_args is None:  # the tables never change: built on first use
             self._numba_args = self._kernel_tables()
         rec = _NO_RANGES if written is None else written
-        err = _kernel.fused_run(c, int(n_steps), *self._numba_args, rec, self._split)
+        err = _threads.run_machines(
+            c,
+            int(n_steps),
+            self._numba_args,
+            rec,
+            self._split,
+            self.threads,
+            self.parallel_min_rows,
+        )
         if err:  # pragma: no cover - would be a compiler bug, never a program's fault
             raise RuntimeError(f"fused kernel error {err}: a write outside the state")
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agents import batch_loops
 from agents.api import SolveContext, resolve_task
 from agents.batched import ActionEvaluator, default_search_lengths, state_key
 from algind_gym.machine.state import MachineState
 from algind_gym.skills import builtin_library
 from algind_gym.skills.image import resolve_backend
+from algind_gym.tasks import EXACT, ArgSpec, TaskSpec
+from algind_gym.tasks.spec import Tolerance
 
 
 def evaluators(task: str) -> tuple[ActionEvaluator, ActionEvaluator]:
@@ -51,6 +54,61 @@ def test_batched_outcomes_equal_one_at_a_time_from_root_and_depth_one(task):
     b = many.evaluate(node.memory, deeper)
     assert all(same(x, y) for x, y in zip(a, b, strict=True))
     assert many.cpu_seconds > 0 and many.backend.calls < one.backend.calls
+
+
+class _LooseTolerance(Tolerance):
+    """A tolerance with its own ``close`` (the batched path must then score through
+    ``Workspace.score``)."""
+
+    def close(self, got, want):
+        return np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)) <= 1.0
+
+
+def _own_score(example, outputs):
+    right = float(np.mean(outputs["out"] == example["x"] + example["y"]))
+    return right, right == 1.0
+
+
+def _user_task(name: str, **kw) -> TaskSpec:
+    return TaskSpec(
+        name,
+        "Add two vectors elementwise.",
+        (ArgSpec("x", "vector"), ArgSpec("y", "vector"), ArgSpec("out", "vector", "out")),
+        lambda r, n: {"x": r.integers(0, 4, n).astype(float), "y": r.integers(0, 4, n) * 1.0},
+        lambda e: {"out": e["x"] + e["y"]},
+        kw.pop("tolerance", EXACT),
+        train_lengths=(2, 5),
+        test_lengths=(8,),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        resolve_task("Sort"),  # exact tolerance
+        _user_task("AddOwnScore", scorer=_own_score),
+        _user_task("AddLoose", tolerance=_LooseTolerance()),
+    ],
+    ids=["exact", "own scorer", "own tolerance"],
+)
+def test_batched_scores_equal_one_at_a_time_for_every_kind_of_scoring(task):
+    """The batched path's compiled scoring (exact or toleranced) and its fallback for tasks
+    that score themselves give the one-at-a-time numbers, from the root and a child."""
+
+    def make(batched: bool) -> ActionEvaluator:
+        ctx = SolveContext(task, builtin_library(), 10**6, 0, n_examples=4)
+        return ActionEvaluator(ctx, batched=batched, lengths=[1, max(task.train_lengths)])
+
+    one, many = make(False), make(True)
+    assert (many._targets is None) == (task.name != "Sort")
+    actions = np.random.default_rng(0).permutation(one.valid_actions)[:60]
+    node = one.root_memory
+    for _ in range(2):
+        a, b = one.evaluate(node, actions), many.evaluate(node, actions)
+        assert all(same(x, y) for x, y in zip(a, b, strict=True))
+        assert len({o.potential for o in a}) > 1  # the scores tell children apart
+        node = next(o.memory for o in b if not o.fault and o.key != state_key(node))
 
 
 def test_vectorised_score_is_the_workspace_score():
@@ -141,3 +199,40 @@ def test_batched_machines_are_the_one_at_a_time_machines_bit_for_bit(ranges):
         # the next batch runs from a child of this one (memory, stack and scratch differ)
         node = next(o.memory for o in b if not o.fault and o.key != state_key(node))
     assert checked == 152 and faults > 0
+
+
+def test_chunked_loops_equal_the_serial_loops_bit_for_bit():
+    """The parallel drivers of prepare and collect (strided chunks of machines; here 3
+    chunks over a batch that 3 does not divide, on however many threads numba has) leave
+    the same cells, write ranges and readings as the serial loops."""
+    pytest.importorskip("numba")
+    ctx = SolveContext(resolve_task("DotProduct"), builtin_library(), 10**6, 0, n_examples=4)
+    ev = ActionEvaluator(ctx, batched=True, lengths=[1, 8])
+    actions = np.random.default_rng(1).choice(ev.valid_actions, 13, replace=False)
+    ev.evaluate(ev.root_memory, actions)  # machines with write ranges to rewrite
+    buf = ev._batch
+    node = next(o.memory for o in ev.evaluate(ev.root_memory, actions) if not o.fault)
+    m, mem = len(actions) * ev.rows, ev.mem
+    results = []
+    for chunks in (None, 3):
+        cells, written = buf.cells.copy(), buf.written.copy()
+        args = (cells, written, buf.ready, node, ev.root_cells, buf.writable_above, actions)
+        args += (buf.entry, buf.dst, buf.src, buf.pc, buf.n_registers, mem.start, mem.stop)
+        if chunks is None:
+            batch_loops.prepare(0, 1, *args)
+        else:
+            batch_loops.PARALLEL[batch_loops.prepare](chunks, *args)
+        t = ev._targets
+        out = (np.empty((m, mem.stop - mem.start)), np.empty(m, np.int64), np.empty(m, bool))
+        out += (np.empty(m), np.empty(m, bool))
+        args = (cells, buf.icount_before, buf.icount, buf.fault, mem.start, t.columns, t.want)
+        args += (t.bound, t.exact, t.total, *out)
+        if chunks is None:
+            batch_loops.collect(0, 1, *args)
+        else:
+            batch_loops.PARALLEL[batch_loops.collect](chunks, *args)
+        results.append((cells, written, *out))
+    for a, b in zip(*results, strict=True):  # bit for bit (floats compared as their bits)
+        bits = np.int64 if a.dtype == np.float64 else a.dtype
+        assert np.array_equal(a.view(bits), b.view(bits))
+    assert (results[0][1][:m, 1] == -1).all()  # the ranges were emptied

@@ -8,6 +8,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import algind_gym  # noqa: F401
+from algind_gym.cpu import kernel, make_backend, threads
 from algind_gym.envs import AlgIndVectorEnv, vector
 
 
@@ -58,14 +59,27 @@ def test_lengths_beyond_the_shared_layout_get_a_clear_error():
         # the numba kernel reports exact write ranges: autoresets rewrite only those
         ("MatVec", {"backend": "transformer"}),
         ("Max", {"backend": "transformer", "observation_mode": "tables"}),
+        # the vector env's calls on the parallel kernel driver, sync's on one thread
+        ("MatVec", {"backend": "parallel"}),
     ],
 )
 def test_vector_env_equals_sync_through_autoresets(task, kw, monkeypatch):
     # every autoreset seeds its generators together, as a large vector env does
     monkeypatch.setattr(vector, "BATCH_SEEDING", 1 if task != "Mean" else 10**9)
     kw = {"backend": "reference", "n_examples": 2, "max_calls": 3, **kw}
+    sync_kw, parallel_calls = kw, []
+    if kw["backend"] == "parallel":
+        monkeypatch.setattr(threads, "PARALLEL_MIN_ROWS", 2)  # read when a model is built
+        run_parallel = kernel.fused_run_parallel
+        monkeypatch.setattr(
+            kernel,
+            "fused_run_parallel",
+            lambda *a: parallel_calls.append(a[0].shape[0]) or run_parallel(*a),
+        )
+        sync_kw = {**kw, "backend": make_backend("transformer", threads=1)}
+        kw = {**kw, "backend": make_backend("transformer", threads=threads.max_threads())}
     env_id = f"AlgInd/{task}-v0"
-    sync = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", **kw)
+    sync = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", **sync_kw)
     vect = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point", **kw)
     o1, _ = sync.reset(seed=3)
     o2, _ = vect.reset(seed=3)
@@ -89,6 +103,8 @@ def test_vector_env_equals_sync_through_autoresets(task, kw, monkeypatch):
             np.testing.assert_array_equal(s1[4][key], s2[4][key], err_msg=key)
         resets += int((s1[2] | s1[3]).sum())
     assert resets >= 4  # episodes ended and the next steps autoreset them
+    if sync_kw is not kw and threads.max_threads() > 1:  # the vector env's 8 rows ran parallel
+        assert parallel_calls and set(parallel_calls) == {8}
 
 
 def test_autoreset_follows_a_workspace_reset_that_initialises_more(monkeypatch):
