@@ -12,7 +12,10 @@ ratios are the comparable figures):
 1. instructions/s of ``reference``, ``transformer`` (v1 numba kernel) and
    ``transformer-v2`` (v2 numba kernel) per batch size (divergent workload of
    :mod:`algind_gym.cpu.bench`), with v2 / reference and v1 / v2; ``transformer`` is v1 on
-   one thread and ``v1-parallel`` v1 on every numba thread (``NUMBA_NUM_THREADS``);
+   one thread and ``v1-parallel`` v1 on every numba thread (``NUMBA_NUM_THREADS``); then
+   the v2 kernel on the general program (every block of the compiled circuit) against the
+   per-opcode specialised programs (:mod:`algind_gym.cpu_v2.specialise`, the backend's
+   default), the same states through ``kernel.run``, per wall-clock and per CPU-second;
 2. the fixed cost of a call (``run`` with 0 and with 1 step, batch 1); 2b. the v1 kernel's
    thread policy: one thread, all threads forced parallel, and the default policy, at
    8..4096 machines and 0, 1, 100 steps;
@@ -27,12 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
-from algind_gym.cpu.bench import bench_backend, bench_call, bench_dense_cells, bench_thread_policy
+from algind_gym.cpu.bench import (
+    bench_backend,
+    bench_call,
+    bench_dense_cells,
+    bench_layout,
+    bench_machines,
+    bench_thread_policy,
+)
 from algind_gym.cpu.threads import max_threads
+from algind_gym.machine.isa import Fault
 
 FAST = ("reference", "transformer", "transformer-v2")
 PARALLEL = "v1-parallel"  # the v1 kernel on every numba thread ("transformer" rows: one)
@@ -71,6 +83,19 @@ def main() -> None:
             + f"  | v2/reference {r['transformer-v2'] / r['reference']:.2f}x"
             + f"  v1/v2 {r['transformer'] / r['transformer-v2']:.1f}x"
             + f"  {PARALLEL}/v1 {r[PARALLEL] / r['transformer']:.2f}x"
+        )
+
+    print("\n1b. v2 numba kernel: general program vs per-opcode specialised programs")
+    out["v2_programs"] = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        row = bench_v2_programs(batch, 200 if batch < 64 else 30, dt, args.min_seconds)
+        out["v2_programs"].append(row)
+        g, sp = row["general"], row["specialised"]
+        print(
+            f"  batch {batch:5d}: v2 numba (general) {g['instructions_per_s']:.3g}  "
+            f"(specialised) {sp['instructions_per_s']:.3g} instr/s  | specialised/general "
+            f"{sp['instructions_per_s'] / g['instructions_per_s']:.2f}x (per CPU-second "
+            f"{sp['instructions_per_cpu_s'] / g['instructions_per_cpu_s']:.2f}x)"
         )
 
     print("\n2. fixed cost of a call (batch 1) and 3. one env step (100 instructions, batch 8)")
@@ -150,6 +175,42 @@ def main() -> None:
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(out, indent=1))
+
+
+def bench_v2_programs(batch: int, steps: int, dtype, min_seconds: float) -> dict:
+    """The v2 kernel on the general and on the specialised programs, alternating runs on
+    the same states (the divergent workload), so both see the same load."""
+    from algind_gym.cpu_v2 import kernel
+    from algind_gym.cpu_v2.circuit import compile_circuit
+
+    layout = bench_layout()
+    circuit = compile_circuit(layout, dtype)
+    programs = {
+        name: kernel.pack(kernel.sparse_program(circuit, dtype, specialised))
+        for name, specialised in (("general", False), ("specialised", True))
+    }
+    icount = layout.register("icount")
+    budget = float(Fault.BUDGET_EXHAUSTED)
+    stats = {name: [0, 0.0, 0.0] for name in programs}
+    for program in programs.values():  # warm-up: compile
+        kernel.run(bench_machines(batch, "divergent", dtype, layout=layout).cells, 1, program)
+    while min(s[1] for s in stats.values()) < min_seconds:
+        for name, program in programs.items():
+            cells = bench_machines(batch, "divergent", dtype, layout=layout).cells
+            start, start_cpu = time.perf_counter(), time.process_time()
+            kernel.run(cells, steps, program, budget)
+            stats[name][1] += time.perf_counter() - start
+            stats[name][2] += time.process_time() - start_cpu
+            stats[name][0] += int(cells[:, icount].sum())
+    return {"batch": batch, "steps": steps} | {
+        name: {
+            "instructions": n,
+            "seconds": wall,
+            "instructions_per_s": n / wall,
+            "instructions_per_cpu_s": n / max(cpu, 1e-9),
+        }
+        for name, (n, wall, cpu) in stats.items()
+    }
 
 
 if __name__ == "__main__":
