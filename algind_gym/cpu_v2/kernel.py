@@ -58,6 +58,7 @@ import math
 
 import numpy as np
 
+from algind_gym.cpu.threads import parallel_launch
 from algind_gym.cpu_v2.program import programs, sparse_program
 from algind_gym.cpu_v2.sparse import DECODE, NEVER
 
@@ -474,7 +475,9 @@ def run(cells: np.ndarray, n_steps: int, program: tuple, budget: float = 0.0) ->
     A non-zero ``budget`` is then written to the FAULT cell of every machine still running
     (``Fault.BUDGET_EXHAUSTED``, as :func:`algind_gym.machine.interpreter.run` does).
     From :data:`PARALLEL_MIN_BATCH` machines on, chunks of machines run on numba's threads
-    (``NUMBA_NUM_THREADS``); results do not depend on it.
+    (``NUMBA_NUM_THREADS``), one such launch at a time per process and none in a child
+    forked after its parent launched (:func:`algind_gym.cpu.threads.parallel_launch`);
+    results do not depend on it.
 
     Returns -1, or (running nothing) the flat index of the first non-finite cell.
     """
@@ -485,5 +488,9 @@ def run(cells: np.ndarray, n_steps: int, program: tuple, budget: float = 0.0) ->
         threads = numba.get_num_threads()
         if threads > 1:
             n_chunks = min(cells.shape[0], 8 * threads)
-    fn = _run_parallel if n_chunks > 1 else _run
-    return int(fn(cells, n_steps, *program, n_chunks, cells.dtype.type(budget)))
+    args = (cells, n_steps, *program)
+    if n_chunks > 1:
+        with parallel_launch() as ok:  # one parallel launch per process (cpu/threads.py)
+            if ok:
+                return int(_run_parallel(*args, n_chunks, cells.dtype.type(budget)))
+    return int(_run(*args, 1, cells.dtype.type(budget)))
