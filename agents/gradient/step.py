@@ -104,11 +104,11 @@ class SoftStep:
         """Values of every row on the exact (numba) kernel and only the rows that carry a
         gradient on the torch ops (:meth:`run`); False: every row on the torch ops."""
         self.values_only: np.ndarray | None = None
+        """Per op: its outputs have no gradient with respect to its inputs (found by the
+        :attr:`probe` on the first call that needs gradients); None until then."""
         self.probe = "perturb"
         """How :attr:`values_only` is found: ``"perturb"`` (:meth:`_perturb_probe`, on the
         exact kernel, cheap) or ``"autograd"`` (:meth:`_probe`, a full torch pass)."""
-        """Per op: its outputs have no gradient with respect to its inputs (found by
-        :meth:`_probe` on the first call that needs gradients); None until then."""
         # Rows run one op each, so ops share slot buffers: the n-th data slot of class c of
         # any op uses buffer ``c<i>_<n>`` (a few buffers in all, a small state per row).
         class_ids: dict[ShapeClass, int] = {}
