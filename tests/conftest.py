@@ -14,3 +14,31 @@ collect_ignore = ["tasks/extension_example.py", "agents/tiny_tasks.py"]
 def dtype(request):
     """Both supported cell dtypes."""
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _isolated_thread_counts():
+    """Each test starts with numba's and torch's thread counts of the worker's start and
+    leaves them so: RL training sets both to 1 in its calling thread for the rest of the
+    process (``agents/rl/train.py``), which would otherwise turn the parallel kernel off
+    in every later test of the same worker (tests/envs/test_vector_env.py asserts that the
+    vector env's calls ran on the parallel driver)."""
+    import numba
+    import torch
+
+    before = (numba.get_num_threads(), torch.get_num_threads())
+    numba.set_num_threads(_START_THREADS[0])
+    torch.set_num_threads(_START_THREADS[1])
+    yield
+    numba.set_num_threads(before[0])
+    torch.set_num_threads(before[1])
+
+
+def _start_threads() -> tuple[int, int]:
+    import numba
+    import torch
+
+    return numba.get_num_threads(), torch.get_num_threads()
+
+
+_START_THREADS = _start_threads()
