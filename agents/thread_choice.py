@@ -1,0 +1,118 @@
+"""Per batched CPU call of a search: all the kernel's threads or one, whichever ran faster lately.
+
+A batched CPU call on ``t > 1`` threads (:mod:`algind_gym.cpu.threads`) ends when its
+last thread does, so on a machine whose cores other processes also use, a thread the OS
+leaves waiting holds the whole call back, while a call on one thread runs on whatever
+core is free. On the shared 2-core machine (load average 10-11, other engineers' jobs)
+``experiments/bench_search.py``'s 2-thread batched evaluation ran 0.95-2.9x one action at
+a time in the same repeats where the same evaluation on 1 thread ran 4.7-12x; on the quiet
+machine 2 threads ran 1.2-1.25x faster than 1 (experiments/results/bench_search.txt).
+Which is faster is a property of the moment, not of the program.
+
+The kernel gives the same bits on any thread count (tested in tests/cpu/test_parallel.py),
+so a search may choose per call by speed alone without changing what it finds.
+:class:`ThreadChoice` is a two-armed choice on measured cost. Per arm (the search's
+backend with its threads, and a twin of it on one thread) the cost is the lower median of
+the wall seconds per instruction of its last :data:`WINDOW` calls (one slow call, such as
+the first parallel launch starting numba's thread pool, does not decide). The arms are
+tried in turn until each has :data:`FIRST_TRIALS` calls; then each call goes to the arm
+with the lower cost, except that the other arm is tried again after
+``PROBE_EVERY * (its cost / the lower cost)`` calls (at most :data:`PROBE_MAX`), so a
+change of load is noticed and the trials of the slower arm cost about
+``1 / (PROBE_EVERY + 1)`` of the time. Calls on fewer machines than the kernel's parallel
+threshold run on one thread whichever backend runs them and are not counted.
+"""
+
+from __future__ import annotations
+
+PROBE_EVERY = 16
+"""Calls between trials of the slower arm, times its cost relative to the faster one: the
+trials take about ``1 / (PROBE_EVERY + 1)`` of the time however slow that arm is (with a
+cap of 64 calls, 2-thread trials on the loaded machine, 30 times slower than a 1-thread
+call, took a third of the time)."""
+PROBE_MAX = 1024
+"""The most calls between two trials of the slower arm."""
+WINDOW = 3
+"""Calls per arm whose lower median of seconds per instruction is the arm's cost."""
+FIRST_TRIALS = 2
+"""Calls each arm runs, in turn, before the choice goes by cost."""
+
+SERIAL, PARALLEL = 0, 1
+"""The arms: the backend's twin on one thread, the backend on its threads."""
+
+
+class ThreadChoice:
+    """Chooses, per batched CPU call, between a backend on several threads and its
+    one-thread twin by their recent wall seconds per instruction (module docstring).
+
+    Args:
+        parallel: the search's backend (several threads).
+        serial: a backend computing the same bits on one thread.
+        min_machines: calls on fewer machines run serially on either backend: they use
+            ``parallel`` and are not counted.
+
+    Attributes:
+        calls: per arm (:data:`SERIAL`, :data:`PARALLEL`), the calls it ran.
+    """
+
+    def __init__(self, parallel, serial, min_machines: int) -> None:
+        self.backends = (serial, parallel)
+        self.min_machines = int(min_machines)
+        self.calls = [0, 0]
+        self._recent: tuple[list[float], list[float]] = ([], [])
+        self._since_probe = 0
+
+    def cost(self, arm: int) -> float | None:
+        """The lower median of ``arm``'s seconds per instruction over its last
+        :data:`WINDOW` calls (None before its first)."""
+        recent = sorted(self._recent[arm])
+        return recent[(len(recent) - 1) // 2] if recent else None
+
+    def pick(self, machines: int) -> tuple[object, int | None]:
+        """The backend for a call on ``machines`` machines and its arm (None: not a choice,
+        below ``min_machines``)."""
+        if machines < self.min_machines:
+            return self.backends[PARALLEL], None
+        if min(self.calls) < FIRST_TRIALS:  # in turn, the parallel arm first
+            arm = PARALLEL if self.calls[PARALLEL] <= self.calls[SERIAL] else SERIAL
+            return self.backends[arm], arm
+        serial, parallel = self.cost(SERIAL), self.cost(PARALLEL)
+        best = PARALLEL if parallel <= serial else SERIAL
+        other = 1 - best
+        low, high = min(serial, parallel), max(serial, parallel)
+        period = min(PROBE_MAX, PROBE_EVERY * high / max(low, 1e-300))
+        if self._since_probe >= period:
+            self._since_probe = 0
+            return self.backends[other], other
+        self._since_probe += 1
+        return self.backends[best], best
+
+    def record(self, arm: int | None, seconds: float, instructions: int) -> None:
+        """Count a call of ``arm`` that took ``seconds`` for ``instructions`` instructions
+        (nothing for ``arm`` None)."""
+        if arm is None:
+            return
+        recent = self._recent[arm]
+        recent.append(seconds / max(int(instructions), 1))
+        if len(recent) > WINDOW:
+            del recent[0]
+        self.calls[arm] += 1
+
+    @property
+    def parallel_share(self) -> float:
+        """The fraction of counted calls that ran on several threads (0 before any)."""
+        total = sum(self.calls)
+        return self.calls[PARALLEL] / total if total else 0.0
+
+
+def serial_twin(backend):
+    """A one-thread twin of ``backend`` when it is the numba kernel on several threads
+    (:class:`~algind_gym.cpu.backend.TransformerBackend`, fused path), else None: no
+    choice to make."""
+    from algind_gym.cpu.backend import TransformerBackend
+
+    if not isinstance(backend, TransformerBackend) or backend.threads <= 1:
+        return None
+    if backend.path != "fused" or backend.kernel == "torch":
+        return None
+    return TransformerBackend(backend.path, backend.device, backend.kernel, threads=1)
