@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.batch_loops import collect, prepare, run_loop
-from agents.thread_choice import ThreadChoice, serial_twin
+from agents.thread_choice import ThreadChoice, serial_twin, shared_costs
 from algind_gym.cpu.backend import empty_write_ranges
 from algind_gym.cpu.threads import PARALLEL_MIN_ROWS, resolve_threads
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
@@ -144,9 +144,11 @@ class BatchBuffer:
         twin = serial_twin(ev.backend.inner) if adaptive_threads else None
         if twin is not None:  # its CPU built now, not inside a search's first calls
             twin.model(lay, self.cells.dtype)
-        self.choice = (
-            None if twin is None else ThreadChoice(ev.backend.inner, twin, PARALLEL_MIN_ROWS)
-        )
+        self.choice = None
+        if twin is not None:
+            inner = ev.backend.inner
+            costs = shared_costs(inner.threads)
+            self.choice = ThreadChoice(inner, twin, PARALLEL_MIN_ROWS, costs)
         """Per CPU call, the backend's threads or one (:mod:`agents.thread_choice`); None
         when the backend has one thread or no choice of threads."""
         self.state = MachineState(lay, self.cells, check_registers=False)

@@ -20,7 +20,8 @@ with the lower cost, except that the other arm is tried again after
 ``PROBE_EVERY * (its cost / the lower cost)`` calls (at most :data:`PROBE_MAX`), so a
 change of load is noticed and the trials of the slower arm cost about
 ``1 / (PROBE_EVERY + 1)`` of the time. Calls on fewer machines than the kernel's parallel
-threshold run on one thread whichever backend runs them and are not counted.
+threshold run on one thread whichever backend runs them and are not counted. The
+measurements are shared by the searches of a process (:func:`shared_costs`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,29 @@ SERIAL, PARALLEL = 0, 1
 """The arms: the backend's twin on one thread, the backend on its threads."""
 
 
+class ArmCosts:
+    """What :class:`ThreadChoice` has measured: per arm (:data:`SERIAL`, :data:`PARALLEL`)
+    the calls it ran (``calls``) and the seconds per instruction of its last
+    :data:`WINDOW` calls (``recent``), and the calls since the slower arm was last tried.
+    """
+
+    def __init__(self) -> None:
+        self.calls = [0, 0]
+        self.recent: tuple[list[float], list[float]] = ([], [])
+        self.since_probe = 0
+
+
+_SHARED: dict[int, ArmCosts] = {}
+
+
+def shared_costs(threads: int) -> ArmCosts:
+    """The process's :class:`ArmCosts` for a parallel arm of ``threads`` threads: the load
+    of the machine is the same for every search of the process, so a new search (a new
+    evaluator) starts from what the previous ones measured instead of trying both arms
+    again (a 2-thread trial on the busy machine costs some 30 one-thread calls)."""
+    return _SHARED.setdefault(int(threads), ArmCosts())
+
+
 class ThreadChoice:
     """Chooses, per batched CPU call, between a backend on several threads and its
     one-thread twin by their recent wall seconds per instruction (module docstring).
@@ -50,22 +74,24 @@ class ThreadChoice:
         serial: a backend computing the same bits on one thread.
         min_machines: calls on fewer machines run serially on either backend: they use
             ``parallel`` and are not counted.
-
-    Attributes:
-        calls: per arm (:data:`SERIAL`, :data:`PARALLEL`), the calls it ran.
+        costs: the measurements to choose by and add to (default: new ones;
+            :func:`shared_costs` shares them within a process).
     """
 
-    def __init__(self, parallel, serial, min_machines: int) -> None:
+    def __init__(self, parallel, serial, min_machines: int, costs: ArmCosts | None = None) -> None:
         self.backends = (serial, parallel)
         self.min_machines = int(min_machines)
-        self.calls = [0, 0]
-        self._recent: tuple[list[float], list[float]] = ([], [])
-        self._since_probe = 0
+        self.costs = ArmCosts() if costs is None else costs
+
+    @property
+    def calls(self) -> list[int]:
+        """Per arm (:data:`SERIAL`, :data:`PARALLEL`), the calls it ran."""
+        return self.costs.calls
 
     def cost(self, arm: int) -> float | None:
         """The lower median of ``arm``'s seconds per instruction over its last
         :data:`WINDOW` calls (None before its first)."""
-        recent = sorted(self._recent[arm])
+        recent = sorted(self.costs.recent[arm])
         return recent[(len(recent) - 1) // 2] if recent else None
 
     def pick(self, machines: int) -> tuple[object, int | None]:
@@ -81,10 +107,10 @@ class ThreadChoice:
         other = 1 - best
         low, high = min(serial, parallel), max(serial, parallel)
         period = min(PROBE_MAX, PROBE_EVERY * high / max(low, 1e-300))
-        if self._since_probe >= period:
-            self._since_probe = 0
+        if self.costs.since_probe >= period:
+            self.costs.since_probe = 0
             return self.backends[other], other
-        self._since_probe += 1
+        self.costs.since_probe += 1
         return self.backends[best], best
 
     def record(self, arm: int | None, seconds: float, instructions: int) -> None:
@@ -92,15 +118,16 @@ class ThreadChoice:
         (nothing for ``arm`` None)."""
         if arm is None:
             return
-        recent = self._recent[arm]
+        recent = self.costs.recent[arm]
         recent.append(seconds / max(int(instructions), 1))
         if len(recent) > WINDOW:
             del recent[0]
-        self.calls[arm] += 1
+        self.costs.calls[arm] += 1
 
     @property
     def parallel_share(self) -> float:
-        """The fraction of counted calls that ran on several threads (0 before any)."""
+        """The fraction of counted calls (of every choice sharing its :class:`ArmCosts`)
+        that ran on several threads (0 before any)."""
         total = sum(self.calls)
         return self.calls[PARALLEL] / total if total else 0.0
 

@@ -54,6 +54,7 @@ from pathlib import Path
 from agents import MCTS, solve
 from agents.api import SolveContext, frozen_heap, resolve_task
 from agents.batched import ActionEvaluator
+from agents.thread_choice import shared_costs
 from algind_gym.atomic import atomic_write_text
 from algind_gym.cpu.backend import make_backend
 from algind_gym.cpu.threads import resolve_threads
@@ -235,6 +236,7 @@ def bench_search(task: str, budget: int, batch: int, repeat: int = 1, threads: i
         rows, trees = {}, []
         for mode, batched, _ in modes:
             agent = MCTS(batched=batched, batch_size=batch)
+            calls_before = list(shared_costs(threads).calls)
             cpu_start = time.process_time()
             r = solve(task, agent=agent, budget=budget, seed=0, backend=backends[mode])
             cpu_s = time.process_time() - cpu_start
@@ -249,9 +251,11 @@ def bench_search(task: str, budget: int, batch: int, repeat: int = 1, threads: i
             }
             success[mode] = r.success
             trees.append(agent.tree_signature())
-            choice = agent.tree.ev.thread_choice
-            if choice:
-                rows[mode]["parallel_call_share"] = choice.parallel_share
+            if agent.tree.ev.thread_choice:  # this search's calls (the measurements are shared)
+                serial, parallel = (
+                    c - b for c, b in zip(shared_costs(threads).calls, calls_before, strict=True)
+                )
+                rows[mode]["parallel_call_share"] = parallel / max(serial + parallel, 1)
         identical &= all(t == trees[0] for t in trees[1:])
         runs.append(rows)
     median, lowest = _ratios(runs, "batched", "one at a time")

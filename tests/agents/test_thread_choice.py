@@ -13,8 +13,10 @@ from agents.thread_choice import (
     PROBE_EVERY,
     PROBE_MAX,
     SERIAL,
+    ArmCosts,
     ThreadChoice,
     serial_twin,
+    shared_costs,
 )
 from algind_gym.cpu.backend import TransformerBackend, make_backend
 from algind_gym.cpu.threads import max_threads
@@ -105,6 +107,8 @@ def test_evaluation_is_the_same_on_either_arm():
         return ActionEvaluator(ctx, batched=batched)
 
     many, one = evaluator(True), evaluator(False)
+    many.reserve(32)
+    many.thread_choice.costs = ArmCosts()  # not the process's: both arms tried first
     actions = np.random.default_rng(0).choice(many.valid_actions, 4 * 32, replace=False)
     for lo in range(0, len(actions), 32):  # 32 children x 8 examples = 256 machines a call
         chunk = actions[lo : lo + 32]
@@ -118,3 +122,20 @@ def test_evaluation_is_the_same_on_either_arm():
                 y.value,
             )
     assert many.thread_choice.calls == [2, 2]
+
+
+def test_the_measurements_are_shared_by_the_evaluators_of_a_process():
+    if max_threads() < 2:
+        pytest.skip("numba has one thread here (NUMBA_NUM_THREADS=1): no parallel backend")
+    spec, lib = resolve_task("DotProduct"), builtin_library()
+    evs = []
+    for seed in (0, 1):
+        ctx = SolveContext(spec, lib, 10**6, seed, backend=make_backend("transformer", threads=2))
+        ev = ActionEvaluator(ctx, batched=True)
+        ev.reserve(8)
+        evs.append(ev)
+    assert evs[0].thread_choice.costs is evs[1].thread_choice.costs is shared_costs(2)
+    ctx = SolveContext(spec, lib, 10**6, 0, backend=make_backend("transformer", threads=2))
+    fixed = ActionEvaluator(ctx, batched=True, adaptive_threads=False)
+    fixed.reserve(8)
+    assert fixed.thread_choice is None
