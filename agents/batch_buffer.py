@@ -24,7 +24,9 @@ machine by machine:
 and marks the machine's ranges empty. After the CPU call,
 :func:`~agents.batch_loops.collect` reads back each machine's memory block, instructions,
 fault and score. Both are compiled loops over the machines, run on the backend's threads
-(:mod:`agents.batch_loops`).
+(:mod:`agents.batch_loops`). The CPU call itself runs on the backend's threads or on a
+one-thread twin of it, per call, whichever has run faster lately
+(:mod:`agents.thread_choice`).
 """
 
 from __future__ import annotations

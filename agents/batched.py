@@ -18,9 +18,12 @@ Two execution modes compute the same bits:
   and one backend ``run`` executes them all (the way
   :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); a second
   compiled loop reads back every machine's memory block, instructions, fault and score
-  (:mod:`agents.batch_loops`; the call runs on the backend's threads), and
-  values and state keys are array operations over the children's memory blocks, so the
-  Python work per child is building its :class:`Outcome`.
+  (:mod:`agents.batch_loops`), column by column, so that the children's state keys are
+  slices of one contiguous copy; values are array operations over the children's memory
+  blocks, so the Python work per child is building its :class:`Outcome`. The call runs on
+  the backend's threads or on one, whichever has run faster lately
+  (:mod:`agents.thread_choice`: on a busy machine a call on several threads waits for the
+  one the OS leaves waiting; the same bits either way).
 
 What a node keeps: only the *memory* block of its machines (inputs, outputs, scratch,
 constants). The rest of a machine between two calls (registers, the empty stack, the
