@@ -248,5 +248,5 @@ class BatchBuffer:
             after, steps, faults, frac, ok,
         )  # fmt: skip
         if arm is not None:
-            self.choice.record(arm, ev.backend.last_seconds, int(steps.sum()))
+            self.choice.record(arm, ev.backend.last_seconds, int(steps.sum()), m)
         return after, faults, steps, frac, ok

@@ -13,8 +13,14 @@ The kernel gives the same bits on any thread count (tested in tests/cpu/test_par
 so a search may choose per call by speed alone without changing what it finds.
 :class:`ThreadChoice` is a two-armed choice on measured cost. Per arm (the search's
 backend with its threads, and a twin of it on one thread) the cost is the lower median of
-the wall seconds per instruction of its last :data:`WINDOW` calls (one slow call, such as
-the first parallel launch starting numba's thread pool, does not decide). The arms are
+the wall seconds per unit of work of its last :data:`WINDOW` calls (one slow call, such
+as the first parallel launch starting numba's thread pool, does not decide). A call's work
+is its instructions plus :data:`WORK_PER_MACHINE` per machine: a call's time is about
+affine in its instructions (fitted on 1 thread over the 64-action chunks of DotProduct's
+and Mean's root: 100-160 us a call plus 40-46 ns an instruction), so seconds per
+instruction alone varied 2x between chunks (10th to 90th percentile), this measure
++-13%, well below the 1.25x the arms differ by on a quiet machine. The cheaper arm keeps
+running until the other is cheaper by :data:`MARGIN`. The arms are
 tried in turn until each has :data:`FIRST_TRIALS` calls; then each call goes to the arm
 with the lower cost, except that the other arm is tried again after
 ``PROBE_EVERY * (its cost / the lower cost)`` calls (at most :data:`PROBE_MAX`), so a
@@ -34,7 +40,11 @@ call, took a third of the time)."""
 PROBE_MAX = 1024
 """The most calls between two trials of the slower arm."""
 WINDOW = 3
-"""Calls per arm whose lower median of seconds per instruction is the arm's cost."""
+"""Calls per arm whose lower median of seconds per unit of work is the arm's cost."""
+WORK_PER_MACHINE = 6
+"""A machine's share of a call's cost, in instructions (the fits above: 4.3 and 7.9)."""
+MARGIN = 0.05
+"""The other arm takes over when it is cheaper by this fraction."""
 FIRST_TRIALS = 2
 """Calls each arm runs, in turn, before the choice goes by cost."""
 
@@ -44,14 +54,16 @@ SERIAL, PARALLEL = 0, 1
 
 class ArmCosts:
     """What :class:`ThreadChoice` has measured: per arm (:data:`SERIAL`, :data:`PARALLEL`)
-    the calls it ran (``calls``) and the seconds per instruction of its last
-    :data:`WINDOW` calls (``recent``), and the calls since the slower arm was last tried.
+    the calls it ran (``calls``), the seconds per unit of work of its last
+    :data:`WINDOW` calls (``recent``), the arm in use (``best``) and the calls since the
+    other was last tried.
     """
 
     def __init__(self) -> None:
         self.calls = [0, 0]
         self.recent: tuple[list[float], list[float]] = ([], [])
         self.since_probe = 0
+        self.best = PARALLEL
 
 
 _SHARED: dict[int, ArmCosts] = {}
@@ -67,7 +79,7 @@ def shared_costs(threads: int) -> ArmCosts:
 
 class ThreadChoice:
     """Chooses, per batched CPU call, between a backend on several threads and its
-    one-thread twin by their recent wall seconds per instruction (module docstring).
+    one-thread twin by their recent wall seconds per unit of work (module docstring).
 
     Args:
         parallel: the search's backend (several threads).
@@ -89,7 +101,7 @@ class ThreadChoice:
         return self.costs.calls
 
     def cost(self, arm: int) -> float | None:
-        """The lower median of ``arm``'s seconds per instruction over its last
+        """The lower median of ``arm``'s seconds per unit of work over its last
         :data:`WINDOW` calls (None before its first)."""
         recent = sorted(self.costs.recent[arm])
         return recent[(len(recent) - 1) // 2] if recent else None
@@ -103,8 +115,11 @@ class ThreadChoice:
             arm = PARALLEL if self.calls[PARALLEL] <= self.calls[SERIAL] else SERIAL
             return self.backends[arm], arm
         serial, parallel = self.cost(SERIAL), self.cost(PARALLEL)
-        best = PARALLEL if parallel <= serial else SERIAL
+        best = self.costs.best
         other = 1 - best
+        if self.cost(other) < (1 - MARGIN) * self.cost(best):
+            best, other = other, best
+            self.costs.best = best
         low, high = min(serial, parallel), max(serial, parallel)
         period = min(PROBE_MAX, PROBE_EVERY * high / max(low, 1e-300))
         if self.costs.since_probe >= period:
@@ -113,13 +128,13 @@ class ThreadChoice:
         self.costs.since_probe += 1
         return self.backends[best], best
 
-    def record(self, arm: int | None, seconds: float, instructions: int) -> None:
+    def record(self, arm: int | None, seconds: float, instructions: int, machines: int) -> None:
         """Count a call of ``arm`` that took ``seconds`` for ``instructions`` instructions
-        (nothing for ``arm`` None)."""
+        on ``machines`` machines (nothing for ``arm`` None)."""
         if arm is None:
             return
         recent = self.costs.recent[arm]
-        recent.append(seconds / max(int(instructions), 1))
+        recent.append(seconds / max(int(instructions) + WORK_PER_MACHINE * int(machines), 1))
         if len(recent) > WINDOW:
             del recent[0]
         self.costs.calls[arm] += 1

@@ -9,10 +9,12 @@ from agents.api import SolveContext, resolve_task
 from agents.batched import ActionEvaluator
 from agents.thread_choice import (
     FIRST_TRIALS,
+    MARGIN,
     PARALLEL,
     PROBE_EVERY,
     PROBE_MAX,
     SERIAL,
+    WORK_PER_MACHINE,
     ArmCosts,
     ThreadChoice,
     serial_twin,
@@ -26,13 +28,13 @@ SLOW, FAST = "parallel backend", "serial backend"
 
 
 def drive(choice: ThreadChoice, calls: int, cost: dict[int, float]) -> list[int]:
-    """``calls`` counted calls on 512 machines, each arm taking ``cost[arm]`` seconds for
-    1000 instructions; the arms picked, in order."""
-    picked = []
+    """``calls`` counted calls on 512 machines, each arm taking ``cost[arm]`` seconds per
+    unit of work; the arms picked, in order."""
+    picked, work = [], 10_000
     for _ in range(calls):
         backend, arm = choice.pick(512)
         assert backend is choice.backends[arm]
-        choice.record(arm, cost[arm] * 1000, 1000)
+        choice.record(arm, cost[arm] * work, work - WORK_PER_MACHINE * 512, 512)
         picked.append(arm)
     return picked
 
@@ -69,10 +71,10 @@ def test_the_choice_follows_a_change_of_load():
 
 def test_one_slow_call_does_not_decide():
     choice = ThreadChoice(SLOW, FAST, min_machines=256)
-    choice.record(PARALLEL, 500.0, 1000)  # a first parallel launch starting the pool
-    choice.record(SERIAL, 1.2, 1000)
-    choice.record(PARALLEL, 1.0, 1000)
-    choice.record(SERIAL, 1.2, 1000)
+    choice.record(PARALLEL, 500.0, 1000, 0)  # a first parallel launch starting the pool
+    choice.record(SERIAL, 1.2, 1000, 0)
+    choice.record(PARALLEL, 1.0, 1000, 0)
+    choice.record(SERIAL, 1.2, 1000, 0)
     assert choice.cost(PARALLEL) == pytest.approx(1e-3)  # the lower median of 500, 1
     assert choice.pick(512) == (SLOW, PARALLEL)
 
@@ -80,7 +82,7 @@ def test_one_slow_call_does_not_decide():
 def test_small_calls_are_not_a_choice():
     choice = ThreadChoice(SLOW, FAST, min_machines=256)
     assert choice.pick(255) == (SLOW, None)
-    choice.record(None, 1.0, 10)
+    choice.record(None, 1.0, 10, 8)
     assert choice.calls == [0, 0] and choice.cost(SERIAL) is None
     assert choice.parallel_share == 0.0
 
@@ -139,3 +141,15 @@ def test_the_measurements_are_shared_by_the_evaluators_of_a_process():
     fixed = ActionEvaluator(ctx, batched=True, adaptive_threads=False)
     fixed.reserve(8)
     assert fixed.thread_choice is None
+
+
+def test_work_counts_machines_and_the_arm_in_use_keeps_running_within_the_margin():
+    choice = ThreadChoice(SLOW, FAST, min_machines=256)
+    choice.record(SERIAL, 2.0, 1000 - WORK_PER_MACHINE * 100, 100)
+    assert choice.cost(SERIAL) == pytest.approx(2e-3)  # 2 s for 1000 units of work
+    choice = ThreadChoice(SLOW, FAST, min_machines=256)
+    near = 1 - MARGIN / 2
+    picked = drive(choice, 100, {SERIAL: near, PARALLEL: 1.0})
+    assert picked[2 * FIRST_TRIALS :].count(SERIAL) <= 100 // PROBE_EVERY  # only trials
+    picked = drive(choice, 100, {SERIAL: 1 - 2 * MARGIN, PARALLEL: 1.0})
+    assert picked[-50:].count(SERIAL) >= 50 - 50 // PROBE_EVERY - 1
