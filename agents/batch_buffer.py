@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.batch_loops import collect, prepare, run_loop
-from agents.thread_choice import ThreadChoice, serial_twin, shared_costs
+from agents.thread_choice import SERIAL, ThreadChoice, serial_twin, shared_costs
 from algind_gym.cpu.backend import empty_write_ranges
 from algind_gym.cpu.threads import PARALLEL_MIN_ROWS, resolve_threads
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
@@ -144,9 +144,7 @@ class BatchBuffer:
         kernel's thread policy, :mod:`algind_gym.cpu.threads`)."""
         self._plan(ev)
         twin = serial_twin(ev.backend.inner) if adaptive_threads else None
-        if twin is not None:  # its CPU built now, not inside a search's first calls
-            twin.model(lay, self.cells.dtype)
-        self.choice = None
+        self.choice, self._twin_ready = None, False
         if twin is not None:
             inner = ev.backend.inner
             costs = shared_costs(inner.threads)
@@ -236,6 +234,9 @@ class BatchBuffer:
             state.cells = cells
             self._states[n] = state
         backend, arm = self.choice.pick(m) if self.choice else (None, None)
+        if arm == SERIAL and not self._twin_ready:  # its CPU built outside the timed call
+            backend.model(ev.layout, cells.dtype)
+            self._twin_ready = True
         ev.backend.run(self._states[n], ev.max_steps, written=self.written[:m], inner=backend)
         after = np.empty((n, mem.stop - mem.start, r), dtype=cells.dtype)
         steps, faults = self.steps[:m], self.faults[:m]

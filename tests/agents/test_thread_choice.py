@@ -93,8 +93,11 @@ def test_serial_twin_only_for_the_numba_kernel_on_several_threads():
     assert serial_twin(make_backend("transformer-torch")) is None
     if max_threads() < 2:
         pytest.skip("numba has one thread here (NUMBA_NUM_THREADS=1): no parallel backend")
-    twin = serial_twin(make_backend("transformer", threads=2))
+    backend = make_backend("transformer", threads=2)
+    twin = serial_twin(backend)
     assert isinstance(twin, TransformerBackend) and twin.threads == 1
+    assert serial_twin(backend) is twin  # one per backend: its compiled CPUs are reused
+    assert serial_twin(make_backend("transformer", threads=2)) is not twin
 
 
 def test_evaluation_is_the_same_on_either_arm():
