@@ -17,26 +17,25 @@ the wall seconds per unit of work of its last :data:`WINDOW` calls (one slow cal
 as the first parallel launch starting numba's thread pool, does not decide). A call's work
 is its instructions plus :data:`WORK_PER_MACHINE` per machine: a call's time is about
 affine in its instructions (fitted on 1 thread over the 64-action chunks of DotProduct's
-and Mean's root: 100-160 us a call plus 40-46 ns an instruction), so seconds per
+and Mean's root: 100-160 us a call plus 39-46 ns an instruction), so seconds per
 instruction alone varied 2x between chunks (10th to 90th percentile), this measure
-+-13%, well below the 1.25x the arms differ by on a quiet machine. The cheaper arm keeps
-running until the other is cheaper by :data:`MARGIN`. The arms are
-tried in turn until each has :data:`FIRST_TRIALS` calls; then each call goes to the arm
-with the lower cost, except that the other arm is tried again after
-``PROBE_EVERY * (its cost / the lower cost)`` calls (at most :data:`PROBE_MAX`), so a
-change of load is noticed and the trials of the slower arm cost about
-``1 / (PROBE_EVERY + 1)`` of the time. Calls on fewer machines than the kernel's parallel
-threshold run on one thread whichever backend runs them and are not counted. The
-measurements are shared by the searches of a process (:func:`shared_costs`).
++-13%, well below the 1.25x the arms differ by on a quiet machine. The arms are tried in
+turn until each has :data:`FIRST_TRIALS` calls; then each call goes to the arm in use,
+which changes when the other is cheaper by :data:`MARGIN`, except that the other arm is
+tried again after ``PROBE_EVERY * (its cost / the lower cost)`` calls (at most
+:data:`PROBE_MAX`), so a change of load is noticed and the trials of the slower arm cost
+about ``1 / (PROBE_EVERY + 1)`` of the time. Calls on fewer machines than the kernel's
+parallel threshold run on one thread whichever backend runs them and are not counted.
+The measurements are shared by the searches of a process (:func:`shared_costs`).
 """
 
 from __future__ import annotations
 
 PROBE_EVERY = 16
 """Calls between trials of the slower arm, times its cost relative to the faster one: the
-trials take about ``1 / (PROBE_EVERY + 1)`` of the time however slow that arm is (with a
-cap of 64 calls, 2-thread trials on the loaded machine, 30 times slower than a 1-thread
-call, took a third of the time)."""
+trials take about ``1 / (PROBE_EVERY + 1)`` of the time however slow that arm is (with 8
+and a cap of 64 calls, the 2-thread trials on the loaded machine cost DotProduct's
+evaluation a quarter of its 1-thread rate in one run)."""
 PROBE_MAX = 1024
 """The most calls between two trials of the slower arm."""
 WINDOW = 3
