@@ -24,7 +24,9 @@ machine by machine:
 and marks the machine's ranges empty. After the CPU call,
 :func:`~agents.batch_loops.collect` reads back each machine's memory block, instructions,
 fault and score. Both are compiled loops over the machines, run on the backend's threads
-(:mod:`agents.batch_loops`).
+(:mod:`agents.batch_loops`). The CPU call itself runs on the backend's threads or on a
+one-thread twin of it, per call, whichever has run faster lately
+(:mod:`agents.thread_choice`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.batch_loops import collect, prepare, run_loop
+from agents.thread_choice import SERIAL, ThreadChoice, serial_twin, shared_costs
 from algind_gym.cpu.backend import empty_write_ranges
-from algind_gym.cpu.threads import resolve_threads
+from algind_gym.cpu.threads import PARALLEL_MIN_ROWS, resolve_threads
 from algind_gym.machine.layout import DESCRIPTOR_WIDTH
 from algind_gym.machine.state import MachineState
 
@@ -102,7 +105,7 @@ class BatchBuffer:
     and kept in arrays indexed by action.
     """
 
-    def __init__(self, ev: ActionEvaluator, capacity: int) -> None:
+    def __init__(self, ev: ActionEvaluator, capacity: int, adaptive_threads: bool = True) -> None:
         lay = ev.layout
         self.ev, self.capacity, self.rows = ev, capacity, ev.rows
         r = self.rows
@@ -131,11 +134,23 @@ class BatchBuffer:
         self.writable_above = ev.mem.stop + np.flatnonzero(~lay.protected_mask[ev.mem.stop :])
         """The cells above the memory block that a program may write (skill slots)."""
         self.icount_before = np.tile(ready[:, self.icount], capacity)
+        m = capacity * r
+        self.steps, self.faults = np.empty(m, dtype=np.int64), np.empty(m, dtype=bool)
+        self.frac, self.ok = np.empty(m), np.empty(m, dtype=bool)
+        """Per machine, what :func:`~agents.batch_loops.collect` reads back (reused)."""
         threads = getattr(ev.backend.inner, "threads", None)
         self.threads = resolve_threads(threads if isinstance(threads, int) else None)
         """Threads the loops before and after the CPU call may use: the backend's (the CPU
         kernel's thread policy, :mod:`algind_gym.cpu.threads`)."""
         self._plan(ev)
+        twin = serial_twin(ev.backend.inner) if adaptive_threads else None
+        self.choice, self._twin_ready = None, False
+        if twin is not None:
+            inner = ev.backend.inner
+            costs = shared_costs(inner.threads)
+            self.choice = ThreadChoice(inner, twin, PARALLEL_MIN_ROWS, costs)
+        """Per CPU call, the backend's threads or one (:mod:`agents.thread_choice`); None
+        when the backend has one thread or no choice of threads."""
         self.state = MachineState(lay, self.cells, check_registers=False)
         self._states: dict[int, MachineState] = {capacity: self.state}
         """Per number of children: a state over the buffer's first machines (a view of
@@ -183,10 +198,12 @@ class BatchBuffer:
     def run(
         self, memory: np.ndarray, actions: np.ndarray, targets: Targets
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Run ``actions`` from the node with ``memory``; returns, for the ``n x rows``
-        machines, their memory after the call (a new array), faults, steps, and the
-        fraction of output cells right and success against ``targets``
-        (:func:`~agents.batch_loops.collect`)."""
+        """Run ``actions`` from the node with ``memory``; returns the children's memory
+        after the call, ``(n, memory size, rows)`` (a new array, a child's memory column
+        by column), and, for the ``n x rows`` machines, faults, steps, and the fraction of
+        output cells right and success against ``targets``
+        (:func:`~agents.batch_loops.collect`; these four are the buffer's own arrays,
+        overwritten by the next run)."""
         ev, r, n = self.ev, self.rows, len(actions)
         if self.is_halt[actions].any():
             raise ValueError("HALT is not an action to evaluate: it runs nothing")
@@ -216,10 +233,14 @@ class BatchBuffer:
             state = copy.copy(self.state)
             state.cells = cells
             self._states[n] = state
-        ev.backend.run(self._states[n], ev.max_steps, written=self.written[:m])
-        after = np.empty((m, mem.stop - mem.start), dtype=cells.dtype)
-        steps, faults = np.empty(m, dtype=np.int64), np.empty(m, dtype=bool)
-        frac, ok = np.empty(m), np.empty(m, dtype=bool)
+        backend, arm = self.choice.pick(m) if self.choice else (None, None)
+        if arm == SERIAL and not self._twin_ready:  # its CPU built outside the timed call
+            backend.model(ev.layout, cells.dtype)
+            self._twin_ready = True
+        ev.backend.run(self._states[n], ev.max_steps, written=self.written[:m], inner=backend)
+        after = np.empty((n, mem.stop - mem.start, r), dtype=cells.dtype)
+        steps, faults = self.steps[:m], self.faults[:m]
+        frac, ok = self.frac[:m], self.ok[:m]
         t = targets
         run_loop(
             collect, m, self.threads,
@@ -227,4 +248,6 @@ class BatchBuffer:
             t.columns, t.want, t.bound, t.exact, t.total,
             after, steps, faults, frac, ok,
         )  # fmt: skip
+        if arm is not None:
+            self.choice.record(arm, ev.backend.last_seconds, int(steps.sum()), m)
         return after, faults, steps, frac, ok

@@ -123,10 +123,13 @@ def _collect(
     frac: np.ndarray,
     ok: np.ndarray,
 ) -> None:
-    """What machines ``first, first + step, ...`` of the first ``len(after)`` of
+    """What machines ``first, first + step, ...`` of the first ``children x rows`` of
     ``cells`` computed.
 
-    Fills, per machine: ``after`` its memory block; ``steps`` the instructions it ran
+    Fills, per machine ``i`` (row ``g`` of child ``c``): ``after[c, :, g]`` its memory
+    block (``after`` is ``(children, memory size, rows)``: a child's memory column by
+    column, the byte order of its state key, :func:`~agents.batched.state_key`, so that the
+    keys of a batch are one contiguous copy); ``steps`` the instructions it ran
     (ICOUNT less ``icount_before``); ``faulted`` whether its FAULT register is set; and its
     score against the oracle, the numbers ``Workspace.score`` gives: ``frac`` the fraction
     of its output cells right (0 when it faulted; 1 when the task has no output cells) and
@@ -141,19 +144,20 @@ def _collect(
     """
     rows = columns.shape[0]
     size = after.shape[1]
-    for i in range(first, after.shape[0], step):
-        g = i % rows
+    for i in range(first, after.shape[0] * rows, step):
+        c = i // rows
+        g = i - c * rows
         for k in range(size):
-            after[i, k] = cells[i, mem_start + k]
+            after[c, k, g] = cells[i, mem_start + k]
         steps[i] = np.int64(cells[i, icount] - icount_before[i])
         f = np.int64(cells[i, fault]) != NO_FAULT
         faulted[i] = f
         hits = 0
         for j in range(columns.shape[1]):
-            c = columns[g, j]
-            if c < 0:
+            col = columns[g, j]
+            if col < 0:
                 break
-            got = np.float64(after[i, c])
+            got = np.float64(cells[i, mem_start + col])
             if got == want[g, j] if exact else np.abs(got - want[g, j]) <= bound[g, j]:
                 hits += 1
         if f:
@@ -175,13 +179,13 @@ def _scalar_values(
     affine_value: float,
     value: np.ndarray,
 ) -> None:
-    """:class:`~agents.batched.ScalarValue` of nodes with memory ``(nodes, rows, memory
-    size)``, faulted machines ``(nodes, rows)`` and potentials ``(nodes,)``, into
+    """:class:`~agents.batched.ScalarValue` of nodes with memory ``(nodes, memory size,
+    rows)`` (a node's memory column by column), faulted machines ``(nodes, rows)`` and potentials ``(nodes,)``, into
     ``value``: the potential corrected for ``chance``; ``affine_value`` when it is lower
     and the output at ``address`` (finite, on no faulted machine, not constant) fits
     ``centred`` (the targets less their mean) as ``a * out + c`` by least squares, within
     ``1e-9 * scale`` on every row, with ``|a| > 1e-12``. The sums run in row order."""
-    rows = memory.shape[1]
+    rows = memory.shape[2]
     for i in range(memory.shape[0]):
         v = potential[i]
         if chance < 1:
@@ -191,7 +195,7 @@ def _scalar_values(
             continue
         ok, lo, hi, total = True, np.inf, -np.inf, 0.0
         for g in range(rows):
-            x = np.float64(memory[i, g, address])
+            x = np.float64(memory[i, address, g])
             if faulted[i, g] or not np.isfinite(x):
                 ok = False
                 break
@@ -201,13 +205,13 @@ def _scalar_values(
         mean = total / rows
         sxy = sxx = 0.0
         for g in range(rows):
-            xc = np.float64(memory[i, g, address]) - mean
+            xc = np.float64(memory[i, address, g]) - mean
             sxy += xc * centred[g]
             sxx += xc * xc
         a = sxy / sxx
         worst = 0.0
         for g in range(rows):
-            xc = np.float64(memory[i, g, address]) - mean
+            xc = np.float64(memory[i, address, g]) - mean
             worst = max(worst, abs(centred[g] - a * xc))
         if worst <= 1e-9 * scale and abs(a) > 1e-12:
             value[i] = affine_value

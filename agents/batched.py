@@ -18,9 +18,12 @@ Two execution modes compute the same bits:
   and one backend ``run`` executes them all (the way
   :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); a second
   compiled loop reads back every machine's memory block, instructions, fault and score
-  (:mod:`agents.batch_loops`; the call runs on the backend's threads), and
-  values and state keys are array operations over the children's memory blocks, so the
-  Python work per child is building its :class:`Outcome`.
+  (:mod:`agents.batch_loops`), column by column, so that the children's state keys are
+  slices of one contiguous copy; values are array operations over the children's memory
+  blocks, so the Python work per child is building its :class:`Outcome`. The call runs on
+  the backend's threads or on one, whichever has run faster lately
+  (:mod:`agents.thread_choice`: on a busy machine a call on several threads waits for the
+  one the OS leaves waiting; the same bits either way).
 
 What a node keeps: only the *memory* block of its machines (inputs, outputs, scratch,
 constants). The rest of a machine between two calls (registers, the empty stack, the
@@ -85,7 +88,9 @@ class Outcome:
 
     Attributes:
         action: the discrete action index (``env.actions``).
-        memory: ``(rows, memory size)`` memory after the action; None when it faulted.
+        memory: ``(rows, memory size)`` memory after the action, column by column
+            (Fortran order, as every node's memory is: the order of its :func:`state_key`);
+            None when it faulted.
         key: :func:`state_key` of ``memory`` (None when it faulted).
         potential: mean over all search examples of the fraction of output elements right.
         success: every output of every search example right, no fault.
@@ -112,20 +117,28 @@ class TimedBackend:
         self.inner = resolve_backend(backend)
         self.name = getattr(self.inner, "name", str(backend))
         self.seconds = 0.0
+        self.last_seconds = 0.0
         self.calls = 0
 
     def run(
-        self, state: MachineState, max_steps: int = 10_000, written: np.ndarray | None = None
+        self,
+        state: MachineState,
+        max_steps: int = 10_000,
+        written: np.ndarray | None = None,
+        inner=None,
     ) -> MachineState:
-        """The inner backend's ``run``; ``written``: write ranges to widen
+        """The inner backend's ``run`` (or ``inner``'s, a backend computing the same bits:
+        :mod:`agents.thread_choice`); ``written``: write ranges to widen
         (:func:`~algind_gym.cpu.backend.run_recording_writes`)."""
+        backend = self.inner if inner is None else inner
         start = time.perf_counter()
         try:
             if written is None:
-                return self.inner.run(state, max_steps)
-            return run_recording_writes(self.inner, state, max_steps, written)
+                return backend.run(state, max_steps)
+            return run_recording_writes(backend, state, max_steps, written)
         finally:
-            self.seconds += time.perf_counter() - start
+            self.last_seconds = time.perf_counter() - start
+            self.seconds += self.last_seconds
             self.calls += 1
 
 
@@ -142,6 +155,9 @@ class ActionEvaluator:
         batched: run a list of actions in one CPU call (True) or one at a time (False).
         lengths: lengths of the search examples, each at most the longest training length
             (default :func:`default_search_lengths`).
+        adaptive_threads: in batched mode, run each CPU call on the backend's threads or
+            on one, whichever has run faster lately (:mod:`agents.thread_choice`; the same
+            bits either way); False: always the backend's threads.
 
     Attributes:
         env: an environment of the task (its action table decodes action indices; priors
@@ -151,9 +167,15 @@ class ActionEvaluator:
     """
 
     def __init__(
-        self, ctx: SolveContext, *, batched: bool = True, lengths: Sequence[int] | None = None
+        self,
+        ctx: SolveContext,
+        *,
+        batched: bool = True,
+        lengths: Sequence[int] | None = None,
+        adaptive_threads: bool = True,
     ) -> None:
         self.ctx, self.batched = ctx, bool(batched)
+        self.adaptive_threads = bool(adaptive_threads)
         self.env = ctx.make_env()
         self.env.reset(seed=int(ctx.rng.integers(2**31 - 1)))
         task = ctx.task
@@ -184,7 +206,7 @@ class ActionEvaluator:
         self.root_cells = np.concatenate([ws.reset().cells for ws in self.workspaces])
         mem = self.layout.block("memory")
         self.mem = slice(mem.start, mem.start + mem.size)
-        self.root_memory = self.root_cells[:, self.mem].copy()
+        self.root_memory = self.root_cells[:, self.mem].copy(order="F")
         table = self.env.actions
         self.table = table
         mask = table.discrete_mask()
@@ -210,7 +232,13 @@ class ActionEvaluator:
         the machines of that many children now (before a search starts timing)."""
         self.chunk_hint = max(int(chunk), 1)
         if self.batched and (self._batch is None or self._batch.capacity < self.chunk_hint):
-            self._batch = BatchBuffer(self, self.chunk_hint)
+            self._batch = BatchBuffer(self, self.chunk_hint, self.adaptive_threads)
+
+    @property
+    def thread_choice(self):
+        """The batched CPU calls' :class:`~agents.thread_choice.ThreadChoice` (None: one
+        at a time, no buffer yet, or no choice of threads)."""
+        return None if self._batch is None else self._batch.choice
 
     @property
     def cpu_seconds(self) -> float:
@@ -224,7 +252,7 @@ class ActionEvaluator:
         value = self._value(self.root_memory[None], np.array([potential]))[0]
         return Outcome(
             -1,
-            self.root_memory.copy(),
+            self.root_memory.copy(order="F"),
             state_key(self.root_memory),
             potential,
             success,
@@ -284,7 +312,7 @@ class ActionEvaluator:
         if (res.faults != Fault.NONE).any():
             return Outcome(action, None, None, 0.0, False, True, instructions)
         potential, success = self._score_one(state)
-        after = state.cells[:, self.mem].copy()
+        after = state.cells[:, self.mem].copy(order="F")
         value = float(self._value(after[None], np.array([potential]))[0])
         return Outcome(
             action, after, state_key(after), potential, success, False, instructions, value
@@ -308,13 +336,14 @@ class ActionEvaluator:
     def _evaluate_batched(self, memory: np.ndarray, actions: np.ndarray) -> list[Outcome]:
         n, r = len(actions), self.rows
         if self._batch is None or self._batch.capacity < n:
-            self._batch = BatchBuffer(self, max(n, self.chunk_hint))
+            self._batch = BatchBuffer(self, max(n, self.chunk_hint), self.adaptive_threads)
         targets = self._targets or Targets.none(r)
         after, faults, steps, frac, ok = self._batch.run(memory, actions, targets)
-        # every per-child number as one array operation over the children, on their
-        # memories only: a (children, rows, memory) copy; a child's memory is a view of it
-        # and its state key the bytes of that view
-        after = after.reshape(n, r, -1)
+        # every per-child number is one array operation over the children; ``after`` is
+        # (children, memory size, rows): a child's memory is the transposed view of its
+        # block, and its state key (the block's bytes) a slice of one contiguous copy
+        size = after[0].nbytes
+        data, after = after.tobytes(), after.transpose(0, 2, 1)
         faults = faults.reshape(n, r)
         frac, ok = frac.reshape(n, r), ok.reshape(n, r)
         if self._targets is None:  # a task with its own scorer: child by child, rebuilt machines
@@ -329,16 +358,14 @@ class ActionEvaluator:
         success = ok.all(axis=1).tolist()
         instructions = steps.reshape(n, r).sum(axis=1).tolist()
         values = self._value(after, potential, faults).tolist()
-        # state keys: slices of the bytes of all the children's memories (one copy), each
-        # child's column by column as state_key lays them out
-        data, size = after.transpose(0, 2, 1).tobytes(), after[0].nbytes
         out = []
+        append = out.append
         columns = (actions.tolist(), faulted, potential.tolist(), success, instructions, values)
-        for c, (a, f, p, s, i, v, mem) in enumerate(zip(*columns, list(after), strict=True)):
+        for c, (a, f, p, s, i, v) in enumerate(zip(*columns, strict=True)):
             if f:
-                out.append(Outcome(a, None, None, 0.0, False, True, i))
+                append(Outcome(a, None, None, 0.0, False, True, i))
             else:
-                out.append(Outcome(a, mem, data[c * size : (c + 1) * size], p, s, False, i, v))
+                append(Outcome(a, after[c], data[c * size : (c + 1) * size], p, s, False, i, v))
         return out
 
 
@@ -440,8 +467,9 @@ class ScalarValue:
         ``(nodes, rows)`` and potentials ``(nodes,)``."""
         p = np.asarray(potential, dtype=np.float64)
         value = np.empty(len(p))
+        # (nodes, memory size, rows): C-contiguous for nodes' memory (Fortran-ordered)
         scalar_values(
-            memory, faulted, p, self.address, self.chance, self.varies, self._centred,
-            self._scale, AFFINE_VALUE, value,
+            memory.transpose(0, 2, 1), faulted, p, self.address, self.chance, self.varies,
+            self._centred, self._scale, AFFINE_VALUE, value,
         )  # fmt: skip
         return value

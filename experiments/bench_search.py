@@ -25,9 +25,12 @@ Threads: a batched CPU call runs on the threads of the CPU kernel's policy
 number of cores unless ``NUMBA_NUM_THREADS`` says otherwise); the compiled loops before
 and after it (:mod:`agents.batch_loops`) stay serial on batches of this size (below
 ``LOOP_PARALLEL_MIN_MACHINES``); one action at a time is 8 machines, below the parallel
-threshold, so it runs on one. The script prints
-the thread count and, when it is above 1, also times the batched modes on one thread in
-the same run, so that a reader sees how much of each figure comes from the extra cores.
+threshold, so it runs on one. A search's batched calls (the "batched" modes) choose per
+call between those threads and one, whichever has run faster lately
+(:mod:`agents.thread_choice`; the same bits either way): the script prints the share of
+calls that ran on several threads. When the thread count is above 1 it also times the
+batched evaluation always on all the threads and always on one, in the same run, so that
+a reader sees how much of each figure comes from the extra cores and from the choice.
 
 Every measurement is repeated ``--repeat`` times, the modes interleaved (one repeat runs
 every mode once), each repeat of the evaluation with the heap frozen out of the garbage
@@ -51,6 +54,7 @@ from pathlib import Path
 from agents import MCTS, solve
 from agents.api import SolveContext, frozen_heap, resolve_task
 from agents.batched import ActionEvaluator
+from agents.thread_choice import shared_costs
 from algind_gym.atomic import atomic_write_text
 from algind_gym.cpu.backend import make_backend
 from algind_gym.cpu.threads import resolve_threads
@@ -106,10 +110,10 @@ def bench_evaluation(
     spec, lib = resolve_task(task), builtin_library()
     length = max(spec.train_lengths)
 
-    def evaluator(batched: bool, threads: int) -> ActionEvaluator:
+    def evaluator(batched: bool, threads: int, adaptive: bool = True) -> ActionEvaluator:
         backend = make_backend("transformer", threads=threads)
         ctx = SolveContext(spec, lib, 10**9, 0, n_examples=8, backend=backend)
-        ev = ActionEvaluator(ctx, batched=batched, lengths=[length])
+        ev = ActionEvaluator(ctx, batched=batched, lengths=[length], adaptive_threads=adaptive)
         ev.reserve(batch)
         ev.evaluate(ev.root_memory, ev.valid_actions[:batch])  # compile and warm up
         return ev
@@ -118,6 +122,7 @@ def bench_evaluation(
     batched_name = f"batched x{batch}"
     many = {batched_name: evaluator(True, threads)}
     if threads > 1:
+        many[f"{batched_name}, {threads} threads"] = evaluator(True, threads, adaptive=False)
         many[f"{batched_name}, 1 thread"] = evaluator(True, 1)
     groups = workload(one, n_actions)
     total = sum(len(a) for _, a in groups)
@@ -141,7 +146,11 @@ def bench_evaluation(
     single = {}
     if threads > 1:
         s_median, s_lowest = _ratios(runs, f"{batched_name}, 1 thread", "one at a time")
-        single = {"batched_1_thread_over_one": {"median": s_median, "lowest": s_lowest}}
+        f_median, f_lowest = _ratios(runs, f"{batched_name}, {threads} threads", "one at a time")
+        single = {
+            "batched_1_thread_over_one": {"median": s_median, "lowest": s_lowest},
+            "batched_all_threads_over_one": {"median": f_median, "lowest": f_lowest},
+        }
     return {
         "threads": threads,
         "task": task,
@@ -186,6 +195,8 @@ def _evaluation_repeat(one, many, env, groups, total, length, batch, min_time) -
     results = {}
     for name, ev in (("one at a time", one), *many.items()):
         ev.wall_seconds = ev.backend.seconds = 0.0
+        choice = ev.thread_choice
+        calls_before = list(choice.calls) if choice else None
         start, instr, passes = time.perf_counter(), 0, 0
         cpu_start = time.process_time()
         while not passes or time.perf_counter() - start < min_time:
@@ -209,6 +220,9 @@ def _evaluation_repeat(one, many, env, groups, total, length, batch, min_time) -
             "cpu_call_fraction": ev.cpu_seconds / dt,
             "passes": passes,
         }
+        if choice:
+            serial, parallel = (c - b for c, b in zip(choice.calls, calls_before, strict=True))
+            rows[name]["parallel_call_share"] = parallel / max(serial + parallel, 1)
     return rows, list(results.values())
 
 
@@ -222,6 +236,7 @@ def bench_search(task: str, budget: int, batch: int, repeat: int = 1, threads: i
         rows, trees = {}, []
         for mode, batched, _ in modes:
             agent = MCTS(batched=batched, batch_size=batch)
+            calls_before = list(shared_costs(threads).calls)
             cpu_start = time.process_time()
             r = solve(task, agent=agent, budget=budget, seed=0, backend=backends[mode])
             cpu_s = time.process_time() - cpu_start
@@ -236,6 +251,11 @@ def bench_search(task: str, budget: int, batch: int, repeat: int = 1, threads: i
             }
             success[mode] = r.success
             trees.append(agent.tree_signature())
+            if agent.tree.ev.thread_choice:  # this search's calls (the measurements are shared)
+                serial, parallel = (
+                    c - b for c, b in zip(shared_costs(threads).calls, calls_before, strict=True)
+                )
+                rows[mode]["parallel_call_share"] = parallel / max(serial + parallel, 1)
         identical &= all(t == trees[0] for t in trees[1:])
         runs.append(rows)
     median, lowest = _ratios(runs, "batched", "one at a time")
@@ -309,10 +329,19 @@ def main() -> None:
             f"{cpu['lowest']:.1f}x"
         )
         if "batched_1_thread_over_one" in r:
-            one_t = r["batched_1_thread_over_one"]
+            all_t, one_t = r["batched_all_threads_over_one"], r["batched_1_thread_over_one"]
+            share = r["modes"][f"batched x{args.batch}"].get("parallel_call_share", 0.0)
+            print(
+                f"{'':<12}batched on {threads} threads always / one at a time: median "
+                f"{all_t['median']:.1f}x, lowest {all_t['lowest']:.1f}x"
+            )
             print(
                 f"{'':<12}batched on 1 thread / one at a time: median {one_t['median']:.1f}x, "
                 f"lowest {one_t['lowest']:.1f}x"
+            )
+            print(
+                f"{'':<12}batched x{args.batch}: {share:.0%} of its CPU calls on {threads} "
+                "threads (median over repeats), the rest on 1 (agents.thread_choice)"
             )
     print(
         f"\nMCTS search, uniform prior, budget {args.budget} actions, chunks of {args.batch}"
@@ -339,6 +368,9 @@ def main() -> None:
                 f"{'':<12}batched on 1 thread: time in CPU call median {one_t['median']:.0%}, "
                 f"lowest {one_t['lowest']:.0%}"
             )
+        share = r["modes"]["batched"].get("parallel_call_share")
+        if share is not None:
+            print(f"{'':<12}batched: {share:.0%} of its CPU calls on {threads} threads (median)")
     print("\ntargets (issue 10), lowest over the repeats:")
     checks = (
         ("evaluation", "batched_over_one", EVALUATION_TARGET,

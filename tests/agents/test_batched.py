@@ -223,7 +223,8 @@ def test_chunked_loops_equal_the_serial_loops_bit_for_bit():
         else:
             batch_loops.PARALLEL[batch_loops.prepare](chunks, *args)
         t = ev._targets
-        out = (np.empty((m, mem.stop - mem.start)), np.empty(m, np.int64), np.empty(m, bool))
+        after = np.empty((len(actions), mem.stop - mem.start, ev.rows))
+        out = (after, np.empty(m, np.int64), np.empty(m, bool))
         out += (np.empty(m), np.empty(m, bool))
         args = (cells, buf.icount_before, buf.icount, buf.fault, mem.start, t.columns, t.want)
         args += (t.bound, t.exact, t.total, *out)
