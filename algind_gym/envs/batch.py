@@ -127,6 +127,56 @@ def score_rows(
     return np.ones(rows.size), np.ones(rows.size, dtype=bool), np.zeros((rows.size, 0), np.int64)
 
 
+def _score_rows_py(cells, rows, cols, starts, want, atol, rtol, exact, fault_col, none):
+    """:func:`score_rows` and the fault flags in one pass per machine: for row ``j`` of
+    ``rows``, the hits per output argument (segments of ``cols`` from ``starts``), their
+    total as a fraction of ``cols.size``, whether all hit, and whether its fault register
+    differs from ``none``. The closeness test is :meth:`Tolerance.close
+    <algind_gym.tasks.spec.Tolerance.close>`'s, in float64, operation for operation."""
+    n, w, n_out = rows.shape[0], cols.shape[0], starts.shape[0]
+    frac = np.empty(n)
+    ok = np.empty(n, dtype=np.bool_)
+    hits = np.zeros((n, n_out), dtype=np.int64)
+    faults = np.empty(n, dtype=np.bool_)
+    for j in range(n):
+        r = rows[j]
+        faults[j] = np.float64(cells[r, fault_col]) != none
+        total = 0
+        seg = 0
+        for c in range(w):
+            while seg + 1 < n_out and c >= starts[seg + 1]:
+                seg += 1
+            got = np.float64(cells[r, cols[c]])
+            want_c = want[j, c]
+            tol = atol + rtol * np.abs(want_c)
+            if (got == want_c) if exact else (np.abs(got - want_c) <= tol):
+                hits[j, seg] += 1
+                total += 1
+        frac[j] = total / w
+        ok[j] = total == w
+    return frac, ok, hits, faults
+
+
+def _score_compiled(cells, flat, index, want, tolerance, fault_col):
+    """:func:`score_rows` plus the fault flags of machines ``flat``, by the compiled loop."""
+    n = flat.size
+    if index.out_cols.size == 0:
+        faults = cells[flat, fault_col] != Fault.NONE
+        return np.ones(n), np.ones(n, dtype=bool), np.zeros((n, 0), np.int64), faults
+    return _score_rows(
+        cells,
+        np.ascontiguousarray(flat, dtype=np.int64),
+        index.out_cols,
+        index.out_starts,
+        np.ascontiguousarray(want, dtype=np.float64),
+        float(tolerance.atol),
+        float(tolerance.rtol),
+        bool(tolerance.exact),
+        int(fault_col),
+        float(Fault.NONE),
+    )
+
+
 def data_summary(cells: np.ndarray, rows: np.ndarray, index: EpisodeIndex) -> np.ndarray:
     """``(n, n_data, 3)``: mean, min and max of each non-empty data entry over the K
     machines ``rows`` ``(n, K)`` of each episode and its elements."""
@@ -170,14 +220,22 @@ def score_many(
     for group in groups(envs, lengths).values():
         first = envs[group[0]]
         index, task = first._index, first.task
-        faults = cells[rows[group], first._fault_col] != Fault.NONE  # (n, K)
         members = [envs[i] for i in group]
         if task.scorer is None:
             want = np.concatenate([e._want for e in members])
-            frac, ok, hits = score_rows(cells, rows[group].ravel(), index, want, task.tolerance)
+            flat = rows[group].ravel()
+            if COMPILED and cells.flags.c_contiguous:
+                frac, ok, hits, faults = _score_compiled(
+                    cells, flat, index, want, task.tolerance, first._fault_col
+                )
+                faults = faults.reshape(len(group), k)
+            else:
+                faults = cells[rows[group], first._fault_col] != Fault.NONE  # (n, K)
+                frac, ok, hits = score_rows(cells, flat, index, want, task.tolerance)
             frac, ok = frac.reshape(len(group), k), ok.reshape(len(group), k)
             out_frac = hits.reshape(len(group), k, -1).sum(axis=1) / (k * index.out_sizes)
         else:
+            faults = cells[rows[group], first._fault_col] != Fault.NONE  # (n, K)
             frac, ok = np.zeros((len(group), k)), np.zeros((len(group), k), dtype=bool)
             for g, i in enumerate(group):
                 sc = envs[i].ws.score(envs[i].state)
@@ -398,7 +456,12 @@ def _bind_and_call_py(
 _NO_RANGES = np.zeros((0, 4), dtype=np.int64)
 
 COMPILED = numba is not None
-"""Whether :func:`bind_and_call` runs the compiled loop (numba installed)."""
+"""Whether :func:`bind_and_call` and :func:`score_many` run their compiled loops (numba
+installed)."""
+
+_score_rows = (
+    numba.njit(cache=True, nogil=True, boundscheck=False)(_score_rows_py) if COMPILED else None
+)
 
 _bind_and_call_loop = (
     numba.njit(cache=True, nogil=True, boundscheck=False)(_bind_and_call_py) if COMPILED else None

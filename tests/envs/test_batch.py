@@ -45,3 +45,31 @@ def test_compiled_bind_and_call_equals_numpy(seed):
     np.testing.assert_array_equal(c1.view(np.uint8), c2.view(np.uint8))
     np.testing.assert_array_equal(w1, w2)
     assert not np.array_equal(c1, cells)  # calls were started
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("task", ["DotProduct", "Copy", "LinearGradient"])
+def test_compiled_scoring_equals_score_rows(task, dtype):
+    """``score_many``'s compiled loop gives what :func:`score_rows` and the fault column
+    give, bit for bit: values near the tolerance, NaN, exact and inexact tasks, several
+    outputs (LinearGradient has two)."""
+    env = AlgIndVectorEnv(4, task, backend="transformer", n_examples=3, dtype=dtype)
+    env.reset(seed=0)
+    first = env.envs[0]
+    index, tol = first._index, first.task.tolerance
+    rng = np.random.default_rng(0)
+    cells = env.machines.cells.copy()
+    rows = np.arange(3)
+    want = index.expected(first.ws)
+    cells[np.ix_(rows, index.out_cols)] = want.astype(dtype)
+    noise = rng.choice([0.0, 1e-12, 1e-7, 1e-3, np.nan, 1.0], size=want.shape)
+    noise[0], noise[2, 0] = 0.0, 1.0  # machine 0 right everywhere, machine 2 wrong somewhere
+    cells[np.ix_(rows, index.out_cols)] += noise.astype(dtype)
+    cells[1, first._fault_col] = float(Fault.ADDRESS)
+    got = batch._score_compiled(cells, rows, index, want, tol, first._fault_col)
+    ref = (*batch.score_rows(cells, rows, index, want, tol), cells[rows, first._fault_col] != 0)
+    assert [a.dtype for a in got] == [b.dtype for b in ref]
+    for a, b in zip(got, ref, strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert got[3].tolist() == [False, True, False]
+    assert got[1][0] and not got[1][2]  # both cases occur
