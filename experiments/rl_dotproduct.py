@@ -9,11 +9,14 @@ the MLP policy on DotProduct alone for the same number of timesteps against it.
 Sum, DotProduct; a task sampled per episode), in chunks of ``--chunk`` timesteps (default
 5120, ten rollouts of 8 x 64). After every chunk the greedy policy is evaluated on every
 stage-1 task (``--eval-episodes`` fresh examples per length, default 10).
-**Switch rule**: go to stage 2 after the first chunk at which the mean greedy success
-rate at the training lengths over the stage-1 tasks other than the target is at least
-``--switch-at`` (default 0.5), or after ``--stage1-max`` timesteps (default 25,600)
-whichever comes first. (The 0.5 is where the hand-run seed 0 was switched: Sum 1.00,
-VectorMul 0.00 at 15k; seeds other than 0 are the rule's first out-of-sample runs.)
+**Switch rule** (fixed before the session-rl8 runs): go to stage 2 after the first chunk
+at which EVERY stage-1 task other than the target (VectorMul and Sum) reaches a greedy
+success rate at the training lengths of at least ``--switch-at`` (default 0.9), or after
+``--stage1-max`` timesteps (default 30,720, six chunks), whichever comes first. (The
+earlier rule, the *mean* over those tasks >= 0.5, switched every seed as soon as Sum was
+solved while VectorMul was still at 0.00, and all three seeds then ended at 0.00:
+``experiments/results/rl_notes.md``, section (a'). The hand-switched run of section (a)
+switched one chunk before VectorMul reached 0.88.)
 
 **Stage 2**: MaskablePPO, transformer policy, on the target (DotProduct) alone, starting
 from the stage-1 weights (``train(..., init=...)``; fresh optimiser), in chunks.
@@ -30,7 +33,9 @@ same total number of timesteps as that seed's curriculum (stage 1 + stage 2), in
 Every run writes to ``--work/seed<S>/...``: checkpoints after every chunk (and a
 ``state.json`` of the decisions so far, written atomically), so an interrupted run is
 resumed by running the same command again (it continues from the last chunk's
-checkpoint). The rows go to ``--out`` (JSON) after every seed. All runs use the shipped
+checkpoint). A file ``--work/STOP`` makes every run exit after its current chunk (to restart
+it later, e.g. on other code, without losing a chunk). The rows go to ``--out`` (JSON)
+after every seed. All runs use the shipped
 ``maskable_ppo.yml`` with the callback's periodic evaluation turned off (the chunk
 evaluations replace it); torch and numba at one thread (``train``'s default).
 
@@ -44,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -127,7 +131,14 @@ def run_chunks(
             stage["finished"] = True
             stage["reason"] = "rule" if done(s) else "budget"
         save()
+        if stop_requested(out.parent.parent):
+            raise SystemExit(f"{out.parent.parent / 'STOP'} exists: stopped after a chunk")
     return stage
+
+
+def stop_requested(work: Path) -> bool:
+    """Whether ``work/STOP`` exists (see the module docstring)."""
+    return (work / "STOP").exists()
 
 
 def final_eval(model_path: Path, seed: int, episodes: int) -> dict:
@@ -165,8 +176,7 @@ def run_seed(seed: int, args, work: Path, hp: Path) -> dict:
     helpers = [e for e in stage1_ids if e != target]
 
     def switch(s: dict) -> bool:
-        rates = [s["per_env"][e]["success_rate"] for e in helpers]
-        return statistics.mean(rates) >= args.switch_at
+        return all(s["per_env"][e]["success_rate"] >= args.switch_at for e in helpers)
 
     s1 = run_chunks(
         stage1_ids, "transformer", sdir / "stage1", state, "stage1", seed=seed,
@@ -266,8 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--target", default="DotProduct")
     p.add_argument("--stage1-tasks", default="VectorMul,Sum,DotProduct")
     p.add_argument("--chunk", type=int, default=5120)
-    p.add_argument("--switch-at", type=float, default=0.5)
-    p.add_argument("--stage1-max", type=int, default=25_600)
+    p.add_argument("--switch-at", type=float, default=0.9)
+    p.add_argument("--stage1-max", type=int, default=30_720)
     p.add_argument("--stop-at", type=float, default=0.9)
     p.add_argument("--stage2-max", type=int, default=25_600)
     p.add_argument("--eval-episodes", type=int, default=10)

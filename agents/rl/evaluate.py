@@ -105,29 +105,77 @@ def rollout(
 ) -> dict[str, Any]:
     """One episode of the model: its program, actions, success, return and the number of
     actions the environment refused (``invalid_actions``)."""
+    return rollouts(model, algo, [env], seeds=[seed], length=length, deterministic=deterministic)[0]
+
+
+def rollouts(
+    model,
+    algo: str,
+    envs: Sequence[gym.Env],
+    *,
+    seeds: Sequence[int | None],
+    length: int | None = None,
+    deterministic: bool = True,
+) -> list[dict[str, Any]]:
+    """One episode per environment (``envs[i]`` reset with ``seeds[i]``), run in lockstep:
+    at every step one batched ``model.predict`` over the episodes still running.
+
+    Each episode is what :func:`rollout` returns for that environment and seed: the
+    environments are independent and the policy acts on each row of the batch separately
+    (a batch is only faster than one call per episode).
+    """
+    if len(envs) != len(seeds):
+        raise ValueError(f"one seed per environment: {len(envs)} envs, {len(seeds)} seeds")
     options = {"length": int(length)} if length is not None else None
-    obs, info = env.reset(seed=seed, options=options)
-    check_spaces(model, env)
-    actions, total, invalid = [], 0.0, 0
-    done = False
-    while not done:
-        action = predict(model, algo, obs, env, deterministic)
-        actions.append(np.asarray(action).tolist())
-        obs, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
-        invalid += str(info.get("error") or "").startswith("invalid action")
-        done = terminated or truncated
-    base = env.unwrapped
-    return {
-        "program": base.program,
-        "program_text": base.program_text(),
-        "actions": actions,
-        "success": bool(info["success"]),
-        "fault": info["fault"],
-        "length": int(info["length"]),
-        "return": total,
-        "invalid_actions": invalid,
-    }
+    obs, infos = [], []
+    for env, seed in zip(envs, seeds, strict=True):
+        o, info = env.reset(seed=seed, options=options)
+        check_spaces(model, env)
+        obs.append(o)
+        infos.append(info)
+    n = len(envs)
+    actions: list[list] = [[] for _ in range(n)]
+    total, invalid = [0.0] * n, [0] * n
+    running = list(range(n))
+    while running:
+        batch = _stack([obs[i] for i in running])
+        kwargs = {}
+        if algo in MASKED_ALGOS:
+            masks = [envs[i].get_wrapper_attr("action_masks")() for i in running]
+            kwargs["action_masks"] = np.stack(masks)
+        acts, _ = model.predict(batch, deterministic=deterministic, **kwargs)
+        still = []
+        for i, action in zip(running, acts, strict=True):
+            actions[i].append(np.asarray(action).tolist())
+            obs[i], reward, terminated, truncated, infos[i] = envs[i].step(action)
+            total[i] += float(reward)
+            invalid[i] += str(infos[i].get("error") or "").startswith("invalid action")
+            if not (terminated or truncated):
+                still.append(i)
+        running = still
+    out = []
+    for i, env in enumerate(envs):
+        base = env.unwrapped
+        out.append(
+            {
+                "program": base.program,
+                "program_text": base.program_text(),
+                "actions": actions[i],
+                "success": bool(infos[i]["success"]),
+                "fault": infos[i]["fault"],
+                "length": int(infos[i]["length"]),
+                "return": total[i],
+                "invalid_actions": invalid[i],
+            }
+        )
+    return out
+
+
+def _stack(observations: list) -> Any:
+    """A batch of single observations (dicts of arrays or arrays)."""
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
 
 
 def check_spaces(model, env) -> None:
@@ -167,6 +215,9 @@ def evaluate_lengths(
         env_ids: default: every env id the model was trained on.
         cache: a dict kept between calls to reuse the environments.
 
+    The ``n_episodes`` episodes of one length run in lockstep (:func:`rollouts`): the same
+    episodes as one :func:`rollout` each, with one batched policy call per step.
+
     Returns:
         ``{"success_rate", "generalisation": {"<length>": rate}, "per_env": {...}}``.
     """
@@ -180,14 +231,12 @@ def evaluate_lengths(
         gen: dict[str, float] = {}
         for j, n in enumerate(lens):
             key = (env_id, max(n, max(task.train_lengths)))
-            if key not in cache:
-                cache[key] = make_eval_env(meta, env_id, n)
-            env = cache[key]
-            wins = [
-                rollout(model, algo, env, seed=seed + 7919 * j + i, length=n)["success"]
-                for i in range(n_episodes)
-            ]
-            gen[str(n)] = float(np.mean(wins))
+            envs = cache.setdefault(key, [])
+            while len(envs) < n_episodes:
+                envs.append(make_eval_env(meta, env_id, n))
+            seeds = [seed + 7919 * j + i for i in range(n_episodes)]
+            runs = rollouts(model, algo, envs[:n_episodes], seeds=seeds, length=n)
+            gen[str(n)] = float(np.mean([r["success"] for r in runs]))
         train = [gen[str(n)] for n in task.train_lengths if str(n) in gen]
         per_env[env_id] = {
             "success_rate": float(np.mean(train)) if train else float("nan"),

@@ -168,15 +168,21 @@ def behaviour_clone(
         negative log-likelihood and the fraction of pairs whose greedy action is the
         demonstrated one.
     """
+    from agents.rl.train import save_model, thread_counts
+
+    with thread_counts(1):
+        return _clone(examples, out, model, epochs, learning_rate, draws, seed, save_model)
+
+
+def _clone(examples, out, model, epochs, learning_rate, draws, seed, save_model) -> dict:
+    """:func:`behaviour_clone`'s body (run with one torch and numba thread)."""
     from sb3_contrib import MaskablePPO
 
     import algind_gym
     from agents.api import resolve_task
     from agents.rl.policies import MaskableTransformerPolicy
     from agents.rl.tables import make_env
-    from agents.rl.train import save_model, set_threads
 
-    set_threads(1)
     torch.manual_seed(seed)
     env_kwargs = {"n_examples": 2, **TABLES_ENV}
     if model is not None:

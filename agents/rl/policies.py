@@ -278,7 +278,7 @@ class TablesPolicyNet(nn.Module):
         The skill first, then the slots in order, each given the earlier ones; the
         skill's slot queries, the pointer keys and masks are computed once per action."""
         enc = self.encode(obs)
-        sd = torch.distributions.Categorical(logits=self.skill_logits(obs, enc))
+        sd = _categorical(self.skill_logits(obs, enc))
         skill = sd.probs.argmax(-1) if deterministic else sd.sample()
         ctx = self.slot_context(obs, enc, skill)
         used = ctx["used"]
@@ -287,9 +287,7 @@ class TablesPolicyNet(nn.Module):
         for j in range(self.arity):
             if not used[:, j].any():
                 break  # no skill in the batch has slot j (nor any later one)
-            pd = torch.distributions.Categorical(
-                logits=self.slot_logits(enc, ctx, ptrs, slice(j, j + 1))[:, 0]
-            )
+            pd = _categorical(self.slot_logits(enc, ctx, ptrs, slice(j, j + 1))[:, 0])
             ptrs[:, j] = pd.probs.argmax(-1) if deterministic else pd.sample()
             log_prob = log_prob + pd.log_prob(ptrs[:, j]) * used[:, j]
         actions = torch.cat([skill.unsqueeze(-1), ptrs], dim=-1)
@@ -299,13 +297,20 @@ class TablesPolicyNet(nn.Module):
         """``(values, log_prob, entropy)`` of given actions (teacher-forced slots)."""
         actions = actions.long()
         enc = self.encode(obs)
-        sd = torch.distributions.Categorical(logits=self.skill_logits(obs, enc))
+        sd = _categorical(self.skill_logits(obs, enc))
         skill = actions[:, 0]
         pl, used = self.pointer_logits(obs, enc, skill, actions[:, 1:])
-        pd = torch.distributions.Categorical(logits=pl)
+        pd = _categorical(pl)
         log_prob = sd.log_prob(skill) + (pd.log_prob(actions[:, 1:]) * used).sum(-1)
         entropy = sd.entropy() + (pd.entropy() * used).sum(-1)
         return self.value(enc["glob"]), log_prob, entropy
+
+
+def _categorical(logits: torch.Tensor) -> torch.distributions.Categorical:
+    """A categorical over ``logits`` without torch's argument checks (the logits are finite
+    by construction: masked choices get ``NEG``); the checks cost about as much as the
+    distribution itself at these sizes (a rollout step builds one per slot)."""
+    return torch.distributions.Categorical(logits=logits, validate_args=False)
 
 
 def _used(present: torch.Tensor) -> int:

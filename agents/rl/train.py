@@ -10,7 +10,8 @@ final model saved with its metadata (:mod:`agents.rl.evaluate` reads it back).
 the policy's torch ops and the CPU kernel then fight over the cores and training ran
 10x slower. ``train`` sets ``torch.set_num_threads(threads)`` and
 ``numba.set_num_threads(threads)`` (default 1: at the batch sizes used here one thread is
-fastest) and restores neither: the process is a training process.
+fastest) for the run, and restores both counts when it returns or raises, so a caller's
+later work (tests, a search after training) runs with the threads it had.
 
 **Resuming.** Checkpoints go to ``<out>/checkpoint.zip`` (written to a temporary file and
 renamed, so an interrupted write leaves the previous one intact); Ctrl-C saves one more
@@ -23,7 +24,8 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +51,31 @@ POLICIES = ("mlp", "transformer")
 VECTORIZATION = ("vector_entry_point", "sync")
 
 
-def set_threads(threads: int) -> None:
-    """Torch and numba thread counts (see the module docstring)."""
+def set_threads(threads: int, numba_threads: int | None = None) -> tuple[int, int]:
+    """Set torch's and numba's thread counts (see the module docstring); returns the
+    previous ``(torch, numba)`` counts, for restoring them.
+
+    Args:
+        threads: torch's count, and numba's unless ``numba_threads`` is given.
+        numba_threads: numba's count (capped at ``numba.config.NUMBA_NUM_THREADS``).
+    """
     import numba
 
+    before = (torch.get_num_threads(), numba.get_num_threads())
     torch.set_num_threads(int(threads))
-    numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    n = int(threads if numba_threads is None else numba_threads)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return before
+
+
+@contextmanager
+def thread_counts(threads: int) -> Iterator[None]:
+    """Run the block with torch and numba at ``threads`` threads, then restore both."""
+    before = set_threads(threads)
+    try:
+        yield
+    finally:
+        set_threads(*before)
 
 
 def resolve_env_ids(env: str | Sequence[str] | None = None, level: int | None = None) -> list[str]:
@@ -253,7 +274,8 @@ def train(
             next stage) instead of random ones: a transformer-policy model may come from
             other tasks, an MLP model only from the same task (same spaces). The
             hyperparameters are this run's; the optimiser state starts afresh.
-        threads: torch and numba threads (see the module docstring).
+        threads: torch and numba threads during the run (see the module docstring;
+            restored when ``train`` returns or raises).
         vectorization: ``vector_entry_point`` (the batched
             :class:`~algind_gym.envs.AlgIndVectorEnv`) or ``sync`` (gymnasium's
             ``SyncVectorEnv``).
@@ -271,8 +293,33 @@ def train(
         on a shared machine disturb less than wall time) and ``env_time_fraction``, the
         share of wall time spent inside the vector env.
     """
+    with thread_counts(threads):
+        return _train(
+            algo, env, level=level, policy=policy, timesteps=timesteps, n_envs=n_envs,
+            seed=seed, hyperparams=hyperparams, out=out, resume=resume, init=init,
+            vectorization=vectorization, progress_bar=progress_bar, verbose=verbose,
+        )  # fmt: skip
+
+
+def _train(
+    algo: str,
+    env: str | Sequence[str] | None,
+    *,
+    level: int | None,
+    policy: str | None,
+    timesteps: int | None,
+    n_envs: int | None,
+    seed: int,
+    hyperparams: str | Path | None,
+    out: str | Path | None,
+    resume: bool,
+    init: str | Path | None,
+    vectorization: str,
+    progress_bar: bool,
+    verbose: int,
+) -> TrainResult:
+    """:func:`train`'s body, run with the thread counts set."""
     start = time.perf_counter()
-    set_threads(threads)
     env_ids = resolve_env_ids(env, level)
     algo_class = ALGOS.get(algo)
     if algo_class is None:

@@ -92,6 +92,16 @@ def test_dotproduct_curriculum_switches_by_its_rule_and_a_rerun_resumes(tmp_path
         "--final-episodes", "1", "--switch-at", "0.0", "--work", str(tmp_path / "w"),
         "--out", str(tmp_path / "rows.json"),
     ]  # fmt: skip
+    # a STOP file in the work folder ends the run after its current chunk ...
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "STOP").touch()
+    with pytest.raises(SystemExit, match="stopped after a chunk"):
+        dot.main(argv)
+    assert not (tmp_path / "rows.json").exists()
+    state = json.loads((tmp_path / "w" / "seed3" / "state.json").read_text())
+    assert len(state["stage1"]["chunks"]) == 1 and "stage2" not in state
+    # ... and the same command without it resumes from there
+    (tmp_path / "w" / "STOP").unlink()
     dot.main(argv)
     (row,) = json.loads((tmp_path / "rows.json").read_text())
     # switch-at 0: the rule holds after the first chunk; stage 2 stops at its budget

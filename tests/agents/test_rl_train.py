@@ -249,3 +249,59 @@ def test_init_fine_tunes_from_a_saved_model_and_refuses_other_spaces(tmp_path):
             hyperparams=small_yaml(tmp_path, "ppo"),
             init=tmp_path / "c" / "model.zip",
         )
+
+
+def test_train_restores_torch_and_numba_thread_counts_on_return_and_on_error(tmp_path, monkeypatch):
+    import numba
+
+    import agents.rl.train as train_module
+
+    # counts that differ from train's 1 (numba's as far as its pool allows; the autouse
+    # fixture of tests/conftest.py restores the worker's counts after the test)
+    torch.set_num_threads(3)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    want = (3, numba.config.NUMBA_NUM_THREADS)
+    seen = []
+
+    class Spy(TrainingCallback):
+        def _on_step(self) -> bool:
+            seen.append((torch.get_num_threads(), numba.get_num_threads()))
+            return super()._on_step()
+
+    monkeypatch.setattr(train_module, "TrainingCallback", Spy)
+    hp = small_yaml(tmp_path, "maskable_ppo")
+    train("maskable_ppo", "Copy", timesteps=32, hyperparams=hp)
+    assert seen and set(seen) == {(1, 1)}
+    assert (torch.get_num_threads(), numba.get_num_threads()) == want
+    with pytest.raises(ValueError, match="unknown policy"):
+        train("maskable_ppo", "Copy", policy="nope", hyperparams=hp)
+    assert (torch.get_num_threads(), numba.get_num_threads()) == want
+
+
+TRANSFORMER = """
+policy-transformer:
+  env_kwargs:
+    observation_mode: tables
+    action_encoding: multidiscrete
+"""
+
+
+@pytest.mark.parametrize(
+    "algo,policy", [("maskable_ppo", "mlp"), ("maskable_ppo", "transformer"), ("dqn", "mlp")]
+)
+def test_batched_rollouts_are_the_sequential_episodes(tmp_path, algo, policy):
+    from agents.rl.evaluate import rollouts
+
+    hp = small_yaml(tmp_path, algo, TRANSFORMER)
+    res = train(algo, "VectorAdd", policy=policy, timesteps=64, hyperparams=hp)
+    meta = res.model.algind_meta
+    envs = [make_eval_env(meta, "AlgInd/VectorAdd-v0", 8) for _ in range(4)]
+    batched = rollouts(res.model, algo, envs, seeds=[5, 6, 7, 8], length=8)
+    one = make_eval_env(meta, "AlgInd/VectorAdd-v0", 8)
+    sequential = [rollout(res.model, algo, one, seed=s, length=8) for s in (5, 6, 7, 8)]
+    keys = ("actions", "success", "program_text", "return", "invalid_actions")
+    assert [{k: r[k] for k in keys} for r in batched] == [
+        {k: r[k] for k in keys} for r in sequential
+    ]
+    with pytest.raises(ValueError, match="one seed per environment"):
+        rollouts(res.model, algo, envs, seeds=[1])
