@@ -19,10 +19,11 @@ def dtype(request):
 @pytest.fixture(autouse=True)
 def _isolated_thread_counts():
     """Each test starts with numba's and torch's thread counts of the worker's start and
-    leaves them so: RL training sets both to 1 in its calling thread for the rest of the
-    process (``agents/rl/train.py``), which would otherwise turn the parallel kernel off
-    in every later test of the same worker (tests/envs/test_vector_env.py asserts that the
-    vector env's calls ran on the parallel driver)."""
+    leaves them so: a test that changes either (RL training sets both to 1 while it runs and
+    restores them when it returns, ``agents/rl/train.py``; a test that fails halfway, or one
+    that sets them itself) must not turn the parallel kernel off in every later test of the
+    same worker (tests/envs/test_vector_env.py asserts that the vector env's calls ran on
+    the parallel driver)."""
     import numba
     import torch
 
