@@ -8,6 +8,7 @@ from collections import OrderedDict
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from algind_gym.cpu import verify
 from algind_gym.cpu.backend import make_backend
@@ -101,3 +102,26 @@ def test_verify_cpu_steps_structured_programs_in_slots_of_the_batch():
     )
     assert result["mismatches"] == 0 and result["structured_programs"] == 4
     assert result["structured_steps_in_programs_of_100_or_more"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_million_fuzzed_steps_on_the_planned_dense_pass(dtype_name):
+    """Issue 14's bar on the planned numpy dense pass: >= 1e6 checked steps per dtype, >= half
+    of them in structured programs of >= 100 steps (minimal layouts), 0 mismatches."""
+    result = verify.verify_cpu(
+        programs=80_000,
+        steps=256,
+        batch=256,
+        dtype=dtype_name,
+        backends=(DENSE,),
+        print_result=False,
+        structured_steps=560_000,
+        structured_tasks=["Sum", "Max", "Mean", "Copy", "PrefixSum", "Negate", "ReLU", "Min"],
+        structured_minimal=True,
+        structured_per_call=32,
+        structured_slots=16 if dtype_name == "float32" else 32,
+    )
+    assert result["steps_checked"] >= 1_000_000
+    assert result["structured_steps_in_programs_of_100_or_more"] >= result["steps_checked"] / 2
+    assert result["mismatches"] == 0
