@@ -5,7 +5,8 @@ Each round is one :func:`~algind_gym.cpu.verify.verify_cpu` call with its own se
 ``--tasks``. A run that is cut leaves its finished rows; started again with the same
 ``--out``, it continues after the last row, until the rows add up to ``--target`` checked
 steps (structured rounds: steps in structured programs of >= 100 steps). ``--summary``
-prints the totals of a rows file (the figures of the README's verification sentences).
+prints the totals of a rows file (the figures of the README's verification sentences;
+``experiments/results/verify_dense_rounds.jsonl`` holds the rows behind them).
 
 Usage:
     python experiments/verify_rounds.py --out /tmp/rows.jsonl --kind structured \\
@@ -61,10 +62,10 @@ def summary(rows: list[dict]) -> dict:
             tot[k] += row[k]
         tot["rounds"] = tot.get("rounds", 0) + 1
         tot["tasks"] = sorted(set(tot.get("tasks", [])) | set(row.get("tasks") or []))
-        lo, hi = tot.get("cells", [10**9, 0])
-        if row.get("structured_cells"):
+        if row.get("structured_cells"):  # the range of the structured layouts' cells
+            lo, hi = tot.get("cells") or row["structured_cells"]
             lo, hi = min(lo, row["structured_cells"][0]), max(hi, row["structured_cells"][1])
-        tot["cells"] = [lo, hi]
+            tot["cells"] = [lo, hi]
     return out
 
 
