@@ -237,8 +237,8 @@ def _lockstep(
 
     At most ``slots`` machines (0: all) are stepped together; a slot whose machine stopped
     takes the next waiting machine, so the backends run at a full batch until the queue
-    is empty; then the batch shrinks to the machines still running, by halves (few batch
-    shapes). A machine's steps and comparisons do not depend on its slot or on the other
+    is empty; then the batch shrinks to the machines still running (a stopped machine's
+    row would cost a dense pass its full share). A machine's steps and comparisons do not depend on its slot or on the other
     machines. Returns the steps checked and every machine's program length (steps it ran).
     """
     queue, layout = ref.cells, ref.layout
@@ -271,7 +271,7 @@ def _lockstep(
             if issued == total:
                 break
             continue
-        if issued == total and 2 * int(live.sum()) <= len(ids):  # shrink by halves
+        if issued == total and not live.all():  # drop the stopped machines' slots
             keep = np.flatnonzero(live)
             ref = MachineState(layout, ref.cells[keep], check_registers=False)
             for state in copies.values():
