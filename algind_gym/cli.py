@@ -215,6 +215,8 @@ def cmd_verify_cpu(args: argparse.Namespace) -> int:
         structured_steps=args.structured_steps,
         structured_tasks=args.structured_tasks.split(",") if args.structured_tasks else None,
         structured_minimal=args.structured_minimal,
+        structured_per_call=args.structured_per_call,
+        structured_slots=args.structured_slots,
     )
     if args.json:
         print(json.dumps(result, default=str))
@@ -345,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="place them on minimal layouts (only the skills called; the dense paths)",
             )
+            p.add_argument("--structured-per-call", type=int, default=16, help="machines/call")
+            p.add_argument("--structured-slots", type=int, help="batch per layout (--batch)")
             p.add_argument("--json", action="store_true")
         if name == "bench-cpu":
             p.add_argument("--batches", default="1,64,1024,4096")

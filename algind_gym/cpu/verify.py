@@ -10,9 +10,15 @@ every checked step executes an instruction.
 
 Random programs stop after a few steps on average, so ``structured_steps`` adds long ones
 (:mod:`algind_gym.cpu_v2.structured`): every reference solution's skill calls on random
-inputs (16 machines per call), and mutated copies of them (a changed operand, two swapped
-instructions), run in lockstep on every backend for up to 4096 steps each. The result reports how many checked
-steps came from each source and the distribution of the structured programs' lengths.
+inputs (``structured_per_call`` machines per call), and mutated copies of them (a changed operand, two swapped
+instructions), run in lockstep on every backend for up to 4096 steps each. The machines of
+one layout run in ``structured_slots`` slots (the backends' batch), each refilled with the
+layout's next machine when its machine stops, so a dense pass runs at a full batch of
+matmuls rather than at the shrinking batch of the machines still running; the backends
+(their compiled models) are built once per layout and kept while it is among the last two
+layouts used.
+The result reports how many checked steps came from each source and the distribution of
+the structured programs' lengths.
 ``structured_minimal`` places those programs on minimal layouts (only the skills they call,
 a small stack: :func:`~algind_gym.cpu_v2.structured.minimal_image`), which the dense passes
 can afford.
@@ -21,7 +27,7 @@ can afford.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,6 +67,8 @@ def verify_cpu(
     structured_steps: int = 0,
     structured_tasks: Sequence[str] | None = None,
     structured_minimal: bool = False,
+    structured_per_call: int = 16,
+    structured_slots: int | None = None,
 ) -> dict:
     """Run ``programs`` random programs for up to ``steps`` steps on every backend.
 
@@ -77,6 +85,11 @@ def verify_cpu(
             (see the module docstring), each run up to 4096 steps.
         structured_tasks: the tasks whose reference solutions are used (default: all).
         structured_minimal: run them on minimal layouts (see the module docstring).
+        structured_per_call: machines per skill call of a solution (each with a mutated
+            copy), all on that solution's layout.
+        structured_slots: machines stepped together per layout (the backends' batch); a
+            slot whose machine stops takes the next machine of the layout (default:
+            ``batch``; 0: every machine of the layout at once).
 
     Returns:
         ``{"mismatches", "steps_checked", "random_steps", "structured_steps",
@@ -147,9 +160,11 @@ def verify_cpu(
     random_checked = checked
     lengths: list[int] = []
     cells: list[int] = []  # cells of each structured layout
+    slots = batch if structured_slots is None else structured_slots
+    built: OrderedDict = OrderedDict()  # layout -> its backends (compiled models), LRU
     while checked - random_checked < structured_steps:
         states = structured_machines(
-            rng, dt, batch=16, tasks=structured_tasks, minimal=structured_minimal
+            rng, dt, batch=structured_per_call, tasks=structured_tasks, minimal=structured_minimal
         )
         states += [mutate(st, rng) for st in states]
         by_layout: dict = {}
@@ -158,10 +173,15 @@ def verify_cpu(
         for layout, rows in by_layout.items():
             cells.append(layout.n_cells)
             ref = MachineState(layout, np.concatenate(rows), check_registers=False)
-            # Fresh backends per layout: each compiles its models for this layout only, and
-            # they are freed afterwards (dozens of large layouts would not fit in memory).
-            fresh = {name: make_backend(name) for name in backends}
-            n_checked, n_lengths = _lockstep(ref, fresh, 4096, per_backend, examples, opcode_counts)
+            n_checked, n_lengths = _lockstep(
+                ref,
+                _engines(built, layout, backends),
+                4096,
+                per_backend,
+                examples,
+                opcode_counts,
+                slots,
+            )
             checked += n_checked
             lengths += n_lengths
     opcodes = {BY_CODE[c].name: int(k) for c, k in enumerate(opcode_counts) if c in BY_CODE}
@@ -190,33 +210,82 @@ def verify_cpu(
     return result
 
 
-def _lockstep(ref, engines, steps, per_backend, examples, opcode_counts) -> tuple[int, list]:
-    """Step ``ref`` and a copy per engine until all stop (at most ``steps``), counting the
-    checked steps and mismatches (a differing machine is resynchronised from the reference).
-    Returns the steps checked and every machine's program length (steps it ran)."""
+_BUILT_LAYOUTS = 2
+"""Layouts whose backends (compiled models) :func:`verify_cpu` keeps at once: large
+layouts' dense models would not fit in memory by the dozen."""
+
+
+def _engines(built: OrderedDict, layout, backends: Sequence[str]) -> dict:
+    """The backends for ``layout``: built once per layout and reused while it is among the
+    last :data:`_BUILT_LAYOUTS` used (a backend compiles its models for the layouts it
+    meets and keeps them, so each layout gets backends of its own)."""
+    if layout in built:
+        built.move_to_end(layout)
+    else:
+        built[layout] = {name: make_backend(name) for name in backends}
+        while len(built) > _BUILT_LAYOUTS:
+            built.popitem(last=False)
+    return built[layout]
+
+
+def _lockstep(
+    ref, engines, steps, per_backend, examples, opcode_counts, slots: int = 0
+) -> tuple[int, list]:
+    """Run every machine of ``ref`` (one layout) on the reference and a copy per engine,
+    step by step, each until it stops (at most ``steps`` steps), counting the checked
+    steps and mismatches (a differing machine is resynchronised from the reference).
+
+    At most ``slots`` machines (0: all) are stepped together; a slot whose machine stopped
+    takes the next waiting machine, so the backends run at a full batch until the queue
+    is empty; then the batch shrinks to the machines still running (a stopped machine's
+    row would cost a dense pass its full share). A machine's steps and comparisons do not depend on its slot or on the other
+    machines. Returns the steps checked and every machine's program length (steps it ran).
+    """
+    queue, layout = ref.cells, ref.layout
+    total = len(queue)
+    width = total if slots <= 0 else min(slots, total)
+    ref = MachineState(layout, queue[:width].copy(), check_registers=False)
     copies = {name: ref.copy() for name in engines}
-    n = ref.layout.n_cells
+    ids = np.arange(width)  # the machine in each slot; -1: none
+    age = np.zeros(width, dtype=np.int64)
+    issued = width
+    n = layout.n_cells
     checked = 0
-    length = np.zeros(ref.batch, dtype=np.int64)
-    rows = np.arange(ref.batch)  # the machines still in the lockstep
-    for _ in range(steps):
+    length = np.zeros(total, dtype=np.int64)
+    while True:
         running = (ref.cells[:, 4] == 0) & (ref.cells[:, 5] == 0)
-        if not running.any():
-            break
-        if not running.all():  # drop stopped machines (their final state was compared)
-            rows = rows[running]
-            ref = MachineState(ref.layout, ref.cells[running], check_registers=False)
-            for name in copies:
-                copies[name].cells = copies[name].cells[running]
-            running = running[running]
-        checked += int(running.sum())
-        length[rows] += 1
-        opcode_counts += _opcodes_fetched(ref.cells, running, n)
+        ids[~running | (age >= steps)] = -1  # stopped or out of steps: its slot is free
+        free = np.flatnonzero(ids < 0)[: total - issued]
+        if free.size:  # refill from the queue
+            fresh = queue[issued : issued + free.size]
+            ref.cells[free] = fresh
+            for state in copies.values():
+                state.cells[free] = fresh
+            ids[free] = np.arange(issued, issued + free.size)
+            age[free] = 0
+            issued += free.size
+            running[free] = (fresh[:, 4] == 0) & (fresh[:, 5] == 0)
+            ids[free[~running[free]]] = -1  # a start state that is not running: 0 steps
+        live = ids >= 0
+        if not live.any():
+            if issued == total:
+                break
+            continue
+        if issued == total and not live.all():  # drop the stopped machines' slots
+            keep = np.flatnonzero(live)
+            ref = MachineState(layout, ref.cells[keep], check_registers=False)
+            for state in copies.values():
+                state.cells = state.cells[keep]
+            ids, age, live = ids[keep], age[keep], live[keep]
+        checked += int(live.sum())
+        length[ids[live]] += 1
+        opcode_counts += _opcodes_fetched(ref.cells, live, n)
         interpreter.step(ref)
+        age += 1
         for name, engine in engines.items():
             state = copies[name]
             engine.step(state)
-            bad = np.flatnonzero((_bits(state.cells) != _bits(ref.cells)).any(axis=1))
+            bad = np.flatnonzero((_bits(state.cells) != _bits(ref.cells)).any(axis=1) & live)
             if bad.size:
                 per_backend[name] += int(bad.size)
                 if len(examples) < _MAX_EXAMPLES:
@@ -226,12 +295,15 @@ def _lockstep(ref, engines, steps, per_backend, examples, opcode_counts) -> tupl
                         {
                             "backend": name,
                             "structured": True,
+                            "step": int(age[m]) - 1,
                             "cells": [ref.layout.describe(int(c)) for c in cols[:8]],
                             "reference": ref.cells[m, cols[:8]].tolist(),
                             "got": state.cells[m, cols[:8]].tolist(),
                         }
                     )
                 state.cells[bad] = ref.cells[bad]
+            # a slot without a machine follows the reference too (it is not compared)
+            state.cells[~live] = ref.cells[~live]
     return checked, length.tolist()
 
 
