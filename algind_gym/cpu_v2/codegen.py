@@ -12,7 +12,9 @@ channels are local variables (``x17``), and so are a cell token's (``c3``). What
 does not hold is passed as arrays: the cell tokens' constant embedding (read by a decoded
 head's copies and a cell token's units), the decoded heads' key tables, each step bank's
 thresholds and prefix rows, and the cell count (``consts``, ``tables``, ``fb``, ``ib``), so a
-function's source depends on the weights and the address width, not on the layout's size.
+function's source holds only its weights and channels: two layouts share a function when
+its weights agree (on the benchmark and fuzz layouts, 26 of the 35 functions; the others
+read layout-dependent biases such as the stack's bounds).
 
 The emitted code performs the operations of :func:`algind_gym.cpu_v2.kernel._run_py` on the
 same records in the same order: each sum starts from zero and adds its terms in the same
