@@ -15,14 +15,19 @@ ratios are the comparable figures):
    one thread and ``v1-parallel`` v1 on every numba thread (``NUMBA_NUM_THREADS``); then
    the v2 kernel on the general program (every block of the compiled circuit) against the
    per-opcode specialised programs (:mod:`algind_gym.cpu_v2.specialise`, the backend's
-   default), the same states through ``kernel.run``, per wall-clock and per CPU-second;
+   default), both on the array loop, and the generated kernel (straight-line code emitted
+   from the specialised programs, :mod:`algind_gym.cpu_v2.codegen`), the same states through
+   ``kernel.run``, per wall-clock and per CPU-second, with the generated kernel's emit time
+   and first-call (compile or cache load) time, its and the array kernel's fixed cost per
+   call and one env step;
 2. the fixed cost of a call (``run`` with 0 and with 1 step, batch 1); 2b. the v1 kernel's
    thread policy: one thread, all threads forced parallel, and the default policy, at
    8..4096 machines and 0, 1, 100 steps;
 3. the time of one environment step: a 100-instruction run on 8 machines;
 4. the dense paths (v1 and v2) at batch 1 on a state of about 1024 cells, per wall-clock
    second and per CPU-second of this process (the second moves less with other load);
-5. the issue's targets for v2, each with the measured figure and "met" or "not met".
+5. the issue's targets for v2 (the backend's kernel, and the generated kernel), each with
+   the measured figure and "met" or "not met".
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ def main() -> None:
         f"{PARALLEL} {max_threads()}; load average {os.getloadavg()[0]:.2f}"
     )
     out: dict = {"throughput": [], "calls": [], "dense": []}
+    cost: dict = {}
 
     print("\n1. instructions/s (divergent workload)")
     rate: dict[tuple[str, int], float] = {}
@@ -85,21 +91,42 @@ def main() -> None:
             + f"  {PARALLEL}/v1 {r[PARALLEL] / r['transformer']:.2f}x"
         )
 
-    print("\n1b. v2 numba kernel: general program vs per-opcode specialised programs")
+    print(
+        "\n1b. v2 numba kernel: array loop (general program / per-opcode specialised programs) "
+        "vs generated (straight-line code emitted from the specialised programs)"
+    )
     out["v2_programs"] = []
+    v2 = V2Programs(dt)
+    print(
+        f"  generated kernel: source emitted and loaded in {v2.emit_s:.2f} s, first call "
+        f"(numba compile, or load from its disk cache) {v2.first_call_s:.1f} s"
+    )
+    out["v2_compile"] = {"emit_s": v2.emit_s, "first_call_s": v2.first_call_s}
     for batch in (int(b) for b in args.batches.split(",")):
-        row = bench_v2_programs(batch, 200 if batch < 64 else 30, dt, args.min_seconds)
+        row = v2.throughput(batch, 200 if batch < 64 else 30, args.min_seconds)
         out["v2_programs"].append(row)
-        g, sp = row["general"], row["specialised"]
+        g, sp, gen = (row[k]["instructions_per_s"] for k in ("general", "specialised", "generated"))
+        rate["generated", batch] = gen
         print(
-            f"  batch {batch:5d}: v2 numba (general) {g['instructions_per_s']:.3g}  "
-            f"(specialised) {sp['instructions_per_s']:.3g} instr/s  | specialised/general "
-            f"{sp['instructions_per_s'] / g['instructions_per_s']:.2f}x (per CPU-second "
-            f"{sp['instructions_per_cpu_s'] / g['instructions_per_cpu_s']:.2f}x)"
+            f"  batch {batch:5d}: v2 numba (array, general) {g:.3g}  v2 numba (array) {sp:.3g}  "
+            f"v2 numba (generated) {gen:.3g} instr/s  | generated/array {gen / sp:.2f}x "
+            f"(per CPU-second {row['generated']['instructions_per_cpu_s'] / row['specialised']['instructions_per_cpu_s']:.2f}x)"
+            f"  array/general {sp / g:.2f}x"
+        )
+    print("  fixed cost and one env step, both v2 kernels through kernel.run:")
+    for name in ("specialised", "generated"):
+        c0, c1, c100 = (
+            v2.call(name, b, n, args.min_seconds) for b, n in ((1, 0), (1, 1), (8, 100))
+        )
+        cost[name] = (c0, c1, c100)
+        out["calls"].append({"name": f"v2-{name}", "0": c0, "1": c1, "100x8": c100})
+        label = "array" if name == "specialised" else "generated"
+        print(
+            f"  v2 numba ({label:9s}) 0 steps {c0 * 1e6:8.1f} us   1 step {c1 * 1e6:8.1f} us   "
+            f"100 instructions x 8 machines {c100 * 1e6:9.1f} us"
         )
 
     print("\n2. fixed cost of a call (batch 1) and 3. one env step (100 instructions, batch 8)")
-    cost: dict[tuple[str, int, int], float] = {}
     for name in FAST:
         for batch, steps in ((1, 0), (1, 1), (8, 100)):
             row = bench_call(name, batch, steps, dt, args.min_seconds)
@@ -162,6 +189,21 @@ def main() -> None:
             rate["transformer-v2", big] >= 5e6,
         ),
         (
+            f"generated numba at batch {big} >= reference",
+            f"{rate['generated', big]:.3g} vs {rate['reference', big]:.3g}",
+            rate["generated", big] >= rate["reference", big],
+        ),
+        (
+            f"generated numba at batch {big} >= 5e6 instructions/s",
+            f"{rate['generated', big]:.3g}",
+            rate["generated", big] >= 5e6,
+        ),
+        (
+            "generated: fixed cost per call < 20 us",
+            f"{max(cost['generated'][:2]) * 1e6:.1f} us",
+            max(cost["generated"][:2]) < 20e-6,
+        ),
+        (
             "dense at batch 1, 1024 cells >= 1e3 instructions/s",
             f"{dense['transformer-v2-dense']:.3g} ({dense_cpu['transformer-v2-dense']:.3g}/CPU-s)",
             dense["transformer-v2-dense"] >= 1e3,
@@ -169,7 +211,10 @@ def main() -> None:
     ]
     for text, figure, ok in checks:
         print(f"  {text:50s} {figure:24s} {'met' if ok else 'NOT met'}")
-    print(f"  (one env step, 100 instructions x 8: {cost['transformer-v2', 8, 100] * 1e6:.0f} us)")
+    print(
+        f"  (one env step, 100 instructions x 8: array {cost['transformer-v2', 8, 100] * 1e6:.0f} "
+        f"us, generated {cost['generated'][2] * 1e6:.0f} us)"
+    )
     if args.out:
         from algind_gym.atomic import atomic_write_text
 
@@ -177,40 +222,77 @@ def main() -> None:
         atomic_write_text(args.out, json.dumps(out, indent=1))
 
 
-def bench_v2_programs(batch: int, steps: int, dtype, min_seconds: float) -> dict:
-    """The v2 kernel on the general and on the specialised programs, alternating runs on
-    the same states (the divergent workload), so both see the same load."""
-    from algind_gym.cpu_v2 import kernel
-    from algind_gym.cpu_v2.circuit import compile_circuit
+class V2Programs:
+    """The v2 kernel's programs on the benchmark layout, called through ``kernel.run``: the
+    array loop on the general and on the specialised programs, and the generated kernel."""
 
-    layout = bench_layout()
-    circuit = compile_circuit(layout, dtype)
-    programs = {
-        name: kernel.pack(kernel.sparse_program(circuit, dtype, specialised))
-        for name, specialised in (("general", False), ("specialised", True))
-    }
-    icount = layout.register("icount")
-    budget = float(Fault.BUDGET_EXHAUSTED)
-    stats = {name: [0, 0.0, 0.0] for name in programs}
-    for program in programs.values():  # warm-up: compile
-        kernel.run(bench_machines(batch, "divergent", dtype, layout=layout).cells, 1, program)
-    while min(s[1] for s in stats.values()) < min_seconds:
-        for name, program in programs.items():
-            cells = bench_machines(batch, "divergent", dtype, layout=layout).cells
-            start, start_cpu = time.perf_counter(), time.process_time()
-            kernel.run(cells, steps, program, budget)
-            stats[name][1] += time.perf_counter() - start
-            stats[name][2] += time.process_time() - start_cpu
-            stats[name][0] += int(cells[:, icount].sum())
-    return {"batch": batch, "steps": steps} | {
-        name: {
-            "instructions": n,
-            "seconds": wall,
-            "instructions_per_s": n / wall,
-            "instructions_per_cpu_s": n / max(cpu, 1e-9),
+    def __init__(self, dtype) -> None:
+        from algind_gym.cpu_v2 import kernel
+        from algind_gym.cpu_v2.circuit import compile_circuit
+
+        self.kernel, self.dtype = kernel, dtype
+        self.layout = bench_layout()
+        circuit = compile_circuit(self.layout, dtype)
+        self.programs = {
+            "general": kernel.pack(kernel.sparse_program(circuit, dtype, False, generated=False)),
+            "specialised": kernel.pack(kernel.sparse_program(circuit, dtype, generated=False)),
         }
-        for name, (n, wall, cpu) in stats.items()
-    }
+        start = time.perf_counter()
+        self.programs["generated"] = kernel.pack(
+            kernel.sparse_program(circuit, dtype, generated=True)
+        )
+        self.emit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self._run("generated", 1, 1)  # numba compiles (or loads its cache) on the first call
+        self.first_call_s = time.perf_counter() - start
+        for name in ("general", "specialised"):
+            self._run(name, 1, 1)
+
+    def _run(self, name: str, batch: int, steps: int) -> np.ndarray:
+        cells = bench_machines(batch, "divergent", self.dtype, layout=self.layout).cells
+        self.kernel.run(cells, steps, self.programs[name], float(Fault.BUDGET_EXHAUSTED))
+        return cells
+
+    def throughput(self, batch: int, steps: int, min_seconds: float) -> dict:
+        """Instructions/s of each program, alternating runs on the same states (the
+        divergent workload), so all see the same load."""
+        icount = self.layout.register("icount")
+        stats = {name: [0, 0.0, 0.0] for name in self.programs}
+        while min(s[1] for s in stats.values()) < min_seconds:
+            for name, program in self.programs.items():
+                cells = bench_machines(batch, "divergent", self.dtype, layout=self.layout).cells
+                start, start_cpu = time.perf_counter(), time.process_time()
+                self.kernel.run(cells, steps, program, float(Fault.BUDGET_EXHAUSTED))
+                stats[name][1] += time.perf_counter() - start
+                stats[name][2] += time.process_time() - start_cpu
+                stats[name][0] += int(cells[:, icount].sum())
+        return {"batch": batch, "steps": steps} | {
+            name: {
+                "instructions": n,
+                "seconds": wall,
+                "instructions_per_s": n / wall,
+                "instructions_per_cpu_s": n / max(cpu, 1e-9),
+            }
+            for name, (n, wall, cpu) in stats.items()
+        }
+
+    def call(self, name: str, batch: int, steps: int, min_seconds: float) -> float:
+        """Seconds per ``kernel.run`` call of ``steps`` passes on ``batch`` fresh machines
+        (the states are made outside the timed region)."""
+        program, total, calls = self.programs[name], 0.0, 0
+        budget = float(Fault.BUDGET_EXHAUSTED)
+        states = [
+            bench_machines(batch, "divergent", self.dtype, layout=self.layout).cells
+            for _ in range(64)
+        ]
+        while total < min_seconds / 4:
+            for cells in states:
+                c = cells.copy()
+                start = time.perf_counter()
+                self.kernel.run(c, steps, program, budget)
+                total += time.perf_counter() - start
+                calls += 1
+        return total / calls
 
 
 if __name__ == "__main__":

@@ -46,6 +46,11 @@ independent, so from :data:`PARALLEL_MIN_BATCH` machines on chunks of them run o
 threads (``prange``); there is no batching across machines otherwise, so instructions/s
 do not grow with the batch on one thread.
 
+:func:`sparse_program` can also attach the generated kernel of the same programs
+(:mod:`algind_gym.cpu_v2.codegen`: straight-line numba source emitted from the specialised
+programs, one function per opcode, weights as literals); :func:`run` then runs it instead of
+this loop, with the same results (``tests/cpu_v2/test_codegen.py``).
+
 Exactness: every sum is over the same non-zero terms as the dense matmul, in its order
 (the other terms are zeros, which change at most the sign of a zero in a value channel,
 and no unit reads that sign); numba compiles without fastmath (no FMA contraction, no
@@ -55,11 +60,15 @@ reassociation); every constant is in the state's dtype.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from algind_gym.cpu.threads import parallel_launch
-from algind_gym.cpu_v2.program import programs, sparse_program
+from algind_gym.cpu_v2 import codegen
+from algind_gym.cpu_v2.blocks import Circuit
+from algind_gym.cpu_v2.program import programs
+from algind_gym.cpu_v2.program import sparse_program as _flatten
 from algind_gym.cpu_v2.sparse import DECODE, NEVER
 
 try:  # numba is a dependency, but a broken install must not break the torch paths
@@ -77,7 +86,46 @@ _DECODE, _NEVER = DECODE, NEVER
 _prange = numba.prange if numba is not None else range
 _SCAN_MIN = 8
 """Blocks of more units than this look up which units a non-zero input touches."""
-__all__ = ["AVAILABLE", "PARALLEL_MIN_BATCH", "pack", "programs", "run", "sparse_program"]
+__all__ = [
+    "AVAILABLE",
+    "GENERATED",
+    "PARALLEL_MIN_BATCH",
+    "pack",
+    "programs",
+    "run",
+    "sparse_program",
+]
+
+GENERATED = os.environ.get("ALGIND_GYM_V2_KERNEL", "array") == "generated"
+"""Whether :func:`sparse_program` attaches the generated kernel by default: environment
+variable ``ALGIND_GYM_V2_KERNEL`` ``generated``, or ``array`` (the default: numba compiles
+the generated functions of a circuit in minutes on a cold cache, see
+:mod:`algind_gym.cpu_v2.codegen`)."""
+
+
+class SparseProgram(tuple):
+    """The kernel's arrays (a tuple, see :func:`sparse_program`); ``generated`` is the
+    generated kernel of the same programs (:mod:`algind_gym.cpu_v2.codegen`) or ``None``."""
+
+    generated: tuple | None = None
+
+
+def sparse_program(
+    c: Circuit, dtype, specialised: bool = True, generated: bool | None = None
+) -> SparseProgram:
+    """The programs of :func:`programs` flattened into the array kernel's arrays
+    (:func:`algind_gym.cpu_v2.program.sparse_program`) and, with ``generated`` (default
+    :data:`GENERATED`; only for the specialised programs, where numba imports), the
+    straight-line source emitted from the same programs, loaded
+    (:func:`algind_gym.cpu_v2.codegen.generated_kernel`; numba compiles it on first call).
+    :func:`run` runs the generated kernel when it is attached, else the array loop."""
+    dt = np.dtype(dtype)
+    progs = programs(c, dt, specialised)
+    out = SparseProgram(_flatten(c, dt, specialised, progs))
+    use = GENERATED if generated is None else generated
+    if use and specialised and AVAILABLE and progs[1] >= 0:
+        out.generated = codegen.generated_kernel(c, dt, *progs)
+    return out
 
 
 def _njit(fn=None, parallel: bool = False):
@@ -441,9 +489,9 @@ _ARGS = [
 ]
 
 
-def pack(program: tuple) -> tuple:
+def pack(program: tuple) -> SparseProgram:
     """``(meta, ints, floats, index)``: every array of ``program`` as a view of one buffer
-    (``index`` rows: start, end, shape)."""
+    (``index`` rows: start, end, shape); its ``generated`` kernel is kept."""
     meta, arrays = program[0], program[1:]
     assert len(arrays) == len(_ARGS)
     ints = [a for a in arrays if a.dtype == np.int64]
@@ -455,12 +503,16 @@ def pack(program: tuple) -> tuple:
         shape = list(a.shape) + [1] * (3 - a.ndim)
         index[r] = [pos[kind], pos[kind] + a.size, *shape]
         pos[kind] += a.size
-    return (
-        meta,
-        np.ascontiguousarray(np.concatenate([a.ravel() for a in ints])),
-        np.ascontiguousarray(np.concatenate([a.ravel() for a in floats])),
-        index,
+    out = SparseProgram(
+        (
+            meta,
+            np.ascontiguousarray(np.concatenate([a.ravel() for a in ints])),
+            np.ascontiguousarray(np.concatenate([a.ravel() for a in floats])),
+            index,
+        )
     )
+    out.generated = getattr(program, "generated", None)
+    return out
 
 
 PARALLEL_MIN_BATCH = 64
@@ -483,11 +535,22 @@ def run(cells: np.ndarray, n_steps: int, program: tuple, budget: float = 0.0) ->
     """
     if len(program) != 4:
         program = pack(program)
+    gen = getattr(program, "generated", None)
     n_chunks = 1
     if cells.shape[0] >= PARALLEL_MIN_BATCH and numba is not None:
         threads = numba.get_num_threads()
         if threads > 1:
             n_chunks = min(cells.shape[0], 8 * threads)
+    if gen is not None:
+        module, consts, tables, fb, ib = gen
+        if cells.dtype != consts.dtype:
+            raise TypeError(f"cells are {cells.dtype}, the program was built for {consts.dtype}")
+        args = (cells, n_steps, cells.dtype.type(budget), consts, tables, fb, ib)
+        if n_chunks > 1:
+            with parallel_launch() as ok:
+                if ok:
+                    return int(module.run_parallel(*args, n_chunks))
+        return int(module.run(*args, 1))
     args = (cells, n_steps, *program)
     if n_chunks > 1:
         with parallel_launch() as ok:  # one parallel launch per process (cpu/threads.py)

@@ -63,11 +63,12 @@ def programs(c: Circuit, dtype, specialised: bool = True) -> tuple[list, int]:
     return [*progs, prefix], disp
 
 
-def sparse_program(c: Circuit, dtype, specialised: bool = True) -> tuple:
+def sparse_program(c: Circuit, dtype, specialised: bool = True, progs=None) -> tuple:
     """Flatten the programs of :func:`programs` into the kernel's arrays (see the module
-    docstring): heads and blocks are stored once and listed per (program, layer)."""
+    docstring): heads and blocks are stored once and listed per (program, layer).
+    ``progs``: the result of :func:`programs` if already computed."""
     dt = np.dtype(dtype)
-    progs, disp = programs(c, dt, specialised)
+    progs, disp = progs or programs(c, dt, specialised)
     n_layers = len(progs[0])
     # ------------------------------------------------------------- heads
     head_ix: dict[int, int] = {}
