@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from algind_gym.cpu.backend import make_backend
+from algind_gym.cpu.model import SplitCells
 from algind_gym.machine.isa import Fault
 from algind_gym.skills.image import Buffer, build_image
 from algind_gym.skills.library import SkillLibrary
@@ -103,6 +104,10 @@ class SoftStep:
         self.hybrid = True
         """Values of every row on the exact (numba) kernel and only the rows that carry a
         gradient on the torch ops (:meth:`run`); False: every row on the torch ops."""
+        self.split = True
+        """Torch rows hold their state as :class:`~algind_gym.cpu.model.SplitCells`: the
+        protected code cells outside autograd (same values and gradients; False: whole
+        ``(B, N)`` cells, for benchmarks and the equality test)."""
         self.values_only: np.ndarray | None = None
         """Per op: its outputs have no gradient with respect to its inputs (found by the
         :attr:`probe` on the first call that needs gradients); None until then."""
@@ -244,6 +249,8 @@ class SoftStep:
 
     def _loop(self, cells: torch.Tensor) -> torch.Tensor:
         """The torch ops (autograd) on ``cells`` until every row has returned."""
+        if self.split and self.cpu.path == "fused":
+            return self._loop_split(cells)
         halt, fault = self._regs[_HALT], self._regs[_FAULT]
         done = 0
         while done < self.max_steps:
@@ -262,6 +269,31 @@ class SoftStep:
                 done += 1
             cells = sub if live is None else cells.index_copy(0, live, sub)
         return cells
+
+    def _loop_split(self, cells: torch.Tensor) -> torch.Tensor:
+        """:meth:`_loop` on :class:`~algind_gym.cpu.model.SplitCells` (the registers are
+        the data part's first columns, so ``halt`` and ``fault`` index it directly)."""
+        halt, fault = self._regs[_HALT], self._regs[_FAULT]
+        state = self.cpu.split_cells(cells)
+        data, code = state
+        done = 0
+        while done < self.max_steps:
+            running = (data[:, halt] == 0) & (data[:, fault] == 0)
+            if not bool(running.any()):
+                break
+            live = running.nonzero().squeeze(1) if self.compact else None
+            if live is not None and len(live) == len(data):
+                live = None
+            if live is None:
+                sub = SplitCells(data, code)
+            else:
+                sub_code = code if len(code) == 1 else code.index_select(0, live)
+                sub = SplitCells(data.index_select(0, live), sub_code)
+            for _ in range(min(_CHECK_EVERY, self.max_steps - done)):
+                sub = self.cpu.forward_split(sub)
+                done += 1
+            data = sub.data if live is None else data.index_copy(0, live, sub.data)
+        return self.cpu.join_cells(SplitCells(data, code))
 
     def _grad_rows(self, inputs: dict, ok: torch.Tensor) -> torch.Tensor:
         """Rows that run on the torch ops: of ops that carry a gradient (not

@@ -60,6 +60,16 @@ heads besides the one memory write head, because every instruction updates them.
 Differentiability: values flow through ``gather``/``w @ values``, the ALU units and the
 gated writes, so autograd gives gradients with respect to data cells; addresses are
 discrete (converted to integers) and carry no gradient.
+
+Split cells (:meth:`TransformerCPU.forward_split`, fused torch path): a skill's code, the
+skill headers and the boot block are protected, so no instruction writes them and no
+gradient can reach a leaf through them, yet in one ``(B, N)`` tensor they are most of every
+row (e.g. 3270 of 3674 cells) and autograd's backward of every read and write builds a full
+``(B, N)`` gradient. :class:`SplitCells` holds the state as a differentiable *data* part
+(every other cell, plus one sink column) and a constant *code* part without autograd; a
+read gathers from both and keeps the one its address names (``torch.where``), a write
+targets the data part only. The values are the same ops on the same numbers, so the
+result and the gradients with respect to the data cells equal :meth:`forward`'s (tested).
 """
 
 from __future__ import annotations
@@ -203,6 +213,23 @@ class TransformerCPU(nn.Module):
         buf("_protected_bool", c.protected != 0, torch.bool)
         buf("_mode_address", np.asarray(layout.register("mode")), torch.int64)
         self._batch_cache: dict[int, _BatchIndex] = {}
+        # Split cells: the constant (code) part is every protected cell of the code block.
+        code = layout.protected_mask.copy()
+        code[: layout.block("code").start] = False
+        data_cols, code_cols = np.flatnonzero(~code), np.flatnonzero(code)
+        data_pos = np.full(self.n_cells, len(data_cols), np.int64)  # default: the sink
+        data_pos[data_cols] = np.arange(len(data_cols))
+        code_pos = np.zeros(self.n_cells, np.int64)
+        code_pos[code_cols] = np.arange(len(code_cols))
+        for name, cols in (("_data_cols", data_cols), ("_code_cols", code_cols)):
+            self.register_buffer(name, torch.as_tensor(cols, device=device), persistent=False)
+        self._split_maps = (
+            torch.as_tensor(data_pos, device=device),
+            torch.as_tensor(code_pos, device=device),
+            torch.as_tensor(code, device=device),
+            len(data_cols),
+        )
+        self._split_cache: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor]] = {}
         self.kernel: Kernel = kernel
         self._split = write_split(layout)  # where the two write ranges meet (see ``run``)
         self._numba_args: tuple | None = None  # numpy views of the tables (built lazily)
@@ -285,6 +312,8 @@ class TransformerCPU(nn.Module):
         Dense: ``tokens`` ``(B, N, 2)`` holds each token's value and sign features; one
         matmul reads both (see :class:`_SignedZeroRead`).
         """
+        if isinstance(cells, SplitCells):
+            return self._read_split(cells, addr)
         if self.path == "fused":
             idx = addr.clamp(0, self.n_cells - 1).to(rows.dtype).add_(rows)
             return cells.view(-1).index_select(0, idx.view(-1)).view(addr.shape)
@@ -300,6 +329,9 @@ class TransformerCPU(nn.Module):
 
     def _read_registers(self, cells: Tensor, tokens: Tensor | None, index: _BatchIndex) -> Tensor:
         """Layer-1 heads (constant queries): the registers PC..ICOUNT, ``(7, B)``."""
+        if isinstance(cells, SplitCells):  # the registers are the data part's first cells
+            flat = self._split_rows(cells)[2]
+            return cells.data.reshape(-1).index_select(0, flat).view(-1, cells.data.shape[0])
         if self.path == "fused":
             return cells.view(-1).index_select(0, index.registers).view(-1, cells.shape[0])
         return self._attend(self._register_read_attention, tokens)
@@ -325,6 +357,15 @@ class TransformerCPU(nn.Module):
         """Write-back heads: the six protected registers ``regs`` ``(6, B)`` and one memory
         cell per machine (``mem_addr`` ``(B,)``; a machine that writes nothing rewrites
         MODE with its own value)."""
+        if isinstance(cells, SplitCells):
+            pos = self._split_maps[0].index_select(0, mem_addr)
+            if bool((pos == self._split_maps[3]).any()):  # the sink: a constant cell
+                raise RuntimeError(
+                    "a machine writes a constant (protected code) cell on the split path; "
+                    "run it with forward on whole cells"
+                )
+            out = cells.data.index_copy(1, self.register_write_addresses, regs.T)
+            return SplitCells(out.scatter_(1, pos[:, None], mem_value[:, None]), cells.code)
         if self.path == "fused":
             # The register heads write fixed columns; then the memory head, which never
             # targets a protected register (a machine that writes nothing rewrites MODE).
@@ -372,12 +413,30 @@ class TransformerCPU(nn.Module):
             out = cells if inplace else cells.clone()
             self._numba_run(out, 1)
             return out
-        base, end, dt = self.stack_base, self.stack_end, self.dtype
         index = self._batch(cells.shape[0])
         tokens = None  # dense: the value and sign features of every token, (B, N, 2)
         if self.path == "dense":
             tokens = torch.stack([cells, torch.ones_like(cells).copysign_(cells)], -1)
+        return self._fused_pass(cells, tokens, index, inplace)
 
+    def forward_split(self, cells: SplitCells) -> SplitCells:
+        """:meth:`forward` (torch ops, fused path) on cells held as :class:`SplitCells`
+        (from :meth:`split_cells`): the same values, and autograd records the data part only.
+
+        Raises:
+            ValueError: on the dense path, or for parts of the wrong shape or dtype.
+            RuntimeError: if a machine would write a constant cell (never for this
+                layout's protected cells, whose writes fault; a guard, not a code path).
+        """
+        if self.path != "fused":
+            raise ValueError("forward_split runs the fused path; use path='fused'")
+        self._check_split(cells)
+        return self._fused_pass(cells, None, self._batch(cells.data.shape[0]), False)
+
+    def _fused_pass(self, cells, tokens: Tensor | None, index: _BatchIndex, inplace: bool):
+        """One instruction on the torch ops; ``cells`` is a ``(B, N)`` tensor or
+        :class:`SplitCells` (the reads and the write-back dispatch on it)."""
+        base, end, dt = self.stack_base, self.stack_end, self.dtype
         # ---- layer 1: read the registers; MLP: fetch addresses.
         regs = self._read_registers(cells, tokens, index)
         pc, sp, fp, mode, halt, fault, icount = regs
@@ -471,6 +530,70 @@ class TransformerCPU(nn.Module):
             )
         if cells.dtype != self.dtype:
             raise TypeError(f"cells are {cells.dtype}; this CPU was compiled for {self.dtype}")
+
+    # ------------------------------------------------------------ split cells
+    def split_cells(self, cells: Tensor) -> SplitCells:
+        """``(B, N)`` cells as :class:`SplitCells`: the data part keeps autograd (a
+        differentiable ``index_select``), the code part is detached and, when every row's
+        code is the same bit for bit, one row shared by all."""
+        self._check_cells(cells)
+        data = cells.index_select(1, self._data_cols)
+        data = torch.cat([data, data.new_zeros(len(data), 1)], 1)  # the sink column
+        code = cells.detach().index_select(1, self._code_cols)
+        bits = code.view(torch.int32 if self.dtype == torch.float32 else torch.int64)
+        if len(code) > 1 and torch.equal(bits, bits[:1].expand_as(bits)):
+            code = code[:1].contiguous()
+        return SplitCells(data, code)
+
+    def join_cells(self, cells: SplitCells) -> Tensor:
+        """The ``(B, N)`` cells of :class:`SplitCells` (gradients flow to the data part)."""
+        self._check_split(cells)
+        b = cells.data.shape[0]
+        whole = cells.data.new_zeros(b, self.n_cells).detach()
+        whole.index_copy_(1, self._code_cols, cells.code.expand(b, -1))
+        return whole.index_copy(1, self._data_cols, cells.data[:, :-1])
+
+    def _check_split(self, cells: SplitCells) -> None:
+        """Clear errors for split cells of the wrong shape or dtype."""
+        n_data, n_code = len(self._data_cols) + 1, len(self._code_cols)
+        d, c = cells.data, cells.code
+        if d.dim() != 2 or d.shape[1] != n_data or c.dim() != 2 or c.shape[1] != n_code:
+            raise ValueError(
+                f"split cells have parts {tuple(d.shape)} and {tuple(c.shape)}; this CPU needs "
+                f"(batch, {n_data}) and (batch or 1, {n_code}): make them with split_cells"
+            )
+        if c.shape[0] not in (1, d.shape[0]):
+            raise ValueError(f"the code part has {c.shape[0]} rows; expected 1 or {d.shape[0]}")
+        if d.dtype != self.dtype or c.dtype != self.dtype:
+            raise TypeError(f"split cells are {d.dtype}/{c.dtype}; this CPU needs {self.dtype}")
+        if not d.is_contiguous() or not c.is_contiguous():
+            raise ValueError("split cells must be contiguous")
+
+    def _split_rows(self, cells: SplitCells) -> tuple[Tensor, Tensor, Tensor]:
+        """Per (batch, code rows): row offsets into the flat data and code parts ``(1, B)``
+        and the flat indices of the register reads, feature-major (cached)."""
+        key = (cells.data.shape[0], cells.code.shape[0])
+        out = self._split_cache.get(key)
+        if out is None:
+            machine = torch.arange(key[0], device=cells.data.device)[None]
+            data_rows = machine * cells.data.shape[1]
+            code_rows = machine * cells.code.shape[1] if key[1] > 1 else torch.zeros_like(machine)
+            registers = (self.register_queries.to(torch.int64)[:, None] + data_rows).reshape(-1)
+            if len(self._split_cache) >= 8:
+                self._split_cache.clear()
+            out = self._split_cache[key] = (data_rows, code_rows, registers)
+        return out
+
+    def _read_split(self, cells: SplitCells, addr: Tensor) -> Tensor:
+        """:meth:`_read` on split cells: both parts gathered, the addressed one kept."""
+        data_pos, code_pos, is_code, _ = self._split_maps
+        data_rows, code_rows, _ = self._split_rows(cells)
+        a = addr.clamp(0, self.n_cells - 1).to(torch.int64).reshape(-1)
+        di = (data_pos.index_select(0, a).view(addr.shape) + data_rows).view(-1)
+        ci = (code_pos.index_select(0, a).view(addr.shape) + code_rows).view(-1)
+        from_data = cells.data.reshape(-1).index_select(0, di).view(addr.shape)
+        from_code = cells.code.reshape(-1).index_select(0, ci).view(addr.shape)
+        return torch.where(is_code.index_select(0, a).view(addr.shape), from_code, from_data)
 
     # ------------------------------------------------------------ numba kernel
     def uses_numba(self, cells: Tensor) -> bool:
@@ -647,6 +770,20 @@ class TransformerCPU(nn.Module):
         )
         rank = (conds.view(torch.uint8) * ranks).amax(0)
         return self._fault_by_rank.index_select(0, rank.to(torch.int32))
+
+
+class SplitCells(NamedTuple):
+    """Machine cells in two parts (see "Split cells" in the module docstring).
+
+    ``data`` ``(B, n_data + 1)``: every cell outside :attr:`code`, in address order (the
+    registers first, so a register's column is its address), then a sink column (reads of
+    code cells gather it and discard it). ``code`` ``(B, n_code)`` or ``(1, n_code)`` (one
+    row for all machines): the protected cells of the code block, in address order; never
+    written, no autograd.
+    """
+
+    data: Tensor
+    code: Tensor
 
 
 _NO_RANGES = np.zeros((0, 4), dtype=np.int64)
