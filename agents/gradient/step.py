@@ -18,6 +18,11 @@ with respect to its inputs, found once by an autograd probe: ``s_lt``, ``len``, 
 the comparison combinators). The result and every gradient equal an all-torch run (tested);
 ``experiments/bench_gradient_iteration.py`` measures the difference in time.
 
+Split cells (default, :attr:`SoftStep.split`): the torch rows hold their state as
+:class:`~algind_gym.cpu.model.SplitCells`, the skills' protected code outside autograd, so
+the backward pass covers the data cells only; values and gradients are the same bit for bit
+(tested).
+
 Approximation: an op reads copies of its inputs, so a discrete program that binds the
 same buffer to an input and an output slot of a skill that reads after writing could
 behave differently from its soft version (no built-in elementwise skill does).
