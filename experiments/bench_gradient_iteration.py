@@ -11,8 +11,9 @@ Two parts, side by side in one process:
 2. **Whole solves**, ``solve(TASK, agent="gradient", ...)`` on each of ``--paths``:
    ``torch`` (every row on the torch ops, whole cells: the path before the hybrid run),
    ``hybrid`` (every row's values on the exact kernel, only the rows that carry a gradient
-   on the torch ops, whole cells), ``hybrid-split`` (the default: those rows on split
-   cells) and ``torch-split``, each run ``--repeats`` times in turn: iterations per second,
+   on the torch ops, whole cells), ``hybrid-split-wide`` (those rows on split cells: every
+   cell but the code in autograd), ``hybrid-split`` (the default: only the cells the exact
+   run wrote on those rows and the inputs in autograd) and ``torch-split``, each run ``--repeats`` times in turn: iterations per second,
    the share of the time inside the CPU (forward calls and backward pass), the share of
    rows that ran on the torch ops, and the final loss and program (they must be equal:
    neither the hybrid run nor the split changes a value). A warm-up solve compiles the
@@ -141,7 +142,14 @@ class _Ctx:
 PATHS = {
     "torch": ("torch ops, every row, whole cells", dict(hybrid=False, split=False)),
     "hybrid": ("hybrid, whole cells (session 7)", dict(hybrid=True, split=False)),
-    "hybrid-split": ("hybrid, split cells (default)", dict(hybrid=True, split=True)),
+    "hybrid-split-wide": (
+        "hybrid, split cells, all but the code in autograd",
+        dict(hybrid=True, split=True, narrow=False),
+    ),
+    "hybrid-split": (
+        "hybrid, split cells, written cells and inputs in autograd (default)",
+        dict(hybrid=True, split=True, narrow=True),
+    ),
     "torch-split": ("torch ops, every row, split cells", dict(hybrid=False, split=True)),
 }
 

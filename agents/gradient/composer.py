@@ -125,6 +125,9 @@ class GradientComposer(Agent):
         split: the torch rows keep the skills' code outside autograd
             (:class:`~algind_gym.cpu.model.SplitCells`; same losses and gradients bit for bit,
             less time); False: whole cells (for benchmarks).
+        narrow: with ``split`` on the hybrid run, only the cells the exact run wrote and the
+            inputs in autograd (:meth:`~agents.gradient.step.SoftStep._data_mask`; same
+            values and gradients); False: every cell but the code.
         out: folder for the alpha plot (``alpha.png``) and TensorBoard logs (``tb/``).
         verbose: show a rich progress bar and the timing summary on stderr.
     """
@@ -162,6 +165,7 @@ class GradientComposer(Agent):
         dtype: str = "float32",
         hybrid: bool = True,
         split: bool = True,
+        narrow: bool = True,
         out: str | None = None,
         verbose: bool = False,
     ) -> None:
@@ -200,7 +204,7 @@ class GradientComposer(Agent):
         self.private, self.top_k, self.max_ops = private, top_k, max_ops
         self.skills = ",".join(skills) if skills else None
         self.out, self.verbose = out, verbose
-        self.hybrid, self.split = hybrid, split
+        self.hybrid, self.split, self.narrow = hybrid, split, narrow
 
     # ----------------------------------------------------------------- set-up
     def _ops(self, ctx: SolveContext, ws: Workspace) -> tuple[list[Op], list[Op]]:
@@ -269,7 +273,7 @@ class GradientComposer(Agent):
             # rows per op: every member's K examples (agents.gradient.population)
             rows = k * self.population
             step = SoftStep(ctx.library, op_list, rows, probe_ws.max_steps, backend, np_dtype)
-            step.hybrid, step.split = self.hybrid, self.split
+            step.hybrid, step.split, step.narrow = self.hybrid, self.split, self.narrow
             return step
 
         # Probe: a uniform forward pass; ops faulting on every example are excluded.
