@@ -44,7 +44,8 @@ from agents import solve
 from agents.gradient.composer import default_examples, defined_buffers, training_length
 from agents.gradient.dag import build_plan
 from agents.gradient.ops import SoftStep
-from algind_gym.cpu.backend import make_backend
+from algind_gym.cpu.backend import empty_write_ranges, make_backend
+from algind_gym.cpu.model import SplitCells
 from algind_gym.skills import builtin_library
 from algind_gym.tasks import Workspace, get_task
 
@@ -106,29 +107,38 @@ def one_call(task: str, population: int) -> None:
     print("| --- | --- | --- |")
     print(f"| torch ops, forward with autograd | {1e3 * fwd:.2f} | {fwd_ops.n} |")
     print(f"| torch ops, backward | {1e3 * bwd:.2f} | {bwd_ops.n} |")
-    # the same call on split cells: the code part outside autograd
-    split = step.cpu.split_cells(cells)
-    state = type(split)(split.data.detach().requires_grad_(), split.code)  # a leaf, like cells
-    step.cpu.forward_split(state)  # warm the split-row cache
-    with _CountOps() as fwd_ops:
-        out = step.cpu.forward_split(state)
-    with _CountOps() as bwd_ops:
-        out.data.sum().backward()
-    t5 = time.perf_counter()
-    for _ in range(reps):
-        out = step.cpu.forward_split(state)
-    t6 = time.perf_counter()
-    for _ in range(reps):
-        step.cpu.forward_split(state).data.sum().backward()
-    t7 = time.perf_counter()
-    fwd_s = (t6 - t5) / reps
-    bwd_s = (t7 - t6) / reps - fwd_s
-    print(
-        f"| split cells ({state.data.shape[1]} data cells per row with grad, code "
-        f"{tuple(state.code.shape)} without), forward | {1e3 * fwd_s:.2f} | {fwd_ops.n} |"
-    )
-    print(f"| split cells, backward | {1e3 * bwd_s:.2f} | {bwd_ops.n} |")
-    print(f"one call, forward + backward, whole / split: {(fwd + bwd) / (fwd_s + bwd_s):.2f}x")
+    # the same call on split cells: the code outside autograd (wide), and only the cells an
+    # exact run of these rows writes and the inputs in autograd (narrow, the default)
+    written, raw = empty_write_ranges(step.batch), base.clone()
+    exact_run = make_backend("transformer").model(step.layout, np.float32)
+    exact_run.run_array(raw.numpy(), step.max_steps, written)
+    narrow = step._data_mask(written, torch.arange(step.batch))
+    for name, mask in (("wide", None), ("narrow", narrow)):
+        split = step.cpu.split_cells(cells, mask)
+        state = SplitCells(split.data.detach().requires_grad_(), split.code, split.map)  # leaf
+        step.cpu.forward_split(state)  # warm the split-row cache
+        with _CountOps() as fwd_ops:
+            out = step.cpu.forward_split(state)
+        with _CountOps() as bwd_ops:
+            out.data.sum().backward()
+        t5 = time.perf_counter()
+        for _ in range(reps):
+            out = step.cpu.forward_split(state)
+        t6 = time.perf_counter()
+        for _ in range(reps):
+            step.cpu.forward_split(state).data.sum().backward()
+        t7 = time.perf_counter()
+        fwd_s = (t6 - t5) / reps
+        bwd_s = (t7 - t6) / reps - fwd_s
+        print(
+            f"| split cells, {name} ({state.data.shape[1]} cells per row with grad, "
+            f"{tuple(state.code.shape)} without), forward | {1e3 * fwd_s:.2f} | {fwd_ops.n} |"
+        )
+        print(f"| split cells, {name}, backward | {1e3 * bwd_s:.2f} | {bwd_ops.n} |")
+        print(
+            f"| one call, forward + backward, whole / split {name} | "
+            f"{(fwd + bwd) / (fwd_s + bwd_s):.2f}x | - |"
+        )
     print(f"| exact kernel (numba), no autograd | {1e3 * (t4 - t3) / reps:.2f} | - |")
 
 

@@ -161,6 +161,7 @@ class SoftStep:
             idx = rows[:, None] * n + addr + np.arange(buf.size)[None, :]
             self._slot_index[(v, j)] = torch.from_numpy(idx.astype(np.int64))
         self._regs = {r: self.layout.register(r) for r in (_HALT, _FAULT, _ICOUNT)}
+        self._varies: np.ndarray | None = None
         self._slot_mask = np.zeros(n, dtype=bool)
         for addr, buf in self.image.buffers.values():
             self._slot_mask[addr : addr + buf.size] = True
@@ -313,10 +314,15 @@ class SoftStep:
         """The cells that may carry a gradient on the torch ``rows`` (None without
         :attr:`narrow`): every slot buffer (the inputs) and every cell the exact run wrote on
         those rows (their write ranges; the torch rows compute the same, so they write the
-        same cells). The rest hold the template's values throughout."""
+        same cells). The rest hold the template's values throughout; the few of those that
+        differ between rows (each op's bound slots) stay in the data part too, so that the
+        constant part is one row shared by all."""
         if not self.narrow:
             return None
-        mask = self._slot_mask.copy()
+        if self._varies is None:  # cells whose template differs between rows (bound slots)
+            t = self.template()
+            self._varies = (t != t[:1]).any(0).numpy()
+        mask = self._slot_mask | self._varies  # the rest is one constant row for all rows
         w = written[rows.numpy()]
         for lo, hi in ((w[:, 0], w[:, 1]), (w[:, 2], w[:, 3])):
             hit = lo <= hi
