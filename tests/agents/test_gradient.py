@@ -174,7 +174,7 @@ DOT_PRODUCT_GAP = (
     "not every seed: from the whole library (49 first-step ops, 29 last-step ops) the "
     "reads of zipmap(s_mul) can settle on x * x or y * y and the last step's alpha on "
     "ops whose soft inputs fit better than reduce(s_add)'s (training alone: 4 of 5 seeds "
-    "with schedules over 30 iterations); see experiments/results/gradient_table_notes.md"
+    "with schedules over 30 iterations); see experiments/results/gradient_table_session7_notes.md"
 )
 
 
