@@ -421,8 +421,9 @@ class TransformerCPU(nn.Module):
 
         Raises:
             ValueError: on the dense path, or for parts of the wrong shape or dtype.
-            RuntimeError: if a machine would write a constant cell (never for this
-                layout's protected cells, whose writes fault; a guard, not a code path).
+            RuntimeError: if a machine writes a cell of the constant part (a ``data_mask``
+                that left out a cell the run writes; a write to protected code faults
+                instead, as on whole cells).
         """
         if self.path != "fused":
             raise ValueError("forward_split runs the fused path; use path='fused'")
