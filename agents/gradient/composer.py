@@ -122,6 +122,12 @@ class GradientComposer(Agent):
         hybrid: every row's values on the exact (numba) kernel and only the rows that carry
             a gradient on the torch ops (:meth:`~agents.gradient.ops.SoftStep.run`; same
             losses and gradients, less time); False: every row on the torch ops.
+        split: the torch rows keep the skills' code outside autograd
+            (:class:`~algind_gym.cpu.model.SplitCells`; same losses and gradients bit for bit,
+            less time); False: whole cells (for benchmarks).
+        narrow: with ``split`` on the hybrid run, only the cells the exact run wrote and the
+            inputs in autograd (:meth:`~agents.gradient.step.SoftStep._data_mask`; same
+            values and gradients); False: every cell but the code.
         out: folder for the alpha plot (``alpha.png``) and TensorBoard logs (``tb/``).
         verbose: show a rich progress bar and the timing summary on stderr.
     """
@@ -158,6 +164,8 @@ class GradientComposer(Agent):
         max_ops: int = 400,
         dtype: str = "float32",
         hybrid: bool = True,
+        split: bool = True,
+        narrow: bool = True,
         out: str | None = None,
         verbose: bool = False,
     ) -> None:
@@ -196,7 +204,7 @@ class GradientComposer(Agent):
         self.private, self.top_k, self.max_ops = private, top_k, max_ops
         self.skills = ",".join(skills) if skills else None
         self.out, self.verbose = out, verbose
-        self.hybrid = hybrid
+        self.hybrid, self.split, self.narrow = hybrid, split, narrow
 
     # ----------------------------------------------------------------- set-up
     def _ops(self, ctx: SolveContext, ws: Workspace) -> tuple[list[Op], list[Op]]:
@@ -265,7 +273,7 @@ class GradientComposer(Agent):
             # rows per op: every member's K examples (agents.gradient.population)
             rows = k * self.population
             step = SoftStep(ctx.library, op_list, rows, probe_ws.max_steps, backend, np_dtype)
-            step.hybrid = self.hybrid
+            step.hybrid, step.split, step.narrow = self.hybrid, self.split, self.narrow
             return step
 
         # Probe: a uniform forward pass; ops faulting on every example are excluded.

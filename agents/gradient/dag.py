@@ -4,7 +4,7 @@ With shared scratch buffers (the plain form of equation 2) every op of a step th
 a vector mixes its result into the same few temporaries, weighted by alpha; the right first
 op of a two-step program (DotProduct's ``zipmap(s_mul)``) is then about 1/60 of what the
 next step reads, and predicting zero beats every such mixture
-(experiments/results/gradient_table_notes.md). Here each *inner* step (every step but the
+(experiments/results/gradient_table_session7_notes.md). Here each *inner* step (every step but the
 last) gives each op's written slot a buffer of its own, a *channel* ``~t.v.j`` (step, op,
 slot), holding that op's result unmixed. A later step's reading slot chooses softly among
 the buffers it may read -- the task's inputs and constants and the channels of earlier

@@ -18,6 +18,11 @@ with respect to its inputs, found once by an autograd probe: ``s_lt``, ``len``, 
 the comparison combinators). The result and every gradient equal an all-torch run (tested);
 ``experiments/bench_gradient_iteration.py`` measures the difference in time.
 
+Split cells (default, :attr:`SoftStep.split`): the torch rows hold their state as
+:class:`~algind_gym.cpu.model.SplitCells`, the skills' protected code outside autograd, so
+the backward pass covers the data cells only; values and gradients are the same bit for bit
+(tested).
+
 Approximation: an op reads copies of its inputs, so a discrete program that binds the
 same buffer to an input and an output slot of a skill that reads after writing could
 behave differently from its soft version (no built-in elementwise skill does).
@@ -32,7 +37,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from algind_gym.cpu.backend import make_backend
+from algind_gym.cpu.backend import empty_write_ranges, make_backend
+from algind_gym.cpu.model import SplitCells
 from algind_gym.machine.isa import Fault
 from algind_gym.skills.image import Buffer, build_image
 from algind_gym.skills.library import SkillLibrary
@@ -103,6 +109,14 @@ class SoftStep:
         self.hybrid = True
         """Values of every row on the exact (numba) kernel and only the rows that carry a
         gradient on the torch ops (:meth:`run`); False: every row on the torch ops."""
+        self.split = True
+        """Torch rows hold their state as :class:`~algind_gym.cpu.model.SplitCells`: the
+        protected code cells outside autograd (same values and gradients; False: whole
+        ``(B, N)`` cells, for benchmarks and the equality test)."""
+        self.narrow = True
+        """With :attr:`split` on the hybrid run: the data part is only the cells the exact run
+        wrote on the torch rows and the slot buffers (:meth:`_data_mask`); False: every cell
+        but the code."""
         self.values_only: np.ndarray | None = None
         """Per op: its outputs have no gradient with respect to its inputs (found by the
         :attr:`probe` on the first call that needs gradients); None until then."""
@@ -147,6 +161,10 @@ class SoftStep:
             idx = rows[:, None] * n + addr + np.arange(buf.size)[None, :]
             self._slot_index[(v, j)] = torch.from_numpy(idx.astype(np.int64))
         self._regs = {r: self.layout.register(r) for r in (_HALT, _FAULT, _ICOUNT)}
+        self._varies: np.ndarray | None = None
+        self._slot_mask = np.zeros(n, dtype=bool)
+        for addr, buf in self.image.buffers.values():
+            self._slot_mask[addr : addr + buf.size] = True
 
     @property
     def batch(self) -> int:
@@ -194,7 +212,8 @@ class SoftStep:
         else:
             raw = base.clone()
             raw.view(-1)[idx] = vals.detach().to(raw.dtype)
-            self._exact.run_array(raw.numpy(), self.max_steps)
+            written = empty_write_ranges(self.batch)
+            self._exact.run_array(raw.numpy(), self.max_steps, written)
             sub, pos, grad_rows = None, None, 0
             if grad:
                 if self.values_only is None:
@@ -215,7 +234,7 @@ class SoftStep:
                             sub_vals.append(inputs[key][rows_of_key].reshape(-1))
                     cells = base.index_select(0, rows).reshape(-1)
                     cells = cells.index_put((torch.cat(sub_idx),), torch.cat(sub_vals))
-                    sub = self._loop(cells.reshape(grad_rows, -1))
+                    sub = self._loop(cells.reshape(grad_rows, -1), self._data_mask(written, rows))
         cpu_s = time.perf_counter() - start
         faults = raw[:, fault].numpy().astype(np.int64).copy()
         still = (raw[:, halt] == 0) & (raw[:, fault] == 0)
@@ -242,8 +261,11 @@ class SoftStep:
             outputs, faults.reshape(len(self.ops), self.k), instructions, cpu_s, grad_rows
         )
 
-    def _loop(self, cells: torch.Tensor) -> torch.Tensor:
-        """The torch ops (autograd) on ``cells`` until every row has returned."""
+    def _loop(self, cells: torch.Tensor, data_mask: np.ndarray | None = None) -> torch.Tensor:
+        """The torch ops (autograd) on ``cells`` until every row has returned (on split cells
+        whose data part is ``data_mask``'s cells, see :meth:`_loop_split`)."""
+        if self.split and self.cpu.path == "fused":
+            return self._loop_split(cells, data_mask)
         halt, fault = self._regs[_HALT], self._regs[_FAULT]
         done = 0
         while done < self.max_steps:
@@ -262,6 +284,51 @@ class SoftStep:
                 done += 1
             cells = sub if live is None else cells.index_copy(0, live, sub)
         return cells
+
+    def _loop_split(self, cells: torch.Tensor, data_mask: np.ndarray | None) -> torch.Tensor:
+        """:meth:`_loop` on :class:`~algind_gym.cpu.model.SplitCells` (the registers are
+        the data part's first columns, so ``halt`` and ``fault`` index it directly).
+        ``data_mask``: the cells that may carry a gradient (None: all but the code)."""
+        halt, fault = self._regs[_HALT], self._regs[_FAULT]
+        data, code, split = self.cpu.split_cells(cells, data_mask)
+        done = 0
+        while done < self.max_steps:
+            running = (data[:, halt] == 0) & (data[:, fault] == 0)
+            if not bool(running.any()):
+                break
+            live = running.nonzero().squeeze(1) if self.compact else None
+            if live is not None and len(live) == len(data):
+                live = None
+            if live is None:
+                sub = SplitCells(data, code, split)
+            else:
+                sub_code = code if len(code) == 1 else code.index_select(0, live)
+                sub = SplitCells(data.index_select(0, live), sub_code, split)
+            for _ in range(min(_CHECK_EVERY, self.max_steps - done)):
+                sub = self.cpu.forward_split(sub)
+                done += 1
+            data = sub.data if live is None else data.index_copy(0, live, sub.data)
+        return self.cpu.join_cells(SplitCells(data, code, split))
+
+    def _data_mask(self, written: np.ndarray, rows: torch.Tensor) -> np.ndarray | None:
+        """The cells that may carry a gradient on the torch ``rows`` (None without
+        :attr:`narrow`): every slot buffer (the inputs) and every cell the exact run wrote on
+        those rows (their write ranges; the torch rows compute the same, so they write the
+        same cells). The rest hold the template's values throughout; the few of those that
+        differ between rows (each op's bound slots) stay in the data part too, so that the
+        constant part is one row shared by all."""
+        if not self.narrow:
+            return None
+        if self._varies is None:  # cells whose template differs between rows (bound slots)
+            t = self.template()
+            self._varies = (t != t[:1]).any(0).numpy()
+        mask = self._slot_mask | self._varies  # the rest is one constant row for all rows
+        w = written[rows.numpy()]
+        for lo, hi in ((w[:, 0], w[:, 1]), (w[:, 2], w[:, 3])):
+            hit = lo <= hi
+            if hit.any():
+                mask[lo[hit].min() : hi[hit].max() + 1] = True
+        return mask
 
     def _grad_rows(self, inputs: dict, ok: torch.Tensor) -> torch.Tensor:
         """Rows that run on the torch ops: of ops that carry a gradient (not

@@ -60,6 +60,20 @@ heads besides the one memory write head, because every instruction updates them.
 Differentiability: values flow through ``gather``/``w @ values``, the ALU units and the
 gated writes, so autograd gives gradients with respect to data cells; addresses are
 discrete (converted to integers) and carry no gradient.
+
+Split cells (:meth:`TransformerCPU.forward_split`, fused torch path): a skill's code, the
+skill headers and the boot block are protected, so no instruction writes them and no
+gradient can reach a leaf through them, yet in one ``(B, N)`` tensor they are most of every
+row (e.g. 3270 of 3674 cells) and autograd's backward of every read and write builds a full
+``(B, N)`` gradient. :class:`SplitCells` holds the state as a differentiable *data* part
+(every other cell, plus one sink column) and a constant *code* part without autograd; a
+read gathers from both and keeps the one its address names (``torch.where``), a write
+targets the data part only. The values are the same ops on the same numbers, so the
+result and the gradients with respect to the data cells equal :meth:`forward`'s (tested).
+A caller that knows more (the gradient composer knows, from an exact run of the same rows,
+which cells they write) passes a ``data_mask`` (:meth:`TransformerCPU.split_map`): every
+other cell holds its first value throughout and moves to the constant part; a write
+outside the data part is a clear error, never a silent loss.
 """
 
 from __future__ import annotations
@@ -203,6 +217,14 @@ class TransformerCPU(nn.Module):
         buf("_protected_bool", c.protected != 0, torch.bool)
         buf("_mode_address", np.asarray(layout.register("mode")), torch.int64)
         self._batch_cache: dict[int, _BatchIndex] = {}
+        # Split cells: by default the constant part is every protected cell of the code block
+        # (never written); ``split_map`` builds others.
+        code = layout.protected_mask.copy()
+        code[: layout.block("code").start] = False
+        self._code_mask = code
+        self._registers_end = layout.block("stack").start
+        self._default_split: SplitMap | None = None
+        self._split_cache: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
         self.kernel: Kernel = kernel
         self._split = write_split(layout)  # where the two write ranges meet (see ``run``)
         self._numba_args: tuple | None = None  # numpy views of the tables (built lazily)
@@ -285,6 +307,8 @@ class TransformerCPU(nn.Module):
         Dense: ``tokens`` ``(B, N, 2)`` holds each token's value and sign features; one
         matmul reads both (see :class:`_SignedZeroRead`).
         """
+        if isinstance(cells, SplitCells):
+            return self._read_split(cells, addr)
         if self.path == "fused":
             idx = addr.clamp(0, self.n_cells - 1).to(rows.dtype).add_(rows)
             return cells.view(-1).index_select(0, idx.view(-1)).view(addr.shape)
@@ -300,6 +324,9 @@ class TransformerCPU(nn.Module):
 
     def _read_registers(self, cells: Tensor, tokens: Tensor | None, index: _BatchIndex) -> Tensor:
         """Layer-1 heads (constant queries): the registers PC..ICOUNT, ``(7, B)``."""
+        if isinstance(cells, SplitCells):  # the registers are the data part's first cells
+            flat = self._split_rows(cells)[2]
+            return cells.data.reshape(-1).index_select(0, flat).view(-1, cells.data.shape[0])
         if self.path == "fused":
             return cells.view(-1).index_select(0, index.registers).view(-1, cells.shape[0])
         return self._attend(self._register_read_attention, tokens)
@@ -325,6 +352,16 @@ class TransformerCPU(nn.Module):
         """Write-back heads: the six protected registers ``regs`` ``(6, B)`` and one memory
         cell per machine (``mem_addr`` ``(B,)``; a machine that writes nothing rewrites
         MODE with its own value)."""
+        if isinstance(cells, SplitCells):
+            pos = cells.map.data_pos.index_select(0, mem_addr)
+            if bool((pos == cells.map.sink).any()):  # a constant cell
+                raise RuntimeError(
+                    "a machine writes a cell outside the data part of its split cells "
+                    "(SplitMap.data_cols); build the split with that cell in data_mask"
+                )
+            out = cells.data.index_copy(1, self.register_write_addresses, regs.T)
+            out = out.scatter_(1, pos[:, None], mem_value[:, None])
+            return SplitCells(out, cells.code, cells.map)
         if self.path == "fused":
             # The register heads write fixed columns; then the memory head, which never
             # targets a protected register (a machine that writes nothing rewrites MODE).
@@ -372,12 +409,31 @@ class TransformerCPU(nn.Module):
             out = cells if inplace else cells.clone()
             self._numba_run(out, 1)
             return out
-        base, end, dt = self.stack_base, self.stack_end, self.dtype
         index = self._batch(cells.shape[0])
         tokens = None  # dense: the value and sign features of every token, (B, N, 2)
         if self.path == "dense":
             tokens = torch.stack([cells, torch.ones_like(cells).copysign_(cells)], -1)
+        return self._fused_pass(cells, tokens, index, inplace)
 
+    def forward_split(self, cells: SplitCells) -> SplitCells:
+        """:meth:`forward` (torch ops, fused path) on cells held as :class:`SplitCells`
+        (from :meth:`split_cells`): the same values, and autograd records the data part only.
+
+        Raises:
+            ValueError: on the dense path, or for parts of the wrong shape or dtype.
+            RuntimeError: if a machine writes a cell of the constant part (a ``data_mask``
+                that left out a cell the run writes; a write to protected code faults
+                instead, as on whole cells).
+        """
+        if self.path != "fused":
+            raise ValueError("forward_split runs the fused path; use path='fused'")
+        self._check_split(cells)
+        return self._fused_pass(cells, None, self._batch(cells.data.shape[0]), False)
+
+    def _fused_pass(self, cells, tokens: Tensor | None, index: _BatchIndex, inplace: bool):
+        """One instruction on the torch ops; ``cells`` is a ``(B, N)`` tensor or
+        :class:`SplitCells` (the reads and the write-back dispatch on it)."""
+        base, end, dt = self.stack_base, self.stack_end, self.dtype
         # ---- layer 1: read the registers; MLP: fetch addresses.
         regs = self._read_registers(cells, tokens, index)
         pc, sp, fp, mode, halt, fault, icount = regs
@@ -471,6 +527,113 @@ class TransformerCPU(nn.Module):
             )
         if cells.dtype != self.dtype:
             raise TypeError(f"cells are {cells.dtype}; this CPU was compiled for {self.dtype}")
+
+    # ------------------------------------------------------------ split cells
+    def split_map(self, data_mask: np.ndarray | None = None) -> SplitMap:
+        """Which cells :meth:`split_cells` puts in the data part.
+
+        Args:
+            data_mask: ``(N,)`` bool, the cells that may carry a gradient: every cell the run
+                will write and every input. The registers are always added and the
+                protected code cells always left out (never written). None: every cell
+                but the protected code (right for any run; cached).
+
+        Raises:
+            ValueError: for a mask of the wrong shape or dtype.
+        """
+        if data_mask is None and self._default_split is not None:
+            return self._default_split
+        keep = ~self._code_mask
+        if data_mask is not None:
+            data_mask = np.asarray(data_mask)
+            if data_mask.shape != (self.n_cells,) or data_mask.dtype != np.bool_:
+                raise ValueError(
+                    f"data_mask must be a bool array of shape ({self.n_cells},), got "
+                    f"{data_mask.dtype} {data_mask.shape}"
+                )
+            keep = keep & data_mask
+            keep[: self._registers_end] = True
+        data_cols, code_cols = np.flatnonzero(keep), np.flatnonzero(~keep)
+        data_pos = np.full(self.n_cells, len(data_cols), np.int64)  # default: the sink
+        data_pos[data_cols] = np.arange(len(data_cols))
+        code_pos = np.zeros(self.n_cells, np.int64)
+        code_pos[code_cols] = np.arange(len(code_cols))
+        device = self.address_code.device
+
+        def t(a: np.ndarray) -> Tensor:
+            return torch.as_tensor(a, device=device)
+
+        out = SplitMap(
+            t(data_cols), t(code_cols), t(data_pos), t(code_pos), t(~keep), len(data_cols)
+        )
+        if data_mask is None:
+            self._default_split = out
+        return out
+
+    def split_cells(self, cells: Tensor, data_mask: np.ndarray | None = None) -> SplitCells:
+        """``(B, N)`` cells as :class:`SplitCells` (:meth:`split_map` of ``data_mask``): the
+        data part keeps autograd (a differentiable ``index_select``), the constant part is
+        detached and, when every row's is the same bit for bit, one row shared by all."""
+        self._check_cells(cells)
+        split = self.split_map(data_mask)
+        data = cells.index_select(1, split.data_cols)
+        data = torch.cat([data, data.new_zeros(len(data), 1)], 1)  # the sink column
+        code = cells.detach().index_select(1, split.code_cols)
+        bits = code.view(torch.int32 if self.dtype == torch.float32 else torch.int64)
+        if len(code) > 1 and torch.equal(bits, bits[:1].expand_as(bits)):
+            code = code[:1].contiguous()
+        return SplitCells(data, code, split)
+
+    def join_cells(self, cells: SplitCells) -> Tensor:
+        """The ``(B, N)`` cells of :class:`SplitCells` (gradients flow to the data part)."""
+        self._check_split(cells)
+        b, split = cells.data.shape[0], cells.map
+        whole = cells.data.new_zeros(b, self.n_cells).detach()
+        whole.index_copy_(1, split.code_cols, cells.code.expand(b, -1))
+        return whole.index_copy(1, split.data_cols, cells.data[:, :-1])
+
+    def _check_split(self, cells: SplitCells) -> None:
+        """Clear errors for split cells of the wrong shape or dtype."""
+        n_data, n_code = cells.map.sink + 1, len(cells.map.code_cols)
+        d, c = cells.data, cells.code
+        if d.dim() != 2 or d.shape[1] != n_data or c.dim() != 2 or c.shape[1] != n_code:
+            raise ValueError(
+                f"split cells have parts {tuple(d.shape)} and {tuple(c.shape)}; their map "
+                f"needs (batch, {n_data}) and (batch or 1, {n_code}): make them with split_cells"
+            )
+        if c.shape[0] not in (1, d.shape[0]):
+            raise ValueError(f"the code part has {c.shape[0]} rows; expected 1 or {d.shape[0]}")
+        if d.dtype != self.dtype or c.dtype != self.dtype:
+            raise TypeError(f"split cells are {d.dtype}/{c.dtype}; this CPU needs {self.dtype}")
+        if not d.is_contiguous() or not c.is_contiguous():
+            raise ValueError("split cells must be contiguous")
+
+    def _split_rows(self, cells: SplitCells) -> tuple[Tensor, Tensor, Tensor]:
+        """Per part shapes: row offsets into the flat data and constant parts ``(1, B)`` and
+        the flat indices of the register reads, feature-major (cached)."""
+        key = (*cells.data.shape, *cells.code.shape)
+        out = self._split_cache.get(key)
+        if out is None:
+            machine = torch.arange(key[0], device=cells.data.device)[None]
+            data_rows = machine * key[1]
+            code_rows = machine * key[3] if key[2] > 1 else torch.zeros_like(machine)
+            registers = (self.register_queries.to(torch.int64)[:, None] + data_rows).reshape(-1)
+            if len(self._split_cache) >= 8:
+                self._split_cache.clear()
+            out = self._split_cache[key] = (data_rows, code_rows, registers)
+        return out
+
+    def _read_split(self, cells: SplitCells, addr: Tensor) -> Tensor:
+        """:meth:`_read` on split cells: both parts gathered, the addressed one kept."""
+        split = cells.map
+        data_rows, code_rows, _ = self._split_rows(cells)
+        a = addr.clamp(0, self.n_cells - 1).to(torch.int64).reshape(-1)
+        di = (split.data_pos.index_select(0, a).view(addr.shape) + data_rows).view(-1)
+        ci = (split.code_pos.index_select(0, a).view(addr.shape) + code_rows).view(-1)
+        from_data = cells.data.reshape(-1).index_select(0, di).view(addr.shape)
+        from_code = cells.code.reshape(-1).index_select(0, ci).view(addr.shape)
+        is_code = split.is_code.index_select(0, a).view(addr.shape)
+        return torch.where(is_code, from_code, from_data)
 
     # ------------------------------------------------------------ numba kernel
     def uses_numba(self, cells: Tensor) -> bool:
@@ -647,6 +810,33 @@ class TransformerCPU(nn.Module):
         )
         rank = (conds.view(torch.uint8) * ranks).amax(0)
         return self._fault_by_rank.index_select(0, rank.to(torch.int32))
+
+
+class SplitMap(NamedTuple):
+    """Where each cell lives in :class:`SplitCells` (:meth:`TransformerCPU.split_map`)."""
+
+    data_cols: Tensor  # (n_data,) addresses of the data part's cells, ascending
+    code_cols: Tensor  # (n_code,) addresses of the constant part's cells, ascending
+    data_pos: Tensor  # (N,) a cell's column in the data part (``sink`` if constant)
+    code_pos: Tensor  # (N,) a cell's column in the constant part (0 if data)
+    is_code: Tensor  # (N,) bool: the cell is in the constant part
+    sink: int  # the data part's last column (n_data)
+
+
+class SplitCells(NamedTuple):
+    """Machine cells in two parts (see "Split cells" in the module docstring).
+
+    ``data`` ``(B, n_data + 1)``: the cells that may carry a gradient, in address order (the
+    registers first, so a register's column is its address), then a sink column (reads of
+    constant cells gather it and discard it). ``code`` ``(B, n_code)`` or ``(1, n_code)``
+    (one row for all machines): every other cell, in address order (by default the
+    protected cells of the code block); never written, no autograd. ``map``: which is
+    which.
+    """
+
+    data: Tensor
+    code: Tensor
+    map: SplitMap
 
 
 _NO_RANGES = np.zeros((0, 4), dtype=np.int64)

@@ -81,7 +81,7 @@ def test_solves_dot_product_from_the_built_in_library():
     training alone: only the members' argmax programs are run exactly (``top_k=0``). The
     composer's defaults (a population of 4 members batched as rows), seed 0, schedules over
     30 iterations; it stops at the first verified program (iteration 12 when measured;
-    seeds 0-4: experiments/results/gradient_table_notes.md)."""
+    seeds 0-4: experiments/results/gradient_table_session7_notes.md)."""
     kw = dict(steps=2, iterations=30, deepen=False, top_k=0)  # T = 2 from the start
     r = solve("DotProduct", agent="gradient", budget=10**7, seed=0, **kw)
     assert r.success, r.stats
