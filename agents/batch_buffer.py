@@ -24,9 +24,9 @@ machine by machine:
 and marks the machine's ranges empty. After the CPU call,
 :func:`~agents.batch_loops.collect` reads back each machine's memory block, instructions,
 fault and score. Both are compiled loops over the machines, run on the backend's threads
-(:mod:`agents.batch_loops`). The CPU call itself runs on the backend's threads or on a
-one-thread twin of it, per call, whichever has run faster lately
-(:mod:`agents.thread_choice`).
+(:mod:`agents.batch_loops`). The CPU call itself runs on the backend's threads or, when
+the evaluator asks for the thread choice, on a one-thread twin of it, per call, whichever
+has run faster lately (:mod:`agents.thread_choice`).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class BatchBuffer:
     and kept in arrays indexed by action.
     """
 
-    def __init__(self, ev: ActionEvaluator, capacity: int, adaptive_threads: bool = True) -> None:
+    def __init__(self, ev: ActionEvaluator, capacity: int, adaptive_threads: bool = False) -> None:
         lay = ev.layout
         self.ev, self.capacity, self.rows = ev, capacity, ev.rows
         r = self.rows

@@ -21,9 +21,12 @@ Two execution modes compute the same bits:
   (:mod:`agents.batch_loops`), column by column, so that the children's state keys are
   slices of one contiguous copy; values are array operations over the children's memory
   blocks, so the Python work per child is building its :class:`Outcome`. The call runs on
-  the backend's threads or on one, whichever has run faster lately
-  (:mod:`agents.thread_choice`: on a busy machine a call on several threads waits for the
-  one the OS leaves waiting; the same bits either way).
+  the backend's threads (the kernel's policy); with ``adaptive_threads=True`` it runs on
+  those threads or on one, whichever has run faster lately (:mod:`agents.thread_choice`:
+  on a busy machine a call on several threads waits for the one the OS leaves waiting; the
+  same bits either way). That choice is off by default: on the idle 2-core machine it sent
+  most of ``experiments/bench_search.py``'s evaluation calls to one thread and ran at 0.7x
+  the fixed 2 threads (README, search section).
 
 What a node keeps: only the *memory* block of its machines (inputs, outputs, scratch,
 constants). The rest of a machine between two calls (registers, the empty stack, the
@@ -157,7 +160,8 @@ class ActionEvaluator:
             (default :func:`default_search_lengths`).
         adaptive_threads: in batched mode, run each CPU call on the backend's threads or
             on one, whichever has run faster lately (:mod:`agents.thread_choice`; the same
-            bits either way); False: always the backend's threads.
+            bits either way; for a machine whose cores other jobs keep busy); False (the
+            default): always the backend's threads.
 
     Attributes:
         env: an environment of the task (its action table decodes action indices; priors
@@ -172,7 +176,7 @@ class ActionEvaluator:
         *,
         batched: bool = True,
         lengths: Sequence[int] | None = None,
-        adaptive_threads: bool = True,
+        adaptive_threads: bool = False,
     ) -> None:
         self.ctx, self.batched = ctx, bool(batched)
         self.adaptive_threads = bool(adaptive_threads)

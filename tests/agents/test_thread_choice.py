@@ -109,7 +109,7 @@ def test_evaluation_is_the_same_on_either_arm():
     def evaluator(batched: bool) -> ActionEvaluator:
         backend = make_backend("transformer", threads=2)
         ctx = SolveContext(spec, lib, 10**6, 0, n_examples=8, backend=backend)
-        return ActionEvaluator(ctx, batched=batched)
+        return ActionEvaluator(ctx, batched=batched, adaptive_threads=True)
 
     many, one = evaluator(True), evaluator(False)
     many.reserve(32)
@@ -136,12 +136,12 @@ def test_the_measurements_are_shared_by_the_evaluators_of_a_process():
     evs = []
     for seed in (0, 1):
         ctx = SolveContext(spec, lib, 10**6, seed, backend=make_backend("transformer", threads=2))
-        ev = ActionEvaluator(ctx, batched=True)
+        ev = ActionEvaluator(ctx, batched=True, adaptive_threads=True)
         ev.reserve(8)
         evs.append(ev)
     assert evs[0].thread_choice.costs is evs[1].thread_choice.costs is shared_costs(2)
     ctx = SolveContext(spec, lib, 10**6, 0, backend=make_backend("transformer", threads=2))
-    fixed = ActionEvaluator(ctx, batched=True, adaptive_threads=False)
+    fixed = ActionEvaluator(ctx, batched=True)  # the default: the backend's threads
     fixed.reserve(8)
     assert fixed.thread_choice is None
 
