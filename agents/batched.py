@@ -24,9 +24,9 @@ Two execution modes compute the same bits:
   the backend's threads (the kernel's policy); with ``adaptive_threads=True`` it runs on
   those threads or on one, whichever has run faster lately (:mod:`agents.thread_choice`:
   on a busy machine a call on several threads waits for the one the OS leaves waiting; the
-  same bits either way). That choice is off by default: on the idle 2-core machine it sent
-  most of ``experiments/bench_search.py``'s evaluation calls to one thread and ran at 0.7x
-  the fixed 2 threads (README, search section).
+  same bits either way). That choice is off by default: on the idle 2-core machine, in one
+  of two runs of ``experiments/bench_search.py`` it sent about two thirds of the evaluation
+  calls to one thread and ran at 0.7x the fixed 2 threads (in the other it matched them).
 
 What a node keeps: only the *memory* block of its machines (inputs, outputs, scratch,
 constants). The rest of a machine between two calls (registers, the empty stack, the
