@@ -477,7 +477,14 @@ def generated_kernel(c, dtype, progs: list, disp: int):
     its first call (or loaded from numba's cache)."""
     dt = np.dtype(dtype)
     consts = np.ascontiguousarray(np.asarray(c.cell_constants, dt))
-    meta = {
+    sources, fb, ib, tables = generate(progs, disp, circuit_meta(c), consts, dt)
+    return load(sources), consts, tables, fb, ib
+
+
+def circuit_meta(c) -> dict:
+    """What :func:`generate` reads of circuit ``c`` besides its programs: sizes and the
+    channels of the CPU token and of the new cell value and sign."""
+    return {
         "n_cells": c.meta["n_cells"],
         "n_bits": c.meta["n_bits"],
         "d_k": c.d_k,
@@ -486,5 +493,3 @@ def generated_kernel(c, dtype, progs: list, disp: int):
         "new.v": c.cell["new.v"],
         "new.s": c.cell["new.s"],
     }
-    sources, fb, ib, tables = generate(progs, disp, meta, consts, dt)
-    return load(sources), consts, tables, fb, ib

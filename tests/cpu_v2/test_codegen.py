@@ -31,15 +31,7 @@ def _sources(circuit, dtype) -> dict[str, str]:
     """Generated module sources by the function they define."""
     dt = np.dtype(dtype)
     progs, disp = kernel.programs(circuit, dt)
-    meta = {
-        "n_cells": circuit.meta["n_cells"],
-        "n_bits": circuit.meta["n_bits"],
-        "d_k": circuit.d_k,
-        "cpu": circuit.cpu["cpu"],
-        "dl": len(circuit.cell),
-        "new.v": circuit.cell["new.v"],
-        "new.s": circuit.cell["new.s"],
-    }
+    meta = codegen.circuit_meta(circuit)
     sources, *_ = codegen.generate(progs, disp, meta, circuit.cell_constants.astype(dt), dt)
     out = {}
     for src in sources:
