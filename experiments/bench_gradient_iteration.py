@@ -110,8 +110,7 @@ def one_call(task: str, population: int) -> None:
     # the same call on split cells: the code outside autograd (wide), and only the cells an
     # exact run of these rows writes and the inputs in autograd (narrow, the default)
     written, raw = empty_write_ranges(step.batch), base.clone()
-    exact_run = make_backend("transformer").model(step.layout, np.float32)
-    exact_run.run_array(raw.numpy(), step.max_steps, written)
+    exact.run_array(raw.numpy(), step.max_steps, written)  # the model timed above
     narrow = step._data_mask(written, torch.arange(step.batch))
     for name, mask in (("wide", None), ("narrow", narrow)):
         split = step.cpu.split_cells(cells, mask)
