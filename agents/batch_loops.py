@@ -128,8 +128,8 @@ def _collect(
 
     Fills, per machine ``i`` (row ``g`` of child ``c``): ``after[c, :, g]`` its memory
     block (``after`` is ``(children, memory size, rows)``: a child's memory column by
-    column, the byte order of its state key, :func:`~agents.batched.state_key`, so that the
-    keys of a batch are one contiguous copy); ``steps`` the instructions it ran
+    column, the byte order of its state key, :func:`~agents.batched.state_key`, so that a
+    child's key is one copy of its contiguous block); ``steps`` the instructions it ran
     (ICOUNT less ``icount_before``); ``faulted`` whether its FAULT register is set; and its
     score against the oracle, the numbers ``Workspace.score`` gives: ``frac`` the fraction
     of its output cells right (0 when it faulted; 1 when the task has no output cells) and

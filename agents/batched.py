@@ -145,6 +145,17 @@ class TimedBackend:
             self.calls += 1
 
 
+MAX_BATCH_MACHINES = 2048
+"""The most machines (children x search examples) of one batched CPU call by default
+(:attr:`ActionEvaluator.max_batch`). On the shared 2-core machine, loaded, the 2-thread
+evaluation of 1024 actions (``experiments/bench_search.py``) ran 1.8x one at a time in
+calls of 64 children x 8 machines and 4.5x in calls of 256 (median of 5 repeats, the
+same run): a call on several threads waits for its slowest thread, and fewer, larger
+calls wait fewer times. Up to 2,048 machines the compiled loops around the call stay
+serial (:data:`~agents.batch_loops.LOOP_PARALLEL_MIN_MACHINES`); the buffer of 2,048
+machines of about 6,200 float64 cells is about 100 MB."""
+
+
 def default_search_lengths(train_lengths: Sequence[int]) -> tuple[int, ...]:
     """The search examples' lengths by default: the longest training length."""
     return (max(train_lengths),)
@@ -162,6 +173,9 @@ class ActionEvaluator:
             on one, whichever has run faster lately (:mod:`agents.thread_choice`; the same
             bits either way; for a machine whose cores other jobs keep busy); False (the
             default): always the backend's threads.
+        max_batch: in batched mode, the most actions per CPU call: :meth:`evaluate` runs a
+            longer list in consecutive calls of at most this many (default: as many as
+            :data:`MAX_BATCH_MACHINES` machines hold, 256 children of 8 examples).
 
     Attributes:
         env: an environment of the task (its action table decodes action indices; priors
@@ -177,9 +191,12 @@ class ActionEvaluator:
         batched: bool = True,
         lengths: Sequence[int] | None = None,
         adaptive_threads: bool = False,
+        max_batch: int | None = None,
     ) -> None:
         self.ctx, self.batched = ctx, bool(batched)
         self.adaptive_threads = bool(adaptive_threads)
+        if max_batch is not None and (isinstance(max_batch, bool) or int(max_batch) < 1):
+            raise ValueError(f"max_batch must be an int >= 1 or None, got {max_batch!r}")
         self.env = ctx.make_env()
         self.env.reset(seed=int(ctx.rng.integers(2**31 - 1)))
         task = ctx.task
@@ -207,6 +224,10 @@ class ActionEvaluator:
         self.max_steps = max(ws.max_steps for ws in self.workspaces)
         self.k = ctx.n_examples
         self.rows = self.k * len(self.workspaces)
+        self.max_batch = (
+            int(max_batch) if max_batch is not None else max(MAX_BATCH_MACHINES // self.rows, 1)
+        )
+        """The most actions one batched CPU call runs (:meth:`evaluate` splits longer lists)."""
         self.root_cells = np.concatenate([ws.reset().cells for ws in self.workspaces])
         mem = self.layout.block("memory")
         self.mem = slice(mem.start, mem.start + mem.size)
@@ -234,7 +255,7 @@ class ActionEvaluator:
     def reserve(self, chunk: int) -> None:
         """Expect up to ``chunk`` actions per :meth:`evaluate` call: in batched mode, build
         the machines of that many children now (before a search starts timing)."""
-        self.chunk_hint = max(int(chunk), 1)
+        self.chunk_hint = min(max(int(chunk), 1), self.max_batch)
         if self.batched and (self._batch is None or self._batch.capacity < self.chunk_hint):
             self._batch = BatchBuffer(self, self.chunk_hint, self.adaptive_threads)
 
@@ -292,13 +313,21 @@ class ActionEvaluator:
     # ----------------------------------------------------------- evaluation
     def evaluate(self, memory: np.ndarray, actions: Sequence[int]) -> list[Outcome]:
         """Run every action of ``actions`` from the node with ``memory``; one
-        :class:`Outcome` each, in order. Batched mode makes one CPU call for all of them."""
+        :class:`Outcome` each, in order. Batched mode makes one CPU call for all of them,
+        or, for more than :attr:`max_batch` actions, one per run of that many."""
         start = time.perf_counter()
         try:
             if not len(actions):
                 return []
             if self.batched:
-                return self._evaluate_batched(memory, np.asarray(actions, dtype=np.int64))
+                actions = np.asarray(actions, dtype=np.int64)
+                top = self.max_batch
+                if len(actions) <= top:
+                    return self._evaluate_batched(memory, actions)
+                out: list[Outcome] = []
+                for lo in range(0, len(actions), top):
+                    out += self._evaluate_batched(memory, actions[lo : lo + top])
+                return out
             return [self._evaluate_one(memory, int(a)) for a in actions]
         finally:
             self.wall_seconds += time.perf_counter() - start
@@ -345,9 +374,9 @@ class ActionEvaluator:
         after, faults, steps, frac, ok = self._batch.run(memory, actions, targets)
         # every per-child number is one array operation over the children; ``after`` is
         # (children, memory size, rows): a child's memory is the transposed view of its
-        # block, and its state key (the block's bytes) a slice of one contiguous copy
-        size = after[0].nbytes
-        data, after = after.tobytes(), after.transpose(0, 2, 1)
+        # block, and its state key the bytes of its (C-contiguous) block
+        keys = [block.tobytes() for block in after]
+        after = after.transpose(0, 2, 1)
         faults = faults.reshape(n, r)
         frac, ok = frac.reshape(n, r), ok.reshape(n, r)
         if self._targets is None:  # a task with its own scorer: child by child, rebuilt machines
@@ -358,18 +387,27 @@ class ActionEvaluator:
                 fr, sc = self._score_one_rows(MachineState(self.layout, cells))
                 frac[c], ok[c] = fr, sc
         potential = np.add.reduce(frac, axis=1) / r  # frac.mean(axis=1), without its wrapper
-        faulted = faults.any(axis=1).tolist()
-        success = ok.all(axis=1).tolist()
+        faulted = faults.any(axis=1)
         instructions = steps.reshape(n, r).sum(axis=1).tolist()
-        values = self._value(after, potential, faults).tolist()
-        out = []
-        append = out.append
-        columns = (actions.tolist(), faulted, potential.tolist(), success, instructions, values)
-        for c, (a, f, p, s, i, v) in enumerate(zip(*columns, strict=True)):
-            if f:
-                append(Outcome(a, None, None, 0.0, False, True, i))
-            else:
-                append(Outcome(a, after[c], data[c * size : (c + 1) * size], p, s, False, i, v))
+        values = self._value(after, potential, faults)
+        # the Outcomes are built by ``map`` over columns (no Python loop body per child),
+        # then the faulted children, usually few, are replaced by fault outcomes
+        acts = actions.tolist()
+        out = list(
+            map(
+                Outcome,
+                acts,
+                list(after),
+                keys,
+                potential.tolist(),
+                ok.all(axis=1).tolist(),
+                [False] * n,
+                instructions,
+                values.tolist(),
+            )
+        )
+        for c in np.flatnonzero(faulted).tolist():
+            out[c] = Outcome(acts[c], None, None, 0.0, False, True, instructions[c])
         return out
 
 

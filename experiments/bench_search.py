@@ -2,8 +2,8 @@
 
 Usage:
     python experiments/bench_search.py [--tasks DotProduct,Reverse,Mean] [--actions 1536]
-                                       [--batch 64] [--budget 3000] [--repeat 5]
-                                       [--min-time 1.0] [--out FILE.json]
+                                       [--batch 256] [--budget 3000] [--chunk 64]
+                                       [--repeat 5] [--min-time 1.0] [--out FILE.json]
 
 Two measurements per task, every mode on the same machines (K = 8 examples at the task's
 longest training length, as one environment holds):
@@ -12,13 +12,17 @@ longest training length, as one environment holds):
    action from the root, then from the first depth-1 nodes) evaluated
    (a) through an environment, ``restore(snapshot)`` then ``step`` per action (what a
    search written against the env API does), (b) one at a time by
-   :class:`agents.batched.ActionEvaluator`, (c) batched, ``--batch`` actions per CPU call.
+   :class:`agents.batched.ActionEvaluator`, (c) batched, ``--batch`` actions per CPU call
+   (default: the evaluator's own batch, :attr:`~agents.batched.ActionEvaluator.max_batch`,
+   256 children of 8 machines).
    Each mode is checked to give the same scores as (b). Each mode's timing runs the
    workload in passes until it has lasted ``--min-time`` seconds (as ``timeit`` does: a
    measurement of a tenth of a second on a shared machine is mostly scheduling noise).
-2. Search: MCTS (uniform prior) with ``--budget`` actions, one at a time and batched (the
-   same tree), reporting actions evaluated per second of the whole search, the CPU
-   instructions per second and the fraction of the search's wall time inside the CPU call.
+2. Search: MCTS (uniform prior) with ``--budget`` actions and chunks of ``--chunk``
+   children (MCTS's ``batch_size``, a parameter of the search: it sets how many children
+   progressive widening adds at a time), one at a time and batched (the same tree),
+   reporting actions evaluated per second of the whole search, the CPU instructions per
+   second and the fraction of the search's wall time inside the CPU call.
 
 Threads: a batched CPU call runs on the threads of the CPU kernel's policy
 (:mod:`algind_gym.cpu.threads`: ``$ALGIND_CPU_THREADS``, else numba's thread count, the
@@ -52,7 +56,7 @@ from pathlib import Path
 
 from agents import MCTS, solve
 from agents.api import SolveContext, frozen_heap, resolve_task
-from agents.batched import ActionEvaluator
+from agents.batched import MAX_BATCH_MACHINES, ActionEvaluator
 from agents.thread_choice import shared_costs
 from algind_gym.atomic import atomic_write_text
 from algind_gym.cpu.backend import make_backend
@@ -112,7 +116,9 @@ def bench_evaluation(
     def evaluator(batched: bool, threads: int, adaptive: bool = False) -> ActionEvaluator:
         backend = make_backend("transformer", threads=threads)
         ctx = SolveContext(spec, lib, 10**9, 0, n_examples=8, backend=backend)
-        ev = ActionEvaluator(ctx, batched=batched, lengths=[length], adaptive_threads=adaptive)
+        ev = ActionEvaluator(
+            ctx, batched=batched, lengths=[length], adaptive_threads=adaptive, max_batch=batch
+        )
         ev.reserve(batch)
         ev.evaluate(ev.root_memory, ev.valid_actions[:batch])  # compile and warm up
         return ev
@@ -287,14 +293,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="DotProduct,Reverse,Mean")
     parser.add_argument("--actions", type=int, default=1536)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--budget", type=int, default=3000)
+    parser.add_argument("--chunk", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    for name in ("batch", "chunk"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.batch is None:
+        args.batch = MAX_BATCH_MACHINES // 8  # the evaluator's default at K = 8
     tasks = args.tasks.split(",")
     threads = resolve_threads()
     report = {"threads": threads, "evaluation": [], "search": []}
@@ -345,12 +357,12 @@ def main() -> None:
                 f"{threads} threads (median over repeats), the rest on 1 (agents.thread_choice)"
             )
     print(
-        f"\nMCTS search, uniform prior, budget {args.budget} actions, chunks of {args.batch}"
+        f"\nMCTS search, uniform prior, budget {args.budget} actions, chunks of {args.chunk}"
         f" (median of {args.repeat} repeats)"
     )
     print(f"{'task':<12}{'mode':<19}{'actions/s':>11}{'instr/s':>11}{'in CPU':>8}")
     for task in tasks:
-        r = bench_search(task, args.budget, args.batch, args.repeat, threads)
+        r = bench_search(task, args.budget, args.chunk, args.repeat, threads)
         report["search"].append(r)
         for mode, m in r["modes"].items():
             print(

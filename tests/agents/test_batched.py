@@ -237,3 +237,29 @@ def test_chunked_loops_equal_the_serial_loops_bit_for_bit():
         bits = np.int64 if a.dtype == np.float64 else a.dtype
         assert np.array_equal(a.view(bits), b.view(bits))
     assert (results[0][1][:m, 1] == -1).all()  # the ranges were emptied
+
+
+def test_long_action_lists_run_in_calls_of_at_most_max_batch():
+    """A list longer than ``max_batch`` runs in consecutive calls of at most that many
+    actions, with the outcomes of one call per action; the default holds
+    ``MAX_BATCH_MACHINES`` machines; a bad ``max_batch`` is refused by name."""
+    from agents.batched import MAX_BATCH_MACHINES
+
+    task, lib = resolve_task("DotProduct"), builtin_library()
+
+    def make(**kw) -> ActionEvaluator:
+        ctx = SolveContext(task, lib, 10**6, 0, n_examples=4)
+        return ActionEvaluator(ctx, lengths=[1, 8], **kw)
+
+    split, whole = make(max_batch=16), make()
+    assert whole.max_batch == MAX_BATCH_MACHINES // whole.rows
+    actions = whole.valid_actions[:70]
+    a = split.evaluate(split.root_memory, actions)
+    b = whole.evaluate(whole.root_memory, actions)
+    assert [o.action for o in a] == actions.tolist()
+    assert all(same(x, y) for x, y in zip(a, b, strict=True))
+    assert (split.backend.calls, whole.backend.calls) == (5, 1)  # 16 + 16 + 16 + 16 + 6
+    assert split._batch.capacity == 16
+    for bad in (0, -3, True):
+        with pytest.raises(ValueError, match="max_batch"):
+            make(max_batch=bad)
