@@ -13,7 +13,9 @@ machine by machine:
    up: the HALT address pushed, MODE, HALT and FAULT cleared);
 2. the cells of its range below the memory block (the stack a call used, a few dozen of
    the 1,172 stack cells), from the ready machine;
-3. the memory block, from the node's memory;
+3. the memory block, from the node's memory: only the cells its range covers when the
+   machine's memory was last written from the same node (consecutive expansions of one
+   node's children: ``holds_node``, the node compared by its bytes), else all of it;
 4. the cells of its range above the memory block that are not write protected (skill
    slots a combinator bound for its callee; a protected cell is never written), from the
    root machine;
@@ -151,6 +153,10 @@ class BatchBuffer:
             self.choice = ThreadChoice(inner, twin, PARALLEL_MIN_ROWS, costs)
         """Per CPU call, the backend's threads or one (:mod:`agents.thread_choice`); None
         when the backend has one thread or no choice of threads."""
+        self.node = ev.root_memory.tobytes(order="F")
+        """The bytes of the node whose memory the machines marked in ``holds_node`` hold
+        (apart from the cells their write ranges cover)."""
+        self.holds_node = np.ones(capacity * r, dtype=bool)
         self.state = MachineState(lay, self.cells, check_registers=False)
         self._states: dict[int, MachineState] = {capacity: self.state}
         """Per number of children: a state over the buffer's first machines (a view of
@@ -210,6 +216,11 @@ class BatchBuffer:
         m = n * r
         cells = self.cells[:m]
         mem = ev.mem
+        node = memory.tobytes(order="F")  # bits, not values: -0.0 is not 0.0
+        same_node = node == self.node
+        if not same_node:
+            self.node = node
+            self.holds_node[:] = False
         run_loop(
             prepare,
             m,
@@ -228,6 +239,8 @@ class BatchBuffer:
             self.n_registers,
             mem.start,
             mem.stop,
+            same_node,
+            self.holds_node,
         )
         if n not in self._states:
             state = copy.copy(self.state)

@@ -63,6 +63,8 @@ def _prepare(
     n_registers: int,
     mem_start: int,
     mem_stop: int,
+    same_node: bool,
+    holds_node: np.ndarray,
 ) -> None:
     """Make machines ``first, first + step, ...`` of ``cells[: len(actions) * rows]``
     ready for ``actions`` from the node with ``memory`` ``(rows, memory size)``
@@ -79,6 +81,10 @@ def _prepare(
             cells bound to them (padded with a pointer cell copied onto itself).
         pc, n_registers, mem_start, mem_stop: the PC register, the register count and the
             memory block's bounds.
+        same_node: ``memory`` is the node the buffer last made machines ready for.
+        holds_node: ``(machines,)`` per machine, whether its memory block was last written
+            from that node (then, when ``same_node``, only the memory cells its write range
+            covers are rewritten); set for these machines.
     """
     rows = ready.shape[0]
     for i in range(first, actions.shape[0] * rows, step):
@@ -90,7 +96,12 @@ def _prepare(
         lo, hi = max(written[i, 0], n_registers), min(written[i, 1], mem_start - 1)
         for k in range(lo, hi + 1):
             cells[i, k] = ready[g, k]
-        for k in range(mem_start, mem_stop):
+        if same_node and holds_node[i]:  # only the memory cells its runs wrote
+            lo, hi = max(written[i, 2], mem_start), min(written[i, 3], mem_stop - 1)
+        else:
+            lo, hi = mem_start, mem_stop - 1
+            holds_node[i] = True
+        for k in range(lo, hi + 1):
             cells[i, k] = memory[g, k - mem_start]
         if written[i, 3] >= mem_stop:
             j = np.searchsorted(writable, written[i, 2])

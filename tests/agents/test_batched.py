@@ -179,8 +179,13 @@ def test_batched_machines_are_the_one_at_a_time_machines_bit_for_bit(ranges):
     rng = np.random.default_rng(0)
     node, checked, faults = many.root_memory, 0, 0
     bound_before: list[set[int]] = [set() for _ in range(40)]  # per child position
-    for size in (40, 7, 40, 25, 40):
+    # (batch size, whether the next batch runs from a child of this one or from the same
+    # node, whose machines then rewrite only the memory cells the last runs wrote)
+    plan = ((40, True), (7, False), (40, False), (25, True), (40, True), (40, False), (12, True))
+    same_node_batches = 0
+    for size, move in plan:
         actions = rng.choice(many.valid_actions, size, replace=False)
+        same_node_batches += many._batch is not None and node.tobytes("F") == many._batch.node
         rec_one.seen.clear(), rec_many.seen.clear()
         a = one.evaluate(node, actions)
         b = many.evaluate(node, actions)
@@ -196,9 +201,10 @@ def test_batched_machines_are_the_one_at_a_time_machines_bit_for_bit(ranges):
             bound_before[c] |= bound
             checked += 1
         faults += sum(o.fault for o in b)
-        # the next batch runs from a child of this one (memory, stack and scratch differ)
-        node = next(o.memory for o in b if not o.fault and o.key != state_key(node))
-    assert checked == 152 and faults > 0
+        if move:  # a child of this one (memory, stack and scratch differ)
+            node = next(o.memory for o in b if not o.fault and o.key != state_key(node))
+    assert checked == sum(size for size, _ in plan) and faults > 0
+    assert same_node_batches == 3
 
 
 def test_chunked_loops_equal_the_serial_loops_bit_for_bit():
@@ -214,10 +220,12 @@ def test_chunked_loops_equal_the_serial_loops_bit_for_bit():
     node = next(o.memory for o in ev.evaluate(ev.root_memory, actions) if not o.fault)
     m, mem = len(actions) * ev.rows, ev.mem
     results = []
+    holds = np.arange(len(buf.holds_node)) % 2 == 0  # both paths of the memory rewrite
     for chunks in (None, 3):
         cells, written = buf.cells.copy(), buf.written.copy()
         args = (cells, written, buf.ready, node, ev.root_cells, buf.writable_above, actions)
         args += (buf.entry, buf.dst, buf.src, buf.pc, buf.n_registers, mem.start, mem.stop)
+        args += (True, holds.copy())
         if chunks is None:
             batch_loops.prepare(0, 1, *args)
         else:
