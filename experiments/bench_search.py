@@ -3,7 +3,8 @@
 Usage:
     python experiments/bench_search.py [--tasks DotProduct,Reverse,Mean] [--actions 1536]
                                        [--batch 256] [--budget 3000] [--chunk 64]
-                                       [--repeat 5] [--min-time 1.0] [--out FILE.json]
+                                       [--also-batch 64] [--repeat 5] [--min-time 1.0]
+                                       [--out FILE.json]
 
 Two measurements per task, every mode on the same machines (K = 8 examples at the task's
 longest training length, as one environment holds):
@@ -14,7 +15,8 @@ longest training length, as one environment holds):
    search written against the env API does), (b) one at a time by
    :class:`agents.batched.ActionEvaluator`, (c) batched, ``--batch`` actions per CPU call
    (default: the evaluator's own batch, :attr:`~agents.batched.ActionEvaluator.max_batch`,
-   256 children of 8 machines).
+   256 children of 8 machines), and in the same repeats batched with ``--also-batch``
+   actions per call (default 64, the earlier default; 0: not timed), for comparison.
    Each mode is checked to give the same scores as (b). Each mode's timing runs the
    workload in passes until it has lasted ``--min-time`` seconds (as ``timeit`` does: a
    measurement of a tenth of a second on a shared machine is mostly scheduling noise).
@@ -108,24 +110,29 @@ def _ratios(
 
 def bench_evaluation(
     task: str, n_actions: int, batch: int, repeat: int = 1, min_time: float = 0.0,
-    threads: int = 1,
+    threads: int = 1, also: int | None = None,
 ) -> dict:  # fmt: skip
     spec, lib = resolve_task(task), builtin_library()
     length = max(spec.train_lengths)
 
-    def evaluator(batched: bool, threads: int, adaptive: bool = False) -> ActionEvaluator:
+    def evaluator(
+        batched: bool, threads: int, adaptive: bool = False, size: int = batch
+    ) -> ActionEvaluator:
         backend = make_backend("transformer", threads=threads)
         ctx = SolveContext(spec, lib, 10**9, 0, n_examples=8, backend=backend)
         ev = ActionEvaluator(
-            ctx, batched=batched, lengths=[length], adaptive_threads=adaptive, max_batch=batch
+            ctx, batched=batched, lengths=[length], adaptive_threads=adaptive, max_batch=size
         )
-        ev.reserve(batch)
-        ev.evaluate(ev.root_memory, ev.valid_actions[:batch])  # compile and warm up
+        ev.reserve(size)
+        ev.evaluate(ev.root_memory, ev.valid_actions[:size])  # compile and warm up
         return ev
 
     one = evaluator(False, threads)
     batched_name = f"batched x{batch}"
     many = {batched_name: evaluator(True, threads)}
+    also_name = f"batched x{also}" if also and also != batch else None
+    if also_name:
+        many[also_name] = evaluator(True, threads, size=also)
     if threads > 1:
         many[f"{batched_name}, thread choice"] = evaluator(True, threads, adaptive=True)
         many[f"{batched_name}, 1 thread"] = evaluator(True, 1)
@@ -149,13 +156,15 @@ def bench_evaluation(
     median, lowest = _ratios(runs, batched_name, "one at a time")
     cpu_median, cpu_lowest = _ratios(runs, batched_name, "one at a time", "actions_per_cpu_s")
     single = {}
+    if also_name:
+        a_median, a_lowest = _ratios(runs, also_name, "one at a time")
+        single["also_batch"] = also
+        single["also_batch_over_one"] = {"median": a_median, "lowest": a_lowest}
     if threads > 1:
         s_median, s_lowest = _ratios(runs, f"{batched_name}, 1 thread", "one at a time")
         f_median, f_lowest = _ratios(runs, f"{batched_name}, thread choice", "one at a time")
-        single = {
-            "batched_1_thread_over_one": {"median": s_median, "lowest": s_lowest},
-            "batched_thread_choice_over_one": {"median": f_median, "lowest": f_lowest},
-        }
+        single["batched_1_thread_over_one"] = {"median": s_median, "lowest": s_lowest}
+        single["batched_thread_choice_over_one"] = {"median": f_median, "lowest": f_lowest}
     return {
         "threads": threads,
         "task": task,
@@ -210,7 +219,7 @@ def _evaluation_repeat(one, many, env, groups, total, length, batch, min_time) -
                 memory = ev.root_memory
                 for a in prefix:
                     memory = ev.evaluate(memory, [a])[0].memory
-                step = batch if ev.batched else len(actions)
+                step = ev.max_batch if ev.batched else len(actions)
                 for lo in range(0, len(actions), step):
                     outs += ev.evaluate(memory, actions[lo : lo + step])
             instr += sum(o.instructions for o in outs)
@@ -294,6 +303,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="DotProduct,Reverse,Mean")
     parser.add_argument("--actions", type=int, default=1536)
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--also-batch", type=int, default=64)
     parser.add_argument("--budget", type=int, default=3000)
     parser.add_argument("--chunk", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
@@ -302,9 +312,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
-    for name in ("batch", "chunk"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name, least in (("batch", 1), ("chunk", 1), ("also_batch", 0)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
     if args.batch is None:
         args.batch = MAX_BATCH_MACHINES // 8  # the evaluator's default at K = 8
     tasks = args.tasks.split(",")
@@ -320,7 +331,9 @@ def main() -> None:
     )
     print(f"{'task':<12}{'mode':<27}{'actions/s':>11}{'instr/s':>11}{'in CPU':>8}{'speed-up':>10}")
     for task in tasks:
-        r = bench_evaluation(task, args.actions, args.batch, args.repeat, args.min_time, threads)
+        r = bench_evaluation(
+            task, args.actions, args.batch, args.repeat, args.min_time, threads, args.also_batch
+        )
         report["evaluation"].append(r)
         base = r["modes"]["env restore+step"]["actions_per_s"]
         one = r["modes"]["one at a time"]["actions_per_s"]
@@ -339,6 +352,12 @@ def main() -> None:
             f"{'':<12}per second of process CPU time: median {cpu['median']:.1f}x, lowest "
             f"{cpu['lowest']:.1f}x"
         )
+        if "also_batch_over_one" in r:
+            also = r["also_batch_over_one"]
+            print(
+                f"{'':<12}batched x{r['also_batch']} / one at a time: median "
+                f"{also['median']:.1f}x, lowest {also['lowest']:.1f}x"
+            )
         if "batched_1_thread_over_one" in r:
             all_t, one_t = r["batched_thread_choice_over_one"], r["batched_1_thread_over_one"]
             share = r["modes"][f"batched x{args.batch}, thread choice"].get(
