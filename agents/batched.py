@@ -147,13 +147,18 @@ class TimedBackend:
 
 MAX_BATCH_MACHINES = 2048
 """The most machines (children x search examples) of one batched CPU call by default
-(:attr:`ActionEvaluator.max_batch`). On the shared 2-core machine, loaded, the 2-thread
-evaluation of 1024 actions (``experiments/bench_search.py``) ran 1.8x one at a time in
-calls of 64 children x 8 machines and 4.5x in calls of 256 (median of 5 repeats, the
-same run): a call on several threads waits for its slowest thread, and fewer, larger
-calls wait fewer times. Up to 2,048 machines the compiled loops around the call stay
-serial (:data:`~agents.batch_loops.LOOP_PARALLEL_MIN_MACHINES`); the buffer of 2,048
-machines of about 6,200 float64 cells is about 100 MB."""
+(:attr:`ActionEvaluator.max_batch`). On the shared 2-core machine at load 7-12, the
+2-thread evaluation of DotProduct's and Mean's first 1,024 actions
+(``experiments/bench_search.py``, median of 5 repeats, both sizes in the same run) ran
+3.8x / 4.4x one at a time in calls of 256 children x 8 machines against 1.7x / 1.6x in
+calls of 64 (in another run, DotProduct: 1.8x at 64, 3.0x at 128, 4.6x at 256): a call
+on several threads waits for its slowest thread, and fewer, larger calls wait fewer
+times. On one thread, larger calls cost more CPU time per action on that loaded machine
+(DotProduct: 40-54 against 36-41 us, the caches shared with other jobs); not yet
+measured idle, hence ``bench_search.py`` also times calls of 64 in the same run. Up to
+2,048 machines the compiled loops around the call stay serial
+(:data:`~agents.batch_loops.LOOP_PARALLEL_MIN_MACHINES`); the buffer of 2,048 machines of
+about 6,200 float64 cells is about 100 MB (in huge pages where the OS gives them)."""
 
 
 def default_search_lengths(train_lengths: Sequence[int]) -> tuple[int, ...]:
