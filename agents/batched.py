@@ -16,11 +16,13 @@ Two execution modes compute the same bits:
   compiled loop makes them ready from what the previous runs wrote and sets up each
   action's top-level call (the action table's call plans are arrays indexed by action),
   and one backend ``run`` executes them all (the way
-  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments); a second
-  compiled loop reads back every machine's memory block, instructions, fault and score
-  (:mod:`agents.batch_loops`), column by column, so that the children's state keys are
-  slices of one contiguous copy; values are array operations over the children's memory
-  blocks, so the Python work per child is building its :class:`Outcome`. The call runs on
+  :class:`~algind_gym.envs.vector.AlgIndVectorEnv` batches sub-environments; a list of
+  more than ``max_batch`` actions, by default 2,048 machines' worth, runs in consecutive
+  calls of that many); a second compiled loop reads back every machine's memory block,
+  instructions, fault and score (:mod:`agents.batch_loops`), column by column, so that a
+  child's state key is one copy of its contiguous block; values are array operations over
+  the children's memory blocks, so the Python work per child is building its
+  :class:`Outcome`. The call runs on
   the backend's threads (the kernel's policy); with ``adaptive_threads=True`` it runs on
   those threads or on one, whichever has run faster lately (:mod:`agents.thread_choice`:
   on a busy machine a call on several threads waits for the one the OS leaves waiting; the
