@@ -25,7 +25,7 @@ from algind_gym.machine.isa import Fault
 class EpisodeColumns:
     """Per-episode scalars of ``n`` sub-environments, one array each (see the module)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, k: int = 1) -> None:
         self.t = np.zeros(n, dtype=np.int64)
         self.instructions = np.zeros(n, dtype=np.int64)
         self.step_instructions = np.zeros(n, dtype=np.int64)
@@ -41,10 +41,32 @@ class EpisodeColumns:
         self.text = np.full(n, "", dtype=object)
         self.history = np.empty(n, dtype=object)
         self.history[:] = [[] for _ in range(n)]
+        self.want = np.zeros((n, k, 0))
+        """``(n, K, width)``: each env's ``_want`` (the oracle's output cells of its K
+        machines, :meth:`EpisodeIndex.expected <algind_gym.envs.batch.EpisodeIndex.expected>`),
+        padded; its first ``want_width[i]`` columns are env ``i``'s."""
+        self.want_width = np.zeros(n, dtype=np.int64)
+        self.out_fraction = np.zeros((n, 0))
+        """``(n, width)``: each env's ``_out_fraction`` (per non-empty output entry), padded;
+        its first ``n_outs[i]`` entries are env ``i``'s."""
+        self.n_outs = np.zeros(n, dtype=np.int64)
         self.untracked = np.zeros(n, dtype=bool)
         """Sub-environments whose machine rows changed outside the vector env's step (their
         own ``step``, ``reset`` or ``restore``): their next autoreset rewrites whole rows
         (:class:`~algind_gym.envs.fresh.FreshRows`)."""
+
+    def put(self, name: str, width: str, ids, values: np.ndarray) -> None:
+        """Set the padded rows ``ids`` of array ``name`` (``want`` or ``out_fraction``) to
+        ``values`` (``(len(ids), ..., w)``) and their widths (array ``width``) to ``w``,
+        widening the array (zeros) when ``w`` exceeds it."""
+        arr, w = getattr(self, name), values.shape[-1]
+        if w > arr.shape[-1]:
+            wide = np.zeros((*arr.shape[:-1], w))
+            wide[..., : arr.shape[-1]] = arr
+            setattr(self, name, wide)
+            arr = wide
+        arr[ids, ..., :w] = values
+        getattr(self, width)[ids] = w
 
     def begin(self, ids: np.ndarray) -> None:
         """A new episode's scalars for envs ``ids``: what
@@ -160,6 +182,24 @@ def _obj(v):
     return v
 
 
+class _Padded:
+    """An array attribute stored in the env's row of a padded :class:`EpisodeColumns`
+    array (``_want``, ``_out_fraction``); reading gives a copy of its ``width`` entries."""
+
+    def __init__(self, array: str, width: str) -> None:
+        self.array, self.width = array, width
+
+    def __get__(self, env, owner=None):
+        if env is None:
+            return self
+        c, i = env._columns, env._column
+        return getattr(c, self.array)[i, ..., : getattr(c, self.width)[i]].copy()
+
+    def __set__(self, env, value) -> None:
+        value = np.asarray(value, dtype=np.float64)
+        env._columns.put(self.array, self.width, [env._column], value[None])
+
+
 class _Pair:
     """A 2-tuple attribute stored in two arrays (``_ended``, ``_scored``)."""
 
@@ -200,6 +240,8 @@ class ColumnEnv(SkillCompositionEnv):
     history = _Column("history", _obj)
     _ended = _Pair("terminated", "truncated", bool)
     _scored = _Pair("scored_potential", "scored_success", float)
+    _want = _Padded("want", "want_width")
+    _out_fraction = _Padded("out_fraction", "n_outs")
 
     def __reduce_ex__(self, protocol):
         return _restore_env, (self.__getstate__(),)

@@ -363,10 +363,11 @@ class SkillCompositionEnv(gym.Env):
         """A training length, uniformly (the same draw as ``np_random.choice(lengths)``)."""
         return int(self.lengths[int(self.np_random.integers(len(self.lengths)))])
 
-    def _begin_episode(self, batched: bool = False) -> None:
-        """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines).
-        ``batched=True``: the caller has already cleared the per-episode arrays and the
-        episode scalars below in place (the vector env does so for many episodes at once,
+    def _begin_episode(self) -> None:
+        """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines). The
+        vector env does the same for many episodes at once
+        (:meth:`AlgIndVectorEnv._begin_episodes
+        <algind_gym.envs.vector.AlgIndVectorEnv._begin_episodes>` and
         :meth:`EpisodeColumns.begin <algind_gym.envs.columns.EpisodeColumns.begin>`)."""
         length = self.ws.length
         if length not in self._indexes:
@@ -375,8 +376,6 @@ class SkillCompositionEnv(gym.Env):
         self._want = self._index.expected(self.ws)
         self.history: list[tuple[str, tuple[int, ...]]] = []
         self._template = None
-        if batched:
-            return
         self._calls = np.full((self.max_calls, 1 + self.actions.max_arity), -1.0, np.float32)
         self._written = np.zeros(self.actions.n_pointers, dtype=bool)
         self._skill_calls = np.zeros(len(self.actions.skills), dtype=np.float32)

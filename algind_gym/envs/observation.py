@@ -109,11 +109,13 @@ class ObservationBuilder:
         ``len(envs)``. A caller that keeps them in arrays passes the envs' episode
         ``lengths`` and ``stacked`` per-episode arrays (``"calls"``, ``"written"``,
         ``"skill_calls"``: the envs' ``_calls``, ``_written``, ``_skill_calls`` stacked;
-        read, not kept)."""
+        optionally ``"out_fraction"`` (padded, :class:`EpisodeColumns
+        <algind_gym.envs.columns.EpisodeColumns>`), ``"t"`` and ``"potential"``; read, not
+        kept)."""
         n = len(envs)
         rows = np.arange(n * self.k).reshape(n, self.k)
         if self.mode == "tables":
-            return self._tables(envs, cells, rows, groups(envs, lengths), stacked)
+            return self._tables(envs, cells, rows, lengths, stacked)
         cells3 = cells.reshape(n, self.k, -1)
         out = {
             "pointer_types": _f32(cells3[:, 0, self._types]),
@@ -149,24 +151,33 @@ class ObservationBuilder:
             self._compact_index[length] = (idx, ok)
         return self._compact_index[length]
 
-    def _tables(self, envs, cells: np.ndarray, rows: np.ndarray, by_length, stacked):
+    def _tables(self, envs, cells: np.ndarray, rows: np.ndarray, lengths, stacked):
         t = self.tables
         n, n_p, n_s = len(envs), t.n_pointers, t.n_skills
         pointers = np.repeat(t.pointers[None], n, axis=0)
-        for group in by_length.values():
+        for group in groups(envs, lengths).values():
             index = envs[group[0]]._index
             pointers[group, :n_p, 10:12] = index.shape_features
             summary = data_summary(cells, rows[group], index)
             pointers[np.ix_(group, index.data_p, [13, 14, 15])] = _f32(symlog(summary))
-            out_frac = np.stack([envs[i]._out_fraction for i in group])
+            if stacked is not None and "out_fraction" in stacked:
+                out_frac = stacked["out_fraction"][group, : index.out_p.size]
+            else:
+                out_frac = np.stack([envs[i]._out_fraction for i in group])
             pointers[np.ix_(group, index.out_p, [16])] = out_frac[:, :, None]
         pointers[:, :n_p, 17] = _stacked(envs, stacked, "written")
         skills = np.repeat(t.skills[None], n, axis=0)
         skills[:, :n_s, 7] = _stacked(envs, stacked, "skill_calls")
-        glob = np.array(
-            [[e.t, e.max_calls - e.t, e.potential, np.log2(1.0 + e.ws.length)] for e in envs],
-            dtype=np.float32,
-        )
+        if stacked is not None and "t" in stacked and lengths is not None:
+            calls, potential = stacked["t"], stacked["potential"]
+            glob = np.stack(
+                [calls, self.max_calls - calls, potential, np.log2(1.0 + lengths)], axis=1
+            ).astype(np.float32)
+        else:
+            glob = np.array(
+                [[e.t, e.max_calls - e.t, e.potential, np.log2(1.0 + e.ws.length)] for e in envs],
+                dtype=np.float32,
+            )
         return {
             "pointers": pointers,
             "skills": skills,

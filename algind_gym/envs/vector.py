@@ -60,7 +60,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from algind_gym.cpu.backend import run_recording_writes
-from algind_gym.envs.batch import CallTable, bind_and_call, score_many
+from algind_gym.envs.batch import CallTable, EpisodeIndex, bind_and_call, groups, score_group
 from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.envs.fresh import FreshRows
@@ -115,7 +115,7 @@ class AlgIndVectorEnv(VectorEnv):
         # the other sub-environments share the first one's static parts (action table,
         # observation builder, spaces, episode indexes); episode state is set at reset
         self.envs = [first] + [_shallow_copy(first) for _ in range(num_envs - 1)]
-        self._columns = EpisodeColumns(num_envs)
+        self._columns = EpisodeColumns(num_envs, first.n_examples)
         for i, env in enumerate(self.envs):
             env._columns, env._column = self._columns, i
         self.num_envs = num_envs
@@ -218,25 +218,51 @@ class AlgIndVectorEnv(VectorEnv):
         ep = self._episode
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
-        for group in by_length.values():
-            self._fresh.reset(self._cells, group, [self.envs[i].ws for i in group])
-            for i in group:
-                self.envs[i]._begin_episode(batched=True)
+        for length, group in by_length.items():
+            wss = [self.envs[i].ws for i in group]
+            self._fresh.reset(self._cells, group, wss)
+            self._begin_episodes(length, group, wss)
         if not score:
             return
         self._score(ids)
         self._columns.potential[ids] = self._columns.scored_potential[ids]
 
+    def _begin_episodes(self, length: int, group: list[int], wss: list) -> None:
+        """:meth:`SkillCompositionEnv._begin_episode` with ``batched=True`` for the envs
+        ``group`` of episode length ``length`` (workspaces ``wss``): their oracle outputs
+        go into the ``want`` column in one copy."""
+        first = self.envs[group[0]]
+        index = first._indexes.get(length)
+        if index is None:
+            index = first._indexes[length] = EpisodeIndex.of(wss[0])
+        n, k = len(group), self.k
+        parts = [
+            np.stack([ws.stacked_expected[name] for ws in wss]).reshape(n, k, -1)
+            for name in first.task.outputs
+        ]
+        want = np.concatenate(parts, axis=2) if len(parts) != 1 else parts[0]
+        self._columns.put("want", "want_width", group, want.astype(np.float64, copy=False))
+        history = self._columns.history
+        for i in group:
+            env = self.envs[i]
+            env._index, env._template = index, None
+            history[i] = []
+
     def _score(self, ids: np.ndarray) -> None:
-        """Score envs ``ids`` (:func:`score_many`) into the ``scored_*`` columns."""
-        c = self._columns
-        c.scored_potential[ids], c.scored_success[ids] = score_many(
-            [self.envs[i] for i in ids.tolist()],
-            self._cells,
-            self._rows[ids],
-            self._lengths[ids],
-            store=False,
-        )
+        """Score envs ``ids`` (:func:`score_group` per episode length) into the
+        ``scored_*`` and ``out_fraction`` columns."""
+        c, envs = self._columns, self.envs
+        for pos in groups(None, self._lengths[ids]).values():
+            g = ids[pos]
+            members = [envs[i] for i in g.tolist()]
+            want = None
+            if members[0].task.scorer is None:
+                w = members[0]._index.out_cols.size
+                want = c.want[g, :, :w].reshape(-1, w)
+            c.scored_potential[g], c.scored_success[g], out_frac = score_group(
+                members, self._cells, self._rows[g], want
+            )
+            c.put("out_fraction", "n_outs", g, out_frac)
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
@@ -361,8 +387,10 @@ class AlgIndVectorEnv(VectorEnv):
         ep["written"][np.broadcast_to(ex[:, None], w.shape)[w], binds[w]] = True
 
     def _observe(self) -> dict[str, np.ndarray]:
-        first = self.envs[0]
-        return first._obs.observe_many(self.envs, self._cells, self._lengths, self._episode)
+        c = self._columns
+        stacked = {**self._episode, "out_fraction": c.out_fraction}
+        stacked["t"], stacked["potential"] = c.t, c.potential
+        return self.envs[0]._obs.observe_many(self.envs, self._cells, self._lengths, stacked)
 
     def _infos(self) -> dict[str, Any]:
         return self._columns.infos(self.envs, self._lengths, self._masks)
