@@ -14,6 +14,7 @@ env's arrays.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -78,14 +79,17 @@ class EpisodeColumns:
             a[ids] = False
         self.last_error[ids], self.text[ids] = None, ""
 
-    def book(self, envs, run, halt, valid, skills, binds, arity, steps, fault, errors):
+    def book(self, envs, run, halt, valid, skills, binds, arity, steps, fault, errors, calls=None):
         """:meth:`SkillCompositionEnv._finish` for the sub-environments ``envs[run]`` at
         once, on these columns (per env in Python only: the program of the envs whose call
         ran and the error text of invalid actions and faults). The arguments are per env of
         ``run`` (``halt``, ``valid``, ``skills``, ``binds``, ``arity``: the decoded actions)
         or per sub-environment (``steps``, ``fault``: instructions and first fault of the
         call; ``errors``: binding errors by env). Returns ``(reward, terminated,
-        truncated)`` per env of ``run``, the same values as ``_finish`` computes."""
+        truncated)`` per env of ``run``, the same values as ``_finish`` computes.
+        ``calls``: optionally, per valid action (in order), its ``(skill, bindings)`` call and
+        its program line as two object arrays (the vector env looks them up per discrete
+        action): then histories and programs grow with array operations."""
         c, first = self, envs[0]
         names = first.actions.skills
         c.t[run] += 1
@@ -102,13 +106,20 @@ class EpisodeColumns:
         pos = np.flatnonzero(valid)
         ex = run[pos]
         text, history, lines = c.text, c.history, first._texts
-        for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
-            call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
-            history[i].append(call)
-            program = text[i]
-            if program is not None:
-                line = lines.get(call) or envs[i]._call_text(*call)
-                text[i] = f"{program}\n{line}" if program else line
+        if calls is not None:
+            deque(map(list.append, history[ex], calls[0]), maxlen=0)  # (a loop in C)
+            programs = text[ex]
+            live = ~np.equal(programs, None)  # (None: recomputed after a restore)
+            programs, new = programs[live], calls[1][live]
+            text[ex[live]] = np.where(programs == "", new, programs + "\n" + new)
+        else:
+            for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
+                call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
+                history[i].append(call)
+                program = text[i]
+                if program is not None:
+                    line = lines.get(call) or envs[i]._call_text(*call)
+                    text[i] = f"{program}\n{line}" if program else line
         c.instructions[ex] += steps[ex]
         reward[pos] -= first.call_cost
         codes = fault[ex]

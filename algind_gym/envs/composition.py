@@ -14,7 +14,6 @@ the vector env) and the observation has a fixed size.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -32,7 +31,7 @@ from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.library import SkillLibrary
 from algind_gym.tasks.spec import TaskSpec, get_task
-from algind_gym.tasks.workspace import Workspace
+from algind_gym.tasks.workspace import Workspace, shallow_copy
 
 REWARD_MODES = ("dense", "sparse")
 ACTION_ENCODINGS = ("discrete", "multidiscrete")
@@ -262,7 +261,7 @@ class SkillCompositionEnv(gym.Env):
         call returns a new object, so a snapshot's workspace never changes."""
         first = self._workspaces.get(length)
         if first is not None:
-            ws = copy.copy(first)
+            ws = shallow_copy(first)
             try:
                 ws.refill(seed)
                 return ws

@@ -69,6 +69,9 @@ class ObservationBuilder:
         self.tables = tables
         ptr, mem = lay.block("pointers"), lay.block("memory")
         self._types = slice(ptr.start + 3, ptr.end, DESCRIPTOR_WIDTH)
+        # the same cells in a "state" observation's row (registers first, then the table)
+        regs = self.n_registers
+        self._types_in_state = slice(regs + 3, regs + ptr.end - ptr.start, DESCRIPTOR_WIDTH)
         self._pointer_block = slice(ptr.start, ptr.end)
         # pointer table and memory are adjacent blocks: one slice holds both
         self._ptr_mem = slice(ptr.start, mem.start + min(self.memory_window, mem.size))
@@ -117,18 +120,23 @@ class ObservationBuilder:
         if self.mode == "tables":
             return self._tables(envs, cells, rows, lengths, stacked)
         cells3 = cells.reshape(n, self.k, -1)
-        out = {
-            "pointer_types": _f32(cells3[:, 0, self._types]),
-            "calls": _stacked(envs, stacked, "calls").copy(),
-        }
+        out = {"calls": _stacked(envs, stacked, "calls").copy()}
         if self.mode == "state":
-            cells_obs = np.zeros((n, self.k, self.shapes["cells"][1]), dtype=np.float32)
+            regs = self.n_registers
+            cells_obs = np.empty((n, self.k, self.shapes["cells"][1]), dtype=np.float32)
             got = cells3[:, :, self._ptr_mem]
+            end = regs + got.shape[2]
             with np.errstate(over="ignore"):  # cast in place, then clip as _f32 does
-                cells_obs[:, :, : self.n_registers] = cells3[:, :, : self.n_registers]
-                cells_obs[:, :, self.n_registers : self.n_registers + got.shape[2]] = got
+                cells_obs[:, :, :regs] = cells3[:, :, :regs]
+                cells_obs[:, :, regs:end] = got
+            cells_obs[:, :, end:] = 0.0
             out["cells"] = np.clip(cells_obs, -_F32, _F32, out=cells_obs)
+            # the type fields of machine 0's pointer table, already converted above (the
+            # machines' rows are read once)
+            types = np.ascontiguousarray(cells_obs[:, 0, self._types_in_state])
+            out = {"pointer_types": types, **out}  # (the keys in the space's order)
         else:
+            out = {"pointer_types": _f32(cells3[:, 0, self._types]), **out}
             out["registers"] = _f32(cells3[:, :, : self.n_registers])
             out["pointers"] = _f32(cells3[:, 0, self._pointer_block])
             data = np.zeros((n, self.k, self.n_pointers, self.data_window), dtype=np.float32)

@@ -51,7 +51,6 @@ sub-environment autoresets.
 
 from __future__ import annotations
 
-import copy
 from time import perf_counter as clock
 from typing import Any, ClassVar
 
@@ -70,6 +69,7 @@ from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
+from algind_gym.tasks.workspace import shallow_copy
 
 BATCH_SEEDING = 16
 """Autoresets of at least this many sub-environments at once seed their example generators
@@ -140,6 +140,7 @@ class AlgIndVectorEnv(VectorEnv):
             self._cand_skill[i] = s
             self._cand_binds[i, : len(binds)] = binds
         self._cand_valid = np.append(table.valid, False)  # HALT runs nothing
+        self._cand_calls: tuple[np.ndarray, np.ndarray] | None = None  # built on first use
         self._accepts = np.ones((len(table.skills), a, table.n_pointers), dtype=bool)
         for s, acc in enumerate(table.slot_accepts):
             self._accepts[s, : acc.shape[0]] = acc
@@ -192,34 +193,40 @@ class AlgIndVectorEnv(VectorEnv):
         length the machine rows of all its envs at once. ``score=False`` leaves the scoring
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
-        by_length: dict[int, list[int]] = {}
+        by_length: dict[int, tuple[list[int], list]] = {}
         ids_l = ids.tolist()
-        lengths, seeds = [], []
-        for i in ids_l:
-            env = self.envs[i]
-            lengths.append(env._draw_length())
-            seeds.append(int(env.np_random.integers(2**63 - 1)))
+        envs, lengths, seeds = self.envs, [], []
+        choices = envs[0].lengths
+        n_choices = len(choices)
+        for i in ids_l:  # SkillCompositionEnv.reset's draws: _draw_length, then the seed
+            rng = envs[i].np_random
+            lengths.append(int(choices[int(rng.integers(n_choices))]))
+            seeds.append(int(rng.integers(2**63 - 1)))
         if len(seeds) >= BATCH_SEEDING:
             states = pcg64_states(np.array(seeds, dtype=np.uint64))
         else:  # a few: default_rng in refill (the same generator; no compiled loop to load)
             states = [None] * len(seeds)
+        seeded = self._rng.seeded
         for i, length, seed, state in zip(ids_l, lengths, seeds, states, strict=True):
-            env = self.envs[i]
+            env = envs[i]
             ws = self._workspaces[i].get(length)
             if ws is None:  # first episode of this length here: share the image of another
                 proto = self._prototypes.get(length)
                 if proto is None:
                     proto = self._prototypes[length] = env._workspace(length, seed)
-                ws = self._workspaces[i][length] = copy.copy(proto)
-            ws.refill(seed, None if state is None else self._rng.seeded(state))
+                ws = self._workspaces[i][length] = shallow_copy(proto)
+            ws.refill(seed, None if state is None else seeded(state))
             env.ws, env._ws_recipe = ws, (length, seed)
-            by_length.setdefault(length, []).append(i)
+            group = by_length.get(length)
+            if group is None:
+                group = by_length[length] = ([], [])
+            group[0].append(i)
+            group[1].append(ws)
         self._lengths[ids] = lengths
         ep = self._episode
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
-        for length, group in by_length.items():
-            wss = [self.envs[i].ws for i in group]
+        for length, (group, wss) in by_length.items():
             self._fresh.reset(self._cells, group, wss)
             self._begin_episodes(length, group, wss)
         if not score:
@@ -298,11 +305,13 @@ class AlgIndVectorEnv(VectorEnv):
         resets = np.flatnonzero(self._autoreset)
         run = np.flatnonzero(~self._autoreset)
         table = envs[0].actions
+        calls = None
         if envs[0].action_encoding == "discrete":
             idx = acts.reshape(n)[run].astype(np.int64)
             halt = idx == table.halt_index
             skills, binds = self._cand_skill[idx], self._cand_binds[idx]
             valid = self._cand_valid[idx]
+            calls = self._candidate_calls(idx[valid])
         else:
             a = acts.reshape(n, -1)[run].astype(np.int64)
             skills, binds = a[:, 0], a[:, 1 : 1 + self._cand_binds.shape[1]]
@@ -357,7 +366,7 @@ class AlgIndVectorEnv(VectorEnv):
         truncs = np.zeros(n, dtype=bool)
         if run.size:
             rewards[run], terms[run], truncs[run] = self._columns.book(
-                envs, run, halt, valid, skills, binds, arity, steps, fault, errors
+                envs, run, halt, valid, skills, binds, arity, steps, fault, errors, calls
             )
         if ex.size:
             self._record(ex, skills[valid], binds[valid], arity[valid])
@@ -370,6 +379,21 @@ class AlgIndVectorEnv(VectorEnv):
         infos = self._infos()
         self.timings["book"] += clock() - t4
         return obs, rewards, terms, truncs, infos
+
+    def _candidate_calls(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per discrete action of ``idx``, its call ``(skill, bindings)`` and its program line
+        (:meth:`SkillCompositionEnv._call_text`), looked up in two object arrays built once."""
+        if self._cand_calls is None:
+            first = self.envs[0]
+            table = first.actions
+            n = len(table.candidates)
+            calls, lines = np.empty(n, dtype=object), np.empty(n, dtype=object)
+            for i, (s, binds) in enumerate(table.candidates):
+                call = (table.skills[s], tuple(int(b) for b in binds))
+                calls[i], lines[i] = call, first._call_text(*call)
+            self._cand_calls = (calls, lines)
+        calls, lines = self._cand_calls
+        return calls[idx], lines[idx]
 
     def _record(self, ex: np.ndarray, skills: np.ndarray, binds: np.ndarray, arity) -> None:
         """Write the calls that ran in envs ``ex`` (after their ``_finish``) into the episode
@@ -410,6 +434,4 @@ def _shallow_copy(env: SkillCompositionEnv) -> SkillCompositionEnv:
     """A new env that shares ``env``'s attributes (``copy.copy`` would go through the
     env's pickling methods and rebuild everything). Called before any reset, so only the
     static parts (and the caches keyed by length) are shared."""
-    other = object.__new__(type(env))
-    other.__dict__.update(env.__dict__)
-    return other
+    return shallow_copy(env)
