@@ -9,7 +9,9 @@ sub-environment, and a step of all of them is booked there
 ``potential``, ``success``, ``fault``, ...) read and write its entry of those arrays
 through descriptors, so its own methods (``step``, ``snapshot``, ``restore``, ``render``,
 pickling) behave exactly as in a single environment and always agree with the vector
-env's arrays.
+env's arrays. Its per-episode arrays ``_want`` and ``_out_fraction`` are rows of padded
+``(n, ..., width)`` arrays with a width per env (reading one gives a copy of its entries),
+so that the vector env scores all envs of a length without stacking per-env arrays.
 """
 
 from __future__ import annotations

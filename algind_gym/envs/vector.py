@@ -18,12 +18,16 @@ them (:mod:`algind_gym.envs.batch`):
    (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays.
 
 The episode state of the sub-environments lives in vector-wide arrays: their scalars
-(call count, potential, success, fault, error, program text, history) in
+(call count, potential, success, fault, error, program text, history) and the oracle's
+outputs and per-output scores (``want``, ``out_fraction``, padded to the widest length) in
 :class:`~algind_gym.envs.columns.EpisodeColumns` (each sub-environment is a
 :class:`~algind_gym.envs.columns.ColumnEnv` that reads and writes its entry, so its own
 methods still work), and their per-episode arrays (calls so far, entries written, skill
-counts) as views of ``(num_envs, ...)`` arrays. Only the program of the envs whose call ran
-(and the error text of invalid actions and faults) is built per env in Python.
+counts) as views of ``(num_envs, ...)`` arrays. Scoring reads the oracle's outputs of a
+length's envs with one fancy index. With discrete actions, each call's ``(skill, bindings)``
+and program line are looked up per action index in two object arrays built once, and
+histories and programs grow with array operations; only the error texts of invalid actions
+and faults are built per env in Python.
 
 All lengths up to ``max_length`` share one layout, which is what lets every environment
 live in one batch.
