@@ -147,7 +147,8 @@ class EpisodeColumns:
     def infos(self, envs, lengths: np.ndarray, masks: np.ndarray) -> dict[str, Any]:
         """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
         per key (the single env's value types) and an all-true ``_key`` mask; ``lengths``
-        and ``masks`` are the envs' episode lengths and action masks."""
+        and ``masks`` are the envs' episode lengths and action masks (a read-only array,
+        passed on as it is)."""
         n = len(envs)
         for i in np.flatnonzero(np.equal(self.text, None)).tolist():  # after a restore
             envs[i].program_text()
@@ -161,7 +162,7 @@ class EpisodeColumns:
             "step_instructions": self.step_instructions.astype(int),
             "length": lengths.astype(int),
             "potential": self.potential.copy(),
-            "action_mask": masks.copy(),
+            "action_mask": masks,  # (read-only and constant: no copy)
         }
         out: dict[str, Any] = {}
         for key, v in values.items():

@@ -15,7 +15,9 @@ them (:mod:`algind_gym.envs.batch`):
    step of every sub-environment at once (:meth:`EpisodeColumns.book
    <algind_gym.envs.columns.EpisodeColumns.book>`, the array form of
    ``SkillCompositionEnv._finish``), observe all sub-environments at once
-   (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays.
+   (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays
+   (``info["action_mask"]`` is one read-only array shared by every step: the masks depend
+   on the action table only).
 
 The episode state of the sub-environments lives in vector-wide arrays: their scalars
 (call count, potential, success, fault, error, program text, history) and the oracle's
@@ -148,7 +150,10 @@ class AlgIndVectorEnv(VectorEnv):
         self._accepts = np.ones((len(table.skills), a, table.n_pointers), dtype=bool)
         for s, acc in enumerate(table.slot_accepts):
             self._accepts[s, : acc.shape[0]] = acc
+        # the masks never change (they depend on the action table only): ``info["action_mask"]``
+        # is this read-only array, shared between steps (no copy of num_envs masks per step)
         self._masks = np.repeat(first.action_masks()[None], num_envs, axis=0)
+        self._masks.flags.writeable = False
         # per-episode arrays of all sub-environments (each env's are views of its rows)
         self._episode = {
             "calls": np.full((num_envs, first.max_calls, 1 + a), -1.0, np.float32),

@@ -198,3 +198,16 @@ def test_padded_columns_widen_and_give_copies():
     sub._out_fraction = np.array([0.25, 0.5])  # wider than before: the array widens
     np.testing.assert_array_equal(sub._out_fraction, [0.25, 0.5])
     assert env.envs[0]._out_fraction.shape == (1,)
+
+
+def test_info_action_mask_is_the_constant_mask_read_only():
+    env = AlgIndVectorEnv(3, "VectorAdd", backend="reference", n_examples=2, max_calls=2)
+    _, info = env.reset(seed=0)
+    masks = env.action_masks()
+    np.testing.assert_array_equal(info["action_mask"], masks)
+    with pytest.raises(ValueError, match="read-only"):
+        info["action_mask"][0, 0] = not info["action_mask"][0, 0]
+    _, _, _, _, info = env.step(np.full(3, env.envs[0].actions.halt_index))
+    np.testing.assert_array_equal(info["action_mask"], masks)
+    masks[:] = False  # action_masks() gives a copy
+    assert info["action_mask"].any()
