@@ -205,12 +205,10 @@ class AlgIndVectorEnv(VectorEnv):
         by_length: dict[int, tuple[list[int], list]] = {}
         ids_l = ids.tolist()
         envs, lengths, seeds = self.envs, [], []
-        choices = envs[0].lengths
-        n_choices = len(choices)
-        for i in ids_l:  # SkillCompositionEnv.reset's draws: _draw_length, then the seed
-            rng = envs[i].np_random
-            lengths.append(int(choices[int(rng.integers(n_choices))]))
-            seeds.append(int(rng.integers(2**63 - 1)))
+        for i in ids_l:  # SkillCompositionEnv.reset's draws: the length, then the seed
+            env = envs[i]
+            lengths.append(env._draw_length())
+            seeds.append(int(env.np_random.integers(2**63 - 1)))
         if len(seeds) >= BATCH_SEEDING:
             states = pcg64_states(np.array(seeds, dtype=np.uint64))
         else:  # a few: default_rng in refill (the same generator; no compiled loop to load)
@@ -244,9 +242,10 @@ class AlgIndVectorEnv(VectorEnv):
         self._columns.potential[ids] = self._columns.scored_potential[ids]
 
     def _begin_episodes(self, length: int, group: list[int], wss: list) -> None:
-        """:meth:`SkillCompositionEnv._begin_episode` with ``batched=True`` for the envs
-        ``group`` of episode length ``length`` (workspaces ``wss``): their oracle outputs
-        go into the ``want`` column in one copy."""
+        """What :meth:`SkillCompositionEnv._begin_episode` sets besides the scalars and
+        arrays that :meth:`_autoreset_envs` clears, for the envs ``group`` of episode length
+        ``length`` (workspaces ``wss``): their oracle outputs go into the ``want`` column in
+        one copy."""
         first = self.envs[group[0]]
         index = first._indexes.get(length)
         if index is None:
