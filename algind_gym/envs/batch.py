@@ -214,41 +214,54 @@ def score_many(
     machines) on every env, and ``_scored`` = (fraction, all right) unless ``store=False``.
     ``lengths``: the envs' episode lengths, if the caller has them in an array (see
     :func:`groups`)."""
-    k = rows.shape[1]
     potential = np.zeros(len(envs))
     solved = np.zeros(len(envs), dtype=bool)
     for group in groups(envs, lengths).values():
-        first = envs[group[0]]
-        index, task = first._index, first.task
         members = [envs[i] for i in group]
-        if task.scorer is None:
+        want = None
+        if members[0].task.scorer is None:
             want = np.concatenate([e._want for e in members])
-            flat = rows[group].ravel()
-            if COMPILED and cells.flags.c_contiguous:
-                frac, ok, hits, faults = _score_compiled(
-                    cells, flat, index, want, task.tolerance, first._fault_col
-                )
-                faults = faults.reshape(len(group), k)
-            else:
-                faults = cells[rows[group], first._fault_col] != Fault.NONE  # (n, K)
-                frac, ok, hits = score_rows(cells, flat, index, want, task.tolerance)
-            frac, ok = frac.reshape(len(group), k), ok.reshape(len(group), k)
-            out_frac = hits.reshape(len(group), k, -1).sum(axis=1) / (k * index.out_sizes)
-        else:
-            faults = cells[rows[group], first._fault_col] != Fault.NONE  # (n, K)
-            frac, ok = np.zeros((len(group), k)), np.zeros((len(group), k), dtype=bool)
-            for g, i in enumerate(group):
-                sc = envs[i].ws.score(envs[i].state)
-                frac[g], ok[g] = sc.fraction, sc.success
-            out_frac = np.repeat(frac.mean(axis=1, keepdims=True), index.out_p.size, axis=1)
-        potential[group] = np.where(faults, 0.0, frac).mean(axis=1)
-        solved[group] = (ok & ~faults).all(axis=1)
+        potential[group], solved[group], out_frac = score_group(members, cells, rows[group], want)
         for e, of in zip(members, out_frac, strict=True):
             e._out_fraction = of
     if store:
         for e, p, ok_ in zip(envs, potential.tolist(), solved.tolist(), strict=True):
             e._scored = (p, ok_)
     return potential, solved
+
+
+def score_group(
+    members, cells: np.ndarray, rows: np.ndarray, want: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score envs ``members`` of one episode length, whose machines are ``cells[rows]``
+    (``rows`` ``(n, K)``) and whose expected output cells are ``want`` (``(n*K, w)``: their
+    ``_want`` stacked; None for a task with a custom ``scorer``). Returns per env the
+    potential and success (as :func:`score_many`) and the ``(n, n_outputs)`` fraction of
+    each output entry's elements that are right, over the K machines."""
+    n, k = rows.shape
+    first = members[0]
+    index, task = first._index, first.task
+    if task.scorer is None:
+        flat = rows.ravel()
+        if COMPILED and cells.flags.c_contiguous:
+            frac, ok, hits, faults = _score_compiled(
+                cells, flat, index, want, task.tolerance, first._fault_col
+            )
+            faults = faults.reshape(n, k)
+        else:
+            faults = cells[rows, first._fault_col] != Fault.NONE  # (n, K)
+            frac, ok, hits = score_rows(cells, flat, index, want, task.tolerance)
+        frac, ok = frac.reshape(n, k), ok.reshape(n, k)
+        out_frac = hits.reshape(n, k, -1).sum(axis=1) / (k * index.out_sizes)
+    else:
+        faults = cells[rows, first._fault_col] != Fault.NONE  # (n, K)
+        frac, ok = np.zeros((n, k)), np.zeros((n, k), dtype=bool)
+        for g, e in enumerate(members):
+            sc = e.ws.score(e.state)
+            frac[g], ok[g] = sc.fraction, sc.success
+        out_frac = np.repeat(frac.mean(axis=1, keepdims=True), index.out_p.size, axis=1)
+    potential = np.where(faults, 0.0, frac).mean(axis=1)
+    return potential, (ok & ~faults).all(axis=1), out_frac
 
 
 @dataclass

@@ -9,11 +9,14 @@ sub-environment, and a step of all of them is booked there
 ``potential``, ``success``, ``fault``, ...) read and write its entry of those arrays
 through descriptors, so its own methods (``step``, ``snapshot``, ``restore``, ``render``,
 pickling) behave exactly as in a single environment and always agree with the vector
-env's arrays.
+env's arrays. Its per-episode arrays ``_want`` and ``_out_fraction`` are rows of padded
+``(n, ..., width)`` arrays with a width per env (reading one gives a copy of its entries),
+so that the vector env scores all envs of a length without stacking per-env arrays.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -25,7 +28,7 @@ from algind_gym.machine.isa import Fault
 class EpisodeColumns:
     """Per-episode scalars of ``n`` sub-environments, one array each (see the module)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, k: int = 1) -> None:
         self.t = np.zeros(n, dtype=np.int64)
         self.instructions = np.zeros(n, dtype=np.int64)
         self.step_instructions = np.zeros(n, dtype=np.int64)
@@ -41,10 +44,32 @@ class EpisodeColumns:
         self.text = np.full(n, "", dtype=object)
         self.history = np.empty(n, dtype=object)
         self.history[:] = [[] for _ in range(n)]
+        self.want = np.zeros((n, k, 0))
+        """``(n, K, width)``: each env's ``_want`` (the oracle's output cells of its K
+        machines, :meth:`EpisodeIndex.expected <algind_gym.envs.batch.EpisodeIndex.expected>`),
+        padded; its first ``want_width[i]`` columns are env ``i``'s."""
+        self.want_width = np.zeros(n, dtype=np.int64)
+        self.out_fraction = np.zeros((n, 0))
+        """``(n, width)``: each env's ``_out_fraction`` (per non-empty output entry), padded;
+        its first ``n_outs[i]`` entries are env ``i``'s."""
+        self.n_outs = np.zeros(n, dtype=np.int64)
         self.untracked = np.zeros(n, dtype=bool)
         """Sub-environments whose machine rows changed outside the vector env's step (their
         own ``step``, ``reset`` or ``restore``): their next autoreset rewrites whole rows
         (:class:`~algind_gym.envs.fresh.FreshRows`)."""
+
+    def put(self, name: str, width: str, ids, values: np.ndarray) -> None:
+        """Set the padded rows ``ids`` of array ``name`` (``want`` or ``out_fraction``) to
+        ``values`` (``(len(ids), ..., w)``) and their widths (array ``width``) to ``w``,
+        widening the array (zeros) when ``w`` exceeds it."""
+        arr, w = getattr(self, name), values.shape[-1]
+        if w > arr.shape[-1]:
+            wide = np.zeros((*arr.shape[:-1], w))
+            wide[..., : arr.shape[-1]] = arr
+            setattr(self, name, wide)
+            arr = wide
+        arr[ids, ..., :w] = values
+        getattr(self, width)[ids] = w
 
     def begin(self, ids: np.ndarray) -> None:
         """A new episode's scalars for envs ``ids``: what
@@ -56,14 +81,17 @@ class EpisodeColumns:
             a[ids] = False
         self.last_error[ids], self.text[ids] = None, ""
 
-    def book(self, envs, run, halt, valid, skills, binds, arity, steps, fault, errors):
+    def book(self, envs, run, halt, valid, skills, binds, arity, steps, fault, errors, calls=None):
         """:meth:`SkillCompositionEnv._finish` for the sub-environments ``envs[run]`` at
         once, on these columns (per env in Python only: the program of the envs whose call
         ran and the error text of invalid actions and faults). The arguments are per env of
         ``run`` (``halt``, ``valid``, ``skills``, ``binds``, ``arity``: the decoded actions)
         or per sub-environment (``steps``, ``fault``: instructions and first fault of the
         call; ``errors``: binding errors by env). Returns ``(reward, terminated,
-        truncated)`` per env of ``run``, the same values as ``_finish`` computes."""
+        truncated)`` per env of ``run``, the same values as ``_finish`` computes.
+        ``calls``: optionally, per valid action (in order), its ``(skill, bindings)`` call and
+        its program line as two object arrays (the vector env looks them up per discrete
+        action): then histories and programs grow with array operations."""
         c, first = self, envs[0]
         names = first.actions.skills
         c.t[run] += 1
@@ -80,13 +108,20 @@ class EpisodeColumns:
         pos = np.flatnonzero(valid)
         ex = run[pos]
         text, history, lines = c.text, c.history, first._texts
-        for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
-            call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
-            history[i].append(call)
-            program = text[i]
-            if program is not None:
-                line = lines.get(call) or envs[i]._call_text(*call)
-                text[i] = f"{program}\n{line}" if program else line
+        if calls is not None:
+            deque(map(list.append, history[ex], calls[0]), maxlen=0)  # (a loop in C)
+            programs = text[ex]
+            live = ~np.equal(programs, None)  # (None: recomputed after a restore)
+            programs, new = programs[live], calls[1][live]
+            text[ex[live]] = np.where(programs == "", new, programs + "\n" + new)
+        else:
+            for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
+                call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
+                history[i].append(call)
+                program = text[i]
+                if program is not None:
+                    line = lines.get(call) or envs[i]._call_text(*call)
+                    text[i] = f"{program}\n{line}" if program else line
         c.instructions[ex] += steps[ex]
         reward[pos] -= first.call_cost
         codes = fault[ex]
@@ -112,7 +147,8 @@ class EpisodeColumns:
     def infos(self, envs, lengths: np.ndarray, masks: np.ndarray) -> dict[str, Any]:
         """The sub-environments' infos as gymnasium's ``_add_info`` lays them out: one array
         per key (the single env's value types) and an all-true ``_key`` mask; ``lengths``
-        and ``masks`` are the envs' episode lengths and action masks."""
+        and ``masks`` are the envs' episode lengths and action masks (a read-only array,
+        passed on as it is)."""
         n = len(envs)
         for i in np.flatnonzero(np.equal(self.text, None)).tolist():  # after a restore
             envs[i].program_text()
@@ -126,7 +162,7 @@ class EpisodeColumns:
             "step_instructions": self.step_instructions.astype(int),
             "length": lengths.astype(int),
             "potential": self.potential.copy(),
-            "action_mask": masks.copy(),
+            "action_mask": masks,  # (read-only and constant: no copy)
         }
         out: dict[str, Any] = {}
         for key, v in values.items():
@@ -158,6 +194,24 @@ class _Column:
 
 def _obj(v):
     return v
+
+
+class _Padded:
+    """An array attribute stored in the env's row of a padded :class:`EpisodeColumns`
+    array (``_want``, ``_out_fraction``); reading gives a copy of its ``width`` entries."""
+
+    def __init__(self, array: str, width: str) -> None:
+        self.array, self.width = array, width
+
+    def __get__(self, env, owner=None):
+        if env is None:
+            return self
+        c, i = env._columns, env._column
+        return getattr(c, self.array)[i, ..., : getattr(c, self.width)[i]].copy()
+
+    def __set__(self, env, value) -> None:
+        value = np.asarray(value, dtype=np.float64)
+        env._columns.put(self.array, self.width, [env._column], value[None])
 
 
 class _Pair:
@@ -200,6 +254,8 @@ class ColumnEnv(SkillCompositionEnv):
     history = _Column("history", _obj)
     _ended = _Pair("terminated", "truncated", bool)
     _scored = _Pair("scored_potential", "scored_success", float)
+    _want = _Padded("want", "want_width")
+    _out_fraction = _Padded("out_fraction", "n_outs")
 
     def __reduce_ex__(self, protocol):
         return _restore_env, (self.__getstate__(),)

@@ -14,7 +14,6 @@ the vector env) and the observation has a fixed size.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -32,7 +31,7 @@ from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.library import SkillLibrary
 from algind_gym.tasks.spec import TaskSpec, get_task
-from algind_gym.tasks.workspace import Workspace
+from algind_gym.tasks.workspace import Workspace, shallow_copy
 
 REWARD_MODES = ("dense", "sparse")
 ACTION_ENCODINGS = ("discrete", "multidiscrete")
@@ -262,7 +261,7 @@ class SkillCompositionEnv(gym.Env):
         call returns a new object, so a snapshot's workspace never changes."""
         first = self._workspaces.get(length)
         if first is not None:
-            ws = copy.copy(first)
+            ws = shallow_copy(first)
             try:
                 ws.refill(seed)
                 return ws
@@ -363,10 +362,11 @@ class SkillCompositionEnv(gym.Env):
         """A training length, uniformly (the same draw as ``np_random.choice(lengths)``)."""
         return int(self.lengths[int(self.np_random.integers(len(self.lengths)))])
 
-    def _begin_episode(self, batched: bool = False) -> None:
-        """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines).
-        ``batched=True``: the caller has already cleared the per-episode arrays and the
-        episode scalars below in place (the vector env does so for many episodes at once,
+    def _begin_episode(self) -> None:
+        """Fresh episode bookkeeping for ``self.ws`` (the caller scores the machines). The
+        vector env does the same for many episodes at once
+        (:meth:`AlgIndVectorEnv._begin_episodes
+        <algind_gym.envs.vector.AlgIndVectorEnv._begin_episodes>` and
         :meth:`EpisodeColumns.begin <algind_gym.envs.columns.EpisodeColumns.begin>`)."""
         length = self.ws.length
         if length not in self._indexes:
@@ -375,8 +375,6 @@ class SkillCompositionEnv(gym.Env):
         self._want = self._index.expected(self.ws)
         self.history: list[tuple[str, tuple[int, ...]]] = []
         self._template = None
-        if batched:
-            return
         self._calls = np.full((self.max_calls, 1 + self.actions.max_arity), -1.0, np.float32)
         self._written = np.zeros(self.actions.n_pointers, dtype=bool)
         self._skill_calls = np.zeros(len(self.actions.skills), dtype=np.float32)

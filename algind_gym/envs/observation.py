@@ -69,6 +69,9 @@ class ObservationBuilder:
         self.tables = tables
         ptr, mem = lay.block("pointers"), lay.block("memory")
         self._types = slice(ptr.start + 3, ptr.end, DESCRIPTOR_WIDTH)
+        # the same cells in a "state" observation's row (registers first, then the table)
+        regs = self.n_registers
+        self._types_in_state = slice(regs + 3, regs + ptr.end - ptr.start, DESCRIPTOR_WIDTH)
         self._pointer_block = slice(ptr.start, ptr.end)
         # pointer table and memory are adjacent blocks: one slice holds both
         self._ptr_mem = slice(ptr.start, mem.start + min(self.memory_window, mem.size))
@@ -109,24 +112,31 @@ class ObservationBuilder:
         ``len(envs)``. A caller that keeps them in arrays passes the envs' episode
         ``lengths`` and ``stacked`` per-episode arrays (``"calls"``, ``"written"``,
         ``"skill_calls"``: the envs' ``_calls``, ``_written``, ``_skill_calls`` stacked;
-        read, not kept)."""
+        optionally ``"out_fraction"`` (padded, :class:`EpisodeColumns
+        <algind_gym.envs.columns.EpisodeColumns>`), ``"t"`` and ``"potential"``; read, not
+        kept)."""
         n = len(envs)
         rows = np.arange(n * self.k).reshape(n, self.k)
         if self.mode == "tables":
-            return self._tables(envs, cells, rows, groups(envs, lengths), stacked)
+            return self._tables(envs, cells, rows, lengths, stacked)
         cells3 = cells.reshape(n, self.k, -1)
-        out = {
-            "pointer_types": _f32(cells3[:, 0, self._types]),
-            "calls": _stacked(envs, stacked, "calls").copy(),
-        }
+        out = {"calls": _stacked(envs, stacked, "calls").copy()}
         if self.mode == "state":
-            cells_obs = np.zeros((n, self.k, self.shapes["cells"][1]), dtype=np.float32)
+            regs = self.n_registers
+            cells_obs = np.empty((n, self.k, self.shapes["cells"][1]), dtype=np.float32)
             got = cells3[:, :, self._ptr_mem]
+            end = regs + got.shape[2]
             with np.errstate(over="ignore"):  # cast in place, then clip as _f32 does
-                cells_obs[:, :, : self.n_registers] = cells3[:, :, : self.n_registers]
-                cells_obs[:, :, self.n_registers : self.n_registers + got.shape[2]] = got
+                cells_obs[:, :, :regs] = cells3[:, :, :regs]
+                cells_obs[:, :, regs:end] = got
+            cells_obs[:, :, end:] = 0.0
             out["cells"] = np.clip(cells_obs, -_F32, _F32, out=cells_obs)
+            # the type fields of machine 0's pointer table, already converted above (the
+            # machines' rows are read once)
+            types = np.ascontiguousarray(cells_obs[:, 0, self._types_in_state])
+            out = {"pointer_types": types, **out}  # (the keys in the space's order)
         else:
+            out = {"pointer_types": _f32(cells3[:, 0, self._types]), **out}
             out["registers"] = _f32(cells3[:, :, : self.n_registers])
             out["pointers"] = _f32(cells3[:, 0, self._pointer_block])
             data = np.zeros((n, self.k, self.n_pointers, self.data_window), dtype=np.float32)
@@ -149,24 +159,33 @@ class ObservationBuilder:
             self._compact_index[length] = (idx, ok)
         return self._compact_index[length]
 
-    def _tables(self, envs, cells: np.ndarray, rows: np.ndarray, by_length, stacked):
+    def _tables(self, envs, cells: np.ndarray, rows: np.ndarray, lengths, stacked):
         t = self.tables
         n, n_p, n_s = len(envs), t.n_pointers, t.n_skills
         pointers = np.repeat(t.pointers[None], n, axis=0)
-        for group in by_length.values():
+        for group in groups(envs, lengths).values():
             index = envs[group[0]]._index
             pointers[group, :n_p, 10:12] = index.shape_features
             summary = data_summary(cells, rows[group], index)
             pointers[np.ix_(group, index.data_p, [13, 14, 15])] = _f32(symlog(summary))
-            out_frac = np.stack([envs[i]._out_fraction for i in group])
+            if stacked is not None and "out_fraction" in stacked:
+                out_frac = stacked["out_fraction"][group, : index.out_p.size]
+            else:
+                out_frac = np.stack([envs[i]._out_fraction for i in group])
             pointers[np.ix_(group, index.out_p, [16])] = out_frac[:, :, None]
         pointers[:, :n_p, 17] = _stacked(envs, stacked, "written")
         skills = np.repeat(t.skills[None], n, axis=0)
         skills[:, :n_s, 7] = _stacked(envs, stacked, "skill_calls")
-        glob = np.array(
-            [[e.t, e.max_calls - e.t, e.potential, np.log2(1.0 + e.ws.length)] for e in envs],
-            dtype=np.float32,
-        )
+        if stacked is not None and "t" in stacked and lengths is not None:
+            calls, potential = stacked["t"], stacked["potential"]
+            glob = np.stack(
+                [calls, self.max_calls - calls, potential, np.log2(1.0 + lengths)], axis=1
+            ).astype(np.float32)
+        else:
+            glob = np.array(
+                [[e.t, e.max_calls - e.t, e.potential, np.log2(1.0 + e.ws.length)] for e in envs],
+                dtype=np.float32,
+            )
         return {
             "pointers": pointers,
             "skills": skills,

@@ -15,15 +15,21 @@ them (:mod:`algind_gym.envs.batch`):
    step of every sub-environment at once (:meth:`EpisodeColumns.book
    <algind_gym.envs.columns.EpisodeColumns.book>`, the array form of
    ``SkillCompositionEnv._finish``), observe all sub-environments at once
-   (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays.
+   (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays
+   (``info["action_mask"]`` is one read-only array shared by every step: the masks depend
+   on the action table only).
 
 The episode state of the sub-environments lives in vector-wide arrays: their scalars
-(call count, potential, success, fault, error, program text, history) in
+(call count, potential, success, fault, error, program text, history) and the oracle's
+outputs and per-output scores (``want``, ``out_fraction``, padded to the widest length) in
 :class:`~algind_gym.envs.columns.EpisodeColumns` (each sub-environment is a
 :class:`~algind_gym.envs.columns.ColumnEnv` that reads and writes its entry, so its own
 methods still work), and their per-episode arrays (calls so far, entries written, skill
-counts) as views of ``(num_envs, ...)`` arrays. Only the program of the envs whose call ran
-(and the error text of invalid actions and faults) is built per env in Python.
+counts) as views of ``(num_envs, ...)`` arrays. Scoring reads the oracle's outputs of a
+length's envs with one fancy index. With discrete actions, each call's ``(skill, bindings)``
+and program line are looked up per action index in two object arrays built once, and
+histories and programs grow with array operations; only the error texts of invalid actions
+and faults are built per env in Python.
 
 All lengths up to ``max_length`` share one layout, which is what lets every environment
 live in one batch.
@@ -51,7 +57,6 @@ sub-environment autoresets.
 
 from __future__ import annotations
 
-import copy
 from time import perf_counter as clock
 from typing import Any, ClassVar
 
@@ -60,7 +65,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from algind_gym.cpu.backend import run_recording_writes
-from algind_gym.envs.batch import CallTable, bind_and_call, score_many
+from algind_gym.envs.batch import CallTable, EpisodeIndex, bind_and_call, groups, score_group
 from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.envs.fresh import FreshRows
@@ -70,6 +75,7 @@ from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
+from algind_gym.tasks.workspace import shallow_copy
 
 BATCH_SEEDING = 16
 """Autoresets of at least this many sub-environments at once seed their example generators
@@ -115,7 +121,7 @@ class AlgIndVectorEnv(VectorEnv):
         # the other sub-environments share the first one's static parts (action table,
         # observation builder, spaces, episode indexes); episode state is set at reset
         self.envs = [first] + [_shallow_copy(first) for _ in range(num_envs - 1)]
-        self._columns = EpisodeColumns(num_envs)
+        self._columns = EpisodeColumns(num_envs, first.n_examples)
         for i, env in enumerate(self.envs):
             env._columns, env._column = self._columns, i
         self.num_envs = num_envs
@@ -140,10 +146,14 @@ class AlgIndVectorEnv(VectorEnv):
             self._cand_skill[i] = s
             self._cand_binds[i, : len(binds)] = binds
         self._cand_valid = np.append(table.valid, False)  # HALT runs nothing
+        self._cand_calls: tuple[np.ndarray, np.ndarray] | None = None  # built on first use
         self._accepts = np.ones((len(table.skills), a, table.n_pointers), dtype=bool)
         for s, acc in enumerate(table.slot_accepts):
             self._accepts[s, : acc.shape[0]] = acc
+        # the masks never change (they depend on the action table only): ``info["action_mask"]``
+        # is this read-only array, shared between steps (no copy of num_envs masks per step)
         self._masks = np.repeat(first.action_masks()[None], num_envs, axis=0)
+        self._masks.flags.writeable = False
         # per-episode arrays of all sub-environments (each env's are views of its rows)
         self._episode = {
             "calls": np.full((num_envs, first.max_calls, 1 + a), -1.0, np.float32),
@@ -192,51 +202,82 @@ class AlgIndVectorEnv(VectorEnv):
         length the machine rows of all its envs at once. ``score=False`` leaves the scoring
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
-        by_length: dict[int, list[int]] = {}
+        by_length: dict[int, tuple[list[int], list]] = {}
         ids_l = ids.tolist()
-        lengths, seeds = [], []
-        for i in ids_l:
-            env = self.envs[i]
+        envs, lengths, seeds = self.envs, [], []
+        for i in ids_l:  # SkillCompositionEnv.reset's draws: the length, then the seed
+            env = envs[i]
             lengths.append(env._draw_length())
             seeds.append(int(env.np_random.integers(2**63 - 1)))
         if len(seeds) >= BATCH_SEEDING:
             states = pcg64_states(np.array(seeds, dtype=np.uint64))
         else:  # a few: default_rng in refill (the same generator; no compiled loop to load)
             states = [None] * len(seeds)
+        seeded = self._rng.seeded
         for i, length, seed, state in zip(ids_l, lengths, seeds, states, strict=True):
-            env = self.envs[i]
+            env = envs[i]
             ws = self._workspaces[i].get(length)
             if ws is None:  # first episode of this length here: share the image of another
                 proto = self._prototypes.get(length)
                 if proto is None:
                     proto = self._prototypes[length] = env._workspace(length, seed)
-                ws = self._workspaces[i][length] = copy.copy(proto)
-            ws.refill(seed, None if state is None else self._rng.seeded(state))
+                ws = self._workspaces[i][length] = shallow_copy(proto)
+            ws.refill(seed, None if state is None else seeded(state))
             env.ws, env._ws_recipe = ws, (length, seed)
-            by_length.setdefault(length, []).append(i)
+            group = by_length.get(length)
+            if group is None:
+                group = by_length[length] = ([], [])
+            group[0].append(i)
+            group[1].append(ws)
         self._lengths[ids] = lengths
         ep = self._episode
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
-        for group in by_length.values():
-            self._fresh.reset(self._cells, group, [self.envs[i].ws for i in group])
-            for i in group:
-                self.envs[i]._begin_episode(batched=True)
+        for length, (group, wss) in by_length.items():
+            self._fresh.reset(self._cells, group, wss)
+            self._begin_episodes(length, group, wss)
         if not score:
             return
         self._score(ids)
         self._columns.potential[ids] = self._columns.scored_potential[ids]
 
+    def _begin_episodes(self, length: int, group: list[int], wss: list) -> None:
+        """What :meth:`SkillCompositionEnv._begin_episode` sets besides the scalars and
+        arrays that :meth:`_autoreset_envs` clears, for the envs ``group`` of episode length
+        ``length`` (workspaces ``wss``): their oracle outputs go into the ``want`` column in
+        one copy."""
+        first = self.envs[group[0]]
+        index = first._indexes.get(length)
+        if index is None:
+            index = first._indexes[length] = EpisodeIndex.of(wss[0])
+        n, k = len(group), self.k
+        parts = [
+            np.stack([ws.stacked_expected[name] for ws in wss]).reshape(n, k, -1)
+            for name in first.task.outputs
+        ]
+        want = np.concatenate(parts, axis=2) if len(parts) != 1 else parts[0]
+        self._columns.put("want", "want_width", group, want.astype(np.float64, copy=False))
+        history = self._columns.history
+        for i in group:
+            env = self.envs[i]
+            env._index, env._template = index, None
+            history[i] = []
+
     def _score(self, ids: np.ndarray) -> None:
-        """Score envs ``ids`` (:func:`score_many`) into the ``scored_*`` columns."""
-        c = self._columns
-        c.scored_potential[ids], c.scored_success[ids] = score_many(
-            [self.envs[i] for i in ids.tolist()],
-            self._cells,
-            self._rows[ids],
-            self._lengths[ids],
-            store=False,
-        )
+        """Score envs ``ids`` (:func:`score_group` per episode length) into the
+        ``scored_*`` and ``out_fraction`` columns."""
+        c, envs = self._columns, self.envs
+        for pos in groups(None, self._lengths[ids]).values():
+            g = ids[pos]
+            members = [envs[i] for i in g.tolist()]
+            want = None
+            if members[0].task.scorer is None:
+                w = members[0]._index.out_cols.size
+                want = c.want[g, :, :w].reshape(-1, w)
+            c.scored_potential[g], c.scored_success[g], out_frac = score_group(
+                members, self._cells, self._rows[g], want
+            )
+            c.put("out_fraction", "n_outs", g, out_frac)
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
@@ -272,11 +313,13 @@ class AlgIndVectorEnv(VectorEnv):
         resets = np.flatnonzero(self._autoreset)
         run = np.flatnonzero(~self._autoreset)
         table = envs[0].actions
+        calls = None
         if envs[0].action_encoding == "discrete":
             idx = acts.reshape(n)[run].astype(np.int64)
             halt = idx == table.halt_index
             skills, binds = self._cand_skill[idx], self._cand_binds[idx]
             valid = self._cand_valid[idx]
+            calls = self._candidate_calls(idx[valid])
         else:
             a = acts.reshape(n, -1)[run].astype(np.int64)
             skills, binds = a[:, 0], a[:, 1 : 1 + self._cand_binds.shape[1]]
@@ -331,7 +374,7 @@ class AlgIndVectorEnv(VectorEnv):
         truncs = np.zeros(n, dtype=bool)
         if run.size:
             rewards[run], terms[run], truncs[run] = self._columns.book(
-                envs, run, halt, valid, skills, binds, arity, steps, fault, errors
+                envs, run, halt, valid, skills, binds, arity, steps, fault, errors, calls
             )
         if ex.size:
             self._record(ex, skills[valid], binds[valid], arity[valid])
@@ -344,6 +387,21 @@ class AlgIndVectorEnv(VectorEnv):
         infos = self._infos()
         self.timings["book"] += clock() - t4
         return obs, rewards, terms, truncs, infos
+
+    def _candidate_calls(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per discrete action of ``idx``, its call ``(skill, bindings)`` and its program line
+        (:meth:`SkillCompositionEnv._call_text`), looked up in two object arrays built once."""
+        if self._cand_calls is None:
+            first = self.envs[0]
+            table = first.actions
+            n = len(table.candidates)
+            calls, lines = np.empty(n, dtype=object), np.empty(n, dtype=object)
+            for i, (s, binds) in enumerate(table.candidates):
+                call = (table.skills[s], tuple(int(b) for b in binds))
+                calls[i], lines[i] = call, first._call_text(*call)
+            self._cand_calls = (calls, lines)
+        calls, lines = self._cand_calls
+        return calls[idx], lines[idx]
 
     def _record(self, ex: np.ndarray, skills: np.ndarray, binds: np.ndarray, arity) -> None:
         """Write the calls that ran in envs ``ex`` (after their ``_finish``) into the episode
@@ -361,8 +419,10 @@ class AlgIndVectorEnv(VectorEnv):
         ep["written"][np.broadcast_to(ex[:, None], w.shape)[w], binds[w]] = True
 
     def _observe(self) -> dict[str, np.ndarray]:
-        first = self.envs[0]
-        return first._obs.observe_many(self.envs, self._cells, self._lengths, self._episode)
+        c = self._columns
+        stacked = {**self._episode, "out_fraction": c.out_fraction}
+        stacked["t"], stacked["potential"] = c.t, c.potential
+        return self.envs[0]._obs.observe_many(self.envs, self._cells, self._lengths, stacked)
 
     def _infos(self) -> dict[str, Any]:
         return self._columns.infos(self.envs, self._lengths, self._masks)
@@ -382,6 +442,4 @@ def _shallow_copy(env: SkillCompositionEnv) -> SkillCompositionEnv:
     """A new env that shares ``env``'s attributes (``copy.copy`` would go through the
     env's pickling methods and rebuild everything). Called before any reset, so only the
     static parts (and the caches keyed by length) are shared."""
-    other = object.__new__(type(env))
-    other.__dict__.update(env.__dict__)
-    return other
+    return shallow_copy(env)

@@ -165,6 +165,7 @@ class Workspace:
         )
         self.max_steps = task.budget(self.capacity)
         self._fit: list | None = None  # refill's shape checks, built on first use
+        self._fit_shapes: list | None = None
         self._uninitialised_plan = _uninitialised_plan(self.image, self._uninitialised_names())
         self.uninitialised_block: np.ndarray = _draw_block(self._uninitialised_plan, batch, rng)
         """``(batch, width)``: the :attr:`uninitialised` values of every buffer side by side,
@@ -351,19 +352,34 @@ class Workspace:
             self._fit = [
                 (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
             ]
-        for name, out, buf in self._fit:
-            v = (self.stacked_expected if out else self.stacked_examples)[name]
-            if _trailing_shape(v.shape) != (buf.rows, buf.cols):
-                self.stacked_examples, self.stacked_expected, self._examples, self._expected = old
-                raise ValueError(
-                    f"task {self.task.name}: examples from seed {seed} do not fit this "
-                    f"workspace's buffer {name!r}; build a new Workspace instead"
-                )
+            self._fit_shapes = None
+        shapes = [
+            (self.stacked_expected if out else self.stacked_examples)[name].shape
+            for name, out, _ in self._fit
+        ]
+        if shapes != self._fit_shapes:  # (the shapes of the last examples that fit pass)
+            for (name, _, buf), shape in zip(self._fit, shapes, strict=True):
+                if _trailing_shape(shape) != (buf.rows, buf.cols):
+                    self.stacked_examples, self.stacked_expected = old[:2]
+                    self._examples, self._expected = old[2:]
+                    raise ValueError(
+                        f"task {self.task.name}: examples from seed {seed} do not fit this "
+                        f"workspace's buffer {name!r}; build a new Workspace instead"
+                    )
+            self._fit_shapes = shapes
         self.seed = seed
         self.uninitialised_block = _draw_block(self._uninitialised_plan, self.batch, rng)
         self._uninitialised = None
 
     # ---- end env-fast block ----
+
+
+def shallow_copy(obj):
+    """A new object of ``obj``'s class sharing its attributes: what ``copy.copy`` does for
+    a class without copy or pickling hooks (a workspace), without ``copy``'s dispatch."""
+    other = object.__new__(type(obj))
+    other.__dict__.update(obj.__dict__)
+    return other
 
 
 UNINITIALISED_SCALE = 1_000.0

@@ -176,3 +176,38 @@ def test_sub_environments_keep_their_own_methods():
     _, _, _, _, info = env.step(np.array([mul, mul]))
     assert info["calls"].tolist() == [1, 2]
     assert info["program"][0] == info["program"][1].splitlines()[0]
+
+
+def test_padded_columns_widen_and_give_copies():
+    """``_want`` and ``_out_fraction`` of a sub-environment are rows of padded arrays: a
+    wider value widens the array (other rows keep theirs), reading gives a copy."""
+    from algind_gym.envs.columns import EpisodeColumns
+
+    c = EpisodeColumns(3, k=2)
+    c.put("want", "want_width", [0, 2], np.arange(8.0).reshape(2, 2, 2))
+    c.put("want", "want_width", [1], np.full((1, 2, 3), 7.0))
+    assert c.want.shape == (3, 2, 3) and c.want_width.tolist() == [2, 3, 2]
+    np.testing.assert_array_equal(c.want[2, :, :2], [[4.0, 5.0], [6.0, 7.0]])
+    env = AlgIndVectorEnv(2, "DotProduct", backend="reference", n_examples=2, max_calls=2)
+    env.reset(seed=0)
+    sub = env.envs[1]
+    want = sub._want
+    assert want.shape == (2, 1)  # DotProduct: one output cell per machine
+    want[:] = 99.0  # a copy: the column is unchanged
+    assert not (env._columns.want[1] == 99.0).any()
+    sub._out_fraction = np.array([0.25, 0.5])  # wider than before: the array widens
+    np.testing.assert_array_equal(sub._out_fraction, [0.25, 0.5])
+    assert env.envs[0]._out_fraction.shape == (1,)
+
+
+def test_info_action_mask_is_the_constant_mask_read_only():
+    env = AlgIndVectorEnv(3, "VectorAdd", backend="reference", n_examples=2, max_calls=2)
+    _, info = env.reset(seed=0)
+    masks = env.action_masks()
+    np.testing.assert_array_equal(info["action_mask"], masks)
+    with pytest.raises(ValueError, match="read-only"):
+        info["action_mask"][0, 0] = not info["action_mask"][0, 0]
+    _, _, _, _, info = env.step(np.full(3, env.envs[0].actions.halt_index))
+    np.testing.assert_array_equal(info["action_mask"], masks)
+    masks[:] = False  # action_masks() gives a copy
+    assert info["action_mask"].any()
