@@ -120,3 +120,23 @@ def test_same_parameter_count_for_every_registered_task_and_saved_with_the_model
     policy = _policy(env, length_invariant=True)
     assert policy._get_constructor_parameters()["length_invariant"] is True
     assert _policy(env)._get_constructor_parameters()["length_invariant"] is False
+
+
+@pytest.mark.slow
+def test_maskable_ppo_with_the_length_invariant_transformer_solves_vector_add(tmp_path):
+    """The shipped VectorAdd slow test (``tests/agents/test_rl_policy.py``) with
+    ``length_invariant: true`` added to the shipped ``policy-transformer`` entry."""
+    import yaml
+
+    from agents.rl.hyperparams import default_hyperparams_file
+    from agents.rl.train import train
+
+    data = yaml.safe_load(default_hyperparams_file("maskable_ppo").read_text())
+    data["policy-transformer"]["policy_kwargs"]["length_invariant"] = True
+    hp = tmp_path / "maskable_ppo.yml"
+    hp.write_text(yaml.safe_dump(data, sort_keys=False))
+    res = train("maskable_ppo", "VectorAdd", policy="transformer", timesteps=24_576, hyperparams=hp)
+    assert res.model.policy.net.length_invariant
+    s = res.summary
+    assert s["success_rate"] >= 0.9, s
+    assert s["generalisation"]["64"] == 1.0, s
