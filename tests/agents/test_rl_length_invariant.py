@@ -123,9 +123,16 @@ def test_same_parameter_count_for_every_registered_task_and_saved_with_the_model
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured (session rl9, seed 0): greedy success 1.00 at every evaluation from 5,000 "
+    "to 20,000 timesteps, then 0.00 at 24,576 (it writes zipmap(&s_add, y, y, out)); the "
+    "default policy passes this run; experiments/results/rl_notes.md, section (a''')",
+)
 def test_maskable_ppo_with_the_length_invariant_transformer_solves_vector_add(tmp_path):
     """The shipped VectorAdd slow test (``tests/agents/test_rl_policy.py``) with
-    ``length_invariant: true`` added to the shipped ``policy-transformer`` entry."""
+    ``length_invariant: true`` added to the shipped ``policy-transformer`` entry: why the
+    option is not the default."""
     import yaml
 
     from agents.rl.hyperparams import default_hyperparams_file
