@@ -82,14 +82,16 @@ and globals 0-1 (calls made and left). The potential (global 2) goes to the **cr
 only: the value head reads the encoder's global token plus a linear embedding of the
 potential, so the value estimate keeps the reward-side signal while the actor's logits do
 not depend on it. The masks are fixed per task (the env builds its table spec once) but
-for the dataflow rule's written flags, so they do not depend on the length either. So the actor's logits are a function of the task and of what the observation
-keeps of the call history (calls per skill, which buffers were written, calls made and
-left): the greedy program written at any length is the one written at the training
-lengths (``tests/agents/test_rl_length_invariant.py`` checks the logits bit for bit on
-DotProduct at lengths 2 and 64 after the same calls). The
-option adds one ``Linear(1, d_model)`` (the critic's potential embedding); the parameter
-count still does not depend on the task. The default stays ``False`` so that saved
-models (trained with every column) load and act as before.
+for the dataflow rule's written flags, so they do not depend on the length either. So the
+actor's logits are a function of the task and of what the observation keeps of the call
+history (calls per skill, which buffers were written, calls made and left): the greedy
+program written at any length is the one written at the training lengths
+(``tests/agents/test_rl_length_invariant.py`` checks the logits bit for bit on DotProduct
+at lengths 2 and 64 after the same calls). The option adds one ``Linear(1, d_model)`` (the
+critic's potential embedding); the parameter count still does not depend on the task. The
+default stays ``False``: saved models (trained with every column) load and act as before,
+and with the option the shipped VectorAdd run solves VectorAdd by 5,000 timesteps and then
+loses it (``experiments/results/rl_notes.md``, section (a''')).
 
 *Without masks* (``use_masks=False``; ``ppo.yml``'s transformer entry, the unmasked
 baseline): the skill mask, the class masks and the dataflow rule are ignored; the policy
