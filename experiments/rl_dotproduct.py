@@ -5,6 +5,14 @@ switch was chosen by hand (``experiments/results/rl_notes.md``, section (a)). Th
 runs that curriculum with rules fixed before the run, for any number of seeds, and trains
 the MLP policy on DotProduct alone for the same number of timesteps against it.
 
+**Length-invariant actor** (``--length-invariant``, session rl9): the same rules, chunks,
+evaluations and defaults as the session-rl8 run (``experiments/results/rl_notes.md``,
+section (a'')); the ONLY change is the transformer's ``policy_kwargs``
+``length_invariant: true`` (:mod:`agents.rl.policies`: the actor does not see the length,
+the shapes, the data summaries or the potential, so the greedy program written at 64 is
+the one written at the training lengths). This was written before the rl9 runs; a clean
+A/B against (a''), which ran without the option (``--no-mlp`` in both).
+
 **Stage 1**: MaskablePPO, transformer policy, on ``--stage1-tasks`` (default VectorMul,
 Sum, DotProduct; a task sampled per episode), in chunks of ``--chunk`` timesteps (default
 5120, ten rollouts of 8 x 64). After every chunk the greedy policy is evaluated on every
@@ -69,12 +77,15 @@ from algind_gym.atomic import atomic_write_text
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_hyperparams(work: Path, eval_episodes: int) -> Path:
-    """The shipped MaskablePPO YAML with the callback's periodic evaluation off and
-    ``eval_episodes`` greedy episodes per length in each chunk's evaluation."""
+def write_hyperparams(work: Path, eval_episodes: int, length_invariant: bool = False) -> Path:
+    """The shipped MaskablePPO YAML with the callback's periodic evaluation off,
+    ``eval_episodes`` greedy episodes per length in each chunk's evaluation and, with
+    ``length_invariant``, that option in the transformer's ``policy_kwargs``."""
     data = yaml.safe_load(default_hyperparams_file("maskable_ppo").read_text())
     data["default"]["eval_freq"] = 10**12
     data["default"]["n_eval_episodes"] = int(eval_episodes)
+    if length_invariant:
+        data["policy-transformer"].setdefault("policy_kwargs", {})["length_invariant"] = True
     path = work / "hyperparams.yml"
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     return path
@@ -195,6 +206,7 @@ def run_seed(seed: int, args, work: Path, hp: Path) -> dict:
     row = {
         "seed": seed,
         "target": target,
+        "length_invariant": bool(args.length_invariant),
         "stage1_tasks": stage1_ids,
         "switch_at_timesteps": s1["chunks"][-1]["timesteps"],
         "switch_reason": s1["reason"],
@@ -232,8 +244,9 @@ def markdown(rows: list[dict]) -> str:
     ]
     for r in sorted(rows, key=lambda r: r["seed"]):
         t = r["transformer"]
+        name = "transformer (length-invariant)" if r.get("length_invariant") else "transformer"
         out.append(
-            f"| {r['seed']} | transformer | {r['switch_at_timesteps']} ({r['switch_reason']}) "
+            f"| {r['seed']} | {name} | {r['switch_at_timesteps']} ({r['switch_reason']}) "
             f"| {r['stage2_timesteps']} ({r['stage2_reason']}) | {r['total_timesteps']} "
             f"| {t['success_rate']:.2f} | {t['accuracy_longest']:.2f} (L={t['longest']}) "
             f"| {r['transformer_wall_s']:.0f} |"
@@ -283,6 +296,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--final-episodes", type=int, default=20)
     p.add_argument("--mlp", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--length-invariant",
+        action="store_true",
+        help="the transformer's policy_kwargs length_invariant: true (agents/rl/policies.py)",
+    )
     p.add_argument("--work", default="rl_dotproduct_work")
     p.add_argument("--out", default=str(RESULTS / "rl_dotproduct_seeds.json"))
     p.add_argument("--markdown", nargs="+", metavar="JSON")
@@ -297,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    hp = write_hyperparams(work, args.eval_episodes)
+    hp = write_hyperparams(work, args.eval_episodes, args.length_invariant)
     out = Path(args.out)
     for seed in (int(s) for s in args.seeds.split(",")):
         row = run_seed(seed, args, work, hp)

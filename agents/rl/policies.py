@@ -59,8 +59,39 @@ ignored.
 **Use** (:func:`transformer_policy_class`): ``ppo`` gets
 :class:`TransformerActorCriticPolicy`, ``maskable_ppo``
 :class:`MaskableTransformerPolicy`. ``policy_kwargs``: ``d_model`` (32), ``n_heads`` (4),
-``n_layers`` (2), ``dim_feedforward`` (64), ``dataflow`` (True), ``use_masks`` (True), plus
-SB3's ``optimizer_class`` / ``optimizer_kwargs``.
+``n_layers`` (2), ``dim_feedforward`` (64), ``dataflow`` (True), ``use_masks`` (True),
+``length_invariant`` (False; below), plus SB3's ``optimizer_class`` / ``optimizer_kwargs``.
+
+*Length-invariant actor* (``length_invariant=True``): the actor does not see any input
+whose value depends on the episode's length or on the data's values. Column by column
+(:mod:`algind_gym.envs.tables`), zeroed before the encoder:
+
+* pointer 10-11 (``log2(1 + rows/cols)``): the length itself;
+* pointer 13-15 (symlog mean/min/max of the data over the K machines): the inputs' data,
+  and for written buffers values whose distribution moves with the length (a sum of
+  ``n`` products grows with ``n``);
+* pointer 16 and global 2 (fraction of output elements right, the potential): the
+  reward-side signal; it depends on the data (a wrong output can be right by chance) and
+  on the length (a program right on a prefix). The actor does not need it to stop: an
+  episode ends by itself once every output is right;
+* global 3 (``log2(1 + length)``).
+
+Kept: the type and role one-hots (0-9), the skill reference (12), the written flag (17),
+the whole skill table (static, plus column 7, the calls of each skill so far), the masks,
+and globals 0-1 (calls made and left). The potential (global 2) goes to the **critic**
+only: the value head reads the encoder's global token plus a linear embedding of the
+potential, so the value estimate keeps the reward-side signal while the actor's logits do
+not depend on it. The masks are fixed per task (the env builds its table spec once) but
+for the dataflow rule's written flags, so they do not depend on the length either. So the
+actor's logits are a function of the task and of what the observation keeps of the call
+history (calls per skill, which buffers were written, calls made and left): the greedy
+program written at any length is the one written at the training lengths
+(``tests/agents/test_rl_length_invariant.py`` checks the logits bit for bit on DotProduct
+at lengths 2 and 64 after the same calls). The option adds one ``Linear(1, d_model)`` (the
+critic's potential embedding); the parameter count still does not depend on the task. The
+default stays ``False``: saved models (trained with every column) load and act as before,
+and with the option the shipped VectorAdd run solves VectorAdd by 5,000 timesteps and then
+loses it (``experiments/results/rl_notes.md``, section (a''')).
 
 *Without masks* (``use_masks=False``; ``ppo.yml``'s transformer entry, the unmasked
 baseline): the skill mask, the class masks and the dataflow rule are ignored; the policy
@@ -96,6 +127,13 @@ WRITTEN = 17
 """Pointer feature column: 1 once an earlier call of the episode wrote the entry."""
 SLOT_OUT_ROLE = len(TYPES) + SLOT_ROLES.index("out")
 """Column of the ``out`` role within a slot's features (type one-hot, then the role's)."""
+LENGTH_POINTER_COLUMNS = (10, 11, 13, 14, 15, 16)
+"""Pointer columns hidden from the actor by ``length_invariant`` (shape, data, fraction
+right; see the module docstring)."""
+LENGTH_GLOBAL_COLUMNS = (2, 3)
+"""Global columns hidden from the actor by ``length_invariant`` (potential, length)."""
+POTENTIAL = 2
+"""Global column of the potential (what the critic keeps under ``length_invariant``)."""
 
 
 class TablesPolicyNet(nn.Module):
@@ -110,10 +148,12 @@ class TablesPolicyNet(nn.Module):
         dim_feedforward: int = 64,
         dataflow: bool = True,
         use_masks: bool = True,
+        length_invariant: bool = False,
     ) -> None:
         super().__init__()
         self.dataflow = bool(dataflow)
         self.use_masks = bool(use_masks)
+        self.length_invariant = bool(length_invariant)
         self.n_pointers, ptr_f = observation_space["pointers"].shape
         self.n_skills, skill_f = observation_space["skills"].shape
         self.arity = observation_space["slot_class"].shape[1]
@@ -136,9 +176,29 @@ class TablesPolicyNet(nn.Module):
         self.pointer_key = nn.Linear(d_model, d_model)
         self.prev_query = nn.Linear(d_model, d_model, bias=False)
         self.value = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh(), nn.Linear(d_model, 1))
+        self.value_potential = nn.Linear(1, d_model) if self.length_invariant else None
+
+    def actor_inputs(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``obs`` with the columns ``length_invariant`` hides zeroed (``obs`` itself when
+        the option is off)."""
+        if not self.length_invariant:
+            return obs
+        ptr, glob = obs["pointers"].clone(), obs["globals"].clone()
+        ptr[..., list(LENGTH_POINTER_COLUMNS)] = 0.0
+        glob[..., list(LENGTH_GLOBAL_COLUMNS)] = 0.0
+        return {**obs, "pointers": ptr, "globals": glob}
+
+    def critic(self, obs: dict[str, torch.Tensor], enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, 1)`` value estimates: from the global token, plus the potential under
+        ``length_invariant`` (which the actor does not see)."""
+        h = enc["glob"]
+        if self.value_potential is not None:
+            h = h + self.value_potential(obs["globals"][..., POTENTIAL : POTENTIAL + 1])
+        return self.value(h)
 
     # ---------------------------------------------------------------- encoder
     def encode(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        obs = self.actor_inputs(obs)
         ptr, skl = obs["pointers"], obs["skills"]
         ptr_present = ptr[..., :10].abs().sum(-1) > 0
         skill_present = skl[..., 0] > 0.5
@@ -291,7 +351,7 @@ class TablesPolicyNet(nn.Module):
             ptrs[:, j] = pd.probs.argmax(-1) if deterministic else pd.sample()
             log_prob = log_prob + pd.log_prob(ptrs[:, j]) * used[:, j]
         actions = torch.cat([skill.unsqueeze(-1), ptrs], dim=-1)
-        return actions, self.value(enc["glob"]), log_prob
+        return actions, self.critic(obs, enc), log_prob
 
     def evaluate(self, obs, actions: torch.Tensor):
         """``(values, log_prob, entropy)`` of given actions (teacher-forced slots)."""
@@ -303,7 +363,7 @@ class TablesPolicyNet(nn.Module):
         pd = _categorical(pl)
         log_prob = sd.log_prob(skill) + (pd.log_prob(actions[:, 1:]) * used).sum(-1)
         entropy = sd.entropy() + (pd.entropy() * used).sum(-1)
-        return self.value(enc["glob"]), log_prob, entropy
+        return self.critic(obs, enc), log_prob, entropy
 
 
 def _categorical(logits: torch.Tensor) -> torch.distributions.Categorical:
@@ -333,6 +393,7 @@ class _TablesPolicy:
         dim_feedforward: int = 64,
         dataflow: bool = True,
         use_masks: bool = True,
+        length_invariant: bool = False,
         **kwargs: Any,
     ) -> None:
         check_spaces(observation_space, action_space)
@@ -343,6 +404,7 @@ class _TablesPolicy:
             "dim_feedforward": dim_feedforward,
             "dataflow": dataflow,
             "use_masks": use_masks,
+            "length_invariant": length_invariant,
         }
         kwargs.setdefault("ortho_init", False)
         kwargs.pop("net_arch", None)
@@ -371,7 +433,7 @@ class _TablesPolicy:
 
     def predict_values(self, obs) -> torch.Tensor:
         o = self._obs(obs)
-        return self.net.value(self.net.encode(o)["glob"])
+        return self.net.critic(o, self.net.encode(o))
 
     def _predict(self, observation, deterministic: bool = False, action_masks=None):
         return self.net.act(self._obs(observation), deterministic)[0]

@@ -127,3 +127,22 @@ def test_dotproduct_curriculum_switches_by_its_rule_and_a_rerun_resumes(tmp_path
     lines = dot.progress(tmp_path / "w").splitlines()
     assert "| 3 | stage1 | 512 | Sum " in lines[2] and "DotProduct" in lines[2]
     assert lines[3].startswith("| 3 | stage2 | 512 | DotProduct ")
+
+
+def test_dotproduct_length_invariant_flag_reaches_the_policy_kwargs_and_the_table(tmp_path):
+    import yaml
+
+    dot = load_experiment("rl_dotproduct")
+    for on in (True, False):
+        path = dot.write_hyperparams(tmp_path, 3, length_invariant=on)
+        data = yaml.safe_load(path.read_text())
+        kwargs = data["policy-transformer"]["policy_kwargs"]
+        assert kwargs.get("length_invariant", False) is on
+        assert data["default"]["n_eval_episodes"] == 3
+    row = {
+        "seed": 0, "length_invariant": True, "switch_at_timesteps": 1, "switch_reason": "rule",
+        "stage2_timesteps": 2, "stage2_reason": "budget", "total_timesteps": 3,
+        "transformer": {"success_rate": 1.0, "accuracy_longest": 1.0, "longest": 64},
+        "transformer_wall_s": 5.0,
+    }  # fmt: skip
+    assert "| 0 | transformer (length-invariant) | 1 (rule) |" in dot.markdown([row])
