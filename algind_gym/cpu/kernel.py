@@ -66,6 +66,19 @@ AVAILABLE = numba is not None
 C_ZERO, C_ONE, C_WIDTH, C_BASE, C_END, C_N, C_LAST, C_LAST_OP = range(8)
 N_CONSTS = 8
 
+STACK_CONDITIONS = (1 << 2) | (0b111111 << 9)
+"""Bits of the fault conditions (rows of control.FAULT_CONDITIONS) computed only for an
+opcode where one of them is live: the count operand and the six stack conditions."""
+
+WRITE_CONDITIONS = 0b11 << 16
+"""Bits of the write's conditions (value not finite, protected cell), computed only for an
+opcode where one of them is live."""
+PLAIN = np.int64(1) << 32
+"""Flag (beside the condition bits) of an opcode whose jump condition is "never" and whose
+next SP and FP are SP and FP (the last select layer's candidates ``C_NEVER``, ``C_SP``,
+``C_FP``): the kernel then takes those values without building the other candidates."""
+C_NEVER, C_SP, C_FP = 10, 15, 20
+
 # Error codes returned by the kernels (never expected; a nonzero one is a bug report).
 ERR_WRITE_OUT_OF_RANGE = 1
 
@@ -238,6 +251,16 @@ def fused_range(
             if opi != op:  # the row is kept only if op is that integer (else row 0: invalid)
                 opi = 0
             # The decoder: row ``opi`` of the control table (read as control[opi, j] below).
+            mask = live[opi]
+            if mask < 0:  # first use of this row in the call: its live conditions
+                mask = 0
+                for j in range(n_conds):
+                    if control[opi, r + j] != 0:
+                        mask |= np.int64(1) << j
+                jump_sel, sp_sel, fp_sel = control[opi, 7], control[opi, 8], control[opi, 9]
+                if jump_sel == C_NEVER and sp_sel == C_SP and fp_sel == C_FP:
+                    mask |= PLAIN
+                live[opi] = mask
             # ---- layer 3: operands; MLP: derived address, write address.
             fp_a = fp + a
             fp_b = fp + b
@@ -265,7 +288,6 @@ def fused_range(
             # ---- layer 4: indirect read, protected flag; MLP: ALU, next state, faults.
             cd = _clamp(d, zero, last)
             r_d = cells[i, np.uintp(int(cd))]
-            prot = protected[np.uintp(_clamp_index(waddr, zero, last))]
             cand4[0] = pc
             cand4[1] = fp
             cand4[2] = a
@@ -292,27 +314,29 @@ def fused_range(
             cand_last[7] = one if x < y else zero
             cand_last[8] = one if x <= y else zero
             cand_last[9] = one if x == y else zero
-            a_zero = one if r_a == zero else zero
-            sp1 = sp + one
-            cand_last[12] = a_zero
-            cand_last[13] = one - a_zero
-            cand_last[14] = one if cand_last[2] <= zero else zero
-            cand_last[15] = sp
-            cand_last[16] = sp1
-            cand_last[17] = sp - one
-            cand_last[18] = sp1 + a
-            cand_last[19] = link
-            cand_last[20] = fp
-            cand_last[21] = r_t
             value = cand_last[control[opi, 6]]
-            jump = cand_last[control[opi, 7]]
-            new_sp = cand_last[control[opi, 8]]
-            new_fp = cand_last[control[opi, 9]]
+            sp1 = sp + one
+            if mask & PLAIN:  # the candidates "never", SP, FP: what the selects would take
+                jump, new_sp, new_fp = zero, sp, fp
+            else:
+                a_zero = one if r_a == zero else zero
+                cand_last[12] = a_zero
+                cand_last[13] = one - a_zero
+                cand_last[14] = one if cand_last[2] <= zero else zero
+                cand_last[15] = sp
+                cand_last[16] = sp1
+                cand_last[17] = sp - one
+                cand_last[18] = sp1 + a
+                cand_last[19] = link
+                cand_last[20] = fp
+                cand_last[21] = r_t
+                jump = cand_last[control[opi, 7]]
+                new_sp = cand_last[control[opi, 8]]
+                new_fp = cand_last[control[opi, 9]]
             new_pc = target if jump != zero else pc + width
             # Fault conditions in control.FAULT_CONDITIONS order, as bit k of ``failing``
             # for condition row k (row 1, invalid opcode, is in every rank: its rank is 0
             # on valid rows); the highest rank among the live failing ones wins.
-            link_ok = _check(link, check_lo[8], check_hi[8]) and link < sp
             wpos = waddr >= zero
             if gather_checks:  # the address checks from the gather indices (module docs)
                 failing = (
@@ -332,26 +356,23 @@ def fused_range(
                     | (np.int64(not _check(fp_a, check_lo[6], check_hi[6])) << 7)
                     | (np.int64(not _check(fp_b, check_lo[7], check_hi[7])) << 8)
                 )
-            failing |= (
-                np.int64(not _check(pc, check_lo[0], check_hi[0]))
-                | (np.int64(not _check(a, check_lo[1], check_hi[1])) << 2)
-                | (np.int64(top >= n_f) << 9)
-                | (np.int64(link_ok and link >= n_f) << 10)
-                | (np.int64(sp >= end) << 11)
-                | (np.int64(sp1 + a > end) << 12)
-                | (np.int64(sp <= base) << 13)
-                | (np.int64(not link_ok) << 14)
-                | (np.int64(y_zero) << 15)
-                | (np.int64(wpos and not np.isfinite(value)) << 16)
-                | (np.int64(wpos and prot) << 17)
-            )
-            mask = live[opi]
-            if mask < 0:
-                mask = 0
-                for j in range(n_conds):
-                    if control[opi, r + j] != 0:
-                        mask |= np.int64(1) << j
-                live[opi] = mask
+            failing |= np.int64(not _check(pc, check_lo[0], check_hi[0])) | (np.int64(y_zero) << 15)
+            if mask & WRITE_CONDITIONS:  # the write's conditions, where live
+                prot = protected[np.uintp(_clamp_index(waddr, zero, last))]
+                failing |= (np.int64(wpos and not np.isfinite(value)) << 16) | (
+                    np.int64(wpos and prot) << 17
+                )
+            if mask & STACK_CONDITIONS:  # the count and stack conditions, where live
+                link_ok = _check(link, check_lo[8], check_hi[8]) and link < sp
+                failing |= (
+                    (np.int64(not _check(a, check_lo[1], check_hi[1])) << 2)
+                    | (np.int64(top >= n_f) << 9)
+                    | (np.int64(link_ok and link >= n_f) << 10)
+                    | (np.int64(sp >= end) << 11)
+                    | (np.int64(sp1 + a > end) << 12)
+                    | (np.int64(sp <= base) << 13)
+                    | (np.int64(not link_ok) << 14)
+                )
             rank = control[opi, r + 1]  # invalid opcode (live only on invalid rows)
             failing &= mask
             if failing != 0:  # a fault (rare): the highest rank among the failing ones
