@@ -25,6 +25,32 @@ extra passes would be no-ops). The tests and ``algind-gym verify-cpu`` check thi
 against the eager fused path, the dense path and the reference interpreter, bit for bit,
 in float32 and float64.
 
+Cost per instruction: the loop body is throughput-bound (its few hundred machine
+instructions per pass, not a dependency chain, set the time: running two machines
+interleaved in one loop gave nothing), so the cuts are in work per pass, each exact:
+
+* registers in locals: PC, SP, FP, MODE, HALT, FAULT and ICOUNT are read from the cells
+  once per machine and then carried from pass to pass (still written to the cells every
+  pass, where the read heads find them); they are read back after a memory write into a
+  register cell (MODE) and every pass if the write heads are not the read heads;
+* fault conditions as a bit set (bit ``k`` for row ``k`` of
+  :data:`~algind_gym.cpu.control.FAULT_CONDITIONS`), masked with the row's live conditions
+  (bits with rank > 0, derived from the control table on a row's first use in a call): no
+  fault, the common case, is one test; otherwise the highest rank among the set bits, the
+  same maximum as the full computation. The count and stack conditions
+  (:data:`STACK_CONDITIONS`) and the write's (:data:`WRITE_CONDITIONS`) are computed only
+  for rows where one of them is live (masked away otherwise, so skipping them changes no
+  rank); the address checks of fields a, b, c, d and FP + b ("integer in [0, n - 1]") are
+  ``trunc(clamp(v)) == v`` on the clamp their gather computes anyway;
+* rows whose jump condition is "never" and whose next SP and FP are SP and FP
+  (:data:`PLAIN`, from the control table) take those values instead of building the ten
+  other candidates of the last select layer;
+* ``error_model="numpy"`` (no zero-division check: the one division never divides by zero)
+  and unsigned gather indices (no negative-index wraparound code).
+
+``experiments/bench_kernel_v1.py`` replays recorded env and search calls through this
+kernel and an older one side by side.
+
 Write ranges: given a ``(B, 4)`` int64 array, the kernel widens row ``i`` in place:
 ``[lo, hi]`` in columns 0-1 to cover every cell ``w < split`` that machine ``i``'s memory
 write head writes (general registers, stack, pointer table), columns 2-3 every cell
