@@ -117,3 +117,16 @@ def test_the_edges_reach_every_fault():
     interpreter.step(state)
     seen = {int(f) for f in np.trunc(state.cells[:, LAYOUT.register("fault")])}
     assert seen >= set(range(8)), sorted(seen)
+
+
+def test_plain_row_candidates_follow_the_control_layout():
+    """The kernel's positions of "never", SP and FP in its last select layer are the ones
+    :mod:`algind_gym.cpu.control` assigns (ALU units, then jump conditions, then SP/FP)."""
+    from algind_gym.cpu import kernel
+    from algind_gym.cpu.compiler import ALU_UNITS, PC_CONDS
+    from algind_gym.cpu.control import REGISTER_CANDIDATES
+
+    units, conds = len(ALU_UNITS), len(PC_CONDS)
+    assert units + PC_CONDS.index("never") == kernel.C_NEVER
+    assert units + conds + REGISTER_CANDIDATES.index("sp") == kernel.C_SP
+    assert units + conds + REGISTER_CANDIDATES.index("fp") == kernel.C_FP
