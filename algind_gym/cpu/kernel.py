@@ -25,6 +25,32 @@ extra passes would be no-ops). The tests and ``algind-gym verify-cpu`` check thi
 against the eager fused path, the dense path and the reference interpreter, bit for bit,
 in float32 and float64.
 
+Cost per instruction: the loop body is throughput-bound (its few hundred machine
+instructions per pass, not a dependency chain, set the time: running two machines
+interleaved in one loop gave nothing), so the cuts are in work per pass, each exact:
+
+* registers in locals: PC, SP, FP, MODE, HALT, FAULT and ICOUNT are read from the cells
+  once per machine and then carried from pass to pass (still written to the cells every
+  pass, where the read heads find them); they are read back after a memory write into a
+  register cell (MODE) and every pass if the write heads are not the read heads;
+* fault conditions as a bit set (bit ``k`` for row ``k`` of
+  :data:`~algind_gym.cpu.control.FAULT_CONDITIONS`), masked with the row's live conditions
+  (bits with rank > 0, derived from the control table on a row's first use in a call): no
+  fault, the common case, is one test; otherwise the highest rank among the set bits, the
+  same maximum as the full computation. The count and stack conditions
+  (:data:`STACK_CONDITIONS`) and the write's (:data:`WRITE_CONDITIONS`) are computed only
+  for rows where one of them is live (masked away otherwise, so skipping them changes no
+  rank); the address checks of fields a, b, c, d and FP + b ("integer in [0, n - 1]") are
+  ``trunc(clamp(v)) == v`` on the clamp their gather computes anyway;
+* rows whose jump condition is "never" and whose next SP and FP are SP and FP
+  (:data:`PLAIN`, from the control table) take those values instead of building the ten
+  other candidates of the last select layer;
+* ``error_model="numpy"`` (no zero-division check: the one division never divides by zero)
+  and unsigned gather indices (no negative-index wraparound code).
+
+``experiments/bench_kernel_v1.py`` replays recorded env and search calls through this
+kernel and an older one side by side.
+
 Write ranges: given a ``(B, 4)`` int64 array, the kernel widens row ``i`` in place:
 ``[lo, hi]`` in columns 0-1 to cover every cell ``w < split`` that machine ``i``'s memory
 write head writes (general registers, stack, pointer table), columns 2-3 every cell
@@ -66,27 +92,56 @@ AVAILABLE = numba is not None
 C_ZERO, C_ONE, C_WIDTH, C_BASE, C_END, C_N, C_LAST, C_LAST_OP = range(8)
 N_CONSTS = 8
 
+STACK_CONDITIONS = (1 << 2) | (0b111111 << 9)
+"""Bits of the fault conditions (rows of control.FAULT_CONDITIONS) computed only for an
+opcode where one of them is live: the count operand and the six stack conditions."""
+
+WRITE_CONDITIONS = 0b11 << 16
+"""Bits of the write's conditions (value not finite, protected cell), computed only for an
+opcode where one of them is live."""
+PLAIN = np.int64(1) << 32
+"""Flag (beside the condition bits) of an opcode whose jump condition is "never" and whose
+next SP and FP are SP and FP (the last select layer's candidates ``C_NEVER``, ``C_SP``,
+``C_FP``): the kernel then takes those values without building the other candidates."""
+C_NEVER, C_SP, C_FP = 10, 15, 20
+
 # Error codes returned by the kernels (never expected; a nonzero one is a bug report).
 ERR_WRITE_OUT_OF_RANGE = 1
+
+
+_OPTIONS = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
+"""numba options of every function here; ``error_model="numpy"``: no zero-division check
+(the kernel's one division never divides by zero: ``y == 0`` is replaced by one), no
+``fastmath`` (exactness notes)."""
 
 
 def _njit(fn):
     if numba is None:  # pragma: no cover
         return fn
-    return numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")(fn)
+    return numba.njit(**_OPTIONS, inline="always")(fn)
 
 
 def _kernel_njit(fn):
     """The machine-range kernel: compiled once, called (not inlined) by both drivers."""
     if numba is None:  # pragma: no cover
         return fn
-    return numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
+    return numba.njit(**_OPTIONS)(fn)
 
 
 def _parallel_njit(fn):
     if numba is None:  # pragma: no cover
         return fn
-    return numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)(fn)
+    return numba.njit(**_OPTIONS, parallel=True)(fn)
+
+
+@_njit
+def _clamp(v, zero, last):
+    """``clamp(v, 0, n - 1)``, in ``v``'s dtype (``int`` of it is the gather index)."""
+    if v < zero:
+        v = zero
+    if v > last:
+        v = last
+    return v
 
 
 @_njit
@@ -151,35 +206,68 @@ def fused_range(
     cand3 = np.empty(5, dt)
     cand4 = np.empty(12, dt)
     cand_last = np.empty(22, dt)
-    regs_out = np.empty(6, dt)
-    checks = np.empty(8, dt)
     zero, one, width, base, end = k[C_ZERO], k[C_ONE], k[C_WIDTH], k[C_BASE], k[C_END]
     last, last_op, n_f = k[C_LAST], k[C_LAST_OP], k[C_N]
+    two, three = one + one, one + one + one
     halt_col, write_col = control.shape[1] - 2, control.shape[1] - 1
+    r = n_selects  # first rank row of the control column
+    n_conds = halt_col - r
+    # Per opcode, the bit set of its live fault conditions (rank > 0), filled on first use.
+    live = np.full(control.shape[0], -1, np.int64)
+    cand4[11] = width  # the constant candidates, written once
+    cand_last[10] = zero
+    cand_last[11] = one
+    # Register reads and writes (see "Registers in locals" in the module docs).
+    a_pc, a_sp, a_fp, a_mode = reg_read[0], reg_read[1], reg_read[2], reg_read[3]
+    a_halt, a_fault, a_icount = reg_read[4], reg_read[5], reg_read[6]
+    w_pc, w_sp, w_fp = reg_write[0], reg_write[1], reg_write[2]
+    w_halt, w_fault, w_icount = reg_write[3], reg_write[4], reg_write[5]
+    # Locals equal the cells after a pass when the write heads write what the read heads
+    # read; otherwise (never for a compiled layout) every pass reloads them.
+    same_heads = (
+        w_pc == a_pc
+        and w_sp == a_sp
+        and w_fp == a_fp
+        and w_halt == a_halt
+        and w_fault == a_fault
+        and w_icount == a_icount
+        and mode_address == a_mode
+    )
+    reg_top = max(a_pc, a_sp, a_fp, a_mode, a_halt, a_fault, a_icount)
+    # Checks 2-7 (fields a, b, c, d, FP + a, FP + b) are "integer in [0, n - 1]": with those
+    # bounds, ``v`` passes iff ``trunc(clamp(v, 0, n - 1)) == v``, the clamp of its gather.
+    gather_checks = True
+    for j in range(2, 8):
+        if check_lo[j] != zero or check_hi[j] != last:
+            gather_checks = False
     for i in range(start, stop, stride):
         lo, hi, lo_m, hi_m = n, -1, n, -1
         if record:
             lo, hi, lo_m, hi_m = written[i, 0], written[i, 1], written[i, 2], written[i, 3]
+        reload = True
+        pc = sp = fp = mode = halt = fault = icount = zero
         for _ in range(n_steps):
-            if cells[i, reg_read[4]] != zero or cells[i, reg_read[5]] != zero:
-                break  # frozen: every further pass is a no-op
             # ---- layer 1: registers; MLP: fetch addresses.
-            pc = cells[i, reg_read[0]]
-            sp = cells[i, reg_read[1]]
-            fp = cells[i, reg_read[2]]
-            mode = cells[i, reg_read[3]]
-            halt = cells[i, reg_read[4]]
-            fault = cells[i, reg_read[5]]
-            icount = cells[i, reg_read[6]]
+            if reload:
+                pc = cells[i, a_pc]
+                sp = cells[i, a_sp]
+                fp = cells[i, a_fp]
+                mode = cells[i, a_mode]
+                halt = cells[i, a_halt]
+                fault = cells[i, a_fault]
+                icount = cells[i, a_icount]
+                reload = not same_heads
+            if halt != zero or fault != zero:
+                break  # frozen: every further pass is a no-op
             top = sp - one if sp > base else base
             link = fp - one
             # ---- layer 2: fetch (PC + 0..3, stack top, frame link); MLP: decode.
-            op = cells[i, _clamp_index(pc, zero, last)]
-            a = cells[i, _clamp_index(pc + one, zero, last)]
-            b = cells[i, _clamp_index(pc + (one + one), zero, last)]
-            cf = cells[i, _clamp_index(pc + (one + one + one), zero, last)]
-            r_top = cells[i, _clamp_index(top, zero, last)]
-            r_t = cells[i, _clamp_index(link, zero, last)]
+            op = cells[i, np.uintp(_clamp_index(pc, zero, last))]
+            a = cells[i, np.uintp(_clamp_index(pc + one, zero, last))]
+            b = cells[i, np.uintp(_clamp_index(pc + two, zero, last))]
+            cf = cells[i, np.uintp(_clamp_index(pc + three, zero, last))]
+            r_top = cells[i, np.uintp(_clamp_index(top, zero, last))]
+            r_t = cells[i, np.uintp(_clamp_index(link, zero, last))]
             row_f = op
             if row_f < zero:
                 row_f = zero
@@ -189,13 +277,27 @@ def fused_range(
             if opi != op:  # the row is kept only if op is that integer (else row 0: invalid)
                 opi = 0
             # The decoder: row ``opi`` of the control table (read as control[opi, j] below).
+            mask = live[opi]
+            if mask < 0:  # first use of this row in the call: its live conditions
+                mask = 0
+                for j in range(n_conds):
+                    if control[opi, r + j] != 0:
+                        mask |= np.int64(1) << j
+                jump_sel, sp_sel, fp_sel = control[opi, 7], control[opi, 8], control[opi, 9]
+                if jump_sel == C_NEVER and sp_sel == C_SP and fp_sel == C_FP:
+                    mask |= PLAIN
+                live[opi] = mask
             # ---- layer 3: operands; MLP: derived address, write address.
             fp_a = fp + a
             fp_b = fp + b
-            r_a = cells[i, _clamp_index(a, zero, last)]
-            r_b = cells[i, _clamp_index(b, zero, last)]
-            r_c = cells[i, _clamp_index(cf, zero, last)]
-            r_fb = cells[i, _clamp_index(fp_b, zero, last)]
+            ca = _clamp(a, zero, last)
+            cb = _clamp(b, zero, last)
+            cc = _clamp(cf, zero, last)
+            cfb = _clamp(fp_b, zero, last)
+            r_a = cells[i, np.uintp(int(ca))]
+            r_b = cells[i, np.uintp(int(cb))]
+            r_c = cells[i, np.uintp(int(cc))]
+            r_fb = cells[i, np.uintp(int(cfb))]
             cand3[0] = r_a
             cand3[1] = r_b
             cand3[2] = b
@@ -210,8 +312,8 @@ def fused_range(
             cand3[4] = stack_w
             waddr = cand3[control[opi, 5]]
             # ---- layer 4: indirect read, protected flag; MLP: ALU, next state, faults.
-            r_d = cells[i, _clamp_index(d, zero, last)]
-            prot = protected[_clamp_index(waddr, zero, last)]
+            cd = _clamp(d, zero, last)
+            r_d = cells[i, np.uintp(int(cd))]
             cand4[0] = pc
             cand4[1] = fp
             cand4[2] = a
@@ -223,7 +325,6 @@ def fused_range(
             cand4[8] = r_fb
             cand4[9] = r_d
             cand4[10] = r_top
-            cand4[11] = width
             x = cand4[control[opi, 2]]
             y = cand4[control[opi, 3]]
             target = cand4[control[opi, 4]]
@@ -239,81 +340,96 @@ def fused_range(
             cand_last[7] = one if x < y else zero
             cand_last[8] = one if x <= y else zero
             cand_last[9] = one if x == y else zero
-            a_zero = one if r_a == zero else zero
-            sp1 = sp + one
-            cand_last[10] = zero
-            cand_last[11] = one
-            cand_last[12] = a_zero
-            cand_last[13] = one - a_zero
-            cand_last[14] = one if cand_last[2] <= zero else zero
-            cand_last[15] = sp
-            cand_last[16] = sp1
-            cand_last[17] = sp - one
-            cand_last[18] = sp1 + a
-            cand_last[19] = link
-            cand_last[20] = fp
-            cand_last[21] = r_t
             value = cand_last[control[opi, 6]]
-            jump = cand_last[control[opi, 7]]
-            new_sp = cand_last[control[opi, 8]]
-            new_fp = cand_last[control[opi, 9]]
+            sp1 = sp + one
+            if mask & PLAIN:  # the candidates "never", SP, FP: what the selects would take
+                jump, new_sp, new_fp = zero, sp, fp
+            else:
+                a_zero = one if r_a == zero else zero
+                cand_last[12] = a_zero
+                cand_last[13] = one - a_zero
+                cand_last[14] = one if cand_last[2] <= zero else zero
+                cand_last[15] = sp
+                cand_last[16] = sp1
+                cand_last[17] = sp - one
+                cand_last[18] = sp1 + a
+                cand_last[19] = link
+                cand_last[20] = fp
+                cand_last[21] = r_t
+                jump = cand_last[control[opi, 7]]
+                new_sp = cand_last[control[opi, 8]]
+                new_fp = cand_last[control[opi, 9]]
             new_pc = target if jump != zero else pc + width
-            # Fault conditions in control.FAULT_CONDITIONS order; the highest live rank wins.
-            link_ok = _check(link, check_lo[8], check_hi[8]) and link < sp
+            # Fault conditions in control.FAULT_CONDITIONS order, as bit k of ``failing``
+            # for condition row k (row 1, invalid opcode, is in every rank: its rank is 0
+            # on valid rows); the highest rank among the live failing ones wins.
             wpos = waddr >= zero
-            r = n_selects  # first rank row of the control column
+            if gather_checks:  # the address checks from the gather indices (module docs)
+                failing = (
+                    (np.int64(np.trunc(ca) != a) << 3)
+                    | (np.int64(np.trunc(cb) != b) << 4)
+                    | (np.int64(np.trunc(cc) != cf) << 5)
+                    | (np.int64(np.trunc(cd) != d) << 6)
+                    | (np.int64(not _check(fp_a, check_lo[6], check_hi[6])) << 7)
+                    | (np.int64(np.trunc(cfb) != fp_b) << 8)
+                )
+            else:
+                failing = (
+                    (np.int64(not _check(a, check_lo[2], check_hi[2])) << 3)
+                    | (np.int64(not _check(b, check_lo[3], check_hi[3])) << 4)
+                    | (np.int64(not _check(cf, check_lo[4], check_hi[4])) << 5)
+                    | (np.int64(not _check(d, check_lo[5], check_hi[5])) << 6)
+                    | (np.int64(not _check(fp_a, check_lo[6], check_hi[6])) << 7)
+                    | (np.int64(not _check(fp_b, check_lo[7], check_hi[7])) << 8)
+                )
+            failing |= np.int64(not _check(pc, check_lo[0], check_hi[0])) | (np.int64(y_zero) << 15)
+            if mask & WRITE_CONDITIONS:  # the write's conditions, where live
+                prot = protected[np.uintp(_clamp_index(waddr, zero, last))]
+                failing |= (np.int64(wpos and not np.isfinite(value)) << 16) | (
+                    np.int64(wpos and prot) << 17
+                )
+            if mask & STACK_CONDITIONS:  # the count and stack conditions, where live
+                link_ok = _check(link, check_lo[8], check_hi[8]) and link < sp
+                failing |= (
+                    (np.int64(not _check(a, check_lo[1], check_hi[1])) << 2)
+                    | (np.int64(top >= n_f) << 9)
+                    | (np.int64(link_ok and link >= n_f) << 10)
+                    | (np.int64(sp >= end) << 11)
+                    | (np.int64(sp1 + a > end) << 12)
+                    | (np.int64(sp <= base) << 13)
+                    | (np.int64(not link_ok) << 14)
+                )
             rank = control[opi, r + 1]  # invalid opcode (live only on invalid rows)
-            # "integer in [lo, hi]" checks of pc, a (count), a, b, c, d, FP + a, FP + b:
-            # check j is condition row j + 1 except the PC's (row 0, before the opcode's).
-            checks[0] = pc
-            checks[1] = a
-            checks[2] = a
-            checks[3] = b
-            checks[4] = cf
-            checks[5] = d
-            checks[6] = fp_a
-            checks[7] = fp_b
-            for j in range(8):
-                if not _check(checks[j], check_lo[j], check_hi[j]):
-                    rank = max(rank, control[opi, r + j + (1 if j > 0 else 0)])
-            if top >= n_f:
-                rank = max(rank, control[opi, r + 9])
-            if link_ok and link >= n_f:
-                rank = max(rank, control[opi, r + 10])
-            if sp >= end:
-                rank = max(rank, control[opi, r + 11])
-            if sp1 + a > end:
-                rank = max(rank, control[opi, r + 12])
-            if sp <= base:
-                rank = max(rank, control[opi, r + 13])
-            if not link_ok:
-                rank = max(rank, control[opi, r + 14])
-            if y_zero:
-                rank = max(rank, control[opi, r + 15])
-            if wpos and not np.isfinite(value):
-                rank = max(rank, control[opi, r + 16])
-            if wpos and prot:
-                rank = max(rank, control[opi, r + 17])
+            failing &= mask
+            if failing != 0:  # a fault (rare): the highest rank among the failing ones
+                for j in range(n_conds):
+                    if (failing >> j) & 1:
+                        rank = max(rank, control[opi, r + j])
             code = fault_by_rank[rank]
-            # ---- commit: faulted machines get FAULT only; halted/faulted ones stay frozen.
-            running = halt == zero and fault == zero
-            good = running and code == zero
+            # ---- commit: faulted machines get FAULT only (running: not frozen, above).
+            good = code == zero
             halt_op = control[opi, halt_col] != 0
             write_op = control[opi, write_col] != 0
-            regs_out[0] = new_pc if good else pc
-            regs_out[1] = new_sp if good else sp
-            regs_out[2] = new_fp if good else fp
-            regs_out[3] = one if good and halt_op else halt
-            regs_out[4] = code if running and not good else fault
-            regs_out[5] = icount + one if good else icount
-            wen = good and wpos and write_op
-            for h in range(6):
-                cells[i, reg_write[h]] = regs_out[h]
-            if wen:
+            if good:
+                pc, sp, fp = new_pc, new_sp, new_fp
+                if halt_op:
+                    halt = one
+                icount = icount + one
+            else:
+                fault = code
+            cells[i, w_pc] = pc
+            cells[i, w_sp] = sp
+            cells[i, w_fp] = fp
+            cells[i, w_halt] = halt
+            cells[i, w_fault] = fault
+            cells[i, w_icount] = icount
+            if good and wpos and write_op:
                 w = int(waddr)
                 if w >= n:
                     return ERR_WRITE_OUT_OF_RANGE
                 cells[i, w] = value
+                if w <= reg_top:  # a register cell: read the registers back
+                    reload = True
                 if w < split:
                     if w < lo:
                         lo = w
