@@ -36,9 +36,20 @@ def _isolated_thread_counts():
 
 
 def _start_threads() -> tuple[int, int]:
+    """numba's count as the worker starts; torch's too, except under pytest-xdist with at
+    least one worker per core (``-n auto``): there each worker already has a core, and
+    torch's intra-op threads on every worker would share the cores with the other workers
+    (on the 2-core CI machine the gradient DotProduct test took 85 s that way, 24 s alone
+    on one thread). numba keeps its count: tests assert that the vector env's calls run on
+    the parallel driver."""
+    import os
+
     import numba
     import torch
 
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and workers >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)
     return numba.get_num_threads(), torch.get_num_threads()
 
 
