@@ -24,7 +24,11 @@ array kernel's: the emitted code first guesses it from the bank's input by a slo
 intercept fitted at build time and keeps the guess when the bank's probe is proved monotone
 and the guess's two neighbouring probes bracket it (then it is the count the binary search
 finds, whatever the input: :mod:`algind_gym.cpu_v2.bank_guess`); otherwise it runs the
-array kernel's binary search. Small helpers (``_acc``: add ``w * h`` unless ``h`` is
+array kernel's binary search. A decoded head whose query reads only constants and
+channels that are functions of one bank's count (followed along the emitted operations by
+:mod:`algind_gym.cpu_v2.bank_values`) looks its cell up by that count in a table that the
+generator computes per count with the kernel's decode (``ib[ib[slot] + count]``); the
+prefix's bank count is passed to the programs for that. Small helpers (``_acc``: add ``w * h`` unless ``h`` is
 zero, ``_ge``: a step, ...) keep the branches out of the long functions. Two changes are
 exact by IEEE arithmetic: a weight of 1 is not multiplied (``1 * v`` is ``v``), and a unit
 with no input terms (a constant) is evaluated at generation time with numpy scalars of the
@@ -38,7 +42,7 @@ search).
 cache directory (``ALGIND_GYM_CACHE_DIR``, default ``~/.cache/algind_gym``) and imports it;
 its functions are ``numba.njit(cache=True)``, so numba compiles a function once per machine
 and reuses its code in later processes and for every layout with the same function source.
-Compiling is slow: every function of one circuit and dtype, about 19,600 lines, takes numba
+Compiling is slow: every function of one circuit and dtype, about 18,100 lines, takes numba
 minutes on a cold cache (``experiments/bench_cpu.py`` prints the time).
 """
 
