@@ -75,6 +75,11 @@ def _around(b1: np.ndarray, dt) -> np.ndarray:
     info = np.finfo(dt)
     edges = np.unique(-b1)
     pos, neg = dt.type(np.inf), dt.type(-np.inf)
+    with np.errstate(all="ignore"):  # the largest thresholds' neighbours overflow to inf
+        return _specials(edges, pos, neg, info, dt)
+
+
+def _specials(edges, pos, neg, info, dt) -> np.ndarray:
     vals = [
         edges,
         np.nextafter(edges, pos),
