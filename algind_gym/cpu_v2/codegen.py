@@ -28,20 +28,22 @@ array kernel's binary search. A decoded head whose query reads only constants an
 channels that are functions of one bank's count (followed along the emitted operations by
 :mod:`algind_gym.cpu_v2.bank_values`) looks its cell up by that count in a table that the
 generator computes per count with the kernel's decode (``ib[ib[slot] + count]``); the
-prefix's bank count is passed to the programs for that. Small helpers (``_acc``: add ``w * h`` unless ``h`` is
-zero, ``_ge``: a step, ...) keep the branches out of the long functions. Two changes are
-exact by IEEE arithmetic: a weight of 1 is not multiplied (``1 * v`` is ``v``), and a unit
-with no input terms (a constant) is evaluated at generation time with numpy scalars of the
-dtype. So the generated kernel gives the array kernel's bits (``tests/cpu_v2/test_codegen.py``
-checks it against the array kernel and the reference interpreter, and that a weight only one
-opcode's program reads changes that program's function, the general one and the driver
-only; ``tests/cpu_v2/test_bank_guess.py`` checks the emitted bank code against the binary
-search).
+prefix's bank count is passed to the programs for that. Small helpers (``_acc``: add
+``w * h`` unless ``h`` is zero, ``_ge``: a step, ...) keep the branches out of the long
+functions. Two changes are exact by IEEE arithmetic: a weight of 1 is not multiplied
+(``1 * v`` is ``v``), and a unit with no input terms (a constant) is evaluated at
+generation time with numpy scalars of the dtype. So the generated kernel gives the array
+kernel's bits (``tests/cpu_v2/test_codegen.py`` checks it against the array kernel and the
+reference interpreter, runs the generated source by Python against the reference, and
+checks that a weight only one opcode's program reads changes that program's function, the
+general one and the driver only; ``tests/cpu_v2/test_bank_guess.py`` checks the emitted
+bank code against the binary search).
 
-:func:`~algind_gym.cpu_v2.codegen_runtime.load` writes each function's module to a file named by the hash of its source in a
-cache directory (``ALGIND_GYM_CACHE_DIR``, default ``~/.cache/algind_gym``) and imports it;
-its functions are ``numba.njit(cache=True)``, so numba compiles a function once per machine
-and reuses its code in later processes and for every layout with the same function source.
+:func:`~algind_gym.cpu_v2.codegen_runtime.load` writes each function's module to a file
+named by the hash of its source in a cache directory (``ALGIND_GYM_CACHE_DIR``, default
+``~/.cache/algind_gym``) and imports it; its functions are ``numba.njit(cache=True)``, so
+numba compiles a function once per machine and reuses its code in later processes and for
+every layout with the same function source.
 Compiling is slow: every function of one circuit and dtype, about 18,100 lines, takes numba
 minutes on a cold cache (``experiments/bench_cpu.py`` prints the time).
 """
