@@ -5,9 +5,10 @@ functions of a step bank's count.
 :class:`ChannelValues` follows each CPU channel's value where the weights alone determine
 it: a constant (the zero or one a pass starts from, a layer's folded constants, a constant
 unit's add), or a *function of one step bank's count* ``c`` (a channel that was constant
-before the bank's prefix-sum row was added to it: its value is known for every ``c`` in
-``0..n_units``, computed here with the kernel's operations in the state's dtype). Any other
-write makes the channel unknown.
+before the bank's prefix-sum row was added to it, or an MLP unit's output added to it whose
+inputs are such channels: its value is known for every ``c`` in ``0..n_units``, computed
+here with the kernel's operations in the state's dtype). Any other write makes the channel
+unknown.
 
 A decoded head whose query reads only such channels (at least one a function of a count
 ``c``, all of the same bank) selects a cell that is a function of ``c`` alone:
@@ -23,7 +24,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from algind_gym.cpu_v2.sparse import NEVER, SparseHead, fixed_target
+from algind_gym.cpu_v2.sparse import (
+    DIV,
+    ID,
+    LINEAR,
+    MUL,
+    NEVER,
+    NONFINITE,
+    SATURATE,
+    STEP_GE,
+    STEP_GT,
+    SparseHead,
+    SparseUnit,
+    fixed_target,
+)
 
 
 class BankFunction:
@@ -77,6 +91,71 @@ class ChannelValues:
             return
         base = cur.values if isinstance(cur, BankFunction) else np.full(len(column), cur, self.dt)
         self.set(ch, BankFunction(count, np.where(column != 0, base + column, base)))
+
+    def add_unit(self, ch: int, w, h) -> None:
+        """``x = x + w * h if h != 0 else x`` (``w`` None: ``x + h``) for a unit's output
+        ``h`` (:meth:`unit_value`, or ``None``: unknown)."""
+        cur = self.value(ch)
+        parts = [v for v in (cur, h) if isinstance(v, BankFunction)]
+        if cur is None or h is None or len({f.count for f in parts}) > 1:
+            self.forget(ch)
+            return
+        with np.errstate(all="ignore"):
+            if not parts:
+                hw = h if w is None else self.dt.type(w) * h
+                self.set(ch, cur + hw if h != 0 else cur)
+                return
+            base, hv = self._vector(cur, parts), self._vector(h, parts)
+            hw = hv if w is None else self.dt.type(w) * hv
+            self.set(ch, BankFunction(parts[0].count, np.where(hv != 0, base + hw, base)))
+
+    def _vector(self, v, parts) -> np.ndarray:
+        size = len(parts[0].values)
+        return v.values if isinstance(v, BankFunction) else np.full(size, v, self.dt)
+
+    def unit_value(self, u: SparseUnit):
+        """The output of unit ``u`` on the CPU token (``act(pre)``, with a product's gate),
+        computed with the kernel's operations: a constant, a :class:`BankFunction` or
+        ``None`` (unknown)."""
+        ins = [self.value(ch) for ch, _ in (*u.w1, *u.w1b)]
+        parts = [v for v in ins if isinstance(v, BankFunction)]
+        if any(v is None for v in ins) or len({f.count for f in parts}) > 1:
+            return None
+        size = len(parts[0].values) if parts else 1
+        dt = self.dt
+
+        def dot(terms, b):
+            acc = np.zeros(size, dt)
+            for ch, w in terms:
+                v = self.value(ch)
+                acc = acc + dt.type(w) * (v.values if isinstance(v, BankFunction) else v)
+            return acc + dt.type(b)
+
+        with np.errstate(all="ignore"):
+            pre = dot(u.w1, u.b1)
+            if u.op == LINEAR:
+                v = pre
+            elif u.op in (MUL, DIV):
+                pb = dot(u.w1b, u.b1b)
+                v = pre * pb if u.op == MUL else pre / pb
+            else:
+                return None
+            one, zero = dt.type(1.0), dt.type(0.0)
+            if u.act == STEP_GE:
+                v = np.where(v >= 0, one, zero)
+            elif u.act == STEP_GT:
+                v = np.where(v > 0, one, zero)
+            elif u.act == SATURATE:
+                big = np.finfo(dt).max
+                v = np.where(v > big, big, np.where(v < -big, -big, v))
+            elif u.act == NONFINITE:
+                v = np.where(np.isfinite(v), zero, one)
+            elif u.act != ID:
+                return None
+            if u.op == MUL:  # a closed gate
+                v = np.where(pre == 0, zero, v)
+        v = np.asarray(v, dt)
+        return BankFunction(parts[0].count, v) if parts else dt.type(v[0])
 
     def head_targets(self, h: SparseHead, n: int, k: int) -> tuple[str, np.ndarray] | None:
         """``(count, targets)``: the cell decoded head ``h`` selects for each bank count (-1:

@@ -44,7 +44,7 @@ named by the hash of its source in a cache directory (``ALGIND_GYM_CACHE_DIR``, 
 ``~/.cache/algind_gym``) and imports it; its functions are ``numba.njit(cache=True)``, so
 numba compiles a function once per machine and reuses its code in later processes and for
 every layout with the same function source.
-Compiling is slow: every function of one circuit and dtype, about 18,100 lines, takes numba
+Compiling is slow: every function of one circuit and dtype, about 17,500 lines, takes numba
 minutes on a cold cache (``experiments/bench_cpu.py`` prints the time).
 """
 
@@ -86,6 +86,7 @@ class _Emitter:
         self.head_tables = True  # False: every decoded head decodes its query (benchmarks)
         self.values = ChannelValues(buf.dt, lambda ch: _start(buf.dt, ch == cpu_ch))
         self.bank_cols: dict[str, tuple[str, np.ndarray]] = {}  # bank add -> (count, column)
+        self.unit_vals: dict[str, object] = {}  # a CPU-side unit's output -> its known value
         self.counts: set[str] = set()  # bank counts that head lookups read
         self.tag = ""  # a prefix of this function's local names
 
@@ -150,6 +151,8 @@ class _Emitter:
         if u.op == MUL:  # a closed gate (pre == 0) adds nothing
             value = f"_gate({pre}, {value})"
         self.put(d, f"{h} = {value}")
+        if rd == self.x and self.head_tables:  # its value where the weights determine it
+            self.unit_vals[h] = self.values.unit_value(u)
         return [(ch, "ONE" if self.buf.dt.type(w) == 1 else self.lit(w), h) for ch, w in u.w2]
 
     def bank(self, d: int, b, rd) -> list:
@@ -209,7 +212,8 @@ class _Emitter:
             elif cpu and w is None:
                 self.values.add_constant(ch, self.lit.values[val])
             elif cpu:
-                self.values.forget(ch)
+                weight = None if w == "ONE" else self.lit.values[w]
+                self.values.add_unit(ch, weight, self.unit_vals.get(val))
             dst = target(ch)
             if w is None and val.startswith("_nz("):
                 self.put(d, f"{dst} = _add({dst}, {val[4:-1]})")
