@@ -19,7 +19,10 @@ ratios are the comparable figures):
    from the specialised programs, :mod:`algind_gym.cpu_v2.codegen`), the same states through
    ``kernel.run``, per wall-clock and per CPU-second, with the generated kernel's emit time
    and first-call (compile or cache load) time, its and the array kernel's fixed cost per
-   call and one env step;
+   call and one env step; side by side, the generated kernel with every step bank a binary
+   search and every decoded head decoded from its query (as before
+   :mod:`algind_gym.cpu_v2.bank_guess` and :mod:`algind_gym.cpu_v2.bank_values`); the
+   generated kernel at the largest batch on 1 thread and on every numba thread;
 2. the fixed cost of a call (``run`` with 0 and with 1 step, batch 1); 2b. the v1 kernel's
    thread policy: one thread, all threads forced parallel, and the default policy, at
    8..4096 machines and 0, 1, 100 steps;
@@ -105,13 +108,28 @@ def main() -> None:
     for batch in (int(b) for b in args.batches.split(",")):
         row = v2.throughput(batch, 200 if batch < 64 else 30, args.min_seconds)
         out["v2_programs"].append(row)
-        g, sp, gen = (row[k]["instructions_per_s"] for k in ("general", "specialised", "generated"))
+        g, sp, gen, gb = (
+            row[k]["instructions_per_s"]
+            for k in ("general", "specialised", "generated", "generated-decode")
+        )
+        cpu_s = {k: v["instructions_per_cpu_s"] for k, v in row.items() if isinstance(v, dict)}
         rate["generated", batch] = gen
         print(
             f"  batch {batch:5d}: v2 numba (array, general) {g:.3g}  v2 numba (array) {sp:.3g}  "
-            f"v2 numba (generated) {gen:.3g} instr/s  | generated/array {gen / sp:.2f}x "
-            f"(per CPU-second {row['generated']['instructions_per_cpu_s'] / row['specialised']['instructions_per_cpu_s']:.2f}x)"
-            f"  array/general {sp / g:.2f}x"
+            f"v2 numba (generated) {gen:.3g}  (generated, banks searched, heads decoded) {gb:.3g} "
+            f"instr/s  | generated/array {gen / sp:.2f}x "
+            f"(per CPU-second {cpu_s['generated'] / cpu_s['specialised']:.2f}x)"
+            f"  array/general {sp / g:.2f}x  generated/searched-decoded {gen / gb:.2f}x "
+            f"(per CPU-second {cpu_s['generated'] / cpu_s['generated-decode']:.2f}x)"
+        )
+    big = max(int(b) for b in args.batches.split(","))
+    print(f"  generated kernel at batch {big} on 1 thread and on {max_threads()} (kernel.run):")
+    out["v2_threads"] = v2.threads(big, 200 if big < 64 else 30, args.min_seconds)
+    for t, r in out["v2_threads"].items():
+        rate["generated", big, t] = r["instructions_per_s"]
+        print(
+            f"  {t} thread(s): {r['instructions_per_s']:.3g} instr/s "
+            f"({r['instructions_per_s'] / out['v2_threads'][1]['instructions_per_s']:.2f}x)"
         )
     print("  fixed cost and one env step, both v2 kernels through kernel.run:")
     for name in ("specialised", "generated"):
@@ -174,7 +192,6 @@ def main() -> None:
     )
 
     print("\n5. issue 14's targets for v2 (measured in this run)")
-    big = max(b for _, b in rate)
     fixed = max(cost["transformer-v2", 1, 0], cost["transformer-v2", 1, 1]) * 1e6
     checks = [
         ("fixed cost per call < 20 us", f"{fixed:.1f} us", fixed < 20),
@@ -197,6 +214,14 @@ def main() -> None:
             f"generated numba at batch {big} >= 5e6 instructions/s",
             f"{rate['generated', big]:.3g}",
             rate["generated", big] >= 5e6,
+        ),
+        *(
+            (
+                f"generated numba at batch {big}, {t} thread(s) >= 5e6",
+                f"{rate['generated', big, t]:.3g}",
+                rate["generated", big, t] >= 5e6,
+            )
+            for t in out["v2_threads"]
         ),
         (
             "generated: fixed cost per call < 20 us",
@@ -227,7 +252,7 @@ class V2Programs:
     array loop on the general and on the specialised programs, and the generated kernel."""
 
     def __init__(self, dtype) -> None:
-        from algind_gym.cpu_v2 import kernel
+        from algind_gym.cpu_v2 import codegen, kernel
         from algind_gym.cpu_v2.circuit import compile_circuit
 
         self.kernel, self.dtype = kernel, dtype
@@ -245,7 +270,14 @@ class V2Programs:
         start = time.perf_counter()
         self._run("generated", 1, 1)  # numba compiles (or loads its cache) on the first call
         self.first_call_s = time.perf_counter() - start
-        for name in ("general", "specialised"):
+        # The generated kernel as before bank_guess.py and bank_values.py: every step bank a
+        # binary search, every decoded head decoded from its query.
+        binary = kernel.pack(kernel.sparse_program(circuit, dtype, generated=False))
+        binary.generated = codegen.generated_kernel(
+            circuit, dtype, *kernel.programs(circuit, dtype), bank_guess=False, head_tables=False
+        )
+        self.programs["generated-decode"] = binary
+        for name in ("general", "specialised", "generated-decode"):
             self._run(name, 1, 1)
 
     def _run(self, name: str, batch: int, steps: int) -> np.ndarray:
@@ -275,6 +307,32 @@ class V2Programs:
             }
             for name, (n, wall, cpu) in stats.items()
         }
+
+    def threads(self, batch: int, steps: int, min_seconds: float) -> dict:
+        """Instructions/s of the generated kernel through ``kernel.run`` on 1 thread and on
+        every numba thread (``numba.set_num_threads``), alternating runs on the same
+        states."""
+        import numba
+
+        icount = self.layout.register("icount")
+        counts = sorted({1, max_threads()})
+        stats = {t: [0, 0.0] for t in counts}
+        before = numba.get_num_threads()
+        try:
+            while min(s[1] for s in stats.values()) < min_seconds:
+                for t in counts:
+                    numba.set_num_threads(t)
+                    cells = bench_machines(batch, "divergent", self.dtype, layout=self.layout)
+                    cells = cells.cells
+                    start = time.perf_counter()
+                    self.kernel.run(
+                        cells, steps, self.programs["generated"], float(Fault.BUDGET_EXHAUSTED)
+                    )
+                    stats[t][1] += time.perf_counter() - start
+                    stats[t][0] += int(cells[:, icount].sum())
+        finally:
+            numba.set_num_threads(before)
+        return {t: {"instructions_per_s": n / wall} for t, (n, wall) in stats.items()}
 
     def call(self, name: str, batch: int, steps: int, min_seconds: float) -> float:
         """Seconds per ``kernel.run`` call of ``steps`` passes on ``batch`` fresh machines

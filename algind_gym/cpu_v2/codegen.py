@@ -11,28 +11,40 @@ function of the fetched opcode (the general one for any other opcode value). The
 channels are local variables (``x17``), and so are a cell token's (``c3``). What the source
 does not hold is passed as arrays: the cell tokens' constant embedding (read by a decoded
 head's copies and a cell token's units), the decoded heads' key tables, each step bank's
-thresholds and prefix rows, and the cell count (``consts``, ``tables``, ``fb``, ``ib``), so a
-function's source holds only its weights and channels: two layouts share a function when
-its weights agree (on the benchmark and fuzz layouts, 26 of the 35 functions; the others
-read layout-dependent biases such as the stack's bounds).
+thresholds, prefix rows and guess, and the cell count (``consts``, ``tables``, ``fb``,
+``ib``), so a function's source holds only its weights and channels: two layouts share a
+function when its weights agree (on the benchmark and fuzz layouts, 26 of the 35 functions;
+the others read layout-dependent biases such as the stack's bounds).
 
 The emitted code performs the operations of :func:`algind_gym.cpu_v2.kernel._run_py` on the
 same records in the same order: each sum starts from zero and adds its terms in the same
 order, pending adds are applied after their sublayer in the same order, a unit whose output
-is zero adds nothing, a product whose gate is zero is skipped, a bank makes the same binary
-search probes. Small helpers (``_acc``: add ``w * h`` unless ``h`` is zero, ``_ge``: a
-step, ...) keep the branches out of the long functions. Two changes are exact by IEEE
-arithmetic: a weight of 1 is not multiplied (``1 * v`` is ``v``), and a unit with no input
-terms (a constant) is evaluated at generation time with numpy scalars of the dtype. So the
-generated kernel gives the array kernel's bits (``tests/cpu_v2/test_codegen.py`` checks it
-against the array kernel and the reference interpreter, and that a weight only one opcode's
-program reads changes that program's function, the general one and the driver only).
+is zero adds nothing, a product whose gate is zero is skipped. A step bank's count is the
+array kernel's: the emitted code first guesses it from the bank's input by a slope and an
+intercept fitted at build time and keeps the guess when the bank's probe is proved monotone
+and the guess's two neighbouring probes bracket it (then it is the count the binary search
+finds, whatever the input: :mod:`algind_gym.cpu_v2.bank_guess`); otherwise it runs the
+array kernel's binary search. A decoded head whose query reads only constants and
+channels that are functions of one bank's count (followed along the emitted operations by
+:mod:`algind_gym.cpu_v2.bank_values`) looks its cell up by that count in a table that the
+generator computes per count with the kernel's decode (``ib[ib[slot] + count]``); the
+prefix's bank count is passed to the programs for that. Small helpers (``_acc``: add
+``w * h`` unless ``h`` is zero, ``_ge``: a step, ...) keep the branches out of the long
+functions. Two changes are exact by IEEE arithmetic: a weight of 1 is not multiplied
+(``1 * v`` is ``v``), and a unit with no input terms (a constant) is evaluated at
+generation time with numpy scalars of the dtype. So the generated kernel gives the array
+kernel's bits (``tests/cpu_v2/test_codegen.py`` checks it against the array kernel and the
+reference interpreter, runs the generated source by Python against the reference, and
+checks that a weight only one opcode's program reads changes that program's function, the
+general one and the driver only; ``tests/cpu_v2/test_bank_guess.py`` checks the emitted
+bank code against the binary search).
 
-:func:`~algind_gym.cpu_v2.codegen_runtime.load` writes each function's module to a file named by the hash of its source in a
-cache directory (``ALGIND_GYM_CACHE_DIR``, default ``~/.cache/algind_gym``) and imports it;
-its functions are ``numba.njit(cache=True)``, so numba compiles a function once per machine
-and reuses its code in later processes and for every layout with the same function source.
-Compiling is slow: every function of one circuit and dtype, about 19,600 lines, takes numba
+:func:`~algind_gym.cpu_v2.codegen_runtime.load` writes each function's module to a file
+named by the hash of its source in a cache directory (``ALGIND_GYM_CACHE_DIR``, default
+``~/.cache/algind_gym``) and imports it; its functions are ``numba.njit(cache=True)``, so
+numba compiles a function once per machine and reuses its code in later processes and for
+every layout with the same function source.
+Compiling is slow: every function of one circuit and dtype, about 17,500 lines, takes numba
 minutes on a cold cache (``experiments/bench_cpu.py`` prints the time).
 """
 
@@ -42,6 +54,7 @@ import math
 
 import numpy as np
 
+from algind_gym.cpu_v2.bank_values import ChannelValues
 from algind_gym.cpu_v2.codegen_runtime import HEADER, Buffers, Literals, load, module_name
 from algind_gym.cpu_v2.sparse import (
     DIV,
@@ -69,10 +82,17 @@ class _Emitter:
         self.read_first: set[int] = set()  # channels read before this function wrote them
         self.tmp = 0
         self.unembed: tuple[int, int] = (0, 1)
+        self.bank_guess = True  # False: every bank is the binary search (for benchmarks)
+        self.head_tables = True  # False: every decoded head decodes its query (benchmarks)
+        self.values = ChannelValues(buf.dt, lambda ch: _start(buf.dt, ch == cpu_ch))
+        self.bank_cols: dict[str, tuple[str, np.ndarray]] = {}  # bank add -> (count, column)
+        self.unit_vals: dict[str, object] = {}  # a CPU-side unit's output -> its known value
+        self.counts: set[str] = set()  # bank counts that head lookups read
+        self.tag = ""  # a prefix of this function's local names
 
     def new(self, stem: str) -> str:
         self.tmp += 1
-        return f"{stem}{self.tmp}"
+        return f"{self.tag}{stem}{self.tmp}"
 
     def put(self, depth: int, line: str) -> None:
         self.lines.append("    " * depth + line)
@@ -131,28 +151,46 @@ class _Emitter:
         if u.op == MUL:  # a closed gate (pre == 0) adds nothing
             value = f"_gate({pre}, {value})"
         self.put(d, f"{h} = {value}")
+        if rd == self.x and self.head_tables:  # its value where the weights determine it
+            self.unit_vals[h] = self.values.unit_value(u)
         return [(ch, "ONE" if self.buf.dt.type(w) == 1 else self.lit(w), h) for ch, w in u.w2]
 
     def bank(self, d: int, b, rd) -> list:
-        """A step bank: the binary search of the kernel; returns its adds."""
-        slot = 1 + 4 * self.buf.bank(b)
+        """A step bank: the count from a guess whose two probes bracket it, else the binary
+        search of the kernel (:mod:`algind_gym.cpu_v2.bank_guess`); returns its adds."""
+        slot = 1 + self.buf.STRIDE * self.buf.bank(b)
         s, lo, hi, mid, z = (self.new(v) for v in ("s", "lo", "hi", "mid", "z"))
-        t0, a0, p0 = (self.new(v) for v in ("b", "a", "o"))
+        t0, a0, p0, g0 = (self.new(v) for v in ("b", "a", "o", "g"))
         self.dot(d, s, b.bank_w, None, rd)
         self.put(d, f"{t0}, {a0}, {p0} = ib[{slot}], ib[{slot + 1}], ib[{slot + 2}]")
-        self.put(d, f"{lo} = 0")
         self.put(d, f"{hi} = ib[{slot + 3}]")
-        self.put(d, f"while {lo} < {hi}:")
-        self.put(d + 1, f"{mid} = ({lo} + {hi}) // 2")
-        self.put(d + 1, f"{z} = {s} + fb[{t0} + {mid}]")
+        if self.bank_guess:
+            self.put(d, f"{g0} = ib[{slot + 4}]")
+            self.put(d, f"{lo} = _guess({s}, fb[{g0}], fb[{g0} + 1], {hi}, ib[{slot + 5}])")
+            # Exact when the probe is monotone (ib[slot + 5]): the count is the one place
+            # where it turns false. Otherwise (or a wrong guess) the binary search.
+            below = f"({lo} > 0 and not _up({s} + fb[{t0} + {lo} - 1], ib[{a0} + {lo} - 1]))"
+            above = f"({lo} < {hi} and _up({s} + fb[{t0} + {lo}], ib[{a0} + {lo}]))"
+            self.put(d, f"if {lo} < 0 or {below} or {above}:")
+        else:
+            self.put(d, "if True:")
+        self.put(d + 1, f"{lo} = 0")
+        self.put(d + 1, f"while {lo} < {hi}:")
+        self.put(d + 2, f"{mid} = ({lo} + {hi}) // 2")
+        self.put(d + 2, f"{z} = {s} + fb[{t0} + {mid}]")
         # The kernel's probes, as selects rather than branches.
         up = self.new("up")
-        self.put(d + 1, f"{up} = ({z} > ZERO) | (({z} == ZERO) & (ib[{a0} + {mid}] == 1))")
-        self.put(d + 1, f"{lo} = _sel({up}, {mid} + 1, {lo})")
-        self.put(d + 1, f"{hi} = _sel({up}, {hi}, {mid})")
+        self.put(d + 2, f"{up} = ({z} > ZERO) | (({z} == ZERO) & (ib[{a0} + {mid}] == 1))")
+        self.put(d + 2, f"{lo} = _sel({up}, {mid} + 1, {lo})")
+        self.put(d + 2, f"{hi} = _sel({up}, {hi}, {mid})")
         row = self.new("r")
         self.put(d, f"{row} = {p0} + {lo} * {len(b.outs)}")
-        return [(int(ch), None, f"_nz(fb[{row} + {t}])") for t, ch in enumerate(b.outs)]
+        prefix = np.asarray(b.prefix, self.buf.dt).reshape(len(b.units) + 1, len(b.outs))
+        adds = []
+        for t, ch in enumerate(b.outs):
+            adds.append((int(ch), None, f"_nz(fb[{row} + {t}])"))
+            self.bank_cols[adds[-1][2]] = (lo, prefix[:, t])
+        return adds
 
     def mlp(self, d: int, blocks, rd) -> list:
         adds = []
@@ -164,10 +202,18 @@ class _Emitter:
                     adds += self.unit(d, u, rd)
         return adds
 
-    def apply(self, d: int, adds, target) -> None:
+    def apply(self, d: int, adds, target, cpu: bool = False) -> None:
         """Pending adds into ``target(ch)``, in order: ``x + w * h`` unless ``h`` is zero
-        (``_acc``); a constant or a bank value (``_nz``: kept only when non-zero) as is."""
+        (``_acc``); a constant or a bank value (``_nz``: kept only when non-zero) as is.
+        ``cpu``: the targets are CPU channels, whose known values follow the adds."""
         for ch, w, val in adds:
+            if cpu and w is None and val in self.bank_cols:
+                self.values.add_bank(ch, *self.bank_cols[val])
+            elif cpu and w is None:
+                self.values.add_constant(ch, self.lit.values[val])
+            elif cpu:
+                weight = None if w == "ONE" else self.lit.values[w]
+                self.values.add_unit(ch, weight, self.unit_vals.get(val))
             dst = target(ch)
             if w is None and val.startswith("_nz("):
                 self.put(d, f"{dst} = _add({dst}, {val[4:-1]})")
@@ -180,7 +226,18 @@ class _Emitter:
 
     # ------------------------------------------------------------ heads
     def decode(self, d: int, h, cell_side_sink: bool) -> str:
-        """The cell a decoded head selects (a local: ``-1`` for none)."""
+        """The cell a decoded head selects (a local: ``-1`` for none): looked up by a bank's
+        count when the query is a function of it (:mod:`algind_gym.cpu_v2.bank_values`),
+        else decoded from the query."""
+        found = self.values.head_targets(h, self.n, self.k) if self.head_tables else None
+        if found is not None:
+            count, targets = found
+            t = self.new("t")
+            self.put(
+                d, f"{t} = ib[ib[{1 + self.buf.STRIDE * self.buf.targets(targets)}] + {count}]"
+            )
+            self.counts.add(count)
+            return t
         comps: dict[int, list] = {}
         for ch, comp, w in h.q:
             comps.setdefault(comp, []).append((ch, w))
@@ -224,10 +281,16 @@ class _Emitter:
                 else:  # t == -1 reads the last row (wrap-around); ``_addif`` drops it
                     val = f"consts[{t}, {src}]"
                 x = self.wx(dst)
+                self.values.forget(dst)
                 if isinstance(t, int):
                     self.put(d, f"{x} = {x} + {val}")
                 else:
                     self.put(d, f"{x} = _addif({x}, {val}, {t})")
+
+
+def _start(dt: np.dtype, one: bool):
+    """A CPU channel's value at the start of a pass: one for the constant channel, else 0."""
+    return dt.type(1.0) if one else dt.type(0.0)
 
 
 _ACT = {ID: "", STEP_GE: "_ge", STEP_GT: "_gt", SATURATE: "_sat", NONFINITE: "_nf"}
@@ -347,11 +410,12 @@ def _layers(e: _Emitter, d: int, layers, consts, dl: int, unembed) -> None:
     for li, la in enumerate(layers):
         for ch, v in la.init:
             e.put(d, f"{e.wx(ch)} = {e.lit(v)}")
+            e.values.set(ch, e.buf.dt.type(v))
         e.read_heads(d, la.read, consts)
         if la.write:
             _write_layer(e, d, la, consts, dl, li)
         adds = e.mlp(d, la.cpu, e.x)
-        e.apply(d, adds, e.wx)
+        e.apply(d, adds, e.wx, cpu=True)
 
 
 def _cell_function(e: _Emitter, layer: int, blocks, unembed) -> list[str]:
@@ -367,12 +431,24 @@ def _module(head: str, imports: dict[str, list[str]], e: _Emitter, body: list[st
     return "\n".join([*lines, *e.lit.lines, "", "", *body, ""])
 
 
-def generate(progs: list, disp: int, meta: dict, consts: np.ndarray, dtype) -> tuple:
+def generate(
+    progs: list,
+    disp: int,
+    meta: dict,
+    consts: np.ndarray,
+    dtype,
+    bank_guess: bool = True,
+    head_tables: bool = True,
+) -> tuple:
     """Sources and arrays of the generated kernel for ``progs`` (see the module docstring).
 
     ``progs``: one program per opcode value, then the general program, then the dispatch
     prefix (:func:`algind_gym.cpu_v2.program.programs` with ``specialised=True``); ``meta``
-    has ``n_cells``, ``n_bits``, ``d_k``, ``cpu``, ``dl``, ``new.v``, ``new.s``.
+    has ``n_cells``, ``n_bits``, ``d_k``, ``cpu``, ``dl``, ``new.v``, ``new.s``;
+    ``bank_guess=False`` emits every step bank as the binary search alone (the code before
+    :mod:`algind_gym.cpu_v2.bank_guess`) and ``head_tables=False`` every decoded head as
+    the decode of its query (before :mod:`algind_gym.cpu_v2.bank_values`), both kept for
+    side-by-side benchmarks.
 
     Returns ``(sources, fb, ib, tables)``: one module source per function, in import order
     (the helpers, each layer's cell MLP, each program, the driver, whose ``run`` and
@@ -387,6 +463,7 @@ def generate(progs: list, disp: int, meta: dict, consts: np.ndarray, dtype) -> t
     def emitter() -> _Emitter:
         e = _Emitter(Literals(dt), cpu_ch, meta["n_cells"], meta["n_bits"], meta["d_k"], buf)
         e.unembed = unembed
+        e.bank_guess, e.head_tables = bank_guess, head_tables
         return e
 
     header = HEADER.format(dtype=dt.name)
@@ -403,15 +480,26 @@ def generate(progs: list, disp: int, meta: dict, consts: np.ndarray, dtype) -> t
         cells_of[module_name(sources[-1])] = [f"_cell_{li}"]
     # The dispatch prefix (in the driver) and which of its channels the programs read.
     pre = emitter()
+    pre.tag = "d"  # the prefix's bank counts are passed to the programs by name
     pre.defined.add(cpu_ch)
+    pre.used.add(cpu_ch)  # set at the start of every pass, for the programs that read it
     _layers(pre, 4, progs[-1], consts, dl, unembed)
+
+    def after_prefix(ch: int):
+        if ch in pre.values.written:
+            return pre.values.known.get(ch)
+        return _start(dt, ch == cpu_ch)
+
     bodies = []
     for prog in progs[:-1]:
         e = emitter()
+        e.values = ChannelValues(dt, after_prefix)
         _layers(e, 1, prog, consts, dl, unembed)
         bodies.append(e)
     passed = sorted(set().union(*(e.read_first for e in bodies)) & pre.defined)
-    params = "".join(f", x{ch}" for ch in passed)
+    # The prefix's bank counts that the programs' head lookups read.
+    counts = sorted(c for c in set().union(*(e.counts for e in bodies)) if c.startswith(pre.tag))
+    params = "".join(f", x{ch}" for ch in passed) + "".join(f", {c}" for c in counts)
     ops: dict[str, list[str]] = {}
     for p, e in enumerate(bodies):
         name = f"_op_{p}" if p < n_ops else "_general"
@@ -471,13 +559,18 @@ def generate(progs: list, disp: int, meta: dict, consts: np.ndarray, dtype) -> t
     return (sources, *buf.arrays())
 
 
-def generated_kernel(c, dtype, progs: list, disp: int):
+def generated_kernel(
+    c, dtype, progs: list, disp: int, bank_guess: bool = True, head_tables: bool = True
+):
     """``(module, consts, tables, fb, ib)``: the generated kernel of circuit ``c``'s
     specialised ``progs`` (:func:`algind_gym.cpu_v2.program.programs`), compiled by numba on
-    its first call (or loaded from numba's cache)."""
+    its first call (or loaded from numba's cache); ``bank_guess`` and ``head_tables`` as in
+    :func:`generate`."""
     dt = np.dtype(dtype)
     consts = np.ascontiguousarray(np.asarray(c.cell_constants, dt))
-    sources, fb, ib, tables = generate(progs, disp, circuit_meta(c), consts, dt)
+    sources, fb, ib, tables = generate(
+        progs, disp, circuit_meta(c), consts, dt, bank_guess, head_tables
+    )
     return load(sources), consts, tables, fb, ib
 
 
