@@ -84,9 +84,11 @@ class FreshRows:
         self.written[rows] = self._empty
         self.untracked[env_ids] = False
 
-    def reset(self, cells: np.ndarray, group: list[int], wss: list) -> None:
+    def reset(self, cells: np.ndarray, group: list[int], wss: list, drawn: tuple) -> None:
         """Write what ``ws.reset()`` returns for each workspace of ``wss`` into the rows of
-        the envs ``group`` (all of one length), in place; then those rows are fresh."""
+        the envs ``group`` (all of one length), in place; then those rows are fresh.
+        ``drawn``: the workspaces' examples, expected outputs and uninitialised values
+        stacked, as :func:`~algind_gym.tasks.workspace.refill_group` returns them."""
         k, cs, slots = self.k, self.code_start, self.slot_cols
         g = np.asarray(group)
         rows = (g[:, None] * k + np.arange(k)).ravel()
@@ -105,13 +107,13 @@ class FreshRows:
         cells3 = cells.reshape(-1, k, cells.shape[1])
         self._template(cells, cells3, g, rows, row)
         self.fresh_envs(g)
+        examples, _, block = drawn
         values = []
         for name, size in pieces:  # in the order of cols
             if name is None:
-                values.append(np.stack([ws.uninitialised_block for ws in wss]))
+                values.append(block)
             else:
-                v = np.stack([ws.stacked_examples[name] for ws in wss])
-                values.append(v.reshape(len(group), k, size))
+                values.append(examples[name].reshape(len(group), k, size))
         if values:
             v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
             if isinstance(cols, slice):
@@ -126,7 +128,7 @@ class FreshRows:
         if _same(first[:, :cs], want[:, :cs]) and _same(first[:, slots], want[:, slots]):
             return
         self._fast = False
-        self.reset(cells, group, wss)
+        self.reset(cells, group, wss, drawn)
 
     def _template(self, cells, cells3, g, rows, row) -> None:
         """The fresh row ``row``'s registers, pointer table and memory, and its stack and

@@ -75,7 +75,7 @@ from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
-from algind_gym.tasks.workspace import shallow_copy
+from algind_gym.tasks.workspace import refill_group, shallow_copy
 
 BATCH_SEEDING = 16
 """Autoresets of at least this many sub-environments at once seed their example generators
@@ -202,7 +202,6 @@ class AlgIndVectorEnv(VectorEnv):
         length the machine rows of all its envs at once. ``score=False`` leaves the scoring
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
-        by_length: dict[int, tuple[list[int], list]] = {}
         ids_l = ids.tolist()
         envs, lengths, seeds = self.envs, [], []
         for i in ids_l:  # SkillCompositionEnv.reset's draws: the length, then the seed
@@ -211,50 +210,54 @@ class AlgIndVectorEnv(VectorEnv):
             seeds.append(int(env.np_random.integers(2**63 - 1)))
         if len(seeds) >= BATCH_SEEDING:
             states = pcg64_states(np.array(seeds, dtype=np.uint64))
-        else:  # a few: default_rng in refill (the same generator; no compiled loop to load)
-            states = [None] * len(seeds)
-        seeded = self._rng.seeded
-        for i, length, seed, state in zip(ids_l, lengths, seeds, states, strict=True):
-            env = envs[i]
-            ws = self._workspaces[i].get(length)
-            if ws is None:  # first episode of this length here: share the image of another
-                proto = self._prototypes.get(length)
-                if proto is None:
-                    proto = self._prototypes[length] = env._workspace(length, seed)
-                ws = self._workspaces[i][length] = shallow_copy(proto)
-            ws.refill(seed, None if state is None else seeded(state))
-            env.ws, env._ws_recipe = ws, (length, seed)
+        else:  # a few: default_rng (the same generator; no compiled loop to load)
+            states = None
+        by_length: dict[int, list[int]] = {}
+        for at, length in enumerate(lengths):
             group = by_length.get(length)
             if group is None:
-                group = by_length[length] = ([], [])
-            group[0].append(i)
-            group[1].append(ws)
+                group = by_length[length] = []
+            group.append(at)
         self._lengths[ids] = lengths
         ep = self._episode
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
-        for length, (group, wss) in by_length.items():
-            self._fresh.reset(self._cells, group, wss)
-            self._begin_episodes(length, group, wss)
+        seeded = self._rng.seeded
+        for length, ats in by_length.items():
+            group = [ids_l[a] for a in ats]
+            wss = []
+            for i, a in zip(group, ats, strict=True):
+                env = envs[i]
+                ws = self._workspaces[i].get(length)
+                if ws is None:  # first episode of this length here: share the image of another
+                    proto = self._prototypes.get(length)
+                    if proto is None:
+                        proto = self._prototypes[length] = env._workspace(length, seeds[a])
+                    ws = self._workspaces[i][length] = shallow_copy(proto)
+                env.ws, env._ws_recipe = ws, (length, seeds[a])
+                wss.append(ws)
+            group_seeds = [seeds[a] for a in ats]
+            rngs = None if states is None else (seeded(states[a]) for a in ats)
+            drawn = refill_group(wss, group_seeds, rngs)
+            self._fresh.reset(self._cells, group, wss, drawn)
+            self._begin_episodes(length, group, wss, drawn[1])
         if not score:
             return
         self._score(ids)
         self._columns.potential[ids] = self._columns.scored_potential[ids]
 
-    def _begin_episodes(self, length: int, group: list[int], wss: list) -> None:
+    def _begin_episodes(self, length: int, group: list[int], wss: list, expected: dict) -> None:
         """What :meth:`SkillCompositionEnv._begin_episode` sets besides the scalars and
         arrays that :meth:`_autoreset_envs` clears, for the envs ``group`` of episode length
-        ``length`` (workspaces ``wss``): their oracle outputs go into the ``want`` column in
-        one copy."""
+        ``length`` (workspaces ``wss``, oracle outputs ``expected`` stacked over them,
+        :func:`~algind_gym.tasks.workspace.refill_group`): their oracle outputs go into the
+        ``want`` column in one copy."""
         first = self.envs[group[0]]
         index = first._indexes.get(length)
         if index is None:
             index = first._indexes[length] = EpisodeIndex.of(wss[0])
         n, k = len(group), self.k
-        parts = [
-            np.stack([ws.stacked_expected[name] for ws in wss]).reshape(n, k, -1)
-            for name in first.task.outputs
-        ]
+        parts = [expected[name].reshape(n, k, -1) for name in first.task.outputs]
         want = np.concatenate(parts, axis=2) if len(parts) != 1 else parts[0]
         self._columns.put("want", "want_width", group, want.astype(np.float64, copy=False))
         history = self._columns.history

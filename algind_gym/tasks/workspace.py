@@ -24,7 +24,7 @@ with :func:`compile_task_program`, which first checks it at every training lengt
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -348,14 +348,9 @@ class Workspace:
         """
         old = self.stacked_examples, self.stacked_expected, self._examples, self._expected
         rng = self._draw(seed, rng)
-        if self._fit is None:
-            self._fit = [
-                (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
-            ]
-            self._fit_shapes = None
         shapes = [
             (self.stacked_expected if out else self.stacked_examples)[name].shape
-            for name, out, _ in self._fit
+            for name, out, _ in self._fit_table()
         ]
         if shapes != self._fit_shapes:  # (the shapes of the last examples that fit pass)
             for (name, _, buf), shape in zip(self._fit, shapes, strict=True):
@@ -371,7 +366,107 @@ class Workspace:
         self.uninitialised_block = _draw_block(self._uninitialised_plan, self.batch, rng)
         self._uninitialised = None
 
+    def _fit_table(self) -> list:
+        """Per task argument: its name, whether the oracle gives it, its buffer (the shape
+        checks of :meth:`refill` and :func:`refill_group`), built on first use."""
+        if self._fit is None:
+            self._fit = [
+                (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
+            ]
+            self._fit_shapes = None
+        return self._fit
+
     # ---- end env-fast block ----
+
+
+GroupDraw = tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]
+"""What :func:`refill_group` returns: the group's examples and expected outputs (per
+entry, ``(n, K, ...)``) and uninitialised values (``(n, K, width)``), stacked over its
+workspaces."""
+
+
+def refill_group(
+    wss: Sequence[Workspace],
+    seeds: Sequence[int],
+    rngs: Iterable[np.random.Generator] | None = None,
+) -> GroupDraw:
+    """:meth:`Workspace.refill` for workspaces of one task and length, stacked.
+
+    Afterwards workspace ``i`` holds what ``wss[i].refill(seeds[i], ...)`` leaves (its
+    arrays are views of the returned group arrays). Each workspace draws from its own
+    generator exactly as :meth:`Workspace.refill` does (the task's batched generator, then
+    the uninitialised values); what does not draw runs once for the group: the shape checks
+    and, for a built-in task (:data:`algind_gym.tasks.batched.BATCHED`, whose oracles
+    compute each example from its own row; ``tests/envs/test_refill_group.py`` checks the
+    bits), the oracle on all ``n * K`` examples at once. Other tasks refill workspace by
+    workspace. ``rngs``: per workspace, a generator in the state ``default_rng(seed)``
+    starts in, yielded when that workspace draws (it may be one generator reseeded);
+    default: ``default_rng(seed)``.
+
+    Raises:
+        ValueError: the new examples do not fit the workspaces' buffers, or the task's
+            batched generator returned entries without a leading axis of K.
+    """
+    from algind_gym.tasks.batched import BATCHED  # (batched imports spec, not workspace)
+
+    first = wss[0]
+    task, k, length = first.task, first.batch, first.length
+    gens = (np.random.default_rng(s) for s in seeds) if rngs is None else iter(rngs)
+    n = len(wss)
+    known = BATCHED.get(task.name)
+    if known is None or task.batch_generator is None or task.batch_oracle is not known[1]:
+        for ws, seed, rng in zip(wss, seeds, gens, strict=False):
+            ws.refill(seed, rng)
+        examples = {
+            a: np.stack([ws.stacked_examples[a] for ws in wss]) for a in first.stacked_examples
+        }
+        expected = {a: np.stack([ws.stacked_expected[a] for ws in wss]) for a in task.outputs}
+        return examples, expected, np.stack([ws.uninitialised_block for ws in wss])
+    drawn, blocks = [], []
+    generate, plan = task.batch_generator, first._uninitialised_plan
+    for _seed, rng in zip(seeds, gens, strict=False):
+        drawn.append(generate(rng, length, k))
+        blocks.append(_draw_block(plan, k, rng))
+    try:
+        examples = {a: np.stack([d[a] for d in drawn]) for a in drawn[0]}
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"task {task.name}: the batched generator's examples disagree on their entries "
+            "or shapes (every example of a length must have the same shapes)"
+        ) from None
+    for a, v in examples.items():
+        if v.ndim < 2 or v.shape[1] != k:
+            raise ValueError(
+                f"task {task.name}: the batched function's examples entry {a!r} has shape "
+                f"{v.shape[1:]}; it needs a leading axis of {k} (one row per example)"
+            )
+    flat = task.batch_oracle({a: v.reshape(n * k, *v.shape[2:]) for a, v in examples.items()})
+    expected = {}
+    for a, v in flat.items():
+        v = np.asarray(v)
+        if v.ndim == 0 or v.shape[0] != n * k:
+            raise ValueError(
+                f"task {task.name}: the batched function's expected outputs entry {a!r} has "
+                f"shape {v.shape}; it needs a leading axis of {n * k} (one row per example)"
+            )
+        expected[a] = v.reshape(n, k, *v.shape[1:])
+    for name, out, buf in first._fit_table():
+        shape = (expected if out else examples)[name].shape[1:]
+        if _trailing_shape(shape) != (buf.rows, buf.cols):
+            raise ValueError(
+                f"task {task.name}: examples from seed {seeds[0]} do not fit this "
+                f"workspace's buffer {name!r}; build a new Workspace instead"
+            )
+    block = np.stack(blocks)
+    ex_items, want_items = list(examples.items()), list(expected.items())
+    for i, (ws, seed) in enumerate(zip(wss, seeds, strict=True)):
+        ws.stacked_examples = {a: v[i] for a, v in ex_items}
+        ws.stacked_expected = {a: v[i] for a, v in want_items}
+        ws._examples = ws._expected = None
+        ws.seed = seed
+        ws.uninitialised_block = block[i]
+        ws._uninitialised = None
+    return examples, expected, block
 
 
 def shallow_copy(obj):
