@@ -11,11 +11,14 @@ them (:mod:`algind_gym.envs.batch`):
    calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
    side; machines without a call, fresh ones included, stay halted and frozen);
-4. score the calls that ran and the new episodes at once (grouped by length), book the
+4. score the calls that ran and the new episodes at once (every length in one compiled
+   pass, :func:`~algind_gym.envs.batch.score_envs`), book the
    step of every sub-environment at once (:meth:`EpisodeColumns.book
    <algind_gym.envs.columns.EpisodeColumns.book>`, the array form of
    ``SkillCompositionEnv._finish``), observe all sub-environments at once
-   (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays
+   (:meth:`ObservationBuilder.observe_many`; in ``"state"`` mode the pointer tables, most
+   of a machine's observed cells, come from one fresh table per length for the machines
+   whose write ranges show that they still hold it), and build the infos as arrays
    (``info["action_mask"]`` is one read-only array shared by every step: the masks depend
    on the action table only).
 
@@ -38,8 +41,9 @@ Autoreset follows gymnasium 1.x's default, ``AutoresetMode.NEXT_STEP`` (declared
 ``metadata``): the step after an episode ends resets that sub-environment and returns
 its first observation with reward 0. An autoreset draws the length and example seed
 exactly as :meth:`SkillCompositionEnv.reset` does (when many reset at once, their
-``default_rng(seed)`` generators are seeded together, :mod:`algind_gym.envs.seeding`),
-but refills a workspace kept per
+``default_rng(seed)`` generators are seeded together, :mod:`algind_gym.envs.seeding`, and
+the sub-environments of one length are refilled together,
+:func:`~algind_gym.tasks.workspace.refill_group`), but refills a workspace kept per
 length (:meth:`Workspace.refill <algind_gym.tasks.workspace.Workspace.refill>`; the
 first one of a length is a shallow copy of a workspace of that length, so all
 sub-environments share one image per length) and rewrites the machine rows in place
@@ -65,10 +69,20 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from algind_gym.cpu.backend import run_recording_writes
-from algind_gym.envs.batch import CallTable, EpisodeIndex, bind_and_call, groups, score_group
+from algind_gym.envs import batch
+from algind_gym.envs.batch import (
+    CallTable,
+    EpisodeIndex,
+    ScoreTable,
+    bind_and_call,
+    groups,
+    score_envs,
+    score_group,
+)
 from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.envs.fresh import FreshRows
+from algind_gym.envs.observation import _f32
 from algind_gym.envs.seeding import Reseedable, pcg64_states
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
@@ -170,6 +184,9 @@ class AlgIndVectorEnv(VectorEnv):
         self._budget = first.task.budget(first.max_length)
         self._n_registers = lay.block("registers").end  # (cells 0 .. end hold them all)
         self._fresh: FreshRows | None = None  # built with the shared array (first reset)
+        self._score_table = ScoreTable()
+        self._ptr_table: np.ndarray | None = None  # per length: a fresh pointer table, observed
+        self._ptr_known = np.zeros(0, dtype=bool)
         self._rng = Reseedable()
         self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
 
@@ -267,9 +284,29 @@ class AlgIndVectorEnv(VectorEnv):
             history[i] = []
 
     def _score(self, ids: np.ndarray) -> None:
-        """Score envs ``ids`` (:func:`score_group` per episode length) into the
-        ``scored_*`` and ``out_fraction`` columns."""
+        """Score envs ``ids`` into the ``scored_*`` and ``out_fraction`` columns: all
+        lengths in one compiled pass (:func:`score_envs`) for a task without a custom
+        scorer, else :func:`score_group` per episode length."""
         c, envs = self._columns, self.envs
+        first = envs[0]
+        if batch.COMPILED and first.task.scorer is None and self._cells.flags.c_contiguous:
+            classes = self._score_table.classes(self._lengths[ids], first._indexes)
+            potential, success, out_frac = score_envs(
+                self._cells,
+                ids,
+                self.k,
+                classes,
+                self._score_table,
+                c.want,
+                first.task.tolerance,
+                first._fault_col,
+            )
+            c.scored_potential[ids], c.scored_success[ids] = potential, success
+            n_outs = self._score_table.n_outs[classes]
+            for n in np.unique(n_outs).tolist():
+                sel = n_outs == n
+                c.put("out_fraction", "n_outs", ids[sel], out_frac[sel, :n])
+            return
         for pos in groups(None, self._lengths[ids]).values():
             g = ids[pos]
             members = [envs[i] for i in g.tolist()]
@@ -425,7 +462,51 @@ class AlgIndVectorEnv(VectorEnv):
         c = self._columns
         stacked = {**self._episode, "out_fraction": c.out_fraction}
         stacked["t"], stacked["potential"] = c.t, c.potential
-        return self.envs[0]._obs.observe_many(self.envs, self._cells, self._lengths, stacked)
+        builder = self.envs[0]._obs
+        return builder.observe_many(
+            self.envs, self._cells, self._lengths, stacked, self._pointer_tables(builder)
+        )
+
+    def _pointer_tables(self, builder) -> tuple[np.ndarray, np.ndarray] | None:
+        """For a ``"state"`` observation (:meth:`ObservationBuilder.observe_many`'s
+        ``pointer_tables``): per env the pointer table of a fresh machine of its length,
+        and the machines that may hold another one: those whose write ranges reach the
+        table since their row was fresh, and every machine of an env whose rows changed
+        outside the tracked writes or when the fresh rows are copies of
+        ``Workspace.reset`` (:class:`FreshRows`). None in other modes."""
+        fresh = self._fresh
+        if builder.mode != "state" or not fresh._fast:
+            return None
+        lengths = self._lengths
+        table = self._ptr_table
+        top = int(lengths.max())
+        if table is None or top >= table.shape[0] or not self._ptr_known[lengths].all():
+            self._grow_pointer_tables(top)
+            table = self._ptr_table
+        n = self.num_envs
+        stale = (fresh.written[:, 1] >= fresh.pointers_start).reshape(n, self.k)
+        stale |= fresh.untracked[:, None]
+        return table[lengths], stale
+
+    def _grow_pointer_tables(self, top: int) -> None:
+        """Add the fresh pointer table (float32, as observed) of every length the envs
+        have now to the per-length table."""
+        p = self.envs[0]._obs._pointer_block
+        old = self._ptr_table
+        width = p.stop - p.start
+        if old is None or top >= old.shape[0]:
+            table = np.zeros((top + 1, width), dtype=np.float32)
+            known = np.zeros(top + 1, dtype=bool)
+            if old is not None:
+                table[: old.shape[0]], known[: old.shape[0]] = old, self._ptr_known
+            self._ptr_table, self._ptr_known = table, known
+        for i in range(self.num_envs):
+            length = int(self._lengths[i])
+            if not self._ptr_known[length]:
+                ws = self.envs[i].ws
+                row = ws.image.new_state(1, self._cells.dtype).cells[0, p]
+                self._ptr_table[length] = _f32(row)
+                self._ptr_known[length] = True
 
     def _infos(self) -> dict[str, Any]:
         return self._columns.infos(self.envs, self._lengths, self._masks)
