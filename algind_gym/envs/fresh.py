@@ -73,6 +73,9 @@ class FreshRows:
         """Sub-environments whose rows changed outside the tracked writes: restore whole."""
         self._empty = empty_write_ranges(1)[0]
         self._plans: dict[int, tuple] = {}
+        self._templates = np.zeros((0, layout.n_cells))
+        """The fresh row of every length planned, stacked (the compiled restore's input)."""
+        self._template_of: dict[int, int] = {}
         self._checked: set[int] = set()
         self._fast = True  # False: copy Workspace.reset (a check failed)
         self._ranged = True  # False: every length's fresh rows do not agree on stack/slots
@@ -103,23 +106,10 @@ class FreshRows:
         plan = self._plans.get(length)
         if plan is None:
             plan = self._plans[length] = self._plan(ws=wss[0], cells=cells)
-        row, cols, pieces = plan
         cells3 = cells.reshape(-1, k, cells.shape[1])
-        self._template(cells, cells3, g, rows, row)
+        self._template(cells, cells3, g, rows, length)
         self.fresh_envs(g)
-        examples, _, block = drawn
-        values = []
-        for name, size in pieces:  # in the order of cols
-            if name is None:
-                values.append(block)
-            else:
-                values.append(examples[name].reshape(len(group), k, size))
-        if values:
-            v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
-            if isinstance(cols, slice):
-                cells3[g, :, cols] = v
-            else:
-                cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
+        self._write_data(cells3, g, plan, drawn)
         if length in self._checked:
             return
         self._checked.add(length)
@@ -130,12 +120,70 @@ class FreshRows:
         self._fast = False
         self.reset(cells, group, wss, drawn)
 
-    def _template(self, cells, cells3, g, rows, row) -> None:
+    def reset_many(self, cells: np.ndarray, parts: list[tuple]) -> None:
+        """:meth:`reset` for several lengths at once, ``parts`` a list of its ``(group,
+        wss, drawn)`` arguments: once every length has been seen and checked, the template
+        rows of all their envs are restored in one compiled call (each row from its
+        length's fresh row) and all are marked fresh at once; then each length's data."""
+        lengths = [wss[0].length for _, wss, _ in parts]
+        k = self.k
+        ids = np.concatenate([np.asarray(g) for g, _, _ in parts]) if parts else None
+        if (
+            ids is None
+            or not (self._fast and self._ranged and COMPILED and cells.flags.c_contiguous)
+            or not all(n in self._checked for n in lengths)
+            or self.untracked[ids].any()
+        ):
+            for part in parts:
+                self.reset(cells, *part)
+            return
+        rows = (ids[:, None] * k + np.arange(k)).ravel()
+        which = np.repeat(
+            np.array([self._template_of[n] for n in lengths], dtype=np.int64),
+            [len(g) * k for g, _, _ in parts],
+        )
+        restore_rows(
+            cells,
+            rows,
+            self.written,
+            self._templates,
+            which,
+            self.registers_end,
+            self.pointers_start,
+            self.code_start,
+            self.slot_cols,
+        )
+        self.fresh_envs(ids)
+        cells3 = cells.reshape(-1, k, cells.shape[1])
+        for (group, _, drawn), n in zip(parts, lengths, strict=True):
+            self._write_data(cells3, np.asarray(group), self._plans[n], drawn)
+
+    def _write_data(self, cells3: np.ndarray, g: np.ndarray, plan: tuple, drawn: tuple) -> None:
+        """The inputs and uninitialised values ``drawn`` of the envs ``g`` (one length,
+        ``plan`` its :meth:`_plan`) into their rows of ``cells3`` (``(envs, K, cells)``)."""
+        _, cols, pieces = plan
+        k = self.k
+        examples, _, block = drawn
+        values = []
+        for name, size in pieces:  # in the order of cols
+            if name is None:
+                values.append(block)
+            else:
+                values.append(examples[name].reshape(g.size, k, size))
+        if values:
+            v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
+            if isinstance(cols, slice):
+                cells3[g, :, cols] = v
+            else:
+                cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
+
+    def _template(self, cells, cells3, g, rows, length) -> None:
         """The fresh row ``row``'s registers, pointer table and memory, and its stack and
         slots where they were written (all of them for untracked envs): per machine in a
         compiled loop (:func:`restore_rows`), or with numpy for the union of the rows'
         ranges."""
         slots, cs = self.slot_cols, self.code_start
+        row = self._plans[length][0]
         head, slot_values = row[:cs], row[slots]
         if not self._ranged or self.untracked[g].any():
             cells3[g, :, : self.code_start] = head
@@ -146,7 +194,8 @@ class FreshRows:
                 cells,
                 rows,
                 self.written,
-                row,
+                self._templates,
+                np.full(rows.size, self._template_of[length], dtype=np.int64),
                 self.registers_end,
                 self.pointers_start,
                 cs,
@@ -185,6 +234,12 @@ class FreshRows:
         if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
             cols = slice(int(cols[0]), int(cols[0]) + cols.size)
         row = row.copy()
+        self._template_of[ws.length] = self._templates.shape[0]
+        self._templates = (
+            np.concatenate([self._templates, row[None]])
+            if self._templates.size
+            else row[None].copy()
+        )
         head, slot_values = row[: self.code_start], row[self.slot_cols]
         # the shortcut needs the same stack and slots in the fresh rows of every length
         stack = head[self.registers_end : self.pointers_start]
@@ -195,12 +250,16 @@ class FreshRows:
         return row, cols, [(n, size) for n, size, _ in pieces]
 
 
-def _restore_rows(cells, rows, written, row, registers_end, pointers_start, code_start, slots):
-    """Per machine ``r`` of ``rows``: ``row``'s registers, its stack up to the highest cell of
-    ``written[r]``'s first range, its pointer table and memory, and its skill slots (sorted
-    columns ``slots``) inside ``written[r]``'s second range, written into ``cells[r]``."""
+def _restore_rows(
+    cells, rows, written, templates, which, registers_end, pointers_start, code_start, slots
+):
+    """Per machine ``r = rows[j]``, from its fresh row ``row = templates[which[j]]``: the
+    registers, the stack up to the highest cell of ``written[r]``'s first range, the
+    pointer table and memory, and the skill slots (sorted columns ``slots``) inside
+    ``written[r]``'s second range, written into ``cells[r]``."""
     for j in range(rows.shape[0]):
         r = rows[j]
+        row = templates[which[j]]
         top = written[r, 1] + 1
         if top < registers_end:
             top = registers_end

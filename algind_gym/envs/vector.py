@@ -240,6 +240,7 @@ class AlgIndVectorEnv(VectorEnv):
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
         seeded = self._rng.seeded
+        parts = []
         for length, ats in by_length.items():
             group = [ids_l[a] for a in ats]
             wss = []
@@ -256,8 +257,9 @@ class AlgIndVectorEnv(VectorEnv):
             group_seeds = [seeds[a] for a in ats]
             rngs = None if states is None else (seeded(states[a]) for a in ats)
             drawn = refill_group(wss, group_seeds, rngs)
-            self._fresh.reset(self._cells, group, wss, drawn)
+            parts.append((group, wss, drawn))
             self._begin_episodes(length, group, wss, drawn[1])
+        self._fresh.reset_many(self._cells, parts)
         if not score:
             return
         self._score(ids)
