@@ -427,19 +427,20 @@ def refill_group(
     for _seed, rng in zip(seeds, gens, strict=False):
         drawn.append(generate(rng, length, k))
         blocks.append(_draw_block(plan, k, rng))
-    try:
-        examples = {a: np.stack([d[a] for d in drawn]) for a in drawn[0]}
-    except (ValueError, KeyError):
-        raise ValueError(
-            f"task {task.name}: the batched generator's examples disagree on their entries "
-            "or shapes (every example of a length must have the same shapes)"
-        ) from None
-    for a, v in examples.items():
-        if v.ndim < 2 or v.shape[1] != k:
+    examples = {}
+    for a, v in drawn[0].items():  # (concatenated: one copy, no per-example views)
+        v = np.asarray(v)
+        parts = [d.get(a) for d in drawn]
+        if v.ndim < 1 or v.shape[0] != k or any(np.shape(p) != v.shape for p in parts):
+            bad = next((np.shape(p) for p in parts if np.shape(p)[:1] != (k,)), v.shape)
             raise ValueError(
                 f"task {task.name}: the batched function's examples entry {a!r} has shape "
-                f"{v.shape[1:]}; it needs a leading axis of {k} (one row per example)"
+                f"{bad}; it needs a leading axis of {k} (one row per example) and the "
+                "same shape in every draw of a length"
             )
+        examples[a] = np.concatenate(parts).reshape(n, k, *v.shape[1:])
+    if any(d.keys() != drawn[0].keys() for d in drawn):
+        raise ValueError(f"task {task.name}: the batched generator's draws differ in entries")
     flat = task.batch_oracle({a: v.reshape(n * k, *v.shape[2:]) for a, v in examples.items()})
     expected = {}
     for a, v in flat.items():
@@ -457,7 +458,7 @@ def refill_group(
                 f"task {task.name}: examples from seed {seeds[0]} do not fit this "
                 f"workspace's buffer {name!r}; build a new Workspace instead"
             )
-    block = np.stack(blocks)
+    block = np.concatenate(blocks).reshape(n, k, -1)
     ex_items, want_items = list(examples.items()), list(expected.items())
     for i, (ws, seed) in enumerate(zip(wss, seeds, strict=True)):
         ws.stacked_examples = {a: v[i] for a, v in ex_items}
