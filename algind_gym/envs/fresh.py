@@ -76,6 +76,14 @@ class FreshRows:
         self._templates = np.zeros((0, layout.n_cells))
         """The fresh row of every length planned, stacked (the compiled restore's input)."""
         self._template_of: dict[int, int] = {}
+        self.memory_start = layout.block("memory").start
+        self.held = np.full(num_envs * k, -1, dtype=np.int64)
+        """Per machine, the index in :attr:`_templates` of the fresh row whose pointer table
+        the compiled restore last wrote into it (-1: unknown, e.g. after a whole-row
+        copy): while its write ranges do not reach the table, the next restore rewrites
+        only the table cells in which the two fresh rows differ (:attr:`_diff`)."""
+        self._diff = np.zeros((0, 0, 0), dtype=np.int64)
+        self._n_diff = np.zeros((0, 0), dtype=np.int64)
         self._checked: set[int] = set()
         self._fast = True  # False: copy Workspace.reset (a check failed)
         self._ranged = True  # False: every length's fresh rows do not agree on stack/slots
@@ -85,6 +93,7 @@ class FreshRows:
         """Mark the rows of ``env_ids`` as fresh (the caller wrote whole fresh machines)."""
         rows = (np.asarray(env_ids)[:, None] * self.k + np.arange(self.k)).ravel()
         self.written[rows] = self._empty
+        self.held[rows] = -1
         self.untracked[env_ids] = False
 
     def reset(self, cells: np.ndarray, group: list[int], wss: list, drawn: tuple) -> None:
@@ -107,8 +116,10 @@ class FreshRows:
         if plan is None:
             plan = self._plans[length] = self._plan(ws=wss[0], cells=cells)
         cells3 = cells.reshape(-1, k, cells.shape[1])
-        self._template(cells, cells3, g, rows, length)
+        exact = self._template(cells, cells3, g, rows, length)
         self.fresh_envs(g)
+        if exact:
+            self.held[rows] = self._template_of[length]
         self._write_data(cells3, g, plan, drawn)
         if length in self._checked:
             return
@@ -148,12 +159,17 @@ class FreshRows:
             self.written,
             self._templates,
             which,
+            self.held,
+            self._diff,
+            self._n_diff,
             self.registers_end,
             self.pointers_start,
+            self.memory_start,
             self.code_start,
             self.slot_cols,
         )
         self.fresh_envs(ids)
+        self.held[rows] = which
         cells3 = cells.reshape(-1, k, cells.shape[1])
         for (group, _, drawn), n in zip(parts, lengths, strict=True):
             self._write_data(cells3, np.asarray(group), self._plans[n], drawn)
@@ -177,7 +193,7 @@ class FreshRows:
             else:
                 cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
 
-    def _template(self, cells, cells3, g, rows, length) -> None:
+    def _template(self, cells, cells3, g, rows, length) -> bool:
         """The fresh row ``row``'s registers, pointer table and memory, and its stack and
         slots where they were written (all of them for untracked envs): per machine in a
         compiled loop (:func:`restore_rows`), or with numpy for the union of the rows'
@@ -188,7 +204,7 @@ class FreshRows:
         if not self._ranged or self.untracked[g].any():
             cells3[g, :, : self.code_start] = head
             cells[rows[:, None], slots[None, :]] = slot_values
-            return
+            return False
         if COMPILED and cells.flags.c_contiguous:
             restore_rows(
                 cells,
@@ -196,12 +212,16 @@ class FreshRows:
                 self.written,
                 self._templates,
                 np.full(rows.size, self._template_of[length], dtype=np.int64),
+                self.held,
+                self._diff,
+                self._n_diff,
                 self.registers_end,
                 self.pointers_start,
+                self.memory_start,
                 cs,
                 slots,
             )
-            return
+            return True
         w = self.written[rows]
         top = max(self.registers_end, int(w[:, 1].max()) + 1)
         if top >= self.pointers_start:
@@ -214,6 +234,7 @@ class FreshRows:
         i1 = int(np.searchsorted(slots, w[:, 3].max(), "right"))
         if i1 > i0:
             cells[rows[:, None], slots[None, i0:i1]] = slot_values[i0:i1]
+        return False
 
     def _plan(self, ws, cells: np.ndarray) -> tuple:
         """What :meth:`reset` writes at ``ws``'s length: the fresh machine's row; the columns of the data it writes (a slice when they
@@ -240,6 +261,9 @@ class FreshRows:
             if self._templates.size
             else row[None].copy()
         )
+        self._diff, self._n_diff = _pointer_diffs(
+            self._templates, self.pointers_start, self.memory_start
+        )
         head, slot_values = row[: self.code_start], row[self.slot_cols]
         # the shortcut needs the same stack and slots in the fresh rows of every length
         stack = head[self.registers_end : self.pointers_start]
@@ -250,16 +274,47 @@ class FreshRows:
         return row, cols, [(n, size) for n, size, _ in pieces]
 
 
+def _pointer_diffs(templates: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair ``(a, b)`` of fresh rows, the pointer-table cells (``start .. stop``) in
+    which they differ, bit for bit (padded ``(P, P, width)``), and how many."""
+    p = templates.shape[0]
+    table = templates[:, start:stop]
+    bits = table.view(np.uint8).reshape(p, stop - start, -1)
+    diff = (bits[:, None] != bits[None, :]).any(axis=3)  # (P, P, cells)
+    n = diff.sum(axis=2)
+    cols = np.zeros((p, p, max(int(n.max()), 1)), dtype=np.int64)
+    for a in range(p):
+        for b in range(p):
+            c = np.flatnonzero(diff[a, b]) + start
+            cols[a, b, : c.size] = c
+    return cols, n.astype(np.int64)
+
+
 def _restore_rows(
-    cells, rows, written, templates, which, registers_end, pointers_start, code_start, slots
+    cells,
+    rows,
+    written,
+    templates,
+    which,
+    held,
+    diff,
+    n_diff,
+    registers_end,
+    pointers_start,
+    memory_start,
+    code_start,
+    slots,
 ):
     """Per machine ``r = rows[j]``, from its fresh row ``row = templates[which[j]]``: the
     registers, the stack up to the highest cell of ``written[r]``'s first range, the
-    pointer table and memory, and the skill slots (sorted columns ``slots``) inside
+    pointer table (only the cells in which ``row`` differs from the fresh row ``held[r]``
+    when the row still holds that one's table: ``held[r] >= 0`` and the first range below
+    the table), the memory, and the skill slots (sorted columns ``slots``) inside
     ``written[r]``'s second range, written into ``cells[r]``."""
     for j in range(rows.shape[0]):
         r = rows[j]
-        row = templates[which[j]]
+        t = which[j]
+        row = templates[t]
         top = written[r, 1] + 1
         if top < registers_end:
             top = registers_end
@@ -267,7 +322,15 @@ def _restore_rows(
             top = pointers_start
         for c in range(top):
             cells[r, c] = row[c]
-        for c in range(pointers_start, code_start):
+        h = held[r]
+        if h >= 0 and written[r, 1] < pointers_start:
+            for i in range(n_diff[h, t]):
+                c = diff[h, t, i]
+                cells[r, c] = row[c]
+        else:
+            for c in range(pointers_start, memory_start):
+                cells[r, c] = row[c]
+        for c in range(memory_start, code_start):
             cells[r, c] = row[c]
         lo, hi = written[r, 2], written[r, 3]
         if lo <= hi:
