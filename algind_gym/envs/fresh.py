@@ -8,8 +8,12 @@ A fresh machine is the image's template row (the same code block for every lengt
 shared layout: code never changes, it is protected) plus the examples' inputs and the
 uninitialised values of outputs and scratch. Of the template, a reset rewrites:
 
-* the registers, the pointer table and the memory block, always (a few hundred cells:
-  they differ between lengths, and an episode writes most of them);
+* the registers and the memory block, always (they differ between lengths, and an
+  episode writes most of them);
+* the pointer table, whole, unless the machine still holds the table of the fresh row the
+  compiled restore last gave it (:attr:`FreshRows.held`; its write ranges do not reach the
+  table): then only the cells in which the two lengths' tables differ (the buffer shapes:
+  12 of 144 cells on DotProduct), compared bit for bit once per pair of lengths;
 * of the stack (more than a thousand cells, mostly never touched), only the cells up to
   the highest one written since the row was fresh;
 * of the skill slots (descriptors W^in writes), only those between the lowest and the
@@ -32,8 +36,10 @@ their fresh values, so:
   stack, pointer table, memory and slots); if they ever differ (a workspace that
   initialises more than the inputs), every later reset copies ``Workspace.reset``.
 
-``tests/envs/test_fresh_rows.py`` compares reset rows byte for byte with freshly built
-machines after random episodes with HALT and faults.
+:meth:`FreshRows.reset_many` restores the rows of every length that resets in a step in
+one compiled call, each from its length's fresh row. ``tests/envs/test_fresh_rows.py``
+compares reset rows byte for byte with freshly built machines after random episodes with
+HALT and faults.
 """
 
 from __future__ import annotations

@@ -50,8 +50,9 @@ sub-environments share one image per length) and rewrites the machine rows in pl
 instead of building a new workspace (per length, for all its sub-environments at once;
 the examples come from the task's batched generator, :meth:`TaskSpec.draw
 <algind_gym.tasks.spec.TaskSpec.draw>`, as in a single environment). Of the fresh
-machine's template it rewrites only what can have changed: registers, pointer table and
-memory, and the stack cells and skill slots that the episode's calls wrote, known from the
+machine's template it rewrites only what can have changed: registers and memory, the
+pointer table (where the lengths' tables differ, for machines that still hold one), and the
+stack cells and skill slots that the episode's calls wrote, known from the
 write ranges that the backend and :func:`~algind_gym.envs.batch.bind_and_call` report
 (:mod:`algind_gym.envs.fresh`). Trajectories
 equal those of ``SyncVectorEnv`` over single environments with the same seeds (tested).
