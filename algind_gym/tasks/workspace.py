@@ -167,10 +167,56 @@ class Workspace:
         self._fit: list | None = None  # refill's shape checks, built on first use
         self._fit_shapes: list | None = None
         self._uninitialised_plan = _uninitialised_plan(self.image, self._uninitialised_names())
-        self.uninitialised_block: np.ndarray = _draw_block(self._uninitialised_plan, batch, rng)
+        self.uninitialised_block = _draw_block(self._uninitialised_plan, batch, rng)
+        self._uninitialised: dict[str, np.ndarray] | None = None
+
+    # The examples, expected outputs and uninitialised values live in the instance's
+    # ``_stacked_examples``, ``_stacked_expected`` and ``_uninitialised_block``; after
+    # :func:`refill_group` they are rows of the group's arrays, taken on first use
+    # (``_group``), so that a vector env's autoreset builds no per-workspace dicts.
+    def _settle(self) -> None:
+        """Take this workspace's rows of a pending :func:`refill_group` draw, if any."""
+        group = self.__dict__.get("_group")
+        if group is not None:
+            examples, expected, block, i = group
+            self._group = None
+            self._stacked_examples = {a: v[i] for a, v in examples.items()}
+            self._stacked_expected = {a: v[i] for a, v in expected.items()}
+            self._uninitialised_block = block[i]
+
+    @property
+    def stacked_examples(self) -> Example:
+        """The K examples' entries, each with a leading axis of K."""
+        self._settle()
+        return self._stacked_examples
+
+    @stacked_examples.setter
+    def stacked_examples(self, value: Example) -> None:
+        self._settle()
+        self._stacked_examples = value
+
+    @property
+    def stacked_expected(self) -> Example:
+        """The K examples' expected outputs, each with a leading axis of K."""
+        self._settle()
+        return self._stacked_expected
+
+    @stacked_expected.setter
+    def stacked_expected(self, value: Example) -> None:
+        self._settle()
+        self._stacked_expected = value
+
+    @property
+    def uninitialised_block(self) -> np.ndarray:
         """``(batch, width)``: the :attr:`uninitialised` values of every buffer side by side,
         in the order of :attr:`uninitialised_columns`."""
-        self._uninitialised: dict[str, np.ndarray] | None = None
+        self._settle()
+        return self._uninitialised_block
+
+    @uninitialised_block.setter
+    def uninitialised_block(self, value: np.ndarray) -> None:
+        self._settle()
+        self._uninitialised_block = value
 
     @property
     def uninitialised(self) -> dict[str, np.ndarray]:
@@ -196,7 +242,6 @@ class Workspace:
         generator in the state ``default_rng(seed)`` starts in (see :meth:`refill`)."""
         rng = np.random.default_rng(seed) if rng is None else rng
         self.stacked_examples, self.stacked_expected = self.task.draw(rng, self.length, self.batch)
-        """The K examples' entries and expected outputs, each with a leading axis of K."""
         self._examples: list[Example] | None = None
         self._expected: list[Example] | None = None
         return rng
@@ -431,7 +476,11 @@ def refill_group(
     for a, v in drawn[0].items():  # (concatenated: one copy, no per-example views)
         v = np.asarray(v)
         parts = [d.get(a) for d in drawn]
-        if v.ndim < 1 or v.shape[0] != k or any(np.shape(p) != v.shape for p in parts):
+        try:
+            same = [p.shape for p in parts].count(v.shape) == n
+        except AttributeError:  # (not arrays)
+            same = [np.shape(p) for p in parts].count(v.shape) == n
+        if v.ndim < 1 or v.shape[0] != k or not same:
             bad = next((np.shape(p) for p in parts if np.shape(p)[:1] != (k,)), v.shape)
             raise ValueError(
                 f"task {task.name}: the batched function's examples entry {a!r} has shape "
@@ -459,14 +508,10 @@ def refill_group(
                 f"workspace's buffer {name!r}; build a new Workspace instead"
             )
     block = np.concatenate(blocks).reshape(n, k, -1)
-    ex_items, want_items = list(examples.items()), list(expected.items())
     for i, (ws, seed) in enumerate(zip(wss, seeds, strict=True)):
-        ws.stacked_examples = {a: v[i] for a, v in ex_items}
-        ws.stacked_expected = {a: v[i] for a, v in want_items}
-        ws._examples = ws._expected = None
+        ws._group = (examples, expected, block, i)  # (its rows, taken on first use)
+        ws._examples = ws._expected = ws._uninitialised = None
         ws.seed = seed
-        ws.uninitialised_block = block[i]
-        ws._uninitialised = None
     return examples, expected, block
 
 
