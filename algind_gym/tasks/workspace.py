@@ -41,6 +41,7 @@ from algind_gym.skills.image import (
     default_stack_size,
 )
 from algind_gym.skills.library import Skill, SkillLibrary
+from algind_gym.tasks.batched import BATCHED, UNIFORM_DRAWS
 from algind_gym.tasks.pool import (
     DEFAULT_SCRATCH_PER_SHAPE,
     check_scratch_per_shape,
@@ -452,8 +453,6 @@ def refill_group(
         ValueError: the new examples do not fit the workspaces' buffers, or the task's
             batched generator returned entries without a leading axis of K.
     """
-    from algind_gym.tasks.batched import BATCHED  # (batched imports spec, not workspace)
-
     first = wss[0]
     task, k, length = first.task, first.batch, first.length
     gens = (np.random.default_rng(s) for s in seeds) if rngs is None else iter(rngs)
@@ -467,9 +466,61 @@ def refill_group(
         }
         expected = {a: np.stack([ws.stacked_expected[a] for ws in wss]) for a in task.outputs}
         return examples, expected, np.stack([ws.uninitialised_block for ws in wss])
+    uniform = UNIFORM_DRAWS.get(task.name)
+    if uniform is not None and task.batch_generator is known[0]:
+        examples, block = _uniform_group(uniform(length, k), first, gens, n)
+    else:
+        examples, block = _draw_group(first, gens, n)
+    flat = task.batch_oracle({a: v.reshape(n * k, *v.shape[2:]) for a, v in examples.items()})
+    expected = {}
+    for a, v in flat.items():
+        v = np.asarray(v)
+        if v.ndim == 0 or v.shape[0] != n * k:
+            raise ValueError(
+                f"task {task.name}: the batched function's expected outputs entry {a!r} has "
+                f"shape {v.shape}; it needs a leading axis of {n * k} (one row per example)"
+            )
+        expected[a] = v.reshape(n, k, *v.shape[1:])
+    for name, out, buf in first._fit_table():
+        shape = (expected if out else examples)[name].shape[1:]
+        if _trailing_shape(shape) != (buf.rows, buf.cols):
+            raise ValueError(
+                f"task {task.name}: examples from seed {seeds[0]} do not fit this "
+                f"workspace's buffer {name!r}; build a new Workspace instead"
+            )
+    for i, (ws, seed) in enumerate(zip(wss, seeds, strict=True)):
+        ws._group = (examples, expected, block, i)  # (its rows, taken on first use)
+        ws._examples = ws._expected = ws._uninitialised = None
+        ws.seed = seed
+    return examples, expected, block
+
+
+def _uniform_group(entries: list, first: Workspace, gens, n: int) -> tuple[dict, np.ndarray]:
+    """The examples (``entries``: name and shape of each U(-1, 1) draw in order) and the
+    uninitialised values of ``n`` workspaces like ``first``, one ``rng.random`` call each:
+    ``rng.uniform(low, high, size)`` computes ``low + (high - low) * u`` of the same
+    doubles, so scaling them gives the same bits."""
+    sizes = [math.prod(shape) for _, shape in entries]
+    k, width = first.batch, first._uninitialised_plan[1]
+    u = np.empty((n, sum(sizes) + k * width))
+    for i, rng in zip(range(n), gens, strict=False):
+        rng.random(out=u[i])
+    examples, at = {}, 0
+    for (name, shape), size in zip(entries, sizes, strict=True):
+        examples[name] = (u[:, at : at + size] * 2.0 - 1.0).reshape(n, *shape)
+        at += size
+    s = UNINITIALISED_SCALE
+    block = (u[:, at:] * (s - -s) + -s).reshape(n, k, width)
+    return examples, block
+
+
+def _draw_group(first: Workspace, gens, n: int) -> tuple[dict, np.ndarray]:
+    """The examples (the task's batched generator) and uninitialised values of ``n``
+    workspaces like ``first``, drawn per workspace as :meth:`Workspace.refill` does."""
+    task, k, length = first.task, first.batch, first.length
     drawn, blocks = [], []
     generate, plan = task.batch_generator, first._uninitialised_plan
-    for _seed, rng in zip(seeds, gens, strict=False):
+    for _, rng in zip(range(n), gens, strict=False):
         drawn.append(generate(rng, length, k))
         blocks.append(_draw_block(plan, k, rng))
     examples = {}
@@ -490,29 +541,7 @@ def refill_group(
         examples[a] = np.concatenate(parts).reshape(n, k, *v.shape[1:])
     if any(d.keys() != drawn[0].keys() for d in drawn):
         raise ValueError(f"task {task.name}: the batched generator's draws differ in entries")
-    flat = task.batch_oracle({a: v.reshape(n * k, *v.shape[2:]) for a, v in examples.items()})
-    expected = {}
-    for a, v in flat.items():
-        v = np.asarray(v)
-        if v.ndim == 0 or v.shape[0] != n * k:
-            raise ValueError(
-                f"task {task.name}: the batched function's expected outputs entry {a!r} has "
-                f"shape {v.shape}; it needs a leading axis of {n * k} (one row per example)"
-            )
-        expected[a] = v.reshape(n, k, *v.shape[1:])
-    for name, out, buf in first._fit_table():
-        shape = (expected if out else examples)[name].shape[1:]
-        if _trailing_shape(shape) != (buf.rows, buf.cols):
-            raise ValueError(
-                f"task {task.name}: examples from seed {seeds[0]} do not fit this "
-                f"workspace's buffer {name!r}; build a new Workspace instead"
-            )
-    block = np.concatenate(blocks).reshape(n, k, -1)
-    for i, (ws, seed) in enumerate(zip(wss, seeds, strict=True)):
-        ws._group = (examples, expected, block, i)  # (its rows, taken on first use)
-        ws._examples = ws._expected = ws._uninitialised = None
-        ws.seed = seed
-    return examples, expected, block
+    return examples, np.concatenate(blocks).reshape(n, k, -1)
 
 
 def shallow_copy(obj):
