@@ -264,6 +264,132 @@ def score_group(
     return potential, (ok & ~faults).all(axis=1), out_frac
 
 
+class ScoreTable:
+    """The output columns of every episode length seen, padded into arrays, so that
+    :func:`score_envs` scores episodes of all lengths in one compiled call."""
+
+    def __init__(self) -> None:
+        self.class_of: dict[int, int] = {}
+        self.cols = np.zeros((0, 0), dtype=np.int64)
+        self.starts = np.zeros((0, 0), dtype=np.int64)
+        self.sizes = np.ones((0, 0), dtype=np.int64)
+        self.n_cols = np.zeros(0, dtype=np.int64)
+        self.n_outs = np.zeros(0, dtype=np.int64)
+        self._lookup = np.full(1, -1, dtype=np.int64)
+
+    def classes(self, lengths: np.ndarray, indexes: dict[int, EpisodeIndex]) -> np.ndarray:
+        """Per episode length of ``lengths``, its row in the tables (new lengths are added
+        from ``indexes``, the :class:`EpisodeIndex` per length)."""
+        top = int(lengths.max())
+        if top >= self._lookup.size or (self._lookup[lengths] < 0).any():
+            for n in np.unique(lengths).tolist():
+                if n not in self.class_of:
+                    self._add(n, indexes[n])
+            self._lookup = np.full(max(self.class_of) + 1, -1, dtype=np.int64)
+            for n, c in self.class_of.items():
+                self._lookup[n] = c
+        return self._lookup[lengths]
+
+    def _add(self, length: int, index: EpisodeIndex) -> None:
+        c = len(self.class_of)
+        self.class_of[length] = c
+        w = max(self.cols.shape[1], index.out_cols.size)
+        o = max(self.starts.shape[1], index.out_starts.size)
+        cols, starts = np.zeros((c + 1, w), np.int64), np.zeros((c + 1, o), np.int64)
+        sizes = np.ones((c + 1, o), np.int64)
+        cols[:c, : self.cols.shape[1]] = self.cols
+        starts[:c, : self.starts.shape[1]] = self.starts
+        sizes[:c, : self.sizes.shape[1]] = self.sizes
+        cols[c, : index.out_cols.size] = index.out_cols
+        starts[c, : index.out_starts.size] = index.out_starts
+        sizes[c, : index.out_sizes.size] = index.out_sizes
+        self.cols, self.starts, self.sizes = cols, starts, sizes
+        self.n_cols = np.append(self.n_cols, index.out_cols.size)
+        self.n_outs = np.append(self.n_outs, index.out_starts.size)
+
+
+def score_envs(
+    cells: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    classes: np.ndarray,
+    table: ScoreTable,
+    want: np.ndarray,
+    tolerance,
+    fault_col: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`score_group` for the episodes ``ids`` of a vector env (env ``i``'s machines are
+    rows ``i*k .. (i+1)*k`` of C-contiguous ``cells``; tasks without a custom scorer) of any
+    lengths at once: ``classes`` their rows of ``table``, ``want`` the padded ``(num_envs,
+    K, width)`` oracle output cells of every env. The per-machine pass is one compiled
+    loop (:func:`_score_envs_py`, the closeness test of :func:`_score_rows_py`); the
+    reductions over the K machines are :func:`score_group`'s numpy operations, row by row.
+    Returns per env the potential, the success and the ``(n, max outputs)`` fraction of
+    each output entry's elements that are right (padded with zeros)."""
+    n = ids.size
+    o = table.starts.shape[1]
+    frac = np.empty(n * k)
+    ok = np.empty(n * k, dtype=np.bool_)
+    hits = np.zeros((n * k, max(o, 1)), dtype=np.int64)
+    faults = np.empty(n * k, dtype=np.bool_)
+    _score_envs(
+        cells,
+        np.ascontiguousarray(ids, dtype=np.int64),
+        k,
+        np.ascontiguousarray(want, dtype=np.float64),
+        np.ascontiguousarray(classes, dtype=np.int64),
+        table.cols,
+        table.n_cols,
+        table.starts,
+        table.n_outs,
+        float(tolerance.atol),
+        float(tolerance.rtol),
+        bool(tolerance.exact),
+        int(fault_col),
+        float(Fault.NONE),
+        frac,
+        ok,
+        hits,
+        faults,
+    )
+    frac, ok, faults = frac.reshape(n, k), ok.reshape(n, k), faults.reshape(n, k)
+    out_frac = hits[:, :o].reshape(n, k, o).sum(axis=1) / (k * table.sizes[classes])
+    potential = np.where(faults, 0.0, frac).mean(axis=1)
+    return potential, (ok & ~faults).all(axis=1), out_frac
+
+
+def _score_envs_py(
+    cells, ids, k, want, classes, cols, n_cols, starts, n_outs, atol, rtol, exact, fault_col,
+    none, frac, ok, hits, faults
+):  # fmt: skip
+    """:func:`_score_rows_py` for the machines of envs ``ids`` (machine ``a*k + j`` of the
+    outputs is row ``ids[a]*k + j``), each with the output columns of its class."""
+    for a in range(ids.shape[0]):
+        i, c = ids[a], classes[a]
+        w, n_out = n_cols[c], n_outs[c]
+        for j in range(k):
+            r = i * k + j
+            m = a * k + j
+            faults[m] = np.float64(cells[r, fault_col]) != none
+            total = 0
+            seg = 0
+            for q in range(w):
+                while seg + 1 < n_out and q >= starts[c, seg + 1]:
+                    seg += 1
+                got = np.float64(cells[r, cols[c, q]])
+                want_c = want[i, j, q]
+                tol = atol + rtol * np.abs(want_c)
+                if (got == want_c) if exact else (np.abs(got - want_c) <= tol):
+                    hits[m, seg] += 1
+                    total += 1
+            if w:
+                frac[m] = total / w
+                ok[m] = total == w
+            else:
+                frac[m] = 1.0
+                ok[m] = True
+
+
 @dataclass
 class CallTable:
     """Addresses for :func:`bind_and_call`: per skill of an action table, its header and
@@ -474,6 +600,10 @@ installed)."""
 
 _score_rows = (
     numba.njit(cache=True, nogil=True, boundscheck=False)(_score_rows_py) if COMPILED else None
+)
+
+_score_envs = (
+    numba.njit(cache=True, nogil=True, boundscheck=False)(_score_envs_py) if COMPILED else None
 )
 
 _bind_and_call_loop = (

@@ -8,8 +8,12 @@ A fresh machine is the image's template row (the same code block for every lengt
 shared layout: code never changes, it is protected) plus the examples' inputs and the
 uninitialised values of outputs and scratch. Of the template, a reset rewrites:
 
-* the registers, the pointer table and the memory block, always (a few hundred cells:
-  they differ between lengths, and an episode writes most of them);
+* the registers and the memory block, always (they differ between lengths, and an
+  episode writes most of them);
+* the pointer table, whole, unless the machine still holds the table of the fresh row the
+  compiled restore last gave it (:attr:`FreshRows.held`; its write ranges do not reach the
+  table): then only the cells in which the two lengths' tables differ (the buffer shapes:
+  12 of 144 cells on DotProduct), compared bit for bit once per pair of lengths;
 * of the stack (more than a thousand cells, mostly never touched), only the cells up to
   the highest one written since the row was fresh;
 * of the skill slots (descriptors W^in writes), only those between the lowest and the
@@ -32,8 +36,10 @@ their fresh values, so:
   stack, pointer table, memory and slots); if they ever differ (a workspace that
   initialises more than the inputs), every later reset copies ``Workspace.reset``.
 
-``tests/envs/test_fresh_rows.py`` compares reset rows byte for byte with freshly built
-machines after random episodes with HALT and faults.
+:meth:`FreshRows.reset_many` restores the rows of every length that resets in a step in
+one compiled call, each from its length's fresh row. ``tests/envs/test_fresh_rows.py``
+compares reset rows byte for byte with freshly built machines after random episodes with
+HALT and faults.
 """
 
 from __future__ import annotations
@@ -73,6 +79,17 @@ class FreshRows:
         """Sub-environments whose rows changed outside the tracked writes: restore whole."""
         self._empty = empty_write_ranges(1)[0]
         self._plans: dict[int, tuple] = {}
+        self._templates = np.zeros((0, layout.n_cells))
+        """The fresh row of every length planned, stacked (the compiled restore's input)."""
+        self._template_of: dict[int, int] = {}
+        self.memory_start = layout.block("memory").start
+        self.held = np.full(num_envs * k, -1, dtype=np.int64)
+        """Per machine, the index in :attr:`_templates` of the fresh row whose pointer table
+        the compiled restore last wrote into it (-1: unknown, e.g. after a whole-row
+        copy): while its write ranges do not reach the table, the next restore rewrites
+        only the table cells in which the two fresh rows differ (:attr:`_diff`)."""
+        self._diff = np.zeros((0, 0, 0), dtype=np.int64)
+        self._n_diff = np.zeros((0, 0), dtype=np.int64)
         self._checked: set[int] = set()
         self._fast = True  # False: copy Workspace.reset (a check failed)
         self._ranged = True  # False: every length's fresh rows do not agree on stack/slots
@@ -82,11 +99,14 @@ class FreshRows:
         """Mark the rows of ``env_ids`` as fresh (the caller wrote whole fresh machines)."""
         rows = (np.asarray(env_ids)[:, None] * self.k + np.arange(self.k)).ravel()
         self.written[rows] = self._empty
+        self.held[rows] = -1
         self.untracked[env_ids] = False
 
-    def reset(self, cells: np.ndarray, group: list[int], wss: list) -> None:
+    def reset(self, cells: np.ndarray, group: list[int], wss: list, drawn: tuple) -> None:
         """Write what ``ws.reset()`` returns for each workspace of ``wss`` into the rows of
-        the envs ``group`` (all of one length), in place; then those rows are fresh."""
+        the envs ``group`` (all of one length), in place; then those rows are fresh.
+        ``drawn``: the workspaces' examples, expected outputs and uninitialised values
+        stacked, as :func:`~algind_gym.tasks.workspace.refill_group` returns them."""
         k, cs, slots = self.k, self.code_start, self.slot_cols
         g = np.asarray(group)
         rows = (g[:, None] * k + np.arange(k)).ravel()
@@ -101,23 +121,12 @@ class FreshRows:
         plan = self._plans.get(length)
         if plan is None:
             plan = self._plans[length] = self._plan(ws=wss[0], cells=cells)
-        row, cols, pieces = plan
         cells3 = cells.reshape(-1, k, cells.shape[1])
-        self._template(cells, cells3, g, rows, row)
+        exact = self._template(cells, cells3, g, rows, length)
         self.fresh_envs(g)
-        values = []
-        for name, size in pieces:  # in the order of cols
-            if name is None:
-                values.append(np.stack([ws.uninitialised_block for ws in wss]))
-            else:
-                v = np.stack([ws.stacked_examples[name] for ws in wss])
-                values.append(v.reshape(len(group), k, size))
-        if values:
-            v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
-            if isinstance(cols, slice):
-                cells3[g, :, cols] = v
-            else:
-                cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
+        if exact:
+            self.held[rows] = self._template_of[length]
+        self._write_data(cells3, g, plan, drawn)
         if length in self._checked:
             return
         self._checked.add(length)
@@ -126,31 +135,99 @@ class FreshRows:
         if _same(first[:, :cs], want[:, :cs]) and _same(first[:, slots], want[:, slots]):
             return
         self._fast = False
-        self.reset(cells, group, wss)
+        self.reset(cells, group, wss, drawn)
 
-    def _template(self, cells, cells3, g, rows, row) -> None:
+    def reset_many(self, cells: np.ndarray, parts: list[tuple]) -> None:
+        """:meth:`reset` for several lengths at once, ``parts`` a list of its ``(group,
+        wss, drawn)`` arguments: once every length has been seen and checked, the template
+        rows of all their envs are restored in one compiled call (each row from its
+        length's fresh row) and all are marked fresh at once; then each length's data."""
+        lengths = [wss[0].length for _, wss, _ in parts]
+        k = self.k
+        ids = np.concatenate([np.asarray(g) for g, _, _ in parts]) if parts else None
+        if (
+            ids is None
+            or not (self._fast and self._ranged and COMPILED and cells.flags.c_contiguous)
+            or not all(n in self._checked for n in lengths)
+            or self.untracked[ids].any()
+        ):
+            for part in parts:
+                self.reset(cells, *part)
+            return
+        rows = (ids[:, None] * k + np.arange(k)).ravel()
+        which = np.repeat(
+            np.array([self._template_of[n] for n in lengths], dtype=np.int64),
+            [len(g) * k for g, _, _ in parts],
+        )
+        restore_rows(
+            cells,
+            rows,
+            self.written,
+            self._templates,
+            which,
+            self.held,
+            self._diff,
+            self._n_diff,
+            self.registers_end,
+            self.pointers_start,
+            self.memory_start,
+            self.code_start,
+            self.slot_cols,
+        )
+        self.fresh_envs(ids)
+        self.held[rows] = which
+        cells3 = cells.reshape(-1, k, cells.shape[1])
+        for (group, _, drawn), n in zip(parts, lengths, strict=True):
+            self._write_data(cells3, np.asarray(group), self._plans[n], drawn)
+
+    def _write_data(self, cells3: np.ndarray, g: np.ndarray, plan: tuple, drawn: tuple) -> None:
+        """The inputs and uninitialised values ``drawn`` of the envs ``g`` (one length,
+        ``plan`` its :meth:`_plan`) into their rows of ``cells3`` (``(envs, K, cells)``)."""
+        _, cols, pieces = plan
+        k = self.k
+        examples, _, block = drawn
+        values = []
+        for name, size in pieces:  # in the order of cols
+            if name is None:
+                values.append(block)
+            else:
+                values.append(examples[name].reshape(g.size, k, size))
+        if values:
+            v = np.concatenate(values, axis=2) if len(values) > 1 else values[0]
+            if isinstance(cols, slice):
+                cells3[g, :, cols] = v
+            else:
+                cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
+
+    def _template(self, cells, cells3, g, rows, length) -> bool:
         """The fresh row ``row``'s registers, pointer table and memory, and its stack and
         slots where they were written (all of them for untracked envs): per machine in a
         compiled loop (:func:`restore_rows`), or with numpy for the union of the rows'
         ranges."""
         slots, cs = self.slot_cols, self.code_start
+        row = self._plans[length][0]
         head, slot_values = row[:cs], row[slots]
         if not self._ranged or self.untracked[g].any():
             cells3[g, :, : self.code_start] = head
             cells[rows[:, None], slots[None, :]] = slot_values
-            return
+            return False
         if COMPILED and cells.flags.c_contiguous:
             restore_rows(
                 cells,
                 rows,
                 self.written,
-                row,
+                self._templates,
+                np.full(rows.size, self._template_of[length], dtype=np.int64),
+                self.held,
+                self._diff,
+                self._n_diff,
                 self.registers_end,
                 self.pointers_start,
+                self.memory_start,
                 cs,
                 slots,
             )
-            return
+            return True
         w = self.written[rows]
         top = max(self.registers_end, int(w[:, 1].max()) + 1)
         if top >= self.pointers_start:
@@ -163,6 +240,7 @@ class FreshRows:
         i1 = int(np.searchsorted(slots, w[:, 3].max(), "right"))
         if i1 > i0:
             cells[rows[:, None], slots[None, i0:i1]] = slot_values[i0:i1]
+        return False
 
     def _plan(self, ws, cells: np.ndarray) -> tuple:
         """What :meth:`reset` writes at ``ws``'s length: the fresh machine's row; the columns of the data it writes (a slice when they
@@ -183,6 +261,15 @@ class FreshRows:
         if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
             cols = slice(int(cols[0]), int(cols[0]) + cols.size)
         row = row.copy()
+        self._template_of[ws.length] = self._templates.shape[0]
+        self._templates = (
+            np.concatenate([self._templates, row[None]])
+            if self._templates.size
+            else row[None].copy()
+        )
+        self._diff, self._n_diff = _pointer_diffs(
+            self._templates, self.pointers_start, self.memory_start
+        )
         head, slot_values = row[: self.code_start], row[self.slot_cols]
         # the shortcut needs the same stack and slots in the fresh rows of every length
         stack = head[self.registers_end : self.pointers_start]
@@ -193,12 +280,47 @@ class FreshRows:
         return row, cols, [(n, size) for n, size, _ in pieces]
 
 
-def _restore_rows(cells, rows, written, row, registers_end, pointers_start, code_start, slots):
-    """Per machine ``r`` of ``rows``: ``row``'s registers, its stack up to the highest cell of
-    ``written[r]``'s first range, its pointer table and memory, and its skill slots (sorted
-    columns ``slots``) inside ``written[r]``'s second range, written into ``cells[r]``."""
+def _pointer_diffs(templates: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair ``(a, b)`` of fresh rows, the pointer-table cells (``start .. stop``) in
+    which they differ, bit for bit (padded ``(P, P, width)``), and how many."""
+    p = templates.shape[0]
+    table = templates[:, start:stop]
+    bits = table.view(np.uint8).reshape(p, stop - start, -1)
+    diff = (bits[:, None] != bits[None, :]).any(axis=3)  # (P, P, cells)
+    n = diff.sum(axis=2)
+    cols = np.zeros((p, p, max(int(n.max()), 1)), dtype=np.int64)
+    for a in range(p):
+        for b in range(p):
+            c = np.flatnonzero(diff[a, b]) + start
+            cols[a, b, : c.size] = c
+    return cols, n.astype(np.int64)
+
+
+def _restore_rows(
+    cells,
+    rows,
+    written,
+    templates,
+    which,
+    held,
+    diff,
+    n_diff,
+    registers_end,
+    pointers_start,
+    memory_start,
+    code_start,
+    slots,
+):
+    """Per machine ``r = rows[j]``, from its fresh row ``row = templates[which[j]]``: the
+    registers, the stack up to the highest cell of ``written[r]``'s first range, the
+    pointer table (only the cells in which ``row`` differs from the fresh row ``held[r]``
+    when the row still holds that one's table: ``held[r] >= 0`` and the first range below
+    the table), the memory, and the skill slots (sorted columns ``slots``) inside
+    ``written[r]``'s second range, written into ``cells[r]``."""
     for j in range(rows.shape[0]):
         r = rows[j]
+        t = which[j]
+        row = templates[t]
         top = written[r, 1] + 1
         if top < registers_end:
             top = registers_end
@@ -206,7 +328,15 @@ def _restore_rows(cells, rows, written, row, registers_end, pointers_start, code
             top = pointers_start
         for c in range(top):
             cells[r, c] = row[c]
-        for c in range(pointers_start, code_start):
+        h = held[r]
+        if h >= 0 and written[r, 1] < pointers_start:
+            for i in range(n_diff[h, t]):
+                c = diff[h, t, i]
+                cells[r, c] = row[c]
+        else:
+            for c in range(pointers_start, memory_start):
+                cells[r, c] = row[c]
+        for c in range(memory_start, code_start):
             cells[r, c] = row[c]
         lo, hi = written[r, 2], written[r, 3]
         if lo <= hi:

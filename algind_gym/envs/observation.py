@@ -106,6 +106,7 @@ class ObservationBuilder:
         cells: np.ndarray,
         lengths: np.ndarray | None = None,
         stacked: dict[str, np.ndarray] | None = None,
+        pointer_tables: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """Observations of ``envs``, whose machines are the rows of ``cells`` in order
         (env ``i`` has rows ``i*K .. (i+1)*K``); each key gets a leading axis of
@@ -114,7 +115,11 @@ class ObservationBuilder:
         ``"skill_calls"``: the envs' ``_calls``, ``_written``, ``_skill_calls`` stacked;
         optionally ``"out_fraction"`` (padded, :class:`EpisodeColumns
         <algind_gym.envs.columns.EpisodeColumns>`), ``"t"`` and ``"potential"``; read, not
-        kept)."""
+        kept). ``pointer_tables``: for ``"state"``, a caller that knows the machines'
+        pointer tables passes ``(values, stale)``: per env the pointer table that its
+        machines hold (``(n, DESCRIPTOR_WIDTH * n_pointers)``, already float32 as
+        :func:`_f32` converts it) and ``(n, K)`` bool, the machines whose table may differ
+        from it (read from ``cells``); the other machines' tables are not read."""
         n = len(envs)
         rows = np.arange(n * self.k).reshape(n, self.k)
         if self.mode == "tables":
@@ -125,10 +130,20 @@ class ObservationBuilder:
             regs = self.n_registers
             cells_obs = np.empty((n, self.k, self.shapes["cells"][1]), dtype=np.float32)
             got = cells3[:, :, self._ptr_mem]
-            end = regs + got.shape[2]
+            end = regs + self._ptr_mem.stop - self._ptr_mem.start
             with np.errstate(over="ignore"):  # cast in place, then clip as _f32 does
                 cells_obs[:, :, :regs] = cells3[:, :, :regs]
-                cells_obs[:, :, regs:end] = got
+                if pointer_tables is None:
+                    cells_obs[:, :, regs:end] = got
+                else:  # (the tables are most of a machine's cells here: not read)
+                    values, stale = pointer_tables
+                    p = self._pointer_block
+                    at = regs + p.stop - p.start
+                    cells_obs[:, :, regs:at] = values[:, None, :]
+                    cells_obs[:, :, at:end] = cells3[:, :, p.stop : self._ptr_mem.stop]
+                    if stale.any():
+                        i, j = np.nonzero(stale)
+                        cells_obs[i, j, regs:at] = cells3[i, j, p]
             cells_obs[:, :, end:] = 0.0
             out["cells"] = np.clip(cells_obs, -_F32, _F32, out=cells_obs)
             # the type fields of machine 0's pointer table, already converted above (the

@@ -11,11 +11,14 @@ them (:mod:`algind_gym.envs.batch`):
    calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
    side; machines without a call, fresh ones included, stay halted and frozen);
-4. score the calls that ran and the new episodes at once (grouped by length), book the
+4. score the calls that ran and the new episodes at once (every length in one compiled
+   pass, :func:`~algind_gym.envs.batch.score_envs`), book the
    step of every sub-environment at once (:meth:`EpisodeColumns.book
    <algind_gym.envs.columns.EpisodeColumns.book>`, the array form of
    ``SkillCompositionEnv._finish``), observe all sub-environments at once
-   (:meth:`ObservationBuilder.observe_many`), and build the infos as arrays
+   (:meth:`ObservationBuilder.observe_many`; in ``"state"`` mode the pointer tables, most
+   of a machine's observed cells, come from one fresh table per length for the machines
+   whose write ranges show that they still hold it), and build the infos as arrays
    (``info["action_mask"]`` is one read-only array shared by every step: the masks depend
    on the action table only).
 
@@ -38,16 +41,18 @@ Autoreset follows gymnasium 1.x's default, ``AutoresetMode.NEXT_STEP`` (declared
 ``metadata``): the step after an episode ends resets that sub-environment and returns
 its first observation with reward 0. An autoreset draws the length and example seed
 exactly as :meth:`SkillCompositionEnv.reset` does (when many reset at once, their
-``default_rng(seed)`` generators are seeded together, :mod:`algind_gym.envs.seeding`),
-but refills a workspace kept per
+``default_rng(seed)`` generators are seeded together, :mod:`algind_gym.envs.seeding`, and
+the sub-environments of one length are refilled together,
+:func:`~algind_gym.tasks.workspace.refill_group`), but refills a workspace kept per
 length (:meth:`Workspace.refill <algind_gym.tasks.workspace.Workspace.refill>`; the
 first one of a length is a shallow copy of a workspace of that length, so all
 sub-environments share one image per length) and rewrites the machine rows in place
 instead of building a new workspace (per length, for all its sub-environments at once;
 the examples come from the task's batched generator, :meth:`TaskSpec.draw
 <algind_gym.tasks.spec.TaskSpec.draw>`, as in a single environment). Of the fresh
-machine's template it rewrites only what can have changed: registers, pointer table and
-memory, and the stack cells and skill slots that the episode's calls wrote, known from the
+machine's template it rewrites only what can have changed: registers and memory, the
+pointer table (where the lengths' tables differ, for machines that still hold one), and the
+stack cells and skill slots that the episode's calls wrote, known from the
 write ranges that the backend and :func:`~algind_gym.envs.batch.bind_and_call` report
 (:mod:`algind_gym.envs.fresh`). Trajectories
 equal those of ``SyncVectorEnv`` over single environments with the same seeds (tested).
@@ -65,17 +70,27 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from algind_gym.cpu.backend import run_recording_writes
-from algind_gym.envs.batch import CallTable, EpisodeIndex, bind_and_call, groups, score_group
+from algind_gym.envs import batch
+from algind_gym.envs.batch import (
+    CallTable,
+    EpisodeIndex,
+    ScoreTable,
+    bind_and_call,
+    groups,
+    score_envs,
+    score_group,
+)
 from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.envs.fresh import FreshRows
+from algind_gym.envs.observation import _f32
 from algind_gym.envs.seeding import Reseedable, pcg64_states
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
-from algind_gym.tasks.workspace import shallow_copy
+from algind_gym.tasks.workspace import refill_group, shallow_copy
 
 BATCH_SEEDING = 16
 """Autoresets of at least this many sub-environments at once seed their example generators
@@ -170,6 +185,9 @@ class AlgIndVectorEnv(VectorEnv):
         self._budget = first.task.budget(first.max_length)
         self._n_registers = lay.block("registers").end  # (cells 0 .. end hold them all)
         self._fresh: FreshRows | None = None  # built with the shared array (first reset)
+        self._score_table = ScoreTable()
+        self._ptr_table: np.ndarray | None = None  # per length: a fresh pointer table, observed
+        self._ptr_known = np.zeros(0, dtype=bool)
         self._rng = Reseedable()
         self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
 
@@ -202,7 +220,6 @@ class AlgIndVectorEnv(VectorEnv):
         length the machine rows of all its envs at once. ``score=False`` leaves the scoring
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
-        by_length: dict[int, tuple[list[int], list]] = {}
         ids_l = ids.tolist()
         envs, lengths, seeds = self.envs, [], []
         for i in ids_l:  # SkillCompositionEnv.reset's draws: the length, then the seed
@@ -211,50 +228,56 @@ class AlgIndVectorEnv(VectorEnv):
             seeds.append(int(env.np_random.integers(2**63 - 1)))
         if len(seeds) >= BATCH_SEEDING:
             states = pcg64_states(np.array(seeds, dtype=np.uint64))
-        else:  # a few: default_rng in refill (the same generator; no compiled loop to load)
-            states = [None] * len(seeds)
-        seeded = self._rng.seeded
-        for i, length, seed, state in zip(ids_l, lengths, seeds, states, strict=True):
-            env = envs[i]
-            ws = self._workspaces[i].get(length)
-            if ws is None:  # first episode of this length here: share the image of another
-                proto = self._prototypes.get(length)
-                if proto is None:
-                    proto = self._prototypes[length] = env._workspace(length, seed)
-                ws = self._workspaces[i][length] = shallow_copy(proto)
-            ws.refill(seed, None if state is None else seeded(state))
-            env.ws, env._ws_recipe = ws, (length, seed)
+        else:  # a few: default_rng (the same generator; no compiled loop to load)
+            states = None
+        by_length: dict[int, list[int]] = {}
+        for at, length in enumerate(lengths):
             group = by_length.get(length)
             if group is None:
-                group = by_length[length] = ([], [])
-            group[0].append(i)
-            group[1].append(ws)
+                group = by_length[length] = []
+            group.append(at)
         self._lengths[ids] = lengths
         ep = self._episode
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
-        for length, (group, wss) in by_length.items():
-            self._fresh.reset(self._cells, group, wss)
-            self._begin_episodes(length, group, wss)
+        seeded = self._rng.seeded
+        parts = []
+        for length, ats in by_length.items():
+            group = [ids_l[a] for a in ats]
+            wss = []
+            for i, a in zip(group, ats, strict=True):
+                env = envs[i]
+                ws = self._workspaces[i].get(length)
+                if ws is None:  # first episode of this length here: share the image of another
+                    proto = self._prototypes.get(length)
+                    if proto is None:
+                        proto = self._prototypes[length] = env._workspace(length, seeds[a])
+                    ws = self._workspaces[i][length] = shallow_copy(proto)
+                env.ws, env._ws_recipe = ws, (length, seeds[a])
+                wss.append(ws)
+            group_seeds = [seeds[a] for a in ats]
+            rngs = None if states is None else (seeded(states[a]) for a in ats)
+            drawn = refill_group(wss, group_seeds, rngs)
+            parts.append((group, wss, drawn))
+            self._begin_episodes(length, group, wss, drawn[1])
+        self._fresh.reset_many(self._cells, parts)
         if not score:
             return
         self._score(ids)
         self._columns.potential[ids] = self._columns.scored_potential[ids]
 
-    def _begin_episodes(self, length: int, group: list[int], wss: list) -> None:
+    def _begin_episodes(self, length: int, group: list[int], wss: list, expected: dict) -> None:
         """What :meth:`SkillCompositionEnv._begin_episode` sets besides the scalars and
         arrays that :meth:`_autoreset_envs` clears, for the envs ``group`` of episode length
-        ``length`` (workspaces ``wss``): their oracle outputs go into the ``want`` column in
-        one copy."""
+        ``length`` (workspaces ``wss``, oracle outputs ``expected`` stacked over them,
+        :func:`~algind_gym.tasks.workspace.refill_group`): their oracle outputs go into the
+        ``want`` column in one copy."""
         first = self.envs[group[0]]
         index = first._indexes.get(length)
         if index is None:
             index = first._indexes[length] = EpisodeIndex.of(wss[0])
         n, k = len(group), self.k
-        parts = [
-            np.stack([ws.stacked_expected[name] for ws in wss]).reshape(n, k, -1)
-            for name in first.task.outputs
-        ]
+        parts = [expected[name].reshape(n, k, -1) for name in first.task.outputs]
         want = np.concatenate(parts, axis=2) if len(parts) != 1 else parts[0]
         self._columns.put("want", "want_width", group, want.astype(np.float64, copy=False))
         history = self._columns.history
@@ -264,9 +287,29 @@ class AlgIndVectorEnv(VectorEnv):
             history[i] = []
 
     def _score(self, ids: np.ndarray) -> None:
-        """Score envs ``ids`` (:func:`score_group` per episode length) into the
-        ``scored_*`` and ``out_fraction`` columns."""
+        """Score envs ``ids`` into the ``scored_*`` and ``out_fraction`` columns: all
+        lengths in one compiled pass (:func:`score_envs`) for a task without a custom
+        scorer, else :func:`score_group` per episode length."""
         c, envs = self._columns, self.envs
+        first = envs[0]
+        if batch.COMPILED and first.task.scorer is None and self._cells.flags.c_contiguous:
+            classes = self._score_table.classes(self._lengths[ids], first._indexes)
+            potential, success, out_frac = score_envs(
+                self._cells,
+                ids,
+                self.k,
+                classes,
+                self._score_table,
+                c.want,
+                first.task.tolerance,
+                first._fault_col,
+            )
+            c.scored_potential[ids], c.scored_success[ids] = potential, success
+            n_outs = self._score_table.n_outs[classes]
+            for n in np.unique(n_outs).tolist():
+                sel = n_outs == n
+                c.put("out_fraction", "n_outs", ids[sel], out_frac[sel, :n])
+            return
         for pos in groups(None, self._lengths[ids]).values():
             g = ids[pos]
             members = [envs[i] for i in g.tolist()]
@@ -422,7 +465,51 @@ class AlgIndVectorEnv(VectorEnv):
         c = self._columns
         stacked = {**self._episode, "out_fraction": c.out_fraction}
         stacked["t"], stacked["potential"] = c.t, c.potential
-        return self.envs[0]._obs.observe_many(self.envs, self._cells, self._lengths, stacked)
+        builder = self.envs[0]._obs
+        return builder.observe_many(
+            self.envs, self._cells, self._lengths, stacked, self._pointer_tables(builder)
+        )
+
+    def _pointer_tables(self, builder) -> tuple[np.ndarray, np.ndarray] | None:
+        """For a ``"state"`` observation (:meth:`ObservationBuilder.observe_many`'s
+        ``pointer_tables``): per env the pointer table of a fresh machine of its length,
+        and the machines that may hold another one: those whose write ranges reach the
+        table since their row was fresh, and every machine of an env whose rows changed
+        outside the tracked writes or when the fresh rows are copies of
+        ``Workspace.reset`` (:class:`FreshRows`). None in other modes."""
+        fresh = self._fresh
+        if builder.mode != "state" or not fresh._fast:
+            return None
+        lengths = self._lengths
+        table = self._ptr_table
+        top = int(lengths.max())
+        if table is None or top >= table.shape[0] or not self._ptr_known[lengths].all():
+            self._grow_pointer_tables(top)
+            table = self._ptr_table
+        n = self.num_envs
+        stale = (fresh.written[:, 1] >= fresh.pointers_start).reshape(n, self.k)
+        stale |= fresh.untracked[:, None]
+        return table[lengths], stale
+
+    def _grow_pointer_tables(self, top: int) -> None:
+        """Add the fresh pointer table (float32, as observed) of every length the envs
+        have now to the per-length table."""
+        p = self.envs[0]._obs._pointer_block
+        old = self._ptr_table
+        width = p.stop - p.start
+        if old is None or top >= old.shape[0]:
+            table = np.zeros((top + 1, width), dtype=np.float32)
+            known = np.zeros(top + 1, dtype=bool)
+            if old is not None:
+                table[: old.shape[0]], known[: old.shape[0]] = old, self._ptr_known
+            self._ptr_table, self._ptr_known = table, known
+        for i in range(self.num_envs):
+            length = int(self._lengths[i])
+            if not self._ptr_known[length]:
+                ws = self.envs[i].ws
+                row = ws.image.new_state(1, self._cells.dtype).cells[0, p]
+                self._ptr_table[length] = _f32(row)
+                self._ptr_known[length] = True
 
     def _infos(self) -> dict[str, Any]:
         return self._columns.infos(self.envs, self._lengths, self._masks)

@@ -174,6 +174,36 @@ BATCHED: dict[str, tuple[Gen, Oracle]] = {
 """Per built-in task name, its ``(batch_generator, batch_oracle)``."""
 
 
+UNIFORM_DRAWS: dict[str, Callable[[int, int], list[tuple[str, tuple[int, ...]]]]] = {
+    "VectorAdd": lambda n, k: [("x", (k, n)), ("y", (k, n))],
+    "VectorSub": lambda n, k: [("x", (k, n)), ("y", (k, n))],
+    "VectorMul": lambda n, k: [("x", (k, n)), ("y", (k, n))],
+    "Scale": lambda n, k: [("s", (k,)), ("x", (k, n))],
+    "Square": lambda n, k: [("x", (k, n))],
+    "ReLU": lambda n, k: [("x", (k, n))],
+    "Abs": lambda n, k: [("x", (k, n))],
+    "Negate": lambda n, k: [("x", (k, n))],
+    "Sum": lambda n, k: [("x", (k, n))],
+    "Max": lambda n, k: [("x", (k, n))],
+    "Min": lambda n, k: [("x", (k, n))],
+    "Mean": lambda n, k: [("x", (k, n))],
+    "DotProduct": lambda n, k: [("x", (k, n)), ("y", (k, n))],
+    "SumOfSquares": lambda n, k: [("x", (k, n))],
+    "MatVec": lambda n, k: [("W", (k, _rows(n), n)), ("x", (k, n))],
+    "VecMat": lambda n, k: [("x", (k, _rows(n))), ("W", (k, _rows(n), n))],
+    "OuterProduct": lambda n, k: [("x", (k, n)), ("y", (k, _rows(n)))],
+    "LinearLayer": lambda n, k: [("W", (k, _rows(n), n)), ("b", (k, _rows(n))), ("x", (k, n))],
+    "MSE": lambda n, k: [("pred", (k, n)), ("target", (k, n))],
+    "MLPLayer": lambda n, k: [("W", (k, _rows(n), n)), ("b", (k, _rows(n))), ("x", (k, n))],
+}
+"""Per built-in task whose batched generator (in :data:`BATCHED`) only draws U(-1, 1)
+arrays, one ``rng.uniform`` call per entry: the entries in the order drawn and their shapes
+at length ``n`` with ``k`` examples. ``rng.uniform(-1, 1, size)`` is ``-1 + 2 * u`` of the
+next ``size`` doubles ``u`` of ``rng.random``, so :func:`~algind_gym.tasks.workspace.refill_group`
+draws them (and the uninitialised values after them) in one ``rng.random`` call per
+workspace; ``tests/envs/test_refill_group.py`` checks the bits against the generator."""
+
+
 def batched(name: str) -> dict[str, Gen | Oracle]:
     """``TaskSpec`` keyword arguments of a built-in task's batched functions (none if it
     has none)."""

@@ -24,7 +24,7 @@ with :func:`compile_task_program`, which first checks it at every training lengt
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -41,6 +41,7 @@ from algind_gym.skills.image import (
     default_stack_size,
 )
 from algind_gym.skills.library import Skill, SkillLibrary
+from algind_gym.tasks.batched import BATCHED, UNIFORM_DRAWS
 from algind_gym.tasks.pool import (
     DEFAULT_SCRATCH_PER_SHAPE,
     check_scratch_per_shape,
@@ -167,10 +168,56 @@ class Workspace:
         self._fit: list | None = None  # refill's shape checks, built on first use
         self._fit_shapes: list | None = None
         self._uninitialised_plan = _uninitialised_plan(self.image, self._uninitialised_names())
-        self.uninitialised_block: np.ndarray = _draw_block(self._uninitialised_plan, batch, rng)
+        self.uninitialised_block = _draw_block(self._uninitialised_plan, batch, rng)
+        self._uninitialised: dict[str, np.ndarray] | None = None
+
+    # The examples, expected outputs and uninitialised values live in the instance's
+    # ``_stacked_examples``, ``_stacked_expected`` and ``_uninitialised_block``; after
+    # :func:`refill_group` they are rows of the group's arrays, taken on first use
+    # (``_group``), so that a vector env's autoreset builds no per-workspace dicts.
+    def _settle(self) -> None:
+        """Take this workspace's rows of a pending :func:`refill_group` draw, if any."""
+        group = self.__dict__.get("_group")
+        if group is not None:
+            examples, expected, block, i = group
+            self._group = None
+            self._stacked_examples = {a: v[i] for a, v in examples.items()}
+            self._stacked_expected = {a: v[i] for a, v in expected.items()}
+            self._uninitialised_block = block[i]
+
+    @property
+    def stacked_examples(self) -> Example:
+        """The K examples' entries, each with a leading axis of K."""
+        self._settle()
+        return self._stacked_examples
+
+    @stacked_examples.setter
+    def stacked_examples(self, value: Example) -> None:
+        self._settle()
+        self._stacked_examples = value
+
+    @property
+    def stacked_expected(self) -> Example:
+        """The K examples' expected outputs, each with a leading axis of K."""
+        self._settle()
+        return self._stacked_expected
+
+    @stacked_expected.setter
+    def stacked_expected(self, value: Example) -> None:
+        self._settle()
+        self._stacked_expected = value
+
+    @property
+    def uninitialised_block(self) -> np.ndarray:
         """``(batch, width)``: the :attr:`uninitialised` values of every buffer side by side,
         in the order of :attr:`uninitialised_columns`."""
-        self._uninitialised: dict[str, np.ndarray] | None = None
+        self._settle()
+        return self._uninitialised_block
+
+    @uninitialised_block.setter
+    def uninitialised_block(self, value: np.ndarray) -> None:
+        self._settle()
+        self._uninitialised_block = value
 
     @property
     def uninitialised(self) -> dict[str, np.ndarray]:
@@ -196,7 +243,6 @@ class Workspace:
         generator in the state ``default_rng(seed)`` starts in (see :meth:`refill`)."""
         rng = np.random.default_rng(seed) if rng is None else rng
         self.stacked_examples, self.stacked_expected = self.task.draw(rng, self.length, self.batch)
-        """The K examples' entries and expected outputs, each with a leading axis of K."""
         self._examples: list[Example] | None = None
         self._expected: list[Example] | None = None
         return rng
@@ -348,14 +394,9 @@ class Workspace:
         """
         old = self.stacked_examples, self.stacked_expected, self._examples, self._expected
         rng = self._draw(seed, rng)
-        if self._fit is None:
-            self._fit = [
-                (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
-            ]
-            self._fit_shapes = None
         shapes = [
             (self.stacked_expected if out else self.stacked_examples)[name].shape
-            for name, out, _ in self._fit
+            for name, out, _ in self._fit_table()
         ]
         if shapes != self._fit_shapes:  # (the shapes of the last examples that fit pass)
             for (name, _, buf), shape in zip(self._fit, shapes, strict=True):
@@ -371,7 +412,136 @@ class Workspace:
         self.uninitialised_block = _draw_block(self._uninitialised_plan, self.batch, rng)
         self._uninitialised = None
 
+    def _fit_table(self) -> list:
+        """Per task argument: its name, whether the oracle gives it, its buffer (the shape
+        checks of :meth:`refill` and :func:`refill_group`), built on first use."""
+        if self._fit is None:
+            self._fit = [
+                (a.name, a.role == "out", self.image.buffers[a.name][1]) for a in self.task.args
+            ]
+            self._fit_shapes = None
+        return self._fit
+
     # ---- end env-fast block ----
+
+
+GroupDraw = tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]
+"""What :func:`refill_group` returns: the group's examples and expected outputs (per
+entry, ``(n, K, ...)``) and uninitialised values (``(n, K, width)``), stacked over its
+workspaces."""
+
+
+def refill_group(
+    wss: Sequence[Workspace],
+    seeds: Sequence[int],
+    rngs: Iterable[np.random.Generator] | None = None,
+) -> GroupDraw:
+    """:meth:`Workspace.refill` for workspaces of one task and length, stacked.
+
+    Afterwards workspace ``i`` holds what ``wss[i].refill(seeds[i], ...)`` leaves (its
+    arrays are views of the returned group arrays). Each workspace draws from its own
+    generator exactly as :meth:`Workspace.refill` does (the task's batched generator, then
+    the uninitialised values); what does not draw runs once for the group: the shape checks
+    and, for a built-in task (:data:`algind_gym.tasks.batched.BATCHED`, whose oracles
+    compute each example from its own row; ``tests/envs/test_refill_group.py`` checks the
+    bits), the oracle on all ``n * K`` examples at once. Other tasks refill workspace by
+    workspace. ``rngs``: per workspace, a generator in the state ``default_rng(seed)``
+    starts in, yielded when that workspace draws (it may be one generator reseeded);
+    default: ``default_rng(seed)``.
+
+    Raises:
+        ValueError: the new examples do not fit the workspaces' buffers, or the task's
+            batched generator returned entries without a leading axis of K.
+    """
+    first = wss[0]
+    task, k, length = first.task, first.batch, first.length
+    gens = (np.random.default_rng(s) for s in seeds) if rngs is None else iter(rngs)
+    n = len(wss)
+    known = BATCHED.get(task.name)
+    if known is None or task.batch_generator is None or task.batch_oracle is not known[1]:
+        for ws, seed, rng in zip(wss, seeds, gens, strict=False):
+            ws.refill(seed, rng)
+        examples = {
+            a: np.stack([ws.stacked_examples[a] for ws in wss]) for a in first.stacked_examples
+        }
+        expected = {a: np.stack([ws.stacked_expected[a] for ws in wss]) for a in task.outputs}
+        return examples, expected, np.stack([ws.uninitialised_block for ws in wss])
+    uniform = UNIFORM_DRAWS.get(task.name)
+    if uniform is not None and task.batch_generator is known[0]:
+        examples, block = _uniform_group(uniform(length, k), first, gens, n)
+    else:
+        examples, block = _draw_group(first, gens, n)
+    flat = task.batch_oracle({a: v.reshape(n * k, *v.shape[2:]) for a, v in examples.items()})
+    expected = {}
+    for a, v in flat.items():
+        v = np.asarray(v)
+        if v.ndim == 0 or v.shape[0] != n * k:
+            raise ValueError(
+                f"task {task.name}: the batched function's expected outputs entry {a!r} has "
+                f"shape {v.shape}; it needs a leading axis of {n * k} (one row per example)"
+            )
+        expected[a] = v.reshape(n, k, *v.shape[1:])
+    for name, out, buf in first._fit_table():
+        shape = (expected if out else examples)[name].shape[1:]
+        if _trailing_shape(shape) != (buf.rows, buf.cols):
+            raise ValueError(
+                f"task {task.name}: examples from seed {seeds[0]} do not fit this "
+                f"workspace's buffer {name!r}; build a new Workspace instead"
+            )
+    for i, (ws, seed) in enumerate(zip(wss, seeds, strict=True)):
+        ws._group = (examples, expected, block, i)  # (its rows, taken on first use)
+        ws._examples = ws._expected = ws._uninitialised = None
+        ws.seed = seed
+    return examples, expected, block
+
+
+def _uniform_group(entries: list, first: Workspace, gens, n: int) -> tuple[dict, np.ndarray]:
+    """The examples (``entries``: name and shape of each U(-1, 1) draw in order) and the
+    uninitialised values of ``n`` workspaces like ``first``, one ``rng.random`` call each:
+    ``rng.uniform(low, high, size)`` computes ``low + (high - low) * u`` of the same
+    doubles, so scaling them gives the same bits."""
+    sizes = [math.prod(shape) for _, shape in entries]
+    k, width = first.batch, first._uninitialised_plan[1]
+    u = np.empty((n, sum(sizes) + k * width))
+    for i, rng in zip(range(n), gens, strict=False):
+        rng.random(out=u[i])
+    examples, at = {}, 0
+    for (name, shape), size in zip(entries, sizes, strict=True):
+        examples[name] = (u[:, at : at + size] * 2.0 - 1.0).reshape(n, *shape)
+        at += size
+    s = UNINITIALISED_SCALE
+    block = (u[:, at:] * (s - -s) + -s).reshape(n, k, width)
+    return examples, block
+
+
+def _draw_group(first: Workspace, gens, n: int) -> tuple[dict, np.ndarray]:
+    """The examples (the task's batched generator) and uninitialised values of ``n``
+    workspaces like ``first``, drawn per workspace as :meth:`Workspace.refill` does."""
+    task, k, length = first.task, first.batch, first.length
+    drawn, blocks = [], []
+    generate, plan = task.batch_generator, first._uninitialised_plan
+    for _, rng in zip(range(n), gens, strict=False):
+        drawn.append(generate(rng, length, k))
+        blocks.append(_draw_block(plan, k, rng))
+    examples = {}
+    for a, v in drawn[0].items():  # (concatenated: one copy, no per-example views)
+        v = np.asarray(v)
+        parts = [d.get(a) for d in drawn]
+        try:
+            same = [p.shape for p in parts].count(v.shape) == n
+        except AttributeError:  # (not arrays)
+            same = [np.shape(p) for p in parts].count(v.shape) == n
+        if v.ndim < 1 or v.shape[0] != k or not same:
+            bad = next((np.shape(p) for p in parts if np.shape(p)[:1] != (k,)), v.shape)
+            raise ValueError(
+                f"task {task.name}: the batched function's examples entry {a!r} has shape "
+                f"{bad}; it needs a leading axis of {k} (one row per example) and the "
+                "same shape in every draw of a length"
+            )
+        examples[a] = np.concatenate(parts).reshape(n, k, *v.shape[1:])
+    if any(d.keys() != drawn[0].keys() for d in drawn):
+        raise ValueError(f"task {task.name}: the batched generator's draws differ in entries")
+    return examples, np.concatenate(blocks).reshape(n, k, -1)
 
 
 def shallow_copy(obj):
