@@ -19,10 +19,10 @@ differ in three ways that :class:`GymnasiumVecEnv` bridges:
 (on-policy: its last reward gets ``gamma * V(terminal observation)``; DQN's replay buffer
 stores the transition as not done, so its target bootstraps). By default a gymnasium
 ``truncated`` is passed on that way. ``bootstrap_truncation=False`` reports every end as
-terminal (``TimeLimit.truncated`` is ``False``): the return of an episode cut at the skill-
-composition env's ``max_calls`` is then exactly the rewards it received. That is the right
-target when the limit is part of the task and the observation shows the calls left (the
-composition envs' ``globals``), as Pardo et al. (2018, "Time Limits in Reinforcement
+terminal (``TimeLimit.truncated`` is ``False``): the return of an episode cut at the
+skill-composition env's ``max_calls`` is then exactly the rewards it received. That is the
+right target when the limit is part of the task and the observation shows the calls left
+(the composition envs' ``globals``), as Pardo et al. (2018, "Time Limits in Reinforcement
 Learning") argue for time limits the agent observes: nothing follows the limit, and ``V`` of
 a terminal observation is never trained, only extrapolated
 (``experiments/results/rl_notes.md``, section (a'''')). Observations, rewards, ``dones`` and
