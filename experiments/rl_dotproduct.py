@@ -35,6 +35,11 @@ rules, chunks, evaluations and code path otherwise) is ``--equal-failure-returns
 least 5 of the 6 seeds reach, in the final evaluation, success >= 0.9 at the training
 lengths AND accuracy 1.0 at length 64 (8x).
 
+**Call limit terminal only** (``--call-limit-terminal``, exploratory, added after the
+(a'''') runs): ``bootstrap_truncation: false`` without ``fault_penalty: 0``, to separate
+the two settings (the (a'''') runs found that ``fault_penalty: 0`` makes the policies
+stop avoiding faulting calls). No success criterion was registered for it.
+
 **Stage 1**: MaskablePPO, transformer policy, on ``--stage1-tasks`` (default VectorMul,
 Sum, DotProduct; a task sampled per episode), in chunks of ``--chunk`` timesteps (default
 5120, ten rollouts of 8 x 64). After every chunk the greedy policy is evaluated on every
@@ -104,12 +109,14 @@ def write_hyperparams(
     eval_episodes: int,
     length_invariant: bool = False,
     equal_failure_returns: bool = False,
+    call_limit_terminal: bool = False,
 ) -> Path:
     """The shipped MaskablePPO YAML with the callback's periodic evaluation off,
     ``eval_episodes`` greedy episodes per length in each chunk's evaluation and, with
     ``length_invariant``, that option in the transformer's ``policy_kwargs``; with
     ``equal_failure_returns``, ``fault_penalty: 0`` and ``bootstrap_truncation: false``
-    (see the module docstring)."""
+    (see the module docstring); with ``call_limit_terminal``, ``bootstrap_truncation:
+    false`` only."""
     data = yaml.safe_load(default_hyperparams_file("maskable_ppo").read_text())
     data["default"]["eval_freq"] = 10**12
     data["default"]["n_eval_episodes"] = int(eval_episodes)
@@ -118,6 +125,8 @@ def write_hyperparams(
     if equal_failure_returns:
         data["policy-transformer"].setdefault("env_kwargs", {})["fault_penalty"] = 0.0
         data["default"].setdefault("env_kwargs", {})["fault_penalty"] = 0.0
+        data["default"]["bootstrap_truncation"] = False
+    if call_limit_terminal:
         data["default"]["bootstrap_truncation"] = False
     path = work / "hyperparams.yml"
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
@@ -241,6 +250,7 @@ def run_seed(seed: int, args, work: Path, hp: Path) -> dict:
         "target": target,
         "length_invariant": bool(args.length_invariant),
         "equal_failure_returns": bool(args.equal_failure_returns),
+        "call_limit_terminal": bool(args.call_limit_terminal),
         "stage1_tasks": stage1_ids,
         "switch_at_timesteps": s1["chunks"][-1]["timesteps"],
         "switch_reason": s1["reason"],
@@ -283,6 +293,7 @@ def markdown(rows: list[dict]) -> str:
             for o, key in (
                 ("length-invariant", "length_invariant"),
                 ("equal failures", "equal_failure_returns"),
+                ("call limit terminal", "call_limit_terminal"),
             )
             if r.get(key)
         ]
@@ -348,6 +359,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="fault_penalty 0 and bootstrap_truncation false: every failed episode returns 0",
     )
+    p.add_argument(
+        "--call-limit-terminal",
+        action="store_true",
+        help="bootstrap_truncation false only (fault_penalty as shipped)",
+    )
     p.add_argument("--work", default="rl_dotproduct_work")
     p.add_argument("--out", default=str(RESULTS / "rl_dotproduct_seeds.json"))
     p.add_argument("--markdown", nargs="+", metavar="JSON")
@@ -363,7 +379,11 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     hp = write_hyperparams(
-        work, args.eval_episodes, args.length_invariant, args.equal_failure_returns
+        work,
+        args.eval_episodes,
+        args.length_invariant,
+        args.equal_failure_returns,
+        args.call_limit_terminal,
     )
     out = Path(args.out)
     for seed in (int(s) for s in args.seeds.split(",")):
