@@ -168,6 +168,11 @@ def test_dotproduct_equal_failure_returns_flag_reaches_the_hyperparameters_and_t
         assert yaml.safe_load(path.read_text())["policy-transformer"]["policy_kwargs"][
             "length_invariant"
         ]
+    # --call-limit-terminal: the bootstrap setting alone
+    path = dot.write_hyperparams(tmp_path, 3, True, call_limit_terminal=True)
+    merged = load_hyperparams(MaskablePPO, entries, path)
+    assert merged["bootstrap_truncation"] is False
+    assert merged["env_kwargs"].get("fault_penalty", 1.0) == 1.0
     row = {
         "seed": 0, "length_invariant": True, "equal_failure_returns": True,
         "switch_at_timesteps": 1, "switch_reason": "rule", "stage2_timesteps": 2,
