@@ -27,8 +27,10 @@ Why (diagnosed on the (a''') seeds before these runs, ``experiments/results/rl_n
 section (a'''')): in stage 2 of seeds 1 and 2, SB3's bootstrap of the call-limit
 truncation added about -0.05 to -0.1 per cut episode (the critic's value of a state it
 is never trained on), and faults cost 1.0 where successes were rarer, so an attempt's
-return was below HALT's exact 0 and PPO moved probability to HALT; each setting alone
-slowed but did not stop that drift in seed 2's rerun, both together did.
+return was below HALT's exact 0 and PPO moved probability to HALT; with either setting
+alone seed 2's rerun still drifted towards HALT (P(HALT) at the first step 0.30 and 0.21
+after 10,752 timesteps, against 0.99 after 13,824 with neither), with both it did not
+(0.001 after 15,360).
 **The only change from (a''')** (``--length-invariant --no-mlp``, same seeds 0-5, same
 rules, chunks, evaluations and code path otherwise) is ``--equal-failure-returns``.
 **Success criterion, fixed before the runs**: the Show's DotProduct target is met when at
