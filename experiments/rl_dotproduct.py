@@ -13,6 +13,35 @@ the shapes, the data summaries or the potential, so the greedy program written a
 the one written at the training lengths). This was written before the rl9 runs; a clean
 A/B against (a''), which ran without the option (``--no-mlp`` in both).
 
+**Equal failure returns** (``--equal-failure-returns``, session rl10): every failed
+training episode returns the same as an immediate HALT, 0. Two settings in the run's
+hyperparameters (both stages): ``env_kwargs`` ``fault_penalty: 0`` (an existing env
+argument; the shipped YAML keeps 1.0) and ``bootstrap_truncation: false``
+(:class:`agents.rl.vec_env.GymnasiumVecEnv`: an episode cut at the call limit is terminal,
+its return the rewards it got, instead of SB3 adding ``gamma * V`` of the terminal
+observation). With ``call_cost: 0`` (shipped), the dense reward's discounted sum over an
+episode is at least minus the fraction right at reset (0 on DotProduct, whose output
+starts random), so a wrong program returns at least what HALT returns, and only a
+success returns more.
+Why (diagnosed on the (a''') seeds before these runs, ``experiments/results/rl_notes.md``,
+section (a'''')): in stage 2 of seeds 1 and 2, SB3's bootstrap of the call-limit
+truncation added about -0.05 to -0.1 per cut episode (the critic's value of a state it
+is never trained on), and faults cost 1.0 where successes were rarer, so an attempt's
+return was below HALT's exact 0 and PPO moved probability to HALT; with either setting
+alone seed 2's rerun still drifted towards HALT (P(HALT) at the first step 0.30 and 0.21
+after 10,752 timesteps, against 0.99 after 13,824 with neither), with both it did not
+(0.001 after 15,360).
+**The only change from (a''')** (``--length-invariant --no-mlp``, same seeds 0-5, same
+rules, chunks, evaluations and code path otherwise) is ``--equal-failure-returns``.
+**Success criterion, fixed before the runs**: the Show's DotProduct target is met when at
+least 5 of the 6 seeds reach, in the final evaluation, success >= 0.9 at the training
+lengths AND accuracy 1.0 at length 64 (8x).
+
+**Call limit terminal only** (``--call-limit-terminal``, exploratory, added after the
+(a'''') runs): ``bootstrap_truncation: false`` without ``fault_penalty: 0``, to separate
+the two settings (the (a'''') runs found that ``fault_penalty: 0`` makes the policies
+stop avoiding faulting calls). No success criterion was registered for it.
+
 **Stage 1**: MaskablePPO, transformer policy, on ``--stage1-tasks`` (default VectorMul,
 Sum, DotProduct; a task sampled per episode), in chunks of ``--chunk`` timesteps (default
 5120, ten rollouts of 8 x 64). After every chunk the greedy policy is evaluated on every
@@ -77,15 +106,30 @@ from algind_gym.atomic import atomic_write_text
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_hyperparams(work: Path, eval_episodes: int, length_invariant: bool = False) -> Path:
+def write_hyperparams(
+    work: Path,
+    eval_episodes: int,
+    length_invariant: bool = False,
+    equal_failure_returns: bool = False,
+    call_limit_terminal: bool = False,
+) -> Path:
     """The shipped MaskablePPO YAML with the callback's periodic evaluation off,
     ``eval_episodes`` greedy episodes per length in each chunk's evaluation and, with
-    ``length_invariant``, that option in the transformer's ``policy_kwargs``."""
+    ``length_invariant``, that option in the transformer's ``policy_kwargs``; with
+    ``equal_failure_returns``, ``fault_penalty: 0`` and ``bootstrap_truncation: false``
+    (see the module docstring); with ``call_limit_terminal``, ``bootstrap_truncation:
+    false`` only."""
     data = yaml.safe_load(default_hyperparams_file("maskable_ppo").read_text())
     data["default"]["eval_freq"] = 10**12
     data["default"]["n_eval_episodes"] = int(eval_episodes)
     if length_invariant:
         data["policy-transformer"].setdefault("policy_kwargs", {})["length_invariant"] = True
+    if equal_failure_returns:
+        data["policy-transformer"].setdefault("env_kwargs", {})["fault_penalty"] = 0.0
+        data["default"].setdefault("env_kwargs", {})["fault_penalty"] = 0.0
+        data["default"]["bootstrap_truncation"] = False
+    if call_limit_terminal:
+        data["default"]["bootstrap_truncation"] = False
     path = work / "hyperparams.yml"
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     return path
@@ -207,6 +251,8 @@ def run_seed(seed: int, args, work: Path, hp: Path) -> dict:
         "seed": seed,
         "target": target,
         "length_invariant": bool(args.length_invariant),
+        "equal_failure_returns": bool(args.equal_failure_returns),
+        "call_limit_terminal": bool(args.call_limit_terminal),
         "stage1_tasks": stage1_ids,
         "switch_at_timesteps": s1["chunks"][-1]["timesteps"],
         "switch_reason": s1["reason"],
@@ -244,7 +290,16 @@ def markdown(rows: list[dict]) -> str:
     ]
     for r in sorted(rows, key=lambda r: r["seed"]):
         t = r["transformer"]
-        name = "transformer (length-invariant)" if r.get("length_invariant") else "transformer"
+        opts = [
+            o
+            for o, key in (
+                ("length-invariant", "length_invariant"),
+                ("equal failures", "equal_failure_returns"),
+                ("call limit terminal", "call_limit_terminal"),
+            )
+            if r.get(key)
+        ]
+        name = f"transformer ({', '.join(opts)})" if opts else "transformer"
         out.append(
             f"| {r['seed']} | {name} | {r['switch_at_timesteps']} ({r['switch_reason']}) "
             f"| {r['stage2_timesteps']} ({r['stage2_reason']}) | {r['total_timesteps']} "
@@ -301,6 +356,16 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="the transformer's policy_kwargs length_invariant: true (agents/rl/policies.py)",
     )
+    p.add_argument(
+        "--equal-failure-returns",
+        action="store_true",
+        help="fault_penalty 0 and bootstrap_truncation false: every failed episode returns 0",
+    )
+    p.add_argument(
+        "--call-limit-terminal",
+        action="store_true",
+        help="bootstrap_truncation false only (fault_penalty as shipped)",
+    )
     p.add_argument("--work", default="rl_dotproduct_work")
     p.add_argument("--out", default=str(RESULTS / "rl_dotproduct_seeds.json"))
     p.add_argument("--markdown", nargs="+", metavar="JSON")
@@ -315,7 +380,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    hp = write_hyperparams(work, args.eval_episodes, args.length_invariant)
+    hp = write_hyperparams(
+        work,
+        args.eval_episodes,
+        args.length_invariant,
+        args.equal_failure_returns,
+        args.call_limit_terminal,
+    )
     out = Path(args.out)
     for seed in (int(s) for s in args.seeds.split(",")):
         row = run_seed(seed, args, work, hp)

@@ -14,7 +14,10 @@ env ids' entries. Keys of an entry:
 * ``policy_kwargs``: a mapping passed to the policy (unlike the Zoo, not a Python string:
   nothing from a YAML file is evaluated);
 * ``env_kwargs``: a mapping passed to ``gym.make_vec`` for every environment;
-* ``eval_freq``, ``n_eval_episodes``: the evaluation callback (in timesteps / episodes).
+* ``eval_freq``, ``n_eval_episodes``: the evaluation callback (in timesteps / episodes);
+* ``bootstrap_truncation`` (default ``true``): ``false`` makes SB3 treat an episode cut at
+  the env's call limit as terminal instead of bootstrapping it
+  (:class:`~agents.rl.vec_env.GymnasiumVecEnv`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ import yaml
 HYPERPARAMS_DIR = Path(__file__).resolve().parents[2] / "experiments" / "hyperparams"
 """Where the shipped ``<algo>.yml`` files live."""
 
-RUN_KEYS = ("n_timesteps", "n_envs", "policy", "policy_kwargs", "env_kwargs")
+RUN_KEYS = (
+    "n_timesteps",
+    "n_envs",
+    "policy",
+    "policy_kwargs",
+    "env_kwargs",
+    "bootstrap_truncation",
+)
 EVAL_KEYS = ("eval_freq", "n_eval_episodes")
 
 
@@ -147,6 +157,11 @@ def check_keys(algo_class: type, params: dict[str, Any], source: str) -> None:
             isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1
         ):
             raise HyperparamsError(f"{source}: {key} must be a positive number, got {value!r}")
+    flag = params.get("bootstrap_truncation")
+    if flag is not None and not isinstance(flag, bool):
+        raise HyperparamsError(
+            f"{source}: bootstrap_truncation must be true or false, got {flag!r}"
+        )
     policy = params.get("policy")
     if policy is not None and policy not in ("mlp", "transformer"):
         raise HyperparamsError(f"{source}: policy must be 'mlp' or 'transformer', got {policy!r}")

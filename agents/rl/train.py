@@ -101,9 +101,11 @@ def make_train_env(
     n_envs: int,
     env_kwargs: dict[str, Any],
     vectorization: str = "vector_entry_point",
+    bootstrap_truncation: bool = True,
 ) -> GymnasiumVecEnv:
     """The training vector env as SB3 sees it (one task: ``gym.make_vec``; several tasks:
-    a :class:`~agents.rl.tables.MultiTaskEnv` per sub-environment, run synchronously)."""
+    a :class:`~agents.rl.tables.MultiTaskEnv` per sub-environment, run synchronously);
+    ``bootstrap_truncation``: see :class:`~agents.rl.vec_env.GymnasiumVecEnv`."""
     if vectorization not in VECTORIZATION:
         raise ValueError(f"vectorization must be one of {VECTORIZATION}, got {vectorization!r}")
     if len(env_ids) == 1:
@@ -117,7 +119,7 @@ def make_train_env(
         from agents.rl.tables import make_multitask_vec
 
         venv = make_multitask_vec(env_ids, n_envs, env_kwargs)
-    return GymnasiumVecEnv(venv)
+    return GymnasiumVecEnv(venv, bootstrap_truncation)
 
 
 def check_choices(algo: str, policy: str, env_ids: list[str], env_kwargs: dict[str, Any]) -> None:
@@ -339,6 +341,7 @@ def _train(
     params.pop("n_envs", None)
     eval_freq = int(params.pop("eval_freq", 5_000))
     n_eval_episodes = int(params.pop("n_eval_episodes", 10))
+    bootstrap_truncation = bool(params.pop("bootstrap_truncation", True))
     check_choices(algo, policy, env_ids, env_kwargs)
 
     out_dir = Path(out) if out is not None else None
@@ -351,14 +354,19 @@ def _train(
     if resume and (ckpt is None or not ckpt.exists()):
         raise ValueError(f"nothing to resume: no {ckpt or '<out>/checkpoint.zip'}")
 
-    vec = make_train_env(env_ids, n_envs, env_kwargs, vectorization)
+    vec = make_train_env(env_ids, n_envs, env_kwargs, vectorization, bootstrap_truncation)
     venv = VecMonitor(vec)
     meta = {
         "algo": algo,
         "policy": policy,
         "env_ids": env_ids,
         "env_kwargs": env_kwargs,
-        "hyperparams": {**params, "policy_kwargs": policy_kwargs, "n_envs": n_envs},
+        "hyperparams": {
+            **params,
+            "policy_kwargs": policy_kwargs,
+            "n_envs": n_envs,
+            "bootstrap_truncation": bootstrap_truncation,
+        },
         "library_version": algind_gym.__version__,
         "seed": seed,
     }

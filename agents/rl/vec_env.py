@@ -14,6 +14,19 @@ differ in three ways that :class:`GymnasiumVecEnv` bridges:
 * **Masks.** ``env_method("action_masks")`` returns the per-environment masks (the vector
   env's batched ``action_masks()`` when it has one), which is what ``MaskablePPO`` and
   :class:`~agents.rl.masked_dqn.MaskedDQN` call.
+
+**Truncation.** SB3 bootstraps an episode that ends with ``info["TimeLimit.truncated"]``
+(on-policy: its last reward gets ``gamma * V(terminal observation)``; DQN's replay buffer
+stores the transition as not done, so its target bootstraps). By default a gymnasium
+``truncated`` is passed on that way. ``bootstrap_truncation=False`` reports every end as
+terminal (``TimeLimit.truncated`` is ``False``): the return of an episode cut at the
+skill-composition env's ``max_calls`` is then exactly the rewards it received. That is the
+right target when the limit is part of the task and the observation shows the calls left
+(the composition envs' ``globals``), as Pardo et al. (2018, "Time Limits in Reinforcement
+Learning") argue for time limits the agent observes: nothing follows the limit, and ``V`` of
+a terminal observation is never trained, only extrapolated
+(``experiments/results/rl_notes.md``, section (a'''')). Observations, rewards, ``dones`` and
+the other infos are the same either way.
 """
 
 from __future__ import annotations
@@ -36,10 +49,14 @@ class GymnasiumVecEnv(VecEnv):
 
     Args:
         venv: the vector environment (``gym.make_vec(...)``).
+        bootstrap_truncation: pass gymnasium's ``truncated`` on as SB3's
+            ``TimeLimit.truncated`` (the default), or report every end as terminal (see
+            the module docstring).
     """
 
-    def __init__(self, venv: gym.vector.VectorEnv) -> None:
+    def __init__(self, venv: gym.vector.VectorEnv, bootstrap_truncation: bool = True) -> None:
         self.venv = venv
+        self.bootstrap_truncation = bool(bootstrap_truncation)
         self.autoreset_mode = AutoresetMode(
             venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         )
@@ -71,7 +88,9 @@ class GymnasiumVecEnv(VecEnv):
         dones = np.logical_or(terms, truncs)
         infos = _split_info(info, self.num_envs)
         for i in np.flatnonzero(dones):
-            infos[i]["TimeLimit.truncated"] = bool(truncs[i] and not terms[i])
+            infos[i]["TimeLimit.truncated"] = bool(
+                self.bootstrap_truncation and truncs[i] and not terms[i]
+            )
         if dones.any():
             if self.autoreset_mode is AutoresetMode.SAME_STEP:
                 for i in np.flatnonzero(dones):

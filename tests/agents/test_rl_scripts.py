@@ -146,3 +146,40 @@ def test_dotproduct_length_invariant_flag_reaches_the_policy_kwargs_and_the_tabl
         "transformer_wall_s": 5.0,
     }  # fmt: skip
     assert "| 0 | transformer (length-invariant) | 1 (rule) |" in dot.markdown([row])
+
+
+def test_dotproduct_equal_failure_returns_flag_reaches_the_hyperparameters_and_the_table(
+    tmp_path,
+):
+    import yaml
+    from sb3_contrib import MaskablePPO
+
+    from agents.rl.hyperparams import load_hyperparams
+
+    dot = load_experiment("rl_dotproduct")
+    entries = ["default", "policy-transformer", "AlgInd/DotProduct-v0"]
+    for on in (True, False):
+        path = dot.write_hyperparams(tmp_path, 3, True, equal_failure_returns=on)
+        merged = load_hyperparams(MaskablePPO, entries, path)  # what train() reads
+        assert merged["env_kwargs"].get("fault_penalty", 1.0) == (0.0 if on else 1.0)
+        assert merged.get("bootstrap_truncation", True) is (not on)
+        mlp = load_hyperparams(MaskablePPO, ["default", "AlgInd/DotProduct-v0"], path)
+        assert mlp["env_kwargs"].get("fault_penalty", 1.0) == (0.0 if on else 1.0)
+        assert yaml.safe_load(path.read_text())["policy-transformer"]["policy_kwargs"][
+            "length_invariant"
+        ]
+    # --call-limit-terminal: the bootstrap setting alone
+    path = dot.write_hyperparams(tmp_path, 3, True, call_limit_terminal=True)
+    merged = load_hyperparams(MaskablePPO, entries, path)
+    assert merged["bootstrap_truncation"] is False
+    assert merged["env_kwargs"].get("fault_penalty", 1.0) == 1.0
+    row = {
+        "seed": 0, "length_invariant": True, "equal_failure_returns": True,
+        "switch_at_timesteps": 1, "switch_reason": "rule", "stage2_timesteps": 2,
+        "stage2_reason": "budget", "total_timesteps": 3,
+        "transformer": {"success_rate": 1.0, "accuracy_longest": 1.0, "longest": 64},
+        "transformer_wall_s": 5.0,
+    }  # fmt: skip
+    assert "| 0 | transformer (length-invariant, equal failures) | 1 (rule) |" in dot.markdown(
+        [row]
+    )
