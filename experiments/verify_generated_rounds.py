@@ -12,7 +12,8 @@ the first round with a mismatch (exit 1; its row keeps the seed and the examples
 ``--until`` (UTC ``HH:MM``, checked between rounds).
 
 ``--totals FILE...`` sums rows files per dtype: random steps, structured steps, structured
-steps in programs of >= 100 steps, mismatches, rounds, tasks.
+steps in programs of >= 100 steps, mismatches, rounds, tasks. ``--merge FILE... --rows DEST``
+appends the rows of FILEs that DEST lacks (same dtype, seed and command), atomically.
 
 Usage:
     ALGIND_GYM_V2_KERNEL=generated python experiments/verify_generated_rounds.py \\
@@ -62,6 +63,19 @@ def append_row(path: Path, row: dict) -> None:
     os.replace(tmp, path)
 
 
+def merge(sources: list[Path], into: Path) -> int:
+    """Append to ``into`` the rows of ``sources`` that it lacks (same dtype, seed and command),
+    in one atomic rewrite; the number of rows added."""
+    have = {(r["dtype"], r["seed"], r["command"]) for r in read_rows([into])}
+    new = [r for r in read_rows(sources) if (r["dtype"], r["seed"], r["command"]) not in have]
+    text = into.read_text() if into.exists() else ""
+    fd, tmp = tempfile.mkstemp(dir=into.parent, prefix=into.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "".join(json.dumps(r) + "\n" for r in new))
+    os.replace(tmp, into)
+    return len(new)
+
+
 def totals(rows: list[dict]) -> dict:
     """The rows' sums per dtype (see the module docstring)."""
     out: dict = {}
@@ -102,7 +116,7 @@ def run(a: argparse.Namespace) -> int:
     a.rows.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["dtype"], r["seed"]) for r in read_rows([a.rows])}
     built: OrderedDict = OrderedDict()  # the layouts' backends, shared by the rounds
-    seed = a.first_seed
+    seed, ran = a.first_seed, 0
     while True:
         if a.until and dt.datetime.now(dt.UTC).strftime("%H:%M") >= a.until:
             return 0
@@ -147,7 +161,8 @@ def run(a: argparse.Namespace) -> int:
             print(f"MISMATCH at seed {seed}: see the row's examples", flush=True)
             return 1
         seed += 1
-        if a.rounds and seed >= a.first_seed + a.rounds:
+        ran += 1
+        if a.rounds and ran >= a.rounds:
             return 0
 
 
@@ -157,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=Path, help="the rows file the rounds append to")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=0, help="at most this many seeds (0: no end)")
+    p.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: no end)")
     p.add_argument("--until", help="UTC HH:MM after which no round starts")
     p.add_argument("--tasks", default="Sum,Max,Min,Mean")
     p.add_argument("--lengths", default="", help="task lengths to draw from (default: all)")
@@ -165,7 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--structured-steps", type=int, default=100_000)
     p.add_argument("--keep-layouts", type=int, default=16)
+    p.add_argument("--merge", nargs="+", type=Path, help="rows files to append to --rows")
     a = p.parse_args(argv)
+    if a.merge:
+        if a.rows is None:
+            p.error("--merge needs --rows (the file to append to)")
+        print(f"{merge(a.merge, a.rows)} rows added to {a.rows}")
+        return 0
     if a.totals:
         print(json.dumps(totals(read_rows(a.totals)), indent=1))
         return 0

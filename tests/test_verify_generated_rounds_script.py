@@ -75,3 +75,20 @@ def test_totals_sum_rows_per_dtype(tmp_path, capsys):
         "tasks": ["Max", "Mean", "Sum"],
     }
     assert out["float64"]["mismatches"] == 1 and out["float64"]["rounds"] == 1
+
+
+def test_merge_appends_only_the_rows_the_file_lacks(tmp_path, capsys):
+    rounds = load_experiment("verify_generated_rounds")
+    dest, src = tmp_path / "results.jsonl", tmp_path / "rows.jsonl"
+    old = {"dtype": "float32", "seed": 1, "command": "c1"}
+    dest.write_text(json.dumps(old) + "\n")
+    for row in (old, {"dtype": "float32", "seed": 2, "command": "c2"}, old | {"seed": 3}):
+        rounds.append_row(src, row)
+    assert rounds.main(["--merge", str(src), "--rows", str(dest)]) == 0
+    assert rounds.main(["--merge", str(src), "--rows", str(dest)]) == 0  # nothing new
+    assert [r["seed"] for r in rounds.read_rows([dest])] == [1, 2, 3]
+    assert dest.read_text().startswith(json.dumps(old) + "\n")  # earlier rows unchanged
+    assert capsys.readouterr().out.splitlines() == [
+        f"2 rows added to {dest}",
+        f"0 rows added to {dest}",
+    ]
