@@ -204,6 +204,14 @@ def cmd_verify_cpu(args: argparse.Namespace) -> int:
         )
     if args.fused_only:
         backends = tuple(b for b in backends if not b.endswith("dense"))
+    lengths = None
+    if args.structured_lengths:
+        try:
+            lengths = [int(n) for n in args.structured_lengths.split(",")]
+        except ValueError:
+            raise UsageError(
+                f"--structured-lengths: integers like 32,64; got {args.structured_lengths!r}"
+            ) from None
     result = verify_cpu(
         programs=args.programs,
         steps=args.steps,
@@ -217,6 +225,7 @@ def cmd_verify_cpu(args: argparse.Namespace) -> int:
         structured_minimal=args.structured_minimal,
         structured_per_call=args.structured_per_call,
         structured_slots=args.structured_slots,
+        structured_lengths=lengths,
     )
     if args.json:
         print(json.dumps(result, default=str))
@@ -349,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--structured-per-call", type=int, default=16, help="machines/call")
             p.add_argument("--structured-slots", type=int, help="batch per layout (--batch)")
+            p.add_argument(
+                "--structured-lengths", help="comma-separated task lengths to draw from (all)"
+            )
             p.add_argument("--json", action="store_true")
         if name == "bench-cpu":
             p.add_argument("--batches", default="1,64,1024,4096")

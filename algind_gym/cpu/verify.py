@@ -16,7 +16,14 @@ one layout run in ``structured_slots`` slots (the backends' batch), each refille
 layout's next machine when its machine stops, so a dense pass runs at a full batch of
 matmuls rather than at the shrinking batch of the machines still running; the backends
 (their compiled models) are built once per layout and kept while it is among the last two
-layouts used.
+layouts used (``keep_layouts``); a caller may pass the same ``built`` dict to successive calls
+(rounds of different seeds in one process) to keep them across calls. With the generated v2
+kernel (``ALGIND_GYM_V2_KERNEL=generated``) building a layout's backend is what a round
+costs: generating its source takes minutes of Python per layout (numba then loads or
+compiles the functions, cached on disk by source hash), while the checked steps run at
+thousands per second. Layouts depend on a task's buffers only, so tasks of the same
+signature share them (Sum, Max, Min and Mean at one length have one layout), and
+``structured_lengths`` bounds the lengths drawn.
 The result reports how many checked steps came from each source and the distribution of
 the structured programs' lengths.
 ``structured_minimal`` places those programs on minimal layouts (only the skills they call,
@@ -69,6 +76,9 @@ def verify_cpu(
     structured_minimal: bool = False,
     structured_per_call: int = 16,
     structured_slots: int | None = None,
+    structured_lengths: Sequence[int] | None = None,
+    built: OrderedDict | None = None,
+    keep_layouts: int | None = None,
 ) -> dict:
     """Run ``programs`` random programs for up to ``steps`` steps on every backend.
 
@@ -90,6 +100,16 @@ def verify_cpu(
         structured_slots: machines stepped together per layout (the backends' batch); a
             slot whose machine stops takes the next machine of the layout (default:
             ``batch``; 0: every machine of the layout at once).
+        structured_lengths: limit each task's random length to these (fewer layouts to
+            build; see :func:`~algind_gym.cpu_v2.structured.structured_machines`).
+        built: the backends of each layout met (layout -> backends, for the same
+            ``backends``; the random programs' layout too), reused and updated; pass the
+            same dict to successive calls to keep their compiled models across rounds (a
+            call's result does not depend on it; default: a new one per call).
+        keep_layouts: layouts whose backends ``built`` keeps (default
+            :data:`_BUILT_LAYOUTS`); the generated v2 kernel costs minutes of code
+            generation per layout (a process holding two of its layouts peaked at about
+            1.4 GB).
 
     Returns:
         ``{"mismatches", "steps_checked", "random_steps", "structured_steps",
@@ -103,7 +123,8 @@ def verify_cpu(
     """
     dt = np.dtype(dtype)
     rng = np.random.default_rng(seed)
-    engines = {name: make_backend(name) for name in backends}
+    built = OrderedDict() if built is None else built  # layout -> its backends, LRU
+    keep = _BUILT_LAYOUTS if keep_layouts is None else keep_layouts
     per_backend = dict.fromkeys(backends, 0)
     faults: Counter = Counter()
     opcode_counts = np.zeros(MAX_OPCODE + 1, dtype=np.int64)
@@ -114,6 +135,7 @@ def verify_cpu(
     # gets a fresh random program, so every step checks mostly running machines.
     ref = random_machines(min(batch, programs), rng, dt, garbage)
     issued = ref.batch
+    engines = _engines(built, ref.layout, backends, keep)
     age = np.zeros(ref.batch, dtype=np.int64)
     active = np.ones(ref.batch, dtype=bool)
     copies = {name: ref.copy() for name in backends}
@@ -161,10 +183,14 @@ def verify_cpu(
     lengths: list[int] = []
     cells: list[int] = []  # cells of each structured layout
     slots = batch if structured_slots is None else structured_slots
-    built: OrderedDict = OrderedDict()  # layout -> its backends (compiled models), LRU
     while checked - random_checked < structured_steps:
         states = structured_machines(
-            rng, dt, batch=structured_per_call, tasks=structured_tasks, minimal=structured_minimal
+            rng,
+            dt,
+            batch=structured_per_call,
+            tasks=structured_tasks,
+            minimal=structured_minimal,
+            lengths=None if structured_lengths is None else list(structured_lengths),
         )
         states += [mutate(st, rng) for st in states]
         by_layout: dict = {}
@@ -175,7 +201,7 @@ def verify_cpu(
             ref = MachineState(layout, np.concatenate(rows), check_registers=False)
             n_checked, n_lengths = _lockstep(
                 ref,
-                _engines(built, layout, backends),
+                _engines(built, layout, backends, keep),
                 4096,
                 per_backend,
                 examples,
@@ -215,15 +241,17 @@ _BUILT_LAYOUTS = 2
 layouts' dense models would not fit in memory by the dozen."""
 
 
-def _engines(built: OrderedDict, layout, backends: Sequence[str]) -> dict:
+def _engines(
+    built: OrderedDict, layout, backends: Sequence[str], keep: int = _BUILT_LAYOUTS
+) -> dict:
     """The backends for ``layout``: built once per layout and reused while it is among the
-    last :data:`_BUILT_LAYOUTS` used (a backend compiles its models for the layouts it
+    last ``keep`` used (a backend compiles its models for the layouts it
     meets and keeps them, so each layout gets backends of its own)."""
     if layout in built:
         built.move_to_end(layout)
     else:
         built[layout] = {name: make_backend(name) for name in backends}
-        while len(built) > _BUILT_LAYOUTS:
+        while len(built) > keep:
             built.popitem(last=False)
     return built[layout]
 

@@ -72,9 +72,14 @@ def structured_machines(
     batch: int = 4,
     tasks: list[str] | None = None,
     minimal: bool = False,
+    lengths: list[int] | None = None,
 ) -> list[MachineState]:
     """One start state per skill call of every reference solution (random length, seed);
-    on minimal layouts with ``minimal=True`` (see the module docstring)."""
+    on minimal layouts with ``minimal=True`` (see the module docstring).
+
+    ``lengths`` limits each task's random length to those of its lengths in it (a task's
+    layout depends on its length only, so fewer lengths mean fewer layouts to compile);
+    a task with none of them is a ``ValueError``."""
     from algind_gym.tasks import Workspace, get_task
     from algind_gym.tasks.reference import (
         REFERENCE_SOLUTIONS,
@@ -85,8 +90,15 @@ def structured_machines(
     recorder = _Recorder()
     for name in tasks or sorted(REFERENCE_SOLUTIONS):
         task = get_task(name)
-        lengths = task.train_lengths + task.test_lengths
-        length = int(rng.choice(lengths))
+        allowed = [
+            n for n in task.train_lengths + task.test_lengths if lengths is None or n in lengths
+        ]
+        if not allowed:
+            raise ValueError(
+                f"task {name!r} has none of the lengths {sorted(lengths)}; choose among "
+                f"{sorted(set(task.train_lengths + task.test_lengths))}"
+            )
+        length = int(rng.choice(allowed))
         ws = Workspace(
             reference_library_for(name),
             task,

@@ -125,3 +125,54 @@ def test_million_fuzzed_steps_on_the_planned_dense_pass(dtype_name):
     assert result["steps_checked"] >= 1_000_000
     assert result["structured_steps_in_programs_of_100_or_more"] >= result["steps_checked"] / 2
     assert result["mismatches"] == 0
+
+
+def _round(seed: int, built: OrderedDict | None = None) -> dict:
+    result = verify.verify_cpu(
+        programs=2,
+        steps=2,
+        batch=3,
+        seed=seed,
+        backends=(DENSE,),
+        print_result=False,
+        structured_steps=1,
+        structured_tasks=["Max", "Sum"],
+        structured_minimal=True,
+        structured_per_call=1,
+        structured_lengths=[2],
+        built=built,
+        keep_layouts=None if built is None else 8,
+    )
+    del result["seconds"]
+    return result
+
+
+def test_rounds_sharing_the_layouts_backends_give_the_results_of_fresh_rounds():
+    """verify_generated_rounds.py runs many seeds in one process with one ``built`` dict."""
+    built: OrderedDict = OrderedDict()
+    first = _round(11, built)
+    kept = dict(built)
+    assert len(kept) == 3  # the random programs' layout, Max's and Sum's (minimal) at length 2
+    second = _round(12, built)
+    assert dict(built) == kept and all(built[k] is kept[k] for k in kept)  # not rebuilt
+    assert first == _round(11) and second == _round(12)
+    assert first["structured_programs"] == second["structured_programs"] == 4
+    assert first["structured_cells"] == second["structured_cells"]
+    assert first["structured_steps"] != second["structured_steps"]  # other random inputs
+
+
+@pytest.mark.parametrize(
+    ("lengths", "message"),
+    [
+        ("32,x", "--structured-lengths: integers like 32,64; got '32,x'"),
+        ("5", "task 'Sum' has none of the lengths [5]; choose among [1, 2, 3, 4, 6, 8, 32, 64]"),
+    ],
+)
+def test_verify_cpu_refuses_structured_lengths_it_cannot_use(capsys, lengths, message):
+    from algind_gym.cli import main
+
+    argv = ["verify-cpu", "--programs", "1", "--steps", "1", "--batch", "1", "--json"]
+    argv += ["--backends", "transformer", "--structured-steps", "1"]
+    argv += ["--structured-tasks", "Sum", "--structured-lengths", lengths]
+    assert main(argv) == 2
+    assert f"algind-gym: error: {message}" in capsys.readouterr().err

@@ -58,3 +58,27 @@ def test_verify_cpu_runs_minimal_structured_programs_on_the_dense_pass():
     assert result["mismatches"] == 0 and result["structured_programs"] >= 32
     assert 0 < result["structured_cells"][1] < 2000
     assert result["structured_steps_in_programs_of_100_or_more"] > 0
+
+
+def test_structured_lengths_bound_the_lengths_drawn_and_so_the_layouts():
+    from algind_gym.cpu_v2.structured import structured_machines as machines
+
+    rng = np.random.default_rng(5)
+    task = get_task("Sum")
+    ws = Workspace(reference_library_for("Sum"), task, 3, batch=1, seed=0)
+    for _ in range(3):  # Sum and Max at length 3 share Sum's length-3 layout
+        states = machines(rng, np.float32, batch=1, tasks=["Sum", "Max"], lengths=[3, 5])
+        assert len(states) == 2 and {s.layout for s in states} == {ws.image.layout}
+    drawn = {
+        s.layout.n_cells
+        for _ in range(12)
+        for s in machines(rng, np.float32, batch=1, tasks=["Sum"], lengths=[1, 64])
+    }
+    assert len(drawn) == 2  # both lengths drawn, and nothing else
+
+
+def test_structured_lengths_that_a_task_lacks_are_refused_with_its_lengths():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"'Sum' has none of the lengths \[5\]; choose among"):
+        structured_machines(np.random.default_rng(0), np.float32, tasks=["Sum"], lengths=[5])
