@@ -36,7 +36,7 @@ from algind_gym.cpu_v2.sparse import (
     STEP_GT,
     SparseHead,
     SparseUnit,
-    fixed_target,
+    fixed_targets,
 )
 
 
@@ -168,12 +168,8 @@ class ChannelValues:
             return None
         if len({f.count for f in funcs}) > 1:
             return None
-        size = len(funcs[0].values)
-        x = np.zeros(max(chans) + 1, self.dt)
-        out = np.empty(size, np.int64)
-        for c in range(size):
-            for ch, v in vals.items():
-                x[ch] = v.values[c] if isinstance(v, BankFunction) else v
-            t = fixed_target(h, x, n, k, self.dt)
-            out[c] = -1 if t == NEVER else t
-        return funcs[0].count, out
+        xs = np.zeros((len(funcs[0].values), max(chans) + 1), self.dt)  # a row per count
+        for ch, v in vals.items():
+            xs[:, ch] = v.values if isinstance(v, BankFunction) else v
+        t = fixed_targets(h, xs, n, k, self.dt)
+        return funcs[0].count, np.where(t == NEVER, -1, t).astype(np.int64)

@@ -111,6 +111,25 @@ def fixed_target(h: SparseHead, x: np.ndarray, n: int, k: int, dt) -> int:
     return int(j) if score > s_sink else NEVER
 
 
+def fixed_targets(h: SparseHead, xs: np.ndarray, n: int, k: int, dt) -> np.ndarray:
+    """:func:`fixed_target` for each row of ``xs`` at once: the same operations in the same
+    order, element-wise over the rows in dtype ``dt`` (so the same bits), without a Python
+    call per row."""
+    dt = np.dtype(dt)
+    q = np.zeros((len(xs), len(h.sink)), dt)
+    for ch, comp, w in h.q:
+        q[:, comp] += dt.type(w) * xs[:, ch]
+    j = ((q[:, :k] > 0).astype(np.int64) << np.arange(k, dtype=np.int64)).sum(axis=1)
+    inside = j < n
+    rows = np.where(inside, j, 0)
+    score, s_sink = np.zeros(len(xs), dt), np.zeros(len(xs), dt)
+    for b in range(len(h.sink)):
+        key = h.table[rows, b].astype(dt)
+        score += key * q[:, b]
+        s_sink += dt.type(h.sink[b]) * (q[:, b] if h.kind == "read" else key)
+    return np.where(inside & (score > s_sink), j, NEVER)
+
+
 def _pairs(ptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, u: int):
     return tuple((int(cols[t]), float(vals[t])) for t in range(ptr[u], ptr[u + 1]))
 
