@@ -48,3 +48,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_append_text(path: str | os.PathLike, text: str) -> Path:
+    """Append ``text`` to ``path`` (created if missing) by rewriting the whole file through
+    :func:`atomic_write_text`, so a crash leaves the old rows or all of the new ones. Meant
+    for small row files (one JSON line per finished round); the cost grows with the file."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    return atomic_write_text(path, old + text)

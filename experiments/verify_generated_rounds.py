@@ -55,12 +55,10 @@ def read_rows(paths: list[Path]) -> list[dict]:
 
 
 def append_row(path: Path, row: dict) -> None:
-    """Append one row: the whole file rewritten to a temp file beside it, then replaced."""
-    text = path.read_text() if path.exists() else ""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text + json.dumps(row) + "\n")
-    os.replace(tmp, path)
+    """Append one row atomically (:func:`algind_gym.atomic.atomic_append_text`)."""
+    from algind_gym.atomic import atomic_append_text  # the package loads after the env setup
+
+    atomic_append_text(path, json.dumps(row) + "\n")
 
 
 def merge(sources: list[Path], into: Path) -> int:

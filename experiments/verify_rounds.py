@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from algind_gym.atomic import atomic_append_text
 from algind_gym.cpu.verify import verify_cpu
 
 _KEYS = (
@@ -45,12 +44,8 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def append_row(path: Path, row: dict) -> None:
-    """Append one row: the whole file rewritten to a temp file beside it, then replaced."""
-    text = path.read_text() if path.exists() else ""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text + json.dumps(row) + "\n")
-    os.replace(tmp, path)
+    """Append one row atomically (:func:`algind_gym.atomic.atomic_append_text`)."""
+    atomic_append_text(path, json.dumps(row) + "\n")
 
 
 def summary(rows: list[dict]) -> dict:
