@@ -159,21 +159,7 @@ class FreshRows:
             np.array([self._template_of[n] for n in lengths], dtype=np.int64),
             [len(g) * k for g, _, _ in parts],
         )
-        restore_rows(
-            cells,
-            rows,
-            self.written,
-            self._templates,
-            which,
-            self.held,
-            self._diff,
-            self._n_diff,
-            self.registers_end,
-            self.pointers_start,
-            self.memory_start,
-            self.code_start,
-            self.slot_cols,
-        )
+        self._restore(cells, rows, which)
         self.fresh_envs(ids)
         self.held[rows] = which
         cells3 = cells.reshape(-1, k, cells.shape[1])
@@ -199,6 +185,25 @@ class FreshRows:
             else:
                 cells3[g[:, None, None], np.arange(k)[None, :, None], cols] = v
 
+    def _restore(self, cells: np.ndarray, rows: np.ndarray, which: np.ndarray) -> None:
+        """:func:`restore_rows` of machine ``rows`` of ``cells``, row ``rows[i]`` from template
+        ``which[i]``, with this object's write ranges, templates and layout bounds."""
+        restore_rows(
+            cells,
+            rows,
+            self.written,
+            self._templates,
+            which,
+            self.held,
+            self._diff,
+            self._n_diff,
+            self.registers_end,
+            self.pointers_start,
+            self.memory_start,
+            self.code_start,
+            self.slot_cols,
+        )
+
     def _template(self, cells, cells3, g, rows, length) -> bool:
         """The fresh row ``row``'s registers, pointer table and memory, and its stack and
         slots where they were written (all of them for untracked envs): per machine in a
@@ -212,20 +217,8 @@ class FreshRows:
             cells[rows[:, None], slots[None, :]] = slot_values
             return False
         if COMPILED and cells.flags.c_contiguous:
-            restore_rows(
-                cells,
-                rows,
-                self.written,
-                self._templates,
-                np.full(rows.size, self._template_of[length], dtype=np.int64),
-                self.held,
-                self._diff,
-                self._n_diff,
-                self.registers_end,
-                self.pointers_start,
-                self.memory_start,
-                cs,
-                slots,
+            self._restore(
+                cells, rows, np.full(rows.size, self._template_of[length], dtype=np.int64)
             )
             return True
         w = self.written[rows]
