@@ -70,7 +70,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from algind_gym.cpu.backend import run_recording_writes
-from algind_gym.envs import batch
+from algind_gym.envs import batch, seeding
 from algind_gym.envs.batch import (
     CallTable,
     EpisodeIndex,
@@ -84,7 +84,7 @@ from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.envs.fresh import FreshRows
 from algind_gym.envs.observation import _f32
-from algind_gym.envs.seeding import Reseedable, pcg64_states
+from algind_gym.envs.seeding import Reseedable, pcg64_states, uniform_doubles
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
@@ -226,10 +226,8 @@ class AlgIndVectorEnv(VectorEnv):
             env = envs[i]
             lengths.append(env._draw_length())
             seeds.append(int(env.np_random.integers(2**63 - 1)))
-        if len(seeds) >= BATCH_SEEDING:
-            states = pcg64_states(np.array(seeds, dtype=np.uint64))
-        else:  # a few: default_rng (the same generator; no compiled loop to load)
-            states = None
+        doubles = uniform_doubles if seeding.COMPILED and seeding.exact() else None
+        states = _LazyStates(seeds) if len(seeds) >= BATCH_SEEDING else None
         by_length: dict[int, list[int]] = {}
         for at, length in enumerate(lengths):
             group = by_length.get(length)
@@ -257,7 +255,7 @@ class AlgIndVectorEnv(VectorEnv):
                 wss.append(ws)
             group_seeds = [seeds[a] for a in ats]
             rngs = None if states is None else (seeded(states[a]) for a in ats)
-            drawn = refill_group(wss, group_seeds, rngs)
+            drawn = refill_group(wss, group_seeds, rngs, doubles)
             parts.append((group, wss, drawn))
             self._begin_episodes(length, group, wss, drawn[1])
         self._fresh.reset_many(self._cells, parts)
@@ -523,6 +521,19 @@ class AlgIndVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.envs.clear()
+
+
+class _LazyStates:
+    """:func:`pcg64_states` of ``seeds``, computed on the first lookup (a group whose
+    task draws with :func:`uniform_doubles` looks up none)."""
+
+    def __init__(self, seeds: list[int]) -> None:
+        self.seeds, self.states = seeds, None
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        if self.states is None:
+            self.states = pcg64_states(np.array(self.seeds, dtype=np.uint64))
+        return self.states[i]
 
 
 def _shallow_copy(env: SkillCompositionEnv) -> SkillCompositionEnv:

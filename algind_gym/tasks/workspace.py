@@ -24,7 +24,7 @@ with :func:`compile_task_program`, which first checks it at every training lengt
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -435,6 +435,7 @@ def refill_group(
     wss: Sequence[Workspace],
     seeds: Sequence[int],
     rngs: Iterable[np.random.Generator] | None = None,
+    doubles: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> GroupDraw:
     """:meth:`Workspace.refill` for workspaces of one task and length, stacked.
 
@@ -447,7 +448,12 @@ def refill_group(
     bits), the oracle on all ``n * K`` examples at once. Other tasks refill workspace by
     workspace. ``rngs``: per workspace, a generator in the state ``default_rng(seed)``
     starts in, yielded when that workspace draws (it may be one generator reseeded);
-    default: ``default_rng(seed)``.
+    default: ``default_rng(seed)``. ``doubles``: a function like
+    :func:`algind_gym.envs.seeding.uniform_doubles` (``doubles(seeds, size, ends,
+    affine)``: per seed, ``default_rng(seed).random(size)`` scaled by segments as
+    ``Generator.uniform`` scales them); a task whose generator only draws U(-1, 1)
+    (:data:`~algind_gym.tasks.batched.UNIFORM_DRAWS`) then draws the whole group with one
+    call of it instead of one ``rng.random`` call per workspace (``rngs`` is not used).
 
     Raises:
         ValueError: the new examples do not fit the workspaces' buffers, or the task's
@@ -468,7 +474,7 @@ def refill_group(
         return examples, expected, np.stack([ws.uninitialised_block for ws in wss])
     uniform = UNIFORM_DRAWS.get(task.name)
     if uniform is not None and task.batch_generator is known[0]:
-        examples, block = _uniform_group(uniform(length, k), first, gens, n)
+        examples, block = _uniform_group(uniform(length, k), first, gens, n, seeds, doubles)
     else:
         examples, block = _draw_group(first, gens, n)
     flat = task.batch_oracle({a: v.reshape(n * k, *v.shape[2:]) for a, v in examples.items()})
@@ -495,21 +501,32 @@ def refill_group(
     return examples, expected, block
 
 
-def _uniform_group(entries: list, first: Workspace, gens, n: int) -> tuple[dict, np.ndarray]:
+def _uniform_group(
+    entries: list, first: Workspace, gens, n: int, seeds: Sequence[int], doubles=None
+) -> tuple[dict, np.ndarray]:
     """The examples (``entries``: name and shape of each U(-1, 1) draw in order) and the
     uninitialised values of ``n`` workspaces like ``first``, one ``rng.random`` call each:
     ``rng.uniform(low, high, size)`` computes ``low + (high - low) * u`` of the same
-    doubles, so scaling them gives the same bits."""
+    doubles, so scaling them gives the same bits. With ``doubles`` (see
+    :func:`refill_group`), one call for all, which also scales them."""
     sizes = [math.prod(shape) for _, shape in entries]
     k, width = first.batch, first._uninitialised_plan[1]
-    u = np.empty((n, sum(sizes) + k * width))
+    at, s = sum(sizes), UNINITIALISED_SCALE
+    if doubles is not None:
+        ends = np.array([at, at + k * width], dtype=np.int64)
+        u = doubles(np.array(seeds, dtype=np.uint64), at + k * width, ends, _AFFINE)
+        examples, at = {}, 0
+        for (name, shape), size in zip(entries, sizes, strict=True):
+            examples[name] = u[:, at : at + size].reshape(n, *shape)
+            at += size
+        return examples, u[:, at:].reshape(n, k, width)
+    u = np.empty((n, at + k * width))
     for i, rng in zip(range(n), gens, strict=False):
         rng.random(out=u[i])
     examples, at = {}, 0
     for (name, shape), size in zip(entries, sizes, strict=True):
         examples[name] = (u[:, at : at + size] * 2.0 - 1.0).reshape(n, *shape)
         at += size
-    s = UNINITIALISED_SCALE
     block = (u[:, at:] * (s - -s) + -s).reshape(n, k, width)
     return examples, block
 
@@ -554,6 +571,8 @@ def shallow_copy(obj):
 
 UNINITIALISED_SCALE = 1_000.0
 """Uninitialised cells are drawn from ``U(-UNINITIALISED_SCALE, UNINITIALISED_SCALE)``."""
+_AFFINE = np.array([[-1.0, 2.0], [-UNINITIALISED_SCALE, 2 * UNINITIALISED_SCALE]])
+"""``(low, high - low)`` of the examples' U(-1, 1) and of the uninitialised values."""
 
 
 def uninitialised_values(

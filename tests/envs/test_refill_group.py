@@ -9,10 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from algind_gym.envs.seeding import Reseedable, pcg64_states
+from algind_gym.envs.seeding import Reseedable, pcg64_states, uniform_doubles
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.tasks import get_task
-from algind_gym.tasks.batched import BATCHED
+from algind_gym.tasks.batched import BATCHED, UNIFORM_DRAWS
 from algind_gym.tasks.spec import TaskSpec
 from algind_gym.tasks.workspace import Workspace, refill_group, shallow_copy
 
@@ -27,7 +27,7 @@ def _same(a: dict, b: dict) -> None:
         assert x.tobytes() == y.tobytes(), name
 
 
-def _check(task: TaskSpec, length: int, n: int, reseed: bool) -> None:
+def _check(task: TaskSpec, length: int, n: int, reseed: bool, doubles=None) -> None:
     proto = Workspace(LIB, task, length, batch=3, seed=0)
     seeds = [int(s) for s in np.random.default_rng(length + n).integers(2**63 - 1, size=n)]
     want = [shallow_copy(proto) for _ in range(n)]
@@ -38,7 +38,7 @@ def _check(task: TaskSpec, length: int, n: int, reseed: bool) -> None:
     if reseed:  # one generator reseeded per workspace, as the vector env does
         r = Reseedable()
         rngs = (r.seeded(st) for st in pcg64_states(np.array(seeds, dtype=np.uint64)))
-    examples, expected, block = refill_group(got, seeds, rngs)
+    examples, expected, block = refill_group(got, seeds, rngs, doubles)
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         _same(g.stacked_examples, w.stacked_examples)
         _same(g.stacked_expected, w.stacked_expected)
@@ -57,6 +57,32 @@ def test_refill_group_equals_refill_for_every_batched_task(name):
         for n in (1, 5):
             _check(task, length, n, reseed=n > 1)
     _check(task, max(task.test_lengths), 3, reseed=True)
+
+
+@pytest.mark.parametrize("name", sorted(UNIFORM_DRAWS))
+def test_refill_group_with_compiled_doubles_equals_refill(name):
+    """The vector env's path for U(-1, 1) tasks: all workspaces' doubles in one compiled
+    call (:func:`uniform_doubles`) instead of a generator per workspace."""
+    task = get_task(name)
+    for length in (*task.train_lengths, max(task.test_lengths)):
+        _check(task, length, 4, reseed=False, doubles=uniform_doubles)
+
+
+def test_compiled_doubles_are_not_used_for_other_generators():
+    """A task that draws other than U(-1, 1) draws through its generators (``doubles``
+    would give the wrong numbers, so it must not be called)."""
+
+    def boom(seeds, size):
+        raise AssertionError("doubles called for a task that does not draw U(-1, 1) only")
+
+    for name in ("Sort", "ReversedAddition", "TrainLinearRegression"):
+        task = get_task(name)
+        _check(task, task.train_lengths[0], 3, reseed=True, doubles=boom)
+    base = get_task("VectorAdd")  # a user generator under a built-in name
+    gen = BATCHED["VectorAdd"][0]
+    _check(
+        dataclasses.replace(base, batch_generator=lambda r, n, k: gen(r, n, k)), 4, 3, True, boom
+    )
 
 
 def test_refill_group_of_a_task_without_batched_functions():
