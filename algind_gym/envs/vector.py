@@ -83,6 +83,7 @@ from algind_gym.envs.batch import (
 from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.envs.fresh import FreshRows
+from algind_gym.envs.integers import GeneratorTable, reset_draws
 from algind_gym.envs.observation import _f32
 from algind_gym.envs.seeding import Reseedable, pcg64_states, uniform_doubles
 from algind_gym.machine.isa import Fault
@@ -91,6 +92,8 @@ from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
 from algind_gym.tasks.workspace import refill_group, shallow_copy
+
+_DRAW_LENGTH = SkillCompositionEnv._draw_length
 
 BATCH_SEEDING = 16
 """Autoresets of at least this many sub-environments at once seed their example generators
@@ -189,6 +192,7 @@ class AlgIndVectorEnv(VectorEnv):
         self._ptr_table: np.ndarray | None = None  # per length: a fresh pointer table, observed
         self._ptr_known = np.zeros(0, dtype=bool)
         self._rng = Reseedable()
+        self._generators = GeneratorTable(num_envs)  # (their np_random's ctypes addresses)
         self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
 
     # ------------------------------------------------------------- batching
@@ -221,11 +225,22 @@ class AlgIndVectorEnv(VectorEnv):
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
         ids_l = ids.tolist()
-        envs, lengths, seeds = self.envs, [], []
-        for i in ids_l:  # SkillCompositionEnv.reset's draws: the length, then the seed
-            env = envs[i]
-            lengths.append(env._draw_length())
-            seeds.append(int(env.np_random.integers(2**63 - 1)))
+        envs, first = self.envs, self.envs[0]
+        # SkillCompositionEnv.reset's draws: the length, then the seed, from each env's
+        # np_random; all in one compiled call where it applies (algind_gym.envs.integers)
+        drawn = None
+        if type(first)._draw_length is _DRAW_LENGTH and "_draw_length" not in first.__dict__:
+            gens = [envs[i].np_random for i in ids_l]
+            drawn = reset_draws(gens, len(first.lengths), self._generators, ids)
+        if drawn is not None:
+            lengths = np.asarray(first.lengths, dtype=np.int64)[drawn[0]].tolist()
+            seeds = drawn[1]
+        else:
+            lengths, seeds = [], []
+            for i in ids_l:
+                env = envs[i]
+                lengths.append(env._draw_length())
+                seeds.append(int(env.np_random.integers(2**63 - 1)))
         doubles = uniform_doubles if seeding.COMPILED and seeding.exact() else None
         states = _LazyStates(seeds) if len(seeds) >= BATCH_SEEDING else None
         by_length: dict[int, list[int]] = {}
