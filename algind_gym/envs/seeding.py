@@ -1,15 +1,30 @@
 """``numpy.random.default_rng(seed)`` for many seeds at once.
 
-A vector env's autoreset needs, per resetting sub-environment, the generator
+A vector env's autoreset needs, per resetting sub-environment, the draws of the generator
 ``default_rng(example_seed)`` that a single environment's :class:`Workspace
 <algind_gym.tasks.workspace.Workspace>` builds (so that both draw the same examples).
-Building one costs about as much as drawing the examples, almost all of it numpy's
-``SeedSequence`` hashing. :func:`pcg64_states` computes the same hashing with array
-operations for all seeds at once (NumPy's ``SeedSequence`` for an integer entropy and no
-spawn key, then ``PCG64``'s seeding from four generated 64-bit words), and
-:class:`Reseedable` puts a state into a generator kept per sub-environment. The result is
-the generator ``default_rng(seed)`` returns, bit for bit (``tests/envs/test_seeding.py``
-compares the states for many seeds).
+Building one costs more than drawing the examples, almost all of it numpy's
+``SeedSequence`` hashing, and setting a kept generator's state costs a few microseconds
+per sub-environment. This module computes both in compiled loops (numba):
+
+* the seeding: NumPy's ``SeedSequence`` for an integer entropy and no spawn key, then
+  ``PCG64``'s seeding (``pcg_setseq_128_srandom_r``) from four generated 64-bit words, in
+  128-bit arithmetic on 64-bit halves (:func:`pcg64_states`);
+* the draws: :func:`uniform_doubles` runs PCG64 itself from those states (the 128-bit LCG
+  step, then the XSL-RR output of the new state; ``random``'s double is the output's top
+  53 bits times 2**-53) and scales segments as ``Generator.uniform`` does (``low + (high -
+  low) * u``), for all seeds in one call. The vector env uses it for the tasks whose
+  examples are U(-1, 1) draws (:data:`~algind_gym.tasks.batched.UNIFORM_DRAWS`; their
+  uninitialised values follow from the same generator).
+
+Other tasks draw through a ``numpy.random.Generator`` kept per vector env whose PCG64
+state :class:`Reseedable` sets from :func:`pcg64_states`. Both give ``default_rng(seed)``'s
+numbers bit for bit (``tests/envs/test_seeding.py`` compares states and doubles for
+thousands of seeds and sizes). Because a future numpy could change its seeding or its
+PCG64 output, :func:`exact` compares both with this process's numpy once per process; the
+vector env uses :func:`uniform_doubles` only while it holds, and numpy's own generators
+otherwise. Without numba the same loops run in Python (slowly; the env then keeps numpy's
+generators as well).
 """
 
 from __future__ import annotations

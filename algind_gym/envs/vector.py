@@ -40,10 +40,16 @@ live in one batch.
 Autoreset follows gymnasium 1.x's default, ``AutoresetMode.NEXT_STEP`` (declared in
 ``metadata``): the step after an episode ends resets that sub-environment and returns
 its first observation with reward 0. An autoreset draws the length and example seed
-exactly as :meth:`SkillCompositionEnv.reset` does (when many reset at once, their
-``default_rng(seed)`` generators are seeded together, :mod:`algind_gym.envs.seeding`, and
-the sub-environments of one length are refilled together,
-:func:`~algind_gym.tasks.workspace.refill_group`), but refills a workspace kept per
+exactly as :meth:`SkillCompositionEnv.reset` does, from each sub-environment's
+``np_random`` (for all resetting sub-environments in one compiled call on their bit
+generators, :mod:`algind_gym.envs.integers`, where it applies; else two numpy calls each).
+The sub-environments of one length are refilled together
+(:func:`~algind_gym.tasks.workspace.refill_group`): for a task whose examples are U(-1, 1)
+draws, the ``default_rng(seed)`` doubles of all of them come from one compiled call
+(:func:`~algind_gym.envs.seeding.uniform_doubles`); for other tasks, when many reset at
+once, their generators are seeded together (:func:`~algind_gym.envs.seeding.pcg64_states`)
+and each draws through one kept generator (:class:`~algind_gym.envs.seeding.Reseedable`),
+else ``default_rng(seed)`` each. It refills a workspace kept per
 length (:meth:`Workspace.refill <algind_gym.tasks.workspace.Workspace.refill>`; the
 first one of a length is a shallow copy of a workspace of that length, so all
 sub-environments share one image per length) and rewrites the machine rows in place
@@ -97,7 +103,9 @@ _DRAW_LENGTH = SkillCompositionEnv._draw_length
 
 BATCH_SEEDING = 16
 """Autoresets of at least this many sub-environments at once seed their example generators
-together (:mod:`algind_gym.envs.seeding`); fewer build ``default_rng(seed)`` each."""
+together (:func:`~algind_gym.envs.seeding.pcg64_states`) where a task draws through
+generators; fewer build ``default_rng(seed)`` each. (U(-1, 1) tasks draw with
+:func:`~algind_gym.envs.seeding.uniform_doubles` at any number.)"""
 
 
 class AlgIndVectorEnv(VectorEnv):
@@ -220,8 +228,9 @@ class AlgIndVectorEnv(VectorEnv):
 
     def _autoreset_envs(self, ids: np.ndarray, score: bool = True) -> None:
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place:
-        per env the draws of its RNG and its examples (:meth:`Workspace.refill`), then per
-        length the machine rows of all its envs at once. ``score=False`` leaves the scoring
+        the two draws of every env's RNG (one compiled call where it applies, see the module
+        docstring), per length the examples of its envs (:func:`refill_group`), then the
+        machine rows of all lengths at once (:meth:`FreshRows.reset_many`). ``score=False`` leaves the scoring
         of the new episodes (``_scored`` and ``potential``) to the caller, which
         :meth:`step` does together with the calls that ran."""
         ids_l = ids.tolist()

@@ -201,7 +201,9 @@ arrays, one ``rng.uniform`` call per entry: the entries in the order drawn and t
 at length ``n`` with ``k`` examples. ``rng.uniform(-1, 1, size)`` is ``-1 + 2 * u`` of the
 next ``size`` doubles ``u`` of ``rng.random``, so :func:`~algind_gym.tasks.workspace.refill_group`
 draws them (and the uninitialised values after them) in one ``rng.random`` call per
-workspace; ``tests/envs/test_refill_group.py`` checks the bits against the generator."""
+workspace, or for all workspaces of a group in one compiled call
+(:func:`algind_gym.envs.seeding.uniform_doubles`, the vector env's autoreset);
+``tests/envs/test_refill_group.py`` checks the bits against the generator."""
 
 
 def batched(name: str) -> dict[str, Gen | Oracle]:
