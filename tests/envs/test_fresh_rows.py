@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import algind_gym  # noqa: F401
 from algind_gym.envs import AlgIndVectorEnv
@@ -119,3 +121,79 @@ def test_fresh_rows_marks_whole_rows_and_checks_every_length_once():
     for _ in range(6):
         env.step(np.full(3, add))
     assert fresh._checked  # each length seen was compared with Workspace.reset once
+
+
+def _env_with_templates(n: int) -> AlgIndVectorEnv:
+    """A vector env whose :class:`FreshRows` has planned ``n`` lengths' fresh rows."""
+    env = AlgIndVectorEnv(8, "DotProduct", backend="transformer", n_examples=2, max_calls=4)
+    env.reset(seed=0)
+    halt = np.full(8, env.envs[0].actions.halt_index)
+    for _ in range(200):
+        if env._fresh._templates.shape[0] >= n:
+            break
+        env.step(halt)
+    assert env._fresh._fast and env._fresh._templates.shape[0] >= n
+    return env
+
+
+@pytest.fixture(scope="module")
+def planned():
+    return _env_with_templates(3)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_the_compiled_restore_rewrites_every_cell_inside_the_write_ranges(planned, data):
+    """The soundness contract of :func:`restore_rows`, cell by cell: a machine that held the
+    fresh row of one length, with arbitrary values in the registers, in the cells of its
+    write ranges (stack up to its top, memory, the slots between ``lo`` and ``hi``, ends
+    inside slot runs included) and, when ``held`` is unknown, in the pointer table, becomes
+    exactly the fresh row of the new length: no dirty cell is missed."""
+    fresh = planned._fresh
+    from algind_gym.envs.fresh import restore_rows
+
+    templates, p, width = fresh._templates, fresh._templates.shape[0], fresh._templates.shape[1]
+    n = data.draw(st.integers(1, 6))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    old = rng.integers(p, size=n)
+    new = rng.integers(p, size=n)
+    cells = templates[old].copy()
+    written = np.empty((n, 4), dtype=np.int64)
+    held = np.where(rng.random(n) < 0.7, old, -1)
+    slot_cols = fresh.slot_cols
+    for r in range(n):
+        top = int(rng.integers(fresh.registers_end - 1, fresh.pointers_start + 3))
+        if data.draw(st.booleans()):
+            lo, hi = 2**63 - 1, -1  # nothing written in memory or slots
+        else:
+            lo = int(rng.integers(fresh.memory_start, width))
+            hi = int(rng.integers(lo, width))
+        stack = (fresh.registers_end, top) if top >= fresh.registers_end else (2**63 - 1, -1)
+        written[r] = (*stack, lo, hi)
+        dirty = np.zeros(width, dtype=bool)
+        dirty[: fresh.registers_end] = True  # every step rewrites registers
+        dirty[fresh.registers_end : min(top, fresh.pointers_start - 1) + 1] = True
+        if top >= fresh.pointers_start or held[r] < 0:
+            dirty[fresh.pointers_start : fresh.memory_start] = True
+        dirty[fresh.memory_start : fresh.code_start] = True  # the data: always rewritten
+        if lo <= hi:
+            dirty[slot_cols[(slot_cols >= lo) & (slot_cols <= hi)]] = True
+        cells[r, dirty] = rng.normal(size=int(dirty.sum())) * 1e3
+    restore_rows(
+        cells,
+        np.arange(n),
+        written,
+        templates,
+        new,
+        held,
+        fresh._diff,
+        fresh._n_diff,
+        fresh.registers_end,
+        fresh.pointers_start,
+        fresh.memory_start,
+        fresh.code_start,
+        fresh.slot_runs,
+    )
+    for r in range(n):
+        bad = np.flatnonzero(cells[r].view(np.uint64) != templates[new[r]].view(np.uint64))
+        assert bad.size == 0, (r, planned.machines.layout.describe(int(bad[0])))
