@@ -260,6 +260,20 @@ def exact() -> bool:
     return _EXACT
 
 
+class LazyStates:
+    """:func:`pcg64_states` of ``seeds``, computed on the first lookup (the vector env's
+    groups whose task draws with :func:`uniform_doubles` look up none)."""
+
+    def __init__(self, seeds: list[int]) -> None:
+        self.seeds = seeds
+        self.states: list[tuple[int, int]] | None = None
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        if self.states is None:
+            self.states = pcg64_states(np.array(self.seeds, dtype=np.uint64))
+        return self.states[i]
+
+
 class Reseedable:
     """A ``numpy.random.Generator`` whose PCG64 state is set from :func:`pcg64_states`."""
 

@@ -91,7 +91,7 @@ from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _
 from algind_gym.envs.fresh import FreshRows
 from algind_gym.envs.integers import GeneratorTable, reset_draws
 from algind_gym.envs.observation import _f32
-from algind_gym.envs.seeding import Reseedable, pcg64_states, uniform_doubles
+from algind_gym.envs.seeding import LazyStates, Reseedable, uniform_doubles
 from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
@@ -230,9 +230,10 @@ class AlgIndVectorEnv(VectorEnv):
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place:
         the two draws of every env's RNG (one compiled call where it applies, see the module
         docstring), per length the examples of its envs (:func:`refill_group`), then the
-        machine rows of all lengths at once (:meth:`FreshRows.reset_many`). ``score=False`` leaves the scoring
-        of the new episodes (``_scored`` and ``potential``) to the caller, which
-        :meth:`step` does together with the calls that ran."""
+        machine rows of all lengths at once (:meth:`FreshRows.reset_many`).
+        ``score=False`` leaves the scoring of the new episodes (``_scored`` and
+        ``potential``) to the caller, which :meth:`step` does together with the calls that
+        ran."""
         ids_l = ids.tolist()
         envs, first = self.envs, self.envs[0]
         # SkillCompositionEnv.reset's draws: the length, then the seed, from each env's
@@ -251,7 +252,7 @@ class AlgIndVectorEnv(VectorEnv):
                 lengths.append(env._draw_length())
                 seeds.append(int(env.np_random.integers(2**63 - 1)))
         doubles = uniform_doubles if seeding.COMPILED and seeding.exact() else None
-        states = _LazyStates(seeds) if len(seeds) >= BATCH_SEEDING else None
+        states = LazyStates(seeds) if len(seeds) >= BATCH_SEEDING else None
         by_length: dict[int, list[int]] = {}
         for at, length in enumerate(lengths):
             group = by_length.get(length)
@@ -545,19 +546,6 @@ class AlgIndVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.envs.clear()
-
-
-class _LazyStates:
-    """:func:`pcg64_states` of ``seeds``, computed on the first lookup (a group whose
-    task draws with :func:`uniform_doubles` looks up none)."""
-
-    def __init__(self, seeds: list[int]) -> None:
-        self.seeds, self.states = seeds, None
-
-    def __getitem__(self, i: int) -> tuple[int, int]:
-        if self.states is None:
-            self.states = pcg64_states(np.array(self.seeds, dtype=np.uint64))
-        return self.states[i]
 
 
 def _shallow_copy(env: SkillCompositionEnv) -> SkillCompositionEnv:
