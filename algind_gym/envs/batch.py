@@ -592,6 +592,45 @@ def _bind_and_call_py(
     return 0
 
 
+def call_results(
+    cells: np.ndarray, rows: np.ndarray, before: np.ndarray, icount: int, fault: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per call (after the CPU ran it), its instructions and first fault, from the registers
+    of its machines ``rows`` ``(n, K)``: the sum over its K machines of ICOUNT minus
+    ``before`` (``(n*K,)``, ICOUNT when the call started; the difference in the cells'
+    dtype, then truncated to an integer), and the fault code (truncated) of its first
+    machine that faulted, 0 if none did. One compiled pass over the rows (numba), else numpy.
+    """
+    n, k = rows.shape
+    if COMPILED and cells.flags.c_contiguous:
+        steps = np.empty(n, dtype=np.int64)
+        first = np.empty(n, dtype=np.int64)
+        _call_results(
+            cells, np.ascontiguousarray(rows, dtype=np.int64), before, icount, fault, steps, first
+        )
+        return steps, first
+    flat = rows.ravel()
+    steps = (cells[flat, icount] - before).astype(np.int64).reshape(n, k).sum(1)
+    f = cells[flat, fault].astype(np.int64).reshape(n, k)
+    return steps, f[np.arange(n), np.argmax(f != Fault.NONE, axis=1)]
+
+
+def _call_results_py(cells, rows, before, icount, fault, steps, first):
+    """:func:`call_results`'s loop (compiled by numba)."""
+    k = rows.shape[1]
+    for c in range(rows.shape[0]):
+        total = 0
+        code = 0
+        for j in range(k):
+            r = rows[c, j]
+            total += np.int64(cells[r, icount] - before[c * k + j])
+            f = np.int64(cells[r, fault])
+            if code == 0 and f != 0:
+                code = f
+        steps[c] = total
+        first[c] = code
+
+
 _NO_RANGES = np.zeros((0, 4), dtype=np.int64)
 
 COMPILED = numba is not None
@@ -604,6 +643,10 @@ _score_rows = (
 
 _score_envs = (
     numba.njit(cache=True, nogil=True, boundscheck=False)(_score_envs_py) if COMPILED else None
+)
+
+_call_results = (
+    numba.njit(cache=True, nogil=True, boundscheck=False)(_call_results_py) if COMPILED else None
 )
 
 _bind_and_call_loop = (

@@ -76,16 +76,16 @@ from algind_gym.envs.batch import (
     EpisodeIndex,
     ScoreTable,
     bind_and_call,
+    call_results,
     groups,
     score_envs,
     score_group,
 )
-from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
+from algind_gym.envs.columns import ColumnEnv, EpisodeColumns, record_calls
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.envs.fresh import FreshRows
 from algind_gym.envs.observation import _f32
 from algind_gym.envs.seeding import Reseedable, pcg64_states
-from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
@@ -161,6 +161,7 @@ class AlgIndVectorEnv(VectorEnv):
             self._cand_skill[i] = s
             self._cand_binds[i, : len(binds)] = binds
         self._cand_valid = np.append(table.valid, False)  # HALT runs nothing
+        self._cand_arity = np.append(self._calltable.arity[self._cand_skill[:n]], 0)
         self._cand_calls: tuple[np.ndarray, np.ndarray] | None = None  # built on first use
         self._accepts = np.ones((len(table.skills), a, table.n_pointers), dtype=bool)
         for s, acc in enumerate(table.slot_accepts):
@@ -183,7 +184,7 @@ class AlgIndVectorEnv(VectorEnv):
         # every workspace is laid out for max_length (longer lengths are refused), so every
         # episode has the instruction budget of that capacity
         self._budget = first.task.budget(first.max_length)
-        self._n_registers = lay.block("registers").end  # (cells 0 .. end hold them all)
+        self._fault_reg = lay.register("fault")
         self._fresh: FreshRows | None = None  # built with the shared array (first reset)
         self._score_table = ScoreTable()
         self._ptr_table: np.ndarray | None = None  # per length: a fresh pointer table, observed
@@ -363,6 +364,7 @@ class AlgIndVectorEnv(VectorEnv):
             skills, binds = self._cand_skill[idx], self._cand_binds[idx]
             valid = self._cand_valid[idx]
             calls = self._candidate_calls(idx[valid])
+            arity = self._cand_arity[idx]
         else:
             a = acts.reshape(n, -1)[run].astype(np.int64)
             skills, binds = a[:, 0], a[:, 1 : 1 + self._cand_binds.shape[1]]
@@ -372,11 +374,13 @@ class AlgIndVectorEnv(VectorEnv):
             slot_ok = self._accepts[s[:, None], j[None, :], binds]
             used = j[None, :] < self._calltable.arity[s][:, None]
             valid = ~halt & (slot_ok | ~used).all(axis=1)
-        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)])
+            arity = np.where(halt, 0, self._calltable.arity[s])
         ex = run[valid]
         steps = np.zeros(n, dtype=np.int64)
         fault = np.zeros(n, dtype=np.int64)
         errors: dict[int, str] = {}
+        if run.size:  # (the programs and histories, while their objects are likely in cache)
+            self._columns.book_calls(envs, run, halt, valid, skills, binds, arity, calls)
         t1 = clock()
         self.timings["book"] += t1 - t0
         cells = self._cells
@@ -400,11 +404,7 @@ class AlgIndVectorEnv(VectorEnv):
             self.timings["bind"] += t3 - t2
             self.timings["cpu"] += t4 - t3
             t2 = t4
-            regs = cells[flat, : self._n_registers]  # one short run of cells per machine
-            steps[ex] = (regs[:, icount] - before).astype(np.int64).reshape(rows.shape).sum(1)
-            f = regs[:, self._layout.register("fault")].astype(np.int64).reshape(rows.shape)
-            first = np.argmax(f != Fault.NONE, axis=1)
-            fault[ex] = f[np.arange(ex.size), first]
+            steps[ex], fault[ex] = call_results(cells, rows, before, icount, self._fault_reg)
         scored = np.concatenate([ex, resets])  # the calls that ran and the new episodes
         if scored.size:
             self._score(scored)
@@ -417,7 +417,7 @@ class AlgIndVectorEnv(VectorEnv):
         truncs = np.zeros(n, dtype=bool)
         if run.size:
             rewards[run], terms[run], truncs[run] = self._columns.book(
-                envs, run, halt, valid, skills, binds, arity, steps, fault, errors, calls
+                envs, run, halt, valid, steps, fault, errors
             )
         if ex.size:
             self._record(ex, skills[valid], binds[valid], arity[valid])
@@ -449,17 +449,11 @@ class AlgIndVectorEnv(VectorEnv):
     def _record(self, ex: np.ndarray, skills: np.ndarray, binds: np.ndarray, arity) -> None:
         """Write the calls that ran in envs ``ex`` (after their ``_finish``) into the episode
         arrays, as :meth:`SkillCompositionEnv._finish` does for one env: the call's row of
-        ``_calls`` (``[skill, pointers...]``), its skill's count, the entries it wrote."""
-        ep = self._episode
+        ``_calls`` (``[skill, pointers...]``, at the index of the call in the env's history),
+        its skill's count, the entries it wrote (:func:`record_calls`)."""
         history = self._columns.history
-        at = [len(history[i]) - 1 for i in ex.tolist()]
-        row = np.concatenate([skills[:, None], binds], axis=1)
-        used = np.arange(row.shape[1])[None, :] <= arity[:, None]
-        calls = ep["calls"]
-        calls[ex, at] = np.where(used, row, calls[ex, at])
-        ep["skill_calls"][ex, skills] += 1
-        w = self._writes[skills] & used[:, 1:]
-        ep["written"][np.broadcast_to(ex[:, None], w.shape)[w], binds[w]] = True
+        at = np.fromiter(map(len, history[ex]), dtype=np.int64, count=ex.size) - 1
+        record_calls(self._episode, ex, at, skills, binds, arity, self._writes)
 
     def _observe(self) -> dict[str, np.ndarray]:
         c = self._columns
