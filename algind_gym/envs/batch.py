@@ -317,24 +317,31 @@ def score_envs(
     want: np.ndarray,
     tolerance,
     fault_col: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
     """:func:`score_group` for the episodes ``ids`` of a vector env (env ``i``'s machines are
     rows ``i*k .. (i+1)*k`` of C-contiguous ``cells``; tasks without a custom scorer) of any
     lengths at once: ``classes`` their rows of ``table``, ``want`` the padded ``(num_envs,
-    K, width)`` oracle output cells of every env. The per-machine pass is one compiled
-    loop (:func:`_score_envs_py`, the closeness test of :func:`_score_rows_py`); the
-    reductions over the K machines are :func:`score_group`'s numpy operations, row by row.
-    Returns per env the potential, the success and the ``(n, max outputs)`` fraction of
-    each output entry's elements that are right (padded with zeros)."""
+    K, width)`` oracle output cells of every env. One compiled pass over the machines
+    (:func:`_score_envs_py`, the closeness test of :func:`_score_rows_py`) writes, at
+    ``ids``, into ``out = (potential, success, out_fraction, n_outs)`` (``(num_envs,)``,
+    ``(num_envs,)``, ``(num_envs, >= max outputs)``, ``(num_envs,)``): per env the potential
+    (the mean over its K machines, taken by numpy as :func:`score_group` takes it, of each
+    machine's fraction, 0 for a faulted one), the success, the fraction of each output
+    entry's elements that are right over its K machines (its first ``n_outs`` entries; the
+    rest are left as they are) and its number of output entries."""
     n = ids.size
-    o = table.starts.shape[1]
-    frac = np.empty(n * k)
-    ok = np.empty(n * k, dtype=np.bool_)
-    hits = np.zeros((n * k, max(o, 1)), dtype=np.int64)
-    faults = np.empty(n * k, dtype=np.bool_)
+    potential, success, out_fraction, n_outs = out
+    if out_fraction.shape[1] < table.starts.shape[1]:
+        raise ValueError(
+            f"out_fraction has {out_fraction.shape[1]} columns; the scored lengths have up to "
+            f"{table.starts.shape[1]} outputs: widen it first"
+        )
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    frac = np.empty((n, k))
     _score_envs(
         cells,
-        np.ascontiguousarray(ids, dtype=np.int64),
+        ids,
         k,
         np.ascontiguousarray(want, dtype=np.float64),
         np.ascontiguousarray(classes, dtype=np.int64),
@@ -342,35 +349,40 @@ def score_envs(
         table.n_cols,
         table.starts,
         table.n_outs,
+        table.sizes,
         float(tolerance.atol),
         float(tolerance.rtol),
         bool(tolerance.exact),
         int(fault_col),
         float(Fault.NONE),
         frac,
-        ok,
-        hits,
-        faults,
+        np.zeros(max(table.starts.shape[1], 1), dtype=np.int64),
+        success,
+        out_fraction,
+        n_outs,
     )
-    frac, ok, faults = frac.reshape(n, k), ok.reshape(n, k), faults.reshape(n, k)
-    out_frac = hits[:, :o].reshape(n, k, o).sum(axis=1) / (k * table.sizes[classes])
-    potential = np.where(faults, 0.0, frac).mean(axis=1)
-    return potential, (ok & ~faults).all(axis=1), out_frac
+    potential[ids] = frac.mean(axis=1)
 
 
 def _score_envs_py(
-    cells, ids, k, want, classes, cols, n_cols, starts, n_outs, atol, rtol, exact, fault_col,
-    none, frac, ok, hits, faults
+    cells, ids, k, want, classes, cols, n_cols, starts, n_outs, sizes, atol, rtol, exact,
+    fault_col, none, frac, hits, success, out_fraction, n_outs_out
 ):  # fmt: skip
-    """:func:`_score_rows_py` for the machines of envs ``ids`` (machine ``a*k + j`` of the
-    outputs is row ``ids[a]*k + j``), each with the output columns of its class."""
+    """:func:`_score_rows_py` for the machines of envs ``ids`` (machine ``j`` of env ``ids[a]``
+    is row ``ids[a]*k + j``), each with the output columns of its class: ``frac[a, j]`` the
+    machine's fraction of output elements within tolerance (0.0 if it faulted), and per env
+    its success, its fraction per output entry (hits over the K machines divided by ``k``
+    times the entry's size, as :func:`score_group` divides them) and its number of output
+    entries, at ``ids[a]``. ``hits``: scratch, one counter per output entry."""
     for a in range(ids.shape[0]):
         i, c = ids[a], classes[a]
         w, n_out = n_cols[c], n_outs[c]
+        for q in range(n_out):
+            hits[q] = 0
+        solved = True
         for j in range(k):
             r = i * k + j
-            m = a * k + j
-            faults[m] = np.float64(cells[r, fault_col]) != none
+            faulted = np.float64(cells[r, fault_col]) != none
             total = 0
             seg = 0
             for q in range(w):
@@ -380,14 +392,19 @@ def _score_envs_py(
                 want_c = want[i, j, q]
                 tol = atol + rtol * np.abs(want_c)
                 if (got == want_c) if exact else (np.abs(got - want_c) <= tol):
-                    hits[m, seg] += 1
+                    hits[seg] += 1
                     total += 1
             if w:
-                frac[m] = total / w
-                ok[m] = total == w
+                fraction, ok = total / w, total == w
             else:
-                frac[m] = 1.0
-                ok[m] = True
+                fraction, ok = 1.0, True
+            frac[a, j] = 0.0 if faulted else fraction
+            if faulted or not ok:
+                solved = False
+        success[i] = solved
+        for q in range(n_out):
+            out_fraction[i, q] = hits[q] / (k * sizes[c, q])
+        n_outs_out[i] = n_out
 
 
 @dataclass

@@ -49,6 +49,9 @@ class EpisodeColumns:
         self.text = np.full(n, "", dtype=object)
         self.history = np.empty(n, dtype=object)
         self.history[:] = [[] for _ in range(n)]
+        self.n_calls = np.zeros(n, dtype=np.int64)
+        """``len(history[i])`` of each env, kept in step with the lists (``info["calls"]``
+        and :func:`record_calls` read it without visiting the lists)."""
         self.want = np.zeros((n, k, 0))
         """``(n, K, width)``: each env's ``_want`` (the oracle's output cells of its K
         machines, :meth:`EpisodeIndex.expected <algind_gym.envs.batch.EpisodeIndex.expected>`),
@@ -67,20 +70,26 @@ class EpisodeColumns:
         """Set the padded rows ``ids`` of array ``name`` (``want`` or ``out_fraction``) to
         ``values`` (``(len(ids), ..., w)``) and their widths (array ``width``) to ``w``,
         widening the array (zeros) when ``w`` exceeds it."""
-        arr, w = getattr(self, name), values.shape[-1]
+        w = values.shape[-1]
+        arr = self.widen(name, w)
+        arr[ids, ..., :w] = values
+        getattr(self, width)[ids] = w
+
+    def widen(self, name: str, w: int) -> np.ndarray:
+        """The padded array ``name``, first widened to at least ``w`` (zeros) if narrower."""
+        arr = getattr(self, name)
         if w > arr.shape[-1]:
             wide = np.zeros((*arr.shape[:-1], w))
             wide[..., : arr.shape[-1]] = arr
             setattr(self, name, wide)
             arr = wide
-        arr[ids, ..., :w] = values
-        getattr(self, width)[ids] = w
+        return arr
 
     def begin(self, ids: np.ndarray) -> None:
         """A new episode's scalars for envs ``ids``: what
         :meth:`SkillCompositionEnv._begin_episode` sets (except the potential, which the
         caller sets once the new machines are scored)."""
-        for a in (self.t, self.instructions, self.step_instructions, self.fault):
+        for a in (self.t, self.instructions, self.step_instructions, self.fault, self.n_calls):
             a[ids] = 0
         for a in (self.success, self.finished, self.terminated, self.truncated):
             a[ids] = False
@@ -109,7 +118,9 @@ class EpisodeColumns:
         if calls is not None:
             deque(map(list.append, history[ex], calls[0]), maxlen=0)  # (a loop in C)
             text[ex] = _extended(text[ex].tolist(), calls[1].tolist())
+            c.n_calls[ex] += 1
             return
+        c.n_calls[ex] += 1
         binds_l, skills_l, arity_l = binds.tolist(), skills.tolist(), arity.tolist()
         for r, i in zip(pos.tolist(), ex.tolist(), strict=True):
             call = (names[skills_l[r]], tuple(binds_l[r][: arity_l[r]]))
@@ -164,14 +175,12 @@ class EpisodeColumns:
         and ``masks`` are the envs' episode lengths and action masks (a read-only array,
         passed on as it is)."""
         n = len(envs)
-        for i in np.flatnonzero(np.equal(self.text, None)).tolist():  # after a restore
-            envs[i].program_text()
         values = {
             "success": self.success.copy(),
             "fault": _FAULT_NAMES[self.fault],
             "error": self.last_error.copy(),
             "program": self.text.copy(),
-            "calls": np.fromiter(map(len, self.history), dtype=int, count=n),
+            "calls": self.n_calls.astype(int),
             "instructions": self.instructions.astype(int),
             "step_instructions": self.step_instructions.astype(int),
             "length": lengths.astype(int),
@@ -349,6 +358,17 @@ class _Pair:
         getattr(c, self.first)[i], getattr(c, self.second)[i] = value
 
 
+class _History(_Column):
+    """``history``, stored in the ``history`` column; setting it also sets ``n_calls``."""
+
+    def __init__(self) -> None:
+        super().__init__("history", _obj)
+
+    def __set__(self, env, value) -> None:
+        env._columns.history[env._column] = value
+        env._columns.n_calls[env._column] = len(value)
+
+
 def _restore_env(state: dict[str, Any]) -> SkillCompositionEnv:
     env = SkillCompositionEnv.__new__(SkillCompositionEnv)
     env.__setstate__(state)
@@ -369,7 +389,7 @@ class ColumnEnv(SkillCompositionEnv):
     fault = _Column("fault", Fault)
     last_error = _Column("last_error", _obj)
     _text = _Column("text", _obj)
-    history = _Column("history", _obj)
+    history = _History()
     _ended = _Pair("terminated", "truncated", bool)
     _scored = _Pair("scored_potential", "scored_success", float)
     _want = _Padded("want", "want_width")
@@ -382,7 +402,9 @@ class ColumnEnv(SkillCompositionEnv):
     # the vector env's write ranges do not see: the next autoreset restores whole rows.
     def step(self, action):
         self._columns.untracked[self._column] = True
-        return super().step(action)
+        out = super().step(action)
+        self._columns.n_calls[self._column] = len(self.history)  # (``_finish`` appends)
+        return out
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         self._columns.untracked[self._column] = True
@@ -391,3 +413,4 @@ class ColumnEnv(SkillCompositionEnv):
     def restore(self, snap: dict[str, Any]) -> None:
         self._columns.untracked[self._column] = True
         super().restore(snap)
+        self.program_text()  # (the vector env's infos read the ``text`` column as it is)

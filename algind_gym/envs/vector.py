@@ -295,7 +295,8 @@ class AlgIndVectorEnv(VectorEnv):
         first = envs[0]
         if batch.COMPILED and first.task.scorer is None and self._cells.flags.c_contiguous:
             classes = self._score_table.classes(self._lengths[ids], first._indexes)
-            potential, success, out_frac = score_envs(
+            c.widen("out_fraction", self._score_table.starts.shape[1])
+            score_envs(
                 self._cells,
                 ids,
                 self.k,
@@ -304,12 +305,8 @@ class AlgIndVectorEnv(VectorEnv):
                 c.want,
                 first.task.tolerance,
                 first._fault_col,
+                (c.scored_potential, c.scored_success, c.out_fraction, c.n_outs),
             )
-            c.scored_potential[ids], c.scored_success[ids] = potential, success
-            n_outs = self._score_table.n_outs[classes]
-            for n in np.unique(n_outs).tolist():
-                sel = n_outs == n
-                c.put("out_fraction", "n_outs", ids[sel], out_frac[sel, :n])
             return
         for pos in groups(None, self._lengths[ids]).values():
             g = ids[pos]
@@ -451,8 +448,7 @@ class AlgIndVectorEnv(VectorEnv):
         arrays, as :meth:`SkillCompositionEnv._finish` does for one env: the call's row of
         ``_calls`` (``[skill, pointers...]``, at the index of the call in the env's history),
         its skill's count, the entries it wrote (:func:`record_calls`)."""
-        history = self._columns.history
-        at = np.fromiter(map(len, history[ex]), dtype=np.int64, count=ex.size) - 1
+        at = self._columns.n_calls[ex] - 1
         record_calls(self._episode, ex, at, skills, binds, arity, self._writes)
 
     def _observe(self) -> dict[str, np.ndarray]:
