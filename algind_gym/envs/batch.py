@@ -15,7 +15,16 @@ group at once:
   different skills and bindings, the batched equivalent of
   :meth:`MachineImage.execute_rows <algind_gym.skills.image.MachineImage.execute_rows>`
   for actions the env has already validated (the parity tests check the two agree bit for
-  bit).
+  bit);
+* :func:`call_results`: after the CPU call, each call's instructions and first fault;
+* :func:`score_envs`: the vector env's scoring of episodes of every length at once,
+  written into its columns.
+
+With numba installed (a dependency), :func:`bind_and_call`, :func:`call_results`,
+:func:`score_envs` and the scoring of :func:`score_group` are compiled loops over the
+machines (each reads a machine's few cells once, where numpy would make a pass per
+operation over rows that lie far apart in memory); the numpy versions give the same values
+(tests compare them bit for bit).
 
 Results depend only on each machine's own row, never on which episodes share the batch,
 so a vector env and single environments produce identical trajectories.

@@ -3,15 +3,22 @@
 :class:`~algind_gym.envs.vector.AlgIndVectorEnv` books a step of all its sub-environments
 with array operations (:meth:`AlgIndVectorEnv.step`), so the per-episode scalars of every
 sub-environment live in :class:`EpisodeColumns`: one array per attribute, one entry per
-sub-environment, and a step of all of them is booked there
-(:meth:`EpisodeColumns.book_calls` and :meth:`EpisodeColumns.book`). Each sub-environment is a :class:`ColumnEnv`, a
-:class:`~algind_gym.envs.SkillCompositionEnv` whose scalar attributes (``t``,
-``potential``, ``success``, ``fault``, ...) read and write its entry of those arrays
-through descriptors, so its own methods (``step``, ``snapshot``, ``restore``, ``render``,
-pickling) behave exactly as in a single environment and always agree with the vector
-env's arrays. Its per-episode arrays ``_want`` and ``_out_fraction`` are rows of padded
-``(n, ..., width)`` arrays with a width per env (reading one gives a copy of its entries),
-so that the vector env scores all envs of a length without stacking per-env arrays.
+sub-environment. A step of all of them is booked there in two parts:
+:meth:`EpisodeColumns.book_calls` (before the CPU call: histories, programs and the error
+texts of HALT and invalid actions, the only per-env Python work of a step) and
+:meth:`EpisodeColumns.book` (after it: the numbers of ``SkillCompositionEnv._finish`` in one
+compiled loop, :func:`_book_numbers_py`, and the texts of faults from a table);
+:func:`record_calls` writes the calls into the episode arrays in one compiled loop. Each
+sub-environment is a :class:`ColumnEnv`, a :class:`~algind_gym.envs.SkillCompositionEnv`
+whose scalar attributes (``t``, ``potential``, ``success``, ``fault``, ...) read and write
+its entry of those arrays through descriptors, so its own methods (``step``, ``snapshot``,
+``restore``, ``render``, pickling) behave exactly as in a single environment and always
+agree with the vector env's arrays (setting ``history`` also sets its length, the
+``n_calls`` column, and its own ``step`` updates it; its ``restore`` rebuilds the program
+text at once, so the ``text`` column always holds every program). Its per-episode arrays
+``_want`` and ``_out_fraction`` are rows of padded ``(n, ..., width)`` arrays with a width
+per env (reading one gives a copy of its entries), so that the vector env scores all envs
+of a length without stacking per-env arrays.
 """
 
 from __future__ import annotations

@@ -5,34 +5,43 @@ seeding, scoring and observations), but its K machines are rows of one shared ar
 ``num_envs * K`` machines, and the per-step work runs as array operations over all of
 them (:mod:`algind_gym.envs.batch`):
 
-1. decode every action and check it against the mask with table lookups;
+1. decode every action and check it against the mask with table lookups, and book the
+   part of the step that does not depend on what the calls compute: the histories and
+   programs of the valid calls and the error texts of invalid actions
+   (:meth:`EpisodeColumns.book_calls <algind_gym.envs.columns.EpisodeColumns.book_calls>`;
+   done first, while those Python objects are more likely in cache than after the CPU call);
 2. autoreset the sub-environments whose episode ended at the previous step (below);
 3. load the bindings of every valid call into its skill's slots and start all top-level
    calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
-   side; machines without a call, fresh ones included, stay halted and frozen);
+   side; machines without a call, fresh ones included, stay halted and frozen), and read
+   each call's instructions and first fault from its machines' registers in one compiled
+   pass (:func:`~algind_gym.envs.batch.call_results`);
 4. score the calls that ran and the new episodes at once (every length in one compiled
-   pass, :func:`~algind_gym.envs.batch.score_envs`), book the
-   step of every sub-environment at once (:meth:`EpisodeColumns.book
-   <algind_gym.envs.columns.EpisodeColumns.book>`, the array form of
-   ``SkillCompositionEnv._finish``), observe all sub-environments at once
-   (:meth:`ObservationBuilder.observe_many`; in ``"state"`` mode the pointer tables, most
-   of a machine's observed cells, come from one fresh table per length for the machines
-   whose write ranges show that they still hold it), and build the infos as arrays
-   (``info["action_mask"]`` is one read-only array shared by every step: the masks depend
-   on the action table only).
+   pass that writes the ``scored_*``, ``out_fraction`` and ``n_outs`` columns,
+   :func:`~algind_gym.envs.batch.score_envs`), book the rest of the step of every
+   sub-environment at once (:meth:`EpisodeColumns.book
+   <algind_gym.envs.columns.EpisodeColumns.book>`: the numbers of
+   ``SkillCompositionEnv._finish`` in one compiled loop, then the texts of faults from a
+   table), write the calls into the episode arrays in one compiled loop
+   (:func:`~algind_gym.envs.columns.record_calls`), observe all sub-environments at once
+   (:meth:`ObservationBuilder.observe_many`, numpy; in ``"state"`` mode the pointer
+   tables, most of a machine's observed cells, come from one fresh table per length for
+   the machines whose write ranges show that they still hold it), and build the infos as
+   arrays (``info["action_mask"]`` is one read-only array shared by every step: the masks
+   depend on the action table only; ``info["calls"]`` comes from the ``n_calls`` column).
 
 The episode state of the sub-environments lives in vector-wide arrays: their scalars
-(call count, potential, success, fault, error, program text, history) and the oracle's
-outputs and per-output scores (``want``, ``out_fraction``, padded to the widest length) in
-:class:`~algind_gym.envs.columns.EpisodeColumns` (each sub-environment is a
-:class:`~algind_gym.envs.columns.ColumnEnv` that reads and writes its entry, so its own
-methods still work), and their per-episode arrays (calls so far, entries written, skill
-counts) as views of ``(num_envs, ...)`` arrays. Scoring reads the oracle's outputs of a
-length's envs with one fancy index. With discrete actions, each call's ``(skill, bindings)``
-and program line are looked up per action index in two object arrays built once, and
-histories and programs grow with array operations; only the error texts of invalid actions
-and faults are built per env in Python.
+(call count, potential, success, fault, error, program text, history and its length) and
+the oracle's outputs and per-output scores (``want``, ``out_fraction``, padded to the
+widest length) in :class:`~algind_gym.envs.columns.EpisodeColumns` (each sub-environment
+is a :class:`~algind_gym.envs.columns.ColumnEnv` that reads and writes its entry, so its
+own methods still work), and their per-episode arrays (calls so far, entries written,
+skill counts) as views of ``(num_envs, ...)`` arrays. With discrete actions, each call's
+``(skill, bindings)``, arity and program line are looked up per action index in arrays
+built once, and histories and programs grow with one pass over the envs whose call is
+valid; only the error texts of invalid actions (and of faults whose code is not in the
+table) are built per env in Python.
 
 All lengths up to ``max_length`` share one layout, which is what lets every environment
 live in one batch.
