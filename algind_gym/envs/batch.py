@@ -449,6 +449,7 @@ def bind_and_call(
     skills: np.ndarray,
     binds,
     written: np.ndarray | None = None,
+    pointer_tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Load bindings into skill slots and start top-level calls, one per group of rows.
 
@@ -464,6 +465,13 @@ def bind_and_call(
             registers: MODE, the return address pushed on the stack and the slot
             descriptors, so that the ranges of a step cover the host's writes as well as
             the CPU's.
+        pointer_tables: optional ``(tables, which, stale)`` from a caller that knows the
+            machines' pointer tables: ``tables`` ``(m, DESCRIPTOR_WIDTH * n_pointers)`` in
+            the cells' dtype, ``which`` ``(n,)`` the row of ``tables`` that the machines of
+            each call hold, ``stale`` ``(n, K)`` bool the machines whose table may differ
+            (read from ``cells``). The compiled loop then takes the descriptors it loads
+            from ``tables`` instead of each machine's row (the same values; the rows lie
+            far apart in memory and their tables are rarely in cache); numpy reads cells.
 
     Returns:
         ``(n,)`` bool: the call's stack was full, so its live rows got ``BINDING_FAULT``
@@ -477,6 +485,12 @@ def bind_and_call(
         full = np.zeros(rows.shape[0], dtype=np.bool_)
         rec = _NO_RANGES if written is None else written
         reg = {n: layout.register(n) for n in ("pc", "sp", "mode", "halt", "fault")}
+        if pointer_tables is None:
+            tables, which, stale = np.zeros((0, 0), cells.dtype), _NO_WHICH, _NO_STALE
+        else:
+            tables, which, stale = pointer_tables
+            if tables.dtype != cells.dtype:
+                raise ValueError(f"pointer tables are {tables.dtype}, cells {cells.dtype}")
         err = _bind_and_call_loop(
             cells,
             rows,
@@ -492,6 +506,10 @@ def bind_and_call(
             float(BINDING_FAULT),
             rec,
             full,
+            tables,
+            np.ascontiguousarray(which, dtype=np.int64),
+            np.ascontiguousarray(stale, dtype=np.bool_),
+            layout.block("pointers").start,
         )
         if err:  # pragma: no cover - a live machine's SP is always inside its stack
             raise RuntimeError("bind_and_call: a live machine's SP is outside its row")
@@ -572,13 +590,20 @@ def _bind_and_call_py(
     binding_fault,
     written,
     full,
+    tables,
+    which,
+    stale,
+    ptr_start,
 ):
     """:func:`bind_and_call` per call and row (compiled by numba): what the numpy version
-    does, in the same order. ``reg``: the addresses of PC, SP, MODE, HALT, FAULT. Returns 1
-    if a live row's SP is outside its row (never for a valid state), else 0."""
+    does, in the same order. ``reg``: the addresses of PC, SP, MODE, HALT, FAULT;
+    ``tables``, ``which``, ``stale``: ``bind_and_call``'s ``pointer_tables`` (``tables``
+    empty: none), whose columns start at cell ``ptr_start``. Returns 1 if a live row's SP is
+    outside its row (never for a valid state), else 0."""
     pc, sp_col, mode, halt, fault = reg[0], reg[1], reg[2], reg[3], reg[4]
     n_cells = cells.shape[1]
     record = written.shape[0] > 0
+    known = tables.shape[0] > 0
     for c in range(rows.shape[0]):
         s = skills[c]
         is_full = False
@@ -595,10 +620,15 @@ def _bind_and_call_py(
                 cells[r, fault] = binding_fault
                 continue
             lo, hi = n_cells, -1
+            held = known and not stale[c, j]
             for a in range(arity[s]):
                 dst, src = slot_addr[s, a], pointer_addr[binds[c, a]]
-                for f in range(DESCRIPTOR_WIDTH):
-                    cells[r, dst + f] = cells[r, src + f]
+                if held:
+                    for f in range(DESCRIPTOR_WIDTH):
+                        cells[r, dst + f] = tables[which[c], src - ptr_start + f]
+                else:
+                    for f in range(DESCRIPTOR_WIDTH):
+                        cells[r, dst + f] = cells[r, src + f]
                 lo = min(lo, dst)
                 hi = max(hi, dst + DESCRIPTOR_WIDTH - 1)
             sp = int(cells[r, sp_col])
@@ -658,6 +688,8 @@ def _call_results_py(cells, rows, before, icount, fault, steps, first):
 
 
 _NO_RANGES = np.zeros((0, 4), dtype=np.int64)
+_NO_WHICH = np.zeros(0, dtype=np.int64)
+_NO_STALE = np.zeros((0, 0), dtype=np.bool_)
 
 COMPILED = numba is not None
 """Whether :func:`bind_and_call` and :func:`score_many` run their compiled loops (numba

@@ -197,6 +197,7 @@ class AlgIndVectorEnv(VectorEnv):
         self._fresh: FreshRows | None = None  # built with the shared array (first reset)
         self._score_table = ScoreTable()
         self._ptr_table: np.ndarray | None = None  # per length: a fresh pointer table, observed
+        self._ptr_raw: np.ndarray | None = None  # the same, in the cells' dtype
         self._ptr_known = np.zeros(0, dtype=bool)
         self._rng = Reseedable()
         self.timings = dict.fromkeys(("cpu", "bind", "score", "observe", "reset", "book"), 0.0)
@@ -399,8 +400,17 @@ class AlgIndVectorEnv(VectorEnv):
             flat, icount = rows.ravel(), self._layout.register("icount")
             before = cells[flat, icount]
             written = self._fresh.written
+            stale = self._held_tables()
+            held = None if stale is None else (self._ptr_raw, self._lengths[ex], stale[ex])
             full = bind_and_call(
-                cells, self._layout, self._calltable, rows, skills[valid], binds[valid], written
+                cells,
+                self._layout,
+                self._calltable,
+                rows,
+                skills[valid],
+                binds[valid],
+                written,
+                held,
             )
             errors = {int(i): "the stack is full" for i in ex[full]}
             t3 = clock()
@@ -471,43 +481,56 @@ class AlgIndVectorEnv(VectorEnv):
 
     def _pointer_tables(self, builder) -> tuple[np.ndarray, np.ndarray] | None:
         """For a ``"state"`` observation (:meth:`ObservationBuilder.observe_many`'s
-        ``pointer_tables``): per env the pointer table of a fresh machine of its length,
-        and the machines that may hold another one: those whose write ranges reach the
-        table since their row was fresh, and every machine of an env whose rows changed
-        outside the tracked writes or when the fresh rows are copies of
-        ``Workspace.reset`` (:class:`FreshRows`). None in other modes."""
+        ``pointer_tables``): per env the pointer table of a fresh machine of its length
+        (float32, as observed) and the machines that may hold another one
+        (:meth:`_held_tables`). None in other modes."""
+        if builder.mode != "state":
+            return None
+        stale = self._held_tables()
+        if stale is None:
+            return None
+        return self._ptr_table[self._lengths], stale
+
+    def _held_tables(self) -> np.ndarray | None:
+        """``(num_envs, K)`` bool: the machines that may not hold the pointer table of a
+        fresh machine of their env's length (those whose write ranges reach the table
+        since their row was fresh, and every machine of an env whose rows changed outside
+        the tracked writes), after making sure that the per-length tables
+        (:attr:`_ptr_table`, :attr:`_ptr_raw`) hold every length the envs have now. None
+        when the fresh rows are copies of ``Workspace.reset`` (:class:`FreshRows`)."""
         fresh = self._fresh
-        if builder.mode != "state" or not fresh._fast:
+        if not fresh._fast:
             return None
         lengths = self._lengths
         table = self._ptr_table
         top = int(lengths.max())
         if table is None or top >= table.shape[0] or not self._ptr_known[lengths].all():
             self._grow_pointer_tables(top)
-            table = self._ptr_table
-        n = self.num_envs
-        stale = (fresh.written[:, 1] >= fresh.pointers_start).reshape(n, self.k)
+        stale = (fresh.written[:, 1] >= fresh.pointers_start).reshape(self.num_envs, self.k)
         stale |= fresh.untracked[:, None]
-        return table[lengths], stale
+        return stale
 
     def _grow_pointer_tables(self, top: int) -> None:
-        """Add the fresh pointer table (float32, as observed) of every length the envs
-        have now to the per-length table."""
+        """Add the fresh pointer table of every length the envs have now to the per-length
+        tables: ``_ptr_table`` (float32, as observed) and ``_ptr_raw`` (in the cells'
+        dtype, as :func:`~algind_gym.envs.batch.bind_and_call` loads it)."""
         p = self.envs[0]._obs._pointer_block
-        old = self._ptr_table
+        old, old_raw = self._ptr_table, self._ptr_raw
         width = p.stop - p.start
         if old is None or top >= old.shape[0]:
             table = np.zeros((top + 1, width), dtype=np.float32)
+            raw = np.zeros((top + 1, width), dtype=self._cells.dtype)
             known = np.zeros(top + 1, dtype=bool)
             if old is not None:
                 table[: old.shape[0]], known[: old.shape[0]] = old, self._ptr_known
-            self._ptr_table, self._ptr_known = table, known
+                raw[: old.shape[0]] = old_raw
+            self._ptr_table, self._ptr_raw, self._ptr_known = table, raw, known
         for i in range(self.num_envs):
             length = int(self._lengths[i])
             if not self._ptr_known[length]:
                 ws = self.envs[i].ws
                 row = ws.image.new_state(1, self._cells.dtype).cells[0, p]
-                self._ptr_table[length] = _f32(row)
+                self._ptr_table[length], self._ptr_raw[length] = _f32(row), row
                 self._ptr_known[length] = True
 
     def _infos(self) -> dict[str, Any]:

@@ -133,3 +133,41 @@ def test_infos_follow_the_sub_environments_through_restores():
             env.envs[1].step(int(rng.choice(valid)))  # its own step, outside the batch
             assert env._columns.n_calls[1] == len(env.envs[1].history)
     assert ends >= 2
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bind_and_call_takes_descriptors_from_the_held_tables(dtype):
+    """With the vector env's per-length pointer tables, binding writes the same cells and
+    ranges as reading every machine's table; machines marked stale are read from their
+    cells (a wrong table does not reach them), the others from the table."""
+    from algind_gym.cpu.backend import empty_write_ranges
+
+    env = AlgIndVectorEnv(10, "MatVec", backend="transformer", n_examples=3, dtype=dtype)
+    env.reset(seed=4)
+    rng = np.random.default_rng(4)
+    valid = np.flatnonzero(env.envs[0].actions.valid)
+    for _ in range(3):  # autoresets, several lengths
+        env.step(rng.choice(valid, size=10))
+    stale = env._held_tables()
+    assert stale is not None
+    ids = np.arange(10)
+    acts = rng.choice(valid, size=10)
+    args = (env._calltable, env._rows[ids], env._cand_skill[acts], env._cand_binds[acts])
+    lay = env.machines.layout
+
+    def bind(held):
+        c, w = env._cells.copy(), empty_write_ranges(env._cells.shape[0])
+        batch.bind_and_call(c, lay, *args, w, held)
+        return c, w
+
+    plain = bind(None)
+    lengths = env._lengths[ids]
+    for tables, marks, same in [
+        (env._ptr_raw, stale[ids], True),
+        (env._ptr_raw + 1, np.ones_like(stale[ids]), True),  # all stale: cells are read
+        (env._ptr_raw + 1, np.zeros_like(stale[ids]), False),  # the (wrong) table is read
+    ]:
+        got = bind((tables, lengths, marks))
+        assert (got[0].tobytes() == plain[0].tobytes()) is same
+        assert got[1].tobytes() == plain[1].tobytes()
