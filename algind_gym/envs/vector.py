@@ -12,7 +12,9 @@ them (:mod:`algind_gym.envs.batch`):
    done first, while those Python objects are more likely in cache than after the CPU call);
 2. autoreset the sub-environments whose episode ended at the previous step (below);
 3. load the bindings of every valid call into its skill's slots and start all top-level
-   calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
+   calls (:func:`~algind_gym.envs.batch.bind_and_call`; the descriptors of machines that
+   still hold the fresh pointer table of their length come from one table per length,
+   :meth:`AlgIndVectorEnv._held_tables`, not from their rows), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
    side; machines without a call, fresh ones included, stay halted and frozen), and read
    each call's instructions and first fault from its machines' registers in one compiled
