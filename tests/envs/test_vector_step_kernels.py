@@ -171,3 +171,48 @@ def test_bind_and_call_takes_descriptors_from_the_held_tables(dtype):
         got = bind((tables, lengths, marks))
         assert (got[0].tobytes() == plain[0].tobytes()) is same
         assert got[1].tobytes() == plain[1].tobytes()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"reward_mode": "sparse"},
+        {"action_encoding": "multidiscrete", "invalid_penalty": 0.25},
+    ],
+)
+def test_every_info_equals_sync_through_autoresets(kw):
+    """Every info key (the mask aside) and the rewards of the vector env equal
+    ``SyncVectorEnv``'s, step after step, through HALT, faults, invalid actions and
+    autoresets."""
+    import gymnasium as gym
+
+    kw = {"backend": "transformer", "n_examples": 2, "max_calls": 3, **kw}
+    sync = gym.make_vec("AlgInd/MatVec-v0", num_envs=5, vectorization_mode="sync", **kw)
+    vect = gym.make_vec(
+        "AlgInd/MatVec-v0", num_envs=5, vectorization_mode="vector_entry_point", **kw
+    )
+    sync.reset(seed=7)
+    vect.reset(seed=7)
+    first = vect.unwrapped.envs[0]
+    first.action_space.seed(7)
+    rng = np.random.default_rng(7)
+    seen = {"invalid": 0, "fault": 0, "ended": 0}
+    for _ in range(12):
+        if first.action_encoding == "discrete":
+            acts = rng.choice(np.flatnonzero(first.action_masks()), size=5)
+        else:
+            acts = np.stack([first.action_space.sample() for _ in range(5)])
+        s1, s2 = sync.step(acts), vect.step(acts)
+        for x, y in zip(s1[1:4], s2[1:4], strict=True):
+            assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+        for key in s1[4]:
+            if key.startswith("_") or key == "action_mask":
+                continue
+            np.testing.assert_array_equal(s1[4][key], s2[4][key], err_msg=key)
+        errors = [e or "" for e in s2[4]["error"]]
+        seen["invalid"] += sum(e.startswith("invalid") for e in errors)
+        seen["fault"] += sum(f is not None for f in s2[4]["fault"])
+        seen["ended"] += int((s2[2] | s2[3]).sum())
+    assert seen["ended"] >= 3
+    if first.action_encoding == "multidiscrete":
+        assert seen["invalid"] >= 1
