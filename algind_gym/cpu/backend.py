@@ -197,8 +197,7 @@ class TransformerBackend:
                 state.cells = np.ascontiguousarray(state.cells)
             c = state.cells
             cpu.run_array(c, max_steps, written)
-            still = (c[:, _HALT] == 0) & (np.trunc(c[:, _FAULT]) == 0)
-            c[still, _FAULT] = float(Fault.BUDGET_EXHAUSTED)
+            _budget_exhausted(c)
             return state
         if written is not None:
             check_write_ranges(written, state.batch)
@@ -232,6 +231,31 @@ def run_recording_writes(
     out = backend.run(state, max_steps)
     widen_to_whole_rows(written, state.layout)
     return out
+
+
+def _budget_exhausted_py(c: np.ndarray) -> None:
+    """Give ``BUDGET_EXHAUSTED`` to the machines still running (HALT == 0 and int(FAULT) ==
+    0) in the cells ``c`` (in place), one pass over the rows (compiled by numba where it is
+    installed: the registers of each row are read once, not once per numpy operation)."""
+    exhausted = _BUDGET_EXHAUSTED
+    for r in range(c.shape[0]):
+        if c[r, _HALT] == 0 and np.trunc(c[r, _FAULT]) == 0:
+            c[r, _FAULT] = exhausted
+
+
+def _budget_exhausted_numpy(c: np.ndarray) -> None:
+    """:func:`_budget_exhausted_py` with numpy operations."""
+    still = (c[:, _HALT] == 0) & (np.trunc(c[:, _FAULT]) == 0)
+    c[still, _FAULT] = _BUDGET_EXHAUSTED
+
+
+_BUDGET_EXHAUSTED = float(Fault.BUDGET_EXHAUSTED)
+try:  # numba is a dependency; without it the numpy version runs
+    import numba
+
+    _budget_exhausted = numba.njit(cache=True, nogil=True, boundscheck=False)(_budget_exhausted_py)
+except ImportError:  # pragma: no cover - exercised only without numba
+    _budget_exhausted = _budget_exhausted_numpy
 
 
 def _running(cells: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,16 @@ group at once:
   different skills and bindings, the batched equivalent of
   :meth:`MachineImage.execute_rows <algind_gym.skills.image.MachineImage.execute_rows>`
   for actions the env has already validated (the parity tests check the two agree bit for
-  bit).
+  bit);
+* :func:`call_results`: after the CPU call, each call's instructions and first fault;
+* :func:`score_envs`: the vector env's scoring of episodes of every length at once,
+  written into its columns.
+
+With numba installed (a dependency), :func:`bind_and_call`, :func:`call_results`,
+:func:`score_envs` and the scoring of :func:`score_group` are compiled loops over the
+machines (each reads a machine's few cells once, where numpy would make a pass per
+operation over rows that lie far apart in memory); the numpy versions give the same values
+(tests compare them bit for bit).
 
 Results depend only on each machine's own row, never on which episodes share the batch,
 so a vector env and single environments produce identical trajectories.
@@ -317,24 +326,31 @@ def score_envs(
     want: np.ndarray,
     tolerance,
     fault_col: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
     """:func:`score_group` for the episodes ``ids`` of a vector env (env ``i``'s machines are
     rows ``i*k .. (i+1)*k`` of C-contiguous ``cells``; tasks without a custom scorer) of any
     lengths at once: ``classes`` their rows of ``table``, ``want`` the padded ``(num_envs,
-    K, width)`` oracle output cells of every env. The per-machine pass is one compiled
-    loop (:func:`_score_envs_py`, the closeness test of :func:`_score_rows_py`); the
-    reductions over the K machines are :func:`score_group`'s numpy operations, row by row.
-    Returns per env the potential, the success and the ``(n, max outputs)`` fraction of
-    each output entry's elements that are right (padded with zeros)."""
+    K, width)`` oracle output cells of every env. One compiled pass over the machines
+    (:func:`_score_envs_py`, the closeness test of :func:`_score_rows_py`) writes, at
+    ``ids``, into ``out = (potential, success, out_fraction, n_outs)`` (``(num_envs,)``,
+    ``(num_envs,)``, ``(num_envs, >= max outputs)``, ``(num_envs,)``): per env the potential
+    (the mean over its K machines, taken by numpy as :func:`score_group` takes it, of each
+    machine's fraction, 0 for a faulted one), the success, the fraction of each output
+    entry's elements that are right over its K machines (its first ``n_outs`` entries; the
+    rest are left as they are) and its number of output entries."""
     n = ids.size
-    o = table.starts.shape[1]
-    frac = np.empty(n * k)
-    ok = np.empty(n * k, dtype=np.bool_)
-    hits = np.zeros((n * k, max(o, 1)), dtype=np.int64)
-    faults = np.empty(n * k, dtype=np.bool_)
+    potential, success, out_fraction, n_outs = out
+    if out_fraction.shape[1] < table.starts.shape[1]:
+        raise ValueError(
+            f"out_fraction has {out_fraction.shape[1]} columns; the scored lengths have up to "
+            f"{table.starts.shape[1]} outputs: widen it first"
+        )
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    frac = np.empty((n, k))
     _score_envs(
         cells,
-        np.ascontiguousarray(ids, dtype=np.int64),
+        ids,
         k,
         np.ascontiguousarray(want, dtype=np.float64),
         np.ascontiguousarray(classes, dtype=np.int64),
@@ -342,35 +358,40 @@ def score_envs(
         table.n_cols,
         table.starts,
         table.n_outs,
+        table.sizes,
         float(tolerance.atol),
         float(tolerance.rtol),
         bool(tolerance.exact),
         int(fault_col),
         float(Fault.NONE),
         frac,
-        ok,
-        hits,
-        faults,
+        np.zeros(max(table.starts.shape[1], 1), dtype=np.int64),
+        success,
+        out_fraction,
+        n_outs,
     )
-    frac, ok, faults = frac.reshape(n, k), ok.reshape(n, k), faults.reshape(n, k)
-    out_frac = hits[:, :o].reshape(n, k, o).sum(axis=1) / (k * table.sizes[classes])
-    potential = np.where(faults, 0.0, frac).mean(axis=1)
-    return potential, (ok & ~faults).all(axis=1), out_frac
+    potential[ids] = frac.mean(axis=1)
 
 
 def _score_envs_py(
-    cells, ids, k, want, classes, cols, n_cols, starts, n_outs, atol, rtol, exact, fault_col,
-    none, frac, ok, hits, faults
+    cells, ids, k, want, classes, cols, n_cols, starts, n_outs, sizes, atol, rtol, exact,
+    fault_col, none, frac, hits, success, out_fraction, n_outs_out
 ):  # fmt: skip
-    """:func:`_score_rows_py` for the machines of envs ``ids`` (machine ``a*k + j`` of the
-    outputs is row ``ids[a]*k + j``), each with the output columns of its class."""
+    """:func:`_score_rows_py` for the machines of envs ``ids`` (machine ``j`` of env ``ids[a]``
+    is row ``ids[a]*k + j``), each with the output columns of its class: ``frac[a, j]`` the
+    machine's fraction of output elements within tolerance (0.0 if it faulted), and per env
+    its success, its fraction per output entry (hits over the K machines divided by ``k``
+    times the entry's size, as :func:`score_group` divides them) and its number of output
+    entries, at ``ids[a]``. ``hits``: scratch, one counter per output entry."""
     for a in range(ids.shape[0]):
         i, c = ids[a], classes[a]
         w, n_out = n_cols[c], n_outs[c]
+        for q in range(n_out):
+            hits[q] = 0
+        solved = True
         for j in range(k):
             r = i * k + j
-            m = a * k + j
-            faults[m] = np.float64(cells[r, fault_col]) != none
+            faulted = np.float64(cells[r, fault_col]) != none
             total = 0
             seg = 0
             for q in range(w):
@@ -380,14 +401,19 @@ def _score_envs_py(
                 want_c = want[i, j, q]
                 tol = atol + rtol * np.abs(want_c)
                 if (got == want_c) if exact else (np.abs(got - want_c) <= tol):
-                    hits[m, seg] += 1
+                    hits[seg] += 1
                     total += 1
             if w:
-                frac[m] = total / w
-                ok[m] = total == w
+                fraction, ok = total / w, total == w
             else:
-                frac[m] = 1.0
-                ok[m] = True
+                fraction, ok = 1.0, True
+            frac[a, j] = 0.0 if faulted else fraction
+            if faulted or not ok:
+                solved = False
+        success[i] = solved
+        for q in range(n_out):
+            out_fraction[i, q] = hits[q] / (k * sizes[c, q])
+        n_outs_out[i] = n_out
 
 
 @dataclass
@@ -423,6 +449,7 @@ def bind_and_call(
     skills: np.ndarray,
     binds,
     written: np.ndarray | None = None,
+    pointer_tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Load bindings into skill slots and start top-level calls, one per group of rows.
 
@@ -438,6 +465,13 @@ def bind_and_call(
             registers: MODE, the return address pushed on the stack and the slot
             descriptors, so that the ranges of a step cover the host's writes as well as
             the CPU's.
+        pointer_tables: optional ``(tables, which, stale)`` from a caller that knows the
+            machines' pointer tables: ``tables`` ``(m, DESCRIPTOR_WIDTH * n_pointers)`` in
+            the cells' dtype, ``which`` ``(n,)`` the row of ``tables`` that the machines of
+            each call hold, ``stale`` ``(n, K)`` bool the machines whose table may differ
+            (read from ``cells``). The compiled loop then takes the descriptors it loads
+            from ``tables`` instead of each machine's row (the same values; the rows lie
+            far apart in memory and their tables are rarely in cache); numpy reads cells.
 
     Returns:
         ``(n,)`` bool: the call's stack was full, so its live rows got ``BINDING_FAULT``
@@ -451,6 +485,12 @@ def bind_and_call(
         full = np.zeros(rows.shape[0], dtype=np.bool_)
         rec = _NO_RANGES if written is None else written
         reg = {n: layout.register(n) for n in ("pc", "sp", "mode", "halt", "fault")}
+        if pointer_tables is None:
+            tables, which, stale = np.zeros((0, 0), cells.dtype), _NO_WHICH, _NO_STALE
+        else:
+            tables, which, stale = pointer_tables
+            if tables.dtype != cells.dtype:
+                raise ValueError(f"pointer tables are {tables.dtype}, cells {cells.dtype}")
         err = _bind_and_call_loop(
             cells,
             rows,
@@ -466,6 +506,10 @@ def bind_and_call(
             float(BINDING_FAULT),
             rec,
             full,
+            tables,
+            np.ascontiguousarray(which, dtype=np.int64),
+            np.ascontiguousarray(stale, dtype=np.bool_),
+            layout.block("pointers").start,
         )
         if err:  # pragma: no cover - a live machine's SP is always inside its stack
             raise RuntimeError("bind_and_call: a live machine's SP is outside its row")
@@ -546,13 +590,20 @@ def _bind_and_call_py(
     binding_fault,
     written,
     full,
+    tables,
+    which,
+    stale,
+    ptr_start,
 ):
     """:func:`bind_and_call` per call and row (compiled by numba): what the numpy version
-    does, in the same order. ``reg``: the addresses of PC, SP, MODE, HALT, FAULT. Returns 1
-    if a live row's SP is outside its row (never for a valid state), else 0."""
+    does, in the same order. ``reg``: the addresses of PC, SP, MODE, HALT, FAULT;
+    ``tables``, ``which``, ``stale``: ``bind_and_call``'s ``pointer_tables`` (``tables``
+    empty: none), whose columns start at cell ``ptr_start``. Returns 1 if a live row's SP is
+    outside its row (never for a valid state), else 0."""
     pc, sp_col, mode, halt, fault = reg[0], reg[1], reg[2], reg[3], reg[4]
     n_cells = cells.shape[1]
     record = written.shape[0] > 0
+    known = tables.shape[0] > 0
     for c in range(rows.shape[0]):
         s = skills[c]
         is_full = False
@@ -569,10 +620,15 @@ def _bind_and_call_py(
                 cells[r, fault] = binding_fault
                 continue
             lo, hi = n_cells, -1
+            held = known and not stale[c, j]
             for a in range(arity[s]):
                 dst, src = slot_addr[s, a], pointer_addr[binds[c, a]]
-                for f in range(DESCRIPTOR_WIDTH):
-                    cells[r, dst + f] = cells[r, src + f]
+                if held:
+                    for f in range(DESCRIPTOR_WIDTH):
+                        cells[r, dst + f] = tables[which[c], src - ptr_start + f]
+                else:
+                    for f in range(DESCRIPTOR_WIDTH):
+                        cells[r, dst + f] = cells[r, src + f]
                 lo = min(lo, dst)
                 hi = max(hi, dst + DESCRIPTOR_WIDTH - 1)
             sp = int(cells[r, sp_col])
@@ -592,7 +648,48 @@ def _bind_and_call_py(
     return 0
 
 
+def call_results(
+    cells: np.ndarray, rows: np.ndarray, before: np.ndarray, icount: int, fault: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per call (after the CPU ran it), its instructions and first fault, from the registers
+    of its machines ``rows`` ``(n, K)``: the sum over its K machines of ICOUNT minus
+    ``before`` (``(n*K,)``, ICOUNT when the call started; the difference in the cells'
+    dtype, then truncated to an integer), and the fault code (truncated) of its first
+    machine that faulted, 0 if none did. One compiled pass over the rows (numba), else numpy.
+    """
+    n, k = rows.shape
+    if COMPILED and cells.flags.c_contiguous:
+        steps = np.empty(n, dtype=np.int64)
+        first = np.empty(n, dtype=np.int64)
+        _call_results(
+            cells, np.ascontiguousarray(rows, dtype=np.int64), before, icount, fault, steps, first
+        )
+        return steps, first
+    flat = rows.ravel()
+    steps = (cells[flat, icount] - before).astype(np.int64).reshape(n, k).sum(1)
+    f = cells[flat, fault].astype(np.int64).reshape(n, k)
+    return steps, f[np.arange(n), np.argmax(f != Fault.NONE, axis=1)]
+
+
+def _call_results_py(cells, rows, before, icount, fault, steps, first):
+    """:func:`call_results`'s loop (compiled by numba)."""
+    k = rows.shape[1]
+    for c in range(rows.shape[0]):
+        total = 0
+        code = 0
+        for j in range(k):
+            r = rows[c, j]
+            total += np.int64(cells[r, icount] - before[c * k + j])
+            f = np.int64(cells[r, fault])
+            if code == 0 and f != 0:
+                code = f
+        steps[c] = total
+        first[c] = code
+
+
 _NO_RANGES = np.zeros((0, 4), dtype=np.int64)
+_NO_WHICH = np.zeros(0, dtype=np.int64)
+_NO_STALE = np.zeros((0, 0), dtype=np.bool_)
 
 COMPILED = numba is not None
 """Whether :func:`bind_and_call` and :func:`score_many` run their compiled loops (numba
@@ -604,6 +701,10 @@ _score_rows = (
 
 _score_envs = (
     numba.njit(cache=True, nogil=True, boundscheck=False)(_score_envs_py) if COMPILED else None
+)
+
+_call_results = (
+    numba.njit(cache=True, nogil=True, boundscheck=False)(_call_results_py) if COMPILED else None
 )
 
 _bind_and_call_loop = (

@@ -5,34 +5,45 @@ seeding, scoring and observations), but its K machines are rows of one shared ar
 ``num_envs * K`` machines, and the per-step work runs as array operations over all of
 them (:mod:`algind_gym.envs.batch`):
 
-1. decode every action and check it against the mask with table lookups;
+1. decode every action and check it against the mask with table lookups, and book the
+   part of the step that does not depend on what the calls compute: the histories and
+   programs of the valid calls and the error texts of invalid actions
+   (:meth:`EpisodeColumns.book_calls <algind_gym.envs.columns.EpisodeColumns.book_calls>`;
+   done first, while those Python objects are more likely in cache than after the CPU call);
 2. autoreset the sub-environments whose episode ended at the previous step (below);
 3. load the bindings of every valid call into its skill's slots and start all top-level
-   calls (:func:`~algind_gym.envs.batch.bind_and_call`), then run the whole batch in a
+   calls (:func:`~algind_gym.envs.batch.bind_and_call`; the descriptors of machines that
+   still hold the fresh pointer table of their length come from one table per length,
+   :meth:`AlgIndVectorEnv._held_tables`, not from their rows), then run the whole batch in a
    single backend call (each machine has its own PC, so different skills run side by
-   side; machines without a call, fresh ones included, stay halted and frozen);
+   side; machines without a call, fresh ones included, stay halted and frozen), and read
+   each call's instructions and first fault from its machines' registers in one compiled
+   pass (:func:`~algind_gym.envs.batch.call_results`);
 4. score the calls that ran and the new episodes at once (every length in one compiled
-   pass, :func:`~algind_gym.envs.batch.score_envs`), book the
-   step of every sub-environment at once (:meth:`EpisodeColumns.book
-   <algind_gym.envs.columns.EpisodeColumns.book>`, the array form of
-   ``SkillCompositionEnv._finish``), observe all sub-environments at once
-   (:meth:`ObservationBuilder.observe_many`; in ``"state"`` mode the pointer tables, most
-   of a machine's observed cells, come from one fresh table per length for the machines
-   whose write ranges show that they still hold it), and build the infos as arrays
-   (``info["action_mask"]`` is one read-only array shared by every step: the masks depend
-   on the action table only).
+   pass that writes the ``scored_*``, ``out_fraction`` and ``n_outs`` columns,
+   :func:`~algind_gym.envs.batch.score_envs`), book the rest of the step of every
+   sub-environment at once (:meth:`EpisodeColumns.book
+   <algind_gym.envs.columns.EpisodeColumns.book>`: the numbers of
+   ``SkillCompositionEnv._finish`` in one compiled loop, then the texts of faults from a
+   table), write the calls into the episode arrays in one compiled loop
+   (:func:`~algind_gym.envs.columns.record_calls`), observe all sub-environments at once
+   (:meth:`ObservationBuilder.observe_many`, numpy; in ``"state"`` mode the pointer
+   tables, most of a machine's observed cells, come from one fresh table per length for
+   the machines whose write ranges show that they still hold it), and build the infos as
+   arrays (``info["action_mask"]`` is one read-only array shared by every step: the masks
+   depend on the action table only; ``info["calls"]`` comes from the ``n_calls`` column).
 
 The episode state of the sub-environments lives in vector-wide arrays: their scalars
-(call count, potential, success, fault, error, program text, history) and the oracle's
-outputs and per-output scores (``want``, ``out_fraction``, padded to the widest length) in
-:class:`~algind_gym.envs.columns.EpisodeColumns` (each sub-environment is a
-:class:`~algind_gym.envs.columns.ColumnEnv` that reads and writes its entry, so its own
-methods still work), and their per-episode arrays (calls so far, entries written, skill
-counts) as views of ``(num_envs, ...)`` arrays. Scoring reads the oracle's outputs of a
-length's envs with one fancy index. With discrete actions, each call's ``(skill, bindings)``
-and program line are looked up per action index in two object arrays built once, and
-histories and programs grow with array operations; only the error texts of invalid actions
-and faults are built per env in Python.
+(call count, potential, success, fault, error, program text, history and its length) and
+the oracle's outputs and per-output scores (``want``, ``out_fraction``, padded to the
+widest length) in :class:`~algind_gym.envs.columns.EpisodeColumns` (each sub-environment
+is a :class:`~algind_gym.envs.columns.ColumnEnv` that reads and writes its entry, so its
+own methods still work), and their per-episode arrays (calls so far, entries written,
+skill counts) as views of ``(num_envs, ...)`` arrays. With discrete actions, each call's
+``(skill, bindings)``, arity and program line are looked up per action index in arrays
+built once, and histories and programs grow with one pass over the envs whose call is
+valid; only the error texts of invalid actions (and of faults whose code is not in the
+table) are built per env in Python.
 
 All lengths up to ``max_length`` share one layout, which is what lets every environment
 live in one batch.
@@ -82,17 +93,17 @@ from algind_gym.envs.batch import (
     EpisodeIndex,
     ScoreTable,
     bind_and_call,
+    call_results,
     groups,
     score_envs,
     score_group,
 )
-from algind_gym.envs.columns import ColumnEnv, EpisodeColumns
+from algind_gym.envs.columns import ColumnEnv, EpisodeColumns, record_calls
 from algind_gym.envs.composition import MAX_LENGTH_LIMIT, SkillCompositionEnv, _check_int
 from algind_gym.envs.fresh import FreshRows
 from algind_gym.envs.integers import GeneratorTable, reset_draws
 from algind_gym.envs.observation import _f32
 from algind_gym.envs.seeding import LazyStates, Reseedable, uniform_doubles
-from algind_gym.machine.isa import Fault
 from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
@@ -172,6 +183,7 @@ class AlgIndVectorEnv(VectorEnv):
             self._cand_skill[i] = s
             self._cand_binds[i, : len(binds)] = binds
         self._cand_valid = np.append(table.valid, False)  # HALT runs nothing
+        self._cand_arity = np.append(self._calltable.arity[self._cand_skill[:n]], 0)
         self._cand_calls: tuple[np.ndarray, np.ndarray] | None = None  # built on first use
         self._accepts = np.ones((len(table.skills), a, table.n_pointers), dtype=bool)
         for s, acc in enumerate(table.slot_accepts):
@@ -194,10 +206,11 @@ class AlgIndVectorEnv(VectorEnv):
         # every workspace is laid out for max_length (longer lengths are refused), so every
         # episode has the instruction budget of that capacity
         self._budget = first.task.budget(first.max_length)
-        self._n_registers = lay.block("registers").end  # (cells 0 .. end hold them all)
+        self._fault_reg = lay.register("fault")
         self._fresh: FreshRows | None = None  # built with the shared array (first reset)
         self._score_table = ScoreTable()
         self._ptr_table: np.ndarray | None = None  # per length: a fresh pointer table, observed
+        self._ptr_raw: np.ndarray | None = None  # the same, in the cells' dtype
         self._ptr_known = np.zeros(0, dtype=bool)
         self._rng = Reseedable()
         self._generators = GeneratorTable(num_envs)  # (their np_random's ctypes addresses)
@@ -317,7 +330,8 @@ class AlgIndVectorEnv(VectorEnv):
         first = envs[0]
         if batch.COMPILED and first.task.scorer is None and self._cells.flags.c_contiguous:
             classes = self._score_table.classes(self._lengths[ids], first._indexes)
-            potential, success, out_frac = score_envs(
+            c.widen("out_fraction", self._score_table.starts.shape[1])
+            score_envs(
                 self._cells,
                 ids,
                 self.k,
@@ -326,12 +340,8 @@ class AlgIndVectorEnv(VectorEnv):
                 c.want,
                 first.task.tolerance,
                 first._fault_col,
+                (c.scored_potential, c.scored_success, c.out_fraction, c.n_outs),
             )
-            c.scored_potential[ids], c.scored_success[ids] = potential, success
-            n_outs = self._score_table.n_outs[classes]
-            for n in np.unique(n_outs).tolist():
-                sel = n_outs == n
-                c.put("out_fraction", "n_outs", ids[sel], out_frac[sel, :n])
             return
         for pos in groups(None, self._lengths[ids]).values():
             g = ids[pos]
@@ -386,6 +396,7 @@ class AlgIndVectorEnv(VectorEnv):
             skills, binds = self._cand_skill[idx], self._cand_binds[idx]
             valid = self._cand_valid[idx]
             calls = self._candidate_calls(idx[valid])
+            arity = self._cand_arity[idx]
         else:
             a = acts.reshape(n, -1)[run].astype(np.int64)
             skills, binds = a[:, 0], a[:, 1 : 1 + self._cand_binds.shape[1]]
@@ -395,11 +406,13 @@ class AlgIndVectorEnv(VectorEnv):
             slot_ok = self._accepts[s[:, None], j[None, :], binds]
             used = j[None, :] < self._calltable.arity[s][:, None]
             valid = ~halt & (slot_ok | ~used).all(axis=1)
-        arity = np.where(halt, 0, self._calltable.arity[np.where(halt, 0, skills)])
+            arity = np.where(halt, 0, self._calltable.arity[s])
         ex = run[valid]
         steps = np.zeros(n, dtype=np.int64)
         fault = np.zeros(n, dtype=np.int64)
         errors: dict[int, str] = {}
+        if run.size:  # (the programs and histories, while their objects are likely in cache)
+            self._columns.book_calls(envs, run, halt, valid, skills, binds, arity, calls)
         t1 = clock()
         self.timings["book"] += t1 - t0
         cells = self._cells
@@ -412,8 +425,17 @@ class AlgIndVectorEnv(VectorEnv):
             flat, icount = rows.ravel(), self._layout.register("icount")
             before = cells[flat, icount]
             written = self._fresh.written
+            stale = self._held_tables()
+            held = None if stale is None else (self._ptr_raw, self._lengths[ex], stale[ex])
             full = bind_and_call(
-                cells, self._layout, self._calltable, rows, skills[valid], binds[valid], written
+                cells,
+                self._layout,
+                self._calltable,
+                rows,
+                skills[valid],
+                binds[valid],
+                written,
+                held,
             )
             errors = {int(i): "the stack is full" for i in ex[full]}
             t3 = clock()
@@ -423,11 +445,7 @@ class AlgIndVectorEnv(VectorEnv):
             self.timings["bind"] += t3 - t2
             self.timings["cpu"] += t4 - t3
             t2 = t4
-            regs = cells[flat, : self._n_registers]  # one short run of cells per machine
-            steps[ex] = (regs[:, icount] - before).astype(np.int64).reshape(rows.shape).sum(1)
-            f = regs[:, self._layout.register("fault")].astype(np.int64).reshape(rows.shape)
-            first = np.argmax(f != Fault.NONE, axis=1)
-            fault[ex] = f[np.arange(ex.size), first]
+            steps[ex], fault[ex] = call_results(cells, rows, before, icount, self._fault_reg)
         scored = np.concatenate([ex, resets])  # the calls that ran and the new episodes
         if scored.size:
             self._score(scored)
@@ -440,7 +458,7 @@ class AlgIndVectorEnv(VectorEnv):
         truncs = np.zeros(n, dtype=bool)
         if run.size:
             rewards[run], terms[run], truncs[run] = self._columns.book(
-                envs, run, halt, valid, skills, binds, arity, steps, fault, errors, calls
+                envs, run, halt, valid, steps, fault, errors
             )
         if ex.size:
             self._record(ex, skills[valid], binds[valid], arity[valid])
@@ -472,17 +490,10 @@ class AlgIndVectorEnv(VectorEnv):
     def _record(self, ex: np.ndarray, skills: np.ndarray, binds: np.ndarray, arity) -> None:
         """Write the calls that ran in envs ``ex`` (after their ``_finish``) into the episode
         arrays, as :meth:`SkillCompositionEnv._finish` does for one env: the call's row of
-        ``_calls`` (``[skill, pointers...]``), its skill's count, the entries it wrote."""
-        ep = self._episode
-        history = self._columns.history
-        at = [len(history[i]) - 1 for i in ex.tolist()]
-        row = np.concatenate([skills[:, None], binds], axis=1)
-        used = np.arange(row.shape[1])[None, :] <= arity[:, None]
-        calls = ep["calls"]
-        calls[ex, at] = np.where(used, row, calls[ex, at])
-        ep["skill_calls"][ex, skills] += 1
-        w = self._writes[skills] & used[:, 1:]
-        ep["written"][np.broadcast_to(ex[:, None], w.shape)[w], binds[w]] = True
+        ``_calls`` (``[skill, pointers...]``, at the index of the call in the env's history),
+        its skill's count, the entries it wrote (:func:`record_calls`)."""
+        at = self._columns.n_calls[ex] - 1
+        record_calls(self._episode, ex, at, skills, binds, arity, self._writes)
 
     def _observe(self) -> dict[str, np.ndarray]:
         c = self._columns
@@ -495,43 +506,56 @@ class AlgIndVectorEnv(VectorEnv):
 
     def _pointer_tables(self, builder) -> tuple[np.ndarray, np.ndarray] | None:
         """For a ``"state"`` observation (:meth:`ObservationBuilder.observe_many`'s
-        ``pointer_tables``): per env the pointer table of a fresh machine of its length,
-        and the machines that may hold another one: those whose write ranges reach the
-        table since their row was fresh, and every machine of an env whose rows changed
-        outside the tracked writes or when the fresh rows are copies of
-        ``Workspace.reset`` (:class:`FreshRows`). None in other modes."""
+        ``pointer_tables``): per env the pointer table of a fresh machine of its length
+        (float32, as observed) and the machines that may hold another one
+        (:meth:`_held_tables`). None in other modes."""
+        if builder.mode != "state":
+            return None
+        stale = self._held_tables()
+        if stale is None:
+            return None
+        return self._ptr_table[self._lengths], stale
+
+    def _held_tables(self) -> np.ndarray | None:
+        """``(num_envs, K)`` bool: the machines that may not hold the pointer table of a
+        fresh machine of their env's length (those whose write ranges reach the table
+        since their row was fresh, and every machine of an env whose rows changed outside
+        the tracked writes), after making sure that the per-length tables
+        (:attr:`_ptr_table`, :attr:`_ptr_raw`) hold every length the envs have now. None
+        when the fresh rows are copies of ``Workspace.reset`` (:class:`FreshRows`)."""
         fresh = self._fresh
-        if builder.mode != "state" or not fresh._fast:
+        if not fresh._fast:
             return None
         lengths = self._lengths
         table = self._ptr_table
         top = int(lengths.max())
         if table is None or top >= table.shape[0] or not self._ptr_known[lengths].all():
             self._grow_pointer_tables(top)
-            table = self._ptr_table
-        n = self.num_envs
-        stale = (fresh.written[:, 1] >= fresh.pointers_start).reshape(n, self.k)
+        stale = (fresh.written[:, 1] >= fresh.pointers_start).reshape(self.num_envs, self.k)
         stale |= fresh.untracked[:, None]
-        return table[lengths], stale
+        return stale
 
     def _grow_pointer_tables(self, top: int) -> None:
-        """Add the fresh pointer table (float32, as observed) of every length the envs
-        have now to the per-length table."""
+        """Add the fresh pointer table of every length the envs have now to the per-length
+        tables: ``_ptr_table`` (float32, as observed) and ``_ptr_raw`` (in the cells'
+        dtype, as :func:`~algind_gym.envs.batch.bind_and_call` loads it)."""
         p = self.envs[0]._obs._pointer_block
-        old = self._ptr_table
+        old, old_raw = self._ptr_table, self._ptr_raw
         width = p.stop - p.start
         if old is None or top >= old.shape[0]:
             table = np.zeros((top + 1, width), dtype=np.float32)
+            raw = np.zeros((top + 1, width), dtype=self._cells.dtype)
             known = np.zeros(top + 1, dtype=bool)
             if old is not None:
                 table[: old.shape[0]], known[: old.shape[0]] = old, self._ptr_known
-            self._ptr_table, self._ptr_known = table, known
+                raw[: old.shape[0]] = old_raw
+            self._ptr_table, self._ptr_raw, self._ptr_known = table, raw, known
         for i in range(self.num_envs):
             length = int(self._lengths[i])
             if not self._ptr_known[length]:
                 ws = self.envs[i].ws
                 row = ws.image.new_state(1, self._cells.dtype).cells[0, p]
-                self._ptr_table[length] = _f32(row)
+                self._ptr_table[length], self._ptr_raw[length] = _f32(row), row
                 self._ptr_known[length] = True
 
     def _infos(self) -> dict[str, Any]:
