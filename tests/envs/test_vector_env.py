@@ -10,6 +10,7 @@ from gymnasium.vector import AutoresetMode
 import algind_gym  # noqa: F401
 from algind_gym.cpu import kernel, make_backend, threads
 from algind_gym.envs import AlgIndVectorEnv, vector
+from tests.envs.actions_helper import random_actions
 
 
 def test_metadata_declares_next_step_autoreset():
@@ -90,10 +91,7 @@ def test_vector_env_equals_sync_through_autoresets(task, kw, monkeypatch):
     rng = np.random.default_rng(1)
     resets = 0
     for _ in range(10):
-        if first.action_encoding == "discrete":
-            acts = rng.choice(np.flatnonzero(first.action_masks()), size=4)
-        else:
-            acts = np.stack([first.action_space.sample() for _ in range(4)])
+        acts = random_actions(first, rng, 4)
         s1, s2 = sync.step(acts), vect.step(acts)
         for k in s1[0]:
             np.testing.assert_array_equal(s1[0][k], s2[0][k], err_msg=k)

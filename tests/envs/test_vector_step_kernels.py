@@ -9,6 +9,7 @@ import pytest
 from algind_gym.envs import AlgIndVectorEnv, batch, columns
 from algind_gym.envs.columns import EpisodeColumns, record_calls
 from algind_gym.machine.isa import Fault
+from tests.envs.actions_helper import random_actions
 
 needs_numba = pytest.mark.skipif(not batch.COMPILED, reason="numba is not installed")
 
@@ -198,10 +199,7 @@ def test_every_info_equals_sync_through_autoresets(kw):
     rng = np.random.default_rng(7)
     seen = {"invalid": 0, "fault": 0, "ended": 0}
     for _ in range(12):
-        if first.action_encoding == "discrete":
-            acts = rng.choice(np.flatnonzero(first.action_masks()), size=5)
-        else:
-            acts = np.stack([first.action_space.sample() for _ in range(5)])
+        acts = random_actions(first, rng, 5)
         s1, s2 = sync.step(acts), vect.step(acts)
         for x, y in zip(s1[1:4], s2[1:4], strict=True):
             assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
