@@ -140,3 +140,44 @@ def test_vector_env_falls_back_to_numpy_generators_with_the_same_trajectories(mo
     for a, b in zip(*outs, strict=True):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_uniform_doubles_with_per_seed_ends_equal_generator_uniform():
+    """Per-seed segment ends (seeds drawing different numbers of doubles in one call):
+    each row's first ``ends[i, -1]`` values are ``Generator.uniform``'s, bit for bit."""
+    rng = np.random.default_rng(9)
+    seeds = EDGES + rng.integers(2**63 - 1, size=400).tolist()
+    first = rng.integers(0, 40, size=len(seeds))
+    ends = np.stack([first, first + rng.integers(0, 40, size=len(seeds))], axis=1)
+    affine = np.array([[-1.0, 2.0], [-1e3, 2e3]])
+    got = seeding.uniform_doubles(np.array(seeds, dtype=np.uint64), 80, ends, affine)
+    assert got.shape == (len(seeds), 80)
+    for i, s in enumerate(seeds):
+        g = np.random.default_rng(s)
+        want = np.concatenate(
+            [g.uniform(-1, 1, ends[i, 0]), g.uniform(-1e3, 1e3, ends[i, 1] - ends[i, 0])]
+        )
+        assert want.tobytes() == got[i, : ends[i, 1]].tobytes(), s
+
+
+def test_uniform_doubles_names_bad_per_seed_ends():
+    affine = np.array([[-1.0, 2.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="per-seed ends"):
+        seeding.uniform_doubles(
+            np.arange(3, dtype=np.uint64), 5, np.array([[1, 2], [1, 6], [0, 0]]), affine
+        )
+    with pytest.raises(ValueError, match="per-seed ends"):
+        seeding.uniform_doubles(np.arange(3, dtype=np.uint64), 5, np.array([[1, 2]] * 2), affine)
+
+
+def test_exact_checks_the_per_seed_ends(monkeypatch):
+    wrong = seeding._draw_rows
+
+    def off(seeds, a, b, ends, affine, out):
+        wrong(seeds, a, b, ends, affine, out)
+        out[:, 0] = np.nextafter(out[:, 0], 2.0)
+
+    monkeypatch.setattr(seeding, "_EXACT", None)
+    monkeypatch.setattr(seeding, "_draw_rows", off)
+    assert seeding.exact() is False
+    monkeypatch.setattr(seeding, "_EXACT", None)
