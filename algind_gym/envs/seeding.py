@@ -131,32 +131,20 @@ def _doubles_py(states, ends, affine, out):
     state, its top 53 bits / 2**53), each written as ``low + span * u`` with ``(low, span)
     = affine[i]`` for the columns ``ends[i - 1] .. ends[i]`` (``Generator.uniform``'s
     formula; ``(0, 1)`` gives ``u`` itself)."""
-    for r in range(out.shape[0]):
-        _row(states, r, ends, affine, out)
-
-
-def _doubles_rows_py(states, ends, affine, out):
-    """:func:`_doubles_py` with each row's own ends ``ends[r]``; the row's columns from
-    ``ends[r, -1]`` on are left as they are."""
-    for r in range(out.shape[0]):
-        _row(states, r, ends[r], affine, out)
-
-
-def _row_py(states, r, ends, affine, out):
-    """Row ``r`` of :func:`_doubles_py` with the segment ends ``ends``."""
     mh, ml = np.uint64(_MULT_HI), np.uint64(_MULT_LO)
     s58, s11, s64 = np.uint64(58), np.uint64(11), np.uint64(64)
     scale = 1.0 / 9007199254740992.0
-    sh, sl, ih, il = states[r, 0], states[r, 1], states[r, 2], states[r, 3]
-    j = 0
-    for seg in range(ends.shape[0]):
-        low, span = affine[seg, 0], affine[seg, 1]
-        while j < ends[seg]:
-            sh, sl = _step(sh, sl, ih, il, mh, ml)
-            x, rot = sh ^ sl, sh >> s58
-            x = (x >> rot) | (x << ((s64 - rot) & np.uint64(63)))
-            out[r, j] = low + span * (np.float64(x >> s11) * scale)
-            j += 1
+    for r in range(out.shape[0]):
+        sh, sl, ih, il = states[r, 0], states[r, 1], states[r, 2], states[r, 3]
+        j = 0
+        for seg in range(ends.shape[0]):
+            low, span = affine[seg, 0], affine[seg, 1]
+            while j < ends[seg]:
+                sh, sl = _step(sh, sl, ih, il, mh, ml)
+                x, rot = sh ^ sl, sh >> s58
+                x = (x >> rot) | (x << ((s64 - rot) & np.uint64(63)))
+                out[r, j] = low + span * (np.float64(x >> s11) * scale)
+                j += 1
 
 
 def _draw_py(seeds, a, b, ends, affine, out):
@@ -164,13 +152,6 @@ def _draw_py(seeds, a, b, ends, affine, out):
     states = np.empty((seeds.shape[0], 4), dtype=np.uint64)
     _states(seeds, a, b, states)
     _doubles(states, ends, affine, out)
-
-
-def _draw_rows_py(seeds, a, b, ends, affine, out):
-    """:func:`_states_py` and :func:`_doubles_rows_py` in one call."""
-    states = np.empty((seeds.shape[0], 4), dtype=np.uint64)
-    _states(seeds, a, b, states)
-    _doubles_rows(states, ends, affine, out)
 
 
 try:  # numba is a dependency; without it the same loops run (slowly) in Python
@@ -181,16 +162,12 @@ try:  # numba is a dependency; without it the same loops run (slowly) in Python
     _mul_hi64 = _jit(_mul_hi64_py)
     _step = _jit(_step_py)
     _states = _jit(_states_py)
-    _row = _jit(_row_py)
     _doubles = _jit(_doubles_py)
-    _doubles_rows = _jit(_doubles_rows_py)
     _draw = _jit(_draw_py)
-    _draw_rows = _jit(_draw_rows_py)
     COMPILED = True
 except ImportError:  # pragma: no cover
-    _words, _mul_hi64, _step, _row = _words_py, _mul_hi64_py, _step_py, _row_py
+    _words, _mul_hi64, _step = _words_py, _mul_hi64_py, _step_py
     _states, _doubles, _draw = _states_py, _doubles_py, _draw_py
-    _doubles_rows, _draw_rows = _doubles_rows_py, _draw_rows_py
     COMPILED = False
 
 
@@ -235,33 +212,17 @@ def uniform_doubles(
     ``ends``, ``affine``: write ``low + span * u`` instead of ``u`` (what
     ``Generator.uniform(low, low + span)`` computes from the same double), ``(low, span) =
     affine[i]`` for the columns ``ends[i - 1] .. ends[i]`` (``ends`` increasing, the last
-    one ``size``); default: ``u`` itself. ``ends`` may also be ``(n, len(affine))``, each
-    seed's own ends: row ``i`` then holds ``ends[i, -1] <= size`` doubles and its columns
-    from there on are unset (uninitialised memory), so that seeds drawing different
-    numbers of doubles share one call.
-
-    Raises:
-        ValueError: per-seed ``ends`` whose shape is not ``(n, len(affine))`` or that go
-            beyond ``size``.
+    one ``size``); default: ``u`` itself.
     """
     seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1)
     out = np.empty((seeds.shape[0], size))
     if ends is None:
         ends, affine = _UNIT_ENDS + size, _UNIT
-    draw = _draw
-    if ends.ndim == 2:
-        if ends.shape != (seeds.shape[0], affine.shape[0]) or (ends[:, -1] > size).any():
-            raise ValueError(
-                f"uniform_doubles: per-seed ends of shape {ends.shape} for {seeds.shape[0]} "
-                f"seeds, {affine.shape[0]} segments and {size} doubles; give one end per "
-                f"seed and segment, none beyond size"
-            )
-        draw = _draw_rows
     if COMPILED:
-        draw(seeds, _A, _B, ends, affine, out)
+        _draw(seeds, _A, _B, ends, affine, out)
     else:  # pragma: no cover
         with np.errstate(over="ignore"):
-            draw(seeds, _A, _B, ends, affine, out)
+            _draw(seeds, _A, _B, ends, affine, out)
     return out
 
 
@@ -273,8 +234,8 @@ def exact() -> bool:
     """Whether :func:`uniform_doubles` and :func:`pcg64_states` give what this process's
     numpy gives: checked once per process on a few seeds against ``default_rng(seed)``
     (the generator's state; 67 doubles of ``random``, and of ``uniform(-1, 1, 30)`` then
-    ``uniform(-1000, 1000, 37)`` through ``affine``, also with per-seed ends, bit for
-    bit). Callers fall back to numpy's own generators when it is false (a numpy that changed its seeding, PCG64's
+    ``uniform(-1000, 1000, 37)`` through ``affine``, bit for bit). Callers fall back to
+    numpy's own generators when it is false (a numpy that changed its seeding, PCG64's
     output or ``uniform``'s formula must not silently change trajectories)."""
     global _EXACT
     if _EXACT is None:
@@ -295,12 +256,6 @@ def exact() -> bool:
             g = np.random.default_rng(s)
             want = np.concatenate([g.uniform(-1, 1, 30), g.uniform(-1000, 1000, 37)])
             ok &= want.tobytes() == scaled[i].tobytes()
-        rows = np.array([[i, 30 + i] for i in range(seeds.shape[0])])
-        per_seed = uniform_doubles(seeds, 67, rows, affine)
-        for i, s in enumerate(_CHECK_SEEDS):
-            g = np.random.default_rng(s)
-            want = np.concatenate([g.uniform(-1, 1, i), g.uniform(-1000, 1000, 30)])
-            ok &= want.tobytes() == per_seed[i, : 30 + i].tobytes()
         _EXACT = bool(ok)
     return _EXACT
 

@@ -55,9 +55,9 @@ exactly as :meth:`SkillCompositionEnv.reset` does, from each sub-environment's
 ``np_random`` (for all resetting sub-environments in one compiled call on their bit
 generators, :mod:`algind_gym.envs.integers`, where it applies; else two numpy calls each).
 The sub-environments of one length are refilled together
-(:func:`~algind_gym.tasks.workspace.refill_groups`): for a task whose examples are U(-1, 1)
-draws, the ``default_rng(seed)`` doubles of all of them, all lengths together, come from
-one compiled call (:func:`~algind_gym.envs.seeding.uniform_doubles`); for other tasks, when many reset at
+(:func:`~algind_gym.tasks.workspace.refill_group`): for a task whose examples are U(-1, 1)
+draws, the ``default_rng(seed)`` doubles of all of them come from one compiled call
+(:func:`~algind_gym.envs.seeding.uniform_doubles`); for other tasks, when many reset at
 once, their generators are seeded together (:func:`~algind_gym.envs.seeding.pcg64_states`)
 and each draws through one kept generator (:class:`~algind_gym.envs.seeding.Reseedable`),
 else ``default_rng(seed)`` each. It refills a workspace kept per
@@ -108,7 +108,7 @@ from algind_gym.machine.state import MachineState
 from algind_gym.skills.builtin import builtin_library
 from algind_gym.skills.image import resolve_backend
 from algind_gym.tasks.spec import TaskSpec
-from algind_gym.tasks.workspace import refill_groups, shallow_copy
+from algind_gym.tasks.workspace import refill_group, shallow_copy
 
 _DRAW_LENGTH = SkillCompositionEnv._draw_length
 
@@ -242,8 +242,7 @@ class AlgIndVectorEnv(VectorEnv):
     def _autoreset_envs(self, ids: np.ndarray, score: bool = True) -> None:
         """:meth:`SkillCompositionEnv.reset` (no seed, no options) for envs ``ids``, in place:
         the two draws of every env's RNG (one compiled call where it applies, see the module
-        docstring), per length the examples of its envs (:func:`refill_groups`: the U(-1, 1)
-        draws of all lengths in one call), then the
+        docstring), per length the examples of its envs (:func:`refill_group`), then the
         machine rows of all lengths at once (:meth:`FreshRows.reset_many`).
         ``score=False`` leaves the scoring of the new episodes (``_scored`` and
         ``potential``) to the caller, which :meth:`step` does together with the calls that
@@ -278,7 +277,7 @@ class AlgIndVectorEnv(VectorEnv):
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
         seeded = self._rng.seeded
-        groups = []
+        parts = []
         for length, ats in by_length.items():
             group = [ids_l[a] for a in ats]
             wss = []
@@ -292,11 +291,9 @@ class AlgIndVectorEnv(VectorEnv):
                     ws = self._workspaces[i][length] = shallow_copy(proto)
                 env.ws, env._ws_recipe = ws, (length, seeds[a])
                 wss.append(ws)
+            group_seeds = [seeds[a] for a in ats]
             rngs = None if states is None else (seeded(states[a]) for a in ats)
-            groups.append((length, group, wss, [seeds[a] for a in ats], rngs))
-        draws = refill_groups([(wss, s, rngs) for _, _, wss, s, rngs in groups], doubles)
-        parts = []
-        for (length, group, wss, _, _), drawn in zip(groups, draws, strict=True):
+            drawn = refill_group(wss, group_seeds, rngs, doubles)
             parts.append((group, wss, drawn))
             self._begin_episodes(length, group, wss, drawn[1])
         self._fresh.reset_many(self._cells, parts)

@@ -459,57 +459,6 @@ def refill_group(
         ValueError: the new examples do not fit the workspaces' buffers, or the task's
             batched generator returned entries without a leading axis of K.
     """
-    return _refill_group(wss, seeds, rngs, doubles, None)
-
-
-def refill_groups(
-    groups: Sequence[tuple[Sequence[Workspace], Sequence[int], Iterable | None]],
-    doubles: Callable[..., np.ndarray] | None = None,
-) -> list[GroupDraw]:
-    """:func:`refill_group` of each ``(wss, seeds, rngs)`` of ``groups`` (each one task and
-    length), with the same results; the U(-1, 1) draws of all groups that take them from
-    ``doubles`` come from ONE call of it, with per-seed segment ends (as
-    :func:`algind_gym.envs.seeding.uniform_doubles` takes them), instead of one call per
-    group."""
-    drawn: dict[int, np.ndarray] = {}
-    if doubles is not None:
-        plans = []
-        for g, (wss, seeds, _) in enumerate(groups):
-            first = wss[0]
-            entries = _uniform_entries(first)
-            if entries is not None:
-                at = sum(math.prod(shape) for _, shape in entries)
-                plans.append((g, len(seeds), at, at + first.batch * first._uninitialised_plan[1]))
-        if len(plans) > 1:
-            seeds = np.array([s for g, *_ in plans for s in groups[g][1]], dtype=np.uint64)
-            ends = np.repeat(
-                np.array([p[2:] for p in plans], dtype=np.int64), [p[1] for p in plans], axis=0
-            )
-            u, row = doubles(seeds, int(ends[:, 1].max()), ends, _AFFINE), 0
-            for g, n, _, size in plans:
-                drawn[g], row = u[row : row + n, :size], row + n
-    return [
-        _refill_group(wss, seeds, rngs, doubles, drawn.get(g))
-        for g, (wss, seeds, rngs) in enumerate(groups)
-    ]
-
-
-def _uniform_entries(first: Workspace) -> list | None:
-    """The U(-1, 1) draws of :func:`_uniform_group` for workspaces like ``first``, or None
-    where :func:`_refill_group` draws otherwise (the same conditions)."""
-    task = first.task
-    known = BATCHED.get(task.name)
-    if known is None or task.batch_generator is None or task.batch_oracle is not known[1]:
-        return None
-    uniform = UNIFORM_DRAWS.get(task.name)
-    if uniform is None or task.batch_generator is not known[0]:
-        return None
-    return uniform(first.length, first.batch)
-
-
-def _refill_group(wss, seeds, rngs, doubles, drawn: np.ndarray | None) -> GroupDraw:
-    """:func:`refill_group`; ``drawn``: the group's doubles (``(n, size)``, scaled as
-    ``doubles`` scales them) where :func:`refill_groups` drew them already."""
     first = wss[0]
     task, k, length = first.task, first.batch, first.length
     gens = (np.random.default_rng(s) for s in seeds) if rngs is None else iter(rngs)
@@ -525,7 +474,7 @@ def _refill_group(wss, seeds, rngs, doubles, drawn: np.ndarray | None) -> GroupD
         return examples, expected, np.stack([ws.uninitialised_block for ws in wss])
     uniform = UNIFORM_DRAWS.get(task.name)
     if uniform is not None and task.batch_generator is known[0]:
-        examples, block = _uniform_group(uniform(length, k), first, gens, n, seeds, doubles, drawn)
+        examples, block = _uniform_group(uniform(length, k), first, gens, n, seeds, doubles)
     else:
         examples, block = _draw_group(first, gens, n)
     flat = task.batch_oracle({a: v.reshape(n * k, *v.shape[2:]) for a, v in examples.items()})
@@ -553,28 +502,19 @@ def _refill_group(wss, seeds, rngs, doubles, drawn: np.ndarray | None) -> GroupD
 
 
 def _uniform_group(
-    entries: list,
-    first: Workspace,
-    gens,
-    n: int,
-    seeds: Sequence[int],
-    doubles=None,
-    drawn: np.ndarray | None = None,
+    entries: list, first: Workspace, gens, n: int, seeds: Sequence[int], doubles=None
 ) -> tuple[dict, np.ndarray]:
     """The examples (``entries``: name and shape of each U(-1, 1) draw in order) and the
     uninitialised values of ``n`` workspaces like ``first``, one ``rng.random`` call each:
     ``rng.uniform(low, high, size)`` computes ``low + (high - low) * u`` of the same
     doubles, so scaling them gives the same bits. With ``doubles`` (see
-    :func:`refill_group`), one call for all, which also scales them; ``drawn``: what that
-    call returned, drawn already (:func:`refill_groups`)."""
+    :func:`refill_group`), one call for all, which also scales them."""
     sizes = [math.prod(shape) for _, shape in entries]
     k, width = first.batch, first._uninitialised_plan[1]
     at, s = sum(sizes), UNINITIALISED_SCALE
-    if drawn is not None or doubles is not None:
-        u = drawn
-        if u is None:
-            ends = np.array([at, at + k * width], dtype=np.int64)
-            u = doubles(np.array(seeds, dtype=np.uint64), at + k * width, ends, _AFFINE)
+    if doubles is not None:
+        ends = np.array([at, at + k * width], dtype=np.int64)
+        u = doubles(np.array(seeds, dtype=np.uint64), at + k * width, ends, _AFFINE)
         examples, at = {}, 0
         for (name, shape), size in zip(entries, sizes, strict=True):
             examples[name] = u[:, at : at + size].reshape(n, *shape)

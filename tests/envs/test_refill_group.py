@@ -14,7 +14,7 @@ from algind_gym.skills.builtin import builtin_library
 from algind_gym.tasks import get_task
 from algind_gym.tasks.batched import BATCHED, UNIFORM_DRAWS
 from algind_gym.tasks.spec import TaskSpec
-from algind_gym.tasks.workspace import Workspace, refill_group, refill_groups, shallow_copy
+from algind_gym.tasks.workspace import Workspace, refill_group, shallow_copy
 
 LIB = builtin_library()
 
@@ -114,37 +114,3 @@ def test_refill_group_names_a_bad_batched_generator():
     proto.task = task
     with pytest.raises(ValueError, match="leading axis of 3"):
         refill_group([shallow_copy(proto)], [1])
-
-
-def test_refill_groups_draw_all_groups_in_one_call_and_equal_refill():
-    """:func:`refill_groups` (the vector env's autoreset): groups of several lengths and
-    tasks (U(-1, 1) ones and others), the U(-1, 1) doubles of all groups from one call of
-    ``doubles``; every workspace ends as :meth:`Workspace.refill` leaves it, bit for bit."""
-    calls = []
-
-    def counted(seeds, size, ends, affine):
-        calls.append(ends.shape)
-        return uniform_doubles(seeds, size, ends, affine)
-
-    specs = [("VectorAdd", 2, 4), ("VectorAdd", 7, 1), ("DotProduct", 5, 3), ("Sort", 3, 2)]
-    specs.append(("VectorAdd", 4, 2))
-    groups, want = [], []
-    for j, (name, length, n) in enumerate(specs):
-        proto = Workspace(LIB, get_task(name), length, batch=3, seed=0)
-        seeds = [int(s) for s in np.random.default_rng(j).integers(2**63 - 1, size=n)]
-        w = [shallow_copy(proto) for _ in range(n)]
-        for ws, s in zip(w, seeds, strict=True):
-            ws.refill(s)
-        want.append(w)
-        groups.append(([shallow_copy(proto) for _ in range(n)], seeds, None))
-    draws = refill_groups(groups, counted)
-    assert calls == [(4 + 1 + 3 + 2, 2)]  # one call, per-seed ends, the U(-1, 1) groups
-    for (got, _, _), w, (examples, expected, block) in zip(groups, want, draws, strict=True):
-        for i, (g, ws) in enumerate(zip(got, w, strict=True)):
-            _same(g.stacked_examples, ws.stacked_examples)
-            _same(g.stacked_expected, ws.stacked_expected)
-            assert g.uninitialised_block.tobytes() == ws.uninitialised_block.tobytes()
-            _same({a: v[i] for a, v in examples.items()}, ws.stacked_examples)
-            _same({a: v[i] for a, v in expected.items()}, ws.stacked_expected)
-            assert block[i].tobytes() == ws.uninitialised_block.tobytes()
-            assert g.reset().cells.tobytes() == ws.reset().cells.tobytes()
