@@ -276,11 +276,12 @@ class AlgIndVectorEnv(VectorEnv):
         ep = self._episode
         ep["calls"][ids], ep["written"][ids], ep["skill_calls"][ids] = -1.0, False, 0.0
         self._columns.begin(ids)
-        seeded = self._rng.seeded
+        seeded, history, indexes = self._rng.seeded, self._columns.history, first._indexes
         parts = []
         for length, ats in by_length.items():
             group = [ids_l[a] for a in ats]
             wss = []
+            index = indexes.get(length)  # (the envs share one dict of them)
             for i, a in zip(group, ats, strict=True):
                 env = envs[i]
                 ws = self._workspaces[i].get(length)
@@ -289,38 +290,39 @@ class AlgIndVectorEnv(VectorEnv):
                     if proto is None:
                         proto = self._prototypes[length] = env._workspace(length, seeds[a])
                     ws = self._workspaces[i][length] = shallow_copy(proto)
-                env.ws, env._ws_recipe = ws, (length, seeds[a])
+                if index is None:  # (from the layout alone: the same before the refill)
+                    index = indexes[length] = EpisodeIndex.of(ws)
+                # what _begin_episode sets per env, in this one pass over the envs
+                env.ws, env._ws_recipe, env._index, env._template = (
+                    ws,
+                    (length, seeds[a]),
+                    index,
+                    None,
+                )
+                history[i] = []
                 wss.append(ws)
             group_seeds = [seeds[a] for a in ats]
             rngs = None if states is None else (seeded(states[a]) for a in ats)
             drawn = refill_group(wss, group_seeds, rngs, doubles)
+            group = np.array(group, dtype=np.int64)
             parts.append((group, wss, drawn))
-            self._begin_episodes(length, group, wss, drawn[1])
+            self._begin_episodes(group, drawn[1])
         self._fresh.reset_many(self._cells, parts)
         if not score:
             return
         self._score(ids)
         self._columns.potential[ids] = self._columns.scored_potential[ids]
 
-    def _begin_episodes(self, length: int, group: list[int], wss: list, expected: dict) -> None:
-        """What :meth:`SkillCompositionEnv._begin_episode` sets besides the scalars and
-        arrays that :meth:`_autoreset_envs` clears, for the envs ``group`` of episode length
-        ``length`` (workspaces ``wss``, oracle outputs ``expected`` stacked over them,
+    def _begin_episodes(self, group: np.ndarray, expected: dict) -> None:
+        """What :meth:`SkillCompositionEnv._begin_episode` sets besides what
+        :meth:`_autoreset_envs` sets (the scalars, arrays and per-env attributes), for the
+        envs ``group`` of one episode length (oracle outputs ``expected`` stacked over them,
         :func:`~algind_gym.tasks.workspace.refill_group`): their oracle outputs go into the
         ``want`` column in one copy."""
-        first = self.envs[group[0]]
-        index = first._indexes.get(length)
-        if index is None:
-            index = first._indexes[length] = EpisodeIndex.of(wss[0])
-        n, k = len(group), self.k
-        parts = [expected[name].reshape(n, k, -1) for name in first.task.outputs]
+        n, k = group.size, self.k
+        parts = [expected[name].reshape(n, k, -1) for name in self.envs[0].task.outputs]
         want = np.concatenate(parts, axis=2) if len(parts) != 1 else parts[0]
         self._columns.put("want", "want_width", group, want.astype(np.float64, copy=False))
-        history = self._columns.history
-        for i in group:
-            env = self.envs[i]
-            env._index, env._template = index, None
-            history[i] = []
 
     def _score(self, ids: np.ndarray) -> None:
         """Score envs ``ids`` into the ``scored_*`` and ``out_fraction`` columns: all

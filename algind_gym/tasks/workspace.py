@@ -174,13 +174,14 @@ class Workspace:
     # The examples, expected outputs and uninitialised values live in the instance's
     # ``_stacked_examples``, ``_stacked_expected`` and ``_uninitialised_block``; after
     # :func:`refill_group` they are rows of the group's arrays, taken on first use
-    # (``_group``), so that a vector env's autoreset builds no per-workspace dicts.
+    # (``_group``), so that a vector env's autoreset builds no per-workspace dicts and
+    # writes one attribute besides ``seed``; taking them also drops the per-example views.
     def _settle(self) -> None:
         """Take this workspace's rows of a pending :func:`refill_group` draw, if any."""
         group = self.__dict__.get("_group")
         if group is not None:
             examples, expected, block, i = group
-            self._group = None
+            self._group = self._examples = self._expected = self._uninitialised = None
             self._stacked_examples = {a: v[i] for a, v in examples.items()}
             self._stacked_expected = {a: v[i] for a, v in expected.items()}
             self._uninitialised_block = block[i]
@@ -224,6 +225,7 @@ class Workspace:
         """Per output and scratch buffer, the ``(batch, *shape)`` values it holds after
         :meth:`reset` (see :func:`uninitialised_values`); views of
         :attr:`uninitialised_block`."""
+        self._settle()
         if self._uninitialised is None:
             self._uninitialised = _block_views(self._uninitialised_plan, self.uninitialised_block)
         return self._uninitialised
@@ -250,6 +252,7 @@ class Workspace:
     @property
     def examples(self) -> list[Example]:
         """Per example, its entries (views of :attr:`stacked_examples`)."""
+        self._settle()
         if self._examples is None:
             self._examples = unstack(self.stacked_examples, self.batch)
         return self._examples
@@ -257,6 +260,7 @@ class Workspace:
     @property
     def expected(self) -> list[Example]:
         """Per example, its expected outputs (views of :attr:`stacked_expected`)."""
+        self._settle()
         if self._expected is None:
             self._expected = unstack(self.stacked_expected, self.batch)
         return self._expected
@@ -487,16 +491,18 @@ def refill_group(
                 f"shape {v.shape}; it needs a leading axis of {n * k} (one row per example)"
             )
         expected[a] = v.reshape(n, k, *v.shape[1:])
-    for name, out, buf in first._fit_table():
-        shape = (expected if out else examples)[name].shape[1:]
-        if _trailing_shape(shape) != (buf.rows, buf.cols):
-            raise ValueError(
-                f"task {task.name}: examples from seed {seeds[0]} do not fit this "
-                f"workspace's buffer {name!r}; build a new Workspace instead"
-            )
+    fit = first._fit_table()
+    shapes = [(expected if out else examples)[name].shape[1:] for name, out, _ in fit]
+    if shapes != first._fit_shapes:  # (as in Workspace.refill: checked once per shapes)
+        for (name, _, buf), shape in zip(fit, shapes, strict=True):
+            if _trailing_shape(shape) != (buf.rows, buf.cols):
+                raise ValueError(
+                    f"task {task.name}: examples from seed {seeds[0]} do not fit this "
+                    f"workspace's buffer {name!r}; build a new Workspace instead"
+                )
+        first._fit_shapes = shapes
     for i, (ws, seed) in enumerate(zip(wss, seeds, strict=True)):
         ws._group = (examples, expected, block, i)  # (its rows, taken on first use)
-        ws._examples = ws._expected = ws._uninitialised = None
         ws.seed = seed
     return examples, expected, block
 

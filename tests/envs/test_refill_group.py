@@ -114,3 +114,32 @@ def test_refill_group_names_a_bad_batched_generator():
     proto.task = task
     with pytest.raises(ValueError, match="leading axis of 3"):
         refill_group([shallow_copy(proto)], [1])
+
+
+def test_refill_group_drops_the_per_example_views_a_workspace_held():
+    """Views built before (``examples``, ``expected``, ``uninitialised``) are the new
+    examples' after a group refill, as after :meth:`Workspace.refill`."""
+    task = get_task("VectorAdd")
+    proto = Workspace(LIB, task, 4, batch=3, seed=0)
+    got, want = shallow_copy(proto), shallow_copy(proto)
+    for ws in (got, want):
+        _ = ws.examples, ws.expected, ws.uninitialised  # (cached views of the old draw)
+    refill_group([got], [77])
+    want.refill(77)
+    for g, w in zip(got.examples + got.expected, want.examples + want.expected, strict=True):
+        _same(g, w)
+    _same(got.uninitialised, want.uninitialised)
+
+
+def test_refill_group_checks_new_shapes_after_shapes_that_fit():
+    """The shape check runs once per shapes (as in :meth:`Workspace.refill`): examples of
+    other shapes after ones that fit are still refused."""
+    base = get_task("VectorAdd")
+    proto = Workspace(LIB, base, 4, batch=3, seed=0)
+    refill_group([shallow_copy(proto)], [1])
+    refill_group([shallow_copy(proto)], [2])
+    gen = BATCHED["VectorAdd"][0]
+    ws = shallow_copy(proto)
+    ws.task = dataclasses.replace(base, batch_generator=lambda r, n, k: gen(r, n + 1, k))
+    with pytest.raises(ValueError, match="do not fit"):
+        refill_group([ws], [3])
