@@ -44,7 +44,10 @@ interleaved in one loop gave nothing), so the cuts are in work per pass, each ex
   ``trunc(clamp(v)) == v`` on the clamp their gather computes anyway;
 * rows whose jump condition is "never" and whose next SP and FP are SP and FP
   (:data:`PLAIN`, from the control table) take those values instead of building the ten
-  other candidates of the last select layer;
+  other candidates of the last select layer, and compute only the ALU unit their value
+  select takes (:func:`_alu`, the same operation on the same operands) instead of all ten:
+  on the vector env's DotProduct calls 88% of the passes are such rows, mostly moves
+  (``experiments/profile_kernel_opcodes.py`` prints the opcode mix);
 * ``error_model="numpy"`` (no zero-division check: the one division never divides by zero)
   and unsigned gather indices (no negative-index wraparound code).
 
@@ -104,6 +107,8 @@ PLAIN = np.int64(1) << 32
 next SP and FP are SP and FP (the last select layer's candidates ``C_NEVER``, ``C_SP``,
 ``C_FP``): the kernel then takes those values without building the other candidates."""
 C_NEVER, C_SP, C_FP = 10, 15, 20
+C_ALU = 10
+"""The ALU units are candidates ``0 .. C_ALU - 1`` of the last select layer."""
 
 # Error codes returned by the kernels (never expected; a nonzero one is a bug report).
 ERR_WRITE_OUT_OF_RANGE = 1
@@ -166,6 +171,31 @@ def _check(v, lo, hi):
     if f > hi:
         f = hi
     return f == v
+
+
+@_njit
+def _alu(sel, x, y, y_zero, zero, one):
+    """ALU unit ``sel`` (``sel < C_ALU``, order of compiler.ALU_UNITS) on ``x, y``: the
+    value the last select layer takes from candidate ``sel``, computed alone."""
+    if sel == 0:
+        return x
+    if sel == 1:
+        return x + y
+    if sel == 2:
+        return x - y
+    if sel == 3:
+        return x * y
+    if sel == 4:
+        return x / (one if y_zero else y)
+    if sel == 5:
+        return x if x <= y else y
+    if sel == 6:
+        return x if x >= y else y
+    if sel == 7:
+        return one if x < y else zero
+    if sel == 8:
+        return one if x <= y else zero
+    return one if x == y else zero
 
 
 @_kernel_njit
@@ -330,35 +360,39 @@ def fused_range(
             target = cand4[control[opi, 4]]
             y_zero = y == zero
             # ALU units (order of compiler.ALU_UNITS), then jump conditions, then SP/FP candidates.
-            cand_last[0] = x
-            cand_last[1] = x + y
-            cand_last[2] = x - y
-            cand_last[3] = x * y
-            cand_last[4] = x / (one if y_zero else y)
-            cand_last[5] = x if x <= y else y
-            cand_last[6] = x if x >= y else y
-            cand_last[7] = one if x < y else zero
-            cand_last[8] = one if x <= y else zero
-            cand_last[9] = one if x == y else zero
-            value = cand_last[control[opi, 6]]
-            sp1 = sp + one
-            if mask & PLAIN:  # the candidates "never", SP, FP: what the selects would take
+            sel = control[opi, 6]
+            if mask & PLAIN and sel < C_ALU:  # most passes: only the selected unit's value
+                value = _alu(sel, x, y, y_zero, zero, one)
                 jump, new_sp, new_fp = zero, sp, fp
             else:
+                cand_last[0] = x
+                cand_last[1] = x + y
+                cand_last[2] = x - y
+                cand_last[3] = x * y
+                cand_last[4] = x / (one if y_zero else y)
+                cand_last[5] = x if x <= y else y
+                cand_last[6] = x if x >= y else y
+                cand_last[7] = one if x < y else zero
+                cand_last[8] = one if x <= y else zero
+                cand_last[9] = one if x == y else zero
                 a_zero = one if r_a == zero else zero
                 cand_last[12] = a_zero
                 cand_last[13] = one - a_zero
                 cand_last[14] = one if cand_last[2] <= zero else zero
                 cand_last[15] = sp
-                cand_last[16] = sp1
+                cand_last[16] = sp + one
                 cand_last[17] = sp - one
-                cand_last[18] = sp1 + a
+                cand_last[18] = sp + one + a
                 cand_last[19] = link
                 cand_last[20] = fp
                 cand_last[21] = r_t
-                jump = cand_last[control[opi, 7]]
-                new_sp = cand_last[control[opi, 8]]
-                new_fp = cand_last[control[opi, 9]]
+                value = cand_last[sel]
+                if mask & PLAIN:  # the candidates "never", SP, FP: what the selects would take
+                    jump, new_sp, new_fp = zero, sp, fp
+                else:
+                    jump = cand_last[control[opi, 7]]
+                    new_sp = cand_last[control[opi, 8]]
+                    new_fp = cand_last[control[opi, 9]]
             new_pc = target if jump != zero else pc + width
             # Fault conditions in control.FAULT_CONDITIONS order, as bit k of ``failing``
             # for condition row k (row 1, invalid opcode, is in every rank: its rank is 0
@@ -395,7 +429,7 @@ def fused_range(
                     | (np.int64(top >= n_f) << 9)
                     | (np.int64(link_ok and link >= n_f) << 10)
                     | (np.int64(sp >= end) << 11)
-                    | (np.int64(sp1 + a > end) << 12)
+                    | (np.int64(sp + one + a > end) << 12)
                     | (np.int64(sp <= base) << 13)
                     | (np.int64(not link_ok) << 14)
                 )
