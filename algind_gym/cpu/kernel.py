@@ -44,10 +44,25 @@ interleaved in one loop gave nothing), so the cuts are in work per pass, each ex
   ``trunc(clamp(v)) == v`` on the clamp their gather computes anyway;
 * rows whose jump condition is "never" and whose next SP and FP are SP and FP
   (:data:`PLAIN`, from the control table) take those values instead of building the ten
-  other candidates of the last select layer, and compute only the ALU unit their value
-  select takes (:func:`_alu`, the same operation on the same operands) instead of all ten:
-  on the vector env's DotProduct calls 88% of the passes are such rows, mostly moves
-  (``experiments/profile_kernel_opcodes.py`` prints the opcode mix);
+  other candidates of the last select layer;
+* rows where only the value select reads an ALU unit (:data:`ALU_ALONE`: value select
+  below :data:`C_ALU`, the jump/SP/FP selects at or above it) compute that one unit
+  (:func:`_alu`, the same operation on the same operands) instead of all ten. On the
+  vector env's DotProduct calls 88% of the passes are PLAIN rows, mostly moves, and 90%
+  are ALU_ALONE (``experiments/profile_kernel_opcodes.py`` prints the opcode mix).
+
+Memory, not only work per pass: a DotProduct machine's row is 6,188 cells (48 KiB in
+float64), so a 2048-machine call's rows (100 MB) are far out of cache, and a replay of
+those calls cost about 24 ns per instruction when run 8 machines at a time on rows just
+copied (in cache) against 33 ns on the whole batch. Each machine's first touch of its
+code, registers, stack and memory lines is a cache miss. The K machines of one env run
+the same program on different examples, so they read mostly the same cell indices; while
+machine ``i`` runs, the kernel therefore prefetches (``llvm.prefetch``: a hint, no load,
+no value; :func:`_prefetch`) the same indices of the next machine of its range: the
+registers' line once, then per pass the op's line and the lines of the a, b, FP + b and
+d gathers. A prefetch changes no value (the results are bit-identical); on the recorded
+DotProduct calls it cut the time per instruction by about a quarter
+(``experiments/bench_kernel_v1.py``).
 * ``error_model="numpy"`` (no zero-division check: the one division never divides by zero)
   and unsigned gather indices (no negative-index wraparound code).
 
@@ -87,6 +102,36 @@ try:  # numba is a dependency, but a broken install must not break the eager pat
 except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
+
+if numba is not None:
+    from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _prefetch(typingctx, arr, i, j):
+        """Hint the CPU to fetch ``arr[i, j]``'s cache line (``llvm.prefetch``, no value)."""
+        sig = _types.void(arr, i, j)
+
+        def codegen(context, builder, sig, args):
+            aryty = sig.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]])
+            i32 = _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [ptr.type, i32, i32, i32])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+else:  # pragma: no cover - exercised only without numba
+
+    def _prefetch(arr, i, j):
+        """No-op without numba."""
+
+
 AVAILABLE = numba is not None
 """Whether the compiled kernel can be used (numba imports)."""
 
@@ -108,6 +153,7 @@ next SP and FP are SP and FP (the last select layer's candidates ``C_NEVER``, ``
 ``C_FP``): the kernel then takes those values without building the other candidates."""
 C_NEVER, C_SP, C_FP = 10, 15, 20
 C_ALU = 10
+ALU_ALONE = np.int64(1) << 33
 """The ALU units are candidates ``0 .. C_ALU - 1`` of the last select layer."""
 
 # Error codes returned by the kernels (never expected; a nonzero one is a bug report).
@@ -272,6 +318,8 @@ def fused_range(
             gather_checks = False
     for i in range(start, stop, stride):
         lo, hi, lo_m, hi_m = n, -1, n, -1
+        nxt = np.uintp(i + stride if i + stride < stop else i)
+        _prefetch(cells, nxt, np.uintp(a_pc))
         if record:
             lo, hi, lo_m, hi_m = written[i, 0], written[i, 1], written[i, 2], written[i, 3]
         reload = True
@@ -292,7 +340,9 @@ def fused_range(
             top = sp - one if sp > base else base
             link = fp - one
             # ---- layer 2: fetch (PC + 0..3, stack top, frame link); MLP: decode.
-            op = cells[i, np.uintp(_clamp_index(pc, zero, last))]
+            i_pc = np.uintp(_clamp_index(pc, zero, last))
+            _prefetch(cells, nxt, i_pc)
+            op = cells[i, i_pc]
             a = cells[i, np.uintp(_clamp_index(pc + one, zero, last))]
             b = cells[i, np.uintp(_clamp_index(pc + two, zero, last))]
             cf = cells[i, np.uintp(_clamp_index(pc + three, zero, last))]
@@ -316,6 +366,8 @@ def fused_range(
                 jump_sel, sp_sel, fp_sel = control[opi, 7], control[opi, 8], control[opi, 9]
                 if jump_sel == C_NEVER and sp_sel == C_SP and fp_sel == C_FP:
                     mask |= PLAIN
+                if control[opi, 6] < C_ALU and min(jump_sel, sp_sel, fp_sel) >= C_ALU:
+                    mask |= ALU_ALONE
                 live[opi] = mask
             # ---- layer 3: operands; MLP: derived address, write address.
             fp_a = fp + a
@@ -344,6 +396,10 @@ def fused_range(
             # ---- layer 4: indirect read, protected flag; MLP: ALU, next state, faults.
             cd = _clamp(d, zero, last)
             r_d = cells[i, np.uintp(int(cd))]
+            _prefetch(cells, nxt, np.uintp(int(ca)))
+            _prefetch(cells, nxt, np.uintp(int(cb)))
+            _prefetch(cells, nxt, np.uintp(int(cfb)))
+            _prefetch(cells, nxt, np.uintp(int(cd)))
             cand4[0] = pc
             cand4[1] = fp
             cand4[2] = a
@@ -361,9 +417,25 @@ def fused_range(
             y_zero = y == zero
             # ALU units (order of compiler.ALU_UNITS), then jump conditions, then SP/FP candidates.
             sel = control[opi, 6]
-            if mask & PLAIN and sel < C_ALU:  # most passes: only the selected unit's value
+            if mask & ALU_ALONE:  # no select but the value's reads an ALU unit: that one alone
                 value = _alu(sel, x, y, y_zero, zero, one)
-                jump, new_sp, new_fp = zero, sp, fp
+                if mask & PLAIN:  # the candidates "never", SP, FP: what the selects would take
+                    jump, new_sp, new_fp = zero, sp, fp
+                else:
+                    a_zero = one if r_a == zero else zero
+                    cand_last[12] = a_zero
+                    cand_last[13] = one - a_zero
+                    cand_last[14] = one if x - y <= zero else zero
+                    cand_last[15] = sp
+                    cand_last[16] = sp + one
+                    cand_last[17] = sp - one
+                    cand_last[18] = sp + one + a
+                    cand_last[19] = link
+                    cand_last[20] = fp
+                    cand_last[21] = r_t
+                    jump = cand_last[control[opi, 7]]
+                    new_sp = cand_last[control[opi, 8]]
+                    new_fp = cand_last[control[opi, 9]]
             else:
                 cand_last[0] = x
                 cand_last[1] = x + y
