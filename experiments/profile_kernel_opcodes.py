@@ -12,7 +12,8 @@ which gives the same cells as one call with the whole budget: a pass reads only 
 and before each pass counts the opcode at PC of every running machine (not halted, not
 faulted). Per opcode it prints the share of passes and the kernel paths that opcode's
 control row takes (:mod:`algind_gym.cpu.kernel`): PLAIN (jump "never", SP and FP kept:
-no last-select candidates built), the write's conditions live, the count and stack
+no last-select candidates built), ALU_ALONE (only the value's ALU unit computed), the
+write's conditions live, the count and stack
 conditions live, and whether it writes memory. Counts, not times: the cost per instruction
 is ``bench_kernel_v1.py``'s.
 """
@@ -31,6 +32,13 @@ from algind_gym.cpu import kernel
 from algind_gym.machine.isa import BY_CODE
 
 HERE = Path(__file__).resolve().parent
+PATHS = {
+    "plain": "plain",
+    "alu_alone": "alu-alone",
+    "write_conds": "write-conds",
+    "stack_conds": "stack-conds",
+    "writes": "writes",
+}
 
 
 def _bench_module():
@@ -53,8 +61,10 @@ def row_paths(control: np.ndarray, n_selects: int, op: int) -> dict[str, bool]:
         kernel.C_SP,
         kernel.C_FP,
     )
+    alu_alone = control[op, 6] < kernel.C_ALU and min(control[op, 7:10]) >= kernel.C_ALU
     return {
         "plain": bool(plain),
+        "alu_alone": bool(alu_alone),
         "write_conds": bool(live & kernel.WRITE_CONDITIONS),
         "stack_conds": bool(live & kernel.STACK_CONDITIONS),
         "writes": bool(control[op, write_col] != 0),
@@ -98,7 +108,7 @@ def main() -> None:
         f"{args.task}, {args.envs} envs x K=8, {args.dtype}: {len(calls)} calls, "
         f"{passes} running machine-passes ({passes / machine_calls:.1f} per machine-call)"
     )
-    print(f"{'opcode':<10}{'code':>5}{'share':>8}  plain  write-conds  stack-conds  writes")
+    print(f"{'opcode':<10}{'code':>5}{'share':>8}  " + "  ".join(PATHS.values()))
     path_share: collections.Counter = collections.Counter()
     for code, n in counts.most_common():
         row = code if 0 <= code < control.shape[0] else 0
@@ -106,11 +116,10 @@ def main() -> None:
         name = BY_CODE[code].name if code in BY_CODE else "invalid"
         for key, on in paths.items():
             path_share[key] += n * on
-        print(
-            f"{name:<10}{code:>5}{100 * n / passes:>7.1f}%"
-            f"  {'yes' if paths['plain'] else 'no':<5}  {'yes' if paths['write_conds'] else 'no':<11}"
-            f"  {'yes' if paths['stack_conds'] else 'no':<11}  {'yes' if paths['writes'] else 'no'}"
+        flags = "  ".join(
+            f"{'yes' if on else 'no':<{len(PATHS[key])}}" for key, on in paths.items()
         )
+        print(f"{name:<10}{code:>5}{100 * n / passes:>7.1f}%  {flags}".rstrip())
     print(
         "share of passes: "
         + ", ".join(f"{k} {100 * v / passes:.1f}%" for k, v in path_share.items())

@@ -48,23 +48,29 @@ interleaved in one loop gave nothing), so the cuts are in work per pass, each ex
 * rows where only the value select reads an ALU unit (:data:`ALU_ALONE`: value select
   below :data:`C_ALU`, the jump/SP/FP selects at or above it) compute that one unit
   (:func:`_alu`, the same operation on the same operands) instead of all ten. On the
-  vector env's DotProduct calls 88% of the passes are PLAIN rows, mostly moves, and 90%
-  are ALU_ALONE (``experiments/profile_kernel_opcodes.py`` prints the opcode mix).
-
-Memory, not only work per pass: a DotProduct machine's row is 6,188 cells (48 KiB in
-float64), so a 2048-machine call's rows (100 MB) are far out of cache, and a replay of
-those calls cost about 24 ns per instruction when run 8 machines at a time on rows just
-copied (in cache) against 33 ns on the whole batch. Each machine's first touch of its
-code, registers, stack and memory lines is a cache miss. The K machines of one env run
-the same program on different examples, so they read mostly the same cell indices; while
-machine ``i`` runs, the kernel therefore prefetches (``llvm.prefetch``: a hint, no load,
-no value; :func:`_prefetch`) the same indices of the next machine of its range: the
-registers' line once, then per pass the op's line and the lines of the a, b, FP + b and
-d gathers. A prefetch changes no value (the results are bit-identical); on the recorded
-DotProduct calls it cut the time per instruction by about a quarter
-(``experiments/bench_kernel_v1.py``).
+  vector env's DotProduct calls (float64, 256 envs x K = 8) 88% of the passes are PLAIN
+  rows, mostly moves (STORE, LDF, STF, LOAD, MOVI: 74%), and every opcode that ran is
+  ALU_ALONE (``experiments/profile_kernel_opcodes.py`` prints the opcode mix);
 * ``error_model="numpy"`` (no zero-division check: the one division never divides by zero)
   and unsigned gather indices (no negative-index wraparound code).
+
+Memory, not only work per pass: a DotProduct machine's row is 6,188 cells (48 KiB in
+float64), so the rows of a 2048-machine call (100 MB) are far out of cache: replayed 8
+machines at a time on rows just copied (in cache), those calls cost about 24 ns per
+instruction, against 33 ns on the whole batch (before the prefetching below). A machine's
+first touch of each code, register, stack and memory line is a miss. The K machines of one
+env run the same program on different examples, so they read mostly the same cell
+indices; :data:`fused_range_prefetch`, while machine ``i`` runs, prefetches
+(``llvm.prefetch``: a hint, no load and no value; :func:`_prefetch`) those indices of the
+next machine of its range: the registers' line once, then per pass the lines of the op
+and of the a, b, FP + b and d gathers. It changes no value; on the recorded DotProduct
+calls (float64, one thread) it took the time per instruction from about 31 to 23 ns. On
+small rows in cache the prefetches are only extra work (and even an untaken ``if`` around
+them cost about 10% there), so the prefetching variant is a separately compiled kernel
+(:func:`_make_fused_range`) and the drivers take it only for ranges of rows of at least
+:data:`PREFETCH_ROW_BYTES` that add up to at least :data:`PREFETCH_BATCH_BYTES`
+(:func:`_prefetch_pays`); the thresholds are a judgement (a page, about an L2 cache), not
+a tuned optimum.
 
 ``experiments/bench_kernel_v1.py`` replays recorded env and search calls through this
 kernel and an older one side by side.
@@ -85,8 +91,9 @@ into FMAs and no reassociation; ``np.floor``/``np.trunc`` keep the float type.
 Threads: :func:`fused_range` is the kernel over a range of machines, :func:`fused_run` the
 serial driver (the whole batch on the calling thread) and :func:`fused_run_parallel` the
 parallel one (chunks of machines on numba's threads with ``prange``, each chunk with its own
-scratch arrays and error code); both run the same compiled kernel on each machine, so the
-results are bit-identical whatever the thread count. Which one a call takes, and with how
+scratch arrays and error code); both run the same kernel on each machine (with or without
+the prefetch hints, which change no value), so the results are bit-identical whatever the
+thread count. Which one a call takes, and with how
 many threads, is the policy of :mod:`algind_gym.cpu.threads`.
 
 Inference only: no autograd and CPU only. The model falls back to the eager fused path
