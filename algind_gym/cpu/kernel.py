@@ -616,45 +616,11 @@ def fused_run(
 
     Returns the error code (0 = fine).
     """
+    args = (cells, 0, cells.shape[0], 1, n_steps, control, n_selects, fault_by_rank,
+            protected, k, reg_read, reg_write, check_lo, check_hi, mode_address, written, split)  # fmt: skip
     if _prefetch_pays(cells, 0, cells.shape[0], 1):
-        return fused_range_prefetch(
-            cells,
-            0,
-            cells.shape[0],
-            1,
-            n_steps,
-            control,
-            n_selects,
-            fault_by_rank,
-            protected,
-            k,
-            reg_read,
-            reg_write,
-            check_lo,
-            check_hi,
-            mode_address,
-            written,
-            split,
-        )
-    return fused_range(
-        cells,
-        0,
-        cells.shape[0],
-        1,
-        n_steps,
-        control,
-        n_selects,
-        fault_by_rank,
-        protected,
-        k,
-        reg_read,
-        reg_write,
-        check_lo,
-        check_hi,
-        mode_address,
-        written,
-        split,
-    )
+        return fused_range_prefetch(*args)
+    return fused_range(*args)
 
 
 @_parallel_njit
@@ -688,46 +654,13 @@ def fused_run_parallel(
     """
     errors = np.zeros(n_chunks, np.int64)
     for c in numba.prange(n_chunks):
+        args = (cells, c, cells.shape[0], n_chunks, n_steps, control, n_selects, fault_by_rank,
+                protected, k, reg_read, reg_write, check_lo, check_hi, mode_address, written,
+                split)  # fmt: skip
         if _prefetch_pays(cells, c, cells.shape[0], n_chunks):
-            errors[c] = fused_range_prefetch(
-                cells,
-                c,
-                cells.shape[0],
-                n_chunks,
-                n_steps,
-                control,
-                n_selects,
-                fault_by_rank,
-                protected,
-                k,
-                reg_read,
-                reg_write,
-                check_lo,
-                check_hi,
-                mode_address,
-                written,
-                split,
-            )
+            errors[c] = fused_range_prefetch(*args)
         else:
-            errors[c] = fused_range(
-                cells,
-                c,
-                cells.shape[0],
-                n_chunks,
-                n_steps,
-                control,
-                n_selects,
-                fault_by_rank,
-                protected,
-                k,
-                reg_read,
-                reg_write,
-                check_lo,
-                check_hi,
-                mode_address,
-                written,
-                split,
-            )
+            errors[c] = fused_range(*args)
     for c in range(n_chunks):
         if errors[c] != 0:
             return errors[c]
